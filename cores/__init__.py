@@ -1,0 +1,16 @@
+"""A library of parameterized Amaranth streaming cores for fixed-point dataflow designs.
+
+Every core is a :class:`amaranth.lib.wiring.Component` whose ports are
+:class:`amaranth.lib.stream` interfaces carrying vectors of ``lanes`` fixed-point elements, and
+every core declares a cycle-exact :class:`~cores.contract.TimingContract` as ``core.contract``.
+"""
+
+from .contract import Schedule, TimingContract
+from .fixed import Q, convert
+from .ports import lanes_layout, lanes_signature
+from .elementwise import Add, AddConst, Mul, MulAdd, MulConst, Neg, Scale, Sub
+
+__all__ = [
+    "Q", "convert", "TimingContract", "Schedule", "lanes_layout", "lanes_signature",
+    "Add", "Sub", "Mul", "Neg", "Scale", "MulAdd", "AddConst", "MulConst",
+]

@@ -1,0 +1,263 @@
+"""Element-wise arithmetic cores: add, sub, mul, neg, multiply by a constant, fused multiply-add.
+
+All of them share one pipeline. In each beat they take one token from every input stream (lane by
+lane), compute the exact result at full precision in the first register stage, and round it to the
+output format in the second. The whole pipeline holds its contents while the output is
+back-pressured, so no beat is lost or repeated.
+"""
+
+import numpy as np
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from .contract import TimingContract
+from .fixed import Q, convert
+from .ports import lanes_signature
+
+__all__ = ["Add", "Sub", "Mul", "Neg", "Scale", "MulAdd", "AddConst", "MulConst", "constant_format"]
+
+
+def constant_format(values, width):
+    """The ``width``-bit format that holds every value of ``values`` with the most fractional bits."""
+    return Q.for_range(float(np.max(np.abs(values))) if np.size(values) else 0.0, width)
+
+
+class _Elementwise(wiring.Component):
+    """Shared pipeline of the element-wise cores.
+
+    Parameters
+    ----------
+    in_formats : dict of str to Q
+        Input stream names and their formats.
+    out_format : Q
+        Format of the output stream ``o``.
+    lanes : int
+        Elements per beat, on every stream.
+    rounding, overflow : str
+        How the full-precision result is brought to ``out_format`` (see :func:`cores.fixed.convert`).
+
+    Ports
+    -----
+    <inputs> : In(stream.Signature(ArrayLayout(signed, lanes)))
+        One per entry of ``in_formats``; a beat is taken from all of them in the same cycle.
+    o : Out(stream.Signature(ArrayLayout(out_format.shape, lanes)))
+    overflow : Out(1)
+        Sticky: set once any result did not fit ``out_format``.
+
+    Timing
+    ------
+    Latency 2, initiation interval 1: ``TimingContract.pipeline(inputs, 2)``.
+    """
+
+    latency = 2
+
+    def __init__(self, in_formats, out_format, *, lanes=1, rounding="nearest", overflow="saturate"):
+        self._in_formats = dict(in_formats)
+        self._out_format = out_format
+        self._lanes = lanes
+        self._rounding = rounding
+        self._overflow_mode = overflow
+        members = {name: In(lanes_signature(fmt, lanes)) for name, fmt in self._in_formats.items()}
+        members["o"] = Out(lanes_signature(out_format, lanes))
+        members["overflow"] = Out(1)
+        super().__init__(members)
+        self.contract = TimingContract.pipeline(tuple(self._in_formats), self.latency)
+
+    @property
+    def out_format(self):
+        return self._out_format
+
+    @property
+    def lanes(self):
+        return self._lanes
+
+    def compute(self, m, operands, lane):
+        """Return ``(value, format)``: the exact result for one lane from the operands' raw values."""
+        raise NotImplementedError
+
+    def prepare(self, m, fire):
+        """Add any state shared by the lanes (called once, before :meth:`compute`)."""
+
+    def elaborate(self, platform):
+        m = Module()
+        inputs = [getattr(self, name) for name in self._in_formats]
+        advance = ~self.o.valid | self.o.ready
+        all_valid = Cat(port.valid for port in inputs).all()
+        fire = all_valid & advance
+        for port in inputs:
+            others = Cat(other.valid for other in inputs if other is not port)
+            m.d.comb += port.ready.eq(advance & (others.all() if len(inputs) > 1 else 1))
+        self.prepare(m, fire)
+
+        full_valid = Signal()
+        lane_overflow = []
+        with m.If(advance):
+            m.d.sync += [full_valid.eq(fire), self.o.valid.eq(full_valid)]
+        for lane in range(self._lanes):
+            operands = {name: getattr(self, name).payload[lane] for name in self._in_formats}
+            value, fmt = self.compute(m, operands, lane)
+            full = Signal(value.shape(), name=f"full{lane}")
+            with m.If(fire):
+                m.d.sync += full.eq(value)
+            rounded, overflowed = convert(full, fmt, self._out_format,
+                                          rounding=self._rounding, overflow=self._overflow_mode)
+            with m.If(advance):
+                m.d.sync += self.o.payload[lane].eq(rounded)
+            lane_overflow.append(overflowed)
+        with m.If(advance & full_valid & Cat(lane_overflow).any()):
+            m.d.sync += self.overflow.eq(1)
+        return m
+
+
+def _aligned(value, fmt, frac_bits):
+    return value << (frac_bits - fmt.frac_bits)
+
+
+class Add(_Elementwise):
+    """``o = a + b``, element-wise. Error: at most 1/2 ulp of ``out_format`` (none if it is wide enough)."""
+
+    def __init__(self, a_format, b_format, out_format, **kwargs):
+        super().__init__({"a": a_format, "b": b_format}, out_format, **kwargs)
+
+    def compute(self, m, operands, lane):
+        a, b = self._in_formats["a"], self._in_formats["b"]
+        frac = max(a.frac_bits, b.frac_bits)
+        value = _aligned(operands["a"], a, frac) + _aligned(operands["b"], b, frac)
+        return value, Q(max(a.int_bits, b.int_bits) + 1, frac)
+
+
+class Sub(_Elementwise):
+    """``o = a - b``, element-wise. Error: at most 1/2 ulp of ``out_format``."""
+
+    def __init__(self, a_format, b_format, out_format, **kwargs):
+        super().__init__({"a": a_format, "b": b_format}, out_format, **kwargs)
+
+    def compute(self, m, operands, lane):
+        a, b = self._in_formats["a"], self._in_formats["b"]
+        frac = max(a.frac_bits, b.frac_bits)
+        value = _aligned(operands["a"], a, frac) - _aligned(operands["b"], b, frac)
+        return value, Q(max(a.int_bits, b.int_bits) + 1, frac)
+
+
+class Mul(_Elementwise):
+    """``o = a * b``, element-wise. Error: at most 1/2 ulp of ``out_format``."""
+
+    def __init__(self, a_format, b_format, out_format, **kwargs):
+        super().__init__({"a": a_format, "b": b_format}, out_format, **kwargs)
+
+    def compute(self, m, operands, lane):
+        a, b = self._in_formats["a"], self._in_formats["b"]
+        return operands["a"] * operands["b"], Q(a.int_bits + b.int_bits, a.frac_bits + b.frac_bits)
+
+
+class Neg(_Elementwise):
+    """``o = -a``, element-wise. Error: at most 1/2 ulp of ``out_format``."""
+
+    def __init__(self, a_format, out_format, **kwargs):
+        super().__init__({"a": a_format}, out_format, **kwargs)
+
+    def compute(self, m, operands, lane):
+        a = self._in_formats["a"]
+        return -operands["a"], Q(a.int_bits + 1, a.frac_bits)
+
+
+class MulAdd(_Elementwise):
+    """Fused ``o = a * b + c``, element-wise, rounded once. Error: at most 1/2 ulp of ``out_format``."""
+
+    def __init__(self, a_format, b_format, c_format, out_format, **kwargs):
+        super().__init__({"a": a_format, "b": b_format, "c": c_format}, out_format, **kwargs)
+
+    def compute(self, m, operands, lane):
+        a, b, c = (self._in_formats[name] for name in "abc")
+        product = Q(a.int_bits + b.int_bits, a.frac_bits + b.frac_bits)
+        frac = max(product.frac_bits, c.frac_bits)
+        value = _aligned(operands["a"] * operands["b"], product, frac) + _aligned(operands["c"], c, frac)
+        return value, Q(max(product.int_bits, c.int_bits) + 1, frac)
+
+
+class Scale(_Elementwise):
+    """``o = scale * a`` for a constant real ``scale``.
+
+    The constant is held in ``const_width`` bits (18 by default: one DSP48E2 B port), so the
+    error is at most 1/2 ulp of ``out_format`` plus ``|a| * |scale| * 2**-const_width``.
+    """
+
+    def __init__(self, a_format, out_format, scale, *, const_width=18, **kwargs):
+        self._const_format = constant_format([scale], const_width)
+        self._scale_raw = int(self._const_format.quantize([scale])[0])
+        self.scale = scale
+        super().__init__({"a": a_format}, out_format, **kwargs)
+
+    def compute(self, m, operands, lane):
+        a, c = self._in_formats["a"], self._const_format
+        value = operands["a"] * Const(self._scale_raw, c.shape)
+        return value, Q(a.int_bits + c.int_bits, a.frac_bits + c.frac_bits)
+
+
+class _ConstantOperand(_Elementwise):
+    """Element-wise op with a constant vector operand that repeats every ``len(values)`` elements.
+
+    Element ``i`` of the stream meets ``values[i % len(values)]``; the vector is held in a small
+    read-only memory (LUTRAM) per lane, indexed by a beat counter.
+    """
+
+    def __init__(self, a_format, out_format, values, const_format, **kwargs):
+        values = np.asarray(values, dtype=np.float64).reshape(-1)
+        lanes = kwargs.get("lanes", 1)
+        if values.size % lanes:
+            raise ValueError(f"constant of {values.size} elements does not fill whole beats of {lanes} lanes")
+        self._const_format = const_format
+        self._const_raw = const_format.quantize(values).reshape(-1, lanes)
+        self.values = values
+        super().__init__({"a": a_format}, out_format, **kwargs)
+
+    def prepare(self, m, fire):
+        beats = self._const_raw.shape[0]
+        self._beat = Signal(range(beats), name="beat")
+        with m.If(fire):
+            m.d.sync += self._beat.eq(Mux(self._beat == beats - 1, 0, self._beat + 1))
+
+    def _constant(self, m, lane):
+        beats = self._const_raw.shape[0]
+        if beats == 1:
+            return Const(int(self._const_raw[0, lane]), self._const_format.shape)
+        rom = Memory(shape=self._const_format.shape, depth=beats,
+                     init=[int(v) for v in self._const_raw[:, lane]])
+        m.submodules[f"const{lane}"] = rom
+        port = rom.read_port(domain="comb")
+        m.d.comb += port.addr.eq(self._beat)
+        return port.data
+
+
+class AddConst(_ConstantOperand):
+    """``o = a + c`` with a constant vector ``c`` repeated along the stream (e.g. a bias).
+
+    Error: at most 1/2 ulp of ``out_format`` plus the constant's quantization, 2**-(frac+1) of the
+    ``const_width``-bit constant format.
+    """
+
+    def __init__(self, a_format, out_format, values, *, const_width=32, **kwargs):
+        super().__init__(a_format, out_format, values, constant_format(values, const_width), **kwargs)
+
+    def compute(self, m, operands, lane):
+        a, c = self._in_formats["a"], self._const_format
+        frac = max(a.frac_bits, c.frac_bits)
+        value = _aligned(operands["a"], a, frac) + _aligned(self._constant(m, lane), c, frac)
+        return value, Q(max(a.int_bits, c.int_bits) + 1, frac)
+
+
+class MulConst(_ConstantOperand):
+    """``o = a * c`` with a constant vector ``c`` repeated along the stream.
+
+    Error: at most 1/2 ulp of ``out_format`` plus ``|a| * 2**-(frac+1)`` of the constant format.
+    """
+
+    def __init__(self, a_format, out_format, values, *, const_width=18, **kwargs):
+        super().__init__(a_format, out_format, values, constant_format(values, const_width), **kwargs)
+
+    def compute(self, m, operands, lane):
+        a, c = self._in_formats["a"], self._const_format
+        value = operands["a"] * self._constant(m, lane)
+        return value, Q(a.int_bits + c.int_bits, a.frac_bits + c.frac_bits)

@@ -9,8 +9,13 @@ from .contract import Schedule, TimingContract
 from .fixed import Q, convert
 from .ports import lanes_layout, lanes_signature
 from .elementwise import Add, AddConst, Mul, MulAdd, MulConst, Neg, Scale, Sub
+from .matmul import MatVec
+from .pacer import Pacer
+from .plumbing import Fork, Gather, LaneConverter, StreamFIFO, fifo_memory_kind
+from .reduce import Accumulate, Sum
 
 __all__ = [
     "Q", "convert", "TimingContract", "Schedule", "lanes_layout", "lanes_signature",
     "Add", "Sub", "Mul", "Neg", "Scale", "MulAdd", "AddConst", "MulConst",
+    "MatVec", "Pacer", "Fork", "Gather", "LaneConverter", "StreamFIFO", "fifo_memory_kind", "Sum", "Accumulate",
 ]

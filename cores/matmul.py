@@ -1,0 +1,301 @@
+"""Weight-stationary matrix-vector products with the weights in on-chip memory.
+
+:class:`MatVec` multiplies streamed vectors by a constant matrix ``W`` and, through a second
+channel, by its transpose, reading both from one stored copy of ``W``. The matrix is skewed across
+``P`` memory banks so that a column of a block of rows (the forward product) and a row of a block
+of columns (the transposed product) both fall in ``P`` different banks.
+"""
+
+import math
+
+import numpy as np
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from .contract import TimingContract
+from .elementwise import constant_format
+from .fixed import Q, convert, convert_raw
+from .ports import lanes_signature
+
+__all__ = ["MatVec"]
+
+_KINDS = ("forward", "transpose")
+
+
+class MatVec(wiring.Component):
+    """``y = W x`` and/or ``y = Wᵀ x`` on streamed vectors, ``W`` held once in block RAM.
+
+    Each channel is output-stationary: ``P`` lanes compute ``P`` output elements at once. For each
+    block of ``P`` outputs (a *pass*) the channel walks through the input elements ``j``, one per
+    cycle, and lane ``p`` accumulates ``W[row_p, j] * x[j]`` at full precision. A finished block is
+    rounded to ``out_format`` once per element and emitted one element per cycle.
+
+    ``W`` (padded with zeros to ``Rp x Cp``, multiples of ``P``) is stored skewed: element
+    ``W[r, c]`` sits in bank ``(r + c) mod P`` at address ``(r // P) * Cp + c``. A forward step reads
+    column ``j`` of a block of rows, all banks at the same address; a transposed step reads row ``r``
+    of a block of columns, bank ``b`` at ``base + (b - r) mod P``. Either way lane ``p`` finds its
+    weight in bank ``(p + j) mod P`` and a barrel rotator puts the bank outputs in lane order. Every
+    channel has its own read port on every bank, so two channels fit the two ports of a BRAM.
+
+    Parameters
+    ----------
+    weights : array of float, shape (R, C)
+        The matrix, quantized once to :attr:`weight_format`.
+    in_format, out_format : Q
+        Formats of the input and output streams.
+    channels : tuple of "forward" or "transpose"
+        One or two channels. Channel ``k`` computes ``W x`` (``x`` of ``C`` elements, ``y`` of
+        ``R``) or ``Wᵀ x`` (``x`` of ``R``, ``y`` of ``C``), independently of the other.
+    parallel : int
+        Multipliers per channel. Clamped to ``P = min(parallel, R, C)``: no more than the input
+        length, so draining a block of ``P`` results one per cycle ends before the next block is
+        done ``n_in`` cycles later, and no more than the output length, since further lanes would
+        only compute padding. The clamped value is :attr:`parallel`.
+    weight_width : int
+        Bits per stored weight (18: one DSP48E2 B port).
+    rounding, overflow : str
+        How each result is brought to ``out_format`` (see :func:`cores.fixed.convert`).
+
+    Ports
+    -----
+    x{k} : In(stream.Signature(ArrayLayout(in_format.shape, 1)))
+        Channel ``k``'s input vectors, element 0 first, one element per beat.
+    o{k} : Out(stream.Signature(ArrayLayout(out_format.shape, 1)))
+        Channel ``k``'s output vectors, element 0 first.
+    overflow : Out(1)
+        Sticky: set once any emitted result of any channel did not fit ``out_format``.
+
+    Timing
+    ------
+    Per channel, with ``n_in``/``n_out`` its input/output lengths and ``passes = ceil(n_out / P)``:
+    a firing reads ``n_in`` beats; output ``b * P + p`` (pass ``b``, lane ``p``) becomes valid
+    ``(b + 1) * n_in + 6 + p`` cycles after the last beat (latency ``n_in + 6``). ``cooldown =
+    (passes - 1) * n_in``, so the initiation interval is ``passes * n_in`` cycles per firing: the
+    multipliers never idle while inputs keep up. The next firing loads into the other half of a
+    ping-pong input buffer while the current one computes. Under back-pressure the whole compute
+    pipeline of the channel holds (accumulators included) until its output buffer has room.
+
+    Resources
+    ---------
+    ``P`` multipliers (``in_format.width x weight_width``) and ``P`` accumulators per channel;
+    ``Rp * Cp * weight_width`` bits of weight storage in ``P`` banks, shared by all channels; a
+    ``2 * n_in``-entry input buffer and ``P`` accumulator-wide output registers per channel; one
+    rounding unit per channel.
+
+    Error bound
+    -----------
+    Each output is ``sum_j Wq[r, j] * x[j]`` computed exactly (accumulator of the product width plus
+    ``ceil(log2(n_in))`` bits) and rounded once, so it is within 1/2 ulp of ``out_format`` of the
+    exact product with the quantized weights (below 1 ulp with ``rounding="truncate"``), unless it
+    saturates. Against the real weights add ``sum_j |x[j]| * 2**-(weight_format.frac_bits + 1)``.
+    """
+
+    pass_latency = 6
+    """Cycles from a pass's last step to its first output: read, rotate, multiply, accumulate,
+    output buffer, rounding."""
+
+    def __init__(self, weights, in_format, out_format, *, channels=("forward",), parallel=8, weight_width=18,
+                 rounding="nearest", overflow="saturate"):
+        weights = np.asarray(weights, dtype=np.float64)
+        if weights.ndim != 2 or 0 in weights.shape:
+            raise ValueError(f"weights must be a non-empty matrix, not of shape {weights.shape}")
+        channels = tuple(channels)
+        if not 1 <= len(channels) <= 2:
+            raise ValueError(f"MatVec has one or two channels (the ports of a BRAM), not {len(channels)}")
+        if any(kind not in _KINDS for kind in channels):
+            raise ValueError(f"channels must be 'forward' or 'transpose', not {channels}")
+        if parallel < 1:
+            raise ValueError(f"parallel must be at least 1, not {parallel}")
+        self.weights = weights
+        self.in_format = in_format
+        self.out_format = out_format
+        self.channels = channels
+        self.rounding = rounding
+        self.overflow_mode = overflow
+        self.weight_format = constant_format(weights, weight_width)
+        self.weight_raw = self.weight_format.quantize(weights)
+        rows, cols = weights.shape
+        self.parallel = min(parallel, rows, cols)
+        self.padded_shape = (-(-rows // self.parallel) * self.parallel, -(-cols // self.parallel) * self.parallel)
+        self.contracts = tuple(self._contract(k) for k in range(len(channels)))
+        self.contract = self.contracts[0]
+        members = {}
+        for k in range(len(channels)):
+            members[f"x{k}"] = In(lanes_signature(in_format, 1))
+            members[f"o{k}"] = Out(lanes_signature(out_format, 1))
+        members["overflow"] = Out(1)
+        super().__init__(members)
+
+    def lengths(self, channel):
+        """``(n_in, n_out)`` of a channel (its index or kind)."""
+        rows, cols = self.weights.shape
+        return (cols, rows) if self._kind(channel) == "forward" else (rows, cols)
+
+    def accumulator_format(self, channel):
+        """The exact format of a channel's sums: product format plus ``ceil(log2(n_in))`` bits."""
+        n_in, _ = self.lengths(channel)
+        a, w = self.in_format, self.weight_format
+        return Q(a.int_bits + w.int_bits + math.ceil(math.log2(n_in)), a.frac_bits + w.frac_bits)
+
+    def reference(self, x, channel):
+        """Bit-exact model: raw ``out_format`` results for raw ``in_format`` inputs ``x[..., n_in]``."""
+        matrix = self.weight_raw if self._kind(channel) == "forward" else self.weight_raw.T
+        sums = np.asarray(x, dtype=object) @ matrix.T
+        return convert_raw(sums, self.accumulator_format(channel), self.out_format,
+                           rounding=self.rounding, overflow=self.overflow_mode)[0]
+
+    def _kind(self, channel):
+        return self.channels[channel] if isinstance(channel, (int, np.integer)) else channel
+
+    def _contract(self, k):
+        n_in, n_out = self.lengths(k)
+        passes = -(-n_out // self.parallel)
+        writes = tuple((p // self.parallel + 1) * n_in + self.pass_latency + p % self.parallel for p in range(n_out))
+        return TimingContract(reads=(((f"x{k}",), n_in),), writes=writes,
+                              cooldown=(passes - 1) * n_in)
+
+    def _bank_contents(self):
+        P = self.parallel
+        Rp, Cp = self.padded_shape
+        padded = np.zeros((Rp, Cp), dtype=object)
+        padded[:self.weight_raw.shape[0], :self.weight_raw.shape[1]] = self.weight_raw
+        banks = [[0] * (Rp * Cp // P) for _ in range(P)]
+        for r in range(Rp):
+            for c in range(Cp):
+                banks[(r + c) % P][(r // P) * Cp + c] = int(padded[r, c])
+        return banks
+
+    def elaborate(self, platform):
+        m = Module()
+        banks = []
+        for b, contents in enumerate(self._bank_contents()):
+            bank = Memory(shape=self.weight_format.shape, depth=len(contents), init=contents)
+            m.submodules[f"bank{b}"] = bank
+            banks.append(bank)
+        overflowed = [self._elaborate_channel(m, k, banks) for k in range(len(self.channels))]
+        with m.If(Cat(overflowed).any()):
+            m.d.sync += self.overflow.eq(1)
+        return m
+
+    def _elaborate_channel(self, m, k, banks):
+        """Build channel ``k``; return its one-cycle overflow flag."""
+        kind = self.channels[k]
+        transpose = kind == "transpose"
+        P = self.parallel
+        Rp, Cp = self.padded_shape
+        depth = Rp * Cp // P
+        n_in, n_out = self.lengths(k)
+        passes = -(-n_out // P)
+        cooldown = self.contracts[k].cooldown
+        acc_format = self.accumulator_format(k)
+        x_port, o_port = getattr(self, f"x{k}"), getattr(self, f"o{k}")
+
+        def sig(shape, name, **kwargs):
+            return Signal(shape, name=f"{name}{k}", **kwargs)
+
+        # Ping-pong input buffer: half 0 at addresses [0, n_in), half 1 at [n_in, 2 n_in).
+        xbuf = Memory(shape=self.in_format.shape, depth=2 * n_in, init=[])
+        m.submodules[f"xbuf{k}"] = xbuf
+        x_write, x_read = xbuf.write_port(), xbuf.read_port()
+        full = sig(2, "full")  # half holds a loaded vector whose compute has not finished
+        load_half = sig(1, "load_half")
+        load_index = sig(range(n_in + 1), "load_index")
+        load_addr = sig(range(2 * n_in), "load_addr")
+        cool = sig(range(cooldown + 1), "cool")  # keeps the first beat to the contract's cooldown
+        may_start = (load_index != 0) | (cool == 0)
+        m.d.comb += x_port.ready.eq(~full.bit_select(load_half, 1) & may_start)
+        accept = x_port.valid & x_port.ready
+        m.d.comb += [x_write.addr.eq(load_addr), x_write.data.eq(x_port.payload[0]), x_write.en.eq(accept)]
+        with m.If(cool != 0):
+            m.d.sync += cool.eq(cool - 1)
+        with m.If(accept):
+            m.d.sync += load_addr.eq(Mux(load_addr == 2 * n_in - 1, 0, load_addr + 1))
+            with m.If(load_index == n_in - 1):
+                m.d.sync += [load_index.eq(0), load_half.eq(~load_half), cool.eq(cooldown),
+                             full.bit_select(load_half, 1).eq(1)]
+            with m.Else():
+                m.d.sync += load_index.eq(load_index + 1)
+
+        # Step sequencer: pass `block`, input element `step`; `s = step mod P` is the skew rotation.
+        run = sig(1, "run")  # the compute pipeline advances (low while a finished block cannot leave)
+        comp_half = sig(1, "comp_half")
+        step = sig(range(n_in + 1), "step")
+        block = sig(range(passes + 1), "block")
+        skew = sig(range(P), "skew")
+        pass_base = sig(range(depth), "pass_base")
+        w_addr = sig(range(depth), "w_addr")  # forward: block*Cp + step; transpose: block*P + (step//P)*Cp
+        x_addr = sig(range(2 * n_in), "x_addr")
+        issue = run & full.bit_select(comp_half, 1)
+        last_step, last_block = step == n_in - 1, block == passes - 1
+        skew_wraps = skew == P - 1
+        with m.If(issue):
+            with m.If(last_step):
+                m.d.sync += [step.eq(0), skew.eq(0)]
+                with m.If(last_block):
+                    m.d.sync += [block.eq(0), pass_base.eq(0), w_addr.eq(0), x_addr.eq(Mux(comp_half, 0, n_in)),
+                                 comp_half.eq(~comp_half), full.bit_select(comp_half, 1).eq(0)]
+                with m.Else():
+                    next_base = pass_base + (P if transpose else Cp)
+                    m.d.sync += [block.eq(block + 1), pass_base.eq(next_base), w_addr.eq(next_base),
+                                 x_addr.eq(Mux(comp_half, n_in, 0))]
+            with m.Else():
+                m.d.sync += [step.eq(step + 1), skew.eq(Mux(skew_wraps, 0, skew + 1)), x_addr.eq(x_addr + 1),
+                             w_addr.eq(w_addr + Mux(skew_wraps, Cp, 0) if transpose else w_addr + 1)]
+
+        # Stage 1: memory reads.
+        bank_data = []
+        for b, bank in enumerate(banks):
+            port = bank.read_port()
+            offset = Mux(skew > b, b + P - skew, b - skew) if transpose and P > 1 else 0
+            m.d.comb += [port.addr.eq(w_addr + offset), port.en.eq(run)]
+            bank_data.append(port.data)
+        m.d.comb += [x_read.addr.eq(x_addr), x_read.en.eq(run)]
+        valid1, first1, last1, last_block1 = (sig(1, n) for n in ("valid1_", "first1_", "last1_", "last_block1_"))
+        skew1 = sig(range(P), "skew1_")
+        # Stage 2: lane p takes bank (p + skew) mod P.
+        lanes = bank_data
+        for bit in range((P - 1).bit_length()):
+            amount = (1 << bit) % P
+            lanes = [Mux(skew1[bit], lanes[(p + amount) % P], lanes[p]) for p in range(P)]
+        valid2, first2, last2, last_block2 = (sig(1, n) for n in ("valid2_", "first2_", "last2_", "last_block2_"))
+        weight2 = [sig(self.weight_format.shape, f"weight2_{p}_") for p in range(P)]
+        x2 = sig(self.in_format.shape, "x2_")
+        # Stage 3: products.
+        valid3, first3, last3, last_block3 = (sig(1, n) for n in ("valid3_", "first3_", "last3_", "last_block3_"))
+        product_shape = signed(self.in_format.width + self.weight_format.width)
+        product3 = [sig(product_shape, f"product3_{p}_") for p in range(P)]
+        # Stage 4: accumulators; `finished4` marks a completed block.
+        finished4, last_block4 = sig(1, "finished4_"), sig(1, "last_block4_")
+        acc4 = [sig(acc_format.shape, f"acc4_{p}_") for p in range(P)]
+        with m.If(run):
+            m.d.sync += [valid1.eq(issue), first1.eq(step == 0), last1.eq(last_step), last_block1.eq(last_block),
+                         skew1.eq(skew)]
+            m.d.sync += [valid2.eq(valid1), first2.eq(first1), last2.eq(last1), last_block2.eq(last_block1),
+                         x2.eq(x_read.data)]
+            m.d.sync += [weight2[p].eq(lanes[p]) for p in range(P)]
+            m.d.sync += [valid3.eq(valid2), first3.eq(first2), last3.eq(last2), last_block3.eq(last_block2)]
+            m.d.sync += [product3[p].eq(weight2[p] * x2) for p in range(P)]
+            m.d.sync += [finished4.eq(valid3 & last3), last_block4.eq(last_block3)]
+            with m.If(valid3):
+                m.d.sync += [acc4[p].eq(Mux(first3, product3[p], acc4[p] + product3[p])) for p in range(P)]
+
+        # Stage 5: output buffer, drained one element per cycle; stage 6: rounding, output register.
+        pending = [sig(acc_format.shape, f"pending{p}_") for p in range(P)]
+        pending_count = sig(range(P + 1), "pending_count")
+        move = (pending_count != 0) & (~o_port.valid | o_port.ready)
+        room = (pending_count == 0) | ((pending_count == 1) & move)
+        m.d.comb += run.eq(~finished4 | room)
+        with m.If(move):
+            m.d.sync += pending_count.eq(pending_count - 1)
+            m.d.sync += [pending[p].eq(pending[p + 1]) for p in range(P - 1)]
+        with m.If(finished4 & room):
+            m.d.sync += [pending[p].eq(acc4[p]) for p in range(P)]
+            m.d.sync += pending_count.eq(Mux(last_block4, n_out - (passes - 1) * P, P))
+        rounded, overflowed = convert(pending[0], acc_format, self.out_format,
+                                      rounding=self.rounding, overflow=self.overflow_mode)
+        with m.If(~o_port.valid | o_port.ready):
+            m.d.sync += [o_port.valid.eq(move), o_port.payload[0].eq(rounded)]
+        return move & overflowed
+

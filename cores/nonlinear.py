@@ -1,0 +1,678 @@
+"""Element-wise nonlinear functions: sin, cos, tanh, sigmoid, exp, relu and its derivative step.
+
+Every core here is a token pipeline that computes ``o = f(scale * a)`` lane by lane, where
+``scale`` is a real constant folded into the core (a SIREN layer computes ``sin(30 * z)``). Sin,
+cos, tanh, sigmoid and exp share one structure:
+
+1. *Range reduction.* One constant multiply maps the raw input to the function's natural
+   variable ``t``, in fixed point with ``A`` fractional bits: quarter turns for sin and cos,
+   ``z / ln 2`` for exp, ``z`` itself for tanh and sigmoid. The constant carries ``scale``, so the
+   reduction is exact up to the constant's rounding, and it has enough fractional bits that the
+   error it adds over the whole input range stays below ``2**-(A+1)`` of ``t``.
+2. *Table.* ``t`` (folded by the function's symmetry) splits into a segment index and an offset
+   ``s`` within the segment. A read-only memory holds one polynomial per segment, linear or
+   quadratic in ``s``, and the polynomial is evaluated in integer arithmetic, one multiply per
+   pipeline stage. The offset is taken at the middle of its last bit, so folding ``t`` by a
+   symmetry is a bitwise complement and the truncation of ``t`` is unbiased.
+3. *Reconstruction.* Quadrant sign (sin), odd or complementary symmetry (tanh, sigmoid),
+   saturation beyond the table's range (tanh, sigmoid), or the power-of-two scaling (exp), then
+   rounding to the output format.
+
+Every core has a :meth:`~_Nonlinear.reference` method that returns the exact raw outputs the
+hardware gives, computed with Python integers; the tests check the hardware against it bit for
+bit and check it against float64 to measure the error. See ``docs/nonlinear.md`` for the measured
+errors.
+"""
+
+import math
+from fractions import Fraction
+
+import numpy as np
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
+from amaranth.lib import data, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from .contract import TimingContract
+from .fixed import Q, convert, convert_raw
+from .ports import lanes_signature
+
+__all__ = ["Sin", "Cos", "Tanh", "Sigmoid", "Exp", "Relu", "Step"]
+
+# Error allowed to the fitted polynomials, in output ulps. Measured totals then stay below 1 ulp
+# (0.5 rounding, the fit, reduction and arithmetic errors); a looser fit halves some tables.
+FIT_TARGET_ULPS = 0.5
+# Bits kept below the table's target precision inside the polynomial evaluation: its four
+# truncations and coefficient roundings then add at most 3.5 * 2**-GUARD_BITS output ulps.
+GUARD_BITS = 4
+# Largest tables the automatic sizing picks; linear tables fit one 18 kbit block RAM.
+MAX_LINEAR_SEGMENTS = 256
+MAX_QUADRATIC_SEGMENTS = 2048
+# The tables are fitted and balanced in float64, exact to about 2**-50 of their values.
+MAX_TABLE_FRAC_BITS = 46
+
+
+def _arctan_inverse(n, bits, hyperbolic=False):
+    """``atan(1/n)`` (or ``atanh(1/n)``) times ``2**bits``, by its Taylor series in integers."""
+    total, power, k, sign = 0, (1 << bits) // n, 1, 1
+    while power:
+        total += sign * (power // k)
+        power //= n * n
+        k += 2
+        sign = sign if hyperbolic else -sign
+    return total
+
+
+def _pi(bits):
+    """pi as a Fraction, within ``2**-bits`` (Machin's formula)."""
+    guard = bits + 16
+    return Fraction(16 * _arctan_inverse(5, guard) - 4 * _arctan_inverse(239, guard), 1 << guard)
+
+
+def _ln2(bits):
+    """ln 2 as a Fraction, within ``2**-bits`` (``2 atanh(1/3)``)."""
+    guard = bits + 16
+    return Fraction(2 * _arctan_inverse(3, guard, hyperbolic=True), 1 << guard)
+
+
+def _fixed_constant(value, min_frac, frac):
+    """``(raw, frac)``: ``value`` rounded to ``frac`` fractional bits, with trailing zero bits
+    dropped down to ``min_frac`` (so exact constants such as powers of two stay narrow).
+
+    ``value(bits)`` returns the constant as a Fraction within ``2**-bits``.
+    """
+    raw = math.floor(value(frac + 64) * (1 << frac) + Fraction(1, 2))
+    while frac > min_frac and raw % 2 == 0:
+        raw //= 2
+        frac -= 1
+    return raw, frac
+
+
+def _objects(raw):
+    """Raw inputs as a numpy array of Python ints (exact at any width)."""
+    return np.vectorize(int, otypes=[object])(np.asarray(raw)) if np.size(raw) else np.asarray(raw, dtype=object)
+
+
+def _register(m, advance, value, name):
+    """``value`` delayed by one pipeline stage (held while the pipeline stalls)."""
+    reg = Signal(value.shape(), name=name)
+    with m.If(advance):
+        m.d.sync += reg.eq(value)
+    return reg
+
+
+def _delay(m, advance, value, stages, name):
+    for stage in range(stages):
+        value = _register(m, advance, value, f"{name}_d{stage}")
+    return value
+
+
+def _point(frac_bits):
+    """A format with ``frac_bits`` fractional bits for :func:`convert`, where only the binary point
+    of the source matters."""
+    return Q(64, frac_bits)
+
+
+def _signed_shape(values):
+    return signed(max((abs(int(v)).bit_length() for v in values), default=0) + 1)
+
+
+class _Table:
+    """A piecewise polynomial of ``function`` on ``[0, extent)`` in a read-only memory.
+
+    The domain is cut into segments of width ``2**-resolution``. Segment ``i`` holds a polynomial
+    ``c0 + c1*s + c2*s**2`` in the offset ``s`` in [0, 1) within the segment, fitted at Chebyshev
+    nodes; ``c0`` is then re-centred so that the integer evaluation's error over the segment
+    (fit, coefficient rounding and truncations together) is balanced around zero.
+
+    The evaluation takes the segment index and an odd integer ``v`` of ``offset_bits + 1`` bits:
+    ``s = v / 2**(offset_bits + 1)``, the middle of an ``offset_bits``-bit offset. Coefficients
+    and the result are integers with ``frac_bits`` fractional bits; ``round_bias`` is added to
+    ``c0`` so that a later truncation of the result rounds to nearest.
+    """
+
+    def __init__(self, function, extent, resolution, order, offset_bits, frac_bits, round_bias):
+        if frac_bits > MAX_TABLE_FRAC_BITS:
+            raise ValueError(f"a table of {frac_bits} fractional bits is beyond the float64 fit "
+                             f"(at most {MAX_TABLE_FRAC_BITS}); use a narrower output format")
+        self.order = order
+        self.offset_bits = offset_bits
+        self.frac_bits = frac_bits
+        self.segments = math.ceil(extent * (1 << resolution))
+        self.latency = order + 2  # memory read, one stage per multiply, final add
+
+        coefficients = _fit(function, self.segments, resolution, order)
+        one = 2.0 ** frac_bits
+        self.c1 = _objects(np.round(coefficients[:, 1] * one))
+        self.c2 = _objects(np.round(coefficients[:, 2] * one)) if order == 2 else None
+        mv = offset_bits + 1
+        # c2 * s**2 is small: the top bits of the offset suffice for it (error below 1/2 unit).
+        largest_c2 = max(abs(int(c)) for c in self.c2) if order == 2 else 0
+        self.c2_offset_bits = min(mv, largest_c2.bit_length() + 1) if order == 2 else 0
+
+        samples = _offset_samples(mv)
+        index = np.repeat(np.arange(self.segments), len(samples))
+        v = np.tile(samples, self.segments)
+        self.c0 = _objects(np.zeros(self.segments, dtype=np.int64))
+        partial = np.asarray(self._evaluate(index, _objects(v)), dtype=np.float64)
+        exact = function((index + v / 2.0 ** mv) / 2.0 ** resolution) * one
+        miss = (exact - partial).reshape(self.segments, len(samples))
+        centred = np.floor((miss.max(axis=1) + miss.min(axis=1)) / 2 + 0.5)
+        self.c0 = _objects(centred) + round_bias
+
+        fields = {"c0": _signed_shape(self.c0), "c1": _signed_shape(self.c1)}
+        if order == 2:
+            fields["c2"] = _signed_shape(self.c2)
+        self.layout = data.StructLayout(fields)
+        self.rows = [{"c0": int(self.c0[i]), "c1": int(self.c1[i]),
+                      **({"c2": int(self.c2[i])} if order == 2 else {})} for i in range(self.segments)]
+
+    @property
+    def entry_bits(self):
+        return self.layout.size
+
+    def _evaluate(self, index, v):
+        index = np.asarray(index, dtype=np.int64)
+        mv = self.offset_bits + 1
+        slope = self.c1[index]
+        if self.order == 2:
+            m2 = self.c2_offset_bits
+            slope = slope + ((self.c2[index] * (v >> (mv - m2))) >> m2)
+        return self.c0[index] + ((slope * v) >> mv)
+
+    def reference(self, index, v):
+        """Exact integer result for segment indices ``index`` (in range) and odd offsets ``v``."""
+        return self._evaluate(np.minimum(np.asarray(index, dtype=np.int64), self.segments - 1), v)
+
+    def memory(self):
+        """A new read-only memory holding the table (one per elaboration, shared by the lanes)."""
+        return Memory(shape=self.layout, depth=self.segments, init=self.rows)
+
+    def evaluate(self, m, advance, memory, index, v, name):
+        """Hardware evaluation with a new read port of ``memory``: ``index`` and ``v`` are sampled
+        in this stage, the result is a register ``self.latency`` stages later."""
+        port = memory.read_port(domain="sync")
+        m.d.comb += [port.addr.eq(index), port.en.eq(advance)]
+        coef = port.data
+        mv = self.offset_bits + 1
+        v = _register(m, advance, v, f"{name}_v")
+        c0 = _register(m, advance, coef.c0, f"{name}_c0")
+        slope = coef.c1
+        if self.order == 2:
+            m2 = self.c2_offset_bits
+            curvature = _register(m, advance, coef.c2 * v[mv - m2:], f"{name}_c2s")
+            slope = _register(m, advance, coef.c1, f"{name}_c1") + (curvature >> m2)
+            v = _register(m, advance, v, f"{name}_v2")
+            c0 = _register(m, advance, c0, f"{name}_c0_2")
+        product = _register(m, advance, slope * v, f"{name}_c1s")
+        return _register(m, advance, c0 + (product >> mv), f"{name}_y")
+
+
+def _fit(function, segments, resolution, order):
+    """Per-segment polynomial coefficients (rows ``c0, c1[, c2]`` in the offset s) interpolating
+    ``function`` at Chebyshev nodes of each segment."""
+    nodes = 0.5 - 0.5 * np.cos((2 * np.arange(order + 1) + 1) * np.pi / (2 * (order + 1)))
+    values = function((np.arange(segments)[:, None] + nodes[None, :]) / 2.0 ** resolution)
+    vandermonde = nodes[:, None] ** np.arange(order + 1)[None, :]
+    return np.linalg.solve(vandermonde, values.T).T
+
+
+def _fit_error(function, segments, resolution, order):
+    coefficients = _fit(function, segments, resolution, order)
+    s = np.linspace(0.0, 1.0, 33)
+    approx = sum(coefficients[:, [j]] * s[None, :] ** j for j in range(order + 1))
+    exact = function((np.arange(segments)[:, None] + s[None, :]) / 2.0 ** resolution)
+    return float(np.max(np.abs(approx - exact)))
+
+
+def _offset_samples(mv):
+    """Odd offsets ``v`` of ``mv`` bits on which a segment's error is balanced: all of them when
+    there are few, else 65 spread over the segment, its two ends included."""
+    if mv <= 7:
+        return np.arange(1, 1 << mv, 2, dtype=np.float64)
+    spread = np.floor(np.linspace(0, (1 << (mv - 1)) - 1, 65))
+    return 2 * spread + 1
+
+
+def _choose_table(function, extent, target):
+    """``(order, resolution)`` of the smallest table whose fit error is below ``target``: linear
+    while it needs at most MAX_LINEAR_SEGMENTS segments, else quadratic."""
+    for order, limit in ((1, MAX_LINEAR_SEGMENTS), (2, MAX_QUADRATIC_SEGMENTS)):
+        resolution = 0
+        while math.ceil(extent * (1 << resolution)) <= limit:
+            if _fit_error(function, math.ceil(extent * (1 << resolution)), resolution, order) <= target:
+                return order, resolution
+            resolution += 1
+    return 2, resolution - 1
+
+
+class _Nonlinear(wiring.Component):
+    """Shared stream handling of the nonlinear cores: a pipeline of ``latency`` stages that all
+    hold while the output is back-pressured.
+
+    Subclasses implement :meth:`_configure` (derive constants and set ``self.latency``),
+    :meth:`_model` (the integer model) and :meth:`_lane` (the same in hardware).
+    """
+
+    def __init__(self, in_format, out_format, *, scale=1.0, lanes=1):
+        self.in_format = Q.parse(in_format)
+        self.out_format = Q.parse(out_format)
+        self.scale = float(scale)
+        self.lanes = lanes
+        self._configure()
+        super().__init__({
+            "a": In(lanes_signature(self.in_format, lanes)),
+            "o": Out(lanes_signature(self.out_format, lanes)),
+            "overflow": Out(1),
+        })
+        self.contract = TimingContract.pipeline(("a",), self.latency)
+
+    def reference(self, raw_inputs):
+        """The raw outputs the hardware gives for ``raw_inputs`` (any shape; Python ints)."""
+        return self._model(_objects(raw_inputs))[0]
+
+    def reference_overflow(self, raw_inputs):
+        """For each input, whether its result did not fit ``out_format`` (sets ``overflow``)."""
+        return np.asarray(self._model(_objects(raw_inputs))[1], dtype=bool)
+
+    def _configure(self):
+        pass
+
+    def _model(self, x):
+        raise NotImplementedError
+
+    def _prepare(self, m):
+        """Add what the lanes share (called once per elaboration, before :meth:`_lane`)."""
+
+    def _lane(self, m, advance, x, lane):
+        """Return ``(value, overflowed)`` of one lane, combinational after ``latency - 1`` stages."""
+        raise NotImplementedError
+
+    def elaborate(self, platform):
+        m = Module()
+        advance = ~self.o.valid | self.o.ready
+        m.d.comb += self.a.ready.eq(advance)
+        valid = self.a.valid & advance
+        for stage in range(1, self.latency):
+            valid = _register(m, advance, valid, f"valid{stage}")
+        with m.If(advance):
+            m.d.sync += self.o.valid.eq(valid)
+        self._prepare(m)
+        overflows = []
+        for lane in range(self.lanes):
+            value, overflowed = self._lane(m, advance, self.a.payload[lane], lane)
+            with m.If(advance):
+                m.d.sync += self.o.payload[lane].eq(value)
+            overflows.append(overflowed)
+        with m.If(advance & valid & Cat(overflows).any()):
+            m.d.sync += self.overflow.eq(1)
+        return m
+
+
+class _TableFunction(_Nonlinear):
+    """A function evaluated by range reduction, a table and a reconstruction.
+
+    ``t = scale * a / unit`` is formed as ``a_raw * C`` with ``P`` fractional bits and read with
+    ``A = arg_bits`` fractional bits. ``C`` is ``scale * 2**-F / unit`` (``F`` the input format's
+    fractional bits) rounded to ``P = A + bits(largest relevant |a_raw|)`` fractional bits, fewer
+    if it is exact: its rounding then moves ``t`` by less than ``2**-(A+1)``. ``A`` is chosen so
+    that this, and the midpoint offset's error of at most ``2**-(A+1)``, each move the result by at
+    most 1/8 output ulp.
+    """
+
+    def _setup(self, function, extent, unit, derivative, table_frac, largest_input, round_bias,
+               overhead_stages):
+        """Size the table and the reduction.
+
+        ``function`` on ``[0, extent)`` of ``t``; ``unit`` a callable giving the unit of ``t`` as a
+        Fraction; ``derivative`` bounds ``|function'|``; ``table_frac`` is the table's target
+        precision (one output ulp is at most ``2**-table_frac`` of the table's value);
+        ``largest_input`` bounds the raw inputs whose result needs full precision.
+        """
+        target = FIT_TARGET_ULPS * 2.0 ** -table_frac
+        order, resolution = _choose_table(function, extent, target)
+        self.arg_bits = max(resolution, table_frac + 2 + math.ceil(math.log2(derivative)))
+        self.table = _Table(function, extent, resolution, order, self.arg_bits - resolution,
+                            table_frac + GUARD_BITS, round_bias)
+        input_ulp = Fraction(2) ** -self.in_format.frac_bits
+        magnitude = max(1, math.ceil(largest_input)).bit_length()
+        self.constant, self.constant_frac = _fixed_constant(
+            lambda bits: Fraction(self.scale) * input_ulp / unit(bits + 8),
+            self.arg_bits, self.arg_bits + magnitude)
+        self.latency = 1 + self.table.latency + overhead_stages
+
+    def _prepare(self, m):
+        self._memory = m.submodules.table = self.table.memory()
+
+    @property
+    def table_segments(self):
+        return self.table.segments
+
+    @property
+    def table_order(self):
+        return self.table.order
+
+    def _reduce_model(self, x):
+        """``L``: the natural variable ``t`` floored to ``A`` fractional bits (signed)."""
+        return (x * self.constant) >> (self.constant_frac - self.arg_bits)
+
+    def _reduce(self, m, advance, x, lane):
+        """Stage 1 (the constant multiply) and ``L`` read from its register."""
+        product = _register(m, advance, x * Const(self.constant, _signed_shape([self.constant])),
+                            f"product{lane}")
+        return product[self.constant_frac - self.arg_bits:].as_signed()
+
+    def _offset(self, folded):
+        """Segment index and odd midpoint offset of an ``A``-bit folded variable (model)."""
+        m = self.table.offset_bits
+        return folded >> m, 2 * (folded & ((1 << m) - 1)) + 1
+
+    def _offset_hw(self, folded):
+        m = self.table.offset_bits
+        return folded[m:], Cat(Const(1, 1), folded[:m])
+
+
+class _Sinusoid(_TableFunction):
+    """sin or cos of ``scale * a``: shared by :class:`Sin` and :class:`Cos`."""
+
+    quarter_turns = 0
+
+    def _configure(self):
+        self._setup(lambda t: np.sin(np.pi / 2 * t), 1.0, lambda bits: _pi(bits) / 2, np.pi / 2,
+                    self.out_format.frac_bits, 2.0 ** (self.in_format.width - 1),
+                    1 << (GUARD_BITS - 1), overhead_stages=1)
+
+    def _model(self, x):
+        A = self.arg_bits
+        turns = self._reduce_model(x)
+        quadrant = ((turns >> A) + self.quarter_turns) & 3
+        mirror, negate = quadrant & 1, quadrant >> 1
+        mask = (1 << A) - 1
+        index, v = self._offset((turns & mask) ^ (mirror * mask))
+        magnitude = self.table.reference(index, v) >> GUARD_BITS
+        out = np.where(negate == 1, -magnitude, magnitude)
+        return convert_raw(out, _point(self.out_format.frac_bits), self.out_format)
+
+    def _lane(self, m, advance, x, lane):
+        A = self.arg_bits
+        turns = self._reduce(m, advance, x, lane)
+        quadrant = (turns[A:A + 2] + self.quarter_turns)[:2]
+        index, v = self._offset_hw(turns[:A] ^ quadrant[0].replicate(A))
+        y = self.table.evaluate(m, advance, self._memory, index, v, f"table{lane}")
+        negate = _delay(m, advance, quadrant[1], self.table.latency, f"negate{lane}")
+        magnitude = y >> GUARD_BITS
+        return convert(Mux(negate, -magnitude, magnitude), _point(self.out_format.frac_bits), self.out_format)
+
+
+class Sin(_Sinusoid):
+    """``o = sin(scale * a)``, element-wise.
+
+    The input is multiplied by a constant ``scale / (pi/2)`` so that ``a_raw * C`` is the angle in
+    quarter turns; its integer part modulo 4 is the quadrant, and its ``A = out.frac_bits + 3``
+    fractional bits index a quarter-wave table of ``sin(pi/2 * t)``, mirrored (bitwise complement)
+    in odd quadrants and negated in the lower half. The reduction is valid over the full input
+    range: ``C`` has ``A + in.width`` fractional bits (fewer only if exact), so its rounding moves
+    the angle by less than ``2**-(A+1)`` quarter turns even for the largest input.
+
+    Parameters
+    ----------
+    in_format, out_format : Q
+        Formats of ``a`` and ``o``. ``o`` needs 2 integer bits to hold ``sin = ±1`` without
+        saturating.
+    scale : float
+        The constant multiplying the input (SIREN's ``omega_0``).
+    lanes : int
+        Elements per beat.
+
+    Ports
+    -----
+    a : In(stream.Signature(ArrayLayout(in_format.shape, lanes)))
+    o : Out(stream.Signature(ArrayLayout(out_format.shape, lanes)))
+    overflow : Out(1)
+        Sticky: set once a result did not fit ``out_format`` (only ``±1`` in a 1-integer-bit format).
+
+    Timing
+    ------
+    ``TimingContract.pipeline(("a",), latency)``: latency 5 with a linear table, 6 with a
+    quadratic one; initiation interval 1.
+
+    Error
+    -----
+    At most 2 ulp of ``out_format`` against ``sin(scale * a)`` in float64; measured below 1 ulp
+    (0.83 at q16.16 to q2.30 with scale 30, see ``docs/nonlinear.md``).
+    """
+
+
+class Cos(_Sinusoid):
+    """``o = cos(scale * a)``, element-wise: :class:`Sin` with the angle advanced by a quarter
+    turn, added exactly to the quadrant. Same parameters, ports, timing and error as :class:`Sin`."""
+
+    quarter_turns = 1
+
+
+class _Saturating(_TableFunction):
+    """tanh or sigmoid of ``scale * a``: a table on ``|z| < z_max`` past which the function is
+    within 1/4 ulp of 1, and a symmetry for negative ``z``."""
+
+    def _configure(self):
+        frac = self.out_format.frac_bits
+        extent = self.saturation_point(frac)
+        largest = min(2.0 ** (self.in_format.width - 1),
+                      extent * 2.0 ** self.in_format.frac_bits / abs(self.scale) if self.scale else math.inf)
+        self._setup(self.function, extent, lambda bits: Fraction(1), self.derivative, frac, largest,
+                    1 << (GUARD_BITS - 1), overhead_stages=1)
+        self.one = 1 << frac
+        self.index_bits = max(1, (self.table.segments - 1).bit_length())
+
+    def _model(self, x):
+        A = self.arg_bits
+        limit = self.table.segments << self.table.offset_bits
+        z = self._reduce_model(x)
+        negative = z < 0
+        saturated = (z >= limit) | (z < -limit)
+        folded = np.where(negative, ~z, z) & ((1 << (A + self.index_bits)) - 1)
+        index, v = self._offset(folded)
+        magnitude = np.where(saturated, self.one, self.table.reference(index, v) >> GUARD_BITS)
+        out = np.where(negative, self._reflect(magnitude), magnitude)
+        return convert_raw(out, _point(self.out_format.frac_bits), self.out_format)
+
+    def _lane(self, m, advance, x, lane):
+        A = self.arg_bits
+        limit = self.table.segments << self.table.offset_bits
+        z = self._reduce(m, advance, x, lane)
+        negative = z[-1]
+        saturated = (z >= limit) | (z < -limit)
+        index, v = self._offset_hw((z ^ negative.replicate(len(z)))[:A + self.index_bits])
+        y = self.table.evaluate(m, advance, self._memory, index, v, f"table{lane}")
+        negative = _delay(m, advance, negative, self.table.latency, f"negative{lane}")
+        saturated = _delay(m, advance, saturated, self.table.latency, f"saturated{lane}")
+        magnitude = Mux(saturated, self.one, y >> GUARD_BITS)
+        out = Mux(negative, self._reflect(magnitude), magnitude)
+        return convert(out, _point(self.out_format.frac_bits), self.out_format)
+
+
+class Tanh(_Saturating):
+    """``o = tanh(scale * a)``, element-wise.
+
+    ``z = scale * a`` is formed with ``A = out.frac_bits + 2`` fractional bits; ``tanh(|z|)``
+    comes from a table on ``[0, z_max)``, with ``z_max = atanh(1 - 2**-(out.frac_bits+2))``
+    rounded up to whole segments (9.4 at 24 fractional bits), and is 1 beyond; the sign of ``z``
+    is applied last (odd symmetry).
+
+    Parameters, ports and timing as :class:`Sin` (latency 5 linear, 6 quadratic). ``overflow`` is
+    set only when ``out_format`` cannot hold +1 and a result rounds to it.
+
+    Error
+    -----
+    At most 2 ulp of ``out_format`` against float64 ``tanh`` (measured, ``docs/nonlinear.md``).
+    """
+
+    derivative = 1.0
+
+    @staticmethod
+    def function(t):
+        return np.tanh(t)
+
+    @staticmethod
+    def saturation_point(frac):
+        return 0.5 * math.log(2.0 ** (frac + 3) - 1)
+
+    @staticmethod
+    def _reflect(magnitude):
+        return -magnitude
+
+
+class Sigmoid(_Saturating):
+    """``o = 1 / (1 + exp(-scale * a))``, element-wise.
+
+    As :class:`Tanh`, with ``sigmoid(z) = 1 - sigmoid(-z)`` for negative ``z``, a table on
+    ``[0, z_max)`` with ``z_max = ln(2**(out.frac_bits+2) - 1)`` (18 at 24 fractional bits) and
+    ``A = out.frac_bits`` fractional bits of ``z`` (its slope is at most 1/4).
+
+    Parameters, ports and timing as :class:`Sin`. Error: at most 2 ulp of ``out_format`` (measured).
+    """
+
+    derivative = 0.25
+
+    @staticmethod
+    def function(t):
+        return 1.0 / (1.0 + np.exp(-t))
+
+    @staticmethod
+    def saturation_point(frac):
+        return math.log(2.0 ** (frac + 2) - 1)
+
+    def _reflect(self, magnitude):
+        return self.one - magnitude
+
+
+class Exp(_TableFunction):
+    """``o = exp(scale * a)``, element-wise.
+
+    ``t = scale * a / ln 2`` splits into an integer ``k`` and a fraction ``f``:
+    ``exp(z) = 2**k * 2**f``. A table gives ``2**f`` in [1, 2) with ``table_frac = out.frac_bits
+    + out.int_bits - 2`` bits (one output ulp at the largest representable result), and a
+    barrel shift by ``k`` rounds it to the output format. Results of ``2**(out.int_bits-1)`` or
+    more saturate to the largest value and set ``overflow``; results below half an ulp are 0.
+
+    Parameters, ports as :class:`Sin`.
+
+    Timing
+    ------
+    ``TimingContract.pipeline(("a",), latency)``: latency 6 with a linear table, 7 with a
+    quadratic one; initiation interval 1.
+
+    Error
+    -----
+    At most 2 ulp of ``out_format`` against float64 ``exp`` where the result is in range
+    (measured, ``docs/nonlinear.md``).
+    """
+
+    def _configure(self):
+        out = self.out_format
+        table_frac = out.frac_bits + out.int_bits - 2
+        # The reduction errs by |a_raw| * 2**-(P+1) in t, a relative error of the result: it costs
+        # most at the largest unsaturated output (below, e**z * |z| is smaller for any z < 0).
+        reach = max(1.0, (out.int_bits - 1) * math.log(2))
+        largest = min(2.0 ** (self.in_format.width - 1),
+                      reach * 2.0 ** self.in_format.frac_bits / abs(self.scale) if self.scale else math.inf)
+        self._setup(np.exp2, 1.0, _ln2, 2 * math.log(2), table_frac, largest, 0, overhead_stages=2)
+        self.table_frac_bits = table_frac + GUARD_BITS
+        # Right shift of the table value, minus one: 2**k * y / 2**(Fy - Fo) rounded half up is
+        # ((y >> (shift - 1)) + 1) >> 1 with shift = Fy - Fo - k.
+        self.shift_base = self.table_frac_bits - out.frac_bits - 1
+        self.largest_k = out.int_bits - 2
+        self.smallest_k = -(out.frac_bits + 1)
+        self.shift_bits = (self.shift_base - self.smallest_k).bit_length()
+
+    def _model(self, x):
+        A = self.arg_bits
+        t = self._reduce_model(x)
+        k = t >> A
+        index, v = self._offset(t & ((1 << A) - 1))
+        y = self.table.reference(index, v)
+        shift = np.clip(self.shift_base - k, 0, self.shift_base - self.smallest_k)
+        rounded = ((y >> shift) + 1) >> 1
+        over = k > self.largest_k
+        out = np.where(over, self.out_format.max_raw, np.where(k < self.smallest_k, 0, rounded))
+        value, overflowed = convert_raw(out, _point(self.out_format.frac_bits), self.out_format)
+        return value, overflowed | over
+
+    def _lane(self, m, advance, x, lane):
+        A = self.arg_bits
+        t = self._reduce(m, advance, x, lane)
+        k = t[A:].as_signed()
+        index, v = self._offset_hw(t[:A])
+        y = self.table.evaluate(m, advance, self._memory, index, v, f"table{lane}")
+        over = _delay(m, advance, k > self.largest_k, self.table.latency, f"over{lane}")
+        under = _delay(m, advance, k < self.smallest_k, self.table.latency, f"under{lane}")
+        shift = _delay(m, advance, (self.shift_base - k)[:self.shift_bits], self.table.latency, f"shift{lane}")
+        shifted = _register(m, advance, y >> shift, f"shifted{lane}")
+        over = _register(m, advance, over, f"over{lane}_s")
+        under = _register(m, advance, under, f"under{lane}_s")
+        rounded = (shifted + 1) >> 1
+        out = Mux(over, self.out_format.max_raw, Mux(under, 0, rounded))
+        value, overflowed = convert(out, _point(self.out_format.frac_bits), self.out_format)
+        return value, overflowed | over
+
+
+class Relu(_Nonlinear):
+    """``o = max(scale * a, 0)``, element-wise.
+
+    The scale is a constant with ``in.int_bits + out.frac_bits`` fractional bits (fewer if
+    exact: ``scale = 1`` is a plain wire), so its rounding adds at most 1/4 ulp.
+
+    Parameters, ports as :class:`Sin`.
+
+    Timing
+    ------
+    ``TimingContract.pipeline(("a",), 2)``: the product, then rounding to ``out_format``.
+
+    Error
+    -----
+    At most 1/2 ulp of ``out_format`` plus the constant's rounding (none for exact scales).
+    """
+
+    latency = 2
+
+    def _configure(self):
+        self.constant, self.constant_frac = _fixed_constant(
+            lambda bits: Fraction(self.scale), 0, max(0, self.in_format.int_bits + self.out_format.frac_bits))
+        self._product_point = _point(self.in_format.frac_bits + self.constant_frac)
+
+    def _model(self, x):
+        product = x * self.constant
+        return convert_raw(np.where(product > 0, product, 0), self._product_point, self.out_format)
+
+    def _lane(self, m, advance, x, lane):
+        product = _register(m, advance, x * Const(self.constant, _signed_shape([self.constant])),
+                            f"product{lane}")
+        return convert(Mux(product[-1], 0, product), self._product_point, self.out_format)
+
+
+class Step(_Nonlinear):
+    """``o = 1 if scale * a > 0 else 0``, element-wise (the derivative of :class:`Relu`).
+
+    Parameters, ports as :class:`Sin`. ``overflow`` is set when a 1 is output and
+    ``out_format`` cannot hold it (it then saturates to the largest value).
+
+    Timing
+    ------
+    ``TimingContract.pipeline(("a",), 1)``. Exact.
+    """
+
+    latency = 1
+
+    def _configure(self):
+        self.sign = (self.scale > 0) - (self.scale < 0)
+        one = 1 << self.out_format.frac_bits
+        self.one = min(one, self.out_format.max_raw)
+        self._one_overflows = one > self.out_format.max_raw
+
+    def _model(self, x):
+        positive = x * self.sign > 0
+        return np.where(positive, self.one, 0).astype(object), positive & self._one_overflows
+
+    def _lane(self, m, advance, x, lane):
+        positive = (x > 0) if self.sign > 0 else (x < 0) if self.sign < 0 else Const(0)
+        return Mux(positive, self.one, 0), positive & int(self._one_overflows)

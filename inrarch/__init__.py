@@ -1,0 +1,14 @@
+"""inrarch: nth-order gradients of implicit neural representations as streaming FPGA designs.
+
+Pipeline: capture (:mod:`inrarch.capture`) → IR passes (:mod:`inrarch.passes`) → number formats
+(:mod:`inrarch.formats`) → lowering to cores (:mod:`inrarch.lower`) → latency solver and FIFO
+sizing (:mod:`inrarch.schedule`) → top-level component and Verilog (:mod:`inrarch.top`,
+:mod:`inrarch.design`) → board builds (:mod:`inrarch.build`, ``boards/``) → simulation (``sim/``).
+"""
+
+from . import models
+from .derivatives import derivatives
+from .design import Design, SimulationResult, compile
+from .errors import CompileError, InrarchError
+
+__all__ = ["models", "derivatives", "compile", "Design", "SimulationResult", "CompileError", "InrarchError"]

@@ -1,0 +1,364 @@
+"""Capture: a torch function of one tensor → inrarch IR for one sample.
+
+The function is traced with ``make_fx`` on a single sample (batch 1), which records every aten op
+that torch autograd and torch.func run, backward passes included. A second ``make_fx`` pass through
+``functionalize`` removes mutations and views. The aten graph is then translated op by op:
+
+* anything that does not depend on the input is evaluated right away and becomes a constant;
+* data-movement ops (views, reshapes, transposes, slices, cat/stack, scatters of constants) on
+  streamed tensors become ``gather`` nodes, found by running the op on tensors of element indices;
+* matmuls against constants become ``matmul`` nodes that share one stored matrix for W and Wᵀ;
+* arithmetic with constants folds in (``x * 0`` vanishes, ``x * c`` becomes ``scale``, ...).
+"""
+
+import numpy as np
+import torch
+from torch.fx.experimental.proxy_tensor import make_fx
+from torch.func import functionalize
+
+from . import ir
+from .errors import CompileError
+
+__all__ = ["capture"]
+
+aten = torch.ops.aten
+
+_STRUCTURAL = {
+    "view", "view_copy", "_unsafe_view", "reshape", "expand", "expand_copy", "permute", "permute_copy",
+    "t", "t_copy", "transpose", "transpose_copy", "unsqueeze", "unsqueeze_copy", "squeeze", "squeeze_copy",
+    "select", "select_copy", "slice", "slice_copy", "cat", "stack", "alias", "alias_copy", "clone",
+    "_to_copy", "lift_fresh_copy", "detach", "detach_copy", "contiguous", "select_scatter", "slice_scatter",
+    "diagonal", "diagonal_copy", "diagonal_scatter", "select_backward", "slice_backward",
+    "split_with_sizes", "split_with_sizes_copy", "split", "split_copy", "unbind", "unbind_copy",
+    "flatten", "unflatten", "movedim", "narrow", "narrow_copy", "repeat", "index_select",
+}
+_CREATION_LIKE = {"zeros_like", "ones_like", "full_like", "empty_like", "new_zeros", "new_ones", "new_full",
+                  "new_empty", "fill", "zeros", "ones", "full", "scalar_tensor", "_efficientzerotensor"}
+_UNARY = {"sin": "sin", "cos": "cos", "tanh": "tanh", "sigmoid": "sigmoid", "exp": "exp", "relu": "relu"}
+_ARITHMETIC = {"add", "sub", "mul", "div", "neg", "rsub", "mm", "addmm", "sum", "pow",
+               "tanh_backward", "sigmoid_backward", "threshold_backward"}
+SUPPORTED = sorted(_STRUCTURAL | _CREATION_LIKE | set(_UNARY) | _ARITHMETIC)
+_IGNORED = {"is_same_size", "_has_same_storage_numel", "copy_", "copy", "sym_size", "_assert_tensor_metadata"}
+
+
+class _Sym:
+    """A streamed (input-dependent) value during translation."""
+
+    __slots__ = ("node",)
+
+    def __init__(self, node):
+        self.node = node
+
+    @property
+    def shape(self):
+        return self.node.shape
+
+
+def _op_name(target):
+    name = getattr(target, "__name__", str(target))
+    return name.split(".")[0]
+
+
+def _user_line(fx_node):
+    trace = fx_node.meta.get("stack_trace") or ""
+    frames = [line.strip() for line in trace.splitlines() if line.strip().startswith("File ")]
+    user = [f for f in frames if "/torch/" not in f and "/inrarch/" not in f]
+    return (user or frames or ["(no source line recorded)"])[-1]
+
+
+class _Translator:
+    def __init__(self, sample_shape):
+        self.nodes = []
+        self.weights = {}
+        self.input = self._new("input", [], tuple(sample_shape))
+        self.source = ""
+
+    def _new(self, op, inputs, shape, **attrs):
+        node = ir.Node(op, [s.node if isinstance(s, _Sym) else s for s in inputs], tuple(int(d) for d in shape),
+                       attrs, source=getattr(self, "source", ""))
+        self.nodes.append(node)
+        return node
+
+    def sym(self, op, inputs, shape, **attrs):
+        return _Sym(self._new(op, inputs, shape, **attrs))
+
+    # data movement -------------------------------------------------------------------------
+    def structural(self, target, args, kwargs):
+        """Run a data-movement op on element indices to find where each output element comes from."""
+        sources, offset = [], 1
+
+        def to_index(value):
+            nonlocal offset
+            if isinstance(value, _Sym):
+                sources.append(("sym", value, offset))
+                idx = torch.arange(offset, offset + value.node.numel, dtype=torch.float64).reshape(value.shape)
+                offset += value.node.numel
+                return idx
+            if isinstance(value, torch.Tensor):
+                flat = value.detach().to(torch.float64).reshape(-1)
+                sources.append(("const", flat, offset))
+                idx = torch.arange(offset, offset + flat.numel(), dtype=torch.float64).reshape(value.shape)
+                offset += flat.numel()
+                return idx
+            if isinstance(value, (list, tuple)):
+                return type(value)(to_index(v) for v in value)
+            return value
+
+        index_args = to_index(list(args))
+        index_kwargs = {k: (torch.float64 if k == "dtype" else to_index(v)) for k, v in kwargs.items()
+                        if k not in ("device", "layout", "pin_memory", "memory_format")}
+        result = target(*index_args, **index_kwargs)
+
+        starts = np.array([start for _, _, start in sources], dtype=np.int64)
+
+        def to_value(index):
+            if isinstance(index, (list, tuple)):
+                return [to_value(i) for i in index]
+            positions = index.reshape(-1).numpy().astype(np.int64)
+            owner = np.searchsorted(starts, positions, side="right") - 1
+            entries, used = [], []
+            for position, k in zip(positions.tolist(), owner.tolist()):
+                if position == 0:
+                    entries.append(0.0)
+                    continue
+                kind, value, start = sources[k]
+                if kind == "const":
+                    entries.append(float(value[position - start]))
+                    continue
+                if value not in used:
+                    used.append(value)
+                entries.append((used.index(value), position - start))
+            if not used:
+                return torch.tensor(entries, dtype=torch.float64).reshape(index.shape)
+            if (len(used) == 1 and tuple(index.shape) == used[0].shape
+                    and entries == [(0, k) for k in range(used[0].node.numel)]):
+                return used[0]
+            return self.sym("gather", used, index.shape, entries=tuple(entries))
+
+        return to_value(result)
+
+    def expand(self, value, shape):
+        if tuple(value.shape) == tuple(shape):
+            return value
+        return self.structural(aten.expand.default, [value, list(shape)], {})
+
+    # constants ---------------------------------------------------------------------------
+    def weight(self, matrix):
+        """The stored matrix for ``matrix`` (R × C) and whether it is read transposed."""
+        matrix = np.ascontiguousarray(matrix.detach().numpy().astype(np.float64))
+        key = ir.Weight("w", matrix).digest
+        if key in self.weights:
+            return self.weights[key], False
+        transposed_key = ir.Weight("w", np.ascontiguousarray(matrix.T)).digest
+        if transposed_key in self.weights:
+            return self.weights[transposed_key], True
+        weight = ir.Weight(f"w{len(self.weights)}", matrix)
+        self.weights[key] = weight
+        return weight, False
+
+    # arithmetic --------------------------------------------------------------------------
+    def binary(self, name, a, b, alpha=1):
+        if alpha != 1:
+            b = self.binary("mul", b, torch.tensor(float(alpha), dtype=torch.float64))
+        if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
+            return {"add": torch.add, "sub": torch.sub, "mul": torch.mul, "div": torch.div}[name](a, b)
+        shape = torch.broadcast_shapes(tuple(a.shape), tuple(b.shape))
+        if isinstance(a, _Sym) and isinstance(b, _Sym):
+            if name == "div":
+                raise CompileError(f"division by a streamed tensor is not supported (at {self.source})")
+            return self.sym(name, [self.expand(a, shape), self.expand(b, shape)], shape)
+        if isinstance(a, torch.Tensor):
+            if name == "sub":
+                return self.binary("add", self.unary_neg(b), a)
+            if name == "div":
+                raise CompileError(f"division by a streamed tensor is not supported (at {self.source})")
+            a, b = b, a
+        const = torch.broadcast_to(b.to(torch.float64), shape)
+        a = self.expand(a, shape)
+        if name == "sub":
+            name, const = "add", -const
+        if name == "div":
+            name, const = "mul", 1.0 / const
+        values = const.numpy()
+        if name == "add":
+            return a if not np.any(values) else self.sym("add_const", [a], shape, values=values.copy())
+        if not np.any(values):
+            return torch.zeros(shape, dtype=torch.float64)
+        if np.all(values == values.flat[0]):
+            value = float(values.flat[0])
+            if value == 1.0:
+                return a
+            if value == -1.0:
+                return self.unary_neg(a)
+            return self.sym("scale", [a], shape, value=value)
+        return self.sym("mul_const", [a], shape, values=values.copy())
+
+    def unary_neg(self, a):
+        if isinstance(a, torch.Tensor):
+            return -a
+        return self.sym("neg", [a], a.shape)
+
+    def matmul(self, a, b):
+        if isinstance(a, _Sym) and isinstance(b, _Sym):
+            raise CompileError(f"a matrix product of two streamed tensors is not supported (at {self.source})")
+        if isinstance(b, torch.Tensor):
+            if not torch.any(b):
+                return torch.zeros((a.shape[0], b.shape[1]), dtype=torch.float64)
+            weight, transposed = self.weight(b.T)
+            return self.sym("matmul", [a], (a.shape[0], b.shape[1]), weight=weight, transposed=transposed)
+        # (A @ b) = (bᵀ @ Aᵀ)ᵀ: stream bᵀ through the stored Aᵀ.
+        b_t = self.structural(aten.t.default, [b], {})
+        product = self.matmul(b_t, a.T)
+        return product.T if isinstance(product, torch.Tensor) else self.structural(aten.t.default, [product], {})
+
+    def reduce_sum(self, a, dims=None, keepdim=False):
+        rank = len(a.shape)
+        dims = list(range(rank)) if dims is None or len(dims) == 0 else sorted(d % rank for d in dims)
+        kept = [d for d in range(rank) if d not in dims]
+        moved = self.structural(aten.permute.default, [a, kept + dims], {})
+        group = int(np.prod([a.shape[d] for d in dims], dtype=np.int64))
+        out_shape = [a.shape[d] if d in kept else 1 for d in range(rank)] if keepdim else [a.shape[d] for d in kept]
+        if group == 1:
+            return self.structural(aten.reshape.default, [moved, out_shape], {})
+        return self.sym("sum", [moved], out_shape, group=group)
+
+    def nonlinear(self, op, a):
+        return self.sym(op, [a], a.shape, scale=1.0)
+
+
+def _translate_call(tr, fx_node, target, args, kwargs):
+    name = _op_name(target.overloadpacket if hasattr(target, "overloadpacket") else target)
+    streamed = any(isinstance(v, _Sym) for v in _flatten(args)) or any(isinstance(v, _Sym) for v in _flatten(kwargs.values()))
+    if not streamed:
+        return target(*args, **kwargs)
+    if name in _STRUCTURAL:
+        if name == "_to_copy" and kwargs.get("dtype") not in (None, torch.float64):
+            raise CompileError(f"unsupported dtype {kwargs['dtype']} (at {tr.source}); inrarch computes in real numbers")
+        return tr.structural(target, args, kwargs)
+    if name in _CREATION_LIKE:
+        concrete = [torch.zeros(v.shape, dtype=torch.float64) if isinstance(v, _Sym) else v for v in args]
+        return target(*concrete, **kwargs)
+    if name in _UNARY:
+        return tr.nonlinear(_UNARY[name], args[0])
+    if name == "neg":
+        return tr.unary_neg(args[0])
+    if name in ("add", "sub", "mul", "div"):
+        return tr.binary(name, args[0], args[1] if isinstance(args[1], (torch.Tensor, _Sym)) else torch.tensor(float(args[1]), dtype=torch.float64),
+                         alpha=kwargs.get("alpha", 1))
+    if name == "rsub":
+        return tr.binary("sub", torch.tensor(float(args[1]), dtype=torch.float64) if not isinstance(args[1], (torch.Tensor, _Sym)) else args[1], args[0])
+    if name == "mm":
+        return tr.matmul(args[0], args[1])
+    if name == "addmm":
+        product = tr.matmul(args[1], args[2])
+        product = tr.binary("mul", product, torch.tensor(float(kwargs.get("alpha", 1)), dtype=torch.float64)) if kwargs.get("alpha", 1) != 1 else product
+        bias = args[0] if kwargs.get("beta", 1) == 1 else tr.binary("mul", args[0], torch.tensor(float(kwargs["beta"]), dtype=torch.float64))
+        return tr.binary("add", product, bias)
+    if name == "sum":
+        return tr.reduce_sum(args[0], args[1] if len(args) > 1 else kwargs.get("dim"), kwargs.get("keepdim", args[2] if len(args) > 2 else False))
+    if name == "pow":
+        exponent = args[1]
+        if isinstance(exponent, (int, float)) and float(exponent).is_integer() and 1 <= exponent <= 8:
+            result = args[0]
+            for _ in range(int(exponent) - 1):
+                result = tr.binary("mul", result, args[0])
+            return result
+        raise CompileError(f"pow with exponent {exponent!r} is not supported (at {tr.source}); only small integer powers are")
+    if name == "tanh_backward":
+        grad, y = args
+        one_minus = tr.binary("add", tr.unary_neg(tr.binary("mul", y, y)), torch.tensor(1.0, dtype=torch.float64))
+        return tr.binary("mul", grad, one_minus)
+    if name == "sigmoid_backward":
+        grad, y = args
+        slope = tr.binary("mul", y, tr.binary("add", tr.unary_neg(y), torch.tensor(1.0, dtype=torch.float64)))
+        return tr.binary("mul", grad, slope)
+    if name == "threshold_backward":
+        grad, y, threshold = args
+        if threshold != 0:
+            raise CompileError(f"threshold_backward with threshold {threshold} is not supported (at {tr.source})")
+        return tr.binary("mul", grad, tr.sym("step", [y], y.shape, scale=1.0))
+    raise CompileError(_unsupported_message(name, tr.source))
+
+
+def _unsupported_message(name, source):
+    return (f"unsupported op aten.{name} at {source}; supported: " + ", ".join(SUPPORTED))
+
+
+def _flatten(values):
+    for v in values:
+        if isinstance(v, (list, tuple)):
+            yield from _flatten(v)
+        else:
+            yield v
+
+
+def _check_supported(graph):
+    for fx_node in graph.nodes:
+        if fx_node.op != "call_function":
+            continue
+        target = fx_node.target
+        name = _op_name(target.overloadpacket if hasattr(target, "overloadpacket") else target)
+        if name.endswith("_") and not name.endswith("__"):
+            name = name[:-1]  # in-place variants are functionalized before translation
+        if name in ("getitem",) or name in _IGNORED:
+            continue
+        if name not in SUPPORTED:
+            raise CompileError(_unsupported_message(name, _user_line(fx_node)))
+
+
+def _trace(fn, sample):
+    try:
+        first = make_fx(fn, record_stack_traces=True)(sample)
+    except CompileError:
+        raise
+    except Exception as error:
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CompileError(f"could not trace the function: {type(error).__name__}: {message}") from error
+    _check_supported(first.graph)
+    pure = make_fx(functionalize(first, remove="mutations_and_views"))(sample)
+    pure.graph.eliminate_dead_code()
+    return pure
+
+
+def capture(fn, example_input):
+    """Trace ``fn`` on one sample of ``example_input`` and translate it to an :class:`ir.Graph`.
+
+    Returns the graph and the list of output shapes per sample (batch axis removed).
+    """
+    sample = example_input[:1].detach().to(torch.float64).clone()
+    pure = _trace(fn, sample)
+    tr = _Translator(tuple(sample.shape))
+    env = {}
+    outputs = None
+    for fx_node in pure.graph.nodes:
+        tr.source = f"aten.{_op_name(fx_node.target)}" if fx_node.op == "call_function" else ""
+        if fx_node.op == "placeholder":
+            env[fx_node] = _Sym(tr.input)
+        elif fx_node.op == "get_attr":
+            env[fx_node] = getattr(pure, fx_node.target).detach().to(torch.float64)
+        elif fx_node.op == "call_function":
+            args = torch.fx.node.map_arg(fx_node.args, lambda n: env[n])
+            kwargs = torch.fx.node.map_arg(fx_node.kwargs, lambda n: env[n])
+            if _op_name(fx_node.target) == "getitem":
+                env[fx_node] = args[0][args[1]]
+                continue
+            try:
+                env[fx_node] = _translate_call(tr, fx_node, fx_node.target, args, kwargs)
+            except CompileError:
+                raise
+            except Exception as error:
+                raise CompileError(f"cannot translate aten.{_op_name(fx_node.target)}: {error}") from error
+        elif fx_node.op == "output":
+            outputs = torch.fx.node.map_arg(fx_node.args[0], lambda n: env[n])
+    single = not isinstance(outputs, (list, tuple))
+    outputs = [outputs] if single else list(outputs)
+    out_nodes = []
+    for value in outputs:
+        if isinstance(value, torch.Tensor):
+            # a constant output still streams once per sample: emit it behind the input
+            value = tr.sym("gather", [_Sym(tr.input)], tuple(value.shape),
+                           entries=tuple(float(v) for v in value.reshape(-1).tolist()))
+        out_nodes.append(value.node)
+    graph = ir.Graph(tr.input, out_nodes, tr.nodes, tr.weights.values())
+    graph.topological().rename()
+    return graph, single

@@ -1,0 +1,264 @@
+"""``inrarch.compile``: from a torch function to a :class:`Design` (Verilog, report, simulation)."""
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from amaranth.back import verilog as verilog_backend
+
+from cores.fixed import Q
+
+from . import ir
+from .capture import capture
+from .errors import CompileError, InrarchError
+from .formats import assign_formats, calibration_inputs
+from .lower import lower
+from .passes import optimize
+from .schedule import solve
+from .top import DataflowDesign
+
+__all__ = ["Design", "SimulationResult", "compile"]
+
+_MULTIPLYING_OPS = {"mul", "scale", "mul_const"}
+
+
+@dataclass
+class SimulationResult:
+    """Outputs of a Verilator run (numpy arrays in the function's output order) and its cycles."""
+
+    outputs: list
+    cycles: int
+    overflow: bool
+    run: object
+
+
+class Design:
+    """A compiled streaming design.
+
+    Attributes
+    ----------
+    graph : inrarch.ir.Graph
+        The optimized per-sample graph, with a number format on every node.
+    netlist : inrarch.lower.Netlist
+        Cores and streams, with the FIFO depths the solver set.
+    schedule : inrarch.schedule.SolvedSchedule
+        The solved timing of one batch of the example input's size.
+    elaboratable : DataflowDesign
+        The Amaranth component (stream ports ``x``, ``y0``, ``y1``, ...), ready to embed.
+    report : dict
+        Cycles, latency, buffer memory, multipliers, formats and more.
+    """
+
+    def __init__(self, graph, netlist, schedule, output_shapes, single_output, options, timings):
+        self.graph = graph
+        self.netlist = netlist
+        self.schedule = schedule
+        self.output_shapes = output_shapes
+        self.single_output = single_output
+        self.options = options
+        self.elaboratable = DataflowDesign(netlist)
+        self._verilog = None
+        self.timings = dict(timings)
+        self.report = self._make_report()
+
+    @property
+    def input_format(self):
+        return self.graph.input.attrs["format"]
+
+    @property
+    def output_formats(self):
+        return [node.attrs["format"] for node in self.graph.outputs]
+
+    def verilog(self):
+        """The design as Verilog text (module ``top``); the same inputs give the same bytes."""
+        if self._verilog is None:
+            start = time.perf_counter()
+            self._verilog = verilog_backend.convert(self.elaboratable, name="top", emit_src=False)
+            self.timings["verilog_seconds"] = time.perf_counter() - start
+        return self._verilog
+
+    def predict_cycles(self, batch):
+        """Cycles the design takes for ``batch`` samples, from the latency solver."""
+        return solve_copy(self.netlist, batch).cycles
+
+    def multipliers(self):
+        count = 0
+        for instance in self.netlist.instances:
+            op = instance.node.op
+            if op == "matmul":
+                count += instance.core.parallel * len(instance.core.channels)
+            elif op in _MULTIPLYING_OPS:
+                count += 1
+        return count
+
+    def _make_report(self):
+        clock = self.options["clock_mhz"]
+        fifos = []
+        for stream in self.netlist.streams:
+            width = stream.source.node.attrs["format"].width
+            fifos.append({"from": stream.source.name, "to": stream.sink.name if stream.sink else stream.port,
+                          "port": stream.port, "depth": stream.depth, "width": width,
+                          "bits": stream.depth * width})
+        weights = {id(n.attrs["weight"]): n for n in self.graph.nodes if n.op == "matmul"}
+        weight_bits = sum(int(np.prod(inst.core.padded_shape)) * inst.core.weight_format.width
+                          for inst in self.netlist.instances if inst.node.op == "matmul")
+        return {
+            "batch": self.schedule.batch,
+            "cycles_predicted": self.schedule.cycles,
+            "clock_mhz": clock,
+            "latency_us": self.schedule.cycles / clock,
+            "period_cycles": self.netlist.period,
+            "critical_core": self.schedule.critical.name,
+            "fifo_bits": sum(f["bits"] for f in fifos),
+            "fifo_count": len(fifos),
+            "multipliers": self.multipliers(),
+            "macs_per_sample": self.graph.macs(),
+            "weight_matrices": len(weights),
+            "weight_bits": weight_bits,
+            "ops": self.graph.op_counts(),
+            "input_format": str(self.input_format),
+            "output_formats": [str(f) for f in self.output_formats],
+            "formats": {node.name: str(node.attrs["format"]) for node in self.graph.nodes},
+            "fifos": fifos,
+            "compile_seconds": round(sum(v for k, v in self.timings.items() if k != "verilog_seconds"), 3),
+        }
+
+    def simulate(self, x, *, valid_prob=1.0, ready_prob=1.0, seed=0, watchdog=20000):
+        """Run the Verilog in Verilator (under cocotb) on the samples ``x`` of shape ``(batch, *in)``.
+
+        Returns a :class:`SimulationResult` whose outputs are de-quantized to float64 numpy arrays
+        with the function's output shapes.
+        """
+        from sim import run_verilog
+
+        samples = _as_samples(x, self.graph.input.shape)
+        self._warn_outside_domain(samples)
+        fmt = self.input_format
+        words = [int(w) for w in fmt.to_unsigned(fmt.quantize(samples.reshape(-1)))]
+        batch = samples.shape[0]
+        expected = {stream.port: batch * stream.source.node.numel for stream in self.netlist.outputs}
+        run = run_verilog(self.verilog(), top="top", inputs={"x": words}, outputs=expected,
+                          status=("overflow", "overflow_core"), valid_prob=valid_prob, ready_prob=ready_prob,
+                          seed=seed, watchdog=watchdog)
+        outputs = []
+        for stream, shape in zip(self.netlist.outputs, self.output_shapes):
+            out_fmt = stream.source.node.attrs["format"]
+            raw = out_fmt.from_unsigned(run.outputs[stream.port])
+            outputs.append(out_fmt.to_float(raw).reshape(batch, *shape))
+        overflow = bool(run.status.get("overflow", 0))
+        return SimulationResult(outputs=outputs, cycles=run.cycles, overflow=overflow, run=run)
+
+    def overflow_source(self, code):
+        """The core named by an ``overflow_core`` status value (1-based), or None."""
+        return self.netlist.instances[code - 1] if code else None
+
+    def _warn_outside_domain(self, samples):
+        low, high = self.options["domain"]
+        if np.any(samples < low) or np.any(samples > high):
+            import warnings
+            warnings.warn(f"inputs lie outside the domain [{low}, {high}] the number formats were derived for; "
+                          "results may saturate", stacklevel=3)
+
+
+def solve_copy(netlist, batch):
+    """Solve ``netlist`` for another batch size without changing its FIFO depths."""
+    depths = [stream.depth for stream in netlist.streams]
+    try:
+        return solve(netlist, batch)
+    finally:
+        for stream, depth in zip(netlist.streams, depths):
+            stream.depth = depth
+
+
+def _as_samples(x, sample_shape):
+    array = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+    if array.dtype.kind not in "fiu":
+        raise InrarchError(f"inputs must be real numbers, not {array.dtype}")
+    array = array.astype(np.float64)
+    if not np.all(np.isfinite(array)):
+        raise InrarchError("inputs contain NaN or infinite values")
+    per_sample = int(np.prod(sample_shape))
+    if array.ndim < 1 or array.size % per_sample or array.reshape(array.shape[0], -1).shape[1] != per_sample:
+        raise InrarchError(f"inputs of shape {array.shape} do not hold samples of shape {tuple(sample_shape[1:])}")
+    return array.reshape(array.shape[0], *sample_shape)
+
+
+def _check_example(example_input):
+    if not isinstance(example_input, torch.Tensor):
+        raise CompileError(f"example_input must be a torch.Tensor, not {type(example_input).__name__}")
+    if example_input.dtype.is_complex or not example_input.dtype.is_floating_point:
+        raise CompileError(f"example_input must hold real floating-point numbers, not {example_input.dtype}")
+    if example_input.dim() < 2 or example_input.shape[0] < 1:
+        raise CompileError(f"example_input must have shape (batch, in_features), not {tuple(example_input.shape)}")
+
+
+def _check_per_sample(fn, graph, single, example_input, domain, tolerance=1e-9):
+    """The captured per-sample graph must reproduce ``fn`` on points across the domain."""
+    points = calibration_inputs(tuple(example_input.shape[1:]), domain, samples=16, seed=1)
+    with torch.enable_grad():
+        expected = fn(torch.tensor(points, dtype=torch.float64))
+    expected = [expected] if single else list(expected)
+    values = ir.evaluate(graph, points.reshape(len(points), *graph.input.shape))
+    shapes = []
+    for node, ref in zip(graph.outputs, expected):
+        ref = ref.detach().numpy()
+        if ref.shape[0] != len(points):
+            raise CompileError(f"output of shape {tuple(ref.shape)} has no leading batch axis")
+        got = values[node].reshape(ref.shape)
+        scale = max(1.0, float(np.max(np.abs(ref))))
+        if not np.allclose(got, ref, rtol=0, atol=tolerance * scale):
+            raise CompileError("the function does not compute each sample on its own the same way at every input: "
+                               "it mixes samples across the batch or has data-dependent control flow")
+        shapes.append(tuple(ref.shape[1:]))
+    if len(expected) != len(graph.outputs):
+        raise CompileError("the function returned a different number of outputs on another batch")
+    return shapes
+
+
+def compile(fn, example_input, *, format=None, width=32, margin=2.0, domain=(-1.0, 1.0), clock_mhz=300.0,
+            max_parallel=None):
+    """Compile ``fn`` (a function of one ``(batch, in)`` tensor) to a streaming :class:`Design`.
+
+    Parameters
+    ----------
+    fn : callable
+        Returns a tensor or a list/tuple of tensors, each with the batch on axis 0, built with
+        torch autograd or torch.func (``inrarch.derivatives`` builds such a function).
+    example_input : torch.Tensor
+        Shape ``(batch, in_features)``; its batch is the one the report's cycles are for.
+    format : str or Q, optional
+        Force one number format (``"q16.16"``) on every edge instead of range analysis.
+    width : int
+        Bits per value when formats come from range analysis.
+    margin : float
+        Safety factor on calibrated magnitudes.
+    domain : (float, float)
+        Range of every input element the formats are derived for.
+    clock_mhz : float
+        Clock the report's latency is given at.
+    max_parallel : int, optional
+        Cap on the multipliers of any one matmul.
+    """
+    _check_example(example_input)
+    if format is not None:
+        try:
+            format = Q.parse(format)
+        except ValueError as error:
+            raise CompileError(str(error)) from None
+    timings = {}
+    start = time.perf_counter()
+    graph, single = capture(fn, example_input)
+    timings["capture_seconds"] = time.perf_counter() - start
+    start = time.perf_counter()
+    graph = optimize(graph)
+    output_shapes = _check_per_sample(fn, graph, single, example_input, domain)
+    assign_formats(graph, width=width, margin=margin, domain=domain, forced=format)
+    timings["passes_seconds"] = time.perf_counter() - start
+    start = time.perf_counter()
+    netlist = lower(graph, max_parallel=max_parallel)
+    schedule = solve(netlist, example_input.shape[0])
+    timings["solve_seconds"] = time.perf_counter() - start
+    options = {"format": str(format) if format else None, "width": width, "margin": margin,
+               "domain": tuple(domain), "clock_mhz": clock_mhz, "max_parallel": max_parallel}
+    return Design(graph, netlist, schedule, output_shapes, single, options, timings)

@@ -1,0 +1,78 @@
+"""The top-level Amaranth component of a compiled design: cores, forks and FIFOs, wired."""
+
+from amaranth.hdl import Cat, Module, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from cores.plumbing import Fork, StreamFIFO
+from cores.ports import lanes_signature
+
+__all__ = ["DataflowDesign"]
+
+
+class DataflowDesign(wiring.Component):
+    """A streaming dataflow design compiled from a gradient graph.
+
+    Parameters
+    ----------
+    netlist : inrarch.lower.Netlist
+        Cores and streams, with FIFO depths set by the latency solver.
+
+    Ports
+    -----
+    x : In(stream.Signature(ArrayLayout(signed, 1)))
+        Input samples, their elements one per beat in row-major order.
+    y0, y1, ... : Out(stream.Signature(ArrayLayout(signed, 1)))
+        One stream per output of the compiled function, elements of each sample in row-major order.
+    overflow : Out(1)
+        Sticky: some core saturated a value that did not fit its format.
+    overflow_core : Out(range(cores + 1))
+        1 + index (in ``netlist.instances``) of the first core that overflowed; 0 while none has.
+    """
+
+    def __init__(self, netlist):
+        self._netlist = netlist
+        members = {"x": In(lanes_signature(netlist.source.node.attrs["format"]))}
+        for stream in netlist.outputs:
+            members[stream.port] = Out(lanes_signature(stream.source.node.attrs["format"]))
+        members["overflow"] = Out(1)
+        members["overflow_core"] = Out(range(len(netlist.instances) + 1))
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        m = Module()
+        netlist = self._netlist
+        for instance in netlist.instances:
+            m.submodules[instance.name] = instance.core
+        wiring.connect(m, wiring.flipped(self.x), netlist.source.core.i)
+
+        for instance in netlist.instances:
+            readers = netlist.readers(instance)
+            output = getattr(instance.core, instance.output)
+            if len(readers) > 1:
+                fork = m.submodules[f"{instance.name}_fork"] = Fork(instance.node.attrs["format"], len(readers))
+                wiring.connect(m, output, fork.i)
+                outputs = [getattr(fork, f"o{k}") for k in range(len(readers))]
+            else:
+                outputs = [output]
+            for k, (stream, source) in enumerate(zip(readers, outputs)):
+                sink_name = stream.sink.name if stream.sink is not None else stream.port
+                fifo = m.submodules[f"fifo_{instance.name}_to_{sink_name}_{stream.port}_{k}"] = \
+                    StreamFIFO(instance.node.attrs["format"], stream.depth)
+                wiring.connect(m, source, fifo.i)
+                if stream.sink is None:
+                    wiring.connect(m, fifo.o, wiring.flipped(getattr(self, stream.port)))
+                else:
+                    wiring.connect(m, fifo.o, getattr(stream.sink.core, stream.port))
+
+        flags = [(index, instance.core.overflow) for index, instance in enumerate(netlist.instances)
+                 if hasattr(instance.core, "overflow")]
+        if flags:
+            m.d.comb += self.overflow.eq(Cat(flag for _, flag in flags).any())
+            first = Signal.like(self.overflow_core)
+            with m.If(first == 0):
+                for index, flag in reversed(flags):
+                    with m.If(flag):
+                        m.d.sync += first.eq(index + 1)
+            m.d.comb += self.overflow_core.eq(first)
+        return m

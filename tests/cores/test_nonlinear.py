@@ -1,0 +1,206 @@
+# amaranth: UnusedElaboratable=no
+"""Tests of the nonlinear cores: the integer model against float64 (error in ulps), the hardware
+against the integer model bit for bit, the timing contract, and stalls.
+
+Most tests build cores only for their integer model, never elaborated: hence the first line.
+"""
+
+import math
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from cores.fixed import Q
+from cores.nonlinear import Cos, Exp, Relu, Sigmoid, Sin, Step, Tanh, _ln2, _pi
+from cores.testing import check_contract, run_streams
+
+FLOAT64 = {
+    Sin: np.sin,
+    Cos: np.cos,
+    Tanh: np.tanh,
+    Sigmoid: lambda z: 1.0 / (1.0 + np.exp(-z)),
+    Exp: np.exp,
+    Relu: lambda z: np.maximum(z, 0.0),
+    Step: lambda z: (z > 0).astype(np.float64),
+}
+
+
+def ulp_errors(core, raw):
+    """|reference - float64| in ulps of the output format, the float64 value clamped to its range."""
+    out = core.out_format
+    with np.errstate(over="ignore"):
+        exact = FLOAT64[type(core)](core.scale * core.in_format.to_float(raw)) * 2.0 ** out.frac_bits
+    exact = np.clip(exact, out.min_raw, out.max_raw)
+    return np.abs(np.asarray(core.reference(raw), dtype=np.float64) - exact)
+
+
+def every_input(fmt):
+    return np.arange(fmt.min_raw, fmt.max_raw + 1, dtype=np.int64)
+
+
+def random_inputs(fmt, n, seed, span=None):
+    """``n`` random raw inputs over the whole format, or over ``±span`` (real) when given, plus
+    the extremes and the values around zero."""
+    rng = np.random.default_rng(seed)
+    if span is None:
+        raw = rng.integers(fmt.min_raw, fmt.max_raw, n, endpoint=True)
+    else:
+        limit = min(fmt.max_raw, int(span * 2.0 ** fmt.frac_bits))
+        raw = rng.integers(-limit, limit, n, endpoint=True)
+    return np.concatenate([[fmt.min_raw, fmt.max_raw, -1, 0, 1], raw])
+
+
+# (core, input format, output format, scale, worst error allowed in ulps)
+SMALL = [
+    (Sin, "q4.8", "q2.14", 1.0, 2), (Sin, "q4.8", "q2.30", 30.0, 2), (Cos, "q4.8", "q2.14", 30.0, 2),
+    (Cos, "q4.8", "q2.22", -1.5, 2),
+    (Tanh, "q4.8", "q2.14", 1.0, 2), (Tanh, "q4.8", "q2.24", 2.0, 2), (Tanh, "q4.8", "q1.15", 1.0, 2),
+    (Sigmoid, "q4.8", "q2.14", 1.0, 2), (Sigmoid, "q4.8", "q2.24", -3.0, 2),
+    (Exp, "q4.8", "q8.16", 1.0, 2), (Exp, "q4.8", "q2.14", -1.0, 2), (Exp, "q4.8", "q6.18", 0.7, 2),
+    (Relu, "q4.8", "q4.12", 1.0, 0), (Relu, "q4.8", "q8.8", 30.0, 0.5), (Relu, "q4.8", "q2.14", -0.3, 0.5),
+    (Step, "q4.8", "q2.14", 1.0, 0), (Step, "q4.8", "q2.6", -2.0, 0),
+]
+
+# (core, input format, output format, scale, span of real inputs or None for all, worst ulps)
+LARGE = [
+    (Sin, "q16.16", "q2.30", 30.0, None, 2), (Cos, "q16.16", "q2.30", 30.0, None, 2),
+    (Sin, "q12.20", "q2.30", 30.0, None, 2), (Sin, "q16.16", "q2.14", 30.0, None, 2),
+    (Cos, "q12.20", "q2.22", 30.0, None, 2),
+    (Tanh, "q8.24", "q2.24", 1.0, 12.0, 2), (Tanh, "q12.20", "q2.16", 30.0, None, 2),
+    (Sigmoid, "q8.24", "q2.24", 1.0, 20.0, 2), (Sigmoid, "q12.20", "q2.16", 0.5, None, 2),
+    (Exp, "q8.24", "q8.24", 1.0, 12.0, 2), (Exp, "q12.20", "q16.16", 1.0, 16.0, 2),
+    (Exp, "q8.24", "q2.24", -1.0, 4.0, 2),
+    (Relu, "q16.16", "q16.16", 30.0, None, 0.5),
+]
+
+
+def _ident(case):
+    return f"{case[0].__name__}-{case[1]}-{case[2]}-x{case[3]}"
+
+
+@pytest.mark.parametrize("case", SMALL, ids=_ident)
+def test_reference_exhaustive(case):
+    cls, fin, fout, scale, bound = case
+    core = cls(fin, fout, scale=scale)
+    errors = ulp_errors(core, every_input(core.in_format))
+    assert errors.max() <= bound, f"worst error {errors.max():.3f} ulp"
+
+
+@pytest.mark.parametrize("case", LARGE, ids=_ident)
+def test_reference_random(case):
+    cls, fin, fout, scale, span, bound = case
+    core = cls(fin, fout, scale=scale)
+    errors = ulp_errors(core, random_inputs(core.in_format, 200_000, seed=1, span=span))
+    assert errors.max() <= bound, f"worst error {errors.max():.3f} ulp"
+
+
+def test_constants():
+    assert abs(float(_pi(80)) - math.pi) < 1e-15 and abs(float(_ln2(80)) - math.log(2)) < 1e-16
+    # _pi(200) agrees with a more precise _pi to its claimed precision
+    assert abs(_pi(200) - _pi(260)) < 2.0 ** -200 and abs(_ln2(200) - _ln2(260)) < 2.0 ** -200
+
+
+def test_phase_constant_covers_full_range():
+    """The rounding of scale/(pi/2) moves the angle by under 2**-(A+1) quarter turns at the
+    largest input (so the phase keeps A good bits for inputs up to 2**(int_bits-1))."""
+    core = Sin("q16.16", "q2.30", scale=30.0)
+    exact = Fraction(30, 2 ** 16) / (_pi(200) / 2)
+    drift = abs(Fraction(core.constant, 2 ** core.constant_frac) - exact) * 2 ** 31
+    assert drift < Fraction(1, 2 ** (core.arg_bits + 1))
+    assert core.arg_bits == 33 and core.table_order == 2
+
+
+def test_cos_is_sin_a_quarter_turn_later():
+    fmt = Q(4, 8)
+    raw = every_input(fmt)
+    sin, cos = Sin(fmt, Q(2, 14), scale=np.pi / 2), Cos(fmt, Q(2, 14), scale=np.pi / 2)
+    # a = 1 is a quarter turn at this scale (the scale's float rounding moves it by ~1e-16 turn)
+    shift = 1 << fmt.frac_bits
+    assert (cos.reference(raw[:-shift]) == sin.reference(raw[:-shift] + shift)).mean() > 0.999
+
+
+def test_exp_saturates_and_flags():
+    core = Exp(Q(4, 8), Q(4, 8))
+    raw = np.array([-8 << 8, -1 << 8, 0, 2 << 8, 3 << 8, (8 << 8) - 1])
+    out = core.reference(raw)
+    assert out[0] == 0 and out[2] == 1 << 8
+    assert list(core.reference_overflow(raw)) == [False, False, False, False, True, True]
+    assert out[-1] == core.out_format.max_raw
+
+
+def _tokens(raw, lanes):
+    return [tuple(int(v) for v in row) for row in np.asarray(raw).reshape(-1, lanes)]
+
+
+def _run(core, raw, **kwargs):
+    run = run_streams(core, {"a": _tokens(raw, core.lanes)}, {"o": len(raw) // core.lanes},
+                      watch=["overflow"], **kwargs)
+    return run, np.array(run.outputs["o"], dtype=object).reshape(-1)
+
+
+HARDWARE = [
+    (Sin, "q4.8", "q2.14", 1.0), (Cos, "q4.8", "q2.30", 30.0), (Tanh, "q4.8", "q2.14", 1.0),
+    (Sigmoid, "q4.8", "q2.24", 1.0), (Exp, "q4.8", "q8.16", 1.0), (Relu, "q4.8", "q2.14", 30.0),
+    (Step, "q4.8", "q1.7", 1.0),
+]
+
+
+@pytest.mark.parametrize("case", HARDWARE, ids=_ident)
+def test_hardware_exhaustive(case):
+    """Every input of a small format through the simulator (4 lanes) equals the model."""
+    cls, fin, fout, scale = case
+    core = cls(fin, fout, scale=scale, lanes=4)
+    raw = every_input(core.in_format)
+    run, out = _run(core, raw)
+    assert np.array_equal(out, core.reference(raw))
+    assert run.signals["overflow"] == core.reference_overflow(raw).any()
+
+
+HARDWARE_LARGE = [
+    (Sin, "q16.16", "q2.30", 30.0, None), (Cos, "q12.20", "q2.22", 30.0, None),
+    (Tanh, "q8.24", "q2.24", 1.0, 12.0), (Sigmoid, "q8.24", "q2.24", 2.0, 12.0),
+    (Exp, "q8.24", "q8.24", 1.0, 8.0), (Exp, "q12.20", "q16.16", -3.0, 8.0),
+    (Relu, "q16.16", "q16.16", 30.0, None),
+]
+
+
+@pytest.mark.parametrize("case", HARDWARE_LARGE, ids=_ident)
+def test_hardware_random(case):
+    cls, fin, fout, scale, span = case
+    core = cls(fin, fout, scale=scale, lanes=1)
+    raw = random_inputs(core.in_format, 1995, seed=2, span=span)
+    run, out = _run(core, raw, valid_prob=0.8)
+    assert np.array_equal(out, core.reference(raw))
+    assert run.signals["overflow"] == core.reference_overflow(raw).any()
+
+
+TIMING = [(Sin, "q16.16", "q2.30", 30.0), (Sin, "q4.8", "q2.14", 1.0), (Tanh, "q8.24", "q2.24", 1.0),
+          (Sigmoid, "q4.8", "q2.14", 1.0), (Exp, "q8.24", "q8.24", 1.0), (Exp, "q4.12", "q2.14", -1.0),
+          (Relu, "q4.8", "q4.8", 1.0), (Step, "q4.8", "q2.14", 1.0)]
+
+
+@pytest.mark.parametrize("case", TIMING, ids=_ident)
+def test_contract(case):
+    cls, fin, fout, scale = case
+    core = cls(fin, fout, scale=scale, lanes=2)
+    raw = random_inputs(core.in_format, 395, seed=3)
+    run, _ = _run(core, raw, valid_prob=0.4, seed=4)
+    check_contract(core.contract, run)
+    assert core.contract.is_token_pipeline() and core.contract.latency == core.latency
+
+
+@pytest.mark.parametrize("case", TIMING, ids=_ident)
+def test_backpressure_moves_every_item_once(case):
+    cls, fin, fout, scale = case
+    core = cls(fin, fout, scale=scale, lanes=2)
+    raw = random_inputs(core.in_format, 395, seed=5)
+    _, out = _run(core, raw, valid_prob=0.6, ready_prob=0.5, seed=6)
+    assert np.array_equal(out, core.reference(raw))
+
+
+def test_latencies():
+    assert Sin(Q(4, 8), Q(2, 14)).latency == 5          # linear table
+    assert Sin(Q(16, 16), Q(2, 30), scale=30).latency == 6  # quadratic table
+    assert Exp(Q(8, 24), Q(8, 24)).latency == 7
+    assert Relu(Q(4, 8), Q(4, 8)).latency == 2 and Step(Q(4, 8), Q(2, 6)).latency == 1

@@ -1,0 +1,311 @@
+import numbers
+
+import numpy as np
+import pytest
+from amaranth.back import rtlil
+from amaranth.sim import Simulator
+
+from cores.fixed import Q, convert_raw
+from cores.plumbing import Fork, Gather, LaneConverter, StreamFIFO, fifo_memory_kind
+from cores.testing import check_contract, run_streams
+
+# Several tests build a core only to read its contract.
+pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
+
+RNG = np.random.default_rng(1234)
+
+
+def random_raw(fmt, count, rng=RNG):
+    return [int(v) for v in rng.integers(fmt.min_raw, fmt.max_raw + 1, size=count)]
+
+
+def random_tokens(fmt, count, lanes, rng=RNG):
+    return [tuple(random_raw(fmt, lanes, rng)) for _ in range(count)]
+
+
+# Fork -------------------------------------------------------------------------------------------
+
+def test_fork_every_output_gets_every_token_once():
+    fmt, lanes, outputs = Q(3, 5), 2, 3
+    tokens = random_tokens(fmt, 200, lanes)
+    for seed in range(3):
+        core = Fork(fmt, outputs, lanes=lanes)
+        run = run_streams(core, {"i": tokens}, {f"o{k}": len(tokens) for k in range(outputs)},
+                          valid_prob=0.6, ready_prob=0.4, seed=seed)
+        for k in range(outputs):
+            assert run.outputs[f"o{k}"] == tokens
+
+
+@pytest.mark.parametrize("valid_prob", [1.0, 0.5])
+def test_fork_contract(valid_prob):
+    fmt, outputs = Q(4, 4), 2
+    tokens = random_tokens(fmt, 100, 1)
+    core = Fork(fmt, outputs)
+    run = run_streams(core, {"i": tokens}, {f"o{k}": len(tokens) for k in range(outputs)},
+                      valid_prob=valid_prob, seed=7)
+    for k in range(outputs):
+        check_contract(core.contract, run, output=f"o{k}")
+        assert run.outputs[f"o{k}"] == tokens
+
+
+def test_fork_outputs_are_independent():
+    core = Fork(Q(4, 4), 2)
+
+    async def testbench(ctx):
+        ctx.set(core.i.payload[0], 5)
+        ctx.set(core.i.valid, 1)
+        ctx.set(core.o1.ready, 1)
+        # o1 takes the token now; o0 holds it, and the input waits for o0.
+        assert (ctx.get(core.o0.valid), ctx.get(core.o1.valid), ctx.get(core.i.ready)) == (1, 1, 0)
+        await ctx.tick()
+        assert (ctx.get(core.o0.valid), ctx.get(core.o1.valid), ctx.get(core.i.ready)) == (1, 0, 0)
+        # o0's valid does not depend on its ready.
+        ctx.set(core.o0.ready, 1)
+        assert (ctx.get(core.o0.valid), ctx.get(core.i.ready)) == (1, 1)
+        await ctx.tick()
+        ctx.set(core.i.payload[0], 6)
+        assert (ctx.get(core.o0.valid), ctx.get(core.o1.valid)) == (1, 1)
+        assert ctx.get(core.o0.payload[0]) == 6
+
+    sim = Simulator(core)
+    sim.add_clock(1e-8)
+    sim.add_testbench(testbench)
+    sim.run()
+
+
+# StreamFIFO -------------------------------------------------------------------------------------
+
+def test_fifo_moves_every_token_once():
+    fmt, lanes = Q(2, 6), 2
+    tokens = random_tokens(fmt, 300, lanes)
+    for depth, seed in [(3, 0), (5, 1), (16, 2)]:
+        core = StreamFIFO(fmt, depth, lanes=lanes)
+        run = run_streams(core, {"i": tokens}, {"o": len(tokens)}, valid_prob=0.7, ready_prob=0.4,
+                          seed=seed, watch=("level",))
+        assert run.outputs["o"] == tokens
+        assert run.signals["level"] == 0
+
+
+@pytest.mark.parametrize("depth", [3, 8])
+@pytest.mark.parametrize("valid_prob", [1.0, 0.5])
+def test_fifo_contract(depth, valid_prob):
+    fmt = Q(4, 4)
+    tokens = random_tokens(fmt, 150, 1)
+    core = StreamFIFO(fmt, depth)
+    run = run_streams(core, {"i": tokens}, {"o": len(tokens)}, valid_prob=valid_prob, seed=3)
+    check_contract(core.contract, run)
+    assert run.outputs["o"] == tokens
+
+
+@pytest.mark.parametrize("depth", [3, 6])
+def test_fifo_holds_depth_beats(depth):
+    core = StreamFIFO(Q(8, 0), depth)
+
+    async def testbench(ctx):
+        ctx.set(core.i.valid, 1)
+        accepted = 0
+        for value in range(depth + 4):
+            ctx.set(core.i.payload[0], value)
+            accepted += ctx.get(core.i.ready)
+            await ctx.tick()
+        assert accepted == depth and ctx.get(core.level) == depth and not ctx.get(core.i.ready)
+        ctx.set(core.i.valid, 0)
+        ctx.set(core.o.ready, 1)
+        for value in range(depth):
+            assert ctx.get(core.o.valid) and ctx.get(core.o.payload[0]) == value
+            await ctx.tick()
+        assert not ctx.get(core.o.valid) and ctx.get(core.level) == 0
+
+    sim = Simulator(core)
+    sim.add_clock(1e-8)
+    sim.add_testbench(testbench)
+    sim.run()
+
+
+def test_fifo_rejects_shallow_depth():
+    with pytest.raises(ValueError):
+        StreamFIFO(Q(4, 4), 2)
+
+
+@pytest.mark.parametrize("depth, width, kind", [
+    (2, 32, "SRL"), (32, 1024, "SRL"), (33, 32, "LUTRAM"), (128, 32, "LUTRAM"), (4096, 1, "LUTRAM"),
+    (129, 32, "BRAM"), (4096, 32, "BRAM"), (1024, 512, "BRAM"), (2048, 72, "BRAM"),
+    (8192, 32, "URAM"), (16384, 32, "URAM"), (4096, 144, "URAM"),
+])
+def test_fifo_memory_kind(depth, width, kind):
+    assert fifo_memory_kind(depth, width) == kind
+
+
+def test_fifo_memory_kind_without_uram():
+    assert fifo_memory_kind(16384, 32, uram=False) == "BRAM"
+
+
+# Gather -----------------------------------------------------------------------------------------
+
+def gather_reference(index, input_values):
+    """Output tokens of one firing: ``input_values[port][element]`` or the constant, per ``index``."""
+    return [entry if isinstance(entry, numbers.Real) else input_values[entry[0]][entry[1]] for entry in index]
+
+
+def gather_expected(inputs, out_format, index, firings, rounding="nearest", overflow="saturate"):
+    """Raw output tokens and whether any overflowed, for ``firings[f][port]`` raw input tokens."""
+    wide = Q(out_format.int_bits + 64, out_format.frac_bits)
+    outputs, any_overflow = [], False
+    for firing in firings:
+        chosen = gather_reference(index, firing)
+        for entry, value in zip(index, chosen):
+            if isinstance(entry, numbers.Real):
+                src, raw = wide, wide.quantize([value], rounding=rounding)
+            else:
+                src, raw = inputs[entry[0]][0], [value]
+            result, overflowed = convert_raw(raw, src, out_format, rounding=rounding, overflow=overflow)
+            outputs.append((int(result[0]),))
+            any_overflow |= bool(overflowed[0])
+    return outputs, any_overflow
+
+
+GATHER_CASES = {
+    # name: (inputs as (format, tokens per firing), index)
+    "transpose_2x3": ([(Q(4, 4), 6)], [(0, 0), (0, 3), (0, 1), (0, 4), (0, 2), (0, 5)]),
+    "select": ([(Q(3, 6), 6)], [(0, 5), (0, 1)]),
+    "broadcast_one": ([(Q(3, 6), 1)], [(0, 0)] * 5),
+    "single": ([(Q(2, 3), 1)], [(0, 0)]),
+    "concat_three": ([(Q(4, 4), 1), (Q(2, 6), 2), (Q(6, 2), 1)], [(0, 0), (1, 0), (1, 1), (2, 0)]),
+    "expand_with_constants": ([(Q(4, 4), 2), (Q(3, 7), 3)],
+                              [(1, 2), 0.25, (0, 0), (0, 0), (1, 0), -7.5, 100.0, (1, 1)]),
+    "two_ports_select": ([(Q(4, 4), 4), (Q(5, 3), 4)], [(1, 3), (0, 0), (1, 0)]),
+    "three_ports_expand": ([(Q(3, 5), 3), (Q(5, 5), 1), (Q(2, 8), 2)],
+                           [(2, 1), (0, 0), (1, 0), 0.5, (0, 2), (0, 2), (2, 0), (1, 0), (0, 1), -1.0, (2, 1)]),
+}
+OUT_FORMAT = Q(4, 5)
+
+
+def gather_run(name, *, valid_prob, ready_prob, seed, firings=12):
+    inputs, index = GATHER_CASES[name]
+    rng = np.random.default_rng(seed)
+    data = [[random_raw(fmt, count, rng) for fmt, count in inputs] for _ in range(firings)]
+    streams = {f"i{port}": [value for firing in data for value in firing[port]] for port in range(len(inputs))}
+    core = Gather(inputs, OUT_FORMAT, index)
+    expected, overflowed = gather_expected(inputs, OUT_FORMAT, index, data)
+    run = run_streams(core, streams, {"o": len(expected)}, valid_prob=valid_prob, ready_prob=ready_prob,
+                      seed=seed, watch=("overflow",))
+    return core, run, expected, overflowed
+
+
+@pytest.mark.parametrize("name", GATHER_CASES)
+def test_gather_data_under_backpressure(name):
+    core, run, expected, overflowed = gather_run(name, valid_prob=0.6, ready_prob=0.35, seed=11)
+    assert run.outputs["o"] == expected
+    assert run.signals["overflow"] == overflowed
+
+
+@pytest.mark.parametrize("name", GATHER_CASES)
+@pytest.mark.parametrize("valid_prob", [1.0, 0.4])
+def test_gather_contract(name, valid_prob):
+    core, run, expected, overflowed = gather_run(name, valid_prob=valid_prob, ready_prob=1.0, seed=5)
+    check_contract(core.contract, run)
+    assert run.outputs["o"] == expected
+    assert run.signals["overflow"] == overflowed
+
+
+def test_gather_contract_numbers():
+    inputs, index = GATHER_CASES["three_ports_expand"]
+    contract = Gather(inputs, OUT_FORMAT, index).contract
+    assert contract.reads == ((("i0",), 3), (("i1",), 1), (("i2",), 2))
+    assert contract.writes == tuple(range(2, 13)) and contract.cooldown == 5 and contract.ii == 11
+    inputs, index = GATHER_CASES["select"]
+    contract = Gather(inputs, OUT_FORMAT, index).contract
+    assert contract.writes == (2, 3) and contract.cooldown == 0 and contract.ii == 6
+
+
+def test_gather_rounds_and_saturates():
+    fmt = Q(4, 8)
+    tokens = [int(v) for v in fmt.quantize([20 / 256, -8.0, 7.99])]
+    # 20/256 is 2.5 ulp of q4.5 and rounds half up; -8.0 is q4.5's minimum exactly.
+    core = Gather([(fmt, 3)], OUT_FORMAT, [(0, 0), (0, 1)])
+    run = run_streams(core, {"i0": tokens}, {"o": 2}, watch=("overflow",))
+    assert run.outputs["o"] == [(3,), (OUT_FORMAT.min_raw,)] and run.signals["overflow"] == 0
+    # 7.99 rounds up past q4.5's maximum and saturates.
+    core = Gather([(fmt, 3)], OUT_FORMAT, [(0, 2)])
+    run = run_streams(core, {"i0": tokens}, {"o": 1}, watch=("overflow",))
+    assert run.outputs["o"] == [(OUT_FORMAT.max_raw,)] and run.signals["overflow"] == 1
+
+
+@pytest.mark.parametrize("in_format", [Q(3, 6), Q(6, 3)])
+def test_gather_conversion_exhaustive(in_format):
+    values = list(range(in_format.min_raw, in_format.max_raw + 1))
+    core = Gather([(in_format, 8)], OUT_FORMAT, [(0, k) for k in range(8)])
+    run = run_streams(core, {"i0": values}, {"o": len(values)}, watch=("overflow",))
+    expected, overflowed = convert_raw(values, in_format, OUT_FORMAT)
+    assert [v for (v,) in run.outputs["o"]] == list(expected)
+    assert run.signals["overflow"] == bool(np.any(overflowed))
+    # Within half an ulp of q4.5 wherever the value fits.
+    error = np.abs(OUT_FORMAT.to_float(expected) - in_format.to_float(values))[~overflowed.astype(bool)]
+    assert error.max() <= OUT_FORMAT.ulp / 2
+
+
+def test_gather_rejects_bad_index():
+    with pytest.raises(ValueError):
+        Gather([(Q(4, 4), 2)], OUT_FORMAT, [(0, 2)])
+    with pytest.raises(ValueError):
+        Gather([(Q(4, 4), 2)], OUT_FORMAT, [(1, 0)])
+    with pytest.raises(ValueError):
+        Gather([], OUT_FORMAT, [0.0])
+
+
+# LaneConverter ----------------------------------------------------------------------------------
+
+LANE_CASES = [(1, 4), (4, 1), (2, 6), (6, 2), (3, 3), (1, 1), (2, 4), (4, 2)]
+
+
+def lane_run(in_lanes, out_lanes, *, valid_prob, ready_prob, seed, elements=240):
+    fmt = Q(3, 4)
+    values = random_raw(fmt, elements, np.random.default_rng(seed))
+    beats_in = [tuple(values[k:k + in_lanes]) for k in range(0, elements, in_lanes)]
+    beats_out = [tuple(values[k:k + out_lanes]) for k in range(0, elements, out_lanes)]
+    core = LaneConverter(fmt, in_lanes, out_lanes)
+    run = run_streams(core, {"i": beats_in}, {"o": len(beats_out)}, valid_prob=valid_prob,
+                      ready_prob=ready_prob, seed=seed)
+    return core, run, beats_out
+
+
+@pytest.mark.parametrize("in_lanes, out_lanes", LANE_CASES)
+def test_lane_converter_data_under_backpressure(in_lanes, out_lanes):
+    core, run, expected = lane_run(in_lanes, out_lanes, valid_prob=0.6, ready_prob=0.4, seed=2)
+    assert run.outputs["o"] == expected
+
+
+@pytest.mark.parametrize("in_lanes, out_lanes", LANE_CASES)
+@pytest.mark.parametrize("valid_prob", [1.0, 0.4])
+def test_lane_converter_contract(in_lanes, out_lanes, valid_prob):
+    core, run, expected = lane_run(in_lanes, out_lanes, valid_prob=valid_prob, ready_prob=1.0, seed=4)
+    check_contract(core.contract, run)
+    assert run.outputs["o"] == expected
+
+
+def test_lane_converter_contract_numbers():
+    assert LaneConverter(Q(4, 4), 1, 4).contract.reads == ((("i",), 4),)
+    assert LaneConverter(Q(4, 4), 1, 4).contract.writes == (1,)
+    narrow = LaneConverter(Q(4, 4), 4, 1).contract
+    assert narrow.reads == ((("i",), 1),) and narrow.writes == (1, 2, 3, 4) and narrow.cooldown == 3
+    with pytest.raises(ValueError):
+        LaneConverter(Q(4, 4), 2, 3)
+
+
+# Every core elaborates to RTLIL ------------------------------------------------------------------
+
+def gather_case(name):
+    inputs, index = GATHER_CASES[name]
+    return Gather(inputs, OUT_FORMAT, index)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: Fork(Q(4, 4), 3, lanes=2),
+    lambda: StreamFIFO(Q(4, 4), 64, lanes=2),
+    lambda: gather_case("three_ports_expand"),
+    lambda: gather_case("single"),
+    lambda: LaneConverter(Q(4, 4), 4, 2),
+    lambda: LaneConverter(Q(4, 4), 2, 4),
+])
+def test_converts_to_rtlil(make):
+    assert rtlil.convert(make())

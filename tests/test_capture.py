@@ -1,0 +1,89 @@
+"""Capture and passes keep the function's meaning: the IR, run in float64, equals torch."""
+
+import numpy as np
+import pytest
+import torch
+from torch.func import hessian, jacfwd, jacrev, vmap
+
+import inrarch
+from inrarch import ir
+from inrarch.capture import capture
+from inrarch.errors import CompileError
+from inrarch.passes import PIPELINE, optimize
+
+MODEL = inrarch.models.siren(in_features=2, hidden=8, layers=2, out_features=3, w0=30.0, seed=0)
+
+
+def autograd_gradients(x):
+    x = x.clone().requires_grad_(True)
+    y = MODEL(x)
+    grads = [torch.autograd.grad(y[:, o].sum(), x, create_graph=True)[0] for o in range(3)]
+    return [y, torch.stack(grads, 1)]
+
+
+def func_transforms(x):
+    return [vmap(jacrev(MODEL))(x), vmap(jacfwd(MODEL))(x), vmap(hessian(MODEL))(x)]
+
+
+def laplacian(x):
+    return vmap(hessian(MODEL))(x).diagonal(dim1=-2, dim2=-1).sum(-1)
+
+
+FUNCTIONS = {
+    "derivatives-1": inrarch.derivatives(MODEL, 1),
+    "derivatives-2": inrarch.derivatives(MODEL, 2),
+    "derivatives-3": inrarch.derivatives(MODEL, 3),
+    "autograd": autograd_gradients,
+    "torch.func": func_transforms,
+    "laplacian": laplacian,
+}
+
+
+def _check(graph, fn, single, x):
+    values = ir.evaluate(graph, x.numpy().reshape(len(x), *graph.input.shape))
+    expected = fn(x)
+    expected = [expected] if single else expected
+    assert len(expected) == len(graph.outputs)
+    for node, ref in zip(graph.outputs, expected):
+        ref = ref.detach().numpy()
+        np.testing.assert_allclose(values[node].reshape(ref.shape), ref, rtol=0, atol=1e-10 * max(1, np.abs(ref).max()))
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_capture_and_every_pass_keep_the_meaning(name):
+    fn = FUNCTIONS[name]
+    x = torch.rand(9, 2, dtype=torch.float64) * 2 - 1
+    graph, single = capture(fn, x)
+    _check(graph, fn, single, x)
+    for simplify in PIPELINE:
+        graph = simplify(graph)
+        _check(graph, fn, single, x)
+
+
+def test_derivatives_compute_each_unique_partial_once():
+    """Order 2 of a 2-hidden-layer SIREN: one matmul for the first layer (its tangents are
+    constants), and six (value, 2 first, 3 unique second partials) for each later layer."""
+    graph, _ = capture(inrarch.derivatives(MODEL, 2), torch.zeros(4, 2, dtype=torch.float64))
+    graph = optimize(graph)
+    assert graph.op_counts()["matmul"] == 1 + 6 + 6
+
+
+def test_weights_are_stored_once_for_forward_and_transpose():
+    graph, _ = capture(autograd_gradients, torch.zeros(4, 2, dtype=torch.float64))
+    graph = optimize(graph)
+    matmuls = [n for n in graph.nodes if n.op == "matmul"]
+    assert {n.attrs["transposed"] for n in matmuls} == {False, True}
+    assert len({id(n.attrs["weight"]) for n in matmuls}) == 3
+
+
+def test_unsupported_op_is_named_with_the_supported_set():
+    def fn(x):
+        return torch.special.bessel_j0(MODEL(x))
+
+    with pytest.raises(CompileError, match=r"unsupported op aten\.special_bessel_j0.*supported: "):
+        capture(fn, torch.zeros(2, 2, dtype=torch.float64))
+
+
+def test_matmul_of_two_streamed_tensors_is_refused():
+    with pytest.raises(CompileError, match="two streamed tensors"):
+        capture(lambda x: x @ x.T, torch.zeros(2, 2, dtype=torch.float64))

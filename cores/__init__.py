@@ -10,6 +10,7 @@ from .fixed import Q, convert
 from .ports import lanes_layout, lanes_signature
 from .elementwise import Add, AddConst, Mul, MulAdd, MulConst, Neg, Scale, Sub
 from .matmul import MatVec
+from .nonlinear import Cos, Exp, Relu, Sigmoid, Sin, Step, Tanh
 from .pacer import Pacer
 from .plumbing import Fork, Gather, LaneConverter, StreamFIFO, fifo_memory_kind
 from .reduce import Accumulate, Sum
@@ -17,5 +18,5 @@ from .reduce import Accumulate, Sum
 __all__ = [
     "Q", "convert", "TimingContract", "Schedule", "lanes_layout", "lanes_signature",
     "Add", "Sub", "Mul", "Neg", "Scale", "MulAdd", "AddConst", "MulConst",
-    "MatVec", "Pacer", "Fork", "Gather", "LaneConverter", "StreamFIFO", "fifo_memory_kind", "Sum", "Accumulate",
+    "Sin", "Cos", "Tanh", "Sigmoid", "Exp", "Relu", "Step", "MatVec", "Pacer", "Fork", "Gather", "LaneConverter", "StreamFIFO", "fifo_memory_kind", "Sum", "Accumulate",
 ]

@@ -10,9 +10,9 @@ cos, tanh, sigmoid and exp share one structure:
    reduction is exact up to the constant's rounding, and it has enough fractional bits that the
    error it adds over the whole input range stays below ``2**-(A+1)`` of ``t``.
 2. *Table.* ``t`` (folded by the function's symmetry) splits into a segment index and an offset
-   ``s`` within the segment. A read-only memory holds one polynomial per segment, linear or
-   quadratic in ``s``, and the polynomial is evaluated in integer arithmetic, one multiply per
-   pipeline stage. The offset is taken at the middle of its last bit, so folding ``t`` by a
+   ``s`` within the segment. A read-only memory holds one polynomial per segment (linear,
+   quadratic or cubic in ``s``), evaluated in integer arithmetic by Horner's rule, one multiply
+   per pipeline stage. The offset is taken at the middle of its last bit, so folding ``t`` by a
    symmetry is a bitwise complement and the truncation of ``t`` is unbiased.
 3. *Reconstruction.* Quadrant sign (sin), odd or complementary symmetry (tanh, sigmoid),
    saturation beyond the table's range (tanh, sigmoid), or the power-of-two scaling (exp), then
@@ -39,15 +39,18 @@ from .ports import lanes_signature
 
 __all__ = ["Sin", "Cos", "Tanh", "Sigmoid", "Exp", "Relu", "Step"]
 
-# Error allowed to the fitted polynomials, in output ulps. Measured totals then stay below 1 ulp
+# Error allowed to the fitted polynomials, in output ulps. Measured totals then stay near 1 ulp
 # (0.5 rounding, the fit, reduction and arithmetic errors); a looser fit halves some tables.
 FIT_TARGET_ULPS = 0.5
-# Bits kept below the table's target precision inside the polynomial evaluation: its four
-# truncations and coefficient roundings then add at most 3.5 * 2**-GUARD_BITS output ulps.
+# Bits kept below the table's target precision inside the polynomial evaluation: Horner's rule
+# of order n (its truncations and coefficient roundings) then adds at most about
+# 2n * 2**-GUARD_BITS output ulps.
 GUARD_BITS = 4
-# Largest tables the automatic sizing picks; linear tables fit one 18 kbit block RAM.
-MAX_LINEAR_SEGMENTS = 256
-MAX_QUADRATIC_SEGMENTS = 2048
+# Largest table of each polynomial order the automatic sizing picks: each order costs one more
+# multiply and buys much smaller tables (tanh at 24 bits: 150 cubic entries, or 1198 quadratic).
+MAX_SEGMENTS = {1: 256, 2: 1024, 3: 2048}
+# Largest table when the caller chooses the order.
+MAX_ANY_SEGMENTS = 4096
 # The tables are fitted and balanced in float64, exact to about 2**-50 of their values.
 MAX_TABLE_FRAC_BITS = 46
 
@@ -90,12 +93,14 @@ def _fixed_constant(value, min_frac, frac):
 
 def _objects(raw):
     """Raw inputs as a numpy array of Python ints (exact at any width)."""
-    return np.vectorize(int, otypes=[object])(np.asarray(raw)) if np.size(raw) else np.asarray(raw, dtype=object)
+    if not np.size(raw):
+        return np.asarray(raw, dtype=object)
+    return np.vectorize(int, otypes=[object])(np.asarray(raw))
 
 
-def _register(m, advance, value, name):
+def _register(m, advance, value, name, shape=None):
     """``value`` delayed by one pipeline stage (held while the pipeline stalls)."""
-    reg = Signal(value.shape(), name=name)
+    reg = Signal(shape or value.shape(), name=name)
     with m.If(advance):
         m.d.sync += reg.eq(value)
     return reg
@@ -121,14 +126,18 @@ class _Table:
     """A piecewise polynomial of ``function`` on ``[0, extent)`` in a read-only memory.
 
     The domain is cut into segments of width ``2**-resolution``. Segment ``i`` holds a polynomial
-    ``c0 + c1*s + c2*s**2`` in the offset ``s`` in [0, 1) within the segment, fitted at Chebyshev
-    nodes; ``c0`` is then re-centred so that the integer evaluation's error over the segment
-    (fit, coefficient rounding and truncations together) is balanced around zero.
+    ``c0 + c1*s + ... + cn*s**n`` (``n = order``) in the offset ``s`` in [0, 1) within the
+    segment, fitted at Chebyshev nodes; ``c0`` is then re-centred so that the integer evaluation's
+    error over the segment (fit, coefficient rounding and truncations together) is balanced
+    around zero.
 
     The evaluation takes the segment index and an odd integer ``v`` of ``offset_bits + 1`` bits:
-    ``s = v / 2**(offset_bits + 1)``, the middle of an ``offset_bits``-bit offset. Coefficients
-    and the result are integers with ``frac_bits`` fractional bits; ``round_bias`` is added to
-    ``c0`` so that a later truncation of the result rounds to nearest.
+    ``s = v / 2**(offset_bits + 1)``, the middle of an ``offset_bits``-bit offset. It is Horner's
+    rule, ``acc = c_j + acc * s`` from ``j = n-1`` down to 0, one multiply per pipeline stage,
+    each product floored to ``frac_bits`` fractional bits, the coefficients' fractional bits. The
+    inner products use only the top ``multiplier_bits[j]`` bits of ``v`` that their small
+    accumulators need (an error below half a unit). ``round_bias`` is added to ``c0`` so that a
+    later truncation of the result rounds to nearest.
     """
 
     def __init__(self, function, extent, resolution, order, offset_bits, frac_bits, round_bias):
@@ -141,31 +150,27 @@ class _Table:
         self.segments = math.ceil(extent * (1 << resolution))
         self.latency = order + 2  # memory read, one stage per multiply, final add
 
-        coefficients = _fit(function, self.segments, resolution, order)
-        one = 2.0 ** frac_bits
-        self.c1 = _objects(np.round(coefficients[:, 1] * one))
-        self.c2 = _objects(np.round(coefficients[:, 2] * one)) if order == 2 else None
+        fitted = _fit(function, self.segments, resolution, order) * 2.0 ** frac_bits
+        self.coefficients = [None] + [_objects(np.round(fitted[:, j])) for j in range(1, order + 1)]
         mv = offset_bits + 1
-        # c2 * s**2 is small: the top bits of the offset suffice for it (error below 1/2 unit).
-        largest_c2 = max(abs(int(c)) for c in self.c2) if order == 2 else 0
-        self.c2_offset_bits = min(mv, largest_c2.bit_length() + 1) if order == 2 else 0
+        self.multiplier_bits = [mv] * (order + 1)
+        bound = 0
+        for j in range(order - 1, 0, -1):
+            bound += max(abs(int(c)) for c in self.coefficients[j + 1])
+            self.multiplier_bits[j] = min(mv, bound.bit_length() + 1)
 
         samples = _offset_samples(mv)
         index = np.repeat(np.arange(self.segments), len(samples))
         v = np.tile(samples, self.segments)
-        self.c0 = _objects(np.zeros(self.segments, dtype=np.int64))
+        self.coefficients[0] = _objects(np.zeros(self.segments, dtype=np.int64))
         partial = np.asarray(self._evaluate(index, _objects(v)), dtype=np.float64)
-        exact = function((index + v / 2.0 ** mv) / 2.0 ** resolution) * one
+        exact = function((index + v / 2.0 ** mv) / 2.0 ** resolution) * 2.0 ** frac_bits
         miss = (exact - partial).reshape(self.segments, len(samples))
-        centred = np.floor((miss.max(axis=1) + miss.min(axis=1)) / 2 + 0.5)
-        self.c0 = _objects(centred) + round_bias
+        centre = np.floor((miss.max(axis=1) + miss.min(axis=1)) / 2 + 0.5)
+        self.coefficients[0] = _objects(centre) + round_bias
 
-        fields = {"c0": _signed_shape(self.c0), "c1": _signed_shape(self.c1)}
-        if order == 2:
-            fields["c2"] = _signed_shape(self.c2)
-        self.layout = data.StructLayout(fields)
-        self.rows = [{"c0": int(self.c0[i]), "c1": int(self.c1[i]),
-                      **({"c2": int(self.c2[i])} if order == 2 else {})} for i in range(self.segments)]
+        self.layout = data.StructLayout({f"c{j}": _signed_shape(c) for j, c in enumerate(self.coefficients)})
+        self.rows = [{f"c{j}": int(c[i]) for j, c in enumerate(self.coefficients)} for i in range(self.segments)]
 
     @property
     def entry_bits(self):
@@ -174,14 +179,15 @@ class _Table:
     def _evaluate(self, index, v):
         index = np.asarray(index, dtype=np.int64)
         mv = self.offset_bits + 1
-        slope = self.c1[index]
-        if self.order == 2:
-            m2 = self.c2_offset_bits
-            slope = slope + ((self.c2[index] * (v >> (mv - m2))) >> m2)
-        return self.c0[index] + ((slope * v) >> mv)
+        acc = self.coefficients[self.order][index]
+        for j in range(self.order - 1, -1, -1):
+            bits = self.multiplier_bits[j]
+            acc = self.coefficients[j][index] + ((acc * (v >> (mv - bits))) >> bits)
+        return acc
 
     def reference(self, index, v):
-        """Exact integer result for segment indices ``index`` (in range) and odd offsets ``v``."""
+        """Exact integer result for segment indices ``index`` (clamped to the table) and odd
+        offsets ``v``."""
         return self._evaluate(np.minimum(np.asarray(index, dtype=np.int64), self.segments - 1), v)
 
     def memory(self):
@@ -193,23 +199,23 @@ class _Table:
         in this stage, the result is a register ``self.latency`` stages later."""
         port = memory.read_port(domain="sync")
         m.d.comb += [port.addr.eq(index), port.en.eq(advance)]
-        coef = port.data
         mv = self.offset_bits + 1
         v = _register(m, advance, v, f"{name}_v")
-        c0 = _register(m, advance, coef.c0, f"{name}_c0")
-        slope = coef.c1
-        if self.order == 2:
-            m2 = self.c2_offset_bits
-            curvature = _register(m, advance, coef.c2 * v[mv - m2:], f"{name}_c2s")
-            slope = _register(m, advance, coef.c1, f"{name}_c1") + (curvature >> m2)
-            v = _register(m, advance, v, f"{name}_v2")
-            c0 = _register(m, advance, c0, f"{name}_c0_2")
-        product = _register(m, advance, slope * v, f"{name}_c1s")
-        return _register(m, advance, c0 + (product >> mv), f"{name}_y")
+        coefficients = [port.data[f"c{j}"] for j in range(self.order + 1)]
+        acc = coefficients[self.order]
+        for j in range(self.order - 1, -1, -1):
+            bits = self.multiplier_bits[j]
+            # the addition of c_j feeds the next multiplier (a DSP pre-adder) in the next stage
+            product = _register(m, advance, acc * v[mv - bits:], f"{name}_p{j}")
+            coefficients = [_register(m, advance, c, f"{name}_c{i}_{j}")
+                            for i, c in enumerate(coefficients[:j + 1])]
+            v = _register(m, advance, v, f"{name}_v{j}")
+            acc = coefficients[j] + (product >> bits)
+        return _register(m, advance, acc, f"{name}_y")
 
 
 def _fit(function, segments, resolution, order):
-    """Per-segment polynomial coefficients (rows ``c0, c1[, c2]`` in the offset s) interpolating
+    """Per-segment polynomial coefficients (columns ``c0 .. c_order`` in the offset s) interpolating
     ``function`` at Chebyshev nodes of each segment."""
     nodes = 0.5 - 0.5 * np.cos((2 * np.arange(order + 1) + 1) * np.pi / (2 * (order + 1)))
     values = function((np.arange(segments)[:, None] + nodes[None, :]) / 2.0 ** resolution)
@@ -234,16 +240,21 @@ def _offset_samples(mv):
     return 2 * spread + 1
 
 
-def _choose_table(function, extent, target):
-    """``(order, resolution)`` of the smallest table whose fit error is below ``target``: linear
-    while it needs at most MAX_LINEAR_SEGMENTS segments, else quadratic."""
-    for order, limit in ((1, MAX_LINEAR_SEGMENTS), (2, MAX_QUADRATIC_SEGMENTS)):
+def _choose_table(function, extent, target, order=None):
+    """``(order, resolution)`` of the smallest table whose fit error is below ``target``.
+
+    With ``order=None``, linear, quadratic then cubic polynomials are tried up to
+    ``MAX_SEGMENTS[order]`` segments each; with a given order, up to ``MAX_ANY_SEGMENTS``.
+    """
+    limits = MAX_SEGMENTS if order is None else {order: MAX_ANY_SEGMENTS}
+    for order, limit in limits.items():
         resolution = 0
         while math.ceil(extent * (1 << resolution)) <= limit:
             if _fit_error(function, math.ceil(extent * (1 << resolution)), resolution, order) <= target:
                 return order, resolution
             resolution += 1
-    return 2, resolution - 1
+    raise ValueError(f"no table of at most {limit} segments is accurate enough; use a narrower output "
+                     f"format{'' if len(limits) > 1 else ' or a higher order'}")
 
 
 class _Nonlinear(wiring.Component):
@@ -276,7 +287,7 @@ class _Nonlinear(wiring.Component):
         return np.asarray(self._model(_objects(raw_inputs))[1], dtype=bool)
 
     def _configure(self):
-        pass
+        """Derive the constants from the formats and the scale; set ``self.latency``."""
 
     def _model(self, x):
         raise NotImplementedError
@@ -318,7 +329,16 @@ class _TableFunction(_Nonlinear):
     if it is exact: its rounding then moves ``t`` by less than ``2**-(A+1)``. ``A`` is chosen so
     that this, and the midpoint offset's error of at most ``2**-(A+1)``, each move the result by at
     most 1/8 output ulp.
+
+    ``order`` (1, 2 or 3) fixes the polynomial order of the table; by default the lowest order
+    whose table is small enough is used (see ``MAX_SEGMENTS``).
     """
+
+    def __init__(self, in_format, out_format, *, scale=1.0, lanes=1, order=None):
+        if order not in (None, 1, 2, 3):
+            raise ValueError(f"table order must be 1, 2 or 3, not {order!r}")
+        self.requested_order = order
+        super().__init__(in_format, out_format, scale=scale, lanes=lanes)
 
     def _setup(self, function, extent, unit, derivative, table_frac, largest_input, round_bias,
                overhead_stages):
@@ -330,7 +350,7 @@ class _TableFunction(_Nonlinear):
         ``largest_input`` bounds the raw inputs whose result needs full precision.
         """
         target = FIT_TARGET_ULPS * 2.0 ** -table_frac
-        order, resolution = _choose_table(function, extent, target)
+        order, resolution = _choose_table(function, extent, target, self.requested_order)
         self.arg_bits = max(resolution, table_frac + 2 + math.ceil(math.log2(derivative)))
         self.table = _Table(function, extent, resolution, order, self.arg_bits - resolution,
                             table_frac + GUARD_BITS, round_bias)
@@ -357,9 +377,11 @@ class _TableFunction(_Nonlinear):
         return (x * self.constant) >> (self.constant_frac - self.arg_bits)
 
     def _reduce(self, m, advance, x, lane):
-        """Stage 1 (the constant multiply) and ``L`` read from its register."""
-        product = _register(m, advance, x * Const(self.constant, _signed_shape([self.constant])),
-                            f"product{lane}")
+        """Stage 1 (the constant multiply) and ``L`` read from its register, at least ``A + 2``
+        bits wide so that the bits above the fraction (quadrant, sign) are there to slice."""
+        product = x * Const(self.constant, _signed_shape([self.constant]))
+        width = max(len(product), self.constant_frac + 2)
+        product = _register(m, advance, product, f"product{lane}", signed(width))
         return product[self.constant_frac - self.arg_bits:].as_signed()
 
     def _offset(self, folded):
@@ -423,6 +445,9 @@ class Sin(_Sinusoid):
         The constant multiplying the input (SIREN's ``omega_0``).
     lanes : int
         Elements per beat.
+    order : 1, 2, 3 or None
+        Polynomial order of the quarter-wave table; None (default) picks the lowest order whose
+        table is small enough (quadratic with 512 entries at q2.30; ``order=3`` gives 64 entries).
 
     Ports
     -----
@@ -433,8 +458,9 @@ class Sin(_Sinusoid):
 
     Timing
     ------
-    ``TimingContract.pipeline(("a",), latency)``: latency 5 with a linear table, 6 with a
-    quadratic one; initiation interval 1.
+    ``TimingContract.pipeline(("a",), latency)``: latency ``4 + order`` (the reduction product,
+    the table read, one multiply per order, the final add, the sign and rounding); initiation
+    interval 1.
 
     Error
     -----
@@ -482,7 +508,7 @@ class _Saturating(_TableFunction):
         z = self._reduce(m, advance, x, lane)
         negative = z[-1]
         saturated = (z >= limit) | (z < -limit)
-        index, v = self._offset_hw((z ^ negative.replicate(len(z)))[:A + self.index_bits])
+        index, v = self._offset_hw((z.as_unsigned() ^ negative.replicate(len(z)))[:A + self.index_bits])
         y = self.table.evaluate(m, advance, self._memory, index, v, f"table{lane}")
         negative = _delay(m, advance, negative, self.table.latency, f"negative{lane}")
         saturated = _delay(m, advance, saturated, self.table.latency, f"saturated{lane}")
@@ -499,8 +525,8 @@ class Tanh(_Saturating):
     rounded up to whole segments (9.4 at 24 fractional bits), and is 1 beyond; the sign of ``z``
     is applied last (odd symmetry).
 
-    Parameters, ports and timing as :class:`Sin` (latency 5 linear, 6 quadratic). ``overflow`` is
-    set only when ``out_format`` cannot hold +1 and a result rounds to it.
+    Parameters, ports and timing as :class:`Sin` (latency ``4 + order``). ``overflow`` is set only
+    when ``out_format`` cannot hold +1 and a result rounds to it.
 
     Error
     -----
@@ -559,8 +585,8 @@ class Exp(_TableFunction):
 
     Timing
     ------
-    ``TimingContract.pipeline(("a",), latency)``: latency 6 with a linear table, 7 with a
-    quadratic one; initiation interval 1.
+    ``TimingContract.pipeline(("a",), latency)``: latency ``5 + order`` (a barrel-shift stage more
+    than :class:`Sin`); initiation interval 1.
 
     Error
     -----

@@ -124,6 +124,13 @@ def _core_for(node, parallel):
     raise CompileError(f"no core implements IR op {op!r}")
 
 
+def _analysed_only(core):
+    """Mark ``core`` as fine to leave unelaborated: a design may be solved and reported without
+    ever being converted to Verilog, and amaranth would warn about every core it never used."""
+    core._MustUse__silence = True
+    return core
+
+
 def _contract(core):
     return core.contracts[0] if hasattr(core, "contracts") else core.contract
 
@@ -137,13 +144,14 @@ def lower(graph, *, period=None, max_parallel=None):
         if node.op == "input":
             continue
         core, inputs, output = _core_for(node, parallel)
+        _analysed_only(core)
         instance = Instance(node.name, node, core, inputs, output, _contract(core))
         by_node[node] = instance
         netlist.instances.append(instance)
     busiest = max((instance.contract.ii * instance.firings_per_sample for instance in netlist.instances), default=1)
     tokens = graph.input.numel
     netlist.period = max(busiest, 2 * tokens) if period is None else period
-    pacer = Pacer(graph.input.attrs["format"], tokens, netlist.period)
+    pacer = _analysed_only(Pacer(graph.input.attrs["format"], tokens, netlist.period))
     netlist.source = Instance("input", graph.input, pacer, ("i",), "o", pacer.contract)
     netlist.instances.insert(0, netlist.source)
     by_node[graph.input] = netlist.source

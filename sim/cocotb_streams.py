@@ -1,6 +1,6 @@
 """The cocotb test that :func:`sim.run_verilog` runs inside the simulator.
 
-It reads its job from the JSON file named by ``$INRARCH_SIM_SPEC``, streams the input words into
+It reads its job from the JSON file named by ``$INRARCH_SIM_JOB``, streams the input words into
 the design's stream ports, collects the output words, and writes what happened to the result file
 named in the job. Words travel as hexadecimal strings so that payloads of any width survive JSON.
 
@@ -32,7 +32,7 @@ from cocotb import simulator
 from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge, Timer
 
-SPEC_ENV = "INRARCH_SIM_SPEC"
+JOB_ENV = "INRARCH_SIM_JOB"
 
 _DEPOSIT = 0  # cocotb's _GPISetAction.DEPOSIT: inertial with COCOTB_TRUST_INERTIAL_WRITES (the runner sets it)
 _CLOCK_STEPS = 2
@@ -92,6 +92,7 @@ class _Source:
         self.offered = False
         self.valid_high = False
         self.accepts = []
+        self.arrivals = []
         self.set_valid = _writer(_signal(dut, f"{name}__valid"))
         self.set_payload = _writer(_signal(dut, f"{name}__payload"))
         self.is_ready = _bit_reader(_signal(dut, f"{name}__ready"))
@@ -120,7 +121,7 @@ class _Streamer:
     """Moves the words, one :meth:`drive` and one :meth:`sample` callback per cycle."""
 
     def __init__(self, dut, job):
-        self.clk = dut.clk._handle
+        self.clk = _signal(dut, "clk")._handle
         self.watchdog = job["watchdog"]
         self.max_cycles = job["max_cycles"]
         seed = job["seed"]
@@ -143,6 +144,7 @@ class _Streamer:
                     if source.draw is None or source.draw() < source.valid_prob:
                         source.set_payload(source.words[source.sent])
                         source.offered = True
+                        source.arrivals.append(self.cycle)
                 if source.offered != source.valid_high:
                     source.set_valid(int(source.offered))
                     source.valid_high = source.offered
@@ -255,6 +257,7 @@ async def _stream(dut, job):
     return {
         "outputs": {sink.name: [format(word, "x") for word in sink.words] for sink in streamer.sinks},
         "accepts": {source.name: source.accepts for source in streamer.sources},
+        "arrivals": {source.name: source.arrivals for source in streamer.sources},
         "emits": {sink.name: sink.emits for sink in streamer.sinks},
         "status": {name: format(read(), "x") for name, read in status.items()},
         "simulated_cycles": streamer.cycle + 1,
@@ -272,7 +275,7 @@ def _write_result(path, result):
 @cocotb.test()
 async def stream_words(dut):
     """Stream the job's words through the design and record every transfer."""
-    job = json.loads(Path(os.environ[SPEC_ENV]).read_text())
+    job = json.loads(Path(os.environ[JOB_ENV]).read_text())
     try:
         result = await _stream(dut, job)
     except Exception:

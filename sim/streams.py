@@ -15,7 +15,7 @@ import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass
 from pathlib import Path
 
-from .cocotb_streams import SPEC_ENV
+from .cocotb_streams import JOB_ENV
 from .verilator import _Runner, build_model, toolchain
 
 __all__ = ["run_verilog", "VerilogRun", "SimulationError", "Deadlock", "CycleLimitExceeded"]
@@ -54,6 +54,9 @@ class VerilogRun:
         Without inputs ``first_accept`` is 0; without outputs ``last_output`` is the last accept.
     accepts : dict of str to list of int
         For each input port, the cycle each of its words was accepted.
+    arrivals : dict of str to list of int
+        For each input port, the cycle each of its words was first offered (``valid`` rose); with
+        ``accepts`` this is what :meth:`cores.TimingContract.schedule` needs.
     emits : dict of str to list of int
         For each output port, the cycle each of its words was taken.
     status : dict of str to int
@@ -75,6 +78,7 @@ class VerilogRun:
     first_accept: int
     last_output: int
     accepts: dict
+    arrivals: dict
     emits: dict
     status: dict
     wall_seconds: float
@@ -144,15 +148,14 @@ def run_verilog(verilog: str, *, top: str = "top", inputs: dict, outputs: dict, 
         "status": list(status),
         "valid_prob": float(valid_prob),
         "ready_prob": float(ready_prob),
-        "seed": seed,
+        "seed": int(seed),
         "watchdog": int(watchdog),
         "max_cycles": int(max_cycles),
         "reset_cycles": RESET_CYCLES,
         "result": str(result_path),
     }))
 
-    runner = _Runner(toolchain(), extra_env={SPEC_ENV: str(job_path)})
-    runner.log.setLevel("WARNING")
+    runner = _Runner(toolchain(), extra_env={JOB_ENV: str(job_path)})
     results_xml = run_dir / "results.xml"
     log = run_dir / "sim.log"
     start = time.perf_counter()
@@ -166,13 +169,9 @@ def run_verilog(verilog: str, *, top: str = "top", inputs: dict, outputs: dict, 
 
     result = json.loads(result_path.read_text()) if result_path.is_file() else None
     if result is None or "error" in result or failure is not None:
-        details = [part for part in (
-            result.get("error") if result else None,
-            _xml_failures(results_xml),
-            failure,
-            f"simulator log {log}:\n{_tail(log)}",
-        ) if part]
-        raise SimulationError(f"simulation of {top} failed (files kept in {run_dir}):\n" + "\n".join(details))
+        details = ((result or {}).get("error") or _xml_failures(results_xml)
+                   or f"{failure or 'no result'}; log:\n{_tail(log)}")
+        raise SimulationError(f"simulation of {top} failed (files kept in {run_dir}):\n{details}")
     if result["stop"] is not None:
         error = Deadlock if result["stop"]["kind"] == "deadlock" else CycleLimitExceeded
         shutil.rmtree(run_dir, ignore_errors=True)
@@ -189,6 +188,7 @@ def run_verilog(verilog: str, *, top: str = "top", inputs: dict, outputs: dict, 
         first_accept=first_accept,
         last_output=last_output,
         accepts=accepts,
+        arrivals=result["arrivals"],
         emits=emits,
         status={name: int(value, 16) for name, value in result["status"].items()},
         wall_seconds=wall_seconds,
@@ -226,7 +226,7 @@ def _xml_failures(path):
     messages = []
     for case in tree.iter("testcase"):
         for problem in [*case.iter("failure"), *case.iter("error")]:
-            text = " ".join(part for part in (problem.get("message"), problem.text) if part)
+            text = problem.text or problem.get("message")
             messages.append(f"cocotb test {case.get('name')} failed: {text}")
     return "\n".join(messages) or None
 

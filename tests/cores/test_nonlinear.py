@@ -157,22 +157,28 @@ def test_hardware_exhaustive(case):
     assert run.signals["overflow"] == core.reference_overflow(raw).any()
 
 
-HARDWARE_LARGE = [
-    (Sin, "q16.16", "q2.30", 30.0, None), (Cos, "q12.20", "q2.22", 30.0, None),
-    (Tanh, "q8.24", "q2.24", 1.0, 12.0), (Sigmoid, "q8.24", "q2.24", 2.0, 12.0),
-    (Exp, "q8.24", "q8.24", 1.0, 8.0), (Exp, "q12.20", "q16.16", -3.0, 8.0),
-    (Relu, "q16.16", "q16.16", 30.0, None),
+# (core, input format, output format, scale, span, table order or None)
+HARDWARE_RANDOM = [
+    (Sin, "q16.16", "q2.30", 30.0, None, None), (Sin, "q16.16", "q2.30", 30.0, None, 3),
+    (Cos, "q12.20", "q2.22", 30.0, None, None),
+    (Tanh, "q8.24", "q2.24", 1.0, 12.0, None), (Sigmoid, "q8.24", "q2.24", 2.0, 12.0, None),
+    (Exp, "q8.24", "q8.24", 1.0, 8.0, None), (Exp, "q12.20", "q16.16", -3.0, 8.0, None),
+    (Relu, "q16.16", "q16.16", 30.0, None, None),
+    # products narrower than the reduced argument: the bits above it must be sign extensions
+    (Sigmoid, "q2.6", "q2.28", -1.0, None, None), (Sin, "q2.6", "q2.14", 1e-3, None, None),
+    (Exp, "q3.5", "q2.20", 0.01, None, None), (Tanh, "q2.6", "q2.26", 2.0 ** -10, None, None),
 ]
 
 
-@pytest.mark.parametrize("case", HARDWARE_LARGE, ids=_ident)
+@pytest.mark.parametrize("case", HARDWARE_RANDOM, ids=_ident)
 def test_hardware_random(case):
-    cls, fin, fout, scale, span = case
-    core = cls(fin, fout, scale=scale, lanes=1)
+    cls, fin, fout, scale, span, order = case
+    core = cls(fin, fout, scale=scale, lanes=1, **({"order": order} if order else {}))
     raw = random_inputs(core.in_format, 1995, seed=2, span=span)
     run, out = _run(core, raw, valid_prob=0.8)
     assert np.array_equal(out, core.reference(raw))
     assert run.signals["overflow"] == core.reference_overflow(raw).any()
+    assert ulp_errors(core, raw).max() <= 2
 
 
 TIMING = [(Sin, "q16.16", "q2.30", 30.0), (Sin, "q4.8", "q2.14", 1.0), (Tanh, "q8.24", "q2.24", 1.0),
@@ -199,8 +205,27 @@ def test_backpressure_moves_every_item_once(case):
     assert np.array_equal(out, core.reference(raw))
 
 
-def test_latencies():
-    assert Sin(Q(4, 8), Q(2, 14)).latency == 5          # linear table
-    assert Sin(Q(16, 16), Q(2, 30), scale=30).latency == 6  # quadratic table
-    assert Exp(Q(8, 24), Q(8, 24)).latency == 7
+def test_table_sizes_and_latencies():
+    sizes = {(cls.__name__, str(fout)): (core.table_order, core.table_segments, core.latency)
+             for cls, fin, fout, scale in [(Sin, "q4.8", "q2.14", 1), (Sin, "q16.16", "q2.30", 30),
+                                           (Tanh, "q8.24", "q2.24", 1), (Exp, "q8.24", "q8.24", 1)]
+             for core in [cls(fin, fout, scale=scale)]}
+    assert sizes == {("Sin", "q2.14"): (1, 128, 5), ("Sin", "q2.30"): (2, 512, 6),
+                     ("Tanh", "q2.24"): (3, 150, 7), ("Exp", "q8.24"): (2, 256, 7)}
+    assert Sin("q16.16", "q2.30", scale=30, order=3).table_segments == 64
     assert Relu(Q(4, 8), Q(4, 8)).latency == 2 and Step(Q(4, 8), Q(2, 6)).latency == 1
+
+
+def test_exact_values_at_zero():
+    for fout in ("q2.14", "q2.24", "q2.30", "q1.28"):
+        frac = Q.parse(fout).frac_bits
+        assert Sin("q4.8", fout).reference([0])[0] == 0 and Tanh("q4.8", fout).reference([0])[0] == 0
+        assert Sigmoid("q4.8", fout).reference([0])[0] == 1 << (frac - 1)
+        assert Cos("q4.8", "q2.30").reference([0])[0] == Exp("q4.8", "q2.30").reference([0])[0] == 1 << 30
+
+
+def test_unreachable_precision_is_refused():
+    with pytest.raises(ValueError):
+        Tanh("q4.8", "q2.30", order=1)
+    with pytest.raises(ValueError):
+        Exp("q8.24", "q24.40")

@@ -1,14 +1,21 @@
 """``python -m inrarch.build``: compile a model's gradients for a board and write the outputs.
 
-Writes ``OUT/top.v`` (the design), ``OUT/report.json`` and, with ``--simulate``, runs the Verilog
-in Verilator on random inputs from the domain and compares it with float64 torch. Output is
-written to a temporary directory beside ``OUT`` and moved into place only when everything
-succeeded, so a failed build leaves no half-written directory.
+Writes ``OUT/top.v`` (the design), ``OUT/report.json`` (cycles, latency, formats and an analytic
+DSP/BRAM/URAM estimate) and ``OUT/board_plan/``, an Amaranth build plan for the board that wraps
+the design in a self-test harness (see docs/boards.md). ``--simulate`` runs the Verilog in
+Verilator on random inputs from the domain and compares it with float64 torch; ``--synth`` counts
+resources with yosys ``synth_xilinx`` and fails when the design does not fit the board;
+``--run-vendor`` runs the build plan (Vivado, or the YoWASP open flow for ECP5/iCE40 boards).
+When the Vitis kernel packager (``boards.vitis_kernel``) is present, Alveo builds also get
+``OUT/vitis_kernel/``. Output is written to a temporary directory beside ``OUT`` and moved into
+place only when everything succeeded, so a failed build leaves no half-written directory.
 
-Exit codes: 0 success, 2 user error (one line on stderr), 1 internal error.
+Exit codes: 0 success, 2 user error or a design that does not fit (one line on stderr), 1 internal
+error or a failed tool run.
 """
 
 import argparse
+import importlib
 import importlib.util
 import json
 import os
@@ -21,13 +28,33 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from boards import get_board
+from amaranth.vendor import XilinxPlatform
+
+from boards import get_board, list_boards
+from boards.estimate import estimate as estimate_resources
+from boards.harness import design_ports
+from boards.plan import PLAN_NAME, open_toolchain, run_build_plan, write_build_plan
+from boards.synth import check_fit, find_tool, synth_xilinx
 
 from . import derivatives, models
 from .design import compile as compile_design
 from .errors import InrarchError
 
 __all__ = ["main", "build"]
+
+_PLAN_DIR = "board_plan"
+_KERNEL_DIR = "vitis_kernel"
+_SYNTH_FAMILIES = {"ultrascaleplus": "xcup", "ultrascale": "xcu", "series7": "xc7"}
+_RESOURCES = ("LUT", "FF", "DSP", "BRAM36", "URAM")
+
+
+class ToolFailure(Exception):
+    """An external tool (yosys, nextpnr, Vivado) failed; ``log_tail`` holds the end of its log."""
+
+    def __init__(self, message, log_path):
+        super().__init__(message)
+        lines = Path(log_path).read_text(errors="replace").splitlines() if Path(log_path).exists() else []
+        self.log_tail = "\n".join(lines[-30:])
 
 
 class _Progress:
@@ -73,10 +100,18 @@ def _parser():
     parser.add_argument("--w0", type=float, default=30.0, help="w0 of the default SIREN")
     parser.add_argument("--model", help="path.py:attr naming a torch.nn.Module (or a function returning one)")
     parser.add_argument("--format", help="force one number format on every edge, e.g. q16.16")
-    parser.add_argument("--clock-mhz", type=float, default=300.0, help="clock for latency figures (default: 300)")
+    parser.add_argument("--clock-mhz", type=float, default=300.0,
+                        help="design clock: latency figures and the board plan's MMCM (default: 300)")
     parser.add_argument("--max-parallel", type=int, help="cap on multipliers per matmul")
+    parser.add_argument("--dsp-budget", type=int,
+                        help="fail (exit 2) when the analytic DSP48E2 estimate exceeds this many slices")
     parser.add_argument("--out", default="build", help="output directory (default: build)")
     parser.add_argument("--simulate", action="store_true", help="run the Verilog in Verilator and check it")
+    parser.add_argument("--synth", action="store_true",
+                        help="count resources with yosys synth_xilinx and fail (exit 2) if the design does not fit")
+    parser.add_argument("--run-vendor", action="store_true",
+                        help="run the board build plan: Vivado if on PATH, or the YoWASP flow for ECP5/iCE40")
+    parser.add_argument("--list-boards", action="store_true", help="print the board names --board accepts and exit")
     parser.add_argument("--seed", type=int, default=0, help="seed of the simulation inputs")
     return parser
 
@@ -84,9 +119,17 @@ def _parser():
 def build(args, progress):
     """Run the build described by parsed ``args``; returns the report dict."""
     try:
-        get_board(args.board)
+        board = get_board(args.board)
     except KeyError as error:
         raise InrarchError(error.args[0]) from None
+    xilinx = issubclass(board, XilinxPlatform)
+    if args.synth and not xilinx:
+        raise InrarchError(f"--synth counts AMD/Xilinx primitives; {args.board} is not an AMD/Xilinx board "
+                           "(--run-vendor runs its open toolchain)")
+    if not args.clock_mhz > 0:
+        raise InrarchError(f"--clock-mhz must be positive, not {args.clock_mhz:g}")
+    if args.dsp_budget is not None and args.dsp_budget < 0:
+        raise InrarchError(f"--dsp-budget must not be negative, not {args.dsp_budget}")
     if args.order < 1:
         raise InrarchError(f"--order must be at least 1, not {args.order}")
     if args.batch < 1:
@@ -110,11 +153,21 @@ def build(args, progress):
     progress.step(f"capturing order-{args.order} derivatives and compiling")
     design = compile_design(fn, torch.zeros(args.batch, in_features, dtype=torch.float64),
                             format=args.format, clock_mhz=args.clock_mhz, max_parallel=args.max_parallel)
-    progress.step(f"solved: {design.report['cycles_predicted']} cycles for batch {args.batch}; writing Verilog")
-    verilog = design.verilog()
+    progress.step(f"solved: {design.report['cycles_predicted']} cycles for batch {args.batch}; estimating resources")
     report = dict(design.report)
     report["board"] = args.board
     report["order"] = args.order
+    report["estimate"] = estimate_resources(design.elaboratable)
+    report["dsp_budget"] = args.dsp_budget
+    if args.dsp_budget is not None and report["estimate"]["DSP"] > args.dsp_budget:
+        raise InrarchError(f"the design needs about {report['estimate']['DSP']} DSP48E2 slices, over "
+                           f"--dsp-budget {args.dsp_budget}")
+    capacity = getattr(board, "capacity", None)
+    if capacity is not None:
+        report["capacity"] = {name: int(count * board.usable_fraction) for name, count in capacity.items()}
+        report["usable_fraction"] = board.usable_fraction
+    progress.step("writing Verilog")
+    verilog = design.verilog()
     report["verilog_seconds"] = round(design.timings.get("verilog_seconds", 0.0), 3)
     if args.simulate:
         progress.step("building and running the Verilog in Verilator")
@@ -132,6 +185,7 @@ def build(args, progress):
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=parent))
     try:
         (staging / "top.v").write_text(verilog)
+        _board_outputs(args, board, design, verilog, staging, report, progress)
         (staging / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
         if out.exists():
             shutil.rmtree(out)
@@ -140,6 +194,105 @@ def build(args, progress):
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return report
+
+
+def _board_outputs(args, board, design, verilog, staging, report, progress):
+    """The board build plan, the Vitis kernel, ``--synth`` and ``--run-vendor``, into ``staging``."""
+    progress.step(f"writing the {board.__name__} build plan")
+    try:
+        plan = write_build_plan(board, verilog, design_ports(design.elaboratable), staging / _PLAN_DIR,
+                                clock_mhz=args.clock_mhz)
+    except ValueError as error:
+        raise InrarchError(f"--board {args.board}: {error}") from None
+    plan["directory"] = _PLAN_DIR
+    report["board_plan"] = plan
+
+    if _is_alveo(board) and importlib.util.find_spec("boards.vitis_kernel") is not None:
+        progress.step("packaging the Vitis RTL kernel")
+        importlib.import_module("boards.vitis_kernel").write_vitis_kernel(design, staging / _KERNEL_DIR)
+        report["vitis_kernel"] = _KERNEL_DIR
+
+    if args.synth:
+        family = _SYNTH_FAMILIES.get(board().family, "xcup")
+        progress.step(f"synthesizing with yosys synth_xilinx -family {family} (about a minute for small designs)")
+        try:
+            counts, cells, _ = synth_xilinx(staging / "top.v", staging / "synth", family=family)
+        except RuntimeError:
+            raise ToolFailure("yosys synth_xilinx failed; its log ends above", staging / "synth" / "yosys.log") from None
+        report["synth"] = {"tool": f"yosys synth_xilinx -family {family}", **counts, "cells": cells}
+        if "capacity" in report:
+            fits, rows = check_fit(counts, board.capacity, board.usable_fraction)
+            report["synth"]["fits"] = fits
+            if not fits:
+                over = ", ".join(f"{name} {used:g} of {available}" for name, used, available in rows
+                                 if used > available)
+                raise InrarchError(f"the design does not fit {args.board}: {over} usable "
+                                   f"({board.usable_fraction:.0%} of the device)")
+
+    if args.run_vendor:
+        report["vendor_run"] = _run_vendor(board, staging / _PLAN_DIR, progress)
+
+
+def _is_alveo(board):
+    return board.__name__.startswith("Alveo")
+
+
+def _run_vendor(board, plan_dir, progress):
+    if issubclass(board, XilinxPlatform):
+        if find_tool("vivado") is None:
+            return {"ran": False, "how": f"vivado is not on PATH; run it with: cd {_PLAN_DIR} && sh build_{PLAN_NAME}.sh"}
+        progress.step("running Vivado on the build plan (this takes a long while)")
+    elif open_toolchain(board) is not None:
+        progress.step("running the open toolchain (yosys, nextpnr, pack) on the build plan")
+    else:
+        return {"ran": False, "how": f"the {board().toolchain} tools are not installed; "
+                                     f"run it with: cd {_PLAN_DIR} && sh build_{PLAN_NAME}.sh"}
+    try:
+        outcome = run_build_plan(board, plan_dir)
+    except RuntimeError:
+        raise ToolFailure("the board build plan failed; its log ends above", plan_dir / "build.log") from None
+    outcome["log"] = f"{_PLAN_DIR}/{Path(outcome['log']).name}"
+    return {"ran": True, **outcome}
+
+
+def _resource_rows(report):
+    estimate = report["estimate"]
+    rows = [("estimate", f"{estimate['DSP']} DSP48E2, {estimate['BRAM36']:g} BRAM36, {estimate['URAM']} URAM, "
+                         f"{estimate['LUTRAM_bits'] / 1024:.1f} Kib LUTRAM")]
+    if "dsp_budget" in report and report["dsp_budget"] is not None:
+        rows.append(("DSP budget", report["dsp_budget"]))
+    if "synth" in report:
+        synth = report["synth"]
+        capacity = report.get("capacity", {})
+        for name in _RESOURCES:
+            usable = capacity.get(name)
+            share = f" of {usable} usable ({synth[name] / usable:.1%})" if usable else ""
+            rows.append((f"synth {name}", f"{synth[name]:g}{share}"))
+    return rows
+
+
+def _vendor_rows(report):
+    plan = report.get("board_plan")
+    rows = []
+    if plan:
+        clock = f"{plan['design_clock_mhz']:g} MHz"
+        if "mmcm" in plan:
+            clock += f" from the {plan['board_clock_mhz']:g} MHz board clock via MMCM"
+        rows.append(("board plan", f"{plan['directory']}/ ({plan['toolchain']}, {plan['part']}, {clock})"))
+    if "vitis_kernel" in report:
+        rows.append(("Vitis kernel", f"{report['vitis_kernel']}/"))
+    run = report.get("vendor_run")
+    if run is not None and not run["ran"]:
+        rows.append(("vendor run", run["how"]))
+    elif run is not None:
+        rows.append(("vendor run", f"done; log {run['log']}" + (f", bitstream {run['bitstream']}"
+                                                                if "bitstream" in run else "")))
+        for clock, fmax in run.get("fmax_mhz", {}).items():
+            verdict = "meets" if fmax["pass"] else "misses"
+            rows.append(("Fmax", f"{fmax['achieved_mhz']:.1f} MHz on {clock} ({verdict} {fmax['target_mhz']:g} MHz)"))
+    elif plan:
+        rows.append(("vendor run", f"cd {plan['directory']} && sh {plan['script']} (or --run-vendor)"))
+    return rows
 
 
 def _summary(report, out):
@@ -154,6 +307,8 @@ def _summary(report, out):
         ("FIFO memory", f"{report['fifo_bits'] / 8 / 1024:.1f} KiB in {report['fifo_count']} FIFOs"),
         ("weights", f"{report['weight_bits'] / 8 / 1024:.1f} KiB in {report['weight_matrices']} matrices"),
         ("max error", f"{report['max_error']:.2e} of max|ref|" if "max_error" in report else "-"),
+        *_resource_rows(report),
+        *_vendor_rows(report),
         ("output", str(out)),
     ]
     width = max(len(name) for name, _ in rows)
@@ -163,12 +318,19 @@ def _summary(report, out):
 def main(argv=None):
     parser = _parser()
     args = parser.parse_args(argv)
+    if args.list_boards:
+        print("\n".join(list_boards()))
+        return 0
     progress = _Progress(sys.stderr)
     try:
         report = build(args, progress)
     except InrarchError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except ToolFailure as error:
+        print(error.log_tail, file=sys.stderr)
+        print(f"error: {error} (the output directory was not written)", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 1

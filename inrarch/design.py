@@ -16,6 +16,7 @@ from .formats import assign_formats, calibration_inputs
 from .lower import lower
 from .passes import optimize
 from .schedule import solve
+from .solver_report import add_solver_report
 from .top import DataflowDesign
 
 __all__ = ["Design", "SimulationResult", "compile"]
@@ -25,12 +26,19 @@ _MULTIPLYING_OPS = {"mul", "scale", "mul_const"}
 
 @dataclass
 class SimulationResult:
-    """Outputs of a Verilator run (numpy arrays in the function's output order) and its cycles."""
+    """Outputs of a Verilator run (numpy arrays in the function's output order) and its cycles.
+
+    ``overflow`` is the design's sticky flag: some core saturated a value its format cannot hold.
+    ``overflow_core`` and ``overflow_op`` then name the first core that did (its instance name,
+    which is its graph node's name, and the node's op); both are None while nothing overflowed.
+    """
 
     outputs: list
     cycles: int
     overflow: bool
     run: object
+    overflow_core: str = None
+    overflow_op: str = None
 
 
 class Design:
@@ -83,8 +91,12 @@ class Design:
         return solve_copy(self.netlist, batch).cycles
 
     def multipliers(self):
-        count = 0
+        """Multipliers in the datapath: matmul lanes, and one per element-wise multiplying core."""
+        count, seen = 0, set()
         for instance in self.netlist.instances:
+            if id(instance.core) in seen:
+                continue
+            seen.add(id(instance.core))
             op = instance.node.op
             if op == "matmul":
                 count += instance.core.parallel * len(instance.core.channels)
@@ -101,9 +113,9 @@ class Design:
                           "port": stream.port, "depth": stream.depth, "width": width,
                           "bits": stream.depth * width})
         weights = {id(n.attrs["weight"]): n for n in self.graph.nodes if n.op == "matmul"}
-        weight_bits = sum(int(np.prod(inst.core.padded_shape)) * inst.core.weight_format.width
-                          for inst in self.netlist.instances if inst.node.op == "matmul")
-        return {
+        weight_bits = sum(int(np.prod(core.padded_shape)) * core.weight_format.width
+                          for core in {id(i.core): i.core for i in self.netlist.instances if i.node.op == "matmul"}.values())
+        return add_solver_report({
             "batch": self.schedule.batch,
             "cycles_predicted": self.schedule.cycles,
             "clock_mhz": clock,
@@ -113,6 +125,8 @@ class Design:
             "fifo_bits": sum(f["bits"] for f in fifos),
             "fifo_count": len(fifos),
             "multipliers": self.multipliers(),
+            "dsp_estimate": self.netlist.dsps,
+            "dsp_budget": self.options["dsp_budget"],
             "macs_per_sample": self.graph.macs(),
             "weight_matrices": len(weights),
             "weight_bits": weight_bits,
@@ -122,7 +136,7 @@ class Design:
             "formats": {node.name: str(node.attrs["format"]) for node in self.graph.nodes},
             "fifos": fifos,
             "compile_seconds": round(sum(v for k, v in self.timings.items() if k != "verilog_seconds"), 3),
-        }
+        }, self.netlist, self.schedule)
 
     def simulate(self, x, *, valid_prob=1.0, ready_prob=1.0, seed=0, watchdog=20000):
         """Run the Verilog in Verilator (under cocotb) on the samples ``x`` of shape ``(batch, *in)``.
@@ -146,19 +160,46 @@ class Design:
             out_fmt = stream.source.node.attrs["format"]
             raw = out_fmt.from_unsigned(run.outputs[stream.port])
             outputs.append(out_fmt.to_float(raw).reshape(batch, *shape))
-        overflow = bool(run.status.get("overflow", 0))
-        return SimulationResult(outputs=outputs, cycles=run.cycles, overflow=overflow, run=run)
+        result = SimulationResult(outputs=outputs, cycles=run.cycles, overflow=bool(run.status["overflow"]), run=run)
+        if result.overflow:
+            self._report_overflow(result, run.status["overflow_core"])
+        return result
+
+    def _report_overflow(self, result, code):
+        """Name the core behind the ``overflow_core`` status ``code`` in ``result`` and warn about it."""
+        import warnings
+
+        culprit = self.overflow_source(code)
+        if culprit is None:
+            warnings.warn("the design overflowed (saturated) but did not say which core did", RuntimeWarning,
+                          stacklevel=3)
+            return
+        result.overflow_core, result.overflow_op = culprit.name, culprit.node.op
+        # Matmul channels may share one core, whose flag then stands for all of them.
+        sharing = [i.name for i in self.netlist.instances if i.core is culprit.core and i is not culprit]
+        also = f" (a core shared with {', '.join(sharing)})" if sharing else ""
+        fmt = culprit.node.attrs["format"]
+        warnings.warn(f"overflow: the {culprit.node.op} core {culprit.name}{also} saturated values beyond the "
+                      f"±{fmt.max_value:g} of its format {fmt}; outputs are wrong. Widen the formats (larger "
+                      "`width` or `margin`, or a `format` with more integer bits) or narrow the inputs.",
+                      RuntimeWarning, stacklevel=3)
 
     def overflow_source(self, code):
         """The core named by an ``overflow_core`` status value (1-based), or None."""
         return self.netlist.instances[code - 1] if code else None
 
     def _warn_outside_domain(self, samples):
+        import warnings
+
         low, high = self.options["domain"]
-        if np.any(samples < low) or np.any(samples > high):
-            import warnings
-            warnings.warn(f"inputs lie outside the domain [{low}, {high}] the number formats were derived for; "
-                          "results may saturate", stacklevel=3)
+        smallest, largest = float(samples.min()), float(samples.max())
+        if smallest >= low and largest <= high:
+            return
+        fmt = self.input_format
+        clipped = (f"; values beyond ±{fmt.max_value:g} are clipped to the input format {fmt}"
+                   if max(-smallest, largest) > fmt.max_value else "")
+        warnings.warn(f"inputs span [{smallest:g}, {largest:g}], outside the domain [{low}, {high}] the number "
+                      f"formats were derived for: results may saturate{clipped}", stacklevel=3)
 
 
 def solve_copy(netlist, batch):
@@ -172,15 +213,32 @@ def solve_copy(netlist, batch):
 
 
 def _as_samples(x, sample_shape):
-    array = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+    """``x`` as a float64 array of samples of ``sample_shape``; raise InrarchError before any simulation
+    when it is not one (wrong type or shape, no samples, NaN or infinite values)."""
+    if isinstance(x, torch.Tensor):
+        if x.dtype.is_complex or x.dtype == torch.bool:
+            raise InrarchError(f"inputs must be real numbers, not {x.dtype}")
+        array = x.detach().cpu().to(torch.float64).numpy()  # numpy has no bfloat16
+    else:
+        try:
+            array = np.asarray(x)
+        except ValueError as error:  # ragged nested sequences
+            raise InrarchError(f"inputs are not an array of numbers: {error}") from None
     if array.dtype.kind not in "fiu":
         raise InrarchError(f"inputs must be real numbers, not {array.dtype}")
     array = array.astype(np.float64)
-    if not np.all(np.isfinite(array)):
-        raise InrarchError("inputs contain NaN or infinite values")
     per_sample = int(np.prod(sample_shape))
-    if array.ndim < 1 or array.size % per_sample or array.reshape(array.shape[0], -1).shape[1] != per_sample:
-        raise InrarchError(f"inputs of shape {array.shape} do not hold samples of shape {tuple(sample_shape[1:])}")
+    if array.ndim < 1 or array.size % per_sample or array.size // per_sample != array.shape[0]:
+        raise InrarchError(f"inputs of shape {array.shape} do not hold samples of shape {tuple(sample_shape)}")
+    if array.shape[0] == 0:
+        raise InrarchError("inputs hold no samples")
+    bad = ~np.isfinite(array.reshape(array.shape[0], -1))
+    if bad.any():
+        rows = np.flatnonzero(bad.any(axis=1))
+        kinds = " and ".join(k for k, f in (("NaN", np.isnan), ("infinite", np.isinf)) if np.any(f(array)))
+        raise InrarchError(f"inputs contain {kinds} values (in sample{'s' if len(rows) > 1 else ''} "
+                           f"{', '.join(map(str, rows[:5]))}{', ...' if len(rows) > 5 else ''}); "
+                           "the hardware takes only finite numbers")
     return array.reshape(array.shape[0], *sample_shape)
 
 
@@ -216,8 +274,8 @@ def _check_per_sample(fn, graph, single, example_input, domain, tolerance=1e-9):
     return shapes
 
 
-def compile(fn, example_input, *, format=None, width=32, margin=2.0, domain=(-1.0, 1.0), clock_mhz=300.0,
-            max_parallel=None):
+def compile(fn, example_input, *, format=None, width=27, margin=2.0, domain=(-1.0, 1.0), clock_mhz=300.0,
+            max_parallel=None, dsp_budget=None):
     """Compile ``fn`` (a function of one ``(batch, in)`` tensor) to a streaming :class:`Design`.
 
     Parameters
@@ -230,7 +288,8 @@ def compile(fn, example_input, *, format=None, width=32, margin=2.0, domain=(-1.
     format : str or Q, optional
         Force one number format (``"q16.16"``) on every edge instead of range analysis.
     width : int
-        Bits per value when formats come from range analysis.
+        Bits per value when formats come from range analysis. The default, 27, makes every
+        matmul product (value × 18-bit weight) fit one DSP48E2 multiplier.
     margin : float
         Safety factor on calibrated magnitudes.
     domain : (float, float)
@@ -239,6 +298,8 @@ def compile(fn, example_input, *, format=None, width=32, margin=2.0, domain=(-1.
         Clock the report's latency is given at.
     max_parallel : int, optional
         Cap on the multipliers of any one matmul.
+    dsp_budget : int, optional
+        Estimated DSP48E2 slices the design may use; the pace slows until it fits.
     """
     _check_example(example_input)
     if format is not None:
@@ -256,9 +317,10 @@ def compile(fn, example_input, *, format=None, width=32, margin=2.0, domain=(-1.
     assign_formats(graph, width=width, margin=margin, domain=domain, forced=format)
     timings["passes_seconds"] = time.perf_counter() - start
     start = time.perf_counter()
-    netlist = lower(graph, max_parallel=max_parallel)
+    netlist = lower(graph, dsp_budget=dsp_budget, max_parallel=max_parallel)
     schedule = solve(netlist, example_input.shape[0])
     timings["solve_seconds"] = time.perf_counter() - start
     options = {"format": str(format) if format else None, "width": width, "margin": margin,
-               "domain": tuple(domain), "clock_mhz": clock_mhz, "max_parallel": max_parallel}
+               "domain": tuple(domain), "clock_mhz": clock_mhz, "max_parallel": max_parallel,
+               "dsp_budget": dsp_budget}
     return Design(graph, netlist, schedule, output_shapes, single, options, timings)

@@ -17,7 +17,7 @@ from cores.reduce import Sum
 
 from .errors import CompileError
 
-__all__ = ["Instance", "Stream", "Netlist", "lower", "matmul_cycles"]
+__all__ = ["Instance", "Stream", "Netlist", "lower", "lower_at_pace", "matmul_cycles", "choose_parallelism"]
 
 _NONLINEAR_CORES = {"sin": Sin, "cos": Cos, "tanh": Tanh, "sigmoid": Sigmoid, "exp": Exp, "relu": Relu, "step": Step}
 
@@ -57,6 +57,7 @@ class Netlist:
     source: Instance = None
     outputs: list = field(default_factory=list)   # one Stream per design output, in order
     period: int = 0
+    dsps: int = 0
 
     def readers(self, instance):
         return [stream for stream in self.streams if stream.source is instance]
@@ -72,29 +73,60 @@ def _stream_cycles(node):
     return max([node.numel] + [source.numel for source in node.inputs])
 
 
-def choose_parallelism(graph, max_parallel=None):
-    """Multipliers per matmul so that none is slower than the slowest streaming core.
+def stream_pace(graph):
+    """Cycles per sample of the longest tensor stream: no core can go faster than that."""
+    return max(_stream_cycles(node) for node in graph.nodes)
 
-    With one element per cycle on every stream, a sample cannot pass faster than its longest
-    tensor streams; each matmul gets the fewest multipliers that keep up with that pace.
-    """
-    pace = max(_stream_cycles(node) for node in graph.nodes)
+
+def choose_parallelism(graph, pace, max_parallel=None):
+    """Multipliers per matmul so that none takes more than ``pace`` cycles per sample."""
     choice = {}
     for node in graph.nodes:
         if node.op != "matmul":
             continue
         n_in, n_out = node.inputs[0].shape[-1], node.shape[-1]
         rows = node.numel // n_out
-        parallel = 1
-        while matmul_cycles(rows, n_in, n_out, parallel) > pace and parallel < min(n_in, n_out):
-            parallel += 1
-        if max_parallel is not None:
-            parallel = min(parallel, max_parallel)
-        choice[node] = parallel
+        limit = min(n_in, n_out) if max_parallel is None else max(1, min(n_in, n_out, max_parallel))
+        low, high = 1, limit
+        while low < high:
+            middle = (low + high) // 2
+            if matmul_cycles(rows, n_in, n_out, middle) <= pace:
+                high = middle
+            else:
+                low = middle + 1
+        choice[node] = low
     return choice
 
 
-def _core_for(node, parallel):
+def unify_shared_weight_formats(graph):
+    """Give the matmuls that read one stored matrix the same input and output formats.
+
+    Two matmuls on one matrix share its memory banks as two channels of one core, which has one
+    input and one output format. The wider range of the two wins (same width, fewer fractional
+    bits), which is always safe.
+    """
+    for pair in _weight_pairs(graph):
+        for side in (lambda n: n.inputs[0], lambda n: n):
+            nodes = [side(n) for n in pair]
+            widest = max((n.attrs["format"] for n in nodes), key=lambda f: f.int_bits)
+            for n in nodes:
+                n.attrs["format"] = widest
+    return graph
+
+
+def _weight_pairs(graph):
+    """Matmuls grouped two by two on the matrix they read (BRAM has two ports)."""
+    groups = {}
+    for node in graph.nodes:
+        if node.op == "matmul":
+            groups.setdefault(id(node.attrs["weight"]), []).append(node)
+    pairs = []
+    for nodes in groups.values():
+        pairs.extend(nodes[k:k + 2] for k in range(0, len(nodes) - 1, 2))
+    return pairs
+
+
+def _core_for(node):
     fmt = node.attrs["format"]
     ins = [source.attrs["format"] for source in node.inputs]
     op = node.op
@@ -111,10 +143,6 @@ def _core_for(node, parallel):
     if op in _NONLINEAR_CORES:
         kwargs = {"scale": node.attrs.get("scale", 1.0)}
         return _NONLINEAR_CORES[op](ins[0], fmt, **kwargs), ("a",), "o"
-    if op == "matmul":
-        channel = "transpose" if node.attrs["transposed"] else "forward"
-        core = MatVec(node.attrs["weight"].matrix, ins[0], fmt, channels=(channel,), parallel=parallel[node])
-        return core, ("x0",), "o0"
     if op == "sum":
         return Sum(ins[0], fmt, node.attrs["group"]), ("a",), "o"
     if op == "gather":
@@ -135,22 +163,42 @@ def _contract(core):
     return core.contracts[0] if hasattr(core, "contracts") else core.contract
 
 
-def lower(graph, *, period=None, max_parallel=None):
-    """Map ``graph`` (with formats assigned) to a :class:`Netlist` of cores."""
-    parallel = choose_parallelism(graph, max_parallel)
+def _matmul_cores(graph, parallel):
+    """One MatVec per pair of matmuls on the same matrix (two channels), else one per matmul."""
+    cores = {}
+    paired = {id(n) for pair in _weight_pairs(graph) for n in pair}
+    groups = list(_weight_pairs(graph))
+    groups += [[n] for n in graph.nodes if n.op == "matmul" and id(n) not in paired]
+    for nodes in groups:
+        channels = tuple("transpose" if n.attrs["transposed"] else "forward" for n in nodes)
+        core = MatVec(nodes[0].attrs["weight"].matrix, nodes[0].inputs[0].attrs["format"], nodes[0].attrs["format"],
+                      channels=channels, parallel=max(parallel[n] for n in nodes))
+        for k, node in enumerate(nodes):
+            cores[node] = (core, (f"x{k}",), f"o{k}", core.contracts[k])
+    return cores
+
+
+def lower_at_pace(graph, pace, *, max_parallel=None):
+    """Map ``graph`` (formats assigned) to a :class:`Netlist` whose cores keep up with ``pace``."""
+    parallel = choose_parallelism(graph, pace, max_parallel)
+    matmuls = _matmul_cores(graph, parallel)
     netlist = Netlist()
     by_node = {}
     for node in graph.nodes:
         if node.op == "input":
             continue
-        core, inputs, output = _core_for(node, parallel)
+        if node in matmuls:
+            core, inputs, output, contract = matmuls[node]
+        else:
+            core, inputs, output = _core_for(node)
+            contract = core.contract
         _analysed_only(core)
-        instance = Instance(node.name, node, core, inputs, output, _contract(core))
+        instance = Instance(node.name, node, core, inputs, output, contract)
         by_node[node] = instance
         netlist.instances.append(instance)
     busiest = max((instance.contract.ii * instance.firings_per_sample for instance in netlist.instances), default=1)
     tokens = graph.input.numel
-    netlist.period = max(busiest, 2 * tokens) if period is None else period
+    netlist.period = max(busiest, 2 * tokens)
     pacer = _analysed_only(Pacer(graph.input.attrs["format"], tokens, netlist.period))
     netlist.source = Instance("input", graph.input, pacer, ("i",), "o", pacer.contract)
     netlist.instances.insert(0, netlist.source)
@@ -163,3 +211,25 @@ def lower(graph, *, period=None, max_parallel=None):
         netlist.streams.append(stream)
         netlist.outputs.append(stream)
     return netlist
+
+
+_SLOWDOWNS = (1, 1.25, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10, 12, 16, 24, 32, 48, 64, 128, 256)
+
+
+def lower(graph, *, dsp_budget=None, max_parallel=None):
+    """Lower ``graph`` at the fastest pace whose estimated DSP48E2 count fits ``dsp_budget``.
+
+    This is FINN-style folding done automatically: every matmul gets its own multiplier count,
+    just enough to keep up with a common pace, and the pace slows until the design fits.
+    """
+    from .resources import design_dsps
+
+    unify_shared_weight_formats(graph)
+    base = stream_pace(graph)
+    for slowdown in _SLOWDOWNS:
+        netlist = lower_at_pace(graph, math.ceil(base * slowdown), max_parallel=max_parallel)
+        netlist.dsps = design_dsps(netlist)
+        if dsp_budget is None or netlist.dsps <= dsp_budget:
+            return netlist
+    raise CompileError(f"the design needs at least {netlist.dsps} DSP slices even with one multiplier per "
+                       f"matmul, over the budget of {dsp_budget}")

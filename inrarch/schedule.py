@@ -15,13 +15,26 @@ the predicted cycle count is the simulated one. Because the schedule is admissib
 capacities and every core reads its inputs in a fixed order (a Kahn process network), no other
 timing of the outside world can deadlock the design either. Admitting samples at the pace of the
 slowest core keeps every occupancy periodic, so the depths do not grow with the batch.
+
+With FIFOs shallower than that, writes meet full FIFOs and the schedule no longer follows from
+the contracts alone. :func:`simulate` then predicts the timing with a cycle-level model of the
+design under back-pressure: exact models of the FIFOs, the eager forks, the pacer and the matmul
+channels, and for every other core its contract run on a local clock that stops while its output
+is stalled, which is exactly how the element-wise and non-linear pipelines hold. Gather and the
+lane converters are modelled the same way, which is only an approximation for them (they keep
+loading while their output waits).
 """
 
+from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["FIFO_LATENCY", "MIN_FIFO_DEPTH", "SolvedSchedule", "fifo_depth", "solve"]
+from cores.matmul import MatVec
+from cores.pacer import Pacer
+
+__all__ = ["FIFO_LATENCY", "MIN_FIFO_DEPTH", "SolvedSchedule", "BackpressureRun", "fifo_depth", "solve",
+           "simulate"]
 
 FIFO_LATENCY = 2  # SyncFIFOBuffered: written at t, readable at t + 2
 MIN_FIFO_DEPTH = 3  # below this a SyncFIFOBuffered cannot take a beat every cycle
@@ -67,11 +80,9 @@ def solve(netlist, batch):
     accepts, emits = {}, {}
     first = source.contract.schedule({"i": np.zeros(tokens, dtype=np.int64)})
     accepts[source], emits[source] = first.accepts, first.emits
+    producers = {(id(s.sink), s.port): s.source for s in netlist.streams if s.sink is not None}
     for instance in netlist.instances[1:]:
-        arrivals = {}
-        for port, producer in zip(instance.inputs, instance.node.inputs):
-            producer_instance = next(s.source for s in netlist.streams if s.sink is instance and s.port == port)
-            arrivals[port] = emits[producer_instance] + FIFO_LATENCY
+        arrivals = {port: emits[producers[id(instance), port]] + FIFO_LATENCY for port in instance.inputs}
         result = instance.contract.schedule(arrivals)
         accepts[instance], emits[instance] = result.accepts, result.emits
     solved = SolvedSchedule(batch=batch, period=netlist.period, cycles=0, first_accept=int(accepts[source]["i"][0]),
@@ -85,3 +96,278 @@ def solve(netlist, batch):
     solved.cycles = solved.last_output - solved.first_accept + 1
     solved.critical = max(netlist.instances[1:], key=lambda i: i.contract.ii * i.firings_per_sample, default=source)
     return solved
+
+
+@dataclass
+class BackpressureRun:
+    """What :func:`simulate` predicts for one batch with given FIFO depths.
+
+    Cycle numbers count from the cycle the first input token is accepted (cycle 0).
+    """
+
+    batch: int
+    cycles: int                  # first input accepted → last output taken, inclusive; None on deadlock
+    deadlock: bool
+    writes: dict = field(default_factory=dict)    # stream -> cycles its tokens entered its FIFO
+    blocked: dict = field(default_factory=dict)   # stream -> cycles a token waited for room in the FIFO
+    peak_level: dict = field(default_factory=dict)  # stream -> largest FIFO level (StreamFIFO.level)
+
+
+class _Fifo:
+    """``SyncFIFOBuffered``: a memory of ``depth - 1`` entries and an output register."""
+
+    def __init__(self, depth):
+        self.capacity = depth - 1
+        self.held = 0
+        self.out_valid = False
+
+    @property
+    def w_rdy(self):
+        return self.held != self.capacity
+
+    @property
+    def level(self):
+        return self.held + self.out_valid
+
+    def clock(self, write, r_en):
+        move = self.held != 0 and (not self.out_valid or r_en)
+        self.held += int(write) - int(move)
+        if move:
+            self.out_valid = True
+        elif r_en:
+            self.out_valid = False
+
+
+class _ContractCore:
+    """A core that keeps its contract on a local clock that stops while its output is stalled."""
+
+    def __init__(self, contract, firings):
+        self.runs = [(ports, count) for ports, count in contract.reads]
+        self.writes = contract.writes
+        self.cooldown = contract.cooldown
+        self.firings = firings
+        self.local = 0
+        self.ready_at = 0
+        self.run, self.beat, self.firing = 0, 0, 0
+        self.pending = deque()
+
+    @property
+    def out_valid(self):
+        return bool(self.pending) and self.pending[0] <= self.local
+
+    def ready(self, valid, out_ready):
+        """Ports that take a token this cycle, given which inputs are valid."""
+        if self.firing == self.firings or self.local < self.ready_at or (self.out_valid and not out_ready):
+            return ()
+        ports = self.runs[self.run][0]
+        return ports if all(valid[port] for port in ports) else ()
+
+    def clock(self, taken, out_ready):
+        advance = not self.out_valid or out_ready
+        if taken:
+            self.beat += 1
+            self.ready_at = self.local + 1
+            if self.beat == self.runs[self.run][1]:
+                self.beat, self.run = 0, self.run + 1
+                if self.run == len(self.runs):
+                    self.run, self.firing = 0, self.firing + 1
+                    self.pending.extend(self.local + w for w in self.writes)
+                    self.ready_at += self.cooldown
+        if self.out_valid and out_ready:
+            self.pending.popleft()
+        if advance:
+            self.local += 1
+
+
+class _PacerCore:
+    """:class:`cores.pacer.Pacer`, register by register."""
+
+    def __init__(self, tokens, period, total):
+        self.tokens, self.period, self.remaining = tokens, period, total
+        self.loaded = self.sent = self.wait = 0
+        self.out_valid = False
+
+    def ready(self, valid, out_ready):
+        accept = self.remaining and self.loaded != self.tokens and self.wait == 0 and self.sent == 0
+        return ("i",) if accept else ()
+
+    def clock(self, taken, out_ready):
+        emitting = self.loaded == self.tokens
+        if self.wait:
+            self.wait -= 1
+        if taken:
+            self.remaining -= 1
+            self.loaded += 1
+            if self.loaded == self.tokens:
+                self.wait = self.period - self.tokens
+        if not self.out_valid or out_ready:
+            self.out_valid = emitting
+            if emitting:
+                self.sent += 1
+                if self.sent == self.tokens:
+                    self.sent = self.loaded = 0
+
+
+class _MatVecChannel:
+    """One channel of :class:`cores.matmul.MatVec`, register by register (tokens are not tracked)."""
+
+    def __init__(self, core, channel, port):
+        self.port = port
+        self.n_in, self.n_out = core.lengths(channel)
+        self.parallel = core.parallel
+        self.passes = -(-self.n_out // self.parallel)
+        self.cooldown = core.contracts[channel].cooldown
+        self.full = [False, False]
+        self.load_half = self.load_index = self.cool = 0
+        self.comp_half = self.step = self.block = 0
+        self.stages = [(False, False, False)] * 3   # (valid, last step, last block) after stages 1..3
+        self.finished, self.finished_last_block = False, False
+        self.pending = 0
+        self.out_valid = False
+
+    def _move(self, out_ready):
+        return self.pending != 0 and (not self.out_valid or out_ready)
+
+    def _run(self, out_ready):
+        move = self._move(out_ready)
+        room = self.pending == 0 or (self.pending == 1 and move)
+        return not self.finished or room, move, room
+
+    def ready(self, valid, out_ready):
+        may_start = self.load_index != 0 or self.cool == 0
+        return (self.port,) if valid[self.port] and not self.full[self.load_half] and may_start else ()
+
+    def clock(self, taken, out_ready):
+        run, move, room = self._run(out_ready)
+        full = list(self.full)
+        if self.cool:
+            self.cool -= 1
+        if taken:
+            if self.load_index == self.n_in - 1:
+                full[self.load_half] = True
+                self.load_index, self.load_half, self.cool = 0, 1 - self.load_half, self.cooldown
+            else:
+                self.load_index += 1
+        issue = run and self.full[self.comp_half]
+        last_step, last_block = self.step == self.n_in - 1, self.block == self.passes - 1
+        if issue:
+            if last_step:
+                self.step = 0
+                if last_block:
+                    full[self.comp_half] = False
+                    self.block, self.comp_half = 0, 1 - self.comp_half
+                else:
+                    self.block += 1
+            else:
+                self.step += 1
+        self.full = full
+        finished_now, finished_last = self.finished, self.finished_last_block
+        if run:
+            valid3, last3, last_block3 = self.stages[2]
+            self.finished, self.finished_last_block = valid3 and last3, last_block3
+            self.stages = [(issue, last_step, last_block)] + self.stages[:2]
+        if move:
+            self.pending -= 1
+        if finished_now and room:
+            self.pending = self.n_out - (self.passes - 1) * self.parallel if finished_last else self.parallel
+        if not self.out_valid or out_ready:
+            self.out_valid = move
+
+
+def _core_model(instance, netlist, batch):
+    core = instance.core
+    if instance is netlist.source and isinstance(core, Pacer):
+        return _PacerCore(core._tokens, core._period, batch * instance.node.numel)
+    if isinstance(core, MatVec):
+        port = instance.inputs[0]
+        return _MatVecChannel(core, int(port[1:]), port)
+    return _ContractCore(instance.contract, batch * instance.firings_per_sample)
+
+
+def simulate(netlist, batch, depths=None, *, max_cycles=None):
+    """Predict the cycle-level timing of ``batch`` samples with the given FIFO depths.
+
+    Parameters
+    ----------
+    netlist : inrarch.lower.Netlist
+    batch : int
+        Samples offered back to back by an always-valid source; outputs are always ready.
+    depths : dict of Stream to int, optional
+        FIFO depth per stream; streams not named keep ``stream.depth``.
+    max_cycles : int, optional
+        Give up (a deadlock) when no token has moved for this many cycles; default
+        ``4 * period + 64``.
+
+    Returns
+    -------
+    BackpressureRun
+    """
+    depths = {stream: stream.depth for stream in netlist.streams} | dict(depths or {})
+    idle_limit = max_cycles or 4 * netlist.period + 64
+    models = {instance: _core_model(instance, netlist, batch) for instance in netlist.instances}
+    fifos = {stream: _Fifo(depths[stream]) for stream in netlist.streams}
+    readers = {instance: netlist.readers(instance) for instance in netlist.instances}
+    inputs = {instance: {} for instance in netlist.instances}
+    for stream in netlist.streams:
+        if stream.sink is not None:
+            inputs[stream.sink][stream.port] = stream
+    taken_by = {stream: False for stream in netlist.streams}
+    expected = {stream: batch * stream.source.node.numel for stream in netlist.outputs}
+    delivered = dict.fromkeys(netlist.outputs, 0)
+    result = BackpressureRun(batch=batch, cycles=None, deadlock=False,
+                             writes={stream: [] for stream in netlist.streams},
+                             blocked=dict.fromkeys(netlist.streams, 0), peak_level=dict.fromkeys(netlist.streams, 0))
+    cycle = first = last = None
+    cycle, idle = 0, 0
+    while any(delivered[s] < expected[s] for s in netlist.outputs):
+        if idle > idle_limit:
+            result.deadlock = True
+            return result
+        moved = False
+        out_ready, writes = {}, {}
+        for instance, model in models.items():
+            valid = model.out_valid
+            ready = True
+            for stream in readers[instance]:
+                offer = valid and not taken_by[stream]
+                writes[stream] = offer and fifos[stream].w_rdy
+                if offer and not fifos[stream].w_rdy:
+                    result.blocked[stream] += 1
+                ready = ready and (taken_by[stream] or fifos[stream].w_rdy)
+            out_ready[instance] = ready
+        r_en = {stream: True for stream in netlist.outputs}
+        taken_inputs = {}
+        for instance, model in models.items():
+            ports = inputs[instance]
+            if instance is netlist.source:
+                taken = bool(model.ready(None, out_ready[instance]))
+            else:
+                valid = {port: fifos[stream].out_valid for port, stream in ports.items()}
+                accepted = model.ready(valid, out_ready[instance])
+                for port, stream in ports.items():
+                    r_en[stream] = port in accepted
+                taken = bool(accepted)
+            taken_inputs[instance] = taken
+            if taken and instance is netlist.source and first is None:
+                first = cycle
+        for stream, fifo in fifos.items():
+            if writes[stream]:
+                result.writes[stream].append(cycle - (first or 0))
+                moved = True
+            if fifo.out_valid and r_en[stream]:
+                moved = True
+                if stream.sink is None:
+                    delivered[stream] += 1
+                    last = cycle
+            result.peak_level[stream] = max(result.peak_level[stream], fifo.level)
+            fifo.clock(writes[stream], r_en[stream])
+        for instance, model in models.items():
+            valid, ready = model.out_valid, out_ready[instance]
+            for stream in readers[instance]:
+                taken_by[stream] = False if valid and ready else taken_by[stream] or writes[stream]
+            model.clock(taken_inputs[instance], ready)
+            moved = moved or taken_inputs[instance]
+        idle = 0 if moved else idle + 1
+        cycle += 1
+    result.cycles = last - first + 1
+    return result

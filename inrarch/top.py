@@ -42,8 +42,11 @@ class DataflowDesign(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         netlist = self._netlist
+        added = set()
         for instance in netlist.instances:
-            m.submodules[instance.name] = instance.core
+            if id(instance.core) not in added:  # two matmul channels may share one core
+                added.add(id(instance.core))
+                m.submodules[instance.name] = instance.core
         wiring.connect(m, wiring.flipped(self.x), netlist.source.core.i)
 
         for instance in netlist.instances:
@@ -65,8 +68,11 @@ class DataflowDesign(wiring.Component):
                 else:
                     wiring.connect(m, fifo.o, getattr(stream.sink.core, stream.port))
 
-        flags = [(index, instance.core.overflow) for index, instance in enumerate(netlist.instances)
-                 if hasattr(instance.core, "overflow")]
+        flags, seen = [], set()
+        for index, instance in enumerate(netlist.instances):
+            if hasattr(instance.core, "overflow") and id(instance.core) not in seen:
+                seen.add(id(instance.core))
+                flags.append((index, instance.core.overflow))
         if flags:
             m.d.comb += self.overflow.eq(Cat(flag for _, flag in flags).any())
             first = Signal.like(self.overflow_core)

@@ -229,7 +229,7 @@ def _as_samples(x, sample_shape):
     array = array.astype(np.float64)
     per_sample = int(np.prod(sample_shape))
     if array.ndim < 1 or array.size % per_sample or array.size // per_sample != array.shape[0]:
-        raise InrarchError(f"inputs of shape {array.shape} do not hold samples of shape {tuple(sample_shape)}")
+        raise InrarchError(f"inputs of shape {array.shape} do not hold samples of shape {tuple(sample_shape[1:])}")
     if array.shape[0] == 0:
         raise InrarchError("inputs hold no samples")
     bad = ~np.isfinite(array.reshape(array.shape[0], -1))

@@ -317,8 +317,8 @@ def simulate(netlist, batch, depths=None, *, max_cycles=None):
     result = BackpressureRun(batch=batch, cycles=None, deadlock=False,
                              writes={stream: [] for stream in netlist.streams},
                              blocked=dict.fromkeys(netlist.streams, 0), peak_level=dict.fromkeys(netlist.streams, 0))
-    cycle = first = last = None
-    cycle, idle = 0, 0
+    first = last = None
+    cycle = idle = 0
     while any(delivered[s] < expected[s] for s in netlist.outputs):
         if idle > idle_limit:
             result.deadlock = True

@@ -1,0 +1,358 @@
+"""A compiled design as a Vitis RTL kernel (``ap_ctrl_hs``), with its ``kernel.xml`` and packaging script.
+
+The kernel reads the input samples from one buffer in device memory (HBM or DDR), streams them
+through the dataflow design, and writes each output stream to its own buffer. Every buffer has its
+own AXI4 master (``m_axi_x``, ``m_axi_y0``, ...), so each can sit in a different memory bank.
+See docs/vitis.md for the register map, the data layout and a host-side example.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+from xml.sax.saxutils import quoteattr
+
+from amaranth.back import verilog as verilog_backend
+from amaranth.hdl import Cat, ClockDomain, ClockSignal, Const, Module, ResetSignal, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import Flow, In, Out
+
+from cores.axi import (AxiBurstReader, AxiBurstWriter, AxiLiteRegisters, ElementsToWords, WordsToElements,
+                       axi4_lite_signature, axi4_signature)
+
+__all__ = ["VitisKernel", "KernelArgument", "kernel_arguments", "kernel_verilog", "kernel_xml", "write_vitis_kernel",
+           "DATA_WIDTH", "BURST_BEATS"]
+
+#: Bits per AXI4 data beat. The design moves at most one element per cycle per stream, so 64 bits
+#: (two 32-bit elements per beat) is twice the bandwidth a stream can use, at a fraction of the area of 512.
+DATA_WIDTH = 64
+
+#: Longest AXI4 burst in beats (256 bytes at 64 bits).
+BURST_BEATS = 32
+
+#: Bits of the s_axi_control address (a 4 KiB register window).
+CONTROL_ADDRESS_WIDTH = 12
+
+#: Bits of element and word counters: a 32-bit batch times up to 2**16 elements per sample.
+_COUNT_WIDTH = 48
+
+
+@dataclass(frozen=True)
+class KernelArgument:
+    """One argument of the kernel as the host sees it (``kernel.xml``'s ``<arg>``)."""
+
+    name: str
+    offset: int
+    size: int
+    port: str
+    c_type: str
+    element_bytes: int = 0  # of a buffer; 0 for a scalar
+    elements_per_sample: int = 0
+    format: object = None  # the cores.fixed.Q of a buffer's elements
+
+    @property
+    def is_buffer(self):
+        return self.element_bytes > 0
+
+
+def element_bytes(fmt):
+    """Bytes per stored element: signed 32-bit integers when the format fits 32 bits, else 64-bit."""
+    return 4 if fmt.width <= 32 else 8
+
+
+def _c_type(nbytes):
+    return "int*" if nbytes == 4 else "long long*"
+
+
+def kernel_arguments(design):
+    """The kernel's arguments in call order: ``x``, ``y0``, ``y1``, ..., ``batch``.
+
+    Buffer addresses are 64 bits at 0x10, 0x1C, 0x28, ... (12 bytes apart, as Vitis HLS lays
+    them out); ``batch`` (32 bits) follows.
+    """
+    netlist = design.netlist
+    arguments = []
+    offset = 0x10
+    streams = [("x", design.input_format, netlist.source.node.numel)]
+    streams += [(stream.port, fmt, stream.source.node.numel)
+                for stream, fmt in zip(netlist.outputs, design.output_formats)]
+    for name, fmt, numel in streams:
+        nbytes = element_bytes(fmt)
+        arguments.append(KernelArgument(name, offset, 8, f"m_axi_{name}", _c_type(nbytes), nbytes, numel, fmt))
+        offset += 0xC
+    arguments.append(KernelArgument("batch", offset, 4, "s_axi_control", "unsigned int"))
+    return arguments
+
+
+def status_offset(design):
+    """Offset of the read-only status register: bit 0 overflow, bits 8 and up the first core that overflowed."""
+    return kernel_arguments(design)[-1].offset + 0x8
+
+
+def _flat_members(prefix, signature, flip):
+    members = {}
+    for name, member in signature.members.items():
+        outward = (member.flow == Flow.Out) != flip
+        members[f"{prefix}_{name}"] = Out(member.shape) if outward else In(member.shape)
+    return members
+
+
+def _connect_flat(m, top, prefix, interface):
+    """Wire the flat top-level ports ``<prefix>_<member>`` to ``interface``'s members."""
+    for name, member in interface.signature.members.items():
+        inner, outer = getattr(interface, name), getattr(top, f"{prefix}_{name}")
+        if member.flow == Flow.Out:
+            m.d.comb += outer.eq(inner)
+        else:
+            m.d.comb += inner.eq(outer)
+
+
+class VitisKernel(wiring.Component):
+    """A compiled :class:`inrarch.design.Design` as a Vitis RTL kernel with ``ap_ctrl_hs`` control.
+
+    Parameters
+    ----------
+    design : inrarch.design.Design
+        Its ``elaboratable`` is embedded; its formats decide the stored element sizes.
+
+    Ports
+    -----
+    ap_clk : In(1)
+        The kernel clock (every flip-flop).
+    ap_rst_n : In(1)
+        Synchronous, active-low reset.
+    interrupt : Out(1)
+        Level interrupt (GIE and an enabled ISR bit).
+    s_axi_control_* : AXI4-Lite subordinate, 32-bit data, 12-bit address
+        The register map of :class:`cores.axi.AxiLiteRegisters` plus the arguments of
+        :func:`kernel_arguments` and the status register at :func:`status_offset`.
+    m_axi_x_*, m_axi_y0_*, ... : AXI4 masters, 64-bit address, :data:`DATA_WIDTH`-bit data
+        ``m_axi_x`` only reads, the others only write; INCR bursts of up to :data:`BURST_BEATS`
+        beats that never cross 4 KiB. Buffers must be :data:`DATA_WIDTH`/8-byte aligned.
+    """
+
+    def __init__(self, design):
+        self._design = design
+        self.arguments = kernel_arguments(design)
+        members = {"ap_clk": In(1), "ap_rst_n": In(1), "interrupt": Out(1)}
+        members |= _flat_members("s_axi_control", axi4_lite_signature(CONTROL_ADDRESS_WIDTH), flip=True)
+        for argument in self.arguments:
+            if argument.is_buffer:
+                members |= _flat_members(argument.port, axi4_signature(64, DATA_WIDTH), flip=False)
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.domains.sync = ClockDomain("sync")
+        m.d.comb += [ClockSignal("sync").eq(self.ap_clk), ResetSignal("sync").eq(~self.ap_rst_n)]
+
+        registers = m.submodules.control = AxiLiteRegisters(
+            [(a.name, a.offset, 8 * a.size) for a in self.arguments],
+            [("status", status_offset(self._design), 32)], address_width=CONTROL_ADDRESS_WIDTH)
+        _connect_flat(m, self, "s_axi_control", registers.bus)
+        m.d.comb += self.interrupt.eq(registers.interrupt)
+
+        dataflow = m.submodules.dataflow = self._design.elaboratable
+        m.d.comb += registers.status.eq(Cat(dataflow.overflow, Const(0, 7), dataflow.overflow_core))
+
+        busy = []
+        for argument in self.arguments:
+            if not argument.is_buffer:
+                continue
+            elements = registers.batch * argument.elements_per_sample
+            words = (elements * argument.element_bytes + DATA_WIDTH // 8 - 1) // (DATA_WIDTH // 8)
+            stream, fmt = getattr(dataflow, argument.name), argument.format
+            if argument.name == "x":
+                memory = AxiBurstReader(data_width=DATA_WIDTH, burst=BURST_BEATS, count_width=_COUNT_WIDTH)
+                convert = WordsToElements(fmt, data_width=DATA_WIDTH, count_width=_COUNT_WIDTH)
+                wiring.connect(m, memory.o, convert.i)
+                wiring.connect(m, convert.o, stream)
+            else:
+                memory = AxiBurstWriter(data_width=DATA_WIDTH, burst=BURST_BEATS, count_width=_COUNT_WIDTH)
+                convert = ElementsToWords(fmt, data_width=DATA_WIDTH, count_width=_COUNT_WIDTH)
+                wiring.connect(m, stream, convert.i)
+                wiring.connect(m, convert.o, memory.i)
+            m.submodules[f"{argument.name}_memory"] = memory
+            m.submodules[f"{argument.name}_convert"] = convert
+            m.d.comb += [
+                memory.start.eq(registers.start), memory.address.eq(getattr(registers, argument.name)),
+                memory.words.eq(words),
+                convert.start.eq(registers.start), convert.count.eq(elements),
+            ]
+            _connect_flat(m, self, argument.port, memory.axi)
+            busy += [memory.busy, convert.busy]
+
+        # Counters load at the start edge, so from the next cycle on "nothing busy" means finished.
+        active = Signal()
+        finished = active & ~Cat(*busy).any()
+        with m.If(registers.start):
+            m.d.sync += active.eq(1)
+        with m.Elif(finished):
+            m.d.sync += active.eq(0)
+        m.d.comb += registers.done.eq(finished)
+        return m
+
+
+def kernel_xml(design, name):
+    """The Vitis kernel description: ``ap_ctrl_hs``, one AXI4-Lite and one AXI4 master per buffer."""
+    arguments = kernel_arguments(design)
+    ports = [f'      <port name="s_axi_control" mode="slave" range="0x{1 << CONTROL_ADDRESS_WIDTH:X}" '
+             f'dataWidth="32" portType="addressable" base="0x0"/>']
+    ports += [f'      <port name={quoteattr(a.port)} mode="master" range="0xFFFFFFFFFFFFFFFF" '
+              f'dataWidth="{DATA_WIDTH}" portType="addressable" base="0x0"/>' for a in arguments if a.is_buffer]
+    args = [f'      <arg name={quoteattr(a.name)} addressQualifier="{1 if a.is_buffer else 0}" id="{index}" '
+            f'port={quoteattr(a.port)} size="0x{a.size:X}" offset="0x{a.offset:X}" hostOffset="0x0" '
+            f'hostSize="0x{a.size:X}" type={quoteattr(a.c_type)}/>' for index, a in enumerate(arguments)]
+    return "\n".join([
+        '<?xml version="1.0" encoding="UTF-8"?>',
+        '<root versionMajor="1" versionMinor="6">',
+        f'  <kernel name={quoteattr(name)} language="ip_c" vlnv="inrarch:kernel:{name}:1.0" attributes="" '
+        'preferredWorkGroupSizeMultiple="0" workGroupSize="1" interrupt="true" hwControlProtocol="ap_ctrl_hs">',
+        "    <ports>", *ports, "    </ports>",
+        "    <args>", *args, "    </args>",
+        "  </kernel>",
+        "</root>",
+        "",
+    ])
+
+
+def package_xo_tcl(design, name, clock_mhz):
+    """A Vivado batch script that packages the Verilog as IP and then as ``<name>.xo``."""
+    arguments = kernel_arguments(design)
+    buffers = [a for a in arguments if a.is_buffer]
+    lines = [
+        f"# Package the {name} RTL kernel: vivado -mode batch -source package_xo.tcl",
+        "# Writes ./<name>.xo next to this script; link it with: v++ -l -t hw --platform <platform> <name>.xo",
+        "set here [file dirname [file normalize [info script]]]",
+        f"set kernel {name}",
+        "set ip_dir $here/ip",
+        "set xo $here/$kernel.xo",
+        "create_project -force -in_memory kernel_pack",
+        "add_files -norecurse $here/$kernel.v",
+        "set_property top $kernel [current_fileset]",
+        "update_compile_order -fileset sources_1",
+        "ipx::package_project -root_dir $ip_dir -vendor inrarch -library kernel -taxonomy /KernelIP "
+        "-import_files -set_current true",
+        "set core [ipx::current_core]",
+        "set_property name $kernel $core",
+        "foreach parameter [ipx::get_user_parameters -of $core] {",
+        "  ipx::remove_user_parameter [get_property NAME $parameter] $core",
+        "}",
+        "ipx::infer_bus_interfaces xilinx.com:interface:aximm_rtl:1.0 $core",
+        "ipx::infer_bus_interfaces xilinx.com:signal:clock_rtl:1.0 $core",
+        "ipx::infer_bus_interfaces xilinx.com:signal:reset_rtl:1.0 $core",
+        "ipx::infer_bus_interfaces xilinx.com:signal:interrupt_rtl:1.0 $core",
+        "ipx::associate_bus_interfaces -busif s_axi_control -clock ap_clk $core",
+        *[f"ipx::associate_bus_interfaces -busif {a.port} -clock ap_clk $core" for a in buffers],
+        "ipx::associate_bus_interfaces -clock ap_clk -reset ap_rst_n $core",
+        "set clock [ipx::get_bus_interfaces ap_clk -of_objects $core]",
+        f"set_property value {int(round(clock_mhz * 1e6))} [ipx::add_bus_parameter -quiet FREQ_HZ $clock]",
+        "set_property value_resolve_type user [ipx::get_bus_parameters FREQ_HZ -of_objects $clock]",
+        "set map [ipx::add_memory_map -quiet s_axi_control $core]",
+        "set block [ipx::add_address_block -quiet reg0 $map]",
+        f"set_property range 0x{1 << CONTROL_ADDRESS_WIDTH:X} $block",
+        "foreach {register offset bits} {CTRL 0x00 32 GIER 0x04 32 IP_IER 0x08 32 IP_ISR 0x0C 32} {",
+        "  set reg [ipx::add_register $register $block]",
+        "  set_property address_offset $offset $reg",
+        "  set_property size $bits $reg",
+        "}",
+    ]
+    for a in arguments:
+        lines += [
+            f"set reg [ipx::add_register -quiet {a.name} $block]",
+            f"set_property address_offset 0x{a.offset:03X} $reg",
+            f"set_property size {8 * a.size} $reg",
+        ]
+        if a.is_buffer:
+            lines += [f"set_property value {a.port} [ipx::add_register_parameter -quiet ASSOCIATED_BUSIF $reg]"]
+    lines += [
+        "set_property slave_memory_map_ref s_axi_control [ipx::get_bus_interfaces s_axi_control -of_objects $core]",
+        "set_property sdx_kernel true $core",
+        "set_property sdx_kernel_type rtl $core",
+        "set_property supported_families { } $core",
+        "set_property auto_family_support_level level_2 $core",
+        "ipx::create_xgui_files $core",
+        "ipx::update_checksums $core",
+        "ipx::check_integrity -kernel $core",
+        "ipx::save_core $core",
+        "close_project",
+        "file delete -force $xo",
+        "package_xo -xo_path $xo -kernel_name $kernel -ip_directory $ip_dir "
+        "-kernel_xml $here/kernel.xml",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def readme(design, name):
+    """What the directory holds, the register map and the buffer layout, as Markdown."""
+    arguments = kernel_arguments(design)
+    rows = []
+    for a in arguments:
+        if a.is_buffer:
+            what = (f"address of `{a.name}`: `batch` × {a.elements_per_sample} × int{8 * a.element_bytes}, "
+                    f"raw {a.format} values (real value = raw × 2^-{a.format.frac_bits})")
+        else:
+            what = "samples in this run (32 bits)"
+        rows.append(f"| 0x{a.offset:02X} | {a.name} | {what} |")
+    rows.append(f"| 0x{status_offset(design):02X} | status (read only) | bit 0: some value saturated since "
+                "reset; bits 8 and up: 1 + index of the first core that did |")
+    return "\n".join([
+        f"# Vitis RTL kernel `{name}`",
+        "",
+        f"- `{name}.v`: the kernel (clock `ap_clk`, active-low reset `ap_rst_n`, `s_axi_control`, "
+        + ", ".join(f"`{a.port}`" for a in arguments if a.is_buffer) + ", `interrupt`).",
+        "- `kernel.xml`: the kernel description for `package_xo`.",
+        f"- `package_xo.tcl`: `vivado -mode batch -source package_xo.tcl` writes `{name}.xo`.",
+        "",
+        f"Host call: `{name}(" + ", ".join(a.name for a in arguments) + ")`, `ap_ctrl_hs`.",
+        "",
+        "| offset | register | meaning |",
+        "| --- | --- | --- |",
+        "| 0x00 | control | bit 0 ap_start, 1 ap_done (clear on read), 2 ap_idle, 3 ap_ready, 7 auto_restart |",
+        "| 0x04 | GIE | bit 0: global interrupt enable |",
+        "| 0x08 | IER | bit 0: ap_done, bit 1: ap_ready |",
+        "| 0x0C | ISR | bit 0: ap_done, bit 1: ap_ready (toggle on write) |",
+        *rows,
+        "",
+        f"Memory ports are AXI4 with {DATA_WIDTH}-bit data and bursts of at most {BURST_BEATS} beats; "
+        f"buffers must be {DATA_WIDTH // 8}-byte aligned (XRT buffers are). Each buffer holds the "
+        "samples one after another, each sample's elements in row-major order, as little-endian "
+        "signed integers. Inputs outside a format's range saturate. See docs/vitis.md.",
+        "",
+    ])
+
+
+def write_vitis_kernel(design, directory, *, name="inrarch_kernel", clock_mhz=None):
+    """Write ``<name>.v``, ``kernel.xml``, ``package_xo.tcl`` and ``README.md`` into ``directory``.
+
+    Parameters
+    ----------
+    design : inrarch.design.Design
+    directory : path
+        Created if missing.
+    name : str
+        Kernel and top-level module name.
+    clock_mhz : float, optional
+        Kernel clock for packaging; default the design's ``clock_mhz``.
+
+    Returns
+    -------
+    dict of str to pathlib.Path
+        ``"verilog"``, ``"kernel_xml"``, ``"package_xo"``, ``"readme"``.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    clock_mhz = design.options["clock_mhz"] if clock_mhz is None else clock_mhz
+    files = {
+        "verilog": (directory / f"{name}.v", kernel_verilog(design, name)),
+        "kernel_xml": (directory / "kernel.xml", kernel_xml(design, name)),
+        "package_xo": (directory / "package_xo.tcl", package_xo_tcl(design, name, clock_mhz)),
+        "readme": (directory / "README.md", readme(design, name)),
+    }
+    for path, text in files.values():
+        path.write_text(text)
+    return {key: path for key, (path, _) in files.items()}
+
+
+def kernel_verilog(design, name="inrarch_kernel"):
+    """The kernel as Verilog text, top module ``name``."""
+    return verilog_backend.convert(VitisKernel(design), name=name, emit_src=False)

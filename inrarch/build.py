@@ -31,7 +31,6 @@ import torch
 from amaranth.vendor import XilinxPlatform
 
 from boards import get_board, list_boards
-from boards.estimate import estimate as estimate_resources
 from boards.harness import design_ports
 from boards.plan import PLAN_NAME, open_toolchain, run_build_plan, write_build_plan
 from boards.synth import check_fit, find_tool, synth_xilinx
@@ -39,6 +38,7 @@ from boards.synth import check_fit, find_tool, synth_xilinx
 from . import derivatives, models
 from .design import compile as compile_design
 from .errors import InrarchError
+from .resources import design_resources
 
 __all__ = ["main", "build"]
 
@@ -104,7 +104,8 @@ def _parser():
                         help="design clock: latency figures and the board plan's MMCM (default: 300)")
     parser.add_argument("--max-parallel", type=int, help="cap on multipliers per matmul")
     parser.add_argument("--dsp-budget", type=int,
-                        help="fail (exit 2) when the analytic DSP48E2 estimate exceeds this many slices")
+                        help="DSP48E2 slices the design may use: matmul parallelism folds to fit "
+                             "(default: 80%% of the board's DSPs where known)")
     parser.add_argument("--out", default="build", help="output directory (default: build)")
     parser.add_argument("--simulate", action="store_true", help="run the Verilog in Verilator and check it")
     parser.add_argument("--synth", action="store_true",
@@ -151,18 +152,18 @@ def build(args, progress):
         in_features = 2
     fn = derivatives(model, args.order)
     progress.step(f"capturing order-{args.order} derivatives and compiling")
+    capacity = getattr(board, "capacity", None)
+    budget = args.dsp_budget
+    if budget is None and capacity is not None:
+        budget = int(capacity["DSP"] * board.usable_fraction)
     design = compile_design(fn, torch.zeros(args.batch, in_features, dtype=torch.float64),
-                            format=args.format, clock_mhz=args.clock_mhz, max_parallel=args.max_parallel)
+                            format=args.format, clock_mhz=args.clock_mhz, max_parallel=args.max_parallel,
+                            dsp_budget=budget)
     progress.step(f"solved: {design.report['cycles_predicted']} cycles for batch {args.batch}; estimating resources")
     report = dict(design.report)
     report["board"] = args.board
     report["order"] = args.order
-    report["estimate"] = estimate_resources(design.elaboratable)
-    report["dsp_budget"] = args.dsp_budget
-    if args.dsp_budget is not None and report["estimate"]["DSP"] > args.dsp_budget:
-        raise InrarchError(f"the design needs about {report['estimate']['DSP']} DSP48E2 slices, over "
-                           f"--dsp-budget {args.dsp_budget}")
-    capacity = getattr(board, "capacity", None)
+    report["estimate"] = design_resources(design.netlist)
     if capacity is not None:
         report["capacity"] = {name: int(count * board.usable_fraction) for name, count in capacity.items()}
         report["usable_fraction"] = board.usable_fraction

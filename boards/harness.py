@@ -1,0 +1,168 @@
+"""A self-test harness that gives a compiled design's streams something to do on a real board.
+
+A board build plan needs a top level whose every port is a pin. A dataflow design has a wide
+input stream and one output stream per result, far more bits than any board has spare pins, so
+the harness keeps them on chip: a linear-feedback shift register offers a new pseudo-random input
+word whenever the design takes one, every output stream is always ready, and every output word
+that moves is folded into a 32-bit XOR signature. The parity of that signature and the design's
+sticky ``overflow`` flag end in one register, ``alive``. Synthesis therefore cannot prune any of
+the design (every output bit reaches ``alive``) and the timing report covers the real datapath
+from the input FIFO to the output FIFOs. ``alive`` drives the board's first LED when it has one;
+otherwise it carries ``DONT_TOUCH``/``keep`` so that the tools keep it without a pin, and an ILA or
+VIO can probe it.
+
+The design itself stays a black box (a Verilog ``Instance`` of module ``top``): its ``top.v``
+is added to the plan as a source file, so the (slow) conversion of the design to Verilog is done
+once, not again for the plan.
+"""
+
+from fractions import Fraction
+
+from amaranth.hdl import Cat, ClockDomain, ClockSignal, Const, Elaboratable, Instance, Module, ResetSignal, Signal
+from amaranth.hdl import Value
+from amaranth.lib.cdc import ResetSynchronizer
+from amaranth.lib.wiring import Flow
+
+__all__ = ["SelfTestHarness", "mmcm_settings", "design_ports"]
+
+# x**64 + x**63 + x**61 + x**60 + 1: a maximal-length Galois LFSR.
+_LFSR_TAPS = 0xD800000000000000
+_LFSR_BITS = 64
+_SIGNATURE_BITS = 32
+
+# UltraScale+ MMCME4: VCO 800-1600 MHz, phase detector 10-500 MHz, multiplier 2-128 and output
+# divider 2-128 in steps of 1/8 (DS923, UG572).
+_VCO_MHZ = (800.0, 1600.0)
+_PFD_MHZ = (10.0, 500.0)
+_BUFG_MAX_MHZ = 775.0
+
+
+def design_ports(component):
+    """``[(verilog_name, flow, width)]`` of ``component``'s ports, as Amaranth names them in Verilog."""
+    ports = []
+    for path, member, value in component.signature.flatten(component):
+        name = "__".join(str(part) for part in path)
+        ports.append((name, member.flow, len(Value.cast(value))))
+    return ports
+
+
+def mmcm_settings(input_mhz, target_mhz):
+    """Divider ``D``, multiplier ``M`` and output divider ``O`` of an MMCME4 making ``target_mhz``.
+
+    Returns a dict with ``divclk_divide``, ``clkfbout_mult``, ``clkout0_divide``, ``vco_mhz`` and
+    the achieved ``output_mhz`` (the closest reachable frequency; ties go to the higher VCO, which
+    has less jitter).
+    """
+    if not 10.0 <= target_mhz <= _BUFG_MAX_MHZ:
+        raise ValueError(f"clock {target_mhz:g} MHz is outside what an UltraScale+ MMCM and BUFG can make "
+                         f"(10 to {_BUFG_MAX_MHZ:g} MHz)")
+    best = None
+    target = Fraction(target_mhz).limit_denominator(10_000)
+    for divide in range(1, 11):
+        pfd = Fraction(input_mhz) / divide
+        if not _PFD_MHZ[0] <= pfd <= _PFD_MHZ[1]:
+            continue
+        for mult_eighths in range(16, 128 * 8 + 1):
+            vco = pfd * Fraction(mult_eighths, 8)
+            if not _VCO_MHZ[0] <= vco <= _VCO_MHZ[1]:
+                continue
+            out_eighths = min(max(round(vco / target * 8), 16), 128 * 8)
+            output = vco / Fraction(out_eighths, 8)
+            key = (abs(output - target), -vco, divide)
+            if best is None or key < best[0]:
+                best = (key, divide, mult_eighths, out_eighths, vco, output)
+    _, divide, mult_eighths, out_eighths, vco, output = best
+    return {"divclk_divide": divide, "clkfbout_mult": mult_eighths / 8, "clkout0_divide": out_eighths / 8,
+            "vco_mhz": float(vco), "output_mhz": float(output)}
+
+
+class SelfTestHarness(Elaboratable):
+    """Board top level: clocking, the design as a black box, an LFSR source and a signature sink.
+
+    Parameters
+    ----------
+    ports : list of (str, Flow, int)
+        The design's ports (:func:`design_ports`); the design must have ``clk`` and ``rst`` inputs
+        (Amaranth adds them), an input stream ``x``, output streams ``y0, y1, ...`` and ``overflow``.
+    module : str
+        The design's Verilog module name.
+    mmcm : dict, optional
+        :func:`mmcm_settings` for a Xilinx UltraScale+ board: the board clock feeds an MMCME4
+        that makes the design clock. Without it the design runs from the board's default clock.
+    """
+
+    def __init__(self, ports, *, module="top", mmcm=None):
+        self.ports = ports
+        self.module = module
+        self.mmcm = mmcm
+        self.alive = Signal(attrs={"DONT_TOUCH": "TRUE", "keep": "true"})
+
+    def elaborate(self, platform):
+        m = Module()
+        if self.mmcm is not None:
+            self._mmcm_domain(m, platform)
+        elif platform is not None:
+            self._board_clock_domain(m, platform)
+        if platform is not None and _has_resource(platform, "hbm_cattrip"):
+            # The card's satellite controller cuts power when HBM_CATTRIP goes high.
+            m.d.comb += platform.request("hbm_cattrip", 0).o.eq(0)
+
+        signals = {name: Signal(width, name=f"design_{name}") for name, _, width in self.ports}
+        connections = {"i_clk": ClockSignal("sync"), "i_rst": ResetSignal("sync")}
+        for name, flow, _ in self.ports:
+            if name not in ("clk", "rst"):
+                connections[("i_" if flow == Flow.In else "o_") + name] = signals[name]
+        m.submodules.dataflow = Instance(self.module, **connections)
+
+        lfsr = Signal(_LFSR_BITS, init=1)
+        m.d.comb += [signals["x__valid"].eq(1), signals["x__payload"].eq(lfsr)]
+        with m.If(signals["x__ready"]):
+            m.d.sync += lfsr.eq(Cat(lfsr[1:], 0) ^ (Const(_LFSR_TAPS, _LFSR_BITS) & -lfsr[0].as_signed()))
+
+        signature = Signal(_SIGNATURE_BITS)
+        folded = Const(0, _SIGNATURE_BITS)
+        outputs = sorted({name.split("__")[0] for name, _, _ in self.ports if name.startswith("y")})
+        for output in outputs:
+            m.d.comb += signals[f"{output}__ready"].eq(1)
+            payload = signals[f"{output}__payload"]
+            chunks = [payload[k:k + _SIGNATURE_BITS] for k in range(0, len(payload), _SIGNATURE_BITS)]
+            word = Const(0, _SIGNATURE_BITS)
+            for chunk in chunks:
+                word = word ^ chunk
+            folded = folded ^ (word & -signals[f"{output}__valid"].as_signed())
+        # Rotating before folding keeps the order of words in the signature.
+        m.d.sync += signature.eq(Cat(signature[-1], signature[:-1]) ^ folded)
+        m.d.sync += self.alive.eq(signature.xor() ^ signals["overflow"])
+        if platform is not None and _has_resource(platform, "led"):
+            m.d.comb += platform.request("led", 0).o.eq(self.alive)
+        return m
+
+    def _board_clock_domain(self, m, platform):
+        # Not the platform's own default domain: some (ECP5) are reset-less, but the design has a reset.
+        m.domains.sync = ClockDomain("sync")
+        m.d.comb += ClockSignal("sync").eq(platform.request(platform.default_clk, 0).i)
+        reset = platform.request(platform.default_rst, 0).i if platform.default_rst is not None else Const(0)
+        m.submodules.reset_sync = ResetSynchronizer(reset, domain="sync")
+
+    def _mmcm_domain(self, m, platform):
+        settings = self.mmcm
+        board_clock = platform.request(platform.default_clk, 0).i
+        board_reset = platform.request("rst", 0).i if _has_resource(platform, "rst") else Const(0)
+        feedback, clkout, locked = Signal(), Signal(), Signal()
+        m.submodules.mmcm = Instance(
+            "MMCME4_BASE",
+            p_CLKIN1_PERIOD=round(1e9 / platform.default_clk_frequency, 3),
+            p_DIVCLK_DIVIDE=settings["divclk_divide"],
+            p_CLKFBOUT_MULT_F=settings["clkfbout_mult"],
+            p_CLKOUT0_DIVIDE_F=settings["clkout0_divide"],
+            p_BANDWIDTH="OPTIMIZED",
+            i_CLKIN1=board_clock, i_CLKFBIN=feedback, o_CLKFBOUT=feedback,
+            i_RST=board_reset, i_PWRDWN=0,
+            o_CLKOUT0=clkout, o_LOCKED=locked)
+        m.domains.sync = ClockDomain("sync")
+        m.submodules.bufg = Instance("BUFG", i_I=clkout, o_O=ClockSignal("sync"))
+        m.submodules.reset_sync = ResetSynchronizer(~locked, domain="sync")
+
+
+def _has_resource(platform, name):
+    return any(resource_name == name for resource_name, _ in platform.resources)

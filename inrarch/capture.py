@@ -1,8 +1,10 @@
 """Capture: a torch function of one tensor → inrarch IR for one sample.
 
 The function is traced with ``make_fx`` on a single sample (batch 1), which records every aten op
-that torch autograd and torch.func run, backward passes included. A second ``make_fx`` pass through
-``functionalize`` removes mutations and views. The aten graph is then translated op by op:
+that torch autograd and torch.func run, backward passes included. The aten graph is then translated
+op by op, in order; constants are real tensors, so in-place ops on them (``tangent[..., i] = 1``)
+simply run. Only when an in-place op touches a streamed tensor is the graph traced a second time
+through ``functionalize``, which replaces mutations and views by pure ops. Translation:
 
 * anything that does not depend on the input is evaluated right away and becomes a constant;
 * data-movement ops (views, reshapes, transposes, slices, cat/stack, scatters of constants) on
@@ -11,10 +13,17 @@ that torch autograd and torch.func run, backward passes included. A second ``mak
 * arithmetic with constants folds in (``x * 0`` vanishes, ``x * c`` becomes ``scale``, ...).
 """
 
+import contextlib
+import inspect
+import os
+import traceback
+
 import numpy as np
 import torch
+from torch.fx.experimental import proxy_tensor
 from torch.fx.experimental.proxy_tensor import make_fx
 from torch.func import functionalize
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from . import ir
 from .errors import CompileError
@@ -33,11 +42,31 @@ _STRUCTURAL = {
     "flatten", "unflatten", "movedim", "narrow", "narrow_copy", "repeat", "index_select",
 }
 _CREATION_LIKE = {"zeros_like", "ones_like", "full_like", "empty_like", "new_zeros", "new_ones", "new_full",
-                  "new_empty", "fill", "zeros", "ones", "full", "scalar_tensor", "_efficientzerotensor"}
+                  "new_empty", "fill", "zeros", "ones", "full", "scalar_tensor", "_efficientzerotensor",
+                  "_new_zeros_with_same_feature_meta"}
 _UNARY = {"sin": "sin", "cos": "cos", "tanh": "tanh", "sigmoid": "sigmoid", "exp": "exp", "relu": "relu"}
 _ARITHMETIC = {"add", "sub", "mul", "div", "neg", "rsub", "mm", "addmm", "sum", "pow",
                "tanh_backward", "sigmoid_backward", "threshold_backward"}
-SUPPORTED = sorted(_STRUCTURAL | _CREATION_LIKE | set(_UNARY) | _ARITHMETIC)
+# Comparisons with zero are steps; relu's derivative is written with them (and ``where``).
+_COMPARISONS = {"gt", "ge", "lt", "le"}
+SUPPORTED = sorted(_STRUCTURAL | _CREATION_LIKE | set(_UNARY) | _ARITHMETIC | _COMPARISONS | {"where"})
+# Why common ops have no hardware: said in the error, so the user knows what to change.
+_NO_SQRT = "there is no square-root core; a squared norm (a sum of squares) is supported"
+_WHY = {
+    "softplus": "softplus(x) = log(1 + exp(x)) needs a logarithm, and there is no log core; "
+                "its derivative sigmoid is supported",
+    "log": "there is no log core", "log1p": "there is no log core", "log_sigmoid_forward": "there is no log core",
+    "sqrt": _NO_SQRT, "rsqrt": _NO_SQRT, "linalg_vector_norm": "a norm needs a square root: " + _NO_SQRT,
+    "norm": "a norm needs a square root: " + _NO_SQRT,
+    "reciprocal": "division by a streamed value is not supported",
+    "nonzero": "its output shape depends on the data (dynamic shapes are not supported)",
+    "masked_select": "its output shape depends on the data (dynamic shapes are not supported)",
+    "index": "indexing with a tensor is not supported (boolean masks give data-dependent shapes)",
+    "_local_scalar_dense": "data-dependent control flow is not supported: the function reads a tensor's value "
+                           "in Python (if, bool(), .item())",
+    "view_as_complex": "complex numbers are not supported",
+    "abs": "there is no abs core", "sign": "there is no sign core",
+}
 _IGNORED = {"is_same_size", "_has_same_storage_numel", "copy_", "copy", "sym_size", "_assert_tensor_metadata"}
 
 
@@ -59,19 +88,13 @@ def _op_name(target):
     return name.split(".")[0]
 
 
-def _user_line(fx_node):
-    trace = fx_node.meta.get("stack_trace") or ""
-    frames = [line.strip() for line in trace.splitlines() if line.strip().startswith("File ")]
-    user = [f for f in frames if "/torch/" not in f and "/inrarch/" not in f]
-    return (user or frames or ["(no source line recorded)"])[-1]
-
-
 class _Translator:
     def __init__(self, sample_shape):
         self.nodes = []
         self.weights = {}
         self.input = self._new("input", [], tuple(sample_shape))
         self.source = ""
+        self.masks = set()   # nodes holding only 0 and 1: results of comparisons
 
     def _new(self, op, inputs, shape, **attrs):
         node = ir.Node(op, [s.node if isinstance(s, _Sym) else s for s in inputs], tuple(int(d) for d in shape),
@@ -165,13 +188,13 @@ class _Translator:
         shape = torch.broadcast_shapes(tuple(a.shape), tuple(b.shape))
         if isinstance(a, _Sym) and isinstance(b, _Sym):
             if name == "div":
-                raise CompileError(f"division by a streamed tensor is not supported (at {self.source})")
+                raise CompileError(f"division by a streamed tensor is not supported at {self.source}")
             return self.sym(name, [self.expand(a, shape), self.expand(b, shape)], shape)
         if isinstance(a, torch.Tensor):
             if name == "sub":
                 return self.binary("add", self.unary_neg(b), a)
             if name == "div":
-                raise CompileError(f"division by a streamed tensor is not supported (at {self.source})")
+                raise CompileError(f"division by a streamed tensor is not supported at {self.source}")
             a, b = b, a
         const = torch.broadcast_to(b.to(torch.float64), shape)
         a = self.expand(a, shape)
@@ -200,7 +223,7 @@ class _Translator:
 
     def matmul(self, a, b):
         if isinstance(a, _Sym) and isinstance(b, _Sym):
-            raise CompileError(f"a matrix product of two streamed tensors is not supported (at {self.source})")
+            raise CompileError(f"a matrix product of two streamed tensors is not supported at {self.source}")
         if isinstance(b, torch.Tensor):
             if not torch.any(b):
                 return torch.zeros((a.shape[0], b.shape[1]), dtype=torch.float64)
@@ -225,16 +248,56 @@ class _Translator:
     def nonlinear(self, op, a):
         return self.sym(op, [a], a.shape, scale=1.0)
 
+    def compare(self, name, a, b):
+        """``a > 0`` is ``step(a)``; the other comparisons with zero follow from it exactly,
+        at zero too (``a >= 0`` is ``1 - step(-a)``)."""
+        if isinstance(a, (int, float)) or isinstance(a, torch.Tensor):
+            a, b, name = b, a, {"gt": "lt", "lt": "gt", "ge": "le", "le": "ge"}[name]
+        if not isinstance(a, _Sym) or (isinstance(b, torch.Tensor) and torch.any(b)) or isinstance(b, _Sym) \
+                or (isinstance(b, (int, float)) and b != 0):
+            raise CompileError(f"comparison aten.{name} at {self.source} is not supported; only comparisons of a "
+                               "streamed tensor with zero are")
+        shape = a.shape if not isinstance(b, torch.Tensor) else torch.broadcast_shapes(tuple(a.shape), tuple(b.shape))
+        a = self.expand(a, shape)
+        positive = a if name in ("gt", "le") else self.unary_neg(a)
+        step = self.sym("step", [positive], shape, scale=1.0)
+        result = step if name in ("gt", "lt") else self.binary("add", self.unary_neg(step), _scalar(1.0))
+        self.masks.add(result.node)
+        return result
 
-def _translate_call(tr, fx_node, target, args, kwargs):
+    def where(self, condition, a, b):
+        """``where(c, a, b) = b + c * (a - b)``, exact because ``c`` is 0 or 1."""
+        a, b = (_scalar(v) if isinstance(v, (int, float)) else v for v in (a, b))
+        if isinstance(condition, torch.Tensor):
+            condition = condition.to(torch.float64)
+        elif condition.node not in self.masks:
+            raise CompileError(f"aten.where at {self.source} is supported only with a comparison as its condition")
+        return self.binary("add", b, self.binary("mul", condition, self.binary("sub", a, b)))
+
+
+def _translate_call(tr, target, args, kwargs):
     name = _op_name(target.overloadpacket if hasattr(target, "overloadpacket") else target)
     streamed = any(isinstance(v, _Sym) for v in _flatten(args)) or any(isinstance(v, _Sym) for v in _flatten(kwargs.values()))
     if not streamed:
         return target(*args, **kwargs)
+    if isinstance(target, torch._ops.OpOverload) and target._schema.is_mutable:
+        raise _NeedsPureGraph()
     if name in _STRUCTURAL:
-        if name == "_to_copy" and kwargs.get("dtype") not in (None, torch.float64):
-            raise CompileError(f"unsupported dtype {kwargs['dtype']} (at {tr.source}); inrarch computes in real numbers")
-        return tr.structural(target, args, kwargs)
+        dtype = kwargs.get("dtype")
+        if name == "_to_copy" and dtype is not None and not dtype.is_floating_point:
+            if dtype == torch.bool and args[0].node in tr.masks:
+                return args[0]
+            kind = "complex" if dtype.is_complex else "integer" if dtype != torch.bool else "boolean"
+            raise CompileError(f"unsupported dtype {dtype} at {tr.source}: {kind} values are not supported, "
+                               "inrarch computes with real numbers")
+        result = tr.structural(target, args, kwargs)
+        if args and isinstance(args[0], _Sym) and args[0].node in tr.masks and isinstance(result, _Sym):
+            tr.masks.add(result.node)
+        return result
+    if name in _COMPARISONS:
+        return tr.compare(name, args[0], args[1])
+    if name == "where":
+        return tr.where(*args)
     if name in _CREATION_LIKE:
         concrete = [torch.zeros(v.shape, dtype=torch.float64) if isinstance(v, _Sym) else v for v in args]
         return target(*concrete, **kwargs)
@@ -258,12 +321,14 @@ def _translate_call(tr, fx_node, target, args, kwargs):
         return tr.reduce_sum(args[0], args[1] if len(args) > 1 else kwargs.get("dim"), kwargs.get("keepdim", args[2] if len(args) > 2 else False))
     if name == "pow":
         exponent = args[1]
+        if isinstance(exponent, (int, float)) and exponent == 0:
+            return torch.ones(args[0].shape, dtype=torch.float64)
         if isinstance(exponent, (int, float)) and float(exponent).is_integer() and 1 <= exponent <= 8:
             result = args[0]
             for _ in range(int(exponent) - 1):
                 result = tr.binary("mul", result, args[0])
             return result
-        raise CompileError(f"pow with exponent {exponent!r} is not supported (at {tr.source}); only small integer powers are")
+        raise CompileError(f"pow with exponent {exponent!r} at {tr.source} is not supported; only integer powers 0..8 are")
     if name == "tanh_backward":
         grad, y = args
         one_minus = tr.binary("add", tr.unary_neg(tr.binary("mul", y, y)), torch.tensor(1.0, dtype=torch.float64))
@@ -275,13 +340,18 @@ def _translate_call(tr, fx_node, target, args, kwargs):
     if name == "threshold_backward":
         grad, y, threshold = args
         if threshold != 0:
-            raise CompileError(f"threshold_backward with threshold {threshold} is not supported (at {tr.source})")
+            raise CompileError(f"threshold_backward with threshold {threshold} at {tr.source} is not supported")
         return tr.binary("mul", grad, tr.sym("step", [y], y.shape, scale=1.0))
     raise CompileError(_unsupported_message(name, tr.source))
 
 
+def _scalar(value):
+    return torch.tensor(float(value), dtype=torch.float64)
+
+
 def _unsupported_message(name, source):
-    return (f"unsupported op aten.{name} at {source}; supported: " + ", ".join(SUPPORTED))
+    why = f" ({_WHY[name]})" if name in _WHY else ""
+    return f"unsupported op aten.{name}{why} at {source}; supported: " + ", ".join(SUPPORTED)
 
 
 def _flatten(values):
@@ -292,50 +362,189 @@ def _flatten(values):
             yield v
 
 
-def _check_supported(graph):
+def _base_name(target):
+    name = _op_name(target.overloadpacket if hasattr(target, "overloadpacket") else target)
+    if name.endswith("_") and not name.endswith("__"):
+        name = name[:-1]  # in-place variants translate like their pure forms
+    return name
+
+
+def _first_unsupported(graph):
     for fx_node in graph.nodes:
         if fx_node.op != "call_function":
             continue
-        target = fx_node.target
-        name = _op_name(target.overloadpacket if hasattr(target, "overloadpacket") else target)
-        if name.endswith("_") and not name.endswith("__"):
-            name = name[:-1]  # in-place variants are functionalized before translation
-        if name in ("getitem",) or name in _IGNORED:
-            continue
-        if name not in SUPPORTED:
-            raise CompileError(_unsupported_message(name, _user_line(fx_node)))
+        name = _base_name(fx_node.target)
+        if name not in SUPPORTED and name != "getitem" and name not in _IGNORED:
+            return fx_node, name
+    return None, None
+
+
+# Where an op came from ----------------------------------------------------------------------
+_TORCH_DIR = os.path.dirname(torch.__file__) + os.sep
+_MACHINERY = {os.path.join(os.path.dirname(__file__), name) for name in ("capture.py", "derivatives.py", "design.py")}
+
+
+class _OpLocator(TorchDispatchMode):
+    """Runs the function eagerly and keeps the Python stack of the ``occurrence``-th call of ``target``."""
+
+    def __init__(self, target, occurrence):
+        super().__init__()
+        self.target, self.remaining, self.stack = target, occurrence, None
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func is self.target and self.stack is None:
+            if self.remaining == 0:
+                self.stack = traceback.extract_stack()
+            self.remaining -= 1
+        return func(*args, **(kwargs or {}))
+
+
+def _describe_frame(frame):
+    path = os.path.relpath(frame.filename)
+    path = frame.filename if path.startswith("..") else path
+    return f"{path}:{frame.lineno}: {(frame.line or '').strip()}"
+
+
+def _source_line(fn, sample, target, occurrence):
+    """``file:line: code`` of the user's line that ran the ``occurrence``-th ``target`` op.
+
+    make_fx only records stack traces inside ``forward`` methods, and recording them costs a
+    third of the tracing time, so the line is found only when an error needs it: the function
+    runs once more, eagerly, under a dispatch mode that stops the clock at that op.
+    """
+    locator = _OpLocator(target, occurrence)
+    try:
+        with torch.enable_grad(), locator:
+            fn(sample.clone())
+    except Exception:
+        pass
+    stack = locator.stack or []
+    # keep only the frames inside ``fn``: those after this function's own frame
+    inside = [k for k, f in enumerate(stack) if f.filename == __file__ and f.name == "_source_line"]
+    stack = stack[inside[-1] + 1:] if inside else stack
+    user = [f for f in stack if not f.filename.startswith(_TORCH_DIR) and f.filename not in _MACHINERY]
+    modules = [f for f in stack if f.filename.startswith(os.path.join(_TORCH_DIR, "nn", ""))]
+    frames = user or modules
+    return _describe_frame(frames[-1]) if frames else "(source line not found)"
+
+
+def _occurrences(graph):
+    """The number of earlier nodes with the same target, for every node of ``graph``."""
+    seen, index = {}, {}
+    for fx_node in graph.nodes:
+        index[fx_node] = seen.get(fx_node.target, 0)
+        seen[fx_node.target] = index[fx_node] + 1
+    return index
+
+
+# Tracing ------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def _lean_tracing():
+    """make_fx keeps a fake copy of every traced value in ``node.meta["val"]``, and for real tensors
+    builds a new FakeTensorMode for each one: that is most of the tracing time, and capture never
+    reads those copies. Skip them for the duration of one trace."""
+    original = proxy_tensor.extract_val
+
+    def extract_val(val, include_real=False):
+        if isinstance(val, torch.Tensor) and not proxy_tensor.is_fake(val):
+            return None
+        return original(val, include_real)
+
+    proxy_tensor.extract_val = extract_val
+    try:
+        yield
+    finally:
+        proxy_tensor.extract_val = original
+
+
+def _first_line(error):
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def _trace(fn, sample):
     try:
-        first = make_fx(fn, record_stack_traces=True)(sample)
+        with _lean_tracing():
+            return make_fx(fn)(sample)
     except CompileError:
         raise
     except Exception as error:
-        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise CompileError(f"could not trace the function: {type(error).__name__}: {message}") from error
-    _check_supported(first.graph)
-    pure = make_fx(functionalize(first, remove="mutations_and_views"))(sample)
+        message = _first_line(error)
+        if "data-dependent" in message or "Data-dependent" in message or "_local_scalar_dense" in message:
+            raise CompileError("data-dependent control flow is not supported: the function reads the value of a "
+                               "tensor in Python (if, bool(), .item(), a shape that depends on values): "
+                               f"{_where(error)}") from None
+        raise CompileError(f"could not trace the function: {type(error).__name__}: {message}") from None
+
+
+def _where(error):
+    frames = [f for f in traceback.extract_tb(error.__traceback__)
+              if not f.filename.startswith(_TORCH_DIR) and f.filename not in _MACHINERY]
+    return _describe_frame(frames[-1]) if frames else "(source line not found)"
+
+
+def _functional(graph_module, sample):
+    with _lean_tracing():
+        pure = make_fx(functionalize(graph_module, remove="mutations_and_views"))(sample)
     pure.graph.eliminate_dead_code()
     return pure
+
+
+class _NeedsPureGraph(Exception):
+    """An in-place op touches a streamed tensor: translate the functionalized graph instead."""
+
+
+def _check_signature(fn):
+    try:
+        parameters = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return
+    required = [p.name for p in parameters
+                if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty]
+    if len(required) > 1:
+        raise CompileError(f"the function takes {len(required)} tensors ({', '.join(required)}); only functions of "
+                           "one tensor are supported: concatenate the inputs into one (batch, in_features) tensor")
+
+
+def _check_input(example_input):
+    if not isinstance(example_input, torch.Tensor):
+        raise CompileError(f"the example input must be a torch.Tensor, not {type(example_input).__name__}")
+    if example_input.dtype.is_complex or not example_input.dtype.is_floating_point:
+        raise CompileError(f"unsupported input dtype {example_input.dtype}: inputs must be real floating-point numbers")
 
 
 def capture(fn, example_input):
     """Trace ``fn`` on one sample of ``example_input`` and translate it to an :class:`ir.Graph`.
 
-    Returns the graph and the list of output shapes per sample (batch axis removed).
+    Returns the graph and whether ``fn`` returns a single tensor (rather than a list or tuple).
+    Raises :class:`CompileError` naming the op and the user's source line for anything the
+    hardware cannot compute.
     """
+    _check_signature(fn)
+    _check_input(example_input)
     sample = example_input[:1].detach().to(torch.float64).clone()
-    pure = _trace(fn, sample)
+    traced = _trace(fn, sample)
+    occurrence = _occurrences(traced.graph)
+    fx_node, name = _first_unsupported(traced.graph)
+    if fx_node is not None:
+        raise CompileError(_unsupported_message(name, _source_line(fn, sample, fx_node.target, occurrence[fx_node])))
+    traced.graph.eliminate_dead_code()
+    try:
+        return _translate(traced, fn, sample, occurrence)
+    except _NeedsPureGraph:
+        return _translate(_functional(traced, sample), fn, sample, None)
+
+
+def _translate(module, fn, sample, occurrence):
     tr = _Translator(tuple(sample.shape))
     env = {}
     outputs = None
-    for fx_node in pure.graph.nodes:
+    for fx_node in module.graph.nodes:
         tr.source = f"aten.{_op_name(fx_node.target)}" if fx_node.op == "call_function" else ""
         if fx_node.op == "placeholder":
             env[fx_node] = _Sym(tr.input)
         elif fx_node.op == "get_attr":
-            env[fx_node] = getattr(pure, fx_node.target).detach().to(torch.float64)
+            env[fx_node] = getattr(module, fx_node.target).detach().to(torch.float64)
         elif fx_node.op == "call_function":
             args = torch.fx.node.map_arg(fx_node.args, lambda n: env[n])
             kwargs = torch.fx.node.map_arg(fx_node.kwargs, lambda n: env[n])
@@ -343,17 +552,22 @@ def capture(fn, example_input):
                 env[fx_node] = args[0][args[1]]
                 continue
             try:
-                env[fx_node] = _translate_call(tr, fx_node, fx_node.target, args, kwargs)
-            except CompileError:
+                env[fx_node] = _translate_call(tr, fx_node.target, args, kwargs)
+            except (CompileError, _NeedsPureGraph) as error:
+                if isinstance(error, CompileError) and occurrence is not None:
+                    where = _source_line(fn, sample, fx_node.target, occurrence[fx_node])
+                    raise CompileError(str(error).replace(f"at {tr.source}", f"at {where}", 1)) from None
                 raise
             except Exception as error:
                 raise CompileError(f"cannot translate aten.{_op_name(fx_node.target)}: {error}") from error
         elif fx_node.op == "output":
             outputs = torch.fx.node.map_arg(fx_node.args[0], lambda n: env[n])
     single = not isinstance(outputs, (list, tuple))
-    outputs = [outputs] if single else list(outputs)
+    outputs = [outputs] if single else list(_flatten(outputs))
     out_nodes = []
     for value in outputs:
+        if not isinstance(value, (torch.Tensor, _Sym)):
+            raise CompileError(f"the function returns a {type(value).__name__}; only tensors are supported as outputs")
         if isinstance(value, torch.Tensor):
             # a constant output still streams once per sample: emit it behind the input
             value = tr.sym("gather", [_Sym(tr.input)], tuple(value.shape),

@@ -144,7 +144,7 @@ class Design:
         Returns a :class:`SimulationResult` whose outputs are de-quantized to float64 numpy arrays
         with the function's output shapes.
         """
-        from sim import run_verilog
+        from sim import Deadlock, run_verilog
 
         samples = _as_samples(x, self.graph.input.shape)
         self._warn_outside_domain(samples)
@@ -152,9 +152,12 @@ class Design:
         words = [int(w) for w in fmt.to_unsigned(fmt.quantize(samples.reshape(-1)))]
         batch = samples.shape[0]
         expected = {stream.port: batch * stream.source.node.numel for stream in self.netlist.outputs}
-        run = run_verilog(self.verilog(), top="top", inputs={"x": words}, outputs=expected,
-                          status=("overflow", "overflow_core"), valid_prob=valid_prob, ready_prob=ready_prob,
-                          seed=seed, watchdog=watchdog)
+        try:
+            run = run_verilog(self.verilog(), top="top", inputs={"x": words}, outputs=expected,
+                              status=("overflow", "overflow_core", "fifo_full", "fifo_empty"),
+                              valid_prob=valid_prob, ready_prob=ready_prob, seed=seed, watchdog=watchdog)
+        except Deadlock as error:
+            raise Deadlock(f"{error}\n{self.blocked_fifos(error.status)}", status=error.status) from None
         outputs = []
         for stream, shape in zip(self.netlist.outputs, self.output_shapes):
             out_fmt = stream.source.node.attrs["format"]
@@ -164,6 +167,14 @@ class Design:
         if result.overflow:
             self._report_overflow(result, run.status["overflow_core"])
         return result
+
+    def blocked_fifos(self, status):
+        """Which FIFOs were full and which empty, from the ``fifo_full``/``fifo_empty`` status words."""
+        names = self.elaboratable.fifo_names
+        full = [name for k, name in enumerate(names) if status.get("fifo_full", 0) >> k & 1]
+        empty = [name for k, name in enumerate(names) if status.get("fifo_empty", 0) >> k & 1]
+        return (f"full FIFOs: {', '.join(full) or 'none'}; "
+                f"empty FIFOs: {len(empty)} of {len(names)}{': ' + ', '.join(empty) if len(empty) <= 12 else ''}")
 
     def _report_overflow(self, result, code):
         """Name the core behind the ``overflow_core`` status ``code`` in ``result`` and warn about it."""

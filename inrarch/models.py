@@ -1,11 +1,13 @@
-"""Reference INR models: SIREN and plain MLPs, deterministic from a seed."""
+"""Reference INR models, deterministic from a seed, float64: SIREN, plain MLPs with a choice of
+activation, Fourier-feature networks and MLPs with a skip connection."""
 
 import math
 
 import torch
 from torch import nn
 
-__all__ = ["Siren", "siren", "default_siren", "mlp"]
+__all__ = ["Siren", "siren", "default_siren", "mlp", "Gaussian", "FourierFeatures", "fourier_features", "SkipMLP",
+           "skip_mlp", "ACTIVATIONS"]
 
 
 class SineLayer(nn.Module):
@@ -25,12 +27,16 @@ class SineLayer(nn.Module):
 
 
 class Siren(nn.Module):
-    """A SIREN: ``layers`` sine layers of width ``hidden``, then a linear output layer."""
+    """A SIREN: ``layers`` sine layers of width ``hidden``, then a linear output layer.
 
-    def __init__(self, in_features, hidden, layers, out_features, w0, generator):
+    The first layer uses ``first_w0`` (default: ``w0``), the others ``w0``.
+    """
+
+    def __init__(self, in_features, hidden, layers, out_features, w0, generator, first_w0=None):
         super().__init__()
         widths = [in_features] + [hidden] * layers
-        self.body = nn.Sequential(*(SineLayer(a, b, w0, i == 0, generator)
+        first_w0 = w0 if first_w0 is None else first_w0
+        self.body = nn.Sequential(*(SineLayer(a, b, first_w0 if i == 0 else w0, i == 0, generator)
                                     for i, (a, b) in enumerate(zip(widths, widths[1:]))))
         self.head = nn.Linear(hidden, out_features)
         bound = math.sqrt(6.0 / hidden) / w0
@@ -42,10 +48,13 @@ class Siren(nn.Module):
         return self.head(self.body(x))
 
 
-def siren(in_features=2, hidden=256, layers=4, out_features=3, w0=30.0, seed=0):
-    """A deterministic SIREN ``in → hidden × layers → out``; float64 parameters."""
+def siren(in_features=2, hidden=256, layers=4, out_features=3, w0=30.0, seed=0, first_w0=None):
+    """A deterministic SIREN ``in → hidden × layers → out``; float64 parameters.
+
+    ``first_w0`` sets a different frequency for the first layer (default: ``w0``).
+    """
     generator = torch.Generator().manual_seed(seed)
-    return Siren(in_features, hidden, layers, out_features, w0, generator).double().eval()
+    return Siren(in_features, hidden, layers, out_features, w0, generator, first_w0).double().eval()
 
 
 def default_siren():
@@ -53,22 +62,108 @@ def default_siren():
     return siren(in_features=2, hidden=256, layers=4, out_features=3, w0=30.0, seed=0)
 
 
-_ACTIVATIONS = {"tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "relu": nn.ReLU, "softplus": nn.Softplus}
+class Gaussian(nn.Module):
+    """The Gaussian activation ``exp(-x² / sigma²)`` (Ramasinghe & Lucey, 2022)."""
+
+    def __init__(self, sigma=1.0):
+        super().__init__()
+        self.sigma = sigma
+
+    def forward(self, x):
+        return torch.exp(-(x * x) / (self.sigma * self.sigma))
+
+
+class _Sine(nn.Module):
+    def forward(self, x):
+        return torch.sin(x)
+
+
+class _Cosine(nn.Module):
+    def forward(self, x):
+        return torch.cos(x)
+
+
+#: Activation names accepted by :func:`mlp`, :func:`fourier_features` and :func:`skip_mlp`.
+ACTIVATIONS = {"tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "relu": nn.ReLU, "softplus": nn.Softplus, "sin": _Sine,
+               "cos": _Cosine, "gaussian": Gaussian, "identity": nn.Identity}
+
+
+def _activation(name):
+    if name not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {name!r}; choose from {', '.join(ACTIVATIONS)}")
+    return ACTIVATIONS[name]()
+
+
+def _init_linear(module, generator):
+    bound = 1.0 / math.sqrt(module.in_features)
+    with torch.no_grad():
+        module.weight.uniform_(-bound, bound, generator=generator)
+        module.bias.uniform_(-bound, bound, generator=generator)
 
 
 def mlp(in_features=2, hidden=16, layers=2, out_features=1, activation="tanh", seed=0):
-    """A deterministic plain MLP (PINN style) with a chosen activation; float64 parameters."""
+    """A deterministic plain MLP (PINN style) with a chosen activation (a name in
+    :data:`ACTIVATIONS`) after every hidden layer; the output layer is linear. float64 parameters."""
     generator = torch.Generator().manual_seed(seed)
     widths = [in_features] + [hidden] * layers
     modules = []
     for a, b in zip(widths, widths[1:]):
-        modules += [nn.Linear(a, b), _ACTIVATIONS[activation]()]
+        modules += [nn.Linear(a, b), _activation(activation)]
     modules.append(nn.Linear(hidden, out_features))
     model = nn.Sequential(*modules).double()
-    with torch.no_grad():
-        for module in model:
-            if isinstance(module, nn.Linear):
-                bound = 1.0 / math.sqrt(module.in_features)
-                module.weight.uniform_(-bound, bound, generator=generator)
-                module.bias.uniform_(-bound, bound, generator=generator)
+    for module in model:
+        if isinstance(module, nn.Linear):
+            _init_linear(module, generator)
     return model.eval()
+
+
+class FourierFeatures(nn.Module):
+    """``[sin(2π B x), cos(2π B x)]`` with a fixed random ``B`` (Tancik et al., 2020), then an MLP."""
+
+    def __init__(self, in_features, frequencies, scale, hidden, layers, out_features, activation, generator):
+        super().__init__()
+        self.register_buffer("B", torch.randn(frequencies, in_features, generator=generator, dtype=torch.float64) * scale)
+        self.net = mlp(2 * frequencies, hidden, layers, out_features, activation,
+                       seed=int(torch.randint(0, 2**31, (1,), generator=generator)))
+
+    def forward(self, x):
+        projected = 2 * math.pi * x @ self.B.T
+        return self.net(torch.cat([torch.sin(projected), torch.cos(projected)], dim=-1))
+
+
+def fourier_features(in_features=2, frequencies=4, scale=1.0, hidden=16, layers=2, out_features=1, activation="relu",
+                     seed=0):
+    """A deterministic Fourier-feature network: ``frequencies`` random projections of scale ``scale``."""
+    generator = torch.Generator().manual_seed(seed)
+    return FourierFeatures(in_features, frequencies, scale, hidden, layers, out_features, activation,
+                           generator).double().eval()
+
+
+class SkipMLP(nn.Module):
+    """An MLP whose layer ``skip_at`` reads ``cat([h, x])``: the input again (as in NeRF)."""
+
+    def __init__(self, in_features, hidden, layers, out_features, activation, skip_at, generator):
+        super().__init__()
+        self.skip_at = skip_at
+        self.layers = nn.ModuleList(nn.Linear((in_features if i == 0 else hidden) + (in_features if i == skip_at else 0),
+                                              hidden) for i in range(layers))
+        self.head = nn.Linear(hidden, out_features)
+        self.activation = _activation(activation)
+        for module in [*self.layers, self.head]:
+            _init_linear(module, generator)
+
+    def forward(self, x):
+        h = x
+        for i, layer in enumerate(self.layers):
+            if i == self.skip_at:
+                h = torch.cat([h, x], dim=-1)
+            h = self.activation(layer(h))
+        return self.head(h)
+
+
+def skip_mlp(in_features=2, hidden=16, layers=3, out_features=1, activation="tanh", skip_at=1, seed=0):
+    """A deterministic MLP with the input concatenated again into hidden layer ``skip_at``."""
+    if not 1 <= skip_at < layers:
+        raise ValueError(f"skip_at must be between 1 and layers - 1 = {layers - 1}, not {skip_at}")
+    generator = torch.Generator().manual_seed(seed)
+    return SkipMLP(in_features, hidden, layers, out_features, activation, skip_at, generator).double().eval()

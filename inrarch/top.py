@@ -28,6 +28,9 @@ class DataflowDesign(wiring.Component):
         Sticky: some core saturated a value that did not fit its format.
     overflow_core : Out(range(cores + 1))
         1 + index (in ``netlist.instances``) of the first core that overflowed; 0 while none has.
+    fifo_full, fifo_empty : Out(fifos)
+        Bit ``k`` is set while FIFO ``fifo_names[k]`` is full (cannot take a word) or empty. A
+        simulation that stops moving reads them to name the blocked FIFOs.
     """
 
     def __init__(self, netlist):
@@ -37,7 +40,15 @@ class DataflowDesign(wiring.Component):
             members[stream.port] = Out(lanes_signature(stream.source.node.attrs["format"]))
         members["overflow"] = Out(1)
         members["overflow_core"] = Out(range(len(netlist.instances) + 1))
+        self.fifo_names = [self._fifo_name(stream) for stream in netlist.streams]
+        members["fifo_full"] = Out(len(self.fifo_names))
+        members["fifo_empty"] = Out(len(self.fifo_names))
         super().__init__(members)
+
+    @staticmethod
+    def _fifo_name(stream):
+        sink = stream.sink.name if stream.sink is not None else "output"
+        return f"{stream.source.name}->{sink}.{stream.port}"
 
     def elaborate(self, platform):
         m = Module()
@@ -49,6 +60,7 @@ class DataflowDesign(wiring.Component):
                 m.submodules[instance.name] = instance.core
         wiring.connect(m, wiring.flipped(self.x), netlist.source.core.i)
 
+        fifo_of = {}
         for instance in netlist.instances:
             readers = netlist.readers(instance)
             output = getattr(instance.core, instance.output)
@@ -63,10 +75,15 @@ class DataflowDesign(wiring.Component):
                 fifo = m.submodules[f"fifo_{instance.name}_to_{sink_name}_{stream.port}_{k}"] = \
                     StreamFIFO(instance.node.attrs["format"], stream.depth)
                 wiring.connect(m, source, fifo.i)
+                fifo_of[id(stream)] = fifo
                 if stream.sink is None:
                     wiring.connect(m, fifo.o, wiring.flipped(getattr(self, stream.port)))
                 else:
                     wiring.connect(m, fifo.o, getattr(stream.sink.core, stream.port))
+
+        fifos = [fifo_of[id(stream)] for stream in netlist.streams]
+        m.d.comb += [self.fifo_full.eq(Cat(~fifo.i.ready for fifo in fifos)),
+                     self.fifo_empty.eq(Cat(~fifo.o.valid for fifo in fifos))]
 
         flags, seen = [], set()
         for index, instance in enumerate(netlist.instances):

@@ -24,7 +24,15 @@ RESET_CYCLES = 4
 
 
 class SimulationError(RuntimeError):
-    """The simulation did not complete; the message carries the cocotb error or the simulator log."""
+    """The simulation did not complete; the message carries the cocotb error or the simulator log.
+
+    ``status`` holds the requested status signals as read when the simulation stopped (empty
+    when it did not get that far), so a caller can say which of its parts were blocked.
+    """
+
+    def __init__(self, message, status=None):
+        super().__init__(message)
+        self.status = dict(status or {})
 
 
 class Deadlock(SimulationError):
@@ -175,7 +183,8 @@ def run_verilog(verilog: str, *, top: str = "top", inputs: dict, outputs: dict, 
     if result["stop"] is not None:
         error = Deadlock if result["stop"]["kind"] == "deadlock" else CycleLimitExceeded
         shutil.rmtree(run_dir, ignore_errors=True)
-        raise error(result["stop"]["message"])
+        raise error(result["stop"]["message"],
+                    status={name: int(value, 16) for name, value in result["status"].items()})
     shutil.rmtree(run_dir, ignore_errors=True)
 
     accepts, emits = result["accepts"], result["emits"]

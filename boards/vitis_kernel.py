@@ -11,10 +11,11 @@ from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
 from amaranth.back import verilog as verilog_backend
-from amaranth.hdl import Cat, ClockDomain, ClockSignal, Const, Module, ResetSignal, Signal
+from amaranth.hdl import Cat, ClockDomain, ClockSignal, Const, Instance, Module, ResetSignal, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import Flow, In, Out
 
+from boards.harness import design_ports
 from cores.axi import (AxiBurstReader, AxiBurstWriter, AxiLiteRegisters, ElementsToWords, WordsToElements,
                        axi4_lite_signature, axi4_signature)
 
@@ -150,8 +151,14 @@ class VitisKernel(wiring.Component):
         _connect_flat(m, self, "s_axi_control", registers.bus)
         m.d.comb += self.interrupt.eq(registers.interrupt)
 
-        dataflow = m.submodules.dataflow = self._design.elaboratable
-        m.d.comb += registers.status.eq(Cat(dataflow.overflow, Const(0, 7), dataflow.overflow_core))
+        # The design stays a black box (module ``top``, converted once by ``design.verilog()``):
+        # converting a full-size design again would take as long as the whole build.
+        ports = {name: Signal(width, name=f"dataflow_{name}")
+                 for name, _, width in design_ports(self._design.elaboratable) if name not in ("clk", "rst")}
+        flows = {name: flow for name, flow, _ in design_ports(self._design.elaboratable)}
+        m.submodules.dataflow = Instance("top", i_clk=ClockSignal("sync"), i_rst=ResetSignal("sync"), **{
+            ("i_" if flows[name] == Flow.In else "o_") + name: signal for name, signal in ports.items()})
+        m.d.comb += registers.status.eq(Cat(ports["overflow"], Const(0, 7), ports["overflow_core"]))
 
         busy = []
         for argument in self.arguments:
@@ -159,16 +166,17 @@ class VitisKernel(wiring.Component):
                 continue
             elements = registers.batch * argument.elements_per_sample
             words = (elements * argument.element_bytes + DATA_WIDTH // 8 - 1) // (DATA_WIDTH // 8)
-            stream, fmt = getattr(dataflow, argument.name), argument.format
+            fmt = argument.format
+            payload, valid, ready = (ports[f"{argument.name}__{member}"] for member in ("payload", "valid", "ready"))
             if argument.name == "x":
                 memory = AxiBurstReader(data_width=DATA_WIDTH, burst=BURST_BEATS, count_width=_COUNT_WIDTH)
                 convert = WordsToElements(fmt, data_width=DATA_WIDTH, count_width=_COUNT_WIDTH)
                 wiring.connect(m, memory.o, convert.i)
-                wiring.connect(m, convert.o, stream)
+                m.d.comb += [payload.eq(convert.o.payload), valid.eq(convert.o.valid), convert.o.ready.eq(ready)]
             else:
                 memory = AxiBurstWriter(data_width=DATA_WIDTH, burst=BURST_BEATS, count_width=_COUNT_WIDTH)
                 convert = ElementsToWords(fmt, data_width=DATA_WIDTH, count_width=_COUNT_WIDTH)
-                wiring.connect(m, stream, convert.i)
+                m.d.comb += [convert.i.payload.eq(payload), convert.i.valid.eq(valid), ready.eq(convert.i.ready)]
                 wiring.connect(m, convert.o, memory.i)
             m.submodules[f"{argument.name}_memory"] = memory
             m.submodules[f"{argument.name}_convert"] = convert
@@ -354,5 +362,5 @@ def write_vitis_kernel(design, directory, *, name="inrarch_kernel", clock_mhz=No
 
 
 def kernel_verilog(design, name="inrarch_kernel"):
-    """The kernel as Verilog text, top module ``name``."""
-    return verilog_backend.convert(VitisKernel(design), name=name, emit_src=False)
+    """The kernel as Verilog text: the wrapper (top module ``name``), then the design (module ``top``)."""
+    return verilog_backend.convert(VitisKernel(design), name=name, emit_src=False) + "\n" + design.verilog()

@@ -225,7 +225,7 @@ class _Translator:
         if isinstance(a, _Sym) and isinstance(b, _Sym):
             raise CompileError(f"a matrix product of two streamed tensors is not supported at {self.source}")
         if isinstance(b, torch.Tensor):
-            if not torch.any(b):
+            if not b.detach().numpy().any():
                 return torch.zeros((a.shape[0], b.shape[1]), dtype=torch.float64)
             weight, transposed = self.weight(b.T)
             return self.sym("matmul", [a], (a.shape[0], b.shape[1]), weight=weight, transposed=transposed)
@@ -253,7 +253,7 @@ class _Translator:
         at zero too (``a >= 0`` is ``1 - step(-a)``)."""
         if isinstance(a, (int, float)) or isinstance(a, torch.Tensor):
             a, b, name = b, a, {"gt": "lt", "lt": "gt", "ge": "le", "le": "ge"}[name]
-        if not isinstance(a, _Sym) or (isinstance(b, torch.Tensor) and torch.any(b)) or isinstance(b, _Sym) \
+        if not isinstance(a, _Sym) or (isinstance(b, torch.Tensor) and b.detach().numpy().any()) or isinstance(b, _Sym) \
                 or (isinstance(b, (int, float)) and b != 0):
             raise CompileError(f"comparison aten.{name} at {self.source} is not supported; only comparisons of a "
                                "streamed tensor with zero are")
@@ -513,6 +513,18 @@ def _check_input(example_input):
         raise CompileError(f"unsupported input dtype {example_input.dtype}: inputs must be real floating-point numbers")
 
 
+@contextlib.contextmanager
+def _one_thread():
+    """Tracing runs thousands of tiny ops; torch's intra-op threads only add synchronization
+    to them (tens of milliseconds per op on a loaded machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def capture(fn, example_input):
     """Trace ``fn`` on one sample of ``example_input`` and translate it to an :class:`ir.Graph`.
 
@@ -522,7 +534,11 @@ def capture(fn, example_input):
     """
     _check_signature(fn)
     _check_input(example_input)
-    sample = example_input[:1].detach().to(torch.float64).clone()
+    with _one_thread():
+        return _capture(fn, example_input[:1].detach().to(torch.float64).clone())
+
+
+def _capture(fn, sample):
     traced = _trace(fn, sample)
     occurrence = _occurrences(traced.graph)
     fx_node, name = _first_unsupported(traced.graph)

@@ -12,6 +12,8 @@ import itertools
 import torch
 from torch.func import jvp
 
+from .errors import CompileError
+
 __all__ = ["derivatives"]
 
 
@@ -42,10 +44,10 @@ def derivatives(model, order):
         A ``torch.nn.Module`` or function mapping ``(batch, in)`` to ``(batch, out)`` (or ``(batch,)``),
         each row depending only on the same row of the input.
     order : int
-        Highest derivative order, at least 1.
+        Highest derivative order, at least 1 (else :class:`~inrarch.CompileError`).
     """
     if isinstance(order, bool) or not isinstance(order, int) or order < 1:
-        raise ValueError(f"order must be an integer >= 1, not {order!r}")
+        raise CompileError(f"derivative order must be an integer >= 1, not {order!r}")
 
     def fn(x):
         if x.dim() != 2:

@@ -10,7 +10,13 @@ through ``functionalize``, which replaces mutations and views by pure ops. Trans
 * data-movement ops (views, reshapes, transposes, slices, cat/stack, scatters of constants) on
   streamed tensors become ``gather`` nodes, found by running the op on tensors of element indices;
 * matmuls against constants become ``matmul`` nodes that share one stored matrix for W and Wᵀ;
-* arithmetic with constants folds in (``x * 0`` vanishes, ``x * c`` becomes ``scale``, ...).
+* arithmetic with constants folds in (``x * 0`` vanishes, ``x * c`` becomes ``scale``, ...);
+* comparisons with zero become ``step`` nodes and ``where`` a blend by them (relu's derivatives);
+  silu, elu and leaky_relu are decomposed by ``torch._decomp`` while tracing.
+
+Anything else raises :class:`CompileError` with the aten op, why it has no hardware where that is
+known (``softplus`` and ``log``: no log core; ``sqrt`` and norms: no square-root core), and the
+user's source line as ``file:line: code``.
 """
 
 import contextlib
@@ -20,6 +26,7 @@ import traceback
 
 import numpy as np
 import torch
+import torch._decomp
 from torch.fx.experimental import proxy_tensor
 from torch.fx.experimental.proxy_tensor import make_fx
 from torch.func import functionalize
@@ -45,11 +52,13 @@ _CREATION_LIKE = {"zeros_like", "ones_like", "full_like", "empty_like", "new_zer
                   "new_empty", "fill", "zeros", "ones", "full", "scalar_tensor", "_efficientzerotensor",
                   "_new_zeros_with_same_feature_meta"}
 _UNARY = {"sin": "sin", "cos": "cos", "tanh": "tanh", "sigmoid": "sigmoid", "exp": "exp", "relu": "relu"}
-_ARITHMETIC = {"add", "sub", "mul", "div", "neg", "rsub", "mm", "addmm", "bmm", "mv", "dot", "sum", "pow",
+_ARITHMETIC = {"add", "sub", "mul", "div", "neg", "rsub", "mm", "addmm", "bmm", "mv", "dot", "sum", "pow", "expm1",
                "tanh_backward", "sigmoid_backward", "threshold_backward"}
 # Comparisons with zero are steps; relu's derivative is written with them (and ``where``).
 _COMPARISONS = {"gt", "ge", "lt", "le"}
-SUPPORTED = sorted(_STRUCTURAL | _CREATION_LIKE | set(_UNARY) | _ARITHMETIC | _COMPARISONS | {"where"})
+# Activations that torch._decomp rewrites into the ops above while tracing.
+_DECOMPOSED = {"silu", "silu_backward", "elu", "elu_backward", "leaky_relu", "leaky_relu_backward"}
+SUPPORTED = sorted(_STRUCTURAL | _CREATION_LIKE | set(_UNARY) | _ARITHMETIC | _COMPARISONS | {"where"} | _DECOMPOSED)
 # Why common ops have no hardware: said in the error, so the user knows what to change.
 _NO_SQRT = "there is no square-root core; a squared norm (a sum of squares) is supported"
 _WHY = {
@@ -66,6 +75,8 @@ _WHY = {
                            "in Python (if, bool(), .item())",
     "view_as_complex": "complex numbers are not supported",
     "abs": "there is no abs core", "sign": "there is no sign core",
+    "gelu": "GELU needs erf, or for approximate='tanh' a division in its second derivative",
+    "clamp": "there is no clamp core",
 }
 _IGNORED = {"is_same_size", "_has_same_storage_numel", "copy_", "copy", "sym_size", "_assert_tensor_metadata"}
 
@@ -322,6 +333,8 @@ def _translate_call(tr, target, args, kwargs):
         return tr.nonlinear(_UNARY[name], args[0])
     if name == "neg":
         return tr.unary_neg(args[0])
+    if name == "expm1":
+        return tr.binary("add", tr.nonlinear("exp", args[0]), _scalar(-1.0))
     if name in ("add", "sub", "mul", "div"):
         return tr.binary(name, args[0], args[1] if isinstance(args[1], (torch.Tensor, _Sym)) else torch.tensor(float(args[1]), dtype=torch.float64),
                          alpha=kwargs.get("alpha", 1))
@@ -450,7 +463,9 @@ def _source_line(fn, sample, target, occurrence):
     user = [f for f in stack if not f.filename.startswith(_TORCH_DIR) and f.filename not in _MACHINERY]
     modules = [f for f in stack if f.filename.startswith(os.path.join(_TORCH_DIR, "nn", ""))]
     frames = user or modules
-    return _describe_frame(frames[-1]) if frames else "(source line not found)"
+    if not frames:
+        return "(source line not found: the op may come from torch's decomposition of another op)"
+    return _describe_frame(frames[-1])
 
 
 def _occurrences(graph):
@@ -487,10 +502,14 @@ def _first_line(error):
     return text.splitlines()[0] if text else type(error).__name__
 
 
+def _decompositions():
+    return torch._decomp.get_decompositions([getattr(aten, name) for name in sorted(_DECOMPOSED)])
+
+
 def _trace(fn, sample):
     try:
         with _lean_tracing():
-            return make_fx(fn)(sample)
+            return make_fx(fn, decomposition_table=_decompositions())(sample)
     except CompileError:
         raise
     except Exception as error:
@@ -510,7 +529,8 @@ def _where(error):
 
 def _functional(graph_module, sample):
     with _lean_tracing():
-        pure = make_fx(functionalize(graph_module, remove="mutations_and_views"))(sample)
+        pure = make_fx(functionalize(graph_module, remove="mutations_and_views"),
+                       decomposition_table=_decompositions())(sample)
     pure.graph.eliminate_dead_code()
     return pure
 

@@ -10,7 +10,7 @@ from amaranth.back import verilog as verilog_backend
 from cores.fixed import Q
 
 from . import ir
-from .capture import capture
+from .capture import capture, single_threaded
 from .errors import CompileError, InrarchError
 from .formats import assign_formats, calibration_inputs
 from .lower import lower
@@ -265,7 +265,7 @@ def _check_example(example_input):
 def _check_per_sample(fn, graph, single, example_input, domain, tolerance=1e-9):
     """The captured per-sample graph must reproduce ``fn`` on points across the domain."""
     points = calibration_inputs(tuple(example_input.shape[1:]), domain, samples=16, seed=1)
-    with torch.enable_grad():
+    with torch.enable_grad(), single_threaded():
         expected = fn(torch.tensor(points, dtype=torch.float64))
     expected = [expected] if single else list(expected)
     values = ir.evaluate(graph, points.reshape(len(points), *graph.input.shape))

@@ -16,7 +16,7 @@ from cores.plumbing import Gather
 from cores.reduce import Sum
 
 from .errors import CompileError
-from .resources import core_dsps, dsp_slices
+from .resources import core_dsps, design_dsps, dsp_slices
 
 __all__ = ["Instance", "Stream", "Netlist", "lower", "matmul_cycles", "choose_parallelism", "WEIGHT_WIDTH"]
 
@@ -213,7 +213,7 @@ def _netlist(graph, cores):
         stream = Stream(by_node[node], None, f"y{index}", output_index=index)
         netlist.streams.append(stream)
         netlist.outputs.append(stream)
-    netlist.dsps = sum(core_dsps(core) for core in {id(i.core): i.core for i in netlist.instances}.values())
+    netlist.dsps = design_dsps(netlist)
     return netlist
 
 

@@ -2,8 +2,10 @@
 
 All of them share one pipeline. In each beat they take one token from every input stream (lane by
 lane), compute the exact result at full precision in the first register stage, and round it to the
-output format in the second. The whole pipeline holds its contents while the output is
-back-pressured, so no beat is lost or repeated.
+output format in the second. A product too wide for one DSP slice is split into DSP-sized partial
+products (:class:`~cores.multiply.Multiplier`), whose adder tree adds register stages before the
+rounding. The whole pipeline holds its contents while the output is back-pressured, so no beat is
+lost or repeated.
 """
 
 import numpy as np
@@ -13,7 +15,8 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .contract import TimingContract
-from .fixed import Q, convert
+from .fixed import Q, convert, convert_raw
+from .multiply import Multiplier
 from .ports import lanes_signature
 
 __all__ = ["Add", "Sub", "Mul", "Neg", "Scale", "MulAdd", "AddConst", "MulConst", "constant_format"]
@@ -48,10 +51,14 @@ class _Elementwise(wiring.Component):
 
     Timing
     ------
-    Latency 2, initiation interval 1: ``TimingContract.pipeline(inputs, 2)``.
+    Latency 2, initiation interval 1: ``TimingContract.pipeline(inputs, 2)``. A core whose
+    product is split has latency ``multiplier.latency + 1`` instead (3 for two to four DSPs).
     """
 
     latency = 2
+
+    multiplier = None
+    """The :class:`~cores.multiply.Multiplier` of a core whose result is a product (see :meth:`product`)."""
 
     def __init__(self, in_formats, out_format, *, lanes=1, rounding="nearest", overflow="saturate"):
         self._in_formats = dict(in_formats)
@@ -63,6 +70,8 @@ class _Elementwise(wiring.Component):
         members["o"] = Out(lanes_signature(out_format, lanes))
         members["overflow"] = Out(1)
         super().__init__(members)
+        if self.multiplier is not None:
+            self.latency = self.multiplier.latency + 1  # the product's stages, then rounding
         self.contract = TimingContract.pipeline(tuple(self._in_formats), self.latency)
 
     @property
@@ -73,12 +82,43 @@ class _Elementwise(wiring.Component):
     def lanes(self):
         return self._lanes
 
-    def compute(self, m, operands, lane):
-        """Return ``(value, format)``: the exact result for one lane from the operands' raw values."""
+    def compute(self, operands):
+        """Return ``(value, format)``: the exact result from the operands' raw values.
+
+        ``operands`` maps input names (and ``"const"`` to a core's constant operand) to raw values:
+        amaranth values of one lane in hardware, integer arrays in :meth:`reference`. A core with a
+        :attr:`multiplier` defines :meth:`product` instead.
+        """
+        a, b, addend, shift, fmt = self.product(operands)
+        value = (a * b) << shift
+        return (value if addend is None else value + addend), fmt
+
+    def product(self, operands):
+        """Return ``(a, b, addend, shift, format)``: the exact result is ``(a * b << shift) + addend``.
+
+        ``addend`` may be ``None``. In hardware, :attr:`multiplier` forms it (``a`` and ``b`` of its
+        operand shapes) in ``multiplier.latency`` register stages.
+        """
         raise NotImplementedError
 
     def prepare(self, m, fire):
         """Add any state shared by the lanes (called once, before :meth:`compute`)."""
+
+    def constant_operand(self, m, lane):
+        """The raw constant operand ``"const"`` of one lane in hardware, if the core has one."""
+
+    def reference_constant(self, elements):
+        """The raw constant operand ``"const"`` met by each of ``elements`` stream elements, if any."""
+
+    def reference(self, *raw_inputs):
+        """Bit-exact model: raw outputs for raw inputs (equal-shape integer arrays, the last axis in
+        stream order and holding whole repetitions of any constant vector)."""
+        operands = {name: np.asarray(raw, dtype=object) for name, raw in zip(self._in_formats, raw_inputs)}
+        constant = self.reference_constant(next(iter(operands.values())).shape[-1])
+        if constant is not None:
+            operands["const"] = constant
+        value, fmt = self.compute(operands)
+        return convert_raw(value, fmt, self._out_format, rounding=self._rounding, overflow=self._overflow_mode)[0]
 
     def elaborate(self, platform):
         m = Module()
@@ -91,16 +131,29 @@ class _Elementwise(wiring.Component):
             m.d.comb += port.ready.eq(advance & (others.all() if len(inputs) > 1 else 1))
         self.prepare(m, fire)
 
-        full_valid = Signal()
-        lane_overflow = []
+        full_valid = fire
+        for stage in range(self.latency - 1):  # a valid bit beside each stage before the rounding
+            stage_valid = Signal(name=f"full_valid{stage}")
+            with m.If(advance):
+                m.d.sync += stage_valid.eq(full_valid)
+            full_valid = stage_valid
         with m.If(advance):
-            m.d.sync += [full_valid.eq(fire), self.o.valid.eq(full_valid)]
+            m.d.sync += self.o.valid.eq(full_valid)
+        lane_overflow = []
         for lane in range(self._lanes):
             operands = {name: getattr(self, name).payload[lane] for name in self._in_formats}
-            value, fmt = self.compute(m, operands, lane)
-            full = Signal(value.shape(), name=f"full{lane}")
-            with m.If(fire):
-                m.d.sync += full.eq(value)
+            constant = self.constant_operand(m, lane)
+            if constant is not None:
+                operands["const"] = constant
+            if self.multiplier is None:
+                value, fmt = self.compute(operands)
+                full = Signal(value.shape(), name=f"full{lane}")
+                with m.If(fire):
+                    m.d.sync += full.eq(value)
+            else:
+                a, b, addend, shift, fmt = self.product(operands)
+                full = self.multiplier.build(m, a, b, enable=advance, addend=addend, shift=shift,
+                                             name=f"full{lane}")
             rounded, overflowed = convert(full, fmt, self._out_format,
                                           rounding=self._rounding, overflow=self._overflow_mode)
             with m.If(advance):
@@ -121,7 +174,7 @@ class Add(_Elementwise):
     def __init__(self, a_format, b_format, out_format, **kwargs):
         super().__init__({"a": a_format, "b": b_format}, out_format, **kwargs)
 
-    def compute(self, m, operands, lane):
+    def compute(self, operands):
         a, b = self._in_formats["a"], self._in_formats["b"]
         frac = max(a.frac_bits, b.frac_bits)
         value = _aligned(operands["a"], a, frac) + _aligned(operands["b"], b, frac)
@@ -134,7 +187,7 @@ class Sub(_Elementwise):
     def __init__(self, a_format, b_format, out_format, **kwargs):
         super().__init__({"a": a_format, "b": b_format}, out_format, **kwargs)
 
-    def compute(self, m, operands, lane):
+    def compute(self, operands):
         a, b = self._in_formats["a"], self._in_formats["b"]
         frac = max(a.frac_bits, b.frac_bits)
         value = _aligned(operands["a"], a, frac) - _aligned(operands["b"], b, frac)
@@ -145,11 +198,12 @@ class Mul(_Elementwise):
     """``o = a * b``, element-wise. Error: at most 1/2 ulp of ``out_format``."""
 
     def __init__(self, a_format, b_format, out_format, **kwargs):
+        self.multiplier = Multiplier(a_format.shape, b_format.shape)
         super().__init__({"a": a_format, "b": b_format}, out_format, **kwargs)
 
-    def compute(self, m, operands, lane):
+    def product(self, operands):
         a, b = self._in_formats["a"], self._in_formats["b"]
-        return operands["a"] * operands["b"], Q(a.int_bits + b.int_bits, a.frac_bits + b.frac_bits)
+        return operands["a"], operands["b"], None, 0, Q(a.int_bits + b.int_bits, a.frac_bits + b.frac_bits)
 
 
 class Neg(_Elementwise):
@@ -158,7 +212,7 @@ class Neg(_Elementwise):
     def __init__(self, a_format, out_format, **kwargs):
         super().__init__({"a": a_format}, out_format, **kwargs)
 
-    def compute(self, m, operands, lane):
+    def compute(self, operands):
         a = self._in_formats["a"]
         return -operands["a"], Q(a.int_bits + 1, a.frac_bits)
 
@@ -167,14 +221,15 @@ class MulAdd(_Elementwise):
     """Fused ``o = a * b + c``, element-wise, rounded once. Error: at most 1/2 ulp of ``out_format``."""
 
     def __init__(self, a_format, b_format, c_format, out_format, **kwargs):
+        self.multiplier = Multiplier(a_format.shape, b_format.shape)
         super().__init__({"a": a_format, "b": b_format, "c": c_format}, out_format, **kwargs)
 
-    def compute(self, m, operands, lane):
+    def product(self, operands):
         a, b, c = (self._in_formats[name] for name in "abc")
         product = Q(a.int_bits + b.int_bits, a.frac_bits + b.frac_bits)
         frac = max(product.frac_bits, c.frac_bits)
-        value = _aligned(operands["a"] * operands["b"], product, frac) + _aligned(operands["c"], c, frac)
-        return value, Q(max(product.int_bits, c.int_bits) + 1, frac)
+        return (operands["a"], operands["b"], _aligned(operands["c"], c, frac), frac - product.frac_bits,
+                Q(max(product.int_bits, c.int_bits) + 1, frac))
 
 
 class Scale(_Elementwise):
@@ -188,12 +243,18 @@ class Scale(_Elementwise):
         self._const_format = constant_format([scale], const_width)
         self._scale_raw = int(self._const_format.quantize([scale])[0])
         self.scale = scale
+        self.multiplier = Multiplier(a_format.shape, self._const_format.shape)
         super().__init__({"a": a_format}, out_format, **kwargs)
 
-    def compute(self, m, operands, lane):
+    def product(self, operands):
         a, c = self._in_formats["a"], self._const_format
-        value = operands["a"] * Const(self._scale_raw, c.shape)
-        return value, Q(a.int_bits + c.int_bits, a.frac_bits + c.frac_bits)
+        return operands["a"], operands["const"], None, 0, Q(a.int_bits + c.int_bits, a.frac_bits + c.frac_bits)
+
+    def constant_operand(self, m, lane):
+        return Const(self._scale_raw, self._const_format.shape)
+
+    def reference_constant(self, elements):
+        return self._scale_raw
 
 
 class _ConstantOperand(_Elementwise):
@@ -219,7 +280,10 @@ class _ConstantOperand(_Elementwise):
         with m.If(fire):
             m.d.sync += self._beat.eq(Mux(self._beat == beats - 1, 0, self._beat + 1))
 
-    def _constant(self, m, lane):
+    def reference_constant(self, elements):
+        return np.resize(self._const_raw.reshape(-1), elements)
+
+    def constant_operand(self, m, lane):
         beats = self._const_raw.shape[0]
         if beats == 1:
             return Const(int(self._const_raw[0, lane]), self._const_format.shape)
@@ -241,10 +305,10 @@ class AddConst(_ConstantOperand):
     def __init__(self, a_format, out_format, values, *, const_width=32, **kwargs):
         super().__init__(a_format, out_format, values, constant_format(values, const_width), **kwargs)
 
-    def compute(self, m, operands, lane):
+    def compute(self, operands):
         a, c = self._in_formats["a"], self._const_format
         frac = max(a.frac_bits, c.frac_bits)
-        value = _aligned(operands["a"], a, frac) + _aligned(self._constant(m, lane), c, frac)
+        value = _aligned(operands["a"], a, frac) + _aligned(operands["const"], c, frac)
         return value, Q(max(a.int_bits, c.int_bits) + 1, frac)
 
 
@@ -255,9 +319,10 @@ class MulConst(_ConstantOperand):
     """
 
     def __init__(self, a_format, out_format, values, *, const_width=18, **kwargs):
-        super().__init__(a_format, out_format, values, constant_format(values, const_width), **kwargs)
+        const_format = constant_format(values, const_width)
+        self.multiplier = Multiplier(a_format.shape, const_format.shape)
+        super().__init__(a_format, out_format, values, const_format, **kwargs)
 
-    def compute(self, m, operands, lane):
+    def product(self, operands):
         a, c = self._in_formats["a"], self._const_format
-        value = operands["a"] * self._constant(m, lane)
-        return value, Q(a.int_bits + c.int_bits, a.frac_bits + c.frac_bits)
+        return operands["a"], operands["const"], None, 0, Q(a.int_bits + c.int_bits, a.frac_bits + c.frac_bits)

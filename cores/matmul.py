@@ -9,7 +9,7 @@ of columns (the transposed product) both fall in ``P`` different banks.
 import math
 
 import numpy as np
-from amaranth.hdl import Cat, Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -17,11 +17,15 @@ from amaranth.lib.wiring import In, Out
 from .contract import TimingContract
 from .elementwise import constant_format
 from .fixed import Q, convert, convert_raw
+from .multiply import Multiplier
 from .ports import lanes_signature
 
 __all__ = ["MatVec"]
 
 _KINDS = ("forward", "transpose")
+
+
+_FLOAT64_EXACT_BITS = 53
 
 
 class MatVec(wiring.Component):
@@ -71,7 +75,8 @@ class MatVec(wiring.Component):
     ------
     Per channel, with ``n_in``/``n_out`` its input/output lengths and ``passes = ceil(n_out / P)``:
     a firing reads ``n_in`` beats; output ``b * P + p`` (pass ``b``, lane ``p``) becomes valid
-    ``(b + 1) * n_in + 6 + p`` cycles after the last beat (latency ``n_in + 6``). ``cooldown =
+    ``(b + 1) * n_in + pass_latency + p`` cycles after the last beat (latency ``n_in +
+    pass_latency``; ``pass_latency`` is 6, plus the adder stages of a split product). ``cooldown =
     (passes - 1) * n_in``, so the initiation interval is ``passes * n_in`` cycles per firing: the
     multipliers never idle while inputs keep up. The next firing loads into the other half of a
     ping-pong input buffer while the current one computes. Under back-pressure the whole compute
@@ -79,7 +84,8 @@ class MatVec(wiring.Component):
 
     Resources
     ---------
-    ``P`` multipliers (``in_format.width x weight_width``) and ``P`` accumulators per channel;
+    ``P`` multipliers (``in_format.width x weight_width``, each a :attr:`multiplier` of
+    ``multiplier.dsps`` DSP slices) and ``P`` accumulators per channel;
     ``Rp * Cp * weight_width`` bits of weight storage in ``P`` banks, shared by all channels; a
     ``2 * n_in``-entry input buffer and ``P`` accumulator-wide output registers per channel; one
     rounding unit per channel.
@@ -94,7 +100,8 @@ class MatVec(wiring.Component):
 
     pass_latency = 6
     """Cycles from a pass's last step to its first output: read, rotate, multiply, accumulate,
-    output buffer, rounding."""
+    output buffer, rounding. An instance whose product is split adds the adder stages of its
+    :attr:`multiplier`: ``5 + multiplier.latency``."""
 
     def __init__(self, weights, in_format, out_format, *, channels=("forward",), parallel=8, weight_width=18,
                  rounding="nearest", overflow="saturate"):
@@ -116,6 +123,8 @@ class MatVec(wiring.Component):
         self.overflow_mode = overflow
         self.weight_format = constant_format(weights, weight_width)
         self.weight_raw = self.weight_format.quantize(weights)
+        self.multiplier = Multiplier(in_format.shape, self.weight_format.shape)
+        self.pass_latency = type(self).pass_latency + self.multiplier.latency - 1
         rows, cols = weights.shape
         self.parallel = min(parallel, rows, cols)
         self.padded_shape = (-(-rows // self.parallel) * self.parallel, -(-cols // self.parallel) * self.parallel)
@@ -142,7 +151,13 @@ class MatVec(wiring.Component):
     def reference(self, x, channel):
         """Bit-exact model: raw ``out_format`` results for raw ``in_format`` inputs ``x[..., n_in]``."""
         matrix = self.weight_raw if self._kind(channel) == "forward" else self.weight_raw.T
-        sums = np.asarray(x, dtype=object) @ matrix.T
+        acc = self.accumulator_format(channel)
+        if acc.width <= _FLOAT64_EXACT_BITS:
+            # Every partial sum is an integer below 2**53, so float64 arithmetic (BLAS) is exact.
+            sums = np.asarray(x, dtype=np.float64) @ matrix.T.astype(np.float64)
+            sums = np.vectorize(int, otypes=[object])(sums) if sums.size else sums.astype(object)
+        else:
+            sums = np.asarray(x, dtype=object) @ matrix.T
         return convert_raw(sums, self.accumulator_format(channel), self.out_format,
                            rounding=self.rounding, overflow=self.overflow_mode)[0]
 
@@ -262,10 +277,15 @@ class MatVec(wiring.Component):
         valid2, first2, last2, last_block2 = (sig(1, n) for n in ("valid2_", "first2_", "last2_", "last_block2_"))
         weight2 = [sig(self.weight_format.shape, f"weight2_{p}_") for p in range(P)]
         x2 = sig(self.in_format.shape, "x2_")
-        # Stage 3: products.
-        valid3, first3, last3, last_block3 = (sig(1, n) for n in ("valid3_", "first3_", "last3_", "last_block3_"))
-        product_shape = signed(self.in_format.width + self.weight_format.width)
-        product3 = [sig(product_shape, f"product3_{p}_") for p in range(P)]
+        # Stage 3: products, after `multiplier.latency` register stages (one unless split).
+        product3 = [self.multiplier.build(m, x2, weight2[p], enable=run, name=f"product3_{p}_{k}") for p in range(P)]
+        control3 = Cat(valid2, first2, last2, last_block2)
+        for stage in range(self.multiplier.latency):
+            delayed = sig(len(control3), f"control3_{stage}_")
+            with m.If(run):
+                m.d.sync += delayed.eq(control3)
+            control3 = delayed
+        valid3, first3, last3, last_block3 = (control3[bit] for bit in range(4))
         # Stage 4: accumulators; `finished4` marks a completed block.
         finished4, last_block4 = sig(1, "finished4_"), sig(1, "last_block4_")
         acc4 = [sig(acc_format.shape, f"acc4_{p}_") for p in range(P)]
@@ -275,8 +295,6 @@ class MatVec(wiring.Component):
             m.d.sync += [valid2.eq(valid1), first2.eq(first1), last2.eq(last1), last_block2.eq(last_block1),
                          x2.eq(x_read.data)]
             m.d.sync += [weight2[p].eq(lanes[p]) for p in range(P)]
-            m.d.sync += [valid3.eq(valid2), first3.eq(first2), last3.eq(last2), last_block3.eq(last_block2)]
-            m.d.sync += [product3[p].eq(weight2[p] * x2) for p in range(P)]
             m.d.sync += [finished4.eq(valid3 & last3), last_block4.eq(last_block3)]
             with m.If(valid3):
                 m.d.sync += [acc4[p].eq(Mux(first3, product3[p], acc4[p] + product3[p])) for p in range(P)]

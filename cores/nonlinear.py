@@ -1,22 +1,24 @@
-"""Element-wise nonlinear functions: sin, cos, tanh, sigmoid, exp, relu and its derivative step.
+"""Element-wise nonlinear functions: sin, cos, tanh, sigmoid, softplus, exp, sqrt, relu and its
+derivative step.
 
 Every core here is a token pipeline that computes ``o = f(scale * a)`` lane by lane, where
 ``scale`` is a real constant folded into the core (a SIREN layer computes ``sin(30 * z)``). Sin,
-cos, tanh, sigmoid and exp share one structure:
+cos, tanh, sigmoid, softplus, exp and sqrt share one structure:
 
 1. *Range reduction.* One constant multiply maps the raw input to the function's natural
    variable ``t``, in fixed point with ``A`` fractional bits: quarter turns for sin and cos,
-   ``z / ln 2`` for exp, ``z`` itself for tanh and sigmoid. The constant carries ``scale``, so the
-   reduction is exact up to the constant's rounding, and it has enough fractional bits that the
-   error it adds over the whole input range stays below ``2**-(A+1)`` of ``t``.
+   ``z / ln 2`` for exp, ``z`` itself for tanh, sigmoid and softplus. The constant carries
+   ``scale``, so the reduction is exact up to the constant's rounding, and it has enough
+   fractional bits that the error it adds over the whole input range stays below ``2**-(A+1)``
+   of ``t``. Sqrt instead normalizes its input by an even shift to ``t`` in [1, 4).
 2. *Table.* ``t`` (folded by the function's symmetry) splits into a segment index and an offset
    ``s`` within the segment. A read-only memory holds one polynomial per segment (linear,
    quadratic or cubic in ``s``), evaluated in integer arithmetic by Horner's rule, one multiply
    per pipeline stage. The offset is taken at the middle of its last bit, so folding ``t`` by a
    symmetry is a bitwise complement and the truncation of ``t`` is unbiased.
 3. *Reconstruction.* Quadrant sign (sin), odd or complementary symmetry (tanh, sigmoid),
-   saturation beyond the table's range (tanh, sigmoid), or the power-of-two scaling (exp), then
-   rounding to the output format.
+   saturation beyond the table's range (tanh, sigmoid, softplus), adding ``max(z, 0)``
+   (softplus), or the power-of-two scaling (exp, sqrt), then rounding to the output format.
 
 Every core has a :meth:`~_Nonlinear.reference` method that returns the exact raw outputs the
 hardware gives, computed with Python integers; the tests check the hardware against it bit for
@@ -37,7 +39,7 @@ from .contract import TimingContract
 from .fixed import Q, convert, convert_raw
 from .ports import lanes_signature
 
-__all__ = ["Sin", "Cos", "Tanh", "Sigmoid", "Exp", "Relu", "Step"]
+__all__ = ["Sin", "Cos", "Tanh", "Sigmoid", "Softplus", "Exp", "Sqrt", "Relu", "Step"]
 
 # Error allowed to the fitted polynomials, in output ulps. Measured totals then stay near 1 ulp
 # (0.5 rounding, the fit, reduction and arithmetic errors); a looser fit halves some tables.
@@ -328,7 +330,8 @@ class _TableFunction(_Nonlinear):
     fractional bits) rounded to ``P = A + bits(largest relevant |a_raw|)`` fractional bits, fewer
     if it is exact: its rounding then moves ``t`` by less than ``2**-(A+1)``. ``A`` is chosen so
     that this, and the midpoint offset's error of at most ``2**-(A+1)``, each move the result by at
-    most 1/8 output ulp.
+    most 1/8 output ulp. (:class:`Sqrt` reduces by a normalization instead: it sizes only the
+    table, with :meth:`_size_table`.)
 
     ``order`` (1, 2 or 3) fixes the polynomial order of the table; by default the lowest order
     whose table is small enough is used (see ``MAX_SEGMENTS``).
@@ -349,17 +352,22 @@ class _TableFunction(_Nonlinear):
         precision (one output ulp is at most ``2**-table_frac`` of the table's value);
         ``largest_input`` bounds the raw inputs whose result needs full precision.
         """
-        target = FIT_TARGET_ULPS * 2.0 ** -table_frac
-        order, resolution = _choose_table(function, extent, target, self.requested_order)
-        self.arg_bits = max(resolution, table_frac + 2 + math.ceil(math.log2(derivative)))
-        self.table = _Table(function, extent, resolution, order, self.arg_bits - resolution,
-                            table_frac + GUARD_BITS, round_bias)
+        self._size_table(function, extent, derivative, table_frac, round_bias)
         input_ulp = Fraction(2) ** -self.in_format.frac_bits
         magnitude = max(1, math.ceil(largest_input)).bit_length()
         self.constant, self.constant_frac = _fixed_constant(
             lambda bits: Fraction(self.scale) * input_ulp / unit(bits + 8),
             self.arg_bits, self.arg_bits + magnitude)
         self.latency = 1 + self.table.latency + overhead_stages
+
+    def _size_table(self, function, extent, derivative, table_frac, round_bias):
+        """Choose the table of ``function`` on ``[0, extent)`` of ``t`` and ``A = arg_bits``, the
+        fractional bits of ``t`` it reads (arguments as :meth:`_setup`)."""
+        target = FIT_TARGET_ULPS * 2.0 ** -table_frac
+        order, resolution = _choose_table(function, extent, target, self.requested_order)
+        self.arg_bits = max(resolution, table_frac + 2 + math.ceil(math.log2(derivative)))
+        self.table = _Table(function, extent, resolution, order, self.arg_bits - resolution,
+                            table_frac + GUARD_BITS, round_bias)
 
     def _prepare(self, m):
         self._memory = m.submodules.table = self.table.memory()
@@ -477,38 +485,48 @@ class Cos(_Sinusoid):
 
 
 class _Saturating(_TableFunction):
-    """tanh or sigmoid of ``scale * a``: a table on ``|z| < z_max`` past which the function is
-    within 1/4 ulp of 1, and a symmetry for negative ``z``."""
+    """A function of ``z = scale * a`` (tanh, sigmoid, softplus) from a table on ``|z| < z_max``,
+    past which it is within 1/4 ulp of its asymptote, and a symmetry for negative ``z``."""
 
     def _configure(self):
         frac = self.out_format.frac_bits
         extent = self.saturation_point(frac)
+        reach = self._reach(extent)
         largest = min(2.0 ** (self.in_format.width - 1),
-                      extent * 2.0 ** self.in_format.frac_bits / abs(self.scale) if self.scale else math.inf)
+                      reach * 2.0 ** self.in_format.frac_bits / abs(self.scale) if self.scale else math.inf)
         self._setup(self.function, extent, lambda bits: Fraction(1), self.derivative, frac, largest,
                     1 << (GUARD_BITS - 1), overhead_stages=1)
         self.one = 1 << frac
         self.index_bits = max(1, (self.table.segments - 1).bit_length())
 
-    def _model(self, x):
-        A = self.arg_bits
+    def _reach(self, extent):
+        """``|z|`` up to which results need full precision (beyond, they saturate)."""
+        return extent
+
+    def _fold_model(self, z):
+        """``(negative, saturated, index, v)`` of ``z``: the table reads ``|z|`` (``~z`` for a
+        negative ``z``, exact under the midpoint convention), unless ``|z| >= z_max``."""
         limit = self.table.segments << self.table.offset_bits
-        z = self._reduce_model(x)
         negative = z < 0
         saturated = (z >= limit) | (z < -limit)
-        folded = np.where(negative, ~z, z) & ((1 << (A + self.index_bits)) - 1)
-        index, v = self._offset(folded)
+        folded = np.where(negative, ~z, z) & ((1 << (self.arg_bits + self.index_bits)) - 1)
+        return (negative, saturated, *self._offset(folded))
+
+    def _fold(self, z):
+        limit = self.table.segments << self.table.offset_bits
+        negative = z[-1]
+        saturated = (z >= limit) | (z < -limit)
+        folded = (z.as_unsigned() ^ negative.replicate(len(z)))[:self.arg_bits + self.index_bits]
+        return (negative, saturated, *self._offset_hw(folded))
+
+    def _model(self, x):
+        negative, saturated, index, v = self._fold_model(self._reduce_model(x))
         magnitude = np.where(saturated, self.one, self.table.reference(index, v) >> GUARD_BITS)
         out = np.where(negative, self._reflect(magnitude), magnitude)
         return convert_raw(out, _point(self.out_format.frac_bits), self.out_format)
 
     def _lane(self, m, advance, x, lane):
-        A = self.arg_bits
-        limit = self.table.segments << self.table.offset_bits
-        z = self._reduce(m, advance, x, lane)
-        negative = z[-1]
-        saturated = (z >= limit) | (z < -limit)
-        index, v = self._offset_hw((z.as_unsigned() ^ negative.replicate(len(z)))[:A + self.index_bits])
+        negative, saturated, index, v = self._fold(self._reduce(m, advance, x, lane))
         y = self.table.evaluate(m, advance, self._memory, index, v, f"table{lane}")
         negative = _delay(m, advance, negative, self.table.latency, f"negative{lane}")
         saturated = _delay(m, advance, saturated, self.table.latency, f"saturated{lane}")
@@ -570,6 +588,79 @@ class Sigmoid(_Saturating):
 
     def _reflect(self, magnitude):
         return self.one - magnitude
+
+
+class Softplus(_Saturating):
+    """``o = log(1 + exp(scale * a))``, element-wise.
+
+    ``softplus(z) = max(z, 0) + g(|z|)`` with ``g(u) = softplus(-u) = log(1 + exp(-u))``, which
+    falls from ``ln 2`` at 0 to below 1/4 ulp at ``z_max = -log(expm1(2**-(out.frac_bits+2)))``
+    (18.7 at 25 fractional bits). ``z`` is formed with ``A = out.frac_bits + 2`` fractional bits
+    (the slope of softplus is up to 1) and ``g(|z|)`` comes from a table on ``[0, z_max)``, 0
+    beyond: large negative ``z`` give 0 and large positive ``z`` give ``z`` itself. ``max(z, 0)``
+    is taken at the same midpoint of the last bit of ``z`` as the table's offset, so the sum is
+    ``softplus`` of one point within half a bit of ``z``. Results of ``2**(out.int_bits-1)`` or
+    more saturate to the largest value and set ``overflow``.
+
+    Parameters, ports as :class:`Sin`. ``scale`` is ``beta`` of ``torch.nn.Softplus`` (the
+    ``1/beta`` factor outside the logarithm is a separate scaling).
+
+    Timing
+    ------
+    ``TimingContract.pipeline(("a",), latency)``: latency ``4 + order`` as :class:`Tanh`;
+    initiation interval 1.
+
+    Error
+    -----
+    At most 2 ulp of ``out_format`` against float64 ``log1p(exp(z))`` where the result is in
+    range (measured, ``docs/nonlinear.md``).
+    """
+
+    # Bounds the slope of the whole result, max(z, 0) included, which sets A.
+    derivative = 1.0
+
+    @staticmethod
+    def function(u):
+        return np.log1p(np.exp(-u))
+
+    @staticmethod
+    def saturation_point(frac):
+        return -math.log(math.expm1(2.0 ** -(frac + 2)))
+
+    def _reach(self, extent):
+        # z itself is the result up to the largest output
+        return max(extent, 2.0 ** (self.out_format.int_bits - 1))
+
+    def _configure(self):
+        super()._configure()
+        # max(z, 0) at the midpoint of z's last bit, A + 1 fractional bits, added to the table's
+        # value (the table is never finer than its precision, so A + 1 <= its fractional bits)
+        self.linear_shift = self.table.frac_bits - self.arg_bits - 1
+        # z >= 2**(out.int_bits-1) overflows; below, max(z, 0) fits linear_bits unsigned bits
+        self.linear_bits = max(0, self.arg_bits + self.out_format.int_bits - 1)
+
+    def _model(self, x):
+        z = self._reduce_model(x)
+        negative, saturated, index, v = self._fold_model(z)
+        y = np.where(saturated, 1 << (GUARD_BITS - 1), self.table.reference(index, v))
+        linear = np.where(negative, 0, 2 * z + 1) << self.linear_shift
+        value, overflowed = convert_raw((linear + y) >> GUARD_BITS, _point(self.out_format.frac_bits),
+                                        self.out_format)
+        over = z >= 1 << self.linear_bits
+        return np.where(over, self.out_format.max_raw, value), overflowed | over
+
+    def _lane(self, m, advance, x, lane):
+        z = self._reduce(m, advance, x, lane)
+        negative, saturated, index, v = self._fold(z)
+        y = self.table.evaluate(m, advance, self._memory, index, v, f"table{lane}")
+        delay = self.table.latency
+        linear = _delay(m, advance, Mux(negative, 0, Cat(Const(1, 1), z[:self.linear_bits])), delay,
+                        f"linear{lane}")
+        over = _delay(m, advance, z >= 1 << self.linear_bits, delay, f"over{lane}")
+        saturated = _delay(m, advance, saturated, delay, f"saturated{lane}")
+        total = (linear << self.linear_shift) + Mux(saturated, 1 << (GUARD_BITS - 1), y)
+        value, overflowed = convert(total >> GUARD_BITS, _point(self.out_format.frac_bits), self.out_format)
+        return Mux(over, self.out_format.max_raw, value), overflowed | over
 
 
 class Exp(_TableFunction):
@@ -638,6 +729,99 @@ class Exp(_TableFunction):
         under = _register(m, advance, under, f"under{lane}_s")
         rounded = (shifted + 1) >> 1
         out = Mux(over, self.out_format.max_raw, Mux(under, 0, rounded))
+        value, overflowed = convert(out, _point(self.out_format.frac_bits), self.out_format)
+        return value, overflowed | over
+
+
+class Sqrt(_TableFunction):
+    """``o = sqrt(scale * a)``, element-wise, and 0 where ``scale * a <= 0``.
+
+    ``x = scale/|scale| * a`` (0 if negative) is normalized by an even shift: ``t = x * 4**s`` in
+    [1, 4), with ``s`` the leading zero bit pairs of ``x`` and ``t`` read as 2 integer and ``A``
+    fractional bits. Then ``sqrt(scale * a) = sqrt(K * t) / 2 * 2**(p - s)``, where
+    ``K * 4**p = |scale| * 2**(W - F)`` with ``K`` in [1, 4) (``W`` the even width of ``x``, ``F``
+    the input's fractional bits) is exact in floating point. A table gives ``sqrt(K * t) / 2`` in
+    [1/2, 2) on ``t - 1`` in [0, 3), with ``table_frac = out.frac_bits + min(p, out.int_bits - 1)``
+    bits (one output ulp at the largest representable result) and ``A = table_frac + 1`` (its slope
+    is below 1/2); a barrel shift by ``s`` rounds it half up to the output format. Results of
+    ``2**(out.int_bits-1)`` or more saturate to the largest value and set ``overflow``.
+
+    Parameters, ports as :class:`Sin`.
+
+    Timing
+    ------
+    ``TimingContract.pipeline(("a",), latency)``: latency ``6 + order`` (the leading-zero count,
+    the normalizing shift, the table read, one multiply per order, the final add, the barrel
+    shift, the rounding); initiation interval 1.
+
+    Error
+    -----
+    At most 2 ulp of ``out_format`` against float64 ``sqrt`` where the result is in range
+    (measured, ``docs/nonlinear.md``); exact at 0.
+    """
+
+    def _configure(self):
+        out = self.out_format
+        self.sign = (self.scale > 0) - (self.scale < 0)
+        # -min_raw needs every bit of the input for a negative scale
+        self.pairs = (self.in_format.width - (self.sign > 0) + 1) // 2
+        mantissa, exponent = math.frexp(abs(self.scale) * 2.0 ** (2 * self.pairs - self.in_format.frac_bits))
+        self.power = (exponent - 1) // 2 if self.scale else 0
+        scaling = mantissa * 2.0 ** (exponent - 2 * self.power) if self.scale else 1.0
+        table_frac = max(0, out.frac_bits + min(self.power, out.int_bits - 1))
+        self._size_table(lambda u: np.sqrt(scaling * (1 + u)) / 2, 3.0, 0.5, table_frac, 0)
+        # s below this overflows (2**(p - s) >= 2**out.int_bits times a table value >= 1/2)
+        self.smallest_s = self.power - out.int_bits + 1
+        # Right shift of the table value, minus one: y * 2**(p - s - Fy) in output ulps rounded
+        # half up is ((y >> (shift - 1)) + 1) >> 1 with shift = Fy - Fo - p + s.
+        self.shift_base = self.table.frac_bits - out.frac_bits - self.power - 1
+        self.shift_bits = max(0, self.shift_base + self.pairs - 1).bit_length()
+        self.latency = 2 + self.table.latency + 2
+
+    def _arg(self, t):
+        """The table's ``A``-bit argument ``t - 1`` from the normalized ``t`` (model)."""
+        fraction = 2 * self.pairs - 2
+        return (t >> (fraction - self.arg_bits) if fraction >= self.arg_bits
+                else t << (self.arg_bits - fraction)) - (1 << self.arg_bits)
+
+    def _model(self, x):
+        x = np.maximum(x * self.sign, 0)
+        zero = x == 0
+        length = np.vectorize(lambda v: v.bit_length(), otypes=[object])(x) if x.size else x
+        s = np.minimum((2 * self.pairs - length) // 2, self.pairs - 1)
+        index, v = self._offset(self._arg(x << (2 * s)))
+        y = self.table.reference(index, v)
+        rounded = ((y >> np.maximum(self.shift_base + s, 0)) + 1) >> 1
+        over = (s < self.smallest_s) & ~zero
+        out = np.where(zero, 0, np.where(over, self.out_format.max_raw, rounded))
+        value, overflowed = convert_raw(out, _point(self.out_format.frac_bits), self.out_format)
+        return value, overflowed | over
+
+    def _lane(self, m, advance, a, lane):
+        width = 2 * self.pairs
+        x = Mux(a > 0, a, 0) if self.sign > 0 else Mux(a < 0, -a, 0) if self.sign < 0 else Const(0)
+        s = Const(self.pairs - 1)
+        for pair in range(self.pairs):  # the highest nonzero pair wins
+            s = Mux(x[2 * pair:2 * pair + 2].any(), self.pairs - 1 - pair, s)
+        zero = _register(m, advance, x == 0, f"zero{lane}")
+        s = _register(m, advance, s, f"s{lane}", range(self.pairs))
+        x = _register(m, advance, x, f"x{lane}", width)
+        t = _register(m, advance, (x << Cat(Const(0, 1), s))[:width], f"t{lane}")
+        fraction = width - 2
+        if fraction >= self.arg_bits:
+            bits = t[fraction - self.arg_bits:fraction]
+        else:
+            bits = Cat(Const(0, self.arg_bits - fraction), t[:fraction])
+        index, v = self._offset_hw(Cat(bits, (t[fraction:] - 1)[:2]))
+        y = self.table.evaluate(m, advance, self._memory, index, v, f"table{lane}")
+        delay = 1 + self.table.latency
+        over = _delay(m, advance, ~zero & (s < self.smallest_s), delay, f"over{lane}")
+        zero = _delay(m, advance, zero, delay, f"zero{lane}")
+        shift = _delay(m, advance, (self.shift_base + s)[:self.shift_bits], delay, f"shift{lane}")
+        shifted = _register(m, advance, y >> shift, f"shifted{lane}")
+        over = _register(m, advance, over, f"over{lane}_s")
+        zero = _register(m, advance, zero, f"zero{lane}_s")
+        out = Mux(zero, 0, Mux(over, self.out_format.max_raw, (shifted + 1) >> 1))
         value, overflowed = convert(out, _point(self.out_format.frac_bits), self.out_format)
         return value, overflowed | over
 

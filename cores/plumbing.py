@@ -8,6 +8,8 @@ These cores move tokens without computing on them (apart from the format convers
 import math
 import numbers
 
+import numpy as np
+
 from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
@@ -301,6 +303,17 @@ class Gather(wiring.Component):
     @property
     def out_format(self):
         return self._out_format
+
+    def reference(self, *raw_inputs):
+        """Bit-exact model: raw outputs ``[..., M]`` for raw inputs ``raw_inputs[port][..., Ni]``."""
+        converted = [convert_raw(np.asarray(raw, dtype=object), fmt, self._out_format,
+                                 rounding=self._rounding, overflow=self._overflow_mode)[0]
+                     for raw, (fmt, _) in zip(raw_inputs, self._inputs)]
+        batch = converted[0].shape[:-1]
+        constants = [np.full(batch + (1,), raw, dtype=object)
+                     for (raw, _), _ in sorted(self._constants.items(), key=lambda item: item[1])]
+        pool = np.concatenate(converted + constants, axis=-1)
+        return pool[..., self._rom]
 
     def _quantize_constant(self, value):
         # Quantize with ample integer bits first, so that the overflow flag can be computed exactly.

@@ -11,12 +11,13 @@ one before included. While the output is back-pressured the whole pipeline holds
 lost or repeated.
 """
 
+import numpy as np
 from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from .contract import TimingContract
-from .fixed import Q, convert
+from .fixed import Q, convert, convert_raw
 from .ports import lanes_signature
 
 __all__ = ["Sum", "Accumulate"]
@@ -94,6 +95,19 @@ class _Reduction(wiring.Component):
     def latency(self):
         """Cycles from a firing's last accepted beat to its output beat."""
         return self._tree_depth + 2
+
+    def reference(self, raw):
+        """Bit-exact model: raw outputs for raw inputs ``raw[..., n]``, ``n`` elements in stream order.
+
+        ``n`` must hold whole firings (``group * lanes`` elements); the result has ``n / group``
+        elements per row (``Accumulate``) or ``n / (group * lanes)`` (``Sum``).
+        """
+        raw = np.asarray(raw, dtype=object)
+        firings = raw.shape[-1] // (self._group * self._lanes)
+        beats = raw.reshape(*raw.shape[:-1], firings, self._group, self._lanes)
+        sums = beats.sum(axis=(-2, -1)) if self._across_lanes else beats.sum(axis=-2).reshape(*raw.shape[:-1], -1)
+        return convert_raw(sums, self._acc_format, self._out_format,
+                           rounding=self._rounding, overflow=self._overflow_mode)[0]
 
     def elaborate(self, platform):
         m = Module()

@@ -100,6 +100,11 @@ def _parser():
     parser.add_argument("--w0", type=float, default=30.0, help="w0 of the default SIREN")
     parser.add_argument("--model", help="path.py:attr naming a torch.nn.Module (or a function returning one)")
     parser.add_argument("--format", help="force one number format on every edge, e.g. q16.16")
+    parser.add_argument("--bits", type=int,
+                        help="give every edge this many bits over its calibrated range "
+                             "(default: search the fewest bits per edge that meet --tolerance)")
+    parser.add_argument("--tolerance", type=float, default=1e-3,
+                        help="error allowed per output, as a fraction of its largest magnitude (default: 1e-3)")
     parser.add_argument("--clock-mhz", type=float, default=300.0,
                         help="design clock: latency figures and the board plan's MMCM (default: 300)")
     parser.add_argument("--max-parallel", type=int, help="cap on multipliers per matmul")
@@ -135,6 +140,12 @@ def build(args, progress):
         raise InrarchError(f"--order must be at least 1, not {args.order}")
     if args.batch < 1:
         raise InrarchError(f"--batch must be at least 1, not {args.batch}")
+    if args.bits is not None and args.bits < 2:
+        raise InrarchError(f"--bits must be at least 2, not {args.bits}")
+    if args.format is not None and args.bits is not None:
+        raise InrarchError("--format and --bits both set the number formats: give one of them")
+    if not 0 < args.tolerance < 1:
+        raise InrarchError(f"--tolerance must be between 0 and 1, not {args.tolerance:g}")
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise InrarchError(f"--out {out} exists and is not a directory")
@@ -157,7 +168,7 @@ def build(args, progress):
     if budget is None and capacity is not None:
         budget = int(capacity["DSP"] * board.usable_fraction)
     design = compile_design(fn, torch.zeros(args.batch, in_features, dtype=torch.float64),
-                            format=args.format, clock_mhz=args.clock_mhz, max_parallel=args.max_parallel,
+                            format=args.format, width=args.bits, tolerance=args.tolerance, clock_mhz=args.clock_mhz, max_parallel=args.max_parallel,
                             dsp_budget=budget)
     progress.step(f"solved: {design.report['cycles_predicted']} cycles for batch {args.batch}; estimating resources")
     report = dict(design.report)

@@ -15,8 +15,8 @@ through ``functionalize``, which replaces mutations and views by pure ops. Trans
   silu, elu and leaky_relu are decomposed by ``torch._decomp`` while tracing.
 
 Anything else raises :class:`CompileError` with the aten op, why it has no hardware where that is
-known (``softplus`` and ``log``: no log core; ``sqrt`` and norms: no square-root core), and the
-user's source line as ``file:line: code``.
+known (``log``: no log core; derivatives of ``sqrt``: no reciprocal), and the user's source line
+as ``file:line: code``.
 """
 
 import contextlib
@@ -35,7 +35,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from . import ir
 from .errors import CompileError
 
-__all__ = ["capture", "single_threaded"]
+__all__ = ["capture", "check_signature", "single_threaded"]
 
 aten = torch.ops.aten
 
@@ -51,23 +51,24 @@ _STRUCTURAL = {
 _CREATION_LIKE = {"zeros_like", "ones_like", "full_like", "empty_like", "new_zeros", "new_ones", "new_full",
                   "new_empty", "fill", "zeros", "ones", "full", "scalar_tensor", "_efficientzerotensor",
                   "_new_zeros_with_same_feature_meta"}
-_UNARY = {"sin": "sin", "cos": "cos", "tanh": "tanh", "sigmoid": "sigmoid", "exp": "exp", "relu": "relu"}
+_UNARY = {"sin": "sin", "cos": "cos", "tanh": "tanh", "sigmoid": "sigmoid", "exp": "exp", "relu": "relu",
+          "sqrt": "sqrt"}
 _ARITHMETIC = {"add", "sub", "mul", "div", "neg", "rsub", "mm", "addmm", "bmm", "mv", "dot", "sum", "pow", "expm1",
-               "tanh_backward", "sigmoid_backward", "threshold_backward"}
-# Comparisons with zero are steps; relu's derivative is written with them (and ``where``).
+               "tanh_backward", "sigmoid_backward", "threshold_backward", "softplus", "softplus_backward",
+               "linalg_vector_norm"}
+# Comparisons are steps of a difference; relu's derivative is written with them (and ``where``).
 _COMPARISONS = {"gt", "ge", "lt", "le"}
 # Activations that torch._decomp rewrites into the ops above while tracing.
 _DECOMPOSED = {"silu", "silu_backward", "elu", "elu_backward", "leaky_relu", "leaky_relu_backward"}
 SUPPORTED = sorted(_STRUCTURAL | _CREATION_LIKE | set(_UNARY) | _ARITHMETIC | _COMPARISONS | {"where"} | _DECOMPOSED)
 # Why common ops have no hardware: said in the error, so the user knows what to change.
-_NO_SQRT = "there is no square-root core; a squared norm (a sum of squares) is supported"
 _WHY = {
-    "softplus": "softplus(x) = log(1 + exp(x)) needs a logarithm, and there is no log core; "
-                "its derivative sigmoid is supported",
     "log": "there is no log core", "log1p": "there is no log core", "log_sigmoid_forward": "there is no log core",
-    "sqrt": _NO_SQRT, "rsqrt": _NO_SQRT, "linalg_vector_norm": "a norm needs a square root: " + _NO_SQRT,
-    "norm": "a norm needs a square root: " + _NO_SQRT,
+    "rsqrt": "there is no reciprocal square-root core (a derivative of sqrt needs one)",
+    "norm": "use torch.linalg.vector_norm (the 2-norm is supported)",
     "reciprocal": "division by a streamed value is not supported",
+    "eq": "equality tests of streamed values are not supported (torch writes the derivative of a norm with "
+          "one, and that derivative also divides by the norm)",
     "nonzero": "its output shape depends on the data (dynamic shapes are not supported)",
     "masked_select": "its output shape depends on the data (dynamic shapes are not supported)",
     "index": "indexing with a tensor is not supported (boolean masks give data-dependent shapes)",
@@ -277,18 +278,13 @@ class _Translator:
         return self.sym(op, [a], a.shape, scale=1.0)
 
     def compare(self, name, a, b):
-        """``a > 0`` is ``step(a)``; the other comparisons with zero follow from it exactly,
-        at zero too (``a >= 0`` is ``1 - step(-a)``)."""
-        if isinstance(a, (int, float)) or isinstance(a, torch.Tensor):
-            a, b, name = b, a, {"gt": "lt", "lt": "gt", "ge": "le", "le": "ge"}[name]
-        if not isinstance(a, _Sym) or (isinstance(b, torch.Tensor) and b.detach().numpy().any()) or isinstance(b, _Sym) \
-                or (isinstance(b, (int, float)) and b != 0):
-            raise CompileError(f"comparison aten.{name} at {self.source} is not supported; only comparisons of a "
-                               "streamed tensor with zero are")
-        shape = a.shape if not isinstance(b, torch.Tensor) else torch.broadcast_shapes(tuple(a.shape), tuple(b.shape))
-        a = self.expand(a, shape)
-        positive = a if name in ("gt", "le") else self.unary_neg(a)
-        step = self.sym("step", [positive], shape, scale=1.0)
+        """``a > b`` is ``step(a - b)``; the other comparisons follow from it exactly, at equality
+        too (``a >= b`` is ``1 - step(b - a)``)."""
+        a, b = (_scalar(v) if isinstance(v, (int, float)) else v for v in (a, b))
+        if name in ("lt", "ge"):
+            a, b = b, a
+        difference = self.binary("sub", a, b)
+        step = self.sym("step", [difference], difference.shape, scale=1.0)
         result = step if name in ("gt", "lt") else self.binary("add", self.unary_neg(step), _scalar(1.0))
         self.masks.add(result.node)
         return result
@@ -375,6 +371,23 @@ def _translate_call(tr, target, args, kwargs):
         grad, y = args
         slope = tr.binary("mul", y, tr.binary("add", tr.unary_neg(y), torch.tensor(1.0, dtype=torch.float64)))
         return tr.binary("mul", grad, slope)
+    if name == "softplus":
+        x, beta = args[0], float(args[1]) if len(args) > 1 else 1.0
+        # Past torch's threshold softplus is x itself; the core's table gives that to within an ulp.
+        value = tr.sym("softplus", [x], x.shape, scale=beta)
+        return value if beta == 1.0 else tr.binary("mul", value, _scalar(1.0 / beta))
+    if name == "softplus_backward":
+        grad, x, beta = args[0], args[1], float(args[2])
+        return tr.binary("mul", grad, tr.sym("sigmoid", [x], x.shape, scale=beta))
+    if name == "linalg_vector_norm":
+        order = args[1] if len(args) > 1 else kwargs.get("ord", 2)
+        if order != 2 or kwargs.get("dtype") is not None:
+            raise CompileError(f"aten.linalg_vector_norm with ord={order!r} at {tr.source} is not supported; "
+                               "only the 2-norm is")
+        dim = args[2] if len(args) > 2 else kwargs.get("dim")
+        keepdim = args[3] if len(args) > 3 else kwargs.get("keepdim", False)
+        squares = tr.reduce_sum(tr.binary("mul", args[0], args[0]), dim, keepdim)
+        return tr.nonlinear("sqrt", squares)
     if name == "threshold_backward":
         grad, y, threshold = args
         if threshold != 0:
@@ -539,9 +552,10 @@ class _NeedsPureGraph(Exception):
     """An in-place op touches a streamed tensor: translate the functionalized graph instead."""
 
 
-def _check_signature(fn):
+def check_signature(fn):
+    """Refuse a function (or module) that needs more than one tensor argument."""
     try:
-        parameters = inspect.signature(fn).parameters.values()
+        parameters = inspect.signature(fn.forward if isinstance(fn, torch.nn.Module) else fn).parameters.values()
     except (TypeError, ValueError):
         return
     required = [p.name for p in parameters
@@ -582,7 +596,7 @@ def capture(fn, example_input):
     Raises :class:`CompileError` naming the op and the user's source line for anything the
     hardware cannot compute.
     """
-    _check_signature(fn)
+    check_signature(fn)
     _check_input(example_input)
     with single_threaded():
         return _capture(fn, example_input[:1].detach().to(torch.float64).clone())

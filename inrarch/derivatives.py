@@ -12,6 +12,7 @@ import itertools
 import torch
 from torch.func import jvp
 
+from .capture import check_signature
 from .errors import CompileError
 
 __all__ = ["derivatives"]
@@ -48,6 +49,7 @@ def derivatives(model, order):
     """
     if isinstance(order, bool) or not isinstance(order, int) or order < 1:
         raise CompileError(f"derivative order must be an integer >= 1, not {order!r}")
+    check_signature(model)
 
     def fn(x):
         if x.dim() != 2:

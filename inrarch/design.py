@@ -12,11 +12,11 @@ from cores.fixed import Q
 from . import ir
 from .capture import capture, single_threaded
 from .errors import CompileError, InrarchError
-from .formats import assign_formats, calibration_inputs
+from .formats import assign_formats, calibration_inputs, search_formats
 from .lower import lower
 from .passes import optimize
 from .schedule import solve
-from .solver_report import add_solver_report
+from .solver_report import add_solver_report, fifo_entries
 from .top import DataflowDesign
 
 __all__ = ["Design", "SimulationResult", "compile"]
@@ -66,6 +66,8 @@ class Design:
         self.single_output = single_output
         self.options = options
         self.elaboratable = DataflowDesign(netlist)
+        # Most designs are compiled to be reported or solved, not converted: not a forgotten module.
+        self.elaboratable._MustUse__silence = True
         self._verilog = None
         self.timings = dict(timings)
         self.report = self._make_report()
@@ -106,12 +108,7 @@ class Design:
 
     def _make_report(self):
         clock = self.options["clock_mhz"]
-        fifos = []
-        for stream in self.netlist.streams:
-            width = stream.source.node.attrs["format"].width
-            fifos.append({"from": stream.source.name, "to": stream.sink.name if stream.sink else stream.port,
-                          "port": stream.port, "depth": stream.depth, "width": width,
-                          "bits": stream.depth * width})
+        fifos = fifo_entries(self.netlist)
         weights = {id(n.attrs["weight"]): n for n in self.graph.nodes if n.op == "matmul"}
         weight_bits = sum(int(np.prod(core.padded_shape)) * core.weight_format.width
                           for core in {id(i.core): i.core for i in self.netlist.instances if i.node.op == "matmul"}.values())
@@ -134,7 +131,7 @@ class Design:
             "input_format": str(self.input_format),
             "output_formats": [str(f) for f in self.output_formats],
             "formats": {node.name: str(node.attrs["format"]) for node in self.graph.nodes},
-            "fifos": fifos,
+            "format_search": self.options["format_search"],
             "compile_seconds": round(sum(v for k, v in self.timings.items() if k != "verilog_seconds"), 3),
         }, self.netlist, self.schedule)
 
@@ -285,8 +282,8 @@ def _check_per_sample(fn, graph, single, example_input, domain, tolerance=1e-9):
     return shapes
 
 
-def compile(fn, example_input, *, format=None, width=27, margin=2.0, domain=(-1.0, 1.0), clock_mhz=300.0,
-            max_parallel=None, dsp_budget=None):
+def compile(fn, example_input, *, format=None, width=None, tolerance=1e-3, margin=2.0, domain=(-1.0, 1.0),
+            clock_mhz=300.0, max_parallel=None, dsp_budget=None):
     """Compile ``fn`` (a function of one ``(batch, in)`` tensor) to a streaming :class:`Design`.
 
     Parameters
@@ -298,9 +295,12 @@ def compile(fn, example_input, *, format=None, width=27, margin=2.0, domain=(-1.
         Shape ``(batch, in_features)``; its batch is the one the report's cycles are for.
     format : str or Q, optional
         Force one number format (``"q16.16"``) on every edge instead of range analysis.
-    width : int
-        Bits per value when formats come from range analysis. The default, 27, makes every
-        matmul product (value × 18-bit weight) fit one DSP48E2 multiplier.
+    width : int, optional
+        Give every edge this many bits (over its calibrated range) instead of searching for the
+        fewest bits per edge that meet ``tolerance``.
+    tolerance : float
+        Error the format search allows each output, as a fraction of its largest magnitude; the
+        search aims at a quarter of it on calibration inputs (see :mod:`inrarch.formats`).
     margin : float
         Safety factor on calibrated magnitudes.
     domain : (float, float)
@@ -325,13 +325,18 @@ def compile(fn, example_input, *, format=None, width=27, margin=2.0, domain=(-1.
     start = time.perf_counter()
     graph = optimize(graph)
     output_shapes = _check_per_sample(fn, graph, single, example_input, domain)
-    assign_formats(graph, width=width, margin=margin, domain=domain, forced=format)
+    search = None
+    if format is None and width is None:
+        search = search_formats(graph, tolerance=tolerance, margin=margin, domain=domain)
+    else:
+        assign_formats(graph, width=width, margin=margin, domain=domain, forced=format)
     timings["passes_seconds"] = time.perf_counter() - start
     start = time.perf_counter()
     netlist = lower(graph, dsp_budget=dsp_budget, max_parallel=max_parallel)
     schedule = solve(netlist, example_input.shape[0])
     timings["solve_seconds"] = time.perf_counter() - start
-    options = {"format": str(format) if format else None, "width": width, "margin": margin,
+    options = {"format": str(format) if format else None, "width": width, "tolerance": tolerance,
+               "format_search": search.as_dict() if search else None, "margin": margin,
                "domain": tuple(domain), "clock_mhz": clock_mhz, "max_parallel": max_parallel,
                "dsp_budget": dsp_budget}
     return Design(graph, netlist, schedule, output_shapes, single, options, timings)

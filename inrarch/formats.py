@@ -1,21 +1,38 @@
-"""Number formats: range analysis picks the fixed-point format of every edge.
+"""Number formats: range analysis picks the integer bits of every edge, an error search the rest.
 
 Ranges come from calibration: the graph runs in float64 on samples drawn from the input domain
-(its corners, its centre and uniform random points), and each node gets the format of the chosen
-width whose integer part holds its largest magnitude times a safety ``margin``. Nonlinearities
-with a known bound (sin, cos, tanh, sigmoid, step) get that bound instead. A forced format
-overrides all of this.
+(its corners, its centre and uniform random points), and each node gets a format whose integer
+part holds its largest magnitude times a safety ``margin``. Nonlinearities with a known bound
+(sin, cos, tanh, sigmoid, step) get that bound instead.
+
+The widths then come from one of three places:
+
+* :func:`search_formats` (what :func:`inrarch.compile` does by default) finds the fewest bits per
+  edge that keep every output within ``tolerance × max|reference|``. It measures the error of
+  candidate formats by bit-exact emulation of the hardware (:mod:`inrarch.emulate`) on the
+  calibration samples against float64, and aims at ``tolerance / safety`` there so that inputs it
+  never saw stay within the bar. First it bisects on one width for every edge; then, edge by edge
+  in order of the elements it carries per sample (most first), it bisects on that edge's width
+  with all the others fixed. The error does not grow with the width, so each bisection finds the
+  narrowest width that passes;
+* :func:`assign_formats` with a ``width`` gives every edge that many bits;
+* :func:`assign_formats` with ``forced`` gives every edge one format.
 """
 
 import itertools
+import math
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from cores.fixed import Q
 
+from .emulate import Emulator
+from .errors import CompileError
 from .ir import evaluate
+from .lower import WEIGHT_WIDTH, unify_shared_weight_formats
 
-__all__ = ["calibration_inputs", "assign_formats"]
+__all__ = ["calibration_inputs", "assign_formats", "search_formats", "FormatSearch"]
 
 _BOUNDED = {"sin": 1.0, "cos": 1.0, "tanh": 1.0, "sigmoid": 1.0, "step": 1.0}
 
@@ -32,17 +49,152 @@ def calibration_inputs(shape, domain, samples=256, seed=0):
     return points.reshape(-1, *shape)
 
 
-def assign_formats(graph, *, width=32, margin=2.0, domain=(-1.0, 1.0), forced=None, samples=256):
-    """Set ``node.attrs["format"]`` on every node and return the calibrated magnitudes."""
-    values = evaluate(graph, calibration_inputs(graph.input.shape, domain, samples))
-    magnitudes = {node: float(np.max(np.abs(values[node]))) for node in graph.nodes}
+def _ranges(graph, values, margin, domain):
+    """The magnitude each node's format must hold."""
+    ranges = {}
     for node in graph.nodes:
-        if forced is not None:
-            node.attrs["format"] = forced
-        elif node.op == "input":
-            node.attrs["format"] = Q.for_range(max(abs(domain[0]), abs(domain[1])), width)
+        if node.op == "input":
+            ranges[node] = max(abs(domain[0]), abs(domain[1]))
         elif node.op in _BOUNDED:
-            node.attrs["format"] = Q.for_range(_BOUNDED[node.op], width)
+            ranges[node] = _BOUNDED[node.op]
         else:
-            node.attrs["format"] = Q.for_range(magnitudes[node] * margin, width)
-    return magnitudes
+            ranges[node] = float(np.max(np.abs(values[node]))) * margin
+    return ranges
+
+
+def _set_widths(graph, ranges, widths):
+    for node in graph.nodes:
+        node.attrs["format"] = Q.for_range(ranges[node], widths[node])
+    unify_shared_weight_formats(graph)
+
+
+def assign_formats(graph, *, width=27, margin=2.0, domain=(-1.0, 1.0), forced=None, samples=256):
+    """Give every node ``node.attrs["format"]``: ``forced``, or ``width`` bits over its range."""
+    if forced is not None:
+        for node in graph.nodes:
+            node.attrs["format"] = forced
+        return
+    values = evaluate(graph, calibration_inputs(graph.input.shape, domain, samples))
+    _set_widths(graph, _ranges(graph, values, margin, domain), dict.fromkeys(graph.nodes, width))
+
+
+@dataclass
+class FormatSearch:
+    """What :func:`search_formats` found."""
+
+    tolerance: float
+    target: float
+    uniform_width: int              # the narrowest single width for every edge that meets the target
+    errors: list                    # per output: max |emulated - float64| / max |float64|, calibration set
+    trials: int                     # emulations run
+    widened: int                    # bits the final check added to every edge
+    bits_per_sample: dict = field(default_factory=dict)   # "uniform" / "searched": Σ width × elements
+
+    def as_dict(self):
+        return {"tolerance": self.tolerance, "target": self.target, "uniform_width": self.uniform_width,
+                "errors": self.errors, "trials": self.trials, "widened": self.widened,
+                "bits_per_sample": self.bits_per_sample}
+
+
+class _Trials:
+    """Bit-exact errors of width choices, recomputing only what a change touches."""
+
+    def __init__(self, graph, ranges, x, references):
+        self.graph, self.ranges, self.x = graph, ranges, x
+        self.scales = [max(float(np.max(np.abs(r))), np.finfo(np.float64).tiny) for r in references]
+        self.references = references
+        self.count = 0
+        self.emulator = None
+
+    def errors(self):
+        return [float(np.max(np.abs(got - ref))) / scale
+                for got, ref, scale in zip(self.emulator.outputs(), self.references, self.scales)]
+
+    def start(self, widths):
+        """Emulate ``widths`` from scratch and return the errors (infinite where some core cannot
+        be built at those widths, e.g. a function table too large for a very wide output)."""
+        _set_widths(self.graph, self.ranges, widths)
+        self.count += 1
+        try:
+            self.emulator = Emulator(self.graph, self.x)
+        except ValueError:
+            self.emulator = None
+            return [math.inf] * len(self.references)
+        return self.errors()
+
+    def change(self, widths, target):
+        """Move to ``widths`` if its worst error is within ``target`` (return True); else stay."""
+        before = {node: node.attrs["format"] for node in self.graph.nodes}
+        saved = dict(self.emulator.raw)
+        _set_widths(self.graph, self.ranges, widths)
+        self.count += 1
+        try:
+            self.emulator.update([node for node in self.graph.nodes if node.attrs["format"] != before[node]])
+            if max(self.errors()) <= target:
+                return True
+        except ValueError:
+            pass
+        for node, fmt in before.items():
+            node.attrs["format"] = fmt
+        self.emulator.raw = saved
+        return False
+
+
+def _bits(graph):
+    return sum(node.attrs["format"].width * node.numel for node in graph.nodes)
+
+
+def search_formats(graph, *, tolerance=1e-3, safety=4.0, margin=2.0, domain=(-1.0, 1.0), samples=256,
+                   search_samples=64, min_width=4, max_width=36):
+    """Give every node the fewest bits that keep each output within ``tolerance × max|ref|``.
+
+    The ranges come from ``samples`` calibration points; the search measures errors on
+    ``search_samples`` of them (and the domain's corners and centre), then checks the result on
+    ``samples`` other points: where the error there exceeds ``2 * tolerance / safety``, every
+    edge gets one more bit until it does not.
+
+    Returns a :class:`FormatSearch`; raises :class:`~inrarch.CompileError` when even
+    ``max_width`` bits everywhere miss the target.
+    """
+    x = calibration_inputs(graph.input.shape, domain, samples)
+    values = evaluate(graph, x)
+    ranges = _ranges(graph, values, margin, domain)
+    x_search = calibration_inputs(graph.input.shape, domain, search_samples)
+    trials = _Trials(graph, ranges, x_search, [evaluate(graph, x_search)[node] for node in graph.outputs])
+    target = tolerance / safety
+
+    def uniform(width):
+        return dict.fromkeys(graph.nodes, width)
+
+    widest = max(trials.start(uniform(max_width)))
+    if widest > target:
+        raise CompileError(f"even {max_width}-bit formats miss the error target: {widest:.2e} × max|ref| on "
+                           f"calibration inputs, over tolerance {tolerance:g} / safety {safety:g} "
+                           f"(matmul weights are held in {WEIGHT_WIDTH} bits, which bounds the accuracy)")
+    low, high = min_width, max_width
+    while low < high:
+        middle = (low + high) // 2
+        if max(trials.start(uniform(middle))) <= target:
+            high = middle
+        else:
+            low = middle + 1
+    widths = uniform(high)
+    trials.start(widths)
+    bits = {"uniform": _bits(graph)}
+    for node in sorted(graph.nodes, key=lambda n: -n.numel):
+        low = min_width
+        while low < widths[node]:
+            middle = (low + widths[node]) // 2
+            if trials.change({**widths, node: middle}, target):
+                widths[node] = middle
+            else:
+                low = middle + 1
+    x_check = calibration_inputs(graph.input.shape, domain, samples, seed=1)
+    check = _Trials(graph, ranges, x_check, [evaluate(graph, x_check)[node] for node in graph.outputs])
+    widened = 0
+    while max(check.start(widths)) > 2 * target and max(widths.values()) < max_width:
+        widths = {node: width + 1 for node, width in widths.items()}
+        widened += 1
+    bits["searched"] = _bits(graph)
+    return FormatSearch(tolerance=tolerance, target=target, uniform_width=high, errors=check.errors(),
+                        trials=trials.count + check.count, widened=widened, bits_per_sample=bits)

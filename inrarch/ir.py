@@ -10,8 +10,9 @@ Ops
 ``neg``                     element-wise
 ``scale``                   ``a * value``; attrs: ``value`` (float)
 ``add_const``, ``mul_const`` ``a (+|*) values``; attrs: ``values`` (array of the node's shape)
-``sin`` ``cos`` ``tanh`` ``sigmoid`` ``exp`` ``relu`` ``step``
-                            ``f(scale * a)``; attrs: ``scale`` (float)
+``sin`` ``cos`` ``tanh`` ``sigmoid`` ``exp`` ``relu`` ``step`` ``softplus`` ``sqrt``
+                            ``f(scale * a)``; attrs: ``scale`` (float); ``sqrt`` is 0 for
+                            arguments ≤ 0
 ``matmul``                  rows of ``a`` (M, K) times a stored matrix: ``(M, N)``;
                             attrs: ``weight`` (:class:`Weight`), ``transposed`` (bool): with
                             ``transposed=False`` row ``m`` of the result is ``W @ a[m]``
@@ -29,7 +30,7 @@ import numpy as np
 __all__ = ["Node", "Graph", "Weight", "ELEMENTWISE", "NONLINEAR", "evaluate"]
 
 ELEMENTWISE = {"add", "sub", "mul"}
-NONLINEAR = {"sin", "cos", "tanh", "sigmoid", "exp", "relu", "step"}
+NONLINEAR = {"sin", "cos", "tanh", "sigmoid", "exp", "relu", "step", "softplus", "sqrt"}
 
 
 @dataclass(frozen=True, eq=False)
@@ -141,6 +142,8 @@ def _apply(node, args):
         return {"sin": np.sin, "cos": np.cos, "tanh": np.tanh, "exp": np.exp,
                 "sigmoid": lambda v: 1.0 / (1.0 + np.exp(-v)),
                 "relu": lambda v: np.maximum(v, 0.0),
+                "softplus": lambda v: np.logaddexp(0.0, v),
+                "sqrt": lambda v: np.sqrt(np.maximum(v, 0.0)),
                 "step": lambda v: (v > 0).astype(np.float64)}[op](z)
     if op == "matmul":
         w = attrs["weight"].matrix

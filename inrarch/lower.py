@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from cores.elementwise import Add, AddConst, Mul, MulConst, Neg, Scale, Sub
 from cores.matmul import MatVec
-from cores.nonlinear import Cos, Exp, Relu, Sigmoid, Sin, Step, Tanh
+from cores.nonlinear import Cos, Exp, Relu, Sigmoid, Sin, Softplus, Sqrt, Step, Tanh
 from cores.pacer import Pacer
 from cores.plumbing import Gather
 from cores.reduce import Sum
@@ -18,10 +18,12 @@ from cores.reduce import Sum
 from .errors import CompileError
 from .resources import core_dsps, design_dsps, dsp_slices
 
-__all__ = ["Instance", "Stream", "Netlist", "lower", "matmul_cycles", "choose_parallelism", "WEIGHT_WIDTH"]
+__all__ = ["Instance", "Stream", "Netlist", "lower", "matmul_cycles", "choose_parallelism", "node_core",
+           "unify_shared_weight_formats", "WEIGHT_WIDTH"]
 
 WEIGHT_WIDTH = 18  # one DSP48E2 B port
-_NONLINEAR_CORES = {"sin": Sin, "cos": Cos, "tanh": Tanh, "sigmoid": Sigmoid, "exp": Exp, "relu": Relu, "step": Step}
+_NONLINEAR_CORES = {"sin": Sin, "cos": Cos, "tanh": Tanh, "sigmoid": Sigmoid, "exp": Exp, "relu": Relu, "step": Step,
+                    "softplus": Softplus, "sqrt": Sqrt}
 
 
 @dataclass(eq=False)
@@ -128,7 +130,9 @@ def _weight_pairs(graph):
     return pairs
 
 
-def _core_for(node):
+def node_core(node):
+    """The core that computes ``node`` (any op but ``input`` and ``matmul``), its input port names
+    in the order of ``node.inputs``, and its output port name."""
     fmt = node.attrs["format"]
     ins = [source.attrs["format"] for source in node.inputs]
     op = node.op
@@ -228,7 +232,7 @@ def lower(graph, *, dsp_budget=None, max_parallel=None):
     fixed = {}
     for node in graph.nodes:
         if node.op not in ("input", "matmul"):
-            core, inputs, output = _core_for(node)
+            core, inputs, output = node_core(node)
             fixed[node] = (core, inputs, output, core.contract)
     fixed_dsps = sum(core_dsps(core) for core, *_ in fixed.values())
     groups = _matmul_groups(graph)

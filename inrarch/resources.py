@@ -1,14 +1,16 @@
 """Analytic resource estimates that need no synthesis.
 
-DSP48E2 slices multiply a 27-bit by an 18-bit signed operand. A wider signed product is split
-into partial products, so an ``a × b``-bit product takes ``ceil(a / 27) * ceil(b / 18)`` slices
-in the better of the two operand orders (the rule yosys' ``mul2dsp`` and Vivado follow, up to the
-odd slice that synthesis may fold into LUTs). Each core is counted by the products its datapath
-holds:
+DSP48E2 slices multiply a 27-bit by an 18-bit signed operand. The cores split a wider product
+themselves (:class:`cores.multiply.Multiplier`): every operand is cut into unsigned low pieces of
+at most 26 (or 17) bits and a signed top piece, one slice per pair of pieces, so a signed
+``a × b``-bit product takes ``ceil((a-1)/26) * ceil((b-1)/17)`` slices in the better of the two
+operand orders, and none when an operand has at most 2 bits (a shift-and-add). yosys
+``synth_xilinx`` maps each partial product to exactly one slice. Each core is counted by the
+products its datapath holds:
 
 * ``MatVec``: ``parallel`` products of input × weight width per channel;
-* ``Mul``: one product of its operand widths; ``Scale`` and ``MulConst``: one product with their
-  constant;
+* ``Mul`` and ``MulAdd``: one product of their operand widths per lane; ``Scale`` and
+  ``MulConst``: one product with their constant per lane;
 * nonlinear cores: the range-reduction product with their constant, and one product per
   polynomial order of their table interpolation (argument × output width);
 * everything else: none.
@@ -24,8 +26,11 @@ import math
 
 from amaranth.lib import data
 
-from cores.elementwise import AddConst, Mul, MulConst, Scale
+from amaranth.hdl import signed
+
+from cores.elementwise import AddConst, Mul, MulAdd, MulConst, Scale
 from cores.matmul import MatVec
+from cores.multiply import Multiplier
 from cores.plumbing import Gather
 
 __all__ = ["dsp_slices", "memory_blocks", "core_dsps", "design_dsps", "design_resources"]
@@ -39,9 +44,7 @@ _URAM_MIN_BRAM36 = 8
 
 def dsp_slices(a_bits, b_bits):
     """DSP48E2 slices for one signed ``a_bits × b_bits`` product (none when an operand has ≤ 2 bits)."""
-    if min(a_bits, b_bits) <= 2:
-        return 0
-    return min(math.ceil(a_bits / 27) * math.ceil(b_bits / 18), math.ceil(b_bits / 27) * math.ceil(a_bits / 18))
+    return Multiplier(signed(a_bits), signed(b_bits)).dsps
 
 
 def memory_blocks(width, depth, *, initialized=False, async_read=False):
@@ -58,21 +61,17 @@ def memory_blocks(width, depth, *, initialized=False, async_read=False):
 def core_dsps(core):
     """Estimated DSP48E2 slices of one core."""
     if isinstance(core, MatVec):
-        return core.parallel * len(core.channels) * dsp_slices(core.in_format.width, core.weight_format.width)
-    if isinstance(core, Mul):
-        a, b = core._in_formats["a"], core._in_formats["b"]
-        return core.lanes * dsp_slices(a.width, b.width)
-    if isinstance(core, (Scale, MulConst)):
-        return core.lanes * dsp_slices(core._in_formats["a"].width, core._const_format.width)
+        return core.parallel * len(core.channels) * core.multiplier.dsps
+    if isinstance(core, (Mul, MulAdd, Scale, MulConst)):
+        return core.lanes * core.multiplier.dsps
+    count = 0
     constant = getattr(core, "constant", None)
-    if constant is None:
-        return 0
-    lanes = getattr(core, "lanes", 1)
-    count = dsp_slices(core.in_format.width, abs(int(constant)).bit_length() + 1)
+    if constant is not None:
+        count += dsp_slices(core.in_format.width, abs(int(constant)).bit_length() + 1)
     table = getattr(core, "table", None)
     if table is not None:
         count += table.order * dsp_slices(core.arg_bits, core.out_format.width + 2)
-    return lanes * count
+    return getattr(core, "lanes", 1) * count
 
 
 def design_dsps(netlist):

@@ -23,12 +23,13 @@ def _sink_name(stream):
 
 
 def fifo_entries(netlist):
-    """One dict per stream: endpoints, depth, width, bits and the memory primitive it implies."""
+    """One dict per stream: endpoints, number format, depth, width, bits and its memory primitive."""
     entries = []
     for stream in netlist.streams:
-        width = stream.source.node.attrs["format"].width
+        fmt = stream.source.node.attrs["format"]
+        width = fmt.width
         entries.append({"from": stream.source.name, "to": _sink_name(stream), "port": stream.port,
-                        "depth": stream.depth, "width": width, "bits": stream.depth * width,
+                        "format": str(fmt), "depth": stream.depth, "width": width, "bits": stream.depth * width,
                         "memory": fifo_memory_kind(stream.depth, width)})
     return entries
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from cores.fixed import Q
-from cores.nonlinear import Cos, Exp, Relu, Sigmoid, Sin, Step, Tanh, _ln2, _pi
+from cores.nonlinear import Cos, Exp, Relu, Sigmoid, Sin, Softplus, Sqrt, Step, Tanh, _ln2, _pi
 from cores.testing import check_contract, run_streams
 
 FLOAT64 = {
@@ -20,7 +20,9 @@ FLOAT64 = {
     Cos: np.cos,
     Tanh: np.tanh,
     Sigmoid: lambda z: 1.0 / (1.0 + np.exp(-z)),
+    Softplus: lambda z: np.logaddexp(0.0, z),
     Exp: np.exp,
+    Sqrt: lambda z: np.sqrt(np.maximum(z, 0.0)),
     Relu: lambda z: np.maximum(z, 0.0),
     Step: lambda z: (z > 0).astype(np.float64),
 }
@@ -51,13 +53,24 @@ def random_inputs(fmt, n, seed, span=None):
     return np.concatenate([[fmt.min_raw, fmt.max_raw, -1, 0, 1], raw])
 
 
+def inputs_of_every_length(fmt, per_length, seed):
+    """``per_length`` random raw inputs of each bit length (both signs), for the normalization of
+    :class:`Sqrt`: uniform inputs would almost all be of the longest lengths."""
+    rng = np.random.default_rng(seed)
+    lengths = np.repeat(np.arange(1, fmt.width), per_length)
+    raw = (1 << (lengths - 1)) + rng.integers(0, 1 << 62, len(lengths)) % (1 << (lengths - 1))
+    return np.concatenate([[fmt.min_raw, fmt.max_raw, 0], raw, -raw])
+
+
 # (core, input format, output format, scale, worst error allowed in ulps)
 SMALL = [
     (Sin, "q4.8", "q2.14", 1.0, 2), (Sin, "q4.8", "q2.30", 30.0, 2), (Cos, "q4.8", "q2.14", 30.0, 2),
     (Cos, "q4.8", "q2.22", -1.5, 2),
     (Tanh, "q4.8", "q2.14", 1.0, 2), (Tanh, "q4.8", "q2.24", 2.0, 2), (Tanh, "q4.8", "q1.15", 1.0, 2),
     (Sigmoid, "q4.8", "q2.14", 1.0, 2), (Sigmoid, "q4.8", "q2.24", -3.0, 2),
+    (Softplus, "q4.8", "q4.12", 1.0, 2), (Softplus, "q4.8", "q8.24", 1.0, 2), (Softplus, "q4.8", "q2.14", -2.0, 2),
     (Exp, "q4.8", "q8.16", 1.0, 2), (Exp, "q4.8", "q2.14", -1.0, 2), (Exp, "q4.8", "q6.18", 0.7, 2),
+    (Sqrt, "q4.8", "q4.12", 1.0, 2), (Sqrt, "q5.7", "q3.20", 1.0, 2), (Sqrt, "q4.8", "q2.14", -3.0, 2),
     (Relu, "q4.8", "q4.12", 1.0, 0), (Relu, "q4.8", "q8.8", 30.0, 0.5), (Relu, "q4.8", "q2.14", -0.3, 0.5),
     (Step, "q4.8", "q2.14", 1.0, 0), (Step, "q4.8", "q2.6", -2.0, 0),
 ]
@@ -71,6 +84,8 @@ LARGE = [
     (Sigmoid, "q8.24", "q2.24", 1.0, 20.0, 2), (Sigmoid, "q12.20", "q2.16", 0.5, None, 2),
     (Exp, "q8.24", "q8.24", 1.0, 12.0, 2), (Exp, "q12.20", "q16.16", 1.0, 16.0, 2),
     (Exp, "q8.24", "q2.24", -1.0, 4.0, 2),
+    (Softplus, "q8.24", "q8.24", 1.0, 20.0, 2), (Softplus, "q8.19", "q8.19", 1.0, None, 2),
+    (Softplus, "q8.19", "q2.25", 1.0, None, 2), (Softplus, "q12.20", "q4.28", -0.5, 60.0, 2),
     (Relu, "q16.16", "q16.16", 30.0, None, 0.5),
 ]
 
@@ -93,6 +108,43 @@ def test_reference_random(case):
     core = cls(fin, fout, scale=scale)
     errors = ulp_errors(core, random_inputs(core.in_format, 200_000, seed=1, span=span))
     assert errors.max() <= bound, f"worst error {errors.max():.3f} ulp"
+
+
+# (input format, output format, scale): formats of gradient norms
+SQRT_LENGTHS = [("q8.24", "q4.28", 1.0), ("q8.19", "q4.23", 1.0), ("q16.16", "q8.24", 0.3),
+                ("q2.25", "q1.26", 1.0), ("q8.24", "q4.28", 1e-3), ("q8.24", "q2.30", -2.0)]
+
+
+@pytest.mark.parametrize("case", SQRT_LENGTHS, ids=lambda case: "-".join(map(str, case)))
+def test_sqrt_reference_every_length(case):
+    """Sqrt over inputs of every bit length (every normalizing shift), zero and negatives."""
+    fin, fout, scale = case
+    core = Sqrt(fin, fout, scale=scale)
+    raw = inputs_of_every_length(core.in_format, 2000, seed=1)
+    errors = ulp_errors(core, raw)
+    assert errors.max() <= 2, f"worst error {errors.max():.3f} ulp"
+    nonpositive = raw * np.sign(scale) <= 0
+    assert np.all(core.reference(raw[nonpositive]) == 0) and not core.reference_overflow(raw[nonpositive]).any()
+
+
+def test_softplus_tails_and_overflow():
+    core = Softplus(Q(8, 8), Q(4, 12))
+    raw = np.array([-128 << 8, -20 << 8, 0, 6 << 8, (8 << 8) - 1, 8 << 8, 20 << 8, (128 << 8) - 1])
+    out = core.reference(raw)
+    assert list(out[:2]) == [0, 0]
+    # in range up to just below the format's 8
+    exact = [math.log1p(math.exp(z)) * 2 ** 12 for z in (0, 6, 8 - 2 ** -8)]
+    assert np.abs(out[2:5] - np.array(exact)).max() <= 1
+    assert list(core.reference_overflow(raw)) == [False] * 5 + [True] * 3
+    assert all(out[5:] == core.out_format.max_raw)
+
+
+def test_sqrt_saturates_and_flags():
+    core = Sqrt(Q(8, 8), Q(3, 13))
+    raw = np.array([-1, 0, 1, 4 << 8, 16 << 8, (16 << 8) - 1, 17 << 8, (128 << 8) - 1])
+    out = core.reference(raw)
+    assert list(out[:5]) == [0, 0, 1 << 9, 2 << 13, core.out_format.max_raw]
+    assert list(core.reference_overflow(raw)) == [False] * 4 + [True, False, True, True]
 
 
 def test_constants():
@@ -142,7 +194,8 @@ def _run(core, raw, **kwargs):
 HARDWARE = [
     (Sin, "q4.8", "q2.14", 1.0), (Cos, "q4.8", "q2.30", 30.0), (Tanh, "q4.8", "q2.14", 1.0),
     (Sigmoid, "q4.8", "q2.24", 1.0), (Exp, "q4.8", "q8.16", 1.0), (Relu, "q4.8", "q2.14", 30.0),
-    (Step, "q4.8", "q1.7", 1.0),
+    (Step, "q4.8", "q1.7", 1.0), (Softplus, "q4.8", "q2.14", 1.0), (Sqrt, "q4.8", "q4.12", 1.0),
+    (Sqrt, "q4.8", "q2.14", -3.0),
 ]
 
 
@@ -167,6 +220,10 @@ HARDWARE_RANDOM = [
     # products narrower than the reduced argument: the bits above it must be sign extensions
     (Sigmoid, "q2.6", "q2.28", -1.0, None, None), (Sin, "q2.6", "q2.14", 1e-3, None, None),
     (Exp, "q3.5", "q2.20", 0.01, None, None), (Tanh, "q2.6", "q2.26", 2.0 ** -10, None, None),
+    (Softplus, "q8.24", "q8.24", 1.0, 20.0, None), (Softplus, "q8.19", "q2.25", 1.0, None, None),
+    (Softplus, "q2.6", "q2.28", -1.0, None, None), (Softplus, "q12.20", "q8.24", 30.0, None, 3),
+    (Sqrt, "q8.24", "q4.28", 1.0, None, None), (Sqrt, "q16.16", "q8.24", 0.3, None, 3),
+    (Sqrt, "q3.5", "q2.20", 0.01, None, None),
 ]
 
 
@@ -174,7 +231,10 @@ HARDWARE_RANDOM = [
 def test_hardware_random(case):
     cls, fin, fout, scale, span, order = case
     core = cls(fin, fout, scale=scale, lanes=1, **({"order": order} if order else {}))
-    raw = random_inputs(core.in_format, 1995, seed=2, span=span)
+    if cls is Sqrt:
+        raw = inputs_of_every_length(core.in_format, 32, seed=2)
+    else:
+        raw = random_inputs(core.in_format, 1995, seed=2, span=span)
     run, out = _run(core, raw, valid_prob=0.8)
     assert np.array_equal(out, core.reference(raw))
     assert run.signals["overflow"] == core.reference_overflow(raw).any()
@@ -183,7 +243,8 @@ def test_hardware_random(case):
 
 TIMING = [(Sin, "q16.16", "q2.30", 30.0), (Sin, "q4.8", "q2.14", 1.0), (Tanh, "q8.24", "q2.24", 1.0),
           (Sigmoid, "q4.8", "q2.14", 1.0), (Exp, "q8.24", "q8.24", 1.0), (Exp, "q4.12", "q2.14", -1.0),
-          (Relu, "q4.8", "q4.8", 1.0), (Step, "q4.8", "q2.14", 1.0)]
+          (Relu, "q4.8", "q4.8", 1.0), (Step, "q4.8", "q2.14", 1.0), (Softplus, "q8.24", "q8.24", 1.0),
+          (Sqrt, "q8.24", "q4.28", 1.0), (Sqrt, "q4.8", "q2.14", -1.0)]
 
 
 @pytest.mark.parametrize("case", TIMING, ids=_ident)
@@ -214,6 +275,10 @@ def test_table_sizes_and_latencies():
                      ("Tanh", "q2.24"): (3, 150, 7), ("Exp", "q8.24"): (2, 256, 7)}
     assert Sin("q16.16", "q2.30", scale=30, order=3).table_segments == 64
     assert Relu(Q(4, 8), Q(4, 8)).latency == 2 and Step(Q(4, 8), Q(2, 6)).latency == 1
+    softplus, sqrt = Softplus("q8.24", "q8.24"), Sqrt("q8.24", "q4.28")
+    assert (softplus.table_order, softplus.table_segments, softplus.latency) == (2, 577, 6)
+    assert (sqrt.table_order, sqrt.table_segments, sqrt.latency) == (2, 768, 8)
+    assert Sqrt("q8.24", "q4.28", order=3).latency == 9
 
 
 def test_exact_values_at_zero():

@@ -1,0 +1,253 @@
+"""Pipelined products split into partial products that each fit one DSP slice.
+
+An UltraScale+ DSP48E2 multiplies a 27-bit by an 18-bit two's-complement operand. A wider product
+is split here, in the design, instead of being left to synthesis: every operand is cut into
+pieces, each pair of pieces is one partial product that fits one DSP, and a pipelined adder tree
+sums the registered partial products. Cores declare cycle-exact contracts, so the latency of the
+split is known in Python from the operand shapes alone (:attr:`Multiplier.latency`), and so is
+the DSP count (:attr:`Multiplier.dsps`, which :func:`inrarch.resources.dsp_slices` returns).
+"""
+
+from dataclasses import dataclass
+
+from amaranth.hdl import Cat, Mux, Shape, Signal, Value
+
+__all__ = ["Multiplier", "Piece", "DSP48E2"]
+
+DSP48E2 = (27, 18)
+"""Operand widths of the signed multiplier of an UltraScale+ DSP48E2 slice."""
+
+
+@dataclass(frozen=True)
+class Piece:
+    """Bits ``[offset, offset + shape.width)`` of an operand, read as ``shape``."""
+
+    offset: int
+    shape: Shape
+
+
+def _pieces(shape, port_width):
+    """Cut an operand of ``shape`` into pieces that each fit a signed ``port_width``-bit port.
+
+    A signed port holds ``port_width - 1`` unsigned bits, so every piece but the top one is
+    unsigned and at most ``port_width - 1`` bits wide; the top piece carries the operand's sign
+    bit, if it has one, on top of those. The widths are balanced so that no piece is needlessly
+    narrow (a 2-bit piece would still take a whole DSP).
+    """
+    magnitude = shape.width - shape.signed
+    count = max(1, -(-magnitude // (port_width - 1)))
+    base, extra = divmod(magnitude, count)
+    widths = [base + (k >= count - extra) for k in range(count)]
+    widths[-1] += shape.signed
+    pieces, offset = [], 0
+    for k, width in enumerate(widths):
+        top = k == count - 1
+        pieces.append(Piece(offset, Shape(width, signed=shape.signed and top)))
+        offset += width
+    return tuple(pieces)
+
+
+def _bounds(shape):
+    if shape.signed:
+        return -(1 << (shape.width - 1)), (1 << (shape.width - 1)) - 1
+    return 0, (1 << shape.width) - 1
+
+
+def _shape_of(low, high):
+    """The narrowest shape that holds every integer in ``[low, high]``."""
+    if low >= 0:
+        return Shape(max(1, high.bit_length()), signed=False)
+    return Shape(max(high.bit_length(), (-low - 1).bit_length()) + 1, signed=True)
+
+
+def _product_bounds(a, b):
+    corners = [x * y for x in a for y in b]
+    return min(corners), max(corners)
+
+
+@dataclass
+class _Term:
+    """A pipelined summand: ``value << shift``, with ``value`` in ``[low, high]``."""
+
+    value: Value
+    shift: int
+    low: int
+    high: int
+
+
+class Multiplier:
+    """A pipelined product ``a * b`` of two fixed-shape operands, split into DSP-sized partial products.
+
+    The operands are cut into pieces that each fit one port of the DSP multiplier (signed
+    ``dsp_shape[0] × dsp_shape[1]``): the low pieces of an operand are unsigned, at most one bit
+    narrower than the port, its top piece keeps the sign. Each pair of an ``a`` piece and a ``b``
+    piece is one partial product. The operand order (which operand meets the wide port) is the
+    one with fewer partial products. A product whose operands each fit their port is not split:
+    it is one registered ``*``.
+
+    Hardware (:meth:`build`), with every register loaded while ``enable`` is high:
+
+    1. the partial products, each registered (the DSP's own output register), the lowest one with
+       the optional ``addend`` added (the DSP's post-adder);
+    2. a binary adder tree over the partial products, ordered by weight, one registered level per
+       stage; each adder spans only the bits where its two summands overlap.
+
+    A product with an operand of at most 2 bits is built as one registered shift-and-add instead:
+    a few LUTs, where synthesis would otherwise spend a DSP on it.
+
+    Parameters
+    ----------
+    a_shape, b_shape : Shape
+        Shapes of the operands, signed or unsigned.
+    dsp_shape : (int, int)
+        Widths of the signed operands of one DSP multiplier; :data:`DSP48E2` by default.
+
+    Attributes
+    ----------
+    a_pieces, b_pieces : tuple of Piece
+        How the operands are cut (empty for a shift-and-add product).
+    partials : int
+        Partial products: ``len(a_pieces) * len(b_pieces)``.
+    latency : int
+        Register stages from the operands to the result: ``1 + ceil(log2(partials))`` (1 for a
+        product that is not split).
+    dsps : int
+        DSP slices: one per partial product, none for a shift-and-add product (yosys
+        ``synth_xilinx`` maps each partial product to exactly one DSP48E2). For signed ``a``- and
+        ``b``-bit operands and the DSP48E2 this is
+        ``min(ceil((a-1)/26) * ceil((b-1)/17), ceil((a-1)/17) * ceil((b-1)/26))``, or 0 when
+        ``min(a, b) <= 2``: :func:`inrarch.resources.dsp_slices`.
+    shape : Shape
+        Shape of the result of :meth:`build` without addend or shift: the exact range of ``a * b``.
+    """
+
+    def __init__(self, a_shape, b_shape, *, dsp_shape=DSP48E2):
+        self.a_shape, self.b_shape = Shape.cast(a_shape), Shape.cast(b_shape)
+        if min(self.a_shape.width, self.b_shape.width) < 1:
+            raise ValueError(f"operands need at least one bit, not {self.a_shape} and {self.b_shape}")
+        if min(dsp_shape) < 2:
+            raise ValueError(f"a DSP multiplier port has at least 2 bits, not {dsp_shape}")
+        self.dsp_shape = tuple(dsp_shape)
+        self.shift_and_add = min(self.a_shape.width, self.b_shape.width) <= 2
+        if self.shift_and_add:
+            self.a_pieces = self.b_pieces = ()
+        else:
+            wide, narrow = self.dsp_shape
+            order = (_pieces(self.a_shape, wide), _pieces(self.b_shape, narrow))
+            swapped = (_pieces(self.a_shape, narrow), _pieces(self.b_shape, wide))
+            self.a_pieces, self.b_pieces = min(order, swapped, key=lambda cut: len(cut[0]) * len(cut[1]))
+        low, high = _product_bounds(_bounds(self.a_shape), _bounds(self.b_shape))
+        self.shape = _shape_of(low, high)
+
+    @property
+    def partials(self):
+        return len(self.a_pieces) * len(self.b_pieces)
+
+    @property
+    def dsps(self):
+        return self.partials
+
+    @property
+    def latency(self):
+        return 1 + (max(self.partials, 1) - 1).bit_length()
+
+    def build(self, m, a, b, *, enable=None, addend=None, shift=0, name="product"):
+        """Add the pipelined product to ``m``; return ``(a * b << shift) + addend``, exactly.
+
+        Parameters
+        ----------
+        m : Module
+        a, b : Value
+            The operands, of :attr:`a_shape` and :attr:`b_shape`, sampled when ``enable`` is high.
+        enable : Value or None
+            Clock enable of every register of the pipeline (e.g. a pipeline's ``advance``); always
+            enabled when ``None``. The result of the operands sampled in a cycle with ``enable``
+            high is available after ``latency`` more cycles with ``enable`` high.
+        addend : Value or None
+            Added to the product, sampled together with the operands.
+        shift : int
+            Left shift of the product before the addend is added (to align a finer addend).
+        name : str
+            Prefix of the names of the registers.
+
+        Returns
+        -------
+        Value
+            A register (or a constant shift of one), of the exact shape of its range.
+        """
+        a, b = Value.cast(a), Value.cast(b)
+        if a.shape() != self.a_shape or b.shape() != self.b_shape:
+            raise ValueError(f"operands of shapes {a.shape()} and {b.shape()} given to a multiplier "
+                             f"of {self.a_shape} by {self.b_shape}")
+        if self.shift_and_add:
+            bounds = _product_bounds(_bounds(self.a_shape), _bounds(self.b_shape))
+            terms = [_Term(_shift_and_add(a, b), shift, *bounds)]
+        else:
+            terms = []
+            for pa in self.a_pieces:
+                for pb in self.b_pieces:
+                    bounds = _product_bounds(_bounds(pa.shape), _bounds(pb.shape))
+                    terms.append(_Term(_read(a, pa) * _read(b, pb), shift + pa.offset + pb.offset, *bounds))
+            terms.sort(key=lambda term: term.shift)
+        # The range of the whole result, in units of its lowest summand's weight: the sum of the
+        # partial products' ranges bounds it only loosely.
+        low, high = _product_bounds(_bounds(self.a_shape), _bounds(self.b_shape))
+        if addend is not None:
+            addend = Value.cast(addend)
+            add_low, add_high = _bounds(addend.shape())
+            low, high = (low << shift) + add_low, (high << shift) + add_high
+            first = terms[0]
+            terms[0] = _Term((first.value << first.shift) + addend, 0,
+                             (first.low << first.shift) + add_low, (first.high << first.shift) + add_high)
+        # One registered level per stage: the partial products, then each level of the adder tree.
+        level = 0
+        while True:
+            if len(terms) == 1:
+                terms = [_Term(terms[0].value, terms[0].shift, low, high)]
+            terms = [_register(m, enable, term, f"{name}_sum{level}_{k}" if level else f"{name}_partial{k}")
+                     for k, term in enumerate(terms)]
+            if len(terms) == 1:
+                break
+            level += 1
+            terms = [_add(*terms[k:k + 2]) if k + 1 < len(terms) else terms[k] for k in range(0, len(terms), 2)]
+        result = terms[0]
+        return result.value << result.shift if result.shift else result.value
+
+
+def _read(operand, piece):
+    bits = operand[piece.offset:piece.offset + piece.shape.width]
+    return bits.as_signed() if piece.shape.signed else bits
+
+
+def _shift_and_add(a, b):
+    """``a * b`` as a sum of shifted copies of the wider operand, one per bit of the narrower."""
+    if len(a) < len(b):
+        a, b = b, a
+    copies = [Mux(b[k], a << k, 0) for k in range(len(b))]
+    if b.shape().signed:
+        copies[-1] = -copies[-1]
+    return sum(copies[1:], copies[0])
+
+
+def _add(low, high):
+    """``low + high`` for ``low.shift <= high.shift``: the bits of ``low`` below ``high`` pass through.
+
+    Summands ordered by weight overlap (a partial product reaches at least as high as the next
+    one starts), so ``low`` has those bits.
+    """
+    gap = high.shift - low.shift
+    overlap = (low.value >> gap) + high.value
+    value = Cat(low.value[:gap], overlap)
+    if overlap.shape().signed:
+        value = value.as_signed()
+    return _Term(value, low.shift, low.low + (high.low << gap), low.high + (high.high << gap))
+
+
+def _register(m, enable, term, name):
+    register = Signal(_shape_of(term.low, term.high), name=name)
+    if enable is None:
+        m.d.sync += register.eq(term.value)
+    else:
+        with m.If(enable):
+            m.d.sync += register.eq(term.value)
+    return _Term(register, term.shift, term.low, term.high)

@@ -1,0 +1,103 @@
+"""Number formats: bit-exact emulation and the search for the fewest bits that meet the error bar."""
+
+import numpy as np
+import pytest
+import torch
+
+import inrarch
+from inrarch.capture import capture
+from inrarch.emulate import Emulator, emulate, relative_errors
+from inrarch.errors import CompileError
+from inrarch.formats import _Trials, _ranges, assign_formats, calibration_inputs, search_formats
+from inrarch.ir import evaluate
+from inrarch.passes import optimize
+
+
+def graph_of(order, activation="sin"):
+    if activation == "sin":
+        model = inrarch.models.siren(in_features=2, hidden=8, layers=2, out_features=2, w0=30.0, seed=1)
+    else:
+        model = inrarch.models.mlp(in_features=2, hidden=8, layers=2, out_features=2, activation=activation, seed=1)
+    graph, _ = capture(inrarch.derivatives(model, order), torch.zeros(2, 2, dtype=torch.float64))
+    return optimize(graph)
+
+
+@pytest.mark.parametrize("order, activation", [(1, "sin"), (2, "sin"), (2, "tanh")])
+def test_search_meets_the_bar_on_unseen_inputs(order, activation):
+    graph = graph_of(order, activation)
+    search = search_formats(graph, tolerance=1e-3)
+    x = np.random.default_rng(42).uniform(-1, 1, size=(500, 2))
+    errors = relative_errors(graph, emulate(graph, x), x)
+    assert max(errors) <= 1e-3, errors
+    assert max(search.errors) <= 2 * search.target
+    assert search.bits_per_sample["searched"] <= search.bits_per_sample["uniform"]
+
+
+def test_searched_edges_meet_the_target_with_fewer_bits_than_uniform():
+    graph = graph_of(1)
+    search = search_formats(graph, tolerance=1e-3)
+    widths = {node: node.attrs["format"].width - search.widened for node in graph.nodes}
+    x = calibration_inputs(graph.input.shape, (-1.0, 1.0), 64)
+    values = evaluate(graph, x)
+    ranges = _ranges(graph, evaluate(graph, calibration_inputs(graph.input.shape, (-1.0, 1.0))), 2.0, (-1.0, 1.0))
+    trials = _Trials(graph, ranges, x, [values[n] for n in graph.outputs])
+    assert max(trials.start(widths)) <= search.target
+    assert max(widths.values()) == search.uniform_width > min(widths.values())
+    assert search.bits_per_sample["searched"] < search.bits_per_sample["uniform"]
+
+
+def test_uniform_width_is_the_narrowest_that_passes():
+    graph = graph_of(1)
+    search = search_formats(graph, tolerance=1e-3)
+    x = calibration_inputs(graph.input.shape, (-1.0, 1.0), 64)
+    values = evaluate(graph, x)
+    ranges = _ranges(graph, evaluate(graph, calibration_inputs(graph.input.shape, (-1.0, 1.0))), 2.0, (-1.0, 1.0))
+    trials = _Trials(graph, ranges, x, [values[n] for n in graph.outputs])
+    assert max(trials.start(dict.fromkeys(graph.nodes, search.uniform_width))) <= search.target
+    assert max(trials.start(dict.fromkeys(graph.nodes, search.uniform_width - 1))) > search.target
+
+
+def test_tighter_tolerance_needs_more_bits():
+    loose = graph_of(1)
+    tight = graph_of(1)
+    assert (search_formats(tight, tolerance=2e-4).bits_per_sample["searched"]
+            > search_formats(loose, tolerance=1e-3).bits_per_sample["searched"])
+
+
+def test_unreachable_tolerance_is_a_clear_error():
+    with pytest.raises(CompileError, match="even 12-bit formats miss the error target"):
+        search_formats(graph_of(1), tolerance=1e-6, max_width=12)
+
+
+def test_width_and_forced_formats_skip_the_search():
+    graph = graph_of(1)
+    assign_formats(graph, width=19)
+    assert {node.attrs["format"].width for node in graph.nodes} == {19}
+    assign_formats(graph, forced=inrarch.design.Q.parse("q8.12"))
+    assert {str(node.attrs["format"]) for node in graph.nodes} == {"q8.12"}
+
+
+def test_emulator_updates_only_what_changed():
+    graph = graph_of(2)
+    assign_formats(graph, width=20)
+    x = calibration_inputs(graph.input.shape, (-1.0, 1.0), 16)
+    emulator = Emulator(graph, x)
+    node = next(n for n in graph.nodes if n.op == "sin")
+    node.attrs["format"] = inrarch.design.Q(node.attrs["format"].int_bits, 8)
+    emulator.update([node])
+    fresh = Emulator(graph, x)
+    for a, b in zip(emulator.outputs(), fresh.outputs()):
+        assert np.array_equal(a, b)
+
+
+def test_compile_reports_every_edge_format():
+    model = inrarch.models.siren(in_features=2, hidden=8, layers=2, out_features=2, w0=30.0, seed=1)
+    design = inrarch.compile(inrarch.derivatives(model, 1), torch.zeros(4, 2, dtype=torch.float64))
+    report = design.report
+    assert report["format_search"]["tolerance"] == 1e-3
+    assert set(report["formats"]) == {node.name for node in design.graph.nodes}
+    for fifo, stream in zip(report["fifos"], design.netlist.streams):
+        assert fifo["format"] == report["formats"][stream.source.node.name]
+    assert all(f["width"] == inrarch.design.Q.parse(f["format"]).width for f in report["fifos"])
+    assert inrarch.compile(inrarch.derivatives(model, 1), torch.zeros(4, 2, dtype=torch.float64),
+                           width=27).report["format_search"] is None

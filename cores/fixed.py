@@ -19,7 +19,10 @@ from dataclasses import dataclass
 import numpy as np
 from amaranth.hdl import Mux, Shape, Value, signed
 
-__all__ = ["Q", "convert", "Rounding", "Overflow"]
+__all__ = ["Q", "convert", "convert_raw", "exact_integers", "Rounding", "Overflow"]
+
+# int64 holds every intermediate of the software models below this many bits.
+INT64_EXACT_BITS = 62
 
 Rounding = str  # "nearest" | "truncate"
 Overflow = str  # "saturate" | "wrap"
@@ -102,12 +105,20 @@ class Q:
         if not np.all(np.isfinite(scaled)):
             raise ValueError("cannot quantize NaN or infinite values")
         raw = np.floor(scaled + 0.5) if rounding == "nearest" else np.floor(scaled)
-        raw = np.vectorize(int, otypes=[object])(raw) if raw.size else raw.astype(object)
+        if raw.size and np.max(np.abs(raw)) < 2.0 ** 62:
+            raw = raw.astype(np.int64).astype(object)  # exact: these floats are integers below 2**62
+        else:
+            raw = np.vectorize(int, otypes=[object])(raw) if raw.size else raw.astype(object)
         return self.fit_raw(raw, overflow=overflow)
 
     def fit_raw(self, raw, *, overflow="saturate"):
-        """Bring raw integers into this format's range, saturating or wrapping."""
-        raw = np.asarray(raw, dtype=object)
+        """Bring raw integers into this format's range, saturating or wrapping.
+
+        int64 arrays stay int64 when the format fits them; anything else becomes Python ints.
+        """
+        raw = np.asarray(raw)
+        if raw.dtype != np.int64 or self.width > INT64_EXACT_BITS:
+            raw = raw.astype(object)
         if overflow == "saturate":
             return np.clip(raw, self.min_raw, self.max_raw)
         modulus = 1 << self.width
@@ -127,10 +138,19 @@ class Q:
         return np.where(bits >= (1 << (self.width - 1)), bits - (1 << self.width), bits)
 
 
+def exact_integers(raw, bits):
+    """``raw`` as an array that holds ``bits``-bit signed integers exactly: int64 (fast) when they
+    fit it with room for a rounding carry, else Python ints."""
+    return np.asarray(raw, dtype=np.int64 if bits <= INT64_EXACT_BITS else object)
+
+
 def convert_raw(raw, src, dst, *, rounding="nearest", overflow="saturate"):
-    """Software model of :func:`convert` on raw integers; returns ``(raw, overflowed)``."""
-    raw = np.asarray(raw, dtype=object)
+    """Software model of :func:`convert` on raw integers in format ``src``; returns ``(raw, overflowed)``.
+
+    The arithmetic is exact either way; it runs on int64 when every intermediate fits.
+    """
     shift = src.frac_bits - dst.frac_bits
+    raw = exact_integers(raw, max(src.width - min(shift, 0), dst.width) + 1)
     if shift > 0:
         if rounding == "nearest":
             raw = raw + (1 << (shift - 1))

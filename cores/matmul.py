@@ -4,13 +4,17 @@
 channel, by its transpose, reading both from one stored copy of ``W``. The matrix is skewed across
 ``P`` memory banks so that a column of a block of rows (the forward product) and a row of a block
 of columns (the transposed product) both fall in ``P`` different banks.
+
+The banks, and each channel's lanes, groups of lanes and barrel rotator, are parts of their own
+(:class:`~cores.shared.Shared`), so that hierarchical Verilog converts each distinct part once:
+the ``P`` lanes of a channel are identical, and cores on one matrix hold the same banks.
 """
 
 import math
 
 import numpy as np
 from amaranth.hdl import Cat, Module, Mux, Signal
-from amaranth.lib import wiring
+from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
@@ -19,6 +23,7 @@ from .elementwise import constant_format
 from .fixed import Q, convert, convert_raw
 from .multiply import Multiplier
 from .ports import lanes_signature
+from .shared import Shared, module_name
 
 __all__ = ["MatVec"]
 
@@ -123,6 +128,9 @@ class MatVec(wiring.Component):
         self.overflow_mode = overflow
         self.weight_format = constant_format(weights, weight_width)
         self.weight_raw = self.weight_format.quantize(weights)
+        # Built here, not on first use: the attributes are the core's module key in hierarchical
+        # Verilog (cores.shared.module_name), which must not depend on whether reference() ran.
+        self._weight_float = self.weight_raw.astype(np.float64)
         self.multiplier = Multiplier(in_format.shape, self.weight_format.shape)
         self.pass_latency = type(self).pass_latency + self.multiplier.latency - 1
         rows, cols = weights.shape
@@ -150,16 +158,16 @@ class MatVec(wiring.Component):
 
     def reference(self, x, channel):
         """Bit-exact model: raw ``out_format`` results for raw ``in_format`` inputs ``x[..., n_in]``."""
-        matrix = self.weight_raw if self._kind(channel) == "forward" else self.weight_raw.T
+        forward = self._kind(channel) == "forward"
         acc = self.accumulator_format(channel)
         if acc.width <= _FLOAT64_EXACT_BITS:
             # Every partial sum is an integer below 2**53, so float64 arithmetic (BLAS) is exact.
-            sums = np.asarray(x, dtype=np.float64) @ matrix.T.astype(np.float64)
-            sums = np.vectorize(int, otypes=[object])(sums) if sums.size else sums.astype(object)
+            matrix = self._weight_float if forward else self._weight_float.T
+            sums = (np.asarray(x, dtype=np.float64) @ matrix.T).astype(np.int64)
         else:
+            matrix = self.weight_raw if forward else self.weight_raw.T
             sums = np.asarray(x, dtype=object) @ matrix.T
-        return convert_raw(sums, self.accumulator_format(channel), self.out_format,
-                           rounding=self.rounding, overflow=self.overflow_mode)[0]
+        return convert_raw(sums, acc, self.out_format, rounding=self.rounding, overflow=self.overflow_mode)[0]
 
     def _kind(self, channel):
         return self.channels[channel] if isinstance(channel, (int, np.integer)) else channel
@@ -172,23 +180,22 @@ class MatVec(wiring.Component):
                               cooldown=(passes - 1) * n_in)
 
     def _bank_contents(self):
+        """``contents[b, a]``: word ``a`` of bank ``b``, raw weights (int64)."""
         P = self.parallel
         Rp, Cp = self.padded_shape
-        padded = np.zeros((Rp, Cp), dtype=object)
+        padded = np.zeros((Rp, Cp), dtype=np.int64)
         padded[:self.weight_raw.shape[0], :self.weight_raw.shape[1]] = self.weight_raw
-        banks = [[0] * (Rp * Cp // P) for _ in range(P)]
-        for r in range(Rp):
-            for c in range(Cp):
-                banks[(r + c) % P][(r // P) * Cp + c] = int(padded[r, c])
-        return banks
+        r, c = np.indices((Rp, Cp))
+        contents = np.zeros((P, Rp * Cp // P), dtype=np.int64)
+        contents[(r + c) % P, (r // P) * Cp + c] = padded
+        return contents
 
     def elaborate(self, platform):
         m = Module()
-        banks = []
-        for b, contents in enumerate(self._bank_contents()):
-            bank = Memory(shape=self.weight_format.shape, depth=len(contents), init=contents)
-            m.submodules[f"bank{b}"] = bank
-            banks.append(bank)
+        banks = _WeightBanks(self._bank_contents(), self.weight_format.shape, self.channels)
+        P, depth = banks.contents.shape
+        m.submodules.banks = Shared(banks, module_name(f"matvec_banks_p{P}_d{depth}_w{self.weight_format.width}",
+                                                       banks))
         overflowed = [self._elaborate_channel(m, k, banks) for k in range(len(self.channels))]
         with m.If(Cat(overflowed).any()):
             m.d.sync += self.overflow.eq(1)
@@ -260,25 +267,23 @@ class MatVec(wiring.Component):
                              w_addr.eq(w_addr + Mux(skew_wraps, Cp, 0) if transpose else w_addr + 1)]
 
         # Stage 1: memory reads.
-        bank_data = []
-        for b, bank in enumerate(banks):
-            port = bank.read_port()
-            offset = Mux(skew > b, b + P - skew, b - skew) if transpose and P > 1 else 0
-            m.d.comb += [port.addr.eq(w_addr + offset), port.en.eq(run)]
-            bank_data.append(port.data)
-        m.d.comb += [x_read.addr.eq(x_addr), x_read.en.eq(run)]
+        addr = getattr(banks, f"addr{k}")
+        if transpose:
+            m.d.comb += [addr[b].eq(w_addr + (Mux(skew > b, b + P - skew, b - skew) if P > 1 else 0))
+                         for b in range(P)]
+        else:
+            m.d.comb += addr.eq(w_addr)
+        m.d.comb += [getattr(banks, f"en{k}").eq(run), x_read.addr.eq(x_addr), x_read.en.eq(run)]
         valid1, first1, last1, last_block1 = (sig(1, n) for n in ("valid1_", "first1_", "last1_", "last_block1_"))
         skew1 = sig(range(P), "skew1_")
-        # Stage 2: lane p takes bank (p + skew) mod P.
-        lanes = bank_data
-        for bit in range((P - 1).bit_length()):
-            amount = (1 << bit) % P
-            lanes = [Mux(skew1[bit], lanes[(p + amount) % P], lanes[p]) for p in range(P)]
+        # Stages 2 to 5 are in the lanes: 2, lane p takes bank (p + skew) mod P; 3, products,
+        # after `multiplier.latency` register stages (one unless split); 4, accumulators; 5, the
+        # output buffer, whose head is lane 0's slot.
+        lanes = _Lanes(P, self.weight_format.shape, self.in_format.shape, acc_format.shape, self.multiplier)
+        widths = f"x{self.in_format.width}_w{self.weight_format.width}_a{acc_format.width}"
+        m.submodules[f"lanes{k}"] = Shared(lanes, module_name(f"matvec_lanes_p{P}_{widths}", lanes))
         valid2, first2, last2, last_block2 = (sig(1, n) for n in ("valid2_", "first2_", "last2_", "last_block2_"))
-        weight2 = [sig(self.weight_format.shape, f"weight2_{p}_") for p in range(P)]
         x2 = sig(self.in_format.shape, "x2_")
-        # Stage 3: products, after `multiplier.latency` register stages (one unless split).
-        product3 = [self.multiplier.build(m, x2, weight2[p], enable=run, name=f"product3_{p}_{k}") for p in range(P)]
         control3 = Cat(valid2, first2, last2, last_block2)
         for stage in range(self.multiplier.latency):
             delayed = sig(len(control3), f"control3_{stage}_")
@@ -286,34 +291,188 @@ class MatVec(wiring.Component):
                 m.d.sync += delayed.eq(control3)
             control3 = delayed
         valid3, first3, last3, last_block3 = (control3[bit] for bit in range(4))
-        # Stage 4: accumulators; `finished4` marks a completed block.
+        # `finished4` marks a completed block in the accumulators.
         finished4, last_block4 = sig(1, "finished4_"), sig(1, "last_block4_")
-        acc4 = [sig(acc_format.shape, f"acc4_{p}_") for p in range(P)]
         with m.If(run):
             m.d.sync += [valid1.eq(issue), first1.eq(step == 0), last1.eq(last_step), last_block1.eq(last_block),
                          skew1.eq(skew)]
             m.d.sync += [valid2.eq(valid1), first2.eq(first1), last2.eq(last1), last_block2.eq(last_block1),
                          x2.eq(x_read.data)]
-            m.d.sync += [weight2[p].eq(lanes[p]) for p in range(P)]
             m.d.sync += [finished4.eq(valid3 & last3), last_block4.eq(last_block3)]
-            with m.If(valid3):
-                m.d.sync += [acc4[p].eq(Mux(first3, product3[p], acc4[p] + product3[p])) for p in range(P)]
 
         # Stage 5: output buffer, drained one element per cycle; stage 6: rounding, output register.
-        pending = [sig(acc_format.shape, f"pending{p}_") for p in range(P)]
         pending_count = sig(range(P + 1), "pending_count")
         move = (pending_count != 0) & (~o_port.valid | o_port.ready)
         room = (pending_count == 0) | ((pending_count == 1) & move)
         m.d.comb += run.eq(~finished4 | room)
+        m.d.comb += [lanes.banks.eq(getattr(banks, f"data{k}")), lanes.skew.eq(skew1), lanes.x.eq(x2),
+                     lanes.control.run.eq(run), lanes.control.accumulate.eq(run & valid3),
+                     lanes.control.first.eq(first3), lanes.control.shift.eq(move),
+                     lanes.control.load.eq(finished4 & room)]
         with m.If(move):
             m.d.sync += pending_count.eq(pending_count - 1)
-            m.d.sync += [pending[p].eq(pending[p + 1]) for p in range(P - 1)]
         with m.If(finished4 & room):
-            m.d.sync += [pending[p].eq(acc4[p]) for p in range(P)]
             m.d.sync += pending_count.eq(Mux(last_block4, n_out - (passes - 1) * P, P))
-        rounded, overflowed = convert(pending[0], acc_format, self.out_format,
+        rounded, overflowed = convert(lanes.head, acc_format, self.out_format,
                                       rounding=self.rounding, overflow=self.overflow_mode)
         with m.If(~o_port.valid | o_port.ready):
             m.d.sync += [o_port.valid.eq(move), o_port.payload[0].eq(rounded)]
         return move & overflowed
 
+
+class _WeightBanks(wiring.Component):
+    """The ``P`` banks of a :class:`MatVec`, ``contents[b]`` in bank ``b``, each with one synchronous
+    read port per channel: ``addr{k}`` (one address for all banks on a forward channel, one per
+    bank on a transposed one), ``en{k}``, and ``data{k}[b]`` a cycle later."""
+
+    def __init__(self, contents, shape, channels):
+        self.contents = contents
+        self.shape = shape
+        self.channels = channels
+        P, depth = contents.shape
+        members = {}
+        for k, kind in enumerate(channels):
+            address = range(depth)
+            members[f"addr{k}"] = In(data.ArrayLayout(address, P) if kind == "transpose" else address)
+            members[f"en{k}"] = In(1)
+            members[f"data{k}"] = Out(data.ArrayLayout(shape, P))
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        m = Module()
+        for b, words in enumerate(self.contents.tolist()):
+            bank = m.submodules[f"bank{b}"] = Memory(shape=self.shape, depth=len(words), init=words)
+            for k, kind in enumerate(self.channels):
+                port = bank.read_port()
+                addr = getattr(self, f"addr{k}")
+                m.d.comb += [port.addr.eq(addr[b] if kind == "transpose" else addr),
+                             port.en.eq(getattr(self, f"en{k}")), getattr(self, f"data{k}")[b].eq(port.data)]
+        return m
+
+
+_LANE_CONTROL = data.StructLayout({
+    "run": 1,         # the pipeline advances: operand and product registers load
+    "accumulate": 1,  # the accumulator takes the product (a valid step) ...
+    "first": 1,       # ... in place of its sum (a pass's first step)
+    "shift": 1,       # every output slot takes the one behind it
+    "load": 1,        # the output slots take the accumulators (a finished pass), over a shift
+})
+
+
+class _Rotator(wiring.Component):
+    """``o[p] = i[(p + skew) mod size]``: a barrel rotator, one level of muxes per bit of ``skew``."""
+
+    def __init__(self, size, shape):
+        self.size = size
+        self.shape = shape
+        super().__init__({"i": In(data.ArrayLayout(shape, size)), "skew": In(range(size)),
+                          "o": Out(data.ArrayLayout(shape, size))})
+
+    def elaborate(self, platform):
+        m = Module()
+        rotated = [self.i[p] for p in range(self.size)]
+        for bit in range((self.size - 1).bit_length()):
+            amount = (1 << bit) % self.size
+            # Each level is a signal: amaranth copies a subexpression into every expression that
+            # uses it, so nested levels would cost `size` muxes per output instead of log(size).
+            level = [Signal(self.shape, name=f"rotate{bit}_{p}") for p in range(self.size)]
+            m.d.comb += [level[p].eq(Mux(self.skew[bit], rotated[(p + amount) % self.size], rotated[p]))
+                         for p in range(self.size)]
+            rotated = level
+        m.d.comb += [self.o[p].eq(rotated[p]) for p in range(self.size)]
+        return m
+
+
+class _Lane(wiring.Component):
+    """One lane: weight register, pipelined product with ``x``, accumulator, and its output slot
+    ``pending``, which takes ``pending_in`` on a shift."""
+
+    def __init__(self, weight_shape, x_shape, acc_shape, multiplier):
+        self.multiplier = multiplier
+        super().__init__({"weight": In(weight_shape), "x": In(x_shape), "control": In(_LANE_CONTROL),
+                          "pending_in": In(acc_shape), "pending": Out(acc_shape)})
+
+    def elaborate(self, platform):
+        m = Module()
+        control = self.control
+        weight = Signal.like(self.weight, name="weight2")
+        with m.If(control.run):
+            m.d.sync += weight.eq(self.weight)
+        product = self.multiplier.build(m, self.x, weight, enable=control.run, name="product3")
+        acc = Signal.like(self.pending, name="acc4")
+        with m.If(control.accumulate):
+            m.d.sync += acc.eq(Mux(control.first, product, acc + product))
+        with m.If(control.shift):
+            m.d.sync += self.pending.eq(self.pending_in)
+        with m.If(control.load):
+            m.d.sync += self.pending.eq(acc)
+        return m
+
+
+class _LaneGroup(wiring.Component):
+    """``size`` consecutive lanes, their output slots one shift register from ``pending_in`` (into
+    the last lane's slot, ``tail``) to ``head`` (the first lane's slot)."""
+
+    def __init__(self, size, weight_shape, x_shape, acc_shape, multiplier):
+        self.size = size
+        self.shapes = (weight_shape, x_shape, acc_shape)
+        self.multiplier = multiplier
+        super().__init__({"weights": In(data.ArrayLayout(weight_shape, size)), "x": In(x_shape),
+                          "control": In(_LANE_CONTROL), "pending_in": In(acc_shape),
+                          "head": Out(acc_shape), "tail": Out(acc_shape)})
+
+    def elaborate(self, platform):
+        m = Module()
+        weight_shape, x_shape, acc_shape = self.shapes
+        lanes = []
+        for p in range(self.size):
+            lane = _Lane(weight_shape, x_shape, acc_shape, self.multiplier)
+            name = f"matvec_lane_x{x_shape.width}_w{weight_shape.width}_a{acc_shape.width}"
+            m.submodules[f"lane{p}"] = Shared(lane, module_name(name, lane))
+            m.d.comb += [lane.weight.eq(self.weights[p]), lane.x.eq(self.x), lane.control.eq(self.control)]
+            lanes.append(lane)
+        for lane, behind in zip(lanes, lanes[1:]):
+            m.d.comb += lane.pending_in.eq(behind.pending)
+        m.d.comb += [lanes[-1].pending_in.eq(self.pending_in), self.head.eq(lanes[0].pending),
+                     self.tail.eq(lanes[-1].pending)]
+        return m
+
+
+class _Lanes(wiring.Component):
+    """A channel's ``parallel`` lanes, fed the bank words ``banks`` through a rotator (by ``skew``,
+    the rotation they were read for), sharing ``x`` and the control; ``head`` is lane 0's output
+    slot.
+
+    The lanes come in groups of about ``sqrt(parallel)``: hierarchical Verilog then converts about
+    ``2 sqrt(parallel)`` instances (the groups here, the lanes of a group) instead of
+    ``parallel``, and wiring an instance's ports is most of the time a small module takes.
+    """
+
+    def __init__(self, parallel, weight_shape, x_shape, acc_shape, multiplier):
+        self.parallel = parallel
+        self.shapes = (weight_shape, x_shape, acc_shape)
+        self.multiplier = multiplier
+        super().__init__({"banks": In(data.ArrayLayout(weight_shape, parallel)), "skew": In(range(parallel)),
+                          "x": In(x_shape), "control": In(_LANE_CONTROL), "head": Out(acc_shape)})
+
+    def elaborate(self, platform):
+        m = Module()
+        weight_shape, x_shape, acc_shape = self.shapes
+        rotator = _Rotator(self.parallel, weight_shape)
+        m.submodules.rotator = Shared(rotator, module_name(f"matvec_rotator_p{self.parallel}_w{weight_shape.width}",
+                                                           rotator))
+        m.d.comb += [rotator.i.eq(self.banks), rotator.skew.eq(self.skew)]
+        size = math.isqrt(self.parallel - 1) + 1  # ceil(sqrt(parallel))
+        groups = []
+        for g, first in enumerate(range(0, self.parallel, size)):
+            group = _LaneGroup(min(size, self.parallel - first), weight_shape, x_shape, acc_shape, self.multiplier)
+            name = f"matvec_lanegroup_g{group.size}_x{x_shape.width}_w{weight_shape.width}_a{acc_shape.width}"
+            m.submodules[f"group{g}"] = Shared(group, module_name(name, group))
+            m.d.comb += [group.weights.eq(Cat(rotator.o[first + p] for p in range(group.size))),
+                         group.x.eq(self.x), group.control.eq(self.control)]
+            groups.append(group)
+        for group, behind in zip(groups, groups[1:]):
+            m.d.comb += group.pending_in.eq(behind.head)
+        # The last slot has nothing behind it: it holds while the others shift.
+        m.d.comb += [groups[-1].pending_in.eq(groups[-1].tail), self.head.eq(groups[0].head)]
+        return m

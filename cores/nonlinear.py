@@ -14,11 +14,17 @@ cos, tanh, sigmoid, softplus, exp and sqrt share one structure:
 2. *Table.* ``t`` (folded by the function's symmetry) splits into a segment index and an offset
    ``s`` within the segment. A read-only memory holds one polynomial per segment (linear,
    quadratic or cubic in ``s``), evaluated in integer arithmetic by Horner's rule, one multiply
-   per pipeline stage. The offset is taken at the middle of its last bit, so folding ``t`` by a
+   after another. The offset is taken at the middle of its last bit, so folding ``t`` by a
    symmetry is a bitwise complement and the truncation of ``t`` is unbiased.
 3. *Reconstruction.* Quadrant sign (sin), odd or complementary symmetry (tanh, sigmoid),
    saturation beyond the table's range (tanh, sigmoid, softplus), adding ``max(z, 0)``
    (softplus), or the power-of-two scaling (exp, sqrt), then rounding to the output format.
+
+Every multiply is a :class:`~cores.multiply.Multiplier`: a product that fits one DSP48E2 (27 × 18
+bits signed) is one registered ``*``, a wider one is split into DSP-sized partial products and
+takes ``multiplier.latency`` stages. The widths are known from the formats, so each core's latency
+(and :attr:`~_Nonlinear.multipliers`, which :func:`inrarch.resources.core_dsps` counts) is known
+before elaboration.
 
 Every core has a :meth:`~_Nonlinear.reference` method that returns the exact raw outputs the
 hardware gives, computed with Python integers; the tests check the hardware against it bit for
@@ -30,13 +36,14 @@ import math
 from fractions import Fraction
 
 import numpy as np
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .contract import TimingContract
 from .fixed import Q, convert, convert_raw
+from .multiply import Multiplier
 from .ports import lanes_signature
 
 __all__ = ["Sin", "Cos", "Tanh", "Sigmoid", "Softplus", "Exp", "Sqrt", "Relu", "Step"]
@@ -93,6 +100,23 @@ def _fixed_constant(value, min_frac, frac):
     return raw, frac
 
 
+def _odd_part(constant):
+    """``(odd, shift)`` with ``constant == odd << shift`` and ``odd`` odd (or 0)."""
+    shift = (constant & -constant).bit_length() - 1 if constant else 0
+    return constant >> shift, shift
+
+
+def _constant_multiplier(a_shape, constant):
+    """The :class:`~cores.multiply.Multiplier` of ``a * constant`` as :func:`_constant_product`
+    builds it: by the odd part of the constant, so that a power of two is a wire, not a DSP."""
+    return Multiplier(a_shape, _signed_shape([_odd_part(constant)[0]]))
+
+
+def _constant_product(m, advance, multiplier, x, constant, name):
+    odd, shift = _odd_part(constant)
+    return multiplier.build(m, x, Const(odd, multiplier.b_shape), enable=advance, shift=shift, name=name)
+
+
 def _objects(raw):
     """Raw inputs as a numpy array of Python ints (exact at any width)."""
     if not np.size(raw):
@@ -124,6 +148,11 @@ def _signed_shape(values):
     return signed(max((abs(int(v)).bit_length() for v in values), default=0) + 1)
 
 
+def _range_shape(low, high):
+    """The narrowest shape, of at least one bit, that holds every integer in ``[low, high]``."""
+    return Shape.cast(range(low, max(high, 1) + 1))
+
+
 class _Table:
     """A piecewise polynomial of ``function`` on ``[0, extent)`` in a read-only memory.
 
@@ -135,11 +164,18 @@ class _Table:
 
     The evaluation takes the segment index and an odd integer ``v`` of ``offset_bits + 1`` bits:
     ``s = v / 2**(offset_bits + 1)``, the middle of an ``offset_bits``-bit offset. It is Horner's
-    rule, ``acc = c_j + acc * s`` from ``j = n-1`` down to 0, one multiply per pipeline stage,
-    each product floored to ``frac_bits`` fractional bits, the coefficients' fractional bits. The
-    inner products use only the top ``multiplier_bits[j]`` bits of ``v`` that their small
-    accumulators need (an error below half a unit). ``round_bias`` is added to ``c0`` so that a
-    later truncation of the result rounds to nearest.
+    rule, ``acc = c_j + acc * s`` from ``j = n-1`` down to 0, each product floored to
+    ``frac_bits`` fractional bits, the coefficients' fractional bits. The inner products use only
+    the top ``multiplier_bits[j]`` bits of ``v`` that their small accumulators need (an error
+    below half a unit). ``round_bias`` is added to ``c0`` so that a later truncation of the result
+    rounds to nearest.
+
+    ``multipliers[j]`` is the :class:`~cores.multiply.Multiplier` of the step that adds ``c_j``:
+    the accumulator, held at a range that bounds it over the whole table (interval arithmetic on
+    the coefficients), times the ``multiplier_bits[j]`` unsigned bits of ``v``, or, when that is
+    all of the odd ``v``, times ``v >> 1`` as ``acc * v = (acc * (v >> 1) << 1) + acc``: the same
+    integer from a port one bit narrower. ``latency`` is the memory read, ``multipliers[j].latency``
+    stages per multiply (1 where it fits one DSP) and the final add.
     """
 
     def __init__(self, function, extent, resolution, order, offset_bits, frac_bits, round_bias):
@@ -150,7 +186,6 @@ class _Table:
         self.offset_bits = offset_bits
         self.frac_bits = frac_bits
         self.segments = math.ceil(extent * (1 << resolution))
-        self.latency = order + 2  # memory read, one stage per multiply, final add
 
         fitted = _fit(function, self.segments, resolution, order) * 2.0 ** frac_bits
         self.coefficients = [None] + [_objects(np.round(fitted[:, j])) for j in range(1, order + 1)]
@@ -171,12 +206,30 @@ class _Table:
         centre = np.floor((miss.max(axis=1) + miss.min(axis=1)) / 2 + 0.5)
         self.coefficients[0] = _objects(centre) + round_bias
 
+        # a step that takes all of the odd v multiplies by v >> 1 instead (see evaluate)
+        self.multipliers = [Multiplier(shape, unsigned(bits - 1 if bits == mv and bits > 1 else bits))
+                            for shape, bits in zip(self._accumulator_shapes(), self.multiplier_bits)]
+        self.latency = 1 + sum(multiplier.latency for multiplier in self.multipliers) + 1
         self.layout = data.StructLayout({f"c{j}": _signed_shape(c) for j, c in enumerate(self.coefficients)})
         self.rows = [{f"c{j}": int(c[i]) for j, c in enumerate(self.coefficients)} for i in range(self.segments)]
 
     @property
     def entry_bits(self):
         return self.layout.size
+
+    def _accumulator_shapes(self):
+        """``shapes[j]``: a shape that holds every accumulator the multiply adding ``c_j`` takes,
+        bounded segment by segment (``c_j + floor(acc * w / 2**bits)`` with ``w`` in
+        ``[0, 2**bits)``)."""
+        low = high = [int(c) for c in self.coefficients[self.order]]
+        shapes = [None] * self.order
+        for j in range(self.order - 1, -1, -1):
+            shapes[j] = _range_shape(min(low), max(high))
+            bits = self.multiplier_bits[j]
+            top = (1 << bits) - 1
+            low = [int(c) + (min(lo * top, 0) >> bits) for c, lo in zip(self.coefficients[j], low)]
+            high = [int(c) + (max(hi * top, 0) >> bits) for c, hi in zip(self.coefficients[j], high)]
+        return shapes
 
     def _evaluate(self, index, v):
         index = np.asarray(index, dtype=np.int64)
@@ -206,12 +259,19 @@ class _Table:
         coefficients = [port.data[f"c{j}"] for j in range(self.order + 1)]
         acc = coefficients[self.order]
         for j in range(self.order - 1, -1, -1):
-            bits = self.multiplier_bits[j]
-            # the addition of c_j feeds the next multiplier (a DSP pre-adder) in the next stage
-            product = _register(m, advance, acc * v[mv - bits:], f"{name}_p{j}")
-            coefficients = [_register(m, advance, c, f"{name}_c{i}_{j}")
+            bits, multiplier = self.multiplier_bits[j], self.multipliers[j]
+            # the addition of c_j feeds the next multiplier (a DSP pre-adder), narrowed to the
+            # accumulator's range, which is what the multiplier's pieces were cut for
+            operand = Signal(multiplier.a_shape, name=f"{name}_acc{j}")
+            m.d.comb += operand.eq(acc)
+            if multiplier.b_shape.width < bits:  # acc * v for the odd v: its low bit is the addend
+                product = multiplier.build(m, operand, v[1:], enable=advance, addend=operand, shift=1,
+                                           name=f"{name}_p{j}")
+            else:
+                product = multiplier.build(m, operand, v[mv - bits:], enable=advance, name=f"{name}_p{j}")
+            coefficients = [_delay(m, advance, c, multiplier.latency, f"{name}_c{i}_{j}")
                             for i, c in enumerate(coefficients[:j + 1])]
-            v = _register(m, advance, v, f"{name}_v{j}")
+            v = _delay(m, advance, v, multiplier.latency, f"{name}_v{j}")
             acc = coefficients[j] + (product >> bits)
         return _register(m, advance, acc, f"{name}_y")
 
@@ -266,6 +326,10 @@ class _Nonlinear(wiring.Component):
     Subclasses implement :meth:`_configure` (derive constants and set ``self.latency``),
     :meth:`_model` (the integer model) and :meth:`_lane` (the same in hardware).
     """
+
+    multipliers = ()
+    """Every :class:`~cores.multiply.Multiplier` one lane builds, in pipeline order (each lane
+    builds its own): the core's DSP slices are ``lanes`` times their ``dsps``."""
 
     def __init__(self, in_format, out_format, *, scale=1.0, lanes=1):
         self.in_format = Q.parse(in_format)
@@ -335,7 +399,13 @@ class _TableFunction(_Nonlinear):
 
     ``order`` (1, 2 or 3) fixes the polynomial order of the table; by default the lowest order
     whose table is small enough is used (see ``MAX_SEGMENTS``).
+
+    ``reduction`` is the :class:`~cores.multiply.Multiplier` of ``a_raw * C``: ``in.width`` bits
+    by the odd part of ``C`` (a power of two is a shift, no DSP); none for :class:`Sqrt`.
+    ``multipliers`` lists it and then the Horner steps' (``table.multipliers`` from the last).
     """
+
+    reduction = None
 
     def __init__(self, in_format, out_format, *, scale=1.0, lanes=1, order=None):
         if order not in (None, 1, 2, 3):
@@ -358,7 +428,8 @@ class _TableFunction(_Nonlinear):
         self.constant, self.constant_frac = _fixed_constant(
             lambda bits: Fraction(self.scale) * input_ulp / unit(bits + 8),
             self.arg_bits, self.arg_bits + magnitude)
-        self.latency = 1 + self.table.latency + overhead_stages
+        self.reduction = _constant_multiplier(self.in_format.shape, self.constant)
+        self.latency = self.reduction.latency + self.table.latency + overhead_stages
 
     def _size_table(self, function, extent, derivative, table_frac, round_bias):
         """Choose the table of ``function`` on ``[0, extent)`` of ``t`` and ``A = arg_bits``, the
@@ -373,6 +444,11 @@ class _TableFunction(_Nonlinear):
         self._memory = m.submodules.table = self.table.memory()
 
     @property
+    def multipliers(self):
+        reduction = (self.reduction,) if self.reduction is not None else ()
+        return reduction + tuple(reversed(self.table.multipliers))
+
+    @property
     def table_segments(self):
         return self.table.segments
 
@@ -385,12 +461,13 @@ class _TableFunction(_Nonlinear):
         return (x * self.constant) >> (self.constant_frac - self.arg_bits)
 
     def _reduce(self, m, advance, x, lane):
-        """Stage 1 (the constant multiply) and ``L`` read from its register, at least ``A + 2``
-        bits wide so that the bits above the fraction (quadrant, sign) are there to slice."""
-        product = x * Const(self.constant, _signed_shape([self.constant]))
-        width = max(len(product), self.constant_frac + 2)
-        product = _register(m, advance, product, f"product{lane}", signed(width))
-        return product[self.constant_frac - self.arg_bits:].as_signed()
+        """The constant multiply (``reduction.latency`` stages) and ``L`` read from its result,
+        sign-extended to at least ``A + 2`` bits so that the bits above the fraction (quadrant,
+        sign) are there to slice."""
+        product = _constant_product(m, advance, self.reduction, x, self.constant, f"product{lane}")
+        extended = Signal(signed(max(len(product), self.constant_frac + 2)), name=f"reduced{lane}")
+        m.d.comb += extended.eq(product)
+        return extended[self.constant_frac - self.arg_bits:].as_signed()
 
     def _offset(self, folded):
         """Segment index and odd midpoint offset of an ``A``-bit folded variable (model)."""
@@ -466,9 +543,11 @@ class Sin(_Sinusoid):
 
     Timing
     ------
-    ``TimingContract.pipeline(("a",), latency)``: latency ``4 + order`` (the reduction product,
-    the table read, one multiply per order, the final add, the sign and rounding); initiation
-    interval 1.
+    ``TimingContract.pipeline(("a",), latency)``, initiation interval 1: the reduction product,
+    the table read, one multiply per order, the final add, the sign and rounding. Latency
+    ``4 + order`` when every product fits one DSP; each product split over ``p`` DSPs adds
+    ``ceil(log2 p)`` stages: ``3 + sum(m.latency for m in multipliers)`` (10 for q16.16 to q2.30
+    with scale 30, whose 32 × 55-bit reduction takes 6 DSPs).
 
     Error
     -----
@@ -543,8 +622,8 @@ class Tanh(_Saturating):
     rounded up to whole segments (9.4 at 24 fractional bits), and is 1 beyond; the sign of ``z``
     is applied last (odd symmetry).
 
-    Parameters, ports and timing as :class:`Sin` (latency ``4 + order``). ``overflow`` is set only
-    when ``out_format`` cannot hold +1 and a result rounds to it.
+    Parameters, ports and timing as :class:`Sin` (latency ``4 + order`` if every product fits one
+    DSP). ``overflow`` is set only when ``out_format`` cannot hold +1 and a result rounds to it.
 
     Error
     -----
@@ -607,8 +686,8 @@ class Softplus(_Saturating):
 
     Timing
     ------
-    ``TimingContract.pipeline(("a",), latency)``: latency ``4 + order`` as :class:`Tanh`;
-    initiation interval 1.
+    ``TimingContract.pipeline(("a",), latency)``: as :class:`Sin` (``4 + order`` if every product
+    fits one DSP); initiation interval 1.
 
     Error
     -----
@@ -676,8 +755,9 @@ class Exp(_TableFunction):
 
     Timing
     ------
-    ``TimingContract.pipeline(("a",), latency)``: latency ``5 + order`` (a barrel-shift stage more
-    than :class:`Sin`); initiation interval 1.
+    ``TimingContract.pipeline(("a",), latency)``: a barrel-shift stage more than :class:`Sin`,
+    ``5 + order`` if every product fits one DSP, ``4 + sum(m.latency for m in multipliers)`` in
+    general; initiation interval 1.
 
     Error
     -----
@@ -750,9 +830,10 @@ class Sqrt(_TableFunction):
 
     Timing
     ------
-    ``TimingContract.pipeline(("a",), latency)``: latency ``6 + order`` (the leading-zero count,
-    the normalizing shift, the table read, one multiply per order, the final add, the barrel
-    shift, the rounding); initiation interval 1.
+    ``TimingContract.pipeline(("a",), latency)``: the leading-zero count, the normalizing shift,
+    the table read, one multiply per order, the final add, the barrel shift, the rounding: latency
+    ``6 + order`` if every product fits one DSP, ``5 + sum(m.latency for m in multipliers)`` in
+    general; initiation interval 1.
 
     Error
     -----
@@ -836,28 +917,32 @@ class Relu(_Nonlinear):
 
     Timing
     ------
-    ``TimingContract.pipeline(("a",), 2)``: the product, then rounding to ``out_format``.
+    ``TimingContract.pipeline(("a",), latency)``: the product (``multiplier.latency`` stages, 1
+    where it fits one DSP), then rounding to ``out_format``; latency 2 unless the product is split.
 
     Error
     -----
     At most 1/2 ulp of ``out_format`` plus the constant's rounding (none for exact scales).
     """
 
-    latency = 2
-
     def _configure(self):
         self.constant, self.constant_frac = _fixed_constant(
             lambda bits: Fraction(self.scale), 0, max(0, self.in_format.int_bits + self.out_format.frac_bits))
         self._product_point = _point(self.in_format.frac_bits + self.constant_frac)
+        self.multiplier = _constant_multiplier(self.in_format.shape, self.constant)
+        self.latency = self.multiplier.latency + 1
+
+    @property
+    def multipliers(self):
+        return (self.multiplier,)
 
     def _model(self, x):
         product = x * self.constant
         return convert_raw(np.where(product > 0, product, 0), self._product_point, self.out_format)
 
     def _lane(self, m, advance, x, lane):
-        product = _register(m, advance, x * Const(self.constant, _signed_shape([self.constant])),
-                            f"product{lane}")
-        return convert(Mux(product[-1], 0, product), self._product_point, self.out_format)
+        product = _constant_product(m, advance, self.multiplier, x, self.constant, f"product{lane}")
+        return convert(Mux(product < 0, 0, product), self._product_point, self.out_format)
 
 
 class Step(_Nonlinear):

@@ -306,11 +306,10 @@ class Gather(wiring.Component):
 
     def reference(self, *raw_inputs):
         """Bit-exact model: raw outputs ``[..., M]`` for raw inputs ``raw_inputs[port][..., Ni]``."""
-        converted = [convert_raw(np.asarray(raw, dtype=object), fmt, self._out_format,
-                                 rounding=self._rounding, overflow=self._overflow_mode)[0]
+        converted = [convert_raw(raw, fmt, self._out_format, rounding=self._rounding, overflow=self._overflow_mode)[0]
                      for raw, (fmt, _) in zip(raw_inputs, self._inputs)]
         batch = converted[0].shape[:-1]
-        constants = [np.full(batch + (1,), raw, dtype=object)
+        constants = [np.full(batch + (1,), raw, dtype=converted[0].dtype)
                      for (raw, _), _ in sorted(self._constants.items(), key=lambda item: item[1])]
         pool = np.concatenate(converted + constants, axis=-1)
         return pool[..., self._rom]

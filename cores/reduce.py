@@ -17,7 +17,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from .contract import TimingContract
-from .fixed import Q, convert, convert_raw
+from .fixed import Q, convert, convert_raw, exact_integers
 from .ports import lanes_signature
 
 __all__ = ["Sum", "Accumulate"]
@@ -102,7 +102,7 @@ class _Reduction(wiring.Component):
         ``n`` must hold whole firings (``group * lanes`` elements); the result has ``n / group``
         elements per row (``Accumulate``) or ``n / (group * lanes)`` (``Sum``).
         """
-        raw = np.asarray(raw, dtype=object)
+        raw = exact_integers(raw, self._acc_format.width + 1)
         firings = raw.shape[-1] // (self._group * self._lanes)
         beats = raw.reshape(*raw.shape[:-1], firings, self._group, self._lanes)
         sums = beats.sum(axis=(-2, -1)) if self._across_lanes else beats.sum(axis=-2).reshape(*raw.shape[:-1], -1)

@@ -5,8 +5,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from amaranth.back import verilog as verilog_backend
 
+from cores import shared
 from cores.fixed import Q
 
 from . import ir
@@ -81,16 +81,20 @@ class Design:
         return [node.attrs["format"] for node in self.graph.outputs]
 
     def verilog(self):
-        """The design as Verilog text (module ``top``); the same inputs give the same bytes."""
+        """The design as Verilog text (module ``top``); the same inputs give the same bytes.
+
+        Every distinct core, FIFO and part of a core is a module of its own, converted once
+        (:func:`cores.shared.convert`).
+        """
         if self._verilog is None:
             start = time.perf_counter()
-            self._verilog = verilog_backend.convert(self.elaboratable, name="top", emit_src=False)
+            self._verilog = shared.convert(self.elaboratable, name="top")
             self.timings["verilog_seconds"] = time.perf_counter() - start
         return self._verilog
 
     def predict_cycles(self, batch):
         """Cycles the design takes for ``batch`` samples, from the latency solver."""
-        return solve_copy(self.netlist, batch).cycles
+        return solve(self.netlist, batch).cycles
 
     def multipliers(self):
         """Multipliers in the datapath: matmul lanes, and one per element-wise multiplying core."""
@@ -210,16 +214,6 @@ class Design:
                       f"formats were derived for: results may saturate{clipped}", stacklevel=3)
 
 
-def solve_copy(netlist, batch):
-    """Solve ``netlist`` for another batch size without changing its FIFO depths."""
-    depths = [stream.depth for stream in netlist.streams]
-    try:
-        return solve(netlist, batch)
-    finally:
-        for stream, depth in zip(netlist.streams, depths):
-            stream.depth = depth
-
-
 def _as_samples(x, sample_shape):
     """``x`` as a float64 array of samples of ``sample_shape``; raise InrarchError before any simulation
     when it is not one (wrong type or shape, no samples, NaN or infinite values)."""
@@ -320,21 +314,30 @@ def compile(fn, example_input, *, format=None, width=None, tolerance=1e-3, margi
             raise CompileError(str(error)) from None
     timings = {}
     start = time.perf_counter()
+
+    def lap(stage):
+        nonlocal start
+        now = time.perf_counter()
+        timings[f"{stage}_seconds"] = now - start
+        start = now
+
     graph, single = capture(fn, example_input)
-    timings["capture_seconds"] = time.perf_counter() - start
-    start = time.perf_counter()
+    lap("capture")
     graph = optimize(graph)
     output_shapes = _check_per_sample(fn, graph, single, example_input, domain)
+    lap("passes")
     search = None
     if format is None and width is None:
         search = search_formats(graph, tolerance=tolerance, margin=margin, domain=domain)
     else:
         assign_formats(graph, width=width, margin=margin, domain=domain, forced=format)
-    timings["passes_seconds"] = time.perf_counter() - start
-    start = time.perf_counter()
+    lap("formats")
     netlist = lower(graph, dsp_budget=dsp_budget, max_parallel=max_parallel)
+    lap("lower")
     schedule = solve(netlist, example_input.shape[0])
-    timings["solve_seconds"] = time.perf_counter() - start
+    for stream, depth in schedule.depths.items():
+        stream.depth = depth
+    lap("solve")
     options = {"format": str(format) if format else None, "width": width, "tolerance": tolerance,
                "format_search": search.as_dict() if search else None, "margin": margin,
                "domain": tuple(domain), "clock_mhz": clock_mhz, "max_parallel": max_parallel,

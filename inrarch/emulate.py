@@ -12,10 +12,11 @@ and the tests check it against Verilator word for word.
 
 import numpy as np
 
+from cores.fixed import exact_integers
 from cores.matmul import MatVec
 
 from .ir import evaluate
-from .lower import WEIGHT_WIDTH, node_core
+from .lower import node_core, weight_width
 
 __all__ = ["Emulator", "emulate", "relative_errors"]
 
@@ -23,11 +24,19 @@ __all__ = ["Emulator", "emulate", "relative_errors"]
 def _matmul_core(node):
     kind = "transpose" if node.attrs["transposed"] else "forward"
     return MatVec(node.attrs["weight"].matrix, node.inputs[0].attrs["format"], node.attrs["format"],
-                  channels=(kind,), parallel=1, weight_width=WEIGHT_WIDTH)
+                  channels=(kind,), parallel=1, weight_width=weight_width(node))
 
 
 def _core_key(node):
-    return (node.attrs["format"],) + tuple(source.attrs["format"] for source in node.inputs)
+    """What the core of ``node`` depends on: nodes with equal keys share one core."""
+    attrs = node.attrs
+    if node.op == "matmul":
+        structure = (id(attrs["weight"]), attrs["transposed"], weight_width(node))
+    elif node.op in ("add_const", "mul_const", "gather"):
+        structure = id(node)  # its own constants or entries
+    else:
+        structure = tuple(sorted((name, value) for name, value in attrs.items() if isinstance(value, (int, float))))
+    return (node.op, structure, node.attrs["format"]) + tuple(source.attrs["format"] for source in node.inputs)
 
 
 class Emulator:
@@ -39,13 +48,16 @@ class Emulator:
         With ``node.attrs["format"]`` set on every node.
     x : array
         Samples, shape ``(batch, *graph.input.shape)``.
+    cores : dict, optional
+        Cores built so far, by structure and formats; pass one dict to several emulators of the
+        same graph so that each core is built once.
     """
 
-    def __init__(self, graph, x):
+    def __init__(self, graph, x, cores=None):
         self.graph = graph
         self.x = np.asarray(x, dtype=np.float64).reshape(-1, *graph.input.shape)
         self._batch = self.x.shape[0]
-        self._cores = {}
+        self._cores = {} if cores is None else cores
         self.raw = {}
         for node in graph.nodes:
             self.raw[node] = self._compute(node)
@@ -67,23 +79,23 @@ class Emulator:
 
     def _core(self, node):
         key = _core_key(node)
-        cached = self._cores.get(node)
-        if cached is None or cached[0] != key:
+        if key not in self._cores:
             core = _matmul_core(node) if node.op == "matmul" else node_core(node)[0]
             core._MustUse__silence = True
-            cached = self._cores[node] = (key, core)
-        return cached[1]
+            self._cores[key] = core
+        return self._cores[key]
 
     def _compute(self, node):
-        """Raw values of ``node``, shape ``(batch, numel)`` (object integers)."""
+        """Raw values of ``node``, shape ``(batch, numel)``: int64, or Python ints if too wide."""
+        fmt = node.attrs["format"]
         if node.op == "input":
-            return node.attrs["format"].quantize(self.x.reshape(self._batch, -1))
-        core = self._core(node)
-        inputs = [self.raw[source] for source in node.inputs]
-        if node.op == "matmul":
-            rows = inputs[0].reshape(self._batch, -1, node.inputs[0].shape[-1])
-            return core.reference(rows, 0).reshape(self._batch, -1)
-        return np.asarray(core.reference(*inputs), dtype=object).reshape(self._batch, -1)
+            raw = fmt.quantize(self.x.reshape(self._batch, -1))
+        elif node.op == "matmul":
+            rows = self.raw[node.inputs[0]].reshape(self._batch, -1, node.inputs[0].shape[-1])
+            raw = self._core(node).reference(rows, 0)
+        else:
+            raw = self._core(node).reference(*(self.raw[source] for source in node.inputs))
+        return exact_integers(raw, fmt.width).reshape(self._batch, -1)
 
 
 def emulate(graph, x):

@@ -8,7 +8,8 @@ part holds its largest magnitude times a safety ``margin``. Nonlinearities with 
 The widths then come from one of three places:
 
 * :func:`search_formats` (what :func:`inrarch.compile` does by default) finds the fewest bits per
-  edge that keep every output within ``tolerance × max|reference|``. It measures the error of
+  edge that keep every output within ``tolerance × max|reference|``, with 18-bit matmul weights
+  or, where those bound the error above the target, 27-bit ones. It measures the error of
   candidate formats by bit-exact emulation of the hardware (:mod:`inrarch.emulate`) on the
   calibration samples against float64, and aims at ``tolerance / safety`` there so that inputs it
   never saw stay within the bar. First it bisects on one width for every edge; then, edge by edge
@@ -19,6 +20,7 @@ The widths then come from one of three places:
 * :func:`assign_formats` with ``forced`` gives every edge one format.
 """
 
+import functools
 import itertools
 import math
 from dataclasses import dataclass, field
@@ -30,11 +32,14 @@ from cores.fixed import Q
 from .emulate import Emulator
 from .errors import CompileError
 from .ir import evaluate
-from .lower import WEIGHT_WIDTH, unify_shared_weight_formats
+from .lower import unify_shared_weight_formats
 
 __all__ = ["calibration_inputs", "assign_formats", "search_formats", "FormatSearch"]
 
 _BOUNDED = {"sin": 1.0, "cos": 1.0, "tanh": 1.0, "sigmoid": 1.0, "step": 1.0}
+# Matmul weight widths the search tries, narrowest first: a DSP48E2's 18-bit port, then its
+# 27-bit port (so an 18-bit value times a 27-bit weight is still one DSP).
+WEIGHT_WIDTHS = (18, 27)
 
 
 def calibration_inputs(shape, domain, samples=256, seed=0):
@@ -62,9 +67,14 @@ def _ranges(graph, values, margin, domain):
     return ranges
 
 
+@functools.lru_cache(maxsize=None)
+def _format(magnitude, width):
+    return Q.for_range(magnitude, width)
+
+
 def _set_widths(graph, ranges, widths):
     for node in graph.nodes:
-        node.attrs["format"] = Q.for_range(ranges[node], widths[node])
+        node.attrs["format"] = _format(ranges[node], widths[node])
     unify_shared_weight_formats(graph)
 
 
@@ -85,15 +95,16 @@ class FormatSearch:
     tolerance: float
     target: float
     uniform_width: int              # the narrowest single width for every edge that meets the target
-    errors: list                    # per output: max |emulated - float64| / max |float64|, calibration set
+    errors: list                    # per output: max |emulated - float64| / max |float64|, check points
+    weight_width: int               # bits of every stored matmul weight
     trials: int                     # emulations run
     widened: int                    # bits the final check added to every edge
     bits_per_sample: dict = field(default_factory=dict)   # "uniform" / "searched": Σ width × elements
 
     def as_dict(self):
         return {"tolerance": self.tolerance, "target": self.target, "uniform_width": self.uniform_width,
-                "errors": self.errors, "trials": self.trials, "widened": self.widened,
-                "bits_per_sample": self.bits_per_sample}
+                "weight_width": self.weight_width, "errors": self.errors, "trials": self.trials,
+                "widened": self.widened, "bits_per_sample": self.bits_per_sample}
 
 
 class _Trials:
@@ -105,6 +116,7 @@ class _Trials:
         self.references = references
         self.count = 0
         self.emulator = None
+        self.cores = {}
 
     def errors(self):
         return [float(np.max(np.abs(got - ref))) / scale
@@ -116,7 +128,7 @@ class _Trials:
         _set_widths(self.graph, self.ranges, widths)
         self.count += 1
         try:
-            self.emulator = Emulator(self.graph, self.x)
+            self.emulator = Emulator(self.graph, self.x, self.cores)
         except ValueError:
             self.emulator = None
             return [math.inf] * len(self.references)
@@ -144,8 +156,8 @@ def _bits(graph):
     return sum(node.attrs["format"].width * node.numel for node in graph.nodes)
 
 
-def search_formats(graph, *, tolerance=1e-3, safety=4.0, margin=2.0, domain=(-1.0, 1.0), samples=256,
-                   search_samples=64, min_width=4, max_width=36):
+def search_formats(graph, *, tolerance=1e-3, safety=8.0, margin=2.0, domain=(-1.0, 1.0), samples=256,
+                   search_samples=32, min_width=4, max_width=36):
     """Give every node the fewest bits that keep each output within ``tolerance × max|ref|``.
 
     The ranges come from ``samples`` calibration points; the search measures errors on
@@ -166,11 +178,17 @@ def search_formats(graph, *, tolerance=1e-3, safety=4.0, margin=2.0, domain=(-1.
     def uniform(width):
         return dict.fromkeys(graph.nodes, width)
 
-    widest = max(trials.start(uniform(max_width)))
-    if widest > target:
-        raise CompileError(f"even {max_width}-bit formats miss the error target: {widest:.2e} × max|ref| on "
-                           f"calibration inputs, over tolerance {tolerance:g} / safety {safety:g} "
-                           f"(matmul weights are held in {WEIGHT_WIDTH} bits, which bounds the accuracy)")
+    matmuls = [node for node in graph.nodes if node.op == "matmul"]
+    for weights in WEIGHT_WIDTHS:
+        for node in matmuls:
+            node.attrs["weight_width"] = weights
+        widest = max(trials.start(uniform(max_width)))
+        if widest <= target:
+            break
+    else:
+        raise CompileError(f"even {max_width}-bit values and {weights}-bit weights miss the error target: "
+                           f"{widest:.2e} × max|ref| on calibration inputs, over tolerance {tolerance:g} / "
+                           f"safety {safety:g}")
     low, high = min_width, max_width
     while low < high:
         middle = (low + high) // 2
@@ -196,5 +214,6 @@ def search_formats(graph, *, tolerance=1e-3, safety=4.0, margin=2.0, domain=(-1.
         widths = {node: width + 1 for node, width in widths.items()}
         widened += 1
     bits["searched"] = _bits(graph)
-    return FormatSearch(tolerance=tolerance, target=target, uniform_width=high, errors=check.errors(),
+    return FormatSearch(tolerance=tolerance, target=target, uniform_width=high, weight_width=weights,
+                        errors=check.errors(),
                         trials=trials.count + check.count, widened=widened, bits_per_sample=bits)

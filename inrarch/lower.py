@@ -19,9 +19,14 @@ from .errors import CompileError
 from .resources import core_dsps, design_dsps, dsp_slices
 
 __all__ = ["Instance", "Stream", "Netlist", "lower", "matmul_cycles", "choose_parallelism", "node_core",
-           "unify_shared_weight_formats", "WEIGHT_WIDTH"]
+           "unify_shared_weight_formats", "weight_width", "WEIGHT_WIDTH"]
 
 WEIGHT_WIDTH = 18  # one DSP48E2 B port
+
+
+def weight_width(node):
+    """Bits of the stored matrix a matmul node reads (``attrs["weight_width"]``, else 18)."""
+    return node.attrs.get("weight_width", WEIGHT_WIDTH)
 _NONLINEAR_CORES = {"sin": Sin, "cos": Cos, "tanh": Tanh, "sigmoid": Sigmoid, "exp": Exp, "relu": Relu, "step": Step,
                     "softplus": Softplus, "sqrt": Sqrt}
 
@@ -64,7 +69,15 @@ class Netlist:
     dsps: int = 0
 
     def readers(self, instance):
-        return [stream for stream in self.streams if stream.source is instance]
+        """The streams that carry ``instance``'s output, in netlist order."""
+        return self.readers_by_source().get(id(instance), [])
+
+    def readers_by_source(self):
+        """``{id(instance): streams reading it}`` for every instance at once."""
+        readers = {}
+        for stream in self.streams:
+            readers.setdefault(id(stream.source), []).append(stream)
+        return readers
 
 
 def matmul_cycles(rows, n_in, n_out, parallel):
@@ -179,7 +192,7 @@ def _effective_parallel(nodes, parallel):
 
 def _matmul_dsps(groups, parallel):
     return sum(_effective_parallel(nodes, parallel) * len(nodes)
-               * dsp_slices(nodes[0].inputs[0].attrs["format"].width, WEIGHT_WIDTH) for nodes in groups)
+               * dsp_slices(nodes[0].inputs[0].attrs["format"].width, max(map(weight_width, nodes))) for nodes in groups)
 
 
 def _matmul_cores(groups, parallel):
@@ -187,7 +200,8 @@ def _matmul_cores(groups, parallel):
     for nodes in groups:
         channels = tuple("transpose" if n.attrs["transposed"] else "forward" for n in nodes)
         core = MatVec(nodes[0].attrs["weight"].matrix, nodes[0].inputs[0].attrs["format"], nodes[0].attrs["format"],
-                      channels=channels, parallel=_effective_parallel(nodes, parallel), weight_width=WEIGHT_WIDTH)
+                      channels=channels, parallel=_effective_parallel(nodes, parallel),
+                      weight_width=max(map(weight_width, nodes)))
         for k, node in enumerate(nodes):
             cores[node] = (core, (f"x{k}",), f"o{k}", core.contracts[k])
     return cores

@@ -11,8 +11,8 @@ products its datapath holds:
 * ``MatVec``: ``parallel`` products of input × weight width per channel;
 * ``Mul`` and ``MulAdd``: one product of their operand widths per lane; ``Scale`` and
   ``MulConst``: one product with their constant per lane;
-* nonlinear cores: the range-reduction product with their constant, and one product per
-  polynomial order of their table interpolation (argument × output width);
+* nonlinear cores: the products of one lane they list in ``multipliers`` (the range reduction
+  with a constant, one per polynomial order of the table, Relu's scale), times ``lanes``;
 * everything else: none.
 
 Memories are counted from the cores' own parameters, with no elaboration (a full-size design takes
@@ -64,14 +64,8 @@ def core_dsps(core):
         return core.parallel * len(core.channels) * core.multiplier.dsps
     if isinstance(core, (Mul, MulAdd, Scale, MulConst)):
         return core.lanes * core.multiplier.dsps
-    count = 0
-    constant = getattr(core, "constant", None)
-    if constant is not None:
-        count += dsp_slices(core.in_format.width, abs(int(constant)).bit_length() + 1)
-    table = getattr(core, "table", None)
-    if table is not None:
-        count += table.order * dsp_slices(core.arg_bits, core.out_format.width + 2)
-    return getattr(core, "lanes", 1) * count
+    multipliers = getattr(core, "multipliers", ())  # the nonlinear cores
+    return getattr(core, "lanes", 1) * sum(multiplier.dsps for multiplier in multipliers)
 
 
 def design_dsps(netlist):

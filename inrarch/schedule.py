@@ -74,7 +74,7 @@ class SolvedSchedule:
 
 
 def solve(netlist, batch):
-    """Schedule ``batch`` samples through ``netlist`` and set every stream's FIFO depth."""
+    """Schedule ``batch`` samples through ``netlist``; the result holds every stream's FIFO depth."""
     source = netlist.source
     tokens = source.node.numel * batch
     accepts, emits = {}, {}
@@ -90,8 +90,7 @@ def solve(netlist, batch):
     for stream in netlist.streams:
         writes = emits[stream.source]
         reads = writes + FIFO_LATENCY if stream.sink is None else accepts[stream.sink][stream.port]
-        stream.depth = max(MIN_FIFO_DEPTH, fifo_depth(writes, reads))
-        solved.depths[stream] = stream.depth
+        solved.depths[stream] = max(MIN_FIFO_DEPTH, fifo_depth(writes, reads))
     solved.last_output = int(max(emits[s.source][-1] + FIFO_LATENCY for s in netlist.outputs))
     solved.cycles = solved.last_output - solved.first_accept + 1
     solved.critical = max(netlist.instances[1:], key=lambda i: i.contract.ii * i.firings_per_sample, default=source)
@@ -306,7 +305,8 @@ def simulate(netlist, batch, depths=None, *, max_cycles=None):
     idle_limit = max_cycles or 4 * netlist.period + 64
     models = {instance: _core_model(instance, netlist, batch) for instance in netlist.instances}
     fifos = {stream: _Fifo(depths[stream]) for stream in netlist.streams}
-    readers = {instance: netlist.readers(instance) for instance in netlist.instances}
+    by_source = netlist.readers_by_source()
+    readers = {instance: by_source.get(id(instance), []) for instance in netlist.instances}
     inputs = {instance: {} for instance in netlist.instances}
     for stream in netlist.streams:
         if stream.sink is not None:

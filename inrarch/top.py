@@ -6,6 +6,7 @@ from amaranth.lib.wiring import In, Out
 
 from cores.plumbing import Fork, StreamFIFO
 from cores.ports import lanes_signature
+from cores.shared import Shared, module_name
 
 __all__ = ["DataflowDesign"]
 
@@ -57,23 +58,25 @@ class DataflowDesign(wiring.Component):
         for instance in netlist.instances:
             if id(instance.core) not in added:  # two matmul channels may share one core
                 added.add(id(instance.core))
-                m.submodules[instance.name] = instance.core
+                m.submodules[instance.name] = _shared(instance.core)
         wiring.connect(m, wiring.flipped(self.x), netlist.source.core.i)
 
         fifo_of = {}
+        readers_of = netlist.readers_by_source()
         for instance in netlist.instances:
-            readers = netlist.readers(instance)
+            readers = readers_of.get(id(instance), [])
             output = getattr(instance.core, instance.output)
             if len(readers) > 1:
-                fork = m.submodules[f"{instance.name}_fork"] = Fork(instance.node.attrs["format"], len(readers))
+                fork = Fork(instance.node.attrs["format"], len(readers))
+                m.submodules[f"{instance.name}_fork"] = _shared(fork)
                 wiring.connect(m, output, fork.i)
                 outputs = [getattr(fork, f"o{k}") for k in range(len(readers))]
             else:
                 outputs = [output]
             for k, (stream, source) in enumerate(zip(readers, outputs)):
                 sink_name = stream.sink.name if stream.sink is not None else stream.port
-                fifo = m.submodules[f"fifo_{instance.name}_to_{sink_name}_{stream.port}_{k}"] = \
-                    StreamFIFO(instance.node.attrs["format"], stream.depth)
+                fifo = StreamFIFO(instance.node.attrs["format"], stream.depth)
+                m.submodules[f"fifo_{instance.name}_to_{sink_name}_{stream.port}_{k}"] = _shared(fifo)
                 wiring.connect(m, source, fifo.i)
                 fifo_of[id(stream)] = fifo
                 if stream.sink is None:
@@ -99,3 +102,9 @@ class DataflowDesign(wiring.Component):
                         m.d.sync += first.eq(index + 1)
             m.d.comb += self.overflow_core.eq(first)
         return m
+
+
+def _shared(core):
+    """``core`` as a Verilog module of its own (see :mod:`cores.shared`), named after its class and
+    keyed by everything it holds: cores that hold the same values are the same hardware."""
+    return Shared(core, module_name(type(core).__name__.lower(), core))

@@ -5,7 +5,7 @@ returns the output words with the cycle of every transfer. Verilator is found an
 automatically and compiled models are cached (:mod:`sim.verilator`).
 """
 
-from .streams import CycleLimitExceeded, Deadlock, SimulationError, VerilogRun, run_verilog
+from .streams import CycleLimitExceeded, Deadlock, ExtraOutput, SimulationError, VerilogRun, run_verilog
 from .verilator import BuildError
 
-__all__ = ["run_verilog", "VerilogRun", "SimulationError", "Deadlock", "CycleLimitExceeded", "BuildError"]
+__all__ = ["run_verilog", "VerilogRun", "SimulationError", "Deadlock", "CycleLimitExceeded", "ExtraOutput", "BuildError"]

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .cocotb_streams import JOB_ENV
-from .verilator import _Runner, build_model, toolchain
+from .verilator import build_model, run_test
 
-__all__ = ["run_verilog", "VerilogRun", "SimulationError", "Deadlock", "CycleLimitExceeded"]
+__all__ = ["run_verilog", "VerilogRun", "SimulationError", "Deadlock", "CycleLimitExceeded", "ExtraOutput"]
 
 RESET_CYCLES = 4
 
@@ -41,6 +41,10 @@ class Deadlock(SimulationError):
 
 class CycleLimitExceeded(SimulationError):
     """The words were still streaming after ``max_cycles`` cycles."""
+
+
+class ExtraOutput(SimulationError):
+    """An output stream gave more words than expected (within ``drain_cycles`` after the last)."""
 
 
 @dataclass
@@ -103,7 +107,7 @@ class VerilogRun:
 
 def run_verilog(verilog: str, *, top: str = "top", inputs: dict, outputs: dict, status: tuple = (),
                 valid_prob: float = 1.0, ready_prob: float = 1.0, seed: int = 0, watchdog: int = 10000,
-                max_cycles: int = 10_000_000, build_dir=None) -> VerilogRun:
+                max_cycles: int = 10_000_000, drain_cycles: int = 64, build_dir=None) -> VerilogRun:
     """Stream words through a Verilog design in Verilator and record when each one moved.
 
     Parameters
@@ -131,6 +135,9 @@ def run_verilog(verilog: str, *, top: str = "top", inputs: dict, outputs: dict, 
         Raise :class:`Deadlock` when no word moves on any port for this many cycles.
     max_cycles : int
         Raise :class:`CycleLimitExceeded` when words are still expected after this many cycles.
+    drain_cycles : int
+        After the expected words, keep every output ready this many cycles and raise
+        :class:`ExtraOutput` if any word comes.
     build_dir : path, optional
         The model cache directory; default ``$INRARCH_CACHE/verilator`` or
         ``~/.cache/inrarch/verilator``. A design that was built before is not compiled again.
@@ -159,18 +166,17 @@ def run_verilog(verilog: str, *, top: str = "top", inputs: dict, outputs: dict, 
         "seed": int(seed),
         "watchdog": int(watchdog),
         "max_cycles": int(max_cycles),
+        "drain_cycles": int(drain_cycles),
         "reset_cycles": RESET_CYCLES,
         "result": str(result_path),
     }))
 
-    runner = _Runner(toolchain(), extra_env={JOB_ENV: str(job_path)})
     results_xml = run_dir / "results.xml"
     log = run_dir / "sim.log"
     start = time.perf_counter()
     failure = None
     try:
-        runner.test(test_module="sim.cocotb_streams", hdl_toplevel=top, hdl_toplevel_lang="verilog",
-                    build_dir=model.directory, test_dir=run_dir, results_xml=str(results_xml), log_file=log)
+        run_test(model, "sim.cocotb_streams", test_dir=run_dir, env={JOB_ENV: str(job_path)})
     except (SystemExit, RuntimeError) as error:  # the runner exits when a test fails under pytest
         failure = f"cocotb runner stopped: {error!r}"
     wall_seconds = time.perf_counter() - start
@@ -186,6 +192,11 @@ def run_verilog(verilog: str, *, top: str = "top", inputs: dict, outputs: dict, 
         raise error(result["stop"]["message"],
                     status={name: int(value, 16) for name, value in result["status"].items()})
     shutil.rmtree(run_dir, ignore_errors=True)
+    extra = {name: count for name, count in result["extra_words"].items() if count}
+    if extra:
+        raise ExtraOutput(f"{top} gave words beyond the expected ones within {drain_cycles} cycles: "
+                          + ", ".join(f"{name}: {count} more than {outputs[name]}" for name, count in extra.items()),
+                          status={name: int(value, 16) for name, value in result["status"].items()})
 
     accepts, emits = result["accepts"], result["emits"]
     first_accept = min((times[0] for times in accepts.values() if times), default=0)

@@ -41,7 +41,7 @@ from pathlib import Path
 import cocotb_tools.config
 from cocotb_tools.runner import Verilator, VerilatorControlFile
 
-__all__ = ["Toolchain", "toolchain", "Model", "build_model", "cache_root", "top_ports", "BuildError",
+__all__ = ["Toolchain", "toolchain", "Model", "build_model", "run_test", "cache_root", "top_ports", "BuildError",
            "VERILATOR_ARGS"]
 
 #: Verilator options for every model. Amaranth's Verilog triggers lint warnings (WIDTHEXPAND,
@@ -200,6 +200,21 @@ class _Runner(Verilator):
         # $WAVES or $GUI would pass --trace to a model built without tracing, which then refuses to run.
         self.waves = self.gui = False
         return super()._test_command()
+
+
+def run_test(model, test_module, *, test_dir, env=None, testcase=None):
+    """Run cocotb test module ``test_module`` (importable by the simulator's Python) on ``model``.
+
+    ``test_dir`` receives ``results.xml`` and the simulator log ``sim.log``; ``env`` adds
+    environment variables for the simulation (e.g. where to find a job file).
+
+    Raises ``RuntimeError`` or ``SystemExit`` when the cocotb runner stops on a failed test.
+    """
+    test_dir = Path(test_dir)
+    _Runner(toolchain(), extra_env=env).test(
+        test_module=test_module, testcase=testcase, hdl_toplevel=model.top, hdl_toplevel_lang="verilog",
+        build_dir=model.directory, test_dir=test_dir, results_xml=str(test_dir / "results.xml"),
+        log_file=test_dir / "sim.log")
 
 
 def _make_escape(value):

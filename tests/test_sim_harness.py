@@ -161,6 +161,14 @@ def test_cycle_limit(cache):
         sim.run_verilog(text, inputs={"a": list(range(100))}, outputs={"o": 100}, max_cycles=20, build_dir=cache)
 
 
+def test_words_beyond_the_expected_ones_are_an_error(cache):
+    text = verilog.convert(Register(13), name="top")
+    with pytest.raises(sim.ExtraOutput, match="o: 1 more than 9"):
+        sim.run_verilog(text, inputs={"a": list(range(10))}, outputs={"o": 9}, build_dir=cache)
+    assert sim.run_verilog(text, inputs={"a": list(range(10))}, outputs={"o": 10}, build_dir=cache).outputs == \
+        {"o": list(range(10))}
+
+
 def test_cocotb_failures_carry_their_message(cache):
     text = verilog.convert(Register(13), name="top")
     with pytest.raises(sim.SimulationError, match=r"no signal x__valid; stream ports: \['a', 'o'\]"):

@@ -46,7 +46,7 @@ def _simulate_amaranth(netlist, words, max_cycles=5000):
     top = DataflowDesign(netlist)
     top._MustUse__silence = True  # elaborated here, so that the FIFOs' level signals can be watched
     module = top.elaborate(None)
-    fifos = {stream: module._named_submodules[_fifo_name(netlist, stream)][0] for stream in netlist.streams}
+    fifos = {stream: module._named_submodules[_fifo_name(netlist, stream)][0].component for stream in netlist.streams}
     expected = {s.port: len(words) // netlist.source.node.numel * s.source.node.numel for s in netlist.outputs}
     seen = {"writes": {s: [] for s in fifos}, "blocked": dict.fromkeys(fifos, 0), "peak": dict.fromkeys(fifos, 0)}
 

@@ -94,7 +94,7 @@ def kernel_run(tmp_path_factory):
 
     import inrarch
     from boards.vitis_kernel import kernel_arguments, status_offset, write_vitis_kernel
-    from sim.verilator import _Runner, build_model, toolchain
+    from sim.verilator import build_model, run_test
 
     model = inrarch.models.siren(2, 8, 1, 3, 30.0, 0)
     fn = inrarch.derivatives(model, 1)
@@ -132,13 +132,10 @@ def kernel_run(tmp_path_factory):
     verilog = files["verilog"].read_text()
     model_build = build_model(verilog, "inrarch_kernel")
     here = str(Path(__file__).resolve().parent)
-    runner = _Runner(toolchain(), extra_env={
+    run_test(model_build, "test_vitis_kernel", testcase="kernel_runs", test_dir=directory, env={
         JOB_ENV: str(job_path),
         "PYTHONPATH": os.pathsep.join([here, str(Path(here).parent), *sys.path]),
     })
-    runner.test(test_module="test_vitis_kernel", testcase="kernel_runs", hdl_toplevel="inrarch_kernel",
-                hdl_toplevel_lang="verilog", build_dir=model_build.directory, test_dir=directory,
-                results_xml=str(directory / "results.xml"), log_file=directory / "sim.log")
     assert result_path.is_file(), (directory / "sim.log").read_text()[-4000:]
     return design, fn, buffers, samples, json.loads(result_path.read_text()), files
 

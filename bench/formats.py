@@ -22,7 +22,7 @@ import torch
 
 import inrarch
 from inrarch.capture import capture
-from inrarch.emulate import emulate, relative_errors
+from inrarch.emulate import emulation_errors
 from inrarch.formats import assign_formats, search_formats
 from inrarch.passes import optimize
 
@@ -46,12 +46,12 @@ def measure(order, x):
     for width in WIDTHS:
         assign_formats(graph, width=width)
         sweep.append({"width": width, "mean_bits": mean_bits(graph),
-                      "error": max(relative_errors(graph, emulate(graph, x), x))})
+                      "error": max(emulation_errors(graph, x))})
         print(f"order {order}: {width} bits everywhere: error {sweep[-1]['error']:.2e}", flush=True)
     start = time.perf_counter()
     search = search_formats(graph, tolerance=TOLERANCE)
     seconds = time.perf_counter() - start
-    searched = {"mean_bits": mean_bits(graph), "error": max(relative_errors(graph, emulate(graph, x), x)),
+    searched = {"mean_bits": mean_bits(graph), "error": max(emulation_errors(graph, x)),
                 "uniform_width": search.uniform_width, "widths": sorted({n.attrs["format"].width for n in graph.nodes}),
                 "trials": search.trials, "seconds": seconds}
     return {"sweep": sweep, "searched": searched}

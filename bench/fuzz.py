@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 import inrarch
+from inrarch.emulate import relative_errors
 
 ACTIVATIONS = ("sin", "tanh", "sigmoid")
 W0_RANGE = (1.0, 60.0)
@@ -116,10 +117,7 @@ def _check(case):
         stalled = design.simulate(x, valid_prob=case.valid_prob, ready_prob=case.ready_prob, seed=case.seed)
     except Exception:
         return Outcome("fail", "simulation crashed: " + traceback.format_exc(limit=-3))
-    errors = []
-    for got, ref in zip(run.outputs, fn(x)):
-        ref = ref.detach().numpy()
-        errors.append(float(np.max(np.abs(got - ref)) / max(np.max(np.abs(ref)), 1e-300)))
+    errors = relative_errors(run.outputs, fn(x))
     problems = [f"output {k} off by {e:.2e} of max|ref|" for k, e in enumerate(errors) if not e <= TOLERANCE]
     if run.overflow:
         problems.append(f"overflow in {run.overflow_op} core {run.overflow_core}")

@@ -39,8 +39,9 @@ def autograd_per_component(model, order):
 
     def fn(x):
         x = x.detach().requires_grad_(True)
-        current = [model(x)[:, o] for o in range(model(x).shape[1])]
-        results = [torch.stack(current, 1)]
+        y = model(x)
+        current = [y[:, o] for o in range(y.shape[1])]
+        results = [y]
         for _ in range(order):
             current = [g[:, i] for c in current
                        for g in [torch.autograd.grad(c.sum(), x, create_graph=True)[0]] for i in range(x.shape[1])]

@@ -37,6 +37,7 @@ from boards.synth import check_fit, find_tool, synth_xilinx
 
 from . import derivatives, models
 from .design import compile as compile_design
+from .emulate import relative_errors
 from .errors import InrarchError
 from .resources import design_resources
 
@@ -186,9 +187,7 @@ def build(args, progress):
         rng = np.random.default_rng(args.seed)
         x = torch.tensor(rng.uniform(-1.0, 1.0, size=(args.batch, in_features)))
         result = design.simulate(x)
-        reference = [ref.detach().numpy() for ref in fn(x)]
-        errors = [float(np.max(np.abs(got - ref)) / max(1e-12, float(np.max(np.abs(ref)))))
-                  for got, ref in zip(result.outputs, reference)]
+        errors = relative_errors(result.outputs, fn(x))
         report["cycles_simulated"] = result.cycles
         report["max_error"] = max(errors)
         report["max_error_per_output"] = errors

@@ -10,6 +10,8 @@ and the tests check it against Verilator word for word.
 :meth:`Emulator.update` recomputes only what depends on that node.
 """
 
+import math
+
 import numpy as np
 
 from cores.fixed import exact_integers
@@ -18,7 +20,7 @@ from cores.matmul import MatVec
 from .ir import evaluate
 from .lower import node_core, weight_width
 
-__all__ = ["Emulator", "emulate", "relative_errors"]
+__all__ = ["Emulator", "emulate", "relative_errors", "emulation_errors"]
 
 
 def _matmul_core(node):
@@ -103,12 +105,22 @@ def emulate(graph, x):
     return Emulator(graph, x).outputs()
 
 
-def relative_errors(graph, outputs, x):
-    """Per output, ``max |outputs - float64 reference| / max |reference|`` over the samples."""
-    values = evaluate(graph, x)
+def relative_errors(outputs, references):
+    """Per output, ``max |output - reference| / max |reference|`` (0 where both are all zero).
+
+    ``references`` may be numpy arrays or torch tensors; each output is compared in its shape.
+    """
     errors = []
-    for node, got in zip(graph.outputs, outputs):
-        reference = values[node]
-        scale = max(float(np.max(np.abs(reference))), np.finfo(np.float64).tiny)
-        errors.append(float(np.max(np.abs(got - reference))) / scale)
+    for got, reference in zip(outputs, references):
+        reference = reference.detach().numpy() if hasattr(reference, "detach") else np.asarray(reference)
+        got = np.asarray(got, dtype=np.float64).reshape(reference.shape)
+        scale = float(np.max(np.abs(reference)))
+        difference = float(np.max(np.abs(got - reference)))
+        errors.append(difference / scale if scale > 0 else (0.0 if difference == 0 else math.inf))
     return errors
+
+
+def emulation_errors(graph, x):
+    """:func:`relative_errors` of the hardware's outputs for samples ``x`` against float64."""
+    values = evaluate(graph, x)
+    return relative_errors(emulate(graph, x), [values[node] for node in graph.outputs])

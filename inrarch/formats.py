@@ -29,7 +29,7 @@ import numpy as np
 
 from cores.fixed import Q
 
-from .emulate import Emulator
+from .emulate import Emulator, relative_errors
 from .errors import CompileError
 from .ir import evaluate
 from .lower import unify_shared_weight_formats
@@ -112,15 +112,13 @@ class _Trials:
 
     def __init__(self, graph, ranges, x, references):
         self.graph, self.ranges, self.x = graph, ranges, x
-        self.scales = [max(float(np.max(np.abs(r))), np.finfo(np.float64).tiny) for r in references]
         self.references = references
         self.count = 0
         self.emulator = None
         self.cores = {}
 
     def errors(self):
-        return [float(np.max(np.abs(got - ref))) / scale
-                for got, ref, scale in zip(self.emulator.outputs(), self.references, self.scales)]
+        return relative_errors(self.emulator.outputs(), self.references)
 
     def start(self, widths):
         """Emulate ``widths`` from scratch and return the errors (infinite where some core cannot

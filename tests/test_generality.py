@@ -26,7 +26,9 @@ from torch.func import grad, hessian, jacfwd, jacrev, vmap
 
 import inrarch
 from inrarch import ir
+from inrarch.bench import autograd_per_component
 from inrarch.capture import capture
+from inrarch.emulate import relative_errors
 from inrarch.passes import PIPELINE
 
 TOLERANCE = 1e-3
@@ -55,20 +57,6 @@ def torch_func(model, order):
     return vmap(per_sample)
 
 
-def autograd_loop(model, order):
-    """Every derivative up to ``order`` by repeated ``torch.autograd.grad(create_graph=True)``."""
-    def fn(x):
-        x = x.clone().requires_grad_(True)
-        y = model(x)
-        outputs, components = [y], [y[:, o] for o in range(y.shape[1])]
-        for _ in range(order):
-            components = [g[:, i] for c in components
-                          for g in [torch.autograd.grad(c.sum(), x, create_graph=True)[0]] for i in range(x.shape[1])]
-            outputs.append(torch.stack(components, 1))
-        return outputs
-    return fn
-
-
 def laplacian(model):
     return lambda x: vmap(hessian(model))(x).diagonal(dim1=-2, dim2=-1).sum(-1)
 
@@ -90,7 +78,7 @@ def per_sample_grad(model):
 WAYS = {
     "derivatives": inrarch.derivatives,
     "torch.func": torch_func,
-    "autograd": autograd_loop,
+    "autograd": autograd_per_component,
 }
 DERIVED = {
     "laplacian": laplacian,
@@ -113,18 +101,6 @@ def make_fn(model_name, way, order):
 
 def _as_list(value):
     return list(value) if isinstance(value, (list, tuple)) else [value]
-
-
-def relative_errors(got, reference):
-    """Per output: max|got - ref| / max|ref| (0 when both are exactly zero)."""
-    errors = []
-    for g, r in zip(got, reference):
-        r = r.detach().numpy()
-        g = np.asarray(g).reshape(r.shape)
-        scale = np.max(np.abs(r))
-        difference = np.max(np.abs(g - r))
-        errors.append(difference / scale if scale > 0 else (0.0 if difference == 0 else np.inf))
-    return errors
 
 
 # Capture + IR evaluate -----------------------------------------------------------------------

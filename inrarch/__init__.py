@@ -10,5 +10,7 @@ from . import models
 from .derivatives import derivatives
 from .design import Design, SimulationResult, compile
 from .errors import CompileError, InrarchError
+from .evaluation import reference
 
-__all__ = ["models", "derivatives", "compile", "Design", "SimulationResult", "CompileError", "InrarchError"]
+__all__ = ["models", "derivatives", "compile", "reference", "Design", "SimulationResult", "CompileError",
+           "InrarchError"]

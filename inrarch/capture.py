@@ -34,8 +34,9 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from . import ir
 from .errors import CompileError
+from .evaluation import first_line, flatten, float64_tensors, single_threaded
 
-__all__ = ["capture", "check_signature", "single_threaded"]
+__all__ = ["capture", "check_signature"]
 
 aten = torch.ops.aten
 
@@ -301,7 +302,7 @@ class _Translator:
 
 def _translate_call(tr, target, args, kwargs):
     name = _op_name(target.overloadpacket if hasattr(target, "overloadpacket") else target)
-    streamed = any(isinstance(v, _Sym) for v in _flatten(args)) or any(isinstance(v, _Sym) for v in _flatten(kwargs.values()))
+    streamed = any(isinstance(v, _Sym) for v in flatten(args)) or any(isinstance(v, _Sym) for v in flatten(kwargs.values()))
     if not streamed:
         return target(*args, **kwargs)
     if isinstance(target, torch._ops.OpOverload) and target._schema.is_mutable:
@@ -405,14 +406,6 @@ def _unsupported_message(name, source):
     return f"unsupported op aten.{name}{why} at {source}; supported: " + ", ".join(SUPPORTED)
 
 
-def _flatten(values):
-    for v in values:
-        if isinstance(v, (list, tuple)):
-            yield from _flatten(v)
-        else:
-            yield v
-
-
 def _base_name(target):
     name = _op_name(target.overloadpacket if hasattr(target, "overloadpacket") else target)
     if name.endswith("_") and not name.endswith("__"):
@@ -432,7 +425,8 @@ def _first_unsupported(graph):
 
 # Where an op came from ----------------------------------------------------------------------
 _TORCH_DIR = os.path.dirname(torch.__file__) + os.sep
-_MACHINERY = {os.path.join(os.path.dirname(__file__), name) for name in ("capture.py", "derivatives.py", "design.py")}
+_MACHINERY = {os.path.join(os.path.dirname(__file__), name)
+              for name in ("capture.py", "derivatives.py", "design.py", "evaluation.py")}
 
 
 class _OpLocator(TorchDispatchMode):
@@ -510,11 +504,6 @@ def _lean_tracing():
         proxy_tensor.extract_val = original
 
 
-def _first_line(error):
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
-
-
 def _decompositions():
     return torch._decomp.get_decompositions([getattr(aten, name) for name in sorted(_DECOMPOSED)])
 
@@ -526,7 +515,7 @@ def _trace(fn, sample):
     except CompileError:
         raise
     except Exception as error:
-        message = _first_line(error)
+        message = first_line(error)
         if "data-dependent" in message or "Data-dependent" in message or "_local_scalar_dense" in message:
             raise CompileError("data-dependent control flow is not supported: the function reads the value of a "
                                "tensor in Python (if, bool(), .item(), a shape that depends on values): "
@@ -572,23 +561,6 @@ def _check_input(example_input):
         raise CompileError(f"unsupported input dtype {example_input.dtype}: inputs must be real floating-point numbers")
 
 
-@contextlib.contextmanager
-def single_threaded():
-    """Run torch on one thread inside the block.
-
-    Tracing and per-sample derivative evaluation run thousands of tiny ops, which torch's
-    intra-op threads only slow down with synchronization: tens of milliseconds per op on a
-    loaded machine (an order-3 derivative of the default SIREN on 21 points: 15 s on two
-    threads, 0.3 s on one).
-    """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 def capture(fn, example_input):
     """Trace ``fn`` on one sample of ``example_input`` and translate it to an :class:`ir.Graph`.
 
@@ -598,7 +570,7 @@ def capture(fn, example_input):
     """
     check_signature(fn)
     _check_input(example_input)
-    with single_threaded():
+    with single_threaded(), float64_tensors(fn):
         return _capture(fn, example_input[:1].detach().to(torch.float64).clone())
 
 
@@ -643,7 +615,7 @@ def _translate(module, fn, sample, occurrence):
         elif fx_node.op == "output":
             outputs = torch.fx.node.map_arg(fx_node.args[0], lambda n: env[n])
     single = not isinstance(outputs, (list, tuple))
-    outputs = [outputs] if single else list(_flatten(outputs))
+    outputs = [outputs] if single else list(flatten(outputs))
     out_nodes = []
     for value in outputs:
         if not isinstance(value, (torch.Tensor, _Sym)):

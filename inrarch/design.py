@@ -10,8 +10,9 @@ from cores import shared
 from cores.fixed import Q
 
 from . import ir
-from .capture import capture, single_threaded
+from .capture import capture
 from .errors import CompileError, InrarchError
+from .evaluation import reference
 from .formats import assign_formats, calibration_inputs, search_formats
 from .lower import lower
 from .passes import optimize
@@ -253,12 +254,10 @@ def _check_example(example_input):
         raise CompileError(f"example_input must have shape (batch, in_features), not {tuple(example_input.shape)}")
 
 
-def _check_per_sample(fn, graph, single, example_input, domain, tolerance=1e-9):
+def _check_per_sample(fn, graph, example_input, domain, tolerance=1e-9):
     """The captured per-sample graph must reproduce ``fn`` on points across the domain."""
     points = calibration_inputs(tuple(example_input.shape[1:]), domain, samples=16, seed=1)
-    with torch.enable_grad(), single_threaded():
-        expected = fn(torch.tensor(points, dtype=torch.float64))
-    expected = [expected] if single else list(expected)
+    expected = reference(fn, torch.tensor(points, dtype=torch.float64))
     values = ir.evaluate(graph, points.reshape(len(points), *graph.input.shape))
     shapes = []
     for node, ref in zip(graph.outputs, expected):
@@ -324,7 +323,7 @@ def compile(fn, example_input, *, format=None, width=None, tolerance=1e-3, margi
     graph, single = capture(fn, example_input)
     lap("capture")
     graph = optimize(graph)
-    output_shapes = _check_per_sample(fn, graph, single, example_input, domain)
+    output_shapes = _check_per_sample(fn, graph, example_input, domain)
     lap("passes")
     search = None
     if format is None and width is None:

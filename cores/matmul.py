@@ -145,6 +145,14 @@ class MatVec(wiring.Component):
         members["overflow"] = Out(1)
         super().__init__(members)
 
+    @property
+    def buffer_bits(self):
+        """Bits of writable storage: every channel's ping-pong input buffer of ``2 * n_in`` elements.
+
+        The weight banks are constants and not counted (see :attr:`padded_shape`).
+        """
+        return sum(2 * self.lengths(k)[0] * self.in_format.width for k in range(len(self.channels)))
+
     def lengths(self, channel):
         """``(n_in, n_out)`` of a channel (its index or kind)."""
         rows, cols = self.weights.shape

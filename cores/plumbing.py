@@ -301,6 +301,12 @@ class Gather(wiring.Component):
         return max(0, self.tokens_out - self.tokens_in)
 
     @property
+    def buffer_bits(self):
+        """Bits of the ping-pong buffer: two halves of ``2**ceil(log2(N + constants))`` entries,
+        each an ``out_format`` value and its overflow bit. The index ROM is a constant, not counted."""
+        return 2 * (1 << self._local_bits) * (self._out_format.width + 1)
+
+    @property
     def out_format(self):
         return self._out_format
 

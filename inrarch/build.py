@@ -315,7 +315,8 @@ def _summary(report, out):
         ("latency", f"{report['latency_us']:.2f} us at {report['clock_mhz']:g} MHz"),
         ("pace", f"{report['period_cycles']} cycles/sample (bound by {report['critical_core']})"),
         ("multipliers", report["multipliers"]),
-        ("FIFO memory", f"{report['fifo_bits'] / 8 / 1024:.1f} KiB in {report['fifo_count']} FIFOs"),
+        ("buffer memory", f"{report['buffer_bits'] / 8 / 1024:.1f} KiB: " + ", ".join(
+            f"{kind} {bits / 8 / 1024:.1f}" for kind, bits in report["buffer_bits_by_kind"].items())),
         ("weights", f"{report['weight_bits'] / 8 / 1024:.1f} KiB in {report['weight_matrices']} matrices"),
         ("max error", f"{report['max_error']:.2e} of max|ref|" if "max_error" in report else "-"),
         *_resource_rows(report),

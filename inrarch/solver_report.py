@@ -1,8 +1,9 @@
 """What the latency solver found: FIFO sizes and memory types, the critical path, and plots.
 
 :func:`add_solver_report` puts into a design's report the memory primitive of every FIFO, the
-total buffer bits by primitive and the critical path: the core that bounds throughput and, for
-each output, the chain of cores whose latencies add up to the first sample's latency.
+FIFO bits by primitive, the bits of every on-chip buffer (FIFOs, matmul input buffers, gather
+buffers) and the critical path: the core that bounds throughput and, for each output, the chain
+of cores whose latencies add up to the first sample's latency.
 :func:`write_plots` draws the solved schedule: a timeline of every core's activity and the
 occupancy of the largest FIFOs over time.
 """
@@ -15,7 +16,8 @@ from cores.plumbing import fifo_memory_kind
 
 from .schedule import FIFO_LATENCY
 
-__all__ = ["fifo_entries", "critical_path", "add_solver_report", "fifo_occupancy", "write_plots"]
+__all__ = ["fifo_entries", "buffer_bits_by_kind", "critical_path", "add_solver_report", "fifo_occupancy",
+           "write_plots"]
 
 
 def _sink_name(stream):
@@ -32,6 +34,21 @@ def fifo_entries(netlist):
                         "format": str(fmt), "depth": stream.depth, "width": width, "bits": stream.depth * width,
                         "memory": fifo_memory_kind(stream.depth, width)})
     return entries
+
+
+def buffer_bits_by_kind(netlist, fifos):
+    """Bits of every writable on-chip buffer: ``"FIFO"``, the ``fifos`` entries, then per core class
+    with a ``buffer_bits`` (``MatVec`` input buffers, ``Gather`` buffers) the sum over its cores.
+
+    Weights and function tables are constants, not buffers, and are not counted. Two matmul
+    channels that share one core count it once.
+    """
+    by_kind = {"FIFO": sum(entry["bits"] for entry in fifos)}
+    for core in {id(i.core): i.core for i in netlist.instances}.values():
+        if hasattr(core, "buffer_bits"):
+            kind = type(core).__name__
+            by_kind[kind] = by_kind.get(kind, 0) + core.buffer_bits
+    return by_kind
 
 
 def _producers(netlist):
@@ -74,12 +91,15 @@ def critical_path(netlist, schedule):
 
 
 def add_solver_report(report, netlist, schedule):
-    """Add the memory type of every FIFO, buffer bits by type and the critical path to ``report``."""
+    """Add the memory type of every FIFO, FIFO bits by memory type, buffer bits (all of them and
+    by kind, :func:`buffer_bits_by_kind`) and the critical path to ``report``."""
     report["fifos"] = fifo_entries(netlist)
     by_memory = {}
     for entry in report["fifos"]:
         by_memory[entry["memory"]] = by_memory.get(entry["memory"], 0) + entry["bits"]
     report["fifo_bits_by_memory"] = by_memory
+    report["buffer_bits_by_kind"] = buffer_bits_by_kind(netlist, report["fifos"])
+    report["buffer_bits"] = sum(report["buffer_bits_by_kind"].values())
     report["critical_path"] = critical_path(netlist, schedule)
     return report
 

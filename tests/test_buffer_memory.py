@@ -1,5 +1,6 @@
 """Buffer memory: the report and the build summary count every writable on-chip buffer: FIFOs,
 matmul input buffers and gather buffers."""
+
 import pytest
 import torch
 from amaranth.hdl import Fragment, Shape

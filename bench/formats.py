@@ -7,12 +7,12 @@ tests) on random inputs the search never saw, as ``max |hardware - float64| / ma
 the outputs. Bits are the mean width of a value, weighted by the elements each edge carries per
 sample.
 
-Run ``python bench/formats.py [--orders 1 2 3] [--out docs]``; writes ``formats.json`` and
-``formats.png`` into ``--out`` and prints a table.
+Run ``python bench/formats.py [--orders 1 2 3]``; records the figures under ``"formats"`` in
+``bench/results.json`` (the table in ``docs/formats.md``), draws ``docs/formats.png`` and prints a
+table.
 """
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -21,6 +21,8 @@ import numpy as np
 import torch
 
 import inrarch
+from inrarch import results
+from inrarch.bench import WORKLOAD
 from inrarch.capture import capture
 from inrarch.emulate import emulation_errors
 from inrarch.formats import assign_formats, search_formats
@@ -32,6 +34,8 @@ import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first
 TOLERANCE = 1e-3
 WIDTHS = range(12, 31, 2)
 TEST_SAMPLES = 256
+TEST_SEED = 2026
+PLOT = results.REPOSITORY / "docs" / "formats.png"
 
 
 def mean_bits(graph):
@@ -40,7 +44,7 @@ def mean_bits(graph):
 
 
 def measure(order, x):
-    fn = inrarch.derivatives(inrarch.models.default_siren(), order)
+    fn = inrarch.derivatives(inrarch.models.siren(**WORKLOAD), order)
     graph = optimize(capture(fn, torch.zeros(2, 2, dtype=torch.float64))[0])
     sweep = []
     for width in WIDTHS:
@@ -53,7 +57,7 @@ def measure(order, x):
     seconds = time.perf_counter() - start
     searched = {"mean_bits": mean_bits(graph), "error": max(emulation_errors(graph, x)),
                 "uniform_width": search.uniform_width, "widths": sorted({n.attrs["format"].width for n in graph.nodes}),
-                "trials": search.trials, "seconds": seconds}
+                "trials": search.trials, "seconds": round(seconds, 1)}
     return {"sweep": sweep, "searched": searched}
 
 
@@ -78,16 +82,15 @@ def plot(results, path):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--orders", type=int, nargs="+", default=[1, 2, 3])
-    parser.add_argument("--out", default="docs")
     args = parser.parse_args()
-    x = np.random.default_rng(2026).uniform(-1.0, 1.0, size=(TEST_SAMPLES, 2))
-    results = {order: measure(order, x) for order in args.orders}
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "formats.json").write_text(json.dumps(results, indent=1) + "\n")
-    plot(results, out / "formats.png")
+    x = np.random.default_rng(TEST_SEED).uniform(-1.0, 1.0, size=(TEST_SAMPLES, 2))
+    figures = {order: measure(order, x) for order in args.orders}
+    results.record("formats", figures, inputs={"model": WORKLOAD, "orders": args.orders, "tolerance": TOLERANCE,
+                                               "widths": list(WIDTHS), "test_samples": TEST_SAMPLES,
+                                               "test_seed": TEST_SEED})
+    plot(figures, PLOT)
     print(f"{'order':>5}  {'uniform bits':>12}  {'searched mean bits':>18}  {'error':>8}  {'search s':>8}")
-    for order, result in results.items():
+    for order, result in figures.items():
         s = result["searched"]
         print(f"{order:>5}  {s['uniform_width']:>12}  {s['mean_bits']:>18.1f}  {s['error']:>8.1e}  {s['seconds']:>8.1f}")
 

@@ -1,6 +1,6 @@
 """Latency-solver benchmark: compile-stage wall times for the order-3 full-size SIREN (the
-``Design.timings`` that :func:`inrarch.compile` records), and the FIFO buffer memory of orders 1
-and 2 compared with INR-Arch's published figures.
+``Design.timings`` that :func:`inrarch.compile` records), and the buffer memory of orders 1 and 2
+(FIFOs, matmul input buffers, gather buffers) beside INR-Arch's published memory.
 
 Run ``python bench/solver.py``. No Verilog is generated.
 """
@@ -10,9 +10,9 @@ import time
 import torch
 
 import inrarch
+from inrarch.bench import INR_ARCH
 
 BATCH = 64
-INR_ARCH_BUFFER_MB = {1: 0.85, 2: 7.67}  # INR-Arch (Table: on-chip buffer memory, SIREN 2-256x4-3)
 
 
 def main():
@@ -24,17 +24,18 @@ def main():
         print(f"  {stage.removesuffix('_seconds'):8s} {value:8.2f} s")
     print(f"  {'total':8s} {sum(design.timings.values()):8.2f} s")
     print()
-    print(f"FIFO buffer memory, SIREN 2-256x4-3, batch {BATCH} (1 MB = 2**20 bytes)")
+    print(f"buffer memory, SIREN 2-256x4-3, batch {BATCH} (1 MB = 2**20 bytes)")
     for order in (1, 2):
         fn = inrarch.derivatives(inrarch.models.default_siren(), order)
         start = time.perf_counter()
         design = inrarch.compile(fn, torch.zeros(BATCH, 2, dtype=torch.float64))
         elapsed = time.perf_counter() - start
-        bits = design.report["fifo_bits"]
+        bits = design.report["buffer_bits"]
         megabytes = bits / 8 / 2**20
-        print(f"  order {order}: {bits} bits = {bits / 8 / 1024:.2f} KB = {megabytes:.5f} MB in {design.report['fifo_count']} FIFOs "
-              f"(INR-Arch {INR_ARCH_BUFFER_MB[order]} MB, ratio {megabytes / INR_ARCH_BUFFER_MB[order]:.3f}); "
-              f"compiled in {elapsed:.1f} s")
+        published = INR_ARCH[order]["memory_mb"]
+        print(f"  order {order}: {bits} bits = {bits / 8 / 1024:.2f} KiB = {megabytes:.5f} MB "
+              f"({design.report['buffer_bits_by_kind']}; INR-Arch memory {published} MB, ratio "
+              f"{megabytes / published:.4f}); compiled in {elapsed:.1f} s")
 
 
 if __name__ == "__main__":

@@ -1,37 +1,62 @@
 """``python -m inrarch.bench``: inrarch against INR-Arch and torch on INR-Arch's own workload.
 
-For each gradient order it compiles the SIREN 2→256→256→256→256→3 (w0 = 30) at batch 64, takes
-the solver's cycles, optionally runs the Verilog in Verilator (``--simulate``: measured cycles and
-error against float64 torch), and times the torch CPU baseline on the same inputs in this process
-(median of ``--repeats`` runs after warm-up, threads stated), computed as INR-Arch did: autograd
-on every component of every gradient, in float32. It prints a table, writes
-``bench/results.json`` and a plot of cycles against order and batch with the MAC bound drawn.
+The workload is the SIREN 2→256→256→256→256→3 (w0 = 30) at batch 64. For each gradient order,
+DSP budget and way of forming the derivatives it compiles the design and takes the latency
+solver's cycles, the buffer memory and the DSP estimate. The derivatives are formed two ways:
 
-``--quick`` runs a small SIREN (2→16→16→3) with Verilator simulation, in a few minutes.
-Full-size Verilog generation takes about ten minutes per design, and its Verilator build longer.
+* ``forward``: :func:`inrarch.derivatives`, nested forward mode that computes each mixed partial
+  once, using their symmetry;
+* ``reverse``: :func:`autograd_per_component`, reverse mode with one backward pass per output
+  component and order, as INR-Arch does and as its torch baseline does.
+
+Without options it also times torch on the CPU for both, in this process (median of
+``--repeats`` runs after warm-up, float32, threads stated), and records everything under
+``"workload"`` in ``bench/results.json``. ``--simulate`` also runs each design in Verilator
+(cycles, error against float64 torch, overflow) and records ``"workload_simulated"``.
+``--quick`` runs the small SIREN 2→16→16→3 in Verilator, in a few minutes, and records
+``"workload_quick"``. ``python -m inrarch.publish`` then rewrites the README's tables.
 """
 
 import argparse
 import copy
-import json
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from boards import AlveoU280Platform
+from cores.fixed import Q
 
-from . import derivatives, models
+from . import derivatives, models, results
+from .capture import capture
 from .design import compile as compile_design
+from .emulate import relative_errors
+from .evaluation import reference
+from .lower import lower
+from .passes import optimize
+from .schedule import solve
 
-INR_ARCH = {  # published results at 300 MHz (sharc-lab/inr-arch results.csv)
-    1: {"cycles": 558_000, "memory_mb": 0.8547, "dsps": 3199},
-    2: {"cycles": 763_000, "memory_mb": 7.6707},
+__all__ = ["INR_ARCH", "INR_ARCH_CLOCK_MHZ", "INR_ARCH_ORDER_1_RESOURCES", "inr_arch_cycles", "U280_DSP_BUDGET",
+           "MODES", "WORKLOAD", "QUICK", "autograd_per_component", "workload_function", "compile_row",
+           "cycles_at_formats", "torch_baseline", "main"]
+
+INR_ARCH_CLOCK_MHZ = 300
+INR_ARCH = {  # the FPGA rows of INR-Arch's results.csv (sharc-lab/inr-arch), as it labels them
+    1: {"latency_ms": 1.8284, "memory_mb": 0.8547},
+    2: {"latency_ms": 2.5448, "memory_mb": 7.6707},
 }
+INR_ARCH_ORDER_1_RESOURCES = {"DSP": 3199, "LUT": 502_000, "FF": 388_000, "BRAM18K": 347}
 U280_DSP_BUDGET = int(AlveoU280Platform.capacity["DSP"] * AlveoU280Platform.usable_fraction)
+MODES = ("forward", "reverse")
+WORKLOAD = {"in_features": 2, "hidden": 256, "layers": 4, "out_features": 3, "w0": 30.0, "seed": 0}
+QUICK = {**WORKLOAD, "hidden": 16, "layers": 2}
+
+
+def inr_arch_cycles(order):
+    """INR-Arch's published latency for ``order`` in cycles of its 300 MHz clock."""
+    return round(INR_ARCH[order]["latency_ms"] * INR_ARCH_CLOCK_MHZ * 1e3)
 
 
 def autograd_per_component(model, order):
@@ -51,6 +76,15 @@ def autograd_per_component(model, order):
     return fn
 
 
+def workload_function(model, order, mode):
+    """The function of ``x`` the bench compiles: derivatives up to ``order`` formed in ``mode``."""
+    if mode == "forward":
+        return derivatives(model, order)
+    if mode == "reverse":
+        return autograd_per_component(model, order)
+    raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
+
+
 def torch_baseline(fn, x, repeats):
     """Median wall time (ms) of ``fn(x)`` on the CPU after two warm-up calls."""
     for _ in range(2):
@@ -63,111 +97,119 @@ def torch_baseline(fn, x, repeats):
     return statistics.median(times)
 
 
-def run_case(model, order, batch, *, dsp_budget, simulate, repeats, workload=True, seed=0):
-    fn = derivatives(model, order)
+def _example(batch):
+    return torch.zeros(batch, WORKLOAD["in_features"], dtype=torch.float64)
+
+
+def _samples(batch, seed):
+    return torch.tensor(np.random.default_rng(seed).uniform(-1.0, 1.0, size=(batch, WORKLOAD["in_features"])))
+
+
+def compile_row(model, order, mode, batch, dsp_budget):
+    """Compile one design; return ``(design, row)``, the row holding its compile-only figures."""
+    fn = workload_function(model, order, mode)
     start = time.perf_counter()
-    design = compile_design(fn, torch.zeros(batch, 2, dtype=torch.float64), dsp_budget=dsp_budget)
+    design = compile_design(fn, _example(batch), dsp_budget=dsp_budget)
     compile_seconds = time.perf_counter() - start
     report = design.report
-    x = torch.tensor(np.random.default_rng(seed).uniform(-1.0, 1.0, size=(batch, 2)))
-    macs = report["macs_per_sample"] * batch
-    row = {
-        "order": order, "batch": batch, "dsp_budget": dsp_budget,
+    return design, {
+        "order": order, "mode": mode, "batch": batch, "dsp_budget": dsp_budget,
         "cycles_predicted": report["cycles_predicted"],
-        "latency_ms": report["cycles_predicted"] / (report["clock_mhz"] * 1e3),
+        "clock_mhz": report["clock_mhz"],
         "multipliers": report["multipliers"], "dsp_estimate": report["dsp_estimate"],
-        "mac_bound_cycles": macs / report["multipliers"],
-        "utilization": macs / (report["multipliers"] * report["cycles_predicted"]),
-        "buffer_mb": report["fifo_bits"] / 8 / 1e6,
-        "weight_mb": report["weight_bits"] / 8 / 1e6,
-        "compile_seconds": compile_seconds,
-        "torch_threads": torch.get_num_threads(),
-        "torch_cpu_ms": torch_baseline(autograd_per_component(copy.deepcopy(model).float(), order), x.float(), repeats),
+        "macs_per_sample": report["macs_per_sample"],
+        "buffer_bits": report["buffer_bits"], "buffer_bits_by_kind": report["buffer_bits_by_kind"],
+        "fifo_count": report["fifo_count"], "weight_bits": report["weight_bits"],
+        "nodes": len(design.graph.nodes),
+        "weight_width": report["format_search"]["weight_width"],
+        "formats": report["formats"],
+        "compile_seconds": round(compile_seconds, 1),
     }
-    if simulate:
-        result = design.simulate(x)
-        reference = fn(x)
-        row["cycles_simulated"] = result.cycles
-        row["max_error"] = max(float(np.max(np.abs(got - ref.detach().numpy())) / float(ref.abs().max()))
-                               for got, ref in zip(result.outputs, reference))
-    cycles = row.get("cycles_simulated", row["cycles_predicted"])
-    row["speedup_vs_torch_cpu"] = row["torch_cpu_ms"] / (cycles / (report["clock_mhz"] * 1e3))
-    published = INR_ARCH.get(order)
-    if published and batch == 64 and workload:
-        row["cycles_vs_inr_arch"] = published["cycles"] / cycles
-        row["memory_vs_inr_arch"] = published["memory_mb"] / max(row["buffer_mb"], 1e-12)
-    return row
 
 
-def _table(rows):
-    columns = [("order", "{}"), ("batch", "{}"), ("dsp_budget", "{}"), ("cycles_predicted", "{}"),
-               ("cycles_simulated", "{}"), ("latency_ms", "{:.3f}"), ("multipliers", "{}"), ("dsp_estimate", "{}"),
-               ("utilization", "{:.0%}"), ("buffer_mb", "{:.4f}"), ("max_error", "{:.1e}"),
-               ("torch_cpu_ms", "{:.2f}"), ("speedup_vs_torch_cpu", "{:.1f}x"), ("cycles_vs_inr_arch", "{:.1f}x"),
-               ("memory_vs_inr_arch", "{:.0f}x")]
-    header = "| " + " | ".join(name for name, _ in columns) + " |"
-    lines = [header, "|" + "---|" * len(columns)]
+def cycles_at_formats(fn, batch, formats, weight_width, dsp_budget):
+    """The solver's cycles for ``fn`` with the number formats given per node name, without the
+    format search: capture, passes, lowering and the solver as :func:`inrarch.compile` runs them."""
+    graph, _ = capture(fn, _example(batch))
+    graph = optimize(graph)
+    for node in graph.nodes:
+        node.attrs["format"] = Q.parse(formats[node.name])
+        if node.op == "matmul":
+            node.attrs["weight_width"] = weight_width
+    return solve(lower(graph, dsp_budget=dsp_budget), batch).cycles
+
+
+def _simulate(design, fn, row, seed):
+    x = _samples(row["batch"], seed)
+    design.verilog()
+    start = time.perf_counter()
+    result = design.simulate(x)
+    errors = relative_errors(result.outputs, reference(fn, x))
+    row.update({
+        "cycles_simulated": result.cycles, "max_error": max(errors), "max_error_per_output": errors,
+        "overflow": result.overflow, "overflow_core": result.overflow_core,
+        "verilog_seconds": round(design.timings["verilog_seconds"], 1),
+        "verilator_build_seconds": round(result.run.build_seconds, 1),
+        "verilator_cached": result.run.cached,
+        "verilator_run_seconds": round(result.run.wall_seconds, 1),
+        "simulate_seconds": round(time.perf_counter() - start, 1),
+    })
+
+
+def _torch_rows(model, orders, batch, repeats, seed):
+    x = _samples(batch, seed).float()
+    model = copy.deepcopy(model).float()
+    return [{"order": order, "mode": mode,
+             "cpu_ms": round(torch_baseline(workload_function(model, order, mode), x, repeats), 3)}
+            for order in orders for mode in MODES]
+
+
+def _print_rows(rows):
+    columns = ("order", "mode", "dsp_budget", "cycles_predicted", "cycles_simulated", "max_error", "overflow",
+               "dsp_estimate", "buffer_bits", "compile_seconds", "simulate_seconds")
+    print("\t".join(columns))
     for row in rows:
-        cells = [fmt.format(row[name]) if row.get(name) is not None else "-" for name, fmt in columns]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def _plot(rows, sweep, path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, (by_order, by_batch) = plt.subplots(1, 2, figsize=(11, 4))
-    for budget in sorted({r["dsp_budget"] for r in rows}, key=str):
-        chosen = [r for r in rows if r["dsp_budget"] == budget]
-        by_order.plot([r["order"] for r in chosen], [r["cycles_predicted"] for r in chosen], "o-",
-                      label=f"inrarch, DSP budget {budget}")
-        by_order.plot([r["order"] for r in chosen], [r["mac_bound_cycles"] for r in chosen], "k:", alpha=0.6)
-    orders = sorted(INR_ARCH)
-    by_order.plot(orders, [INR_ARCH[o]["cycles"] for o in orders], "s--", label="INR-Arch (published)")
-    by_order.set(xlabel="gradient order", ylabel="cycles (batch 64)", yscale="log",
-                 title="cycles vs order (dotted: MAC bound)")
-    by_order.legend(fontsize=8)
-    by_batch.plot([r["batch"] for r in sweep], [r["cycles_predicted"] for r in sweep], "o-", label="inrarch")
-    by_batch.plot([r["batch"] for r in sweep], [r["mac_bound_cycles"] for r in sweep], "k:", label="MAC bound")
-    by_batch.set(xlabel="batch", ylabel="cycles", xscale="log", yscale="log", title="cycles vs batch (order 1)")
-    by_batch.legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+        print("\t".join(str(row.get(name, "-")) for name in columns))
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m inrarch.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--orders", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
     parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--budgets", type=int, nargs="+", default=[U280_DSP_BUDGET, 3199],
-                        help="DSP budgets to build for (default: the U280's usable 80%% and INR-Arch's 3199)")
+    parser.add_argument("--budgets", type=int, nargs="+",
+                        help=f"DSP budgets to build for (default: the U280's usable {U280_DSP_BUDGET} and "
+                             "INR-Arch's 3199; with --quick only the first)")
     parser.add_argument("--quick", action="store_true", help="small SIREN 2→16→16→3, simulated in Verilator")
     parser.add_argument("--simulate", action="store_true", help="run every design in Verilator")
-    parser.add_argument("--repeats", type=int, default=20)
-    parser.add_argument("--out", default="bench")
+    parser.add_argument("--repeats", type=int, default=20, help="torch runs to take the median of")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the input samples")
     args = parser.parse_args(argv)
-    if args.quick:
-        model = models.siren(in_features=2, hidden=16, layers=2, out_features=3, w0=30.0, seed=0)
-        args.simulate = True
-    else:
-        model = models.default_siren()
+    spec = QUICK if args.quick else WORKLOAD
+    budgets = args.budgets or ([U280_DSP_BUDGET] if args.quick else [U280_DSP_BUDGET, INR_ARCH_ORDER_1_RESOURCES["DSP"]])
+    simulate = args.simulate or args.quick
+    model = models.siren(**spec)
     rows = []
-    for budget in args.budgets:
+    for budget in budgets:
         for order in args.orders:
-            print(f"order {order}, DSP budget {budget} ...", file=sys.stderr, flush=True)
-            rows.append(run_case(model, order, args.batch, dsp_budget=budget, simulate=args.simulate,
-                                 repeats=args.repeats, workload=not args.quick))
-    sweep = [run_case(model, 1, batch, dsp_budget=args.budgets[0], simulate=False, repeats=3, workload=not args.quick)
-             for batch in (16, 64, 256)]
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps({"rows": rows, "batch_sweep": sweep}, indent=2) + "\n")
-    _plot(rows, sweep, out / "cycles.png")
-    print(_table(rows))
-    print(f"\ntorch {torch.__version__} on CPU with {torch.get_num_threads()} threads; results in {out}/")
+            for mode in args.modes:
+                print(f"order {order}, {mode} mode, DSP budget {budget} ...", file=sys.stderr, flush=True)
+                design, row = compile_row(model, order, mode, args.batch, budget)
+                if simulate:
+                    _simulate(design, workload_function(model, order, mode), row, args.seed)
+                rows.append(row)
+    inputs = {"model": spec, "batch": args.batch, "orders": args.orders, "modes": args.modes, "budgets": budgets,
+              "sample_seed": args.seed, "torch": torch.__version__,
+              "inr_arch": {"clock_mhz": INR_ARCH_CLOCK_MHZ, "results": INR_ARCH,
+                           "order_1_resources": INR_ARCH_ORDER_1_RESOURCES}}
+    figures = {"rows": rows}
+    if not simulate:
+        inputs.update({"torch_repeats": args.repeats, "torch_threads": torch.get_num_threads()})
+        figures["torch_cpu"] = _torch_rows(model, args.orders, args.batch, args.repeats, args.seed)
+    key = "workload_quick" if args.quick else "workload_simulated" if simulate else "workload"
+    results.record(key, figures, inputs=inputs)
+    _print_rows(rows)
+    print(f"\nrecorded under {key!r} in {results.RESULTS_PATH}; python -m inrarch.publish updates the README")
     return 0
 
 

@@ -1,0 +1,245 @@
+"""``python -m inrarch.publish``: the figures of the README and of ``docs/``, from ``bench/results.json``.
+
+Every block of published figures sits between ``<!-- results:NAME -->`` and
+``<!-- /results:NAME -->`` in ``README.md`` or a ``docs/*.md`` file. ``NAME`` is a renderer of
+:data:`BLOCKS`, which writes the block's text from the recorded entries alone, so a figure
+exists in the documents only as the benchmark that measured it recorded it. This command
+rewrites every block; ``--check`` only says which differ (exit 1), as
+``tests/test_published_figures.py`` does.
+"""
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+from . import results
+from .bench import U280_DSP_BUDGET
+
+__all__ = ["BLOCKS", "DOCUMENTS", "render", "rewrite", "main"]
+
+DOCUMENTS = (results.REPOSITORY / "README.md", *sorted((results.REPOSITORY / "docs").glob("*.md")))
+_BLOCK = re.compile(r"(<!-- results:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /results:(?P=name) -->)", re.DOTALL)
+
+
+def _source(entry):
+    return f"`{entry['command']}`, commit {entry['commit'][:10]}{'+' if '+' in entry['commit'] else ''}, " \
+           f"{entry['date'][:10]}"
+
+
+def _table(header, rows):
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _siren(spec):
+    widths = [spec["in_features"]] + [spec["hidden"]] * spec["layers"] + [spec["out_features"]]
+    return f"SIREN {'→'.join(map(str, widths))}, w0 = {spec['w0']:g}"
+
+
+def _kib(bits):
+    return f"{bits / 8 / 1024:.1f} KiB"
+
+
+def _times(ratio):
+    return f"{ratio:.1f}×" if ratio < 100 else f"{ratio:,.0f}×"
+
+
+def _budget(budget, inputs):
+    if budget == U280_DSP_BUDGET:
+        return f"{budget:,} (U280)"
+    if budget == inputs["inr_arch"]["order_1_resources"]["DSP"]:
+        return f"{budget:,} (INR-Arch's)"
+    return f"{budget:,}"
+
+
+def _inr_arch_cycles(inputs, order):
+    published = inputs["inr_arch"]
+    return round(published["results"][str(order)]["latency_ms"] * published["clock_mhz"] * 1e3)
+
+
+def _microseconds(row):
+    return row["cycles_predicted"] / row["clock_mhz"]
+
+
+def _workload(entries):
+    entry = entries["workload"]
+    inputs, rows = entry["inputs"], entry["results"]["rows"]
+    published = inputs["inr_arch"]
+    table = []
+    for row in rows:
+        order = str(row["order"])
+        known = order in published["results"]
+        utilization = row["macs_per_sample"] * row["batch"] / (row["multipliers"] * row["cycles_predicted"])
+        table.append([
+            row["order"], _budget(row["dsp_budget"], inputs), row["mode"], f"{row['cycles_predicted']:,}",
+            f"{_inr_arch_cycles(inputs, order):,}" if known else "-",
+            _times(_inr_arch_cycles(inputs, order) / row["cycles_predicted"]) if known else "-",
+            _kib(row["buffer_bits"]), published["results"][order]["memory_mb"] if known else "-",
+            f"{row['dsp_estimate']:,}", f"{utilization:.0%}", f"{row['compile_seconds']:.0f} s"])
+    lines = [f"{_siren(inputs['model'])}, batch {inputs['batch']}, {rows[0]['clock_mhz']:g} MHz; measured by "
+             f"{_source(entry)}. Cycles come from the latency solver.", "",
+             _table(["order", "DSP budget", "derivatives", "cycles", "INR-Arch cycles", "speedup", "buffer memory",
+                     "INR-Arch memory (MB)", "DSP estimate", "MAC utilization", "compile"], table), ""]
+    resources = published["order_1_resources"]
+    lines.append(f"INR-Arch's figures are the FPGA rows of its results.csv: "
+                 + " and ".join(f"order {order} {figures['latency_ms']} ms ({_inr_arch_cycles(inputs, order):,} "
+                                f"cycles at {published['clock_mhz']} MHz), memory {figures['memory_mb']} MB"
+                                for order, figures in published["results"].items())
+                 + f". Its order-1 design used {resources['DSP']} DSP, {resources['LUT'] // 1000}k LUT, "
+                   f"{resources['FF'] // 1000}k FF and {resources['BRAM18K']} BRAM18K.")
+    lines.append("")
+    first = rows[0]
+    kinds = ", ".join(f"{kind} {_kib(bits)}" for kind, bits in first["buffer_bits_by_kind"].items())
+    lines.append(f"Buffer memory counts every on-chip buffer but the weights: at order {first['order']} in "
+                 f"{first['mode']} mode, {kinds}. The weights are stored once, {_kib(first['weight_bits'])} "
+                 f"at order {first['order']} in {first['mode']} mode.")
+    torch_rows = entry["results"].get("torch_cpu", [])
+    if torch_rows:
+        design = {(row["order"], row["mode"]): row for row in rows if row["dsp_budget"] == first["dsp_budget"]}
+        lines += ["", f"torch {inputs['torch']} on this machine's CPU ({inputs['torch_threads']} threads, float32, "
+                      f"median of {inputs['torch_repeats']}) against inrarch at the DSP budget of "
+                      f"{first['dsp_budget']:,}, the same math on both sides:", ""]
+        lines.append(_table(["order", "derivatives", "torch CPU", "inrarch", "speedup"], [
+            [t["order"], t["mode"], f"{t['cpu_ms']:.2f} ms",
+             f"{_microseconds(design[t['order'], t['mode']]):.1f} µs",
+             _times(t["cpu_ms"] * 1e3 / _microseconds(design[t["order"], t["mode"]]))]
+            for t in torch_rows if (t["order"], t["mode"]) in design]))
+    return "\n".join(lines)
+
+
+def _simulated_rows(rows):
+    equal = sum(row["cycles_simulated"] == row["cycles_predicted"] for row in rows)
+    if equal == len(rows):
+        return f"In all {len(rows)} runs the simulated cycles equal the predicted ones."
+    return f"In {len(rows) - equal} of {len(rows)} runs the simulated cycles differ from the predicted ones."
+
+
+def _workload_simulated(entries):
+    entry = entries["workload_simulated"]
+    inputs, rows = entry["inputs"], entry["results"]["rows"]
+    lines = [f"The full-size designs below ran in Verilator on {inputs['batch']} random inputs "
+             f"({_source(entry)}), against float64 torch:", ""]
+    for row in rows:
+        verdict = "equal to" if row["cycles_simulated"] == row["cycles_predicted"] else "not equal to"
+        build = ("from the cache" if row["verilator_cached"]
+                 else f"{row['verilator_build_seconds']:.0f} s to build")
+        lines.append(f"- order {row['order']}, {row['mode']} mode, DSP budget {row['dsp_budget']:,}: "
+                     f"{row['cycles_simulated']:,} cycles simulated, {verdict} the {row['cycles_predicted']:,} "
+                     f"predicted; maximum error {row['max_error']:.1e} of max|ref|; overflow flag "
+                     f"{'set' if row['overflow'] else 'clear'}; {row['dsp_estimate']:,} DSP48E2 estimated, buffer "
+                     f"memory {_kib(row['buffer_bits'])}; wall time {row['compile_seconds']:.0f} s to compile, "
+                     f"{row['verilog_seconds']:.0f} s for the Verilog, Verilator {build} and "
+                     f"{row['verilator_run_seconds']:.0f} s to run.")
+    return "\n".join(lines)
+
+
+def _workload_quick(entries):
+    entry = entries["workload_quick"]
+    inputs, rows = entry["inputs"], entry["results"]["rows"]
+    lines = [f"`python -m inrarch.bench --quick` runs the small {_siren(inputs['model'])} end to end in "
+             f"Verilator at batch {inputs['batch']} ({_source(entry)}). "
+             + _simulated_rows(rows), "",
+             _table(["order", "derivatives", "cycles predicted", "cycles simulated", "max error", "overflow",
+                     "buffer memory", "DSP estimate"],
+                    [[row["order"], row["mode"], f"{row['cycles_predicted']:,}", f"{row['cycles_simulated']:,}",
+                      f"{row['max_error']:.1e}", "yes" if row["overflow"] else "no", _kib(row["buffer_bits"]),
+                      row["dsp_estimate"]] for row in rows])]
+    return "\n".join(lines)
+
+
+def _compile_time(entries):
+    entry = entries["compile_time"]
+    inputs, rows = entry["inputs"], entry["results"]["rows"]
+    stages = [stage for stage in ("capture", "passes", "formats", "lower", "solve", "verilog") if stage in rows[0]]
+    lines = [f"Compile times of the default {_siren(inputs['model'])} at batch {inputs['batch']}, in seconds "
+             f"({_source(entry)}):", "",
+             _table(["order", "nodes", "DSP estimate", *stages, "total"],
+                    [[row["order"], row["nodes"], f"{row['dsp_estimate']:,}",
+                      *(f"{row[stage]:.1f}" for stage in stages), f"{row['total']:.1f}"] for row in rows])]
+    return "\n".join(lines)
+
+
+def _formats(entries):
+    entry = entries["formats"]
+    figures = entry["results"]
+    table = []
+    savings = []
+    for order, result in figures.items():
+        searched = result["searched"]
+        widths = searched["widths"]
+        table.append([order, searched["uniform_width"], f"{searched['mean_bits']:.1f}",
+                      f"{min(widths)}–{max(widths)}", f"{searched['error']:.1e}", f"{searched['seconds']:.1f} s"])
+        savings.append(1 - searched["mean_bits"] / searched["uniform_width"])
+    return "\n".join([
+        f"Measured by {_source(entry)}, on {entry['inputs']['test_samples']} random inputs.", "",
+        _table(["order", "narrowest uniform width", "searched: mean bits", "searched: widths",
+                "error on unseen inputs", "search time"], table), "",
+        f"The per-edge step saves {min(savings):.0%}–{max(savings):.0%} of the bits of the narrowest uniform width."])
+
+
+def _core_resources(entries):
+    entry = entries["core_resources"]
+    columns = entry["inputs"]["columns"]
+    return "\n".join([
+        f"Measured by {_source(entry)} with {entry['inputs']['yosys']}.", "",
+        "| core | parameters | " + " | ".join(columns) + " |",
+        "|---|---|" + "---:|" * len(columns),
+        *(f"| {row['core']} | {row['parameters']} | " + " | ".join(str(row['counts'][c]) for c in columns) + " |"
+          for row in entry["results"]["rows"])])
+
+
+BLOCKS = {
+    "workload": _workload,
+    "workload_simulated": _workload_simulated,
+    "workload_quick": _workload_quick,
+    "compile_time": _compile_time,
+    "formats": _formats,
+    "core_resources": _core_resources,
+}
+
+
+def render(name, entries):
+    """The text of block ``name`` from the recorded ``entries``."""
+    if name not in BLOCKS:
+        raise KeyError(f"no renderer for the block results:{name}; known: {', '.join(BLOCKS)}")
+    return BLOCKS[name](entries)
+
+
+def rewrite(text, entries):
+    """``text`` with every marked block rendered again; also the names of the blocks found."""
+    names = []
+
+    def replace(match):
+        names.append(match["name"])
+        return match.group(1) + render(match["name"], entries) + "\n" + match.group(4)
+
+    return _BLOCK.sub(replace, text), names
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m inrarch.publish", description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="write nothing; exit 1 when some block differs")
+    args = parser.parse_args(argv)
+    entries = results.load()
+    stale = []
+    for path in DOCUMENTS:
+        text = path.read_text()
+        try:
+            new, _ = rewrite(text, entries)
+        except KeyError as error:
+            print(f"error: {path.name}: {error.args[0]}", file=sys.stderr)
+            return 2
+        if new != text:
+            stale.append(path)
+            if not args.check:
+                path.write_text(new)
+    for path in stale:
+        print(f"{path.relative_to(results.REPOSITORY)}: {'differs from' if args.check else 'rewritten from'} "
+              f"{results.RESULTS_PATH.relative_to(results.REPOSITORY)}")
+    return 1 if args.check and stale else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

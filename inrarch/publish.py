@@ -110,10 +110,10 @@ def _workload(entries):
 
 
 def _simulated_rows(rows):
-    equal = sum(row["cycles_simulated"] == row["cycles_predicted"] for row in rows)
-    if equal == len(rows):
-        return f"In all {len(rows)} runs the simulated cycles equal the predicted ones."
-    return f"In {len(rows) - equal} of {len(rows)} runs the simulated cycles differ from the predicted ones."
+    differ = sum(row["cycles_simulated"] != row["cycles_predicted"] for row in rows)
+    if differ:
+        return f"In {differ} of {len(rows)} runs the simulated cycles differ from the predicted ones."
+    return ("The simulated cycles equal the predicted ones" + (f" in all {len(rows)} runs." if len(rows) > 1 else "."))
 
 
 def _workload_simulated(entries):
@@ -138,9 +138,8 @@ def _workload_simulated(entries):
 def _workload_quick(entries):
     entry = entries["workload_quick"]
     inputs, rows = entry["inputs"], entry["results"]["rows"]
-    lines = [f"`python -m inrarch.bench --quick` runs the small {_siren(inputs['model'])} end to end in "
-             f"Verilator at batch {inputs['batch']} ({_source(entry)}). "
-             + _simulated_rows(rows), "",
+    lines = [f"The small {_siren(inputs['model'])}, end to end in Verilator at batch {inputs['batch']} "
+             f"({_source(entry)}). " + _simulated_rows(rows), "",
              _table(["order", "derivatives", "cycles predicted", "cycles simulated", "max error", "overflow",
                      "buffer memory", "DSP estimate"],
                     [[row["order"], row["mode"], f"{row['cycles_predicted']:,}", f"{row['cycles_simulated']:,}",

@@ -189,6 +189,67 @@ def _core_resources(entries):
           for row in entry["results"]["rows"])])
 
 
+_ORDER_NAMES = {1: "linear", 2: "quadratic", 3: "cubic"}
+
+
+def _core_name(row):
+    return row["core"] + (f" (order={row['order']})" if row["order"] is not None else "")
+
+
+def _table_cell(row):
+    if row["entries"] is None:
+        return "—"
+    return f"{row['entries']} × {_ORDER_NAMES[row['table_order']]}, {row['entry_bits']} b"
+
+
+def _inputs_cell(row, inputs):
+    if row["inputs"] == "all":
+        return f"all {row['inputs_measured']:,}"
+    if row["inputs"] == "lengths":
+        return f"{inputs['per_length']:,} per length"
+    where = "full range" if row["inputs"] is None else f"in ±{row['inputs']:g}"
+    return f"{inputs['random'] / 1e6:g}M, {where}"
+
+
+def _nonlinear_errors(entries):
+    entry = entries["nonlinear_errors"]
+    return "\n".join([f"Measured by {_source(entry)}.", "", _table(
+        ["core", "in", "out", "scale", "inputs", "worst ulp", "mean ulp", "table (entries × order, bits/entry)",
+         "DSP", "latency"],
+        [[_core_name(row), row["in"], row["out"], f"{row['scale']:g}", _inputs_cell(row, entry["inputs"]),
+          f"{row['worst_ulp']:.3f}", f"{row['mean_ulp']:.3f}", _table_cell(row), row["dsps"], row["latency"]]
+         for row in entry["results"]["rows"]])])
+
+
+def _nonlinear_order_choices(entries):
+    entry = entries["nonlinear_errors"]
+    table = []
+    for row in entry["results"]["order_choices"]:
+        core = f"`{row['core']}({row['in']}, {row['out']}, scale={row['scale']:g})`"
+        order = "automatic" if row["order"] is None else str(row["order"])
+        if "refused" in row:
+            table.append([core, order, "refused: no table of that order is accurate enough", "", "", "", "", ""])
+            continue
+        table.append([core, order, row["entries"], _ORDER_NAMES[row["table_order"]], row["entry_bits"],
+                      f"{row['entries'] * row['entry_bits'] / 1024:.1f}", f"{row['worst_ulp']:.2f}",
+                      f"{row['dsps']} / {row['latency']}"])
+    return "\n".join([f"{entry['inputs']['choice_inputs']:,} random inputs each; measured by {_source(entry)}.", "",
+                      _table(["core", "`order=`", "entries", "order", "bits/entry", "kbit", "worst error (ulp)",
+                              "DSP / latency"], table)])
+
+
+def _synth_estimate(entries):
+    entry = entries["synth_estimate"]
+    inputs, estimate, synth = entry["inputs"], entry["results"]["estimate"], entry["results"]["synth"]
+    spec = inputs["model"]
+    return "\n".join([
+        f"{_siren(spec)}, order {inputs['order']}, batch {inputs['batch']} (`--width {spec['hidden']} --depth "
+        f"{spec['layers']} --batch {inputs['batch']}`), measured by {_source(entry)} with {inputs['yosys']}:", "",
+        _table(["", "DSP", "BRAM36", "LUT", "FF"],
+               [["analytic estimate", estimate["DSP"], f"{estimate['BRAM36']:g}", "-", "-"],
+                ["yosys `synth_xilinx`", synth["DSP"], f"{synth['BRAM36']:g}", synth["LUT"], synth["FF"]]])])
+
+
 BLOCKS = {
     "workload": _workload,
     "workload_simulated": _workload_simulated,
@@ -196,6 +257,9 @@ BLOCKS = {
     "compile_time": _compile_time,
     "formats": _formats,
     "core_resources": _core_resources,
+    "nonlinear_errors": _nonlinear_errors,
+    "nonlinear_order_choices": _nonlinear_order_choices,
+    "synth_estimate": _synth_estimate,
 }
 
 

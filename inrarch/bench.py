@@ -9,8 +9,9 @@ solver's cycles, the buffer memory and the DSP estimate. The derivatives are for
 * ``reverse``: :func:`autograd_per_component`, reverse mode with one backward pass per output
   component and order, as INR-Arch does and as its torch baseline does.
 
-Without options it also times torch on the CPU for both, in this process (median of
-``--repeats`` runs after warm-up, float32, threads stated), and records everything under
+Without options it also times torch on the CPU for both, in this process (median and shortest of
+``--repeats`` runs after warm-up, float32, with the threads and the machine's load average
+stated), and records everything under
 ``"workload"`` in ``bench/results.json``. ``--simulate`` also runs each design in Verilator
 (cycles, error against float64 torch, overflow) and records ``"workload_simulated"``.
 ``--quick`` runs the small SIREN 2→16→16→3 in Verilator, in a few minutes, and records
@@ -19,6 +20,7 @@ Without options it also times torch on the CPU for both, in this process (median
 
 import argparse
 import copy
+import os
 import statistics
 import sys
 import time
@@ -86,7 +88,7 @@ def workload_function(model, order, mode):
 
 
 def torch_baseline(fn, x, repeats):
-    """Median wall time (ms) of ``fn(x)`` on the CPU after two warm-up calls."""
+    """Median and shortest wall time (ms) of ``fn(x)`` on the CPU after two warm-up calls."""
     for _ in range(2):
         fn(x)
     times = []
@@ -94,7 +96,7 @@ def torch_baseline(fn, x, repeats):
         start = time.perf_counter()
         fn(x)
         times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
+    return statistics.median(times), min(times)
 
 
 def _example(batch):
@@ -159,9 +161,12 @@ def _simulate(design, fn, row, seed):
 def _torch_rows(model, orders, batch, repeats, seed):
     x = _samples(batch, seed).float()
     model = copy.deepcopy(model).float()
-    return [{"order": order, "mode": mode,
-             "cpu_ms": round(torch_baseline(workload_function(model, order, mode), x, repeats), 3)}
-            for order in orders for mode in MODES]
+    rows = []
+    for order in orders:
+        for mode in MODES:
+            median, shortest = torch_baseline(workload_function(model, order, mode), x, repeats)
+            rows.append({"order": order, "mode": mode, "cpu_ms": round(median, 3), "min_cpu_ms": round(shortest, 3)})
+    return rows
 
 
 def _print_rows(rows):
@@ -183,6 +188,9 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="small SIREN 2→16→16→3, simulated in Verilator")
     parser.add_argument("--simulate", action="store_true", help="run every design in Verilator")
     parser.add_argument("--repeats", type=int, default=20, help="torch runs to take the median of")
+    parser.add_argument("--torch-threads", type=int, default=torch.get_num_threads(),
+                        help="CPU threads of the torch baseline (default: torch's, %(default)s here); on a "
+                             "machine busy with other work, fewer threads than cores time it more steadily")
     parser.add_argument("--seed", type=int, default=0, help="seed of the input samples")
     args = parser.parse_args(argv)
     spec = QUICK if args.quick else WORKLOAD
@@ -204,7 +212,9 @@ def main(argv=None):
                            "order_1_resources": INR_ARCH_ORDER_1_RESOURCES}}
     figures = {"rows": rows}
     if not simulate:
-        inputs.update({"torch_repeats": args.repeats, "torch_threads": torch.get_num_threads()})
+        torch.set_num_threads(args.torch_threads)
+        inputs.update({"torch_repeats": args.repeats, "torch_threads": torch.get_num_threads(),
+                       "cpu_count": os.cpu_count(), "load_average": round(os.getloadavg()[0], 1)})
         figures["torch_cpu"] = _torch_rows(model, args.orders, args.batch, args.repeats, args.seed)
     key = "workload_quick" if args.quick else "workload_simulated" if simulate else "workload"
     results.record(key, figures, inputs=inputs)

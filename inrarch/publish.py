@@ -98,11 +98,13 @@ def _workload(entries):
     torch_rows = entry["results"].get("torch_cpu", [])
     if torch_rows:
         design = {(row["order"], row["mode"]): row for row in rows if row["dsp_budget"] == first["dsp_budget"]}
-        lines += ["", f"torch {inputs['torch']} on this machine's CPU ({inputs['torch_threads']} threads, float32, "
-                      f"median of {inputs['torch_repeats']}) against inrarch at the DSP budget of "
-                      f"{first['dsp_budget']:,}, the same math on both sides:", ""]
-        lines.append(_table(["order", "derivatives", "torch CPU", "inrarch", "speedup"], [
-            [t["order"], t["mode"], f"{t['cpu_ms']:.2f} ms",
+        lines += ["", f"torch {inputs['torch']} on this machine's CPU ({inputs['torch_threads']} of "
+                      f"{inputs['cpu_count']} threads, float32, median and shortest of {inputs['torch_repeats']} runs; "
+                      f"load average {inputs['load_average']:g} from other work) against inrarch at the DSP budget "
+                      f"of {first['dsp_budget']:,}, the same math on both sides:", ""]
+        lines.append(_table(["order", "derivatives", "torch CPU (median)", "torch CPU (shortest)", "inrarch",
+                             "speedup (median)"], [
+            [t["order"], t["mode"], f"{t['cpu_ms']:.2f} ms", f"{t['min_cpu_ms']:.2f} ms",
              f"{_microseconds(design[t['order'], t['mode']]):.1f} µs",
              _times(t["cpu_ms"] * 1e3 / _microseconds(design[t["order"], t["mode"]]))]
             for t in torch_rows if (t["order"], t["mode"]) in design]))

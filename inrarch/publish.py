@@ -80,17 +80,32 @@ def _workload(entries):
             f"{row['dsp_estimate']:,}", f"{utilization:.0%}", f"{row['compile_seconds']:.0f} s"])
     lines = [f"{_siren(inputs['model'])}, batch {inputs['batch']}, {rows[0]['clock_mhz']:g} MHz; measured by "
              f"{_source(entry)}. Cycles come from the latency solver.", "",
-             _table(["order", "DSP budget", "derivatives", "cycles", "INR-Arch cycles", "speedup", "buffer memory",
+             _table(["order", "DSP budget", "derivatives", "cycles", "INR-Arch cycles", "speedup vs INR-Arch",
+                     "buffer memory",
                      "INR-Arch memory (MB)", "DSP estimate", "MAC utilization", "compile"], table), ""]
     resources = published["order_1_resources"]
     lines.append(f"INR-Arch's figures are the FPGA rows of its results.csv: "
-                 + " and ".join(f"order {order} {figures['latency_ms']} ms ({_inr_arch_cycles(inputs, order):,} "
-                                f"cycles at {published['clock_mhz']} MHz), memory {figures['memory_mb']} MB"
-                                for order, figures in published["results"].items())
+                 + "; ".join(f"order {order}, {figures['latency_ms']} ms ({_inr_arch_cycles(inputs, order):,} "
+                             f"cycles at {published['clock_mhz']} MHz) and memory {figures['memory_mb']} MB"
+                             for order, figures in published["results"].items())
                  + f". Its order-1 design used {resources['DSP']} DSP, {resources['LUT'] // 1000}k LUT, "
                    f"{resources['FF'] // 1000}k FF and {resources['BRAM18K']} BRAM18K.")
-    lines.append("")
     first = rows[0]
+    same_budget = [row for row in rows if row["dsp_budget"] == first["dsp_budget"] and str(row["order"]) in
+                   published["results"]]
+    ratios = [published["results"][str(row["order"])]["memory_mb"] * 2**20 * 8 / row["buffer_bits"] for row in rows
+              if str(row["order"]) in published["results"]]
+    lines[-1] += (f" Taking 1 MB as 2^20 bytes, its memory is {min(ratios):,.0f}× to {max(ratios):,.0f}× the buffer "
+                  "memory here.")
+    lines.append("")
+    lines += [f"At the DSP budget of {first['dsp_budget']:,}, inrarch needs fewer cycles than INR-Arch:", ""]
+    for mode, kind in (("reverse", "like for like (reverse mode, INR-Arch's math)"),
+                       ("forward", "with the algorithm (forward mode)")):
+        speedups = [f"{_times(_inr_arch_cycles(inputs, row['order']) / row['cycles_predicted'])} at order "
+                    f"{row['order']}" for row in same_budget if row["mode"] == mode]
+        lines.append(f"- {kind}: {', '.join(speedups)};")
+    lines[-1] = lines[-1][:-1] + "."
+    lines.append("")
     kinds = ", ".join(f"{kind} {_kib(bits)}" for kind, bits in first["buffer_bits_by_kind"].items())
     lines.append(f"Buffer memory counts every on-chip buffer but the weights: at order {first['order']} in "
                  f"{first['mode']} mode, {kinds}. The weights are stored once, {_kib(first['weight_bits'])} "

@@ -14,7 +14,6 @@ table.
 
 import argparse
 import time
-from pathlib import Path
 
 import matplotlib
 import numpy as np

@@ -97,8 +97,9 @@ def main():
     for cls, in_format, out_format, scale, order, kind in CASES:
         start = time.perf_counter()
         core = _build(cls, in_format, out_format, scale, order)
+        raw = _inputs(measure, core.in_format, kind)
         rows.append({"core": cls.__name__, "in": in_format, "out": out_format, "scale": scale, "order": order,
-                     "inputs": kind, **_describe(core), **_errors(measure, core, _inputs(measure, core.in_format, kind))})
+                     "inputs": kind, **_describe(core), **_errors(measure, core, raw)})
         print(rows[-1], f"{time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
     choices = []
     for cls, in_format, out_format, scale, span in ORDER_CHOICES:

@@ -194,7 +194,7 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0, help="seed of the input samples")
     args = parser.parse_args(argv)
     spec = QUICK if args.quick else WORKLOAD
-    budgets = args.budgets or ([U280_DSP_BUDGET] if args.quick else [U280_DSP_BUDGET, INR_ARCH_ORDER_1_RESOURCES["DSP"]])
+    budgets = args.budgets or [U280_DSP_BUDGET] + ([] if args.quick else [INR_ARCH_ORDER_1_RESOURCES["DSP"]])
     simulate = args.simulate or args.quick
     model = models.siren(**spec)
     rows = []

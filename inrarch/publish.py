@@ -11,7 +11,6 @@ rewrites every block; ``--check`` only says which differ (exit 1), as
 import argparse
 import re
 import sys
-from pathlib import Path
 
 from . import results
 from .bench import U280_DSP_BUDGET
@@ -22,9 +21,32 @@ DOCUMENTS = (results.REPOSITORY / "README.md", *sorted((results.REPOSITORY / "do
 _BLOCK = re.compile(r"(<!-- results:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /results:(?P=name) -->)", re.DOTALL)
 
 
+RECORDED_BY = {
+    "workload": "python -m inrarch.bench",
+    "workload_simulated": f"python -m inrarch.bench --simulate --orders 1 --budgets {U280_DSP_BUDGET} --modes forward",
+    "workload_quick": "python -m inrarch.bench --quick",
+    "compile_time": "python bench/compile_time.py --verilog",
+    "formats": "python bench/formats.py",
+    "core_resources": "python bench/core_resources.py",
+    "nonlinear_errors": "python bench/nonlinear_errors.py",
+    "synth_estimate": "python bench/synth_estimate.py",
+}
+
+
+def _entry(entries, key):
+    if key not in entries:
+        raise KeyError(f"bench/results.json has no {key!r} entry: run {RECORDED_BY[key]}")
+    return entries[key]
+
+
 def _source(entry):
     return f"`{entry['command']}`, commit {entry['commit'][:10]}{'+' if '+' in entry['commit'] else ''}, " \
            f"{entry['date'][:10]}"
+
+
+def _yosys(version):
+    """``Yosys 0.23`` of a ``yosys -V`` line."""
+    return " ".join(version.split()[:2])
 
 
 def _table(header, rows):
@@ -64,7 +86,7 @@ def _microseconds(row):
 
 
 def _workload(entries):
-    entry = entries["workload"]
+    entry = _entry(entries, "workload")
     inputs, rows = entry["inputs"], entry["results"]["rows"]
     published = inputs["inr_arch"]
     table = []
@@ -134,7 +156,7 @@ def _simulated_rows(rows):
 
 
 def _workload_simulated(entries):
-    entry = entries["workload_simulated"]
+    entry = _entry(entries, "workload_simulated")
     inputs, rows = entry["inputs"], entry["results"]["rows"]
     lines = [f"The full-size designs below ran in Verilator on {inputs['batch']} random inputs "
              f"({_source(entry)}), against float64 torch:", ""]
@@ -153,7 +175,7 @@ def _workload_simulated(entries):
 
 
 def _workload_quick(entries):
-    entry = entries["workload_quick"]
+    entry = _entry(entries, "workload_quick")
     inputs, rows = entry["inputs"], entry["results"]["rows"]
     lines = [f"The small {_siren(inputs['model'])}, end to end in Verilator at batch {inputs['batch']} "
              f"({_source(entry)}). " + _simulated_rows(rows), "",
@@ -166,7 +188,7 @@ def _workload_quick(entries):
 
 
 def _compile_time(entries):
-    entry = entries["compile_time"]
+    entry = _entry(entries, "compile_time")
     inputs, rows = entry["inputs"], entry["results"]["rows"]
     stages = [stage for stage in ("capture", "passes", "formats", "lower", "solve", "verilog") if stage in rows[0]]
     lines = [f"Compile times of the default {_siren(inputs['model'])} at batch {inputs['batch']}, in seconds "
@@ -178,7 +200,7 @@ def _compile_time(entries):
 
 
 def _formats(entries):
-    entry = entries["formats"]
+    entry = _entry(entries, "formats")
     figures = entry["results"]
     table = []
     savings = []
@@ -196,10 +218,10 @@ def _formats(entries):
 
 
 def _core_resources(entries):
-    entry = entries["core_resources"]
+    entry = _entry(entries, "core_resources")
     columns = entry["inputs"]["columns"]
     return "\n".join([
-        f"Measured by {_source(entry)} with {entry['inputs']['yosys']}.", "",
+        f"Measured by {_source(entry)} with {_yosys(entry['inputs']['yosys'])}.", "",
         "| core | parameters | " + " | ".join(columns) + " |",
         "|---|---|" + "---:|" * len(columns),
         *(f"| {row['core']} | {row['parameters']} | " + " | ".join(str(row['counts'][c]) for c in columns) + " |"
@@ -229,7 +251,7 @@ def _inputs_cell(row, inputs):
 
 
 def _nonlinear_errors(entries):
-    entry = entries["nonlinear_errors"]
+    entry = _entry(entries, "nonlinear_errors")
     return "\n".join([f"Measured by {_source(entry)}.", "", _table(
         ["core", "in", "out", "scale", "inputs", "worst ulp", "mean ulp", "table (entries × order, bits/entry)",
          "DSP", "latency"],
@@ -239,7 +261,7 @@ def _nonlinear_errors(entries):
 
 
 def _nonlinear_order_choices(entries):
-    entry = entries["nonlinear_errors"]
+    entry = _entry(entries, "nonlinear_errors")
     table = []
     for row in entry["results"]["order_choices"]:
         core = f"`{row['core']}({row['in']}, {row['out']}, scale={row['scale']:g})`"
@@ -256,15 +278,19 @@ def _nonlinear_order_choices(entries):
 
 
 def _synth_estimate(entries):
-    entry = entries["synth_estimate"]
+    entry = _entry(entries, "synth_estimate")
     inputs, estimate, synth = entry["inputs"], entry["results"]["estimate"], entry["results"]["synth"]
     spec = inputs["model"]
     return "\n".join([
         f"{_siren(spec)}, order {inputs['order']}, batch {inputs['batch']} (`--width {spec['hidden']} --depth "
-        f"{spec['layers']} --batch {inputs['batch']}`), measured by {_source(entry)} with {inputs['yosys']}:", "",
+        f"{spec['layers']} --batch {inputs['batch']}`), measured by {_source(entry)} with "
+        f"{_yosys(inputs['yosys'])}:", "",
         _table(["", "DSP", "BRAM36", "LUT", "FF"],
                [["analytic estimate", estimate["DSP"], f"{estimate['BRAM36']:g}", "-", "-"],
-                ["yosys `synth_xilinx`", synth["DSP"], f"{synth['BRAM36']:g}", synth["LUT"], synth["FF"]]])])
+                ["yosys `synth_xilinx`", synth["DSP"], f"{synth['BRAM36']:g}", synth["LUT"], synth["FF"]]]), "",
+        "Here the estimate's " + "; its ".join(
+            f"{name} count {'equals' if estimate[name] == synth[name] else 'differs from'} yosys's"
+            for name in ("DSP", "BRAM36")) + "."])
 
 
 BLOCKS = {

@@ -88,7 +88,7 @@ def _load_model(spec):
         model = model()
     if not isinstance(model, torch.nn.Module):
         raise InrarchError(f"--model: {spec} is not a torch.nn.Module nor a function returning one")
-    return model.double().eval()
+    return model
 
 
 def _parser():

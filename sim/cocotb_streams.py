@@ -94,7 +94,29 @@ def _signal(dut, name):
                          f"other ports: {[n for n in names if '__' not in n]}")
 
 
-class StreamDriver:
+class _Port:
+    """What a driver and a monitor share: the clock, the random draws and the loop that clocks them."""
+
+    def __init__(self, dut, name, clock, probability, seed):
+        self.name = name
+        self.cycle = 0
+        self.clock = _signal(dut, clock)
+        self.probability = probability
+        self.draw = random.Random(f"{seed}:{name}").random if probability < 1.0 else None
+
+    async def _clock_until(self, finished):
+        """Run :meth:`drive` and :meth:`sample` each cycle until ``finished()``; then, after the edge, :meth:`idle`."""
+        edge = RisingEdge(self.clock)
+        while not finished():
+            await edge
+            self.drive()
+            await ReadOnly()
+            self.sample()
+        await edge
+        self.idle()
+
+
+class StreamDriver(_Port):
     """Drives the input stream port ``name`` of a generated design (``top.v`` from inrarch or Amaranth).
 
     A stream port ``x`` is the Verilog ports ``x__payload``, ``x__valid`` and ``x__ready``. The
@@ -132,20 +154,16 @@ class StreamDriver:
     """
 
     def __init__(self, dut, name, *, clock="clk", valid_prob=1.0, seed=0):
-        self.name = name
+        super().__init__(dut, name, clock, valid_prob, seed)
         self.words = []
         self.sent = 0
         self.offered = False
         self.valid_high = False
-        self.cycle = 0
         self.accepts = []
         self.arrivals = []
-        self.clock = _signal(dut, clock)
         self.set_valid = _writer(_signal(dut, f"{name}__valid"))
         self.set_payload = _writer(_signal(dut, f"{name}__payload"))
         self.is_ready = _bit_reader(_signal(dut, f"{name}__ready"))
-        self.draw = random.Random(f"{seed}:{name}").random if valid_prob < 1.0 else None
-        self.valid_prob = valid_prob
 
     async def send(self, words):
         """Offer ``words`` one after another and return once the design accepted the last one.
@@ -157,19 +175,12 @@ class StreamDriver:
             ``fmt.to_unsigned(fmt.quantize(values))`` with ``fmt = design.input_format``).
         """
         self.words.extend(int(word) for word in words)
-        edge = RisingEdge(self.clock)
-        while self.sent < len(self.words):
-            await edge
-            self.drive()
-            await ReadOnly()
-            self.sample()
-        await edge
-        self.idle()
+        await self._clock_until(lambda: self.sent == len(self.words))
 
     def drive(self):
         """Just after a rising edge: offer the next word if there is one (and the gap draw allows)."""
         if not self.offered and self.sent < len(self.words):
-            if self.draw is None or self.draw() < self.valid_prob:
+            if self.draw is None or self.draw() < self.probability:
                 self.set_payload(self.words[self.sent])
                 self.offered = True
                 self.arrivals.append(self.cycle)
@@ -199,7 +210,7 @@ class StreamDriver:
         return f"input {self.name}: {self.sent}/{len(self.words)} words accepted ({state})"
 
 
-class StreamMonitor:
+class StreamMonitor(_Port):
     """Takes words from the output stream port ``name`` of a generated design.
 
     The monitor raises ``ready`` while it wants words, and takes a word at each rising edge where
@@ -234,19 +245,15 @@ class StreamMonitor:
     """
 
     def __init__(self, dut, name, *, clock="clk", ready_prob=1.0, seed=0):
-        self.name = name
+        super().__init__(dut, name, clock, ready_prob, seed)
         self.wanted = 0
         self.words = []
         self.emits = []
         self.ready_high = False
         self.valid_seen = False
-        self.cycle = 0
-        self.clock = _signal(dut, clock)
         self.set_ready = _writer(_signal(dut, f"{name}__ready"))
         self.is_valid = _bit_reader(_signal(dut, f"{name}__valid"))
         self.payload = _reader(_signal(dut, f"{name}__payload"))
-        self.draw = random.Random(f"{seed}:{name}").random if ready_prob < 1.0 else None
-        self.ready_prob = ready_prob
 
     async def receive(self, count):
         """Take the next ``count`` words and return them.
@@ -260,19 +267,12 @@ class StreamMonitor:
         """
         first = len(self.words)
         self.wanted = first + int(count)
-        edge = RisingEdge(self.clock)
-        while len(self.words) < self.wanted:
-            await edge
-            self.drive()
-            await ReadOnly()
-            self.sample()
-        await edge
-        self.idle()
+        await self._clock_until(lambda: len(self.words) == self.wanted)
         return self.words[first:]
 
     def drive(self):
         """Just after a rising edge: raise ``ready`` while words are wanted (and the draw allows)."""
-        ready = len(self.words) < self.wanted and (self.draw is None or self.draw() < self.ready_prob)
+        ready = len(self.words) < self.wanted and (self.draw is None or self.draw() < self.probability)
         if ready != self.ready_high:
             self.set_ready(int(ready))
             self.ready_high = ready

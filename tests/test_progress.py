@@ -4,12 +4,10 @@ import re
 
 import torch
 from amaranth.back import verilog
-from amaranth.hdl import Module
-from amaranth.lib import stream, wiring
-from amaranth.lib.wiring import In, Out
 
 import inrarch
 import sim
+from cores import Q, StreamFIFO
 from sim.verilator import toolchain
 
 
@@ -18,18 +16,6 @@ def final_state(text, description):
     states = [part for part in re.split(r"[\r\n]", text) if part.startswith(f"{description}:")]
     assert states, f"no {description!r} bar in {text!r}"
     return states[-1]
-
-
-class Register(wiring.Component):
-    def __init__(self):
-        super().__init__({"a": In(stream.Signature(8)), "o": Out(stream.Signature(8))})
-
-    def elaborate(self, platform):
-        m = Module()
-        m.d.comb += self.a.ready.eq(~self.o.valid | self.o.ready)
-        with m.If(self.a.ready):
-            m.d.sync += [self.o.valid.eq(self.a.valid), self.o.payload.eq(self.a.payload)]
-        return m
 
 
 def test_format_search_bar_ends_at_the_trials_it_ran(capsys):
@@ -47,7 +33,7 @@ def test_no_bars_unless_asked(capsys):
 
 
 def test_verilator_build_and_run_bars_count_compiler_runs_and_words(tmp_path, capsys):
-    run = sim.run_verilog(verilog.convert(Register(), name="top"), inputs={"a": list(range(100))},
+    run = sim.run_verilog(verilog.convert(StreamFIFO(Q(4, 4), depth=4), name="top"), inputs={"i": list(range(100))},
                           outputs={"o": 100}, ready_prob=0.5, build_dir=tmp_path, progress=True)
     assert not run.cached
     err = capsys.readouterr().err

@@ -3,12 +3,16 @@
 Writes ``OUT/top.v`` (the design), ``OUT/report.json`` (cycles, latency, formats and an analytic
 DSP/BRAM/URAM estimate) and ``OUT/board_plan/``, an Amaranth build plan for the board that wraps
 the design in a self-test harness (see docs/boards.md). ``--simulate`` runs the Verilog in
-Verilator on random inputs from the domain and compares it with float64 torch; ``--synth`` counts
+Verilator on random inputs from the domain and compares it with float64 torch (``--trace`` also
+records its waveform into ``OUT/waves.fst``); ``--plots`` draws the solved schedule into
+``OUT/plots/``; ``--synth`` counts
 resources with yosys ``synth_xilinx`` and fails when the design does not fit the board;
 ``--run-vendor`` runs the build plan (Vivado, or the YoWASP open flow for ECP5/iCE40 boards).
 When the Vitis kernel packager (``boards.vitis_kernel``) is present, Alveo builds also get
 ``OUT/vitis_kernel/``. Output is written to a temporary directory beside ``OUT`` and moved into
 place only when everything succeeded, so a failed build leaves no half-written directory.
+On a terminal, the format search and the Verilator build and run show progress bars on stderr
+(``--no-progress`` turns them off).
 
 Exit codes: 0 success, 2 user error or a design that does not fit (one line on stderr), 1 internal
 error or a failed tool run.
@@ -40,10 +44,13 @@ from .design import compile as compile_design
 from .emulate import relative_errors
 from .errors import InrarchError
 from .resources import design_resources
+from .solver_report import write_plots
 
 __all__ = ["main", "build"]
 
 _PLAN_DIR = "board_plan"
+_PLOTS_DIR = "plots"
+_WAVES = "waves.fst"
 _KERNEL_DIR = "vitis_kernel"
 _SYNTH_FAMILIES = {"ultrascaleplus": "xcup", "ultrascale": "xcu", "series7": "xc7"}
 _RESOURCES = ("LUT", "FF", "DSP", "BRAM36", "URAM")
@@ -59,8 +66,11 @@ class ToolFailure(Exception):
 
 
 class _Progress:
-    def __init__(self, stream):
+    """Step lines on ``stream``; ``bars`` says whether the long steps also show progress bars."""
+
+    def __init__(self, stream, bars):
         self.stream = stream
+        self.bars = bars
         self.start = time.perf_counter()
 
     def step(self, text):
@@ -88,7 +98,7 @@ def _load_model(spec):
         model = model()
     if not isinstance(model, torch.nn.Module):
         raise InrarchError(f"--model: {spec} is not a torch.nn.Module nor a function returning one")
-    return model.double().eval()
+    return model
 
 
 def _parser():
@@ -114,6 +124,12 @@ def _parser():
                              "(default: 80%% of the board's DSPs where known)")
     parser.add_argument("--out", default="build", help="output directory (default: build)")
     parser.add_argument("--simulate", action="store_true", help="run the Verilog in Verilator and check it")
+    parser.add_argument("--trace", action="store_true",
+                        help=f"with --simulate: record the waveform of every signal into OUT/{_WAVES}")
+    parser.add_argument("--plots", action="store_true",
+                        help=f"draw the solver's core timeline and FIFO occupancy into OUT/{_PLOTS_DIR}/")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress bars (shown by default when stderr is a terminal)")
     parser.add_argument("--synth", action="store_true",
                         help="count resources with yosys synth_xilinx and fail (exit 2) if the design does not fit")
     parser.add_argument("--run-vendor", action="store_true",
@@ -147,6 +163,8 @@ def build(args, progress):
         raise InrarchError("--format and --bits both set the number formats: give one of them")
     if not 0 < args.tolerance < 1:
         raise InrarchError(f"--tolerance must be between 0 and 1, not {args.tolerance:g}")
+    if args.trace and not args.simulate:
+        raise InrarchError("--trace records the waveform of the --simulate run: add --simulate")
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise InrarchError(f"--out {out} exists and is not a directory")
@@ -170,7 +188,7 @@ def build(args, progress):
         budget = int(capacity["DSP"] * board.usable_fraction)
     design = compile_design(fn, torch.zeros(args.batch, in_features, dtype=torch.float64),
                             format=args.format, width=args.bits, tolerance=args.tolerance, clock_mhz=args.clock_mhz, max_parallel=args.max_parallel,
-                            dsp_budget=budget)
+                            dsp_budget=budget, progress=progress.bars)
     progress.step(f"solved: {design.report['cycles_predicted']} cycles for batch {args.batch}; estimating resources")
     report = dict(design.report)
     report["board"] = args.board
@@ -179,6 +197,8 @@ def build(args, progress):
     if capacity is not None:
         report["capacity"] = {name: int(count * board.usable_fraction) for name, count in capacity.items()}
         report["usable_fraction"] = board.usable_fraction
+    # Deleted when the build ends, however it ends; beside OUT, so that moving the trace is a rename.
+    waves = tempfile.TemporaryDirectory(prefix=f".{out.name}-waves-", dir=parent) if args.trace else None
     progress.step("writing Verilog")
     verilog = design.verilog()
     report["verilog_seconds"] = round(design.timings.get("verilog_seconds", 0.0), 3)
@@ -186,7 +206,7 @@ def build(args, progress):
         progress.step("building and running the Verilog in Verilator")
         rng = np.random.default_rng(args.seed)
         x = torch.tensor(rng.uniform(-1.0, 1.0, size=(args.batch, in_features)))
-        result = design.simulate(x)
+        result = design.simulate(x, trace=Path(waves.name) / _WAVES if waves else None, progress=progress.bars)
         errors = relative_errors(result.outputs, fn(x))
         report["cycles_simulated"] = result.cycles
         report["max_error"] = max(errors)
@@ -196,6 +216,12 @@ def build(args, progress):
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=parent))
     try:
         (staging / "top.v").write_text(verilog)
+        if waves:
+            os.replace(Path(waves.name) / _WAVES, staging / _WAVES)
+            report["waves"] = _WAVES
+        if args.plots:
+            progress.step("drawing the solver's timeline and FIFO occupancy")
+            report["plots"] = [f"{_PLOTS_DIR}/{path.name}" for path in write_plots(design, staging / _PLOTS_DIR)]
         _board_outputs(args, board, design, verilog, staging, report, progress)
         (staging / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
         if out.exists():
@@ -319,6 +345,8 @@ def _summary(report, out):
             f"{kind} {bits / 8 / 1024:.1f}" for kind, bits in report["buffer_bits_by_kind"].items())),
         ("weights", f"{report['weight_bits'] / 8 / 1024:.1f} KiB in {report['weight_matrices']} matrices"),
         ("max error", f"{report['max_error']:.2e} of max|ref|" if "max_error" in report else "-"),
+        ("waveform", report.get("waves", "-")),
+        ("plots", ", ".join(report.get("plots", [])) or "-"),
         *_resource_rows(report),
         *_vendor_rows(report),
         ("output", str(out)),
@@ -333,7 +361,7 @@ def main(argv=None):
     if args.list_boards:
         print("\n".join(list_boards()))
         return 0
-    progress = _Progress(sys.stderr)
+    progress = _Progress(sys.stderr, bars=sys.stderr.isatty() and not args.no_progress)
     try:
         report = build(args, progress)
     except InrarchError as error:

@@ -79,6 +79,8 @@ _WHY = {
     "abs": "there is no abs core", "sign": "there is no sign core",
     "gelu": "GELU needs erf, or for approximate='tanh' a division in its second derivative",
     "clamp": "there is no clamp core",
+    "bernoulli": "random values (dropout in train mode) are not supported: call model.eval() first",
+    "native_dropout": "random values (dropout in train mode) are not supported: call model.eval() first",
 }
 _IGNORED = {"is_same_size", "_has_same_storage_numel", "copy_", "copy", "sym_size", "_assert_tensor_metadata"}
 
@@ -561,6 +563,22 @@ def _check_input(example_input):
         raise CompileError(f"unsupported input dtype {example_input.dtype}: inputs must be real floating-point numbers")
 
 
+# Layers whose train mode does not compute each sample on its own, deterministically.
+_TRAIN_MODE_LAYERS = (torch.nn.modules.dropout._DropoutNd, torch.nn.modules.batchnorm._BatchNorm,
+                      torch.nn.modules.instancenorm._InstanceNorm)
+
+
+def _check_train_mode(modules):
+    for module in modules:
+        for name, layer in module.named_modules():
+            if layer.training and isinstance(layer, _TRAIN_MODE_LAYERS):
+                kind = type(layer).__name__
+                why = ("is random" if isinstance(layer, torch.nn.modules.dropout._DropoutNd)
+                       else "normalizes with statistics of the whole batch")
+                raise CompileError(f"the model is in train mode, where its {kind} layer {name or '(the model)'!r} {why}: "
+                                   "call model.eval() before compiling")
+
+
 def capture(fn, example_input):
     """Trace ``fn`` on one sample of ``example_input`` and translate it to an :class:`ir.Graph`.
 
@@ -570,7 +588,8 @@ def capture(fn, example_input):
     """
     check_signature(fn)
     _check_input(example_input)
-    with single_threaded(), float64_tensors(fn):
+    with single_threaded(), float64_tensors(fn) as modules:
+        _check_train_mode(modules)
         return _capture(fn, example_input[:1].detach().to(torch.float64).clone())
 
 

@@ -140,11 +140,13 @@ class Design:
             "compile_seconds": round(sum(v for k, v in self.timings.items() if k != "verilog_seconds"), 3),
         }, self.netlist, self.schedule)
 
-    def simulate(self, x, *, valid_prob=1.0, ready_prob=1.0, seed=0, watchdog=20000):
+    def simulate(self, x, *, valid_prob=1.0, ready_prob=1.0, seed=0, watchdog=20000, trace=None, progress=False):
         """Run the Verilog in Verilator (under cocotb) on the samples ``x`` of shape ``(batch, *in)``.
 
         Returns a :class:`SimulationResult` whose outputs are de-quantized to float64 numpy arrays
-        with the function's output shapes.
+        with the function's output shapes. ``trace`` names an FST file that receives the waveform
+        of every signal (open it in GTKWave or Surfer); ``progress=True`` shows the Verilator
+        build and the output words received on stderr.
         """
         from sim import Deadlock, run_verilog
 
@@ -157,7 +159,8 @@ class Design:
         try:
             run = run_verilog(self.verilog(), top="top", inputs={"x": words}, outputs=expected,
                               status=("overflow", "overflow_core", "fifo_full", "fifo_empty"),
-                              valid_prob=valid_prob, ready_prob=ready_prob, seed=seed, watchdog=watchdog)
+                              valid_prob=valid_prob, ready_prob=ready_prob, seed=seed, watchdog=watchdog,
+                              trace=trace, progress=progress)
         except Deadlock as error:
             raise Deadlock(f"{error}\n{self.blocked_fifos(error.status)}", status=error.status) from None
         outputs = []
@@ -276,7 +279,7 @@ def _check_per_sample(fn, graph, example_input, domain, tolerance=1e-9):
 
 
 def compile(fn, example_input, *, format=None, width=None, tolerance=1e-3, margin=2.0, domain=(-1.0, 1.0),
-            clock_mhz=300.0, max_parallel=None, dsp_budget=None):
+            clock_mhz=300.0, max_parallel=None, dsp_budget=None, progress=False):
     """Compile ``fn`` (a function of one ``(batch, in)`` tensor) to a streaming :class:`Design`.
 
     Parameters
@@ -304,6 +307,8 @@ def compile(fn, example_input, *, format=None, width=None, tolerance=1e-3, margi
         Cap on the multipliers of any one matmul.
     dsp_budget : int, optional
         Estimated DSP48E2 slices the design may use; the pace slows until it fits.
+    progress : bool
+        Show the format search's progress on stderr.
     """
     _check_example(example_input)
     if format is not None:
@@ -327,7 +332,7 @@ def compile(fn, example_input, *, format=None, width=None, tolerance=1e-3, margi
     lap("passes")
     search = None
     if format is None and width is None:
-        search = search_formats(graph, tolerance=tolerance, margin=margin, domain=domain)
+        search = search_formats(graph, tolerance=tolerance, margin=margin, domain=domain, progress=progress)
     else:
         assign_formats(graph, width=width, margin=margin, domain=domain, forced=format)
     lap("formats")

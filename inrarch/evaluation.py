@@ -41,20 +41,28 @@ class _Swaps:
     def __init__(self):
         self.undo = []
         self.copies = {}
+        self.modules = []
 
     def copy(self, tensor):
+        """A float64 copy of a floating-point ``tensor``, a plain copy of any other (one per original)."""
         key = id(tensor)
         if key not in self.copies:
-            self.copies[key] = (tensor, tensor.detach().to(torch.float64))
+            copy = tensor.detach().to(torch.float64) if tensor.dtype.is_floating_point else tensor.detach().clone()
+            self.copies[key] = (tensor, copy)
         return self.copies[key][1]
 
     def module(self, module):
+        self.modules.append(module)
         for sub in module.modules():
-            for table in (sub._parameters, sub._buffers):
-                for name, value in list(table.items()):
-                    if _is_low_precision(value):
-                        self.undo.append((table.__setitem__, name, value))
-                        table[name] = self.copy(value)
+            for name, value in list(sub._parameters.items()):
+                if _is_low_precision(value):
+                    self.undo.append((sub._parameters.__setitem__, name, value))
+                    sub._parameters[name] = self.copy(value)
+            # Every buffer is copied: train-mode layers update theirs in place (BatchNorm's counters).
+            for name, value in list(sub._buffers.items()):
+                if isinstance(value, torch.Tensor):
+                    self.undo.append((sub._buffers.__setitem__, name, value))
+                    sub._buffers[name] = self.copy(value)
             for name, value in list(vars(sub).items()):
                 if _is_low_precision(value):
                     self.undo.append((functools.partial(object.__setattr__, sub), name, value))
@@ -153,12 +161,13 @@ def float64_tensors(fn):
     """Inside the block, every floating-point tensor ``fn`` reaches is a float64 copy.
 
     The user's tensors are put back on exit, whatever happens in the block, so the model is the
-    same object with the same parameters, dtypes and gradients before and after.
+    same object with the same parameters, buffers, dtypes and gradients before and after. The
+    block receives the ``torch.nn.Module`` objects found.
     """
     swaps = _Swaps()
     try:
         _search(fn, swaps, set(), 0)
-        yield
+        yield list(swaps.modules)
     finally:
         swaps.restore()
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from cores.fixed import Q
+from sim.progress import progress_bar
 
 from .emulate import Emulator, relative_errors
 from .errors import CompileError
@@ -110,9 +111,10 @@ class FormatSearch:
 class _Trials:
     """Bit-exact errors of width choices, recomputing only what a change touches."""
 
-    def __init__(self, graph, ranges, x, references):
+    def __init__(self, graph, ranges, x, references, bar):
         self.graph, self.ranges, self.x = graph, ranges, x
         self.references = references
+        self.bar = bar
         self.count = 0
         self.emulator = None
         self.cores = {}
@@ -125,6 +127,7 @@ class _Trials:
         be built at those widths, e.g. a function table too large for a very wide output)."""
         _set_widths(self.graph, self.ranges, widths)
         self.count += 1
+        self.bar.update()
         try:
             self.emulator = Emulator(self.graph, self.x, self.cores)
         except ValueError:
@@ -138,6 +141,7 @@ class _Trials:
         saved = dict(self.emulator.raw)
         _set_widths(self.graph, self.ranges, widths)
         self.count += 1
+        self.bar.update()
         try:
             self.emulator.update([node for node in self.graph.nodes if node.attrs["format"] != before[node]])
             if max(self.errors()) <= target:
@@ -154,29 +158,48 @@ def _bits(graph):
     return sum(node.attrs["format"].width * node.numel for node in graph.nodes)
 
 
+def _bisections(low, high):
+    """The most trials a bisection for the narrowest passing width in ``[low, high]`` runs."""
+    return math.ceil(math.log2(high - low + 1))
+
+
+def _expect(bar, remaining):
+    """At most ``remaining`` more trials: the bar's total, an upper bound, tightens as the search learns."""
+    bar.total = bar.n + remaining
+    bar.refresh()
+
+
 def search_formats(graph, *, tolerance=1e-3, safety=8.0, margin=2.0, domain=(-1.0, 1.0), samples=256,
-                   search_samples=32, min_width=4, max_width=36):
+                   search_samples=32, min_width=4, max_width=36, progress=False):
     """Give every node the fewest bits that keep each output within ``tolerance × max|ref|``.
 
     The ranges come from ``samples`` calibration points; the search measures errors on
     ``search_samples`` of them (and the domain's corners and centre), then checks the result on
     ``samples`` other points: where the error there exceeds ``2 * tolerance / safety``, every
-    edge gets one more bit until it does not.
+    edge gets one more bit until it does not. ``progress=True`` shows the trials on stderr, out of
+    an upper bound that tightens as the search goes.
 
     Returns a :class:`FormatSearch`; raises :class:`~inrarch.CompileError` when even
     ``max_width`` bits everywhere miss the target.
     """
+    with progress_bar("format search", enabled=progress, unit="trial") as bar:
+        return _search(graph, tolerance, safety, margin, domain, samples, search_samples, min_width, max_width, bar)
+
+
+def _search(graph, tolerance, safety, margin, domain, samples, search_samples, min_width, max_width, bar):
     x = calibration_inputs(graph.input.shape, domain, samples)
     values = evaluate(graph, x)
     ranges = _ranges(graph, values, margin, domain)
     x_search = calibration_inputs(graph.input.shape, domain, search_samples)
-    trials = _Trials(graph, ranges, x_search, [evaluate(graph, x_search)[node] for node in graph.outputs])
+    trials = _Trials(graph, ranges, x_search, [evaluate(graph, x_search)[node] for node in graph.outputs], bar)
     target = tolerance / safety
 
     def uniform(width):
         return dict.fromkeys(graph.nodes, width)
 
     matmuls = [node for node in graph.nodes if node.op == "matmul"]
+    span, widening = _bisections(min_width, max_width), max_width - min_width + 1
+    _expect(bar, len(WEIGHT_WIDTHS) + span + 1 + len(graph.nodes) * span + widening)
     for weights in WEIGHT_WIDTHS:
         for node in matmuls:
             node.attrs["weight_width"] = weights
@@ -187,6 +210,7 @@ def search_formats(graph, *, tolerance=1e-3, safety=8.0, margin=2.0, domain=(-1.
         raise CompileError(f"even {max_width}-bit values and {weights}-bit weights miss the error target: "
                            f"{widest:.2e} × max|ref| on calibration inputs, over tolerance {tolerance:g} / "
                            f"safety {safety:g}")
+    _expect(bar, span + 1 + len(graph.nodes) * span + widening)
     low, high = min_width, max_width
     while low < high:
         middle = (low + high) // 2
@@ -194,6 +218,7 @@ def search_formats(graph, *, tolerance=1e-3, safety=8.0, margin=2.0, domain=(-1.
             high = middle
         else:
             low = middle + 1
+    _expect(bar, 1 + len(graph.nodes) * _bisections(min_width, high) + widening)
     widths = uniform(high)
     trials.start(widths)
     bits = {"uniform": _bits(graph)}
@@ -206,12 +231,14 @@ def search_formats(graph, *, tolerance=1e-3, safety=8.0, margin=2.0, domain=(-1.
             else:
                 low = middle + 1
     x_check = calibration_inputs(graph.input.shape, domain, samples, seed=1)
-    check = _Trials(graph, ranges, x_check, [evaluate(graph, x_check)[node] for node in graph.outputs])
+    check = _Trials(graph, ranges, x_check, [evaluate(graph, x_check)[node] for node in graph.outputs], bar)
+    _expect(bar, 1 + max_width - max(widths.values()))
     widened = 0
     while max(check.start(widths)) > 2 * target and max(widths.values()) < max_width:
         widths = {node: width + 1 for node, width in widths.items()}
         widened += 1
     bits["searched"] = _bits(graph)
+    _expect(bar, 0)
     return FormatSearch(tolerance=tolerance, target=target, uniform_width=high, weight_width=weights,
                         errors=check.errors(),
                         trials=trials.count + check.count, widened=widened, bits_per_sample=bits)

@@ -1,6 +1,12 @@
-"""Reference INR models, deterministic from a seed, float64: SIREN, plain MLPs with a choice of
-activation, Fourier-feature networks and MLPs with a skip connection."""
+"""Reference INR models, deterministic from a seed: SIREN, plain MLPs with a choice of activation,
+Fourier-feature networks and MLPs with a skip connection.
 
+Every builder takes ``dtype`` (default float32, torch's default, as users' models are). The
+parameters are drawn in float64 and then cast, so one seed gives the same model, up to rounding,
+in every dtype.
+"""
+
+import contextlib
 import math
 
 import torch
@@ -48,18 +54,32 @@ class Siren(nn.Module):
         return self.head(self.body(x))
 
 
-def siren(in_features=2, hidden=256, layers=4, out_features=3, w0=30.0, seed=0, first_w0=None):
-    """A deterministic SIREN ``in → hidden × layers → out``; float64 parameters.
+def siren(in_features=2, hidden=256, layers=4, out_features=3, w0=30.0, seed=0, first_w0=None, dtype=torch.float32):
+    """A deterministic SIREN ``in → hidden × layers → out`` with ``dtype`` parameters.
 
     ``first_w0`` sets a different frequency for the first layer (default: ``w0``).
     """
     generator = torch.Generator().manual_seed(seed)
-    return Siren(in_features, hidden, layers, out_features, w0, generator, first_w0).double().eval()
+    with _drawn_in_float64():
+        model = Siren(in_features, hidden, layers, out_features, w0, generator, first_w0)
+    return model.to(dtype).eval()
 
 
-def default_siren():
+def default_siren(dtype=torch.float32):
     """The INR-Arch workload: SIREN 2→256→256→256→256→3 with w0 = 30."""
-    return siren(in_features=2, hidden=256, layers=4, out_features=3, w0=30.0, seed=0)
+    return siren(in_features=2, hidden=256, layers=4, out_features=3, w0=30.0, seed=0, dtype=dtype)
+
+
+@contextlib.contextmanager
+def _drawn_in_float64():
+    """Create parameters in float64, whatever torch's default dtype, so that a seed draws the same
+    numbers for every dtype the model is then cast to."""
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(default)
 
 
 class Gaussian(nn.Module):
@@ -85,7 +105,8 @@ class _Cosine(nn.Module):
 
 #: Activation names accepted by :func:`mlp`, :func:`fourier_features` and :func:`skip_mlp`.
 ACTIVATIONS = {"tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "relu": nn.ReLU, "softplus": nn.Softplus, "sin": _Sine,
-               "cos": _Cosine, "gaussian": Gaussian, "identity": nn.Identity}
+               "cos": _Cosine, "gaussian": Gaussian, "silu": nn.SiLU, "elu": nn.ELU, "leaky_relu": nn.LeakyReLU,
+               "identity": nn.Identity}
 
 
 def _activation(name):
@@ -101,20 +122,21 @@ def _init_linear(module, generator):
         module.bias.uniform_(-bound, bound, generator=generator)
 
 
-def mlp(in_features=2, hidden=16, layers=2, out_features=1, activation="tanh", seed=0):
+def mlp(in_features=2, hidden=16, layers=2, out_features=1, activation="tanh", seed=0, dtype=torch.float32):
     """A deterministic plain MLP (PINN style) with a chosen activation (a name in
-    :data:`ACTIVATIONS`) after every hidden layer; the output layer is linear. float64 parameters."""
+    :data:`ACTIVATIONS`) after every hidden layer; the output layer is linear."""
     generator = torch.Generator().manual_seed(seed)
     widths = [in_features] + [hidden] * layers
     modules = []
-    for a, b in zip(widths, widths[1:]):
-        modules += [nn.Linear(a, b), _activation(activation)]
-    modules.append(nn.Linear(hidden, out_features))
-    model = nn.Sequential(*modules).double()
-    for module in model:
-        if isinstance(module, nn.Linear):
-            _init_linear(module, generator)
-    return model.eval()
+    with _drawn_in_float64():
+        for a, b in zip(widths, widths[1:]):
+            modules += [nn.Linear(a, b), _activation(activation)]
+        modules.append(nn.Linear(hidden, out_features))
+        model = nn.Sequential(*modules)
+        for module in model:
+            if isinstance(module, nn.Linear):
+                _init_linear(module, generator)
+    return model.to(dtype).eval()
 
 
 class FourierFeatures(nn.Module):
@@ -122,9 +144,9 @@ class FourierFeatures(nn.Module):
 
     def __init__(self, in_features, frequencies, scale, hidden, layers, out_features, activation, generator):
         super().__init__()
-        self.register_buffer("B", torch.randn(frequencies, in_features, generator=generator, dtype=torch.float64) * scale)
+        self.register_buffer("B", torch.randn(frequencies, in_features, generator=generator) * scale)
         self.net = mlp(2 * frequencies, hidden, layers, out_features, activation,
-                       seed=int(torch.randint(0, 2**31, (1,), generator=generator)))
+                       seed=int(torch.randint(0, 2**31, (1,), generator=generator)), dtype=torch.get_default_dtype())
 
     def forward(self, x):
         projected = 2 * math.pi * x @ self.B.T
@@ -132,11 +154,13 @@ class FourierFeatures(nn.Module):
 
 
 def fourier_features(in_features=2, frequencies=4, scale=1.0, hidden=16, layers=2, out_features=1, activation="relu",
-                     seed=0):
-    """A deterministic Fourier-feature network: ``frequencies`` random projections of scale ``scale``."""
+                     seed=0, dtype=torch.float32):
+    """A deterministic Fourier-feature network: ``frequencies`` random projections of scale ``scale``
+    (the projection matrix is a buffer, ``B``)."""
     generator = torch.Generator().manual_seed(seed)
-    return FourierFeatures(in_features, frequencies, scale, hidden, layers, out_features, activation,
-                           generator).double().eval()
+    with _drawn_in_float64():
+        model = FourierFeatures(in_features, frequencies, scale, hidden, layers, out_features, activation, generator)
+    return model.to(dtype).eval()
 
 
 class SkipMLP(nn.Module):
@@ -161,9 +185,12 @@ class SkipMLP(nn.Module):
         return self.head(h)
 
 
-def skip_mlp(in_features=2, hidden=16, layers=3, out_features=1, activation="tanh", skip_at=1, seed=0):
+def skip_mlp(in_features=2, hidden=16, layers=3, out_features=1, activation="tanh", skip_at=1, seed=0,
+             dtype=torch.float32):
     """A deterministic MLP with the input concatenated again into hidden layer ``skip_at``."""
     if not 1 <= skip_at < layers:
         raise ValueError(f"skip_at must be between 1 and layers - 1 = {layers - 1}, not {skip_at}")
     generator = torch.Generator().manual_seed(seed)
-    return SkipMLP(in_features, hidden, layers, out_features, activation, skip_at, generator).double().eval()
+    with _drawn_in_float64():
+        model = SkipMLP(in_features, hidden, layers, out_features, activation, skip_at, generator)
+    return model.to(dtype).eval()

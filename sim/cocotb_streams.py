@@ -1,6 +1,13 @@
-"""The cocotb test that :func:`sim.run_verilog` runs inside the simulator.
+"""Cocotb drivers for stream ports, and the cocotb test that :func:`sim.run_verilog` runs.
 
-It reads its job from the JSON file named by ``$INRARCH_SIM_JOB``, streams the input words into
+:class:`StreamDriver` and :class:`StreamMonitor` send words into and take words from a stream port
+of a generated design (``x``, ``y0``, ...) inside a cocotb test of your own; docs/cocotb.md shows
+one. Each port's handshake lives in its :meth:`~StreamDriver.drive` and
+:meth:`~StreamDriver.sample` steps: :meth:`~StreamDriver.send` and :meth:`~StreamMonitor.receive`
+run them with cocotb triggers, and the test below runs the same steps of every port from two
+simulator callbacks per cycle.
+
+The test reads its job from the JSON file named by ``$INRARCH_SIM_JOB``, streams the input words into
 the design's stream ports, collects the output words, and writes what happened to the result file
 named in the job. Words travel as hexadecimal strings so that payloads of any width survive JSON.
 
@@ -32,11 +39,16 @@ from cocotb import simulator
 from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge, Timer
 
+__all__ = ["StreamDriver", "StreamMonitor"]
+
 JOB_ENV = "INRARCH_SIM_JOB"
+#: Lines starting with this, then the output words taken so far, report the progress of a run.
+PROGRESS_PREFIX = "inrarch-progress: "
 
 _DEPOSIT = 0  # cocotb's _GPISetAction.DEPOSIT: inertial with COCOTB_TRUST_INERTIAL_WRITES (the runner sets it)
 _CLOCK_STEPS = 2
 _POLL_CYCLES = 256
+_PROGRESS_SECONDS = 0.2
 
 
 def _reader(handle):
@@ -82,12 +94,68 @@ def _signal(dut, name):
                          f"other ports: {[n for n in names if '__' not in n]}")
 
 
-class _Source:
-    """Driver state of one input stream."""
+class _Port:
+    """What a driver and a monitor share: the clock, the random draws and the loop that clocks them."""
 
-    def __init__(self, dut, name, words, valid_prob, seed):
+    def __init__(self, dut, name, clock, probability, seed):
         self.name = name
-        self.words = words
+        self.cycle = 0
+        self.clock = _signal(dut, clock)
+        self.probability = probability
+        self.draw = random.Random(f"{seed}:{name}").random if probability < 1.0 else None
+
+    async def _clock_until(self, finished):
+        """Run :meth:`drive` and :meth:`sample` each cycle until ``finished()``; then, after the edge, :meth:`idle`."""
+        edge = RisingEdge(self.clock)
+        while not finished():
+            await edge
+            self.drive()
+            await ReadOnly()
+            self.sample()
+        await edge
+        self.idle()
+
+
+class StreamDriver(_Port):
+    """Drives the input stream port ``name`` of a generated design (``top.v`` from inrarch or Amaranth).
+
+    A stream port ``x`` is the Verilog ports ``x__payload``, ``x__valid`` and ``x__ready``. The
+    driver offers one word at a time: it raises ``valid`` with the word in the cycle after a
+    rising edge and holds both until ``ready`` is high at a rising edge, which is when the word
+    moves. Start the clock and release the reset before sending.
+
+    Parameters
+    ----------
+    dut : cocotb.handle.HierarchyObject
+        The design's top module, as a cocotb test receives it.
+    name : str
+        The stream port, e.g. ``"x"``.
+    clock : str
+        The clock signal the words move on.
+    valid_prob : float
+        Probability, per cycle, that an idle driver offers its next word (1: no gaps).
+    seed : int
+        Seed of the gaps; the same seed gives the same pattern.
+
+    Attributes
+    ----------
+    words : list of int
+        Every word given to :meth:`send`, in order.
+    sent : int
+        How many of them the design accepted.
+    accepts, arrivals : list of int
+        For each accepted word, the cycle it moved in and the cycle it was first offered, counting
+        the cycles this driver has been clocked through (:meth:`drive` then :meth:`sample`).
+
+    Examples
+    --------
+    >>> driver = StreamDriver(dut, "x")        # doctest: +SKIP
+    >>> await driver.send([0x0123, 0x0456])    # doctest: +SKIP
+    """
+
+    def __init__(self, dut, name, *, clock="clk", valid_prob=1.0, seed=0):
+        super().__init__(dut, name, clock, valid_prob, seed)
+        self.words = []
         self.sent = 0
         self.offered = False
         self.valid_high = False
@@ -96,16 +164,89 @@ class _Source:
         self.set_valid = _writer(_signal(dut, f"{name}__valid"))
         self.set_payload = _writer(_signal(dut, f"{name}__payload"))
         self.is_ready = _bit_reader(_signal(dut, f"{name}__ready"))
-        self.draw = random.Random(f"{seed}:{name}").random if valid_prob < 1.0 else None
-        self.valid_prob = valid_prob
+
+    async def send(self, words):
+        """Offer ``words`` one after another and return once the design accepted the last one.
+
+        Parameters
+        ----------
+        words : iterable of int
+            Payload words as unsigned integers of the payload's width (for an inrarch design,
+            ``fmt.to_unsigned(fmt.quantize(values))`` with ``fmt = design.input_format``).
+        """
+        self.words.extend(int(word) for word in words)
+        await self._clock_until(lambda: self.sent == len(self.words))
+
+    def drive(self):
+        """Just after a rising edge: offer the next word if there is one (and the gap draw allows)."""
+        if not self.offered and self.sent < len(self.words):
+            if self.draw is None or self.draw() < self.probability:
+                self.set_payload(self.words[self.sent])
+                self.offered = True
+                self.arrivals.append(self.cycle)
+        if self.offered != self.valid_high:
+            self.set_valid(int(self.offered))
+            self.valid_high = self.offered
+
+    def sample(self):
+        """In the ReadOnly phase: return whether the offered word moves at the coming rising edge."""
+        moved = self.offered and self.is_ready()
+        if moved:
+            self.accepts.append(self.cycle)
+            self.sent += 1
+            self.offered = False
+        self.cycle += 1
+        return moved
+
+    def idle(self):
+        """Drop ``valid`` (after the current edge), so that no word moves."""
+        self.set_valid(0)
+        self.valid_high = False
+
+    def status(self):
+        """How many words moved, and why the driver is stuck if it is."""
+        state = "done" if self.sent == len(self.words) else (
+            "stalled: valid high, ready low" if self.offered else "stalled: not offering")
+        return f"input {self.name}: {self.sent}/{len(self.words)} words accepted ({state})"
 
 
-class _Sink:
-    """Collector state of one output stream."""
+class StreamMonitor(_Port):
+    """Takes words from the output stream port ``name`` of a generated design.
 
-    def __init__(self, dut, name, count, ready_prob, seed):
-        self.name = name
-        self.count = count
+    The monitor raises ``ready`` while it wants words, and takes a word at each rising edge where
+    ``valid`` is high too. Start the clock and release the reset before receiving.
+
+    Parameters
+    ----------
+    dut : cocotb.handle.HierarchyObject
+        The design's top module, as a cocotb test receives it.
+    name : str
+        The stream port, e.g. ``"y0"``.
+    clock : str
+        The clock signal the words move on.
+    ready_prob : float
+        Probability that the monitor is ready in a cycle in which it wants a word (1: no
+        back-pressure).
+    seed : int
+        Seed of the back-pressure; the same seed gives the same pattern.
+
+    Attributes
+    ----------
+    words : list of int
+        Every word taken, in order (unsigned payload bits).
+    emits : list of int
+        For each word, the cycle it moved in, counting the cycles this monitor has been clocked
+        through (:meth:`drive` then :meth:`sample`).
+
+    Examples
+    --------
+    >>> monitor = StreamMonitor(dut, "y0")     # doctest: +SKIP
+    >>> words = await monitor.receive(8)       # doctest: +SKIP
+    """
+
+    def __init__(self, dut, name, *, clock="clk", ready_prob=1.0, seed=0):
+        super().__init__(dut, name, clock, ready_prob, seed)
+        self.wanted = 0
         self.words = []
         self.emits = []
         self.ready_high = False
@@ -113,22 +254,71 @@ class _Sink:
         self.set_ready = _writer(_signal(dut, f"{name}__ready"))
         self.is_valid = _bit_reader(_signal(dut, f"{name}__valid"))
         self.payload = _reader(_signal(dut, f"{name}__payload"))
-        self.draw = random.Random(f"{seed}:{name}").random if ready_prob < 1.0 else None
-        self.ready_prob = ready_prob
+
+    async def receive(self, count):
+        """Take the next ``count`` words and return them.
+
+        Returns
+        -------
+        list of int
+            The words, as unsigned integers of the payload's width (for an inrarch design,
+            ``fmt.to_float(fmt.from_unsigned(words))`` with ``fmt = design.output_formats[k]``
+            for port ``yk``).
+        """
+        first = len(self.words)
+        self.wanted = first + int(count)
+        await self._clock_until(lambda: len(self.words) == self.wanted)
+        return self.words[first:]
+
+    def drive(self):
+        """Just after a rising edge: raise ``ready`` while words are wanted (and the draw allows)."""
+        ready = len(self.words) < self.wanted and (self.draw is None or self.draw() < self.probability)
+        if ready != self.ready_high:
+            self.set_ready(int(ready))
+            self.ready_high = ready
+
+    def sample(self):
+        """In the ReadOnly phase: take the word that moves at the coming rising edge; return whether one does."""
+        moved = False
+        if self.ready_high:
+            self.valid_seen = self.is_valid()
+            if self.valid_seen:
+                self.words.append(self.payload())
+                self.emits.append(self.cycle)
+                moved = True
+        self.cycle += 1
+        return moved
+
+    def idle(self):
+        """Drop ``ready`` (after the current edge), so that no word moves."""
+        self.set_ready(0)
+        self.ready_high = False
+
+    def status(self):
+        """How many words moved, and why the monitor is stuck if it is."""
+        state = "done" if len(self.words) == self.wanted else (
+            "stalled: valid high, ready low" if self.valid_seen else "stalled: waiting for valid")
+        return f"output {self.name}: {len(self.words)}/{self.wanted} words taken ({state})"
 
 
 class _Streamer:
-    """Moves the words, one :meth:`drive` and one :meth:`sample` callback per cycle."""
+    """Moves the words through every port at once, one :meth:`drive` and one :meth:`sample` callback per cycle."""
 
     def __init__(self, dut, job):
         self.clk = _signal(dut, "clk")._handle
         self.watchdog = job["watchdog"]
         self.max_cycles = job["max_cycles"]
         seed = job["seed"]
-        self.sources = [_Source(dut, name, [int(word, 16) for word in words], job["valid_prob"], seed)
-                        for name, words in job["inputs"].items()]
-        self.sinks = [_Sink(dut, name, count, job["ready_prob"], seed) for name, count in job["outputs"].items()]
-        self.pending = sum(len(s.words) for s in self.sources) + sum(s.count for s in self.sinks)
+        self.sources = []
+        for name, words in job["inputs"].items():
+            self.sources.append(StreamDriver(dut, name, valid_prob=job["valid_prob"], seed=seed))
+            self.sources[-1].words = [int(word, 16) for word in words]
+        self.sinks = []
+        for name, count in job["outputs"].items():
+            self.sinks.append(StreamMonitor(dut, name, ready_prob=job["ready_prob"], seed=seed))
+            self.sinks[-1].wanted = count
+        self.ports = self.sources + self.sinks
+        self.pending = sum(len(s.words) for s in self.sources) + sum(s.wanted for s in self.sinks)
         self.cycle = 0
         self.last_move = 0
         self.done = self.pending == 0
@@ -139,20 +329,8 @@ class _Streamer:
     def drive(self):
         """Just after a rising edge: set the inputs of the new cycle."""
         try:
-            for source in self.sources:
-                if not source.offered and source.sent < len(source.words):
-                    if source.draw is None or source.draw() < source.valid_prob:
-                        source.set_payload(source.words[source.sent])
-                        source.offered = True
-                        source.arrivals.append(self.cycle)
-                if source.offered != source.valid_high:
-                    source.set_valid(int(source.offered))
-                    source.valid_high = source.offered
-            for sink in self.sinks:
-                ready = len(sink.words) < sink.count and (sink.draw is None or sink.draw() < sink.ready_prob)
-                if ready != sink.ready_high:
-                    sink.set_ready(int(ready))
-                    sink.ready_high = ready
+            for port in self.ports:
+                port.drive()
             simulator.register_readonly_callback(self.sample)
         except Exception:
             self._fail()
@@ -162,21 +340,10 @@ class _Streamer:
         try:
             cycle = self.cycle
             moved = False
-            for source in self.sources:
-                if source.offered and source.is_ready():
-                    source.accepts.append(cycle)
-                    source.sent += 1
-                    source.offered = False
+            for port in self.ports:
+                if port.sample():
                     self.pending -= 1
                     moved = True
-            for sink in self.sinks:
-                if sink.ready_high:
-                    sink.valid_seen = sink.is_valid()
-                    if sink.valid_seen:
-                        sink.words.append(sink.payload())
-                        sink.emits.append(cycle)
-                        self.pending -= 1
-                        moved = True
             if moved:
                 self.last_move = cycle
                 if not self.pending:
@@ -201,10 +368,8 @@ class _Streamer:
 
     def quiesce(self):
         try:
-            for source in self.sources:
-                source.set_valid(0)
-            for sink in self.sinks:
-                sink.set_ready(0)
+            for port in self.ports:
+                port.idle()
         except Exception:
             self._fail()
         self.done = True
@@ -214,18 +379,13 @@ class _Streamer:
         self.finished = time.perf_counter()
         self.done = True
 
+    def taken(self):
+        """Output words taken so far."""
+        return sum(len(sink.words) for sink in self.sinks)
+
     def report(self):
         """Words moved per port, and why each unfinished port is stuck."""
-        parts = []
-        for source in self.sources:
-            state = "done" if source.sent == len(source.words) else (
-                "stalled: valid high, ready low" if source.offered else "stalled: not offering")
-            parts.append(f"input {source.name}: {source.sent}/{len(source.words)} words accepted ({state})")
-        for sink in self.sinks:
-            state = "done" if len(sink.words) == sink.count else (
-                "stalled: valid high, ready low" if sink.valid_seen else "stalled: waiting for valid")
-            parts.append(f"output {sink.name}: {len(sink.words)}/{sink.count} words taken ({state})")
-        return "; ".join(parts)
+        return "; ".join(port.status() for port in self.ports)
 
 
 async def _stream(dut, job):
@@ -245,8 +405,14 @@ async def _stream(dut, job):
         streamer.finished = streamer.started
     else:
         streamer.drive()  # cycle 0 starts at the edge that just woke us
+    reported = time.perf_counter()
     while not streamer.done:
         await Timer(_POLL_CYCLES * _CLOCK_STEPS, unit="step")
+        if job["progress"] and time.perf_counter() - reported >= _PROGRESS_SECONDS:
+            print(f"{PROGRESS_PREFIX}{streamer.taken()}", flush=True)
+            reported = time.perf_counter()
+    if job["progress"]:
+        print(f"{PROGRESS_PREFIX}{streamer.taken()}", flush=True)
     if streamer.error is not None:
         raise RuntimeError(f"stream driver failed in cycle {streamer.cycle}:\n{streamer.error}")
 

@@ -15,7 +15,8 @@ import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass
 from pathlib import Path
 
-from .cocotb_streams import JOB_ENV
+from .cocotb_streams import JOB_ENV, PROGRESS_PREFIX
+from .progress import progress_bar
 from .verilator import build_model, run_test
 
 __all__ = ["run_verilog", "VerilogRun", "SimulationError", "Deadlock", "CycleLimitExceeded", "ExtraOutput"]
@@ -107,7 +108,8 @@ class VerilogRun:
 
 def run_verilog(verilog: str, *, top: str = "top", inputs: dict, outputs: dict, status: tuple = (),
                 valid_prob: float = 1.0, ready_prob: float = 1.0, seed: int = 0, watchdog: int = 10000,
-                max_cycles: int = 10_000_000, drain_cycles: int = 64, build_dir=None) -> VerilogRun:
+                max_cycles: int = 10_000_000, drain_cycles: int = 64, build_dir=None, trace=None,
+                progress: bool = False) -> VerilogRun:
     """Stream words through a Verilog design in Verilator and record when each one moved.
 
     Parameters
@@ -141,6 +143,11 @@ def run_verilog(verilog: str, *, top: str = "top", inputs: dict, outputs: dict, 
     build_dir : path, optional
         The model cache directory; default ``$INRARCH_CACHE/verilator`` or
         ``~/.cache/inrarch/verilator``. A design that was built before is not compiled again.
+    trace : path, optional
+        Record every signal's waveform into this FST file (open it in GTKWave or Surfer). The
+        model is then built with tracing, a cache entry of its own.
+    progress : bool
+        Show progress bars on stderr: the build's compiler runs, then the output words taken.
 
     Returns
     -------
@@ -151,7 +158,7 @@ def run_verilog(verilog: str, *, top: str = "top", inputs: dict, outputs: dict, 
     Deadlock, CycleLimitExceeded, SimulationError, sim.verilator.BuildError
     """
     _check_arguments(inputs, outputs, valid_prob, ready_prob, watchdog, max_cycles)
-    model = build_model(verilog, top, root=build_dir)
+    model = build_model(verilog, top, root=build_dir, trace=trace is not None, progress=progress)
     runs = model.directory / "runs"
     runs.mkdir(exist_ok=True)
     run_dir = Path(tempfile.mkdtemp(dir=runs))
@@ -169,16 +176,25 @@ def run_verilog(verilog: str, *, top: str = "top", inputs: dict, outputs: dict, 
         "drain_cycles": int(drain_cycles),
         "reset_cycles": RESET_CYCLES,
         "result": str(result_path),
+        "progress": progress,
     }))
 
     results_xml = run_dir / "results.xml"
     log = run_dir / "sim.log"
     start = time.perf_counter()
     failure = None
-    try:
-        run_test(model, "sim.cocotb_streams", test_dir=run_dir, env={JOB_ENV: str(job_path)})
-    except (SystemExit, RuntimeError) as error:  # the runner exits when a test fails under pytest
-        failure = f"cocotb runner stopped: {error!r}"
+    with progress_bar(f"simulating {top}", sum(outputs.values()), enabled=progress, unit="word") as bar:
+        def follow(line):
+            if not line.startswith(PROGRESS_PREFIX):
+                return True
+            bar.update(int(line[len(PROGRESS_PREFIX):]) - bar.n)
+            return False
+
+        try:
+            run_test(model, "sim.cocotb_streams", test_dir=run_dir, env={JOB_ENV: str(job_path)}, trace=trace,
+                     on_line=follow)
+        except (SystemExit, RuntimeError) as error:  # the runner exits when a test fails under pytest
+            failure = f"cocotb runner stopped: {error!r}"
     wall_seconds = time.perf_counter() - start
 
     result = json.loads(result_path.read_text()) if result_path.is_file() else None

@@ -14,6 +14,14 @@ is renamed into place when complete, under a per-design file lock, so concurrent
 A failed build is kept as ``<key>.failed`` for inspection. Only the executable, the Verilog, the
 control file and the build log stay in a cache entry.
 
+``build_model(..., trace=True)`` builds a model that can record an FST waveform (a separate cache
+entry); :func:`run_test` with ``trace=path`` records one. Verilator's FST writer needs lz4: when
+its development files are missing, the system's lz4 runtime library is linked through two
+declarations of lz4's stable API (:func:`_lz4_flags`).
+
+With ``progress=True`` a build shows a bar on stderr that counts Verilation and each compiler
+run that make starts, out of the runs the generated makefiles call for.
+
 Two things make builds and models fast:
 
 - Most of a cold build of a small design goes into Verilator's design-independent runtime
@@ -41,8 +49,10 @@ from pathlib import Path
 import cocotb_tools.config
 from cocotb_tools.runner import Verilator, VerilatorControlFile
 
-__all__ = ["Toolchain", "toolchain", "Model", "build_model", "run_test", "cache_root", "top_ports", "BuildError",
-           "VERILATOR_ARGS"]
+from .progress import progress_bar
+
+__all__ = ["Toolchain", "toolchain", "Model", "build_model", "run_test", "verilator_runner", "cache_root", "top_ports",
+           "BuildError", "VERILATOR_ARGS", "TRACE_ARGS"]
 
 #: Verilator options for every model. Amaranth's Verilog triggers lint warnings (WIDTHEXPAND,
 #: WIDTHTRUNC, UNUSED, ...) that say nothing about correctness, so lint and style warnings are off
@@ -53,10 +63,14 @@ VERILATOR_ARGS = (
     "-O3", "--x-assign", "fast", "--x-initial", "fast", "--noassert",
 )
 
+#: Verilator options of a model that can record waveforms.
+TRACE_ARGS = ("--trace-fst",)
+
 #: Optimisation of the generated model code (verilated.mk defaults to -Os).
 MODEL_OPT = "-O2"
 
 _RUNTIME_OBJECTS = ("verilated", "verilated_dpi", "verilated_vpi", "verilated_threads")
+_FST_LIBRARIES = ("-llz4", "-lz")  # what verilated.mk links for FST tracing
 
 
 class BuildError(RuntimeError):
@@ -173,14 +187,20 @@ class Model:
 
 
 class _Runner(Verilator):
-    """cocotb's Verilator runner, with the toolchain's environment instead of the caller's PATH."""
+    """cocotb's Verilator runner, with the toolchain's environment instead of the caller's PATH.
 
-    def __init__(self, tools, make_overrides=None, extra_env=None):
+    ``on_command(index)`` is called before each command of a build or run starts, and
+    ``on_line(line)`` with each line it prints; the line goes to the log unless it returns False.
+    """
+
+    def __init__(self, tools, make_overrides=None, extra_env=None, on_command=None, on_line=None):
         super().__init__()
         self.log.setLevel("WARNING")
         self._tools = tools
         self._make_overrides = dict(make_overrides or {})
         self._extra_env = dict(extra_env or {})
+        self._on_command = on_command
+        self._on_line = on_line
 
     def _simulator_in_path_build_only(self):
         self.executable = str(self._tools.verilator)
@@ -201,20 +221,57 @@ class _Runner(Verilator):
         self.waves = self.gui = False
         return super()._test_command()
 
+    def _execute_cmds(self, cmds, cwd, stdout=None):
+        # The tools' output is read as it comes, so that progress can follow it.
+        if stdout is None:
+            return super()._execute_cmds(cmds, cwd, stdout)
+        for index, cmd in enumerate(cmds):
+            if self._on_command is not None:
+                self._on_command(index)
+            with subprocess.Popen(cmd, cwd=cwd, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                  text=True, errors="replace") as process:
+                for line in process.stdout:
+                    if self._on_line is None or self._on_line(line) is not False:
+                        stdout.write(line)
+            if process.returncode != 0:
+                raise RuntimeError(f"Command failed with return code: {process.returncode}")
 
-def run_test(model, test_module, *, test_dir, env=None, testcase=None):
+
+class _UserRunner(_Runner):
+    """The runner :func:`verilator_runner` returns: builds take :data:`VERILATOR_ARGS` first."""
+
+    def build(self, *args, build_args=(), **kwargs):
+        return super().build(*args, build_args=[*VERILATOR_ARGS, *build_args], **kwargs)
+
+
+def verilator_runner():
+    """cocotb's Verilator runner (``cocotb_tools.runner.Verilator``), set up with :func:`toolchain`.
+
+    Its ``build`` and ``test`` work as cocotb documents them, with no environment to export: use
+    it to run a cocotb test of your own on a generated ``top.v`` (see docs/cocotb.md). ``build``
+    passes :data:`VERILATOR_ARGS` before your ``build_args``, so the lint warnings Amaranth's
+    Verilog raises do not stop it. It does not cache builds; :func:`sim.run_verilog` does.
+    """
+    return _UserRunner(toolchain())
+
+
+def run_test(model, test_module, *, test_dir, env=None, testcase=None, trace=None, on_line=None):
     """Run cocotb test module ``test_module`` (importable by the simulator's Python) on ``model``.
 
     ``test_dir`` receives ``results.xml`` and the simulator log ``sim.log``; ``env`` adds
-    environment variables for the simulation (e.g. where to find a job file).
+    environment variables for the simulation (e.g. where to find a job file). ``trace`` names an
+    FST file to record the waveform into (the model must be built with ``trace=True``).
+    ``on_line`` is called with each line the simulator prints; lines for which it returns False
+    stay out of ``sim.log``.
 
     Raises ``RuntimeError`` or ``SystemExit`` when the cocotb runner stops on a failed test.
     """
     test_dir = Path(test_dir)
-    _Runner(toolchain(), extra_env=env).test(
+    test_args = ["--trace", "--trace-file", str(Path(trace).resolve())] if trace is not None else []
+    _Runner(toolchain(), extra_env=env, on_line=on_line).test(
         test_module=test_module, testcase=testcase, hdl_toplevel=model.top, hdl_toplevel_lang="verilog",
         build_dir=model.directory, test_dir=test_dir, results_xml=str(test_dir / "results.xml"),
-        log_file=test_dir / "sim.log")
+        log_file=test_dir / "sim.log", test_args=test_args)
 
 
 def _make_escape(value):
@@ -240,7 +297,7 @@ def _control_file(verilog, top):
     return "`verilator_config\n" + "".join(f'public_flat_rw -module "{top}" -var "{port}"\n' for port in ports)
 
 
-def build_model(verilog, top="top", *, root=None):
+def build_model(verilog, top="top", *, root=None, trace=False, progress=False):
     """Compile ``verilog`` (text) with top module ``top`` into a cocotb Verilator model, or reuse it.
 
     Parameters
@@ -251,6 +308,11 @@ def build_model(verilog, top="top", *, root=None):
         Name of the top module.
     root : path, optional
         Cache directory (see :func:`cache_root`).
+    trace : bool
+        Build a model that can record an FST waveform (see :func:`run_test`); it is cached apart
+        from the model without tracing.
+    progress : bool
+        Show a progress bar on stderr while building.
 
     Returns
     -------
@@ -259,7 +321,7 @@ def build_model(verilog, top="top", *, root=None):
     tools = toolchain()
     root = cache_root(root)
     control = _control_file(verilog, top)
-    recipe = [*VERILATOR_ARGS, control or "all signals public"]
+    recipe = [*VERILATOR_ARGS, *(TRACE_ARGS if trace else ()), control or "all signals public"]
     key = hashlib.sha256("\0".join([verilog, top, *recipe, tools.identity]).encode()).hexdigest()[:24]
     entry = root / key
     if (entry / top).is_file():
@@ -274,7 +336,7 @@ def build_model(verilog, top="top", *, root=None):
         scratch = root / f"{key}.building-{os.getpid()}"
         scratch.mkdir(parents=True)
         try:
-            _compile(tools, root, scratch, verilog, top, control)
+            _compile(tools, root, scratch, verilog, top, control, trace, progress)
         except BaseException:
             failed = root / f"{key}.failed"
             shutil.rmtree(failed, ignore_errors=True)
@@ -284,7 +346,7 @@ def build_model(verilog, top="top", *, root=None):
     return Model(entry, top, cached=False, build_seconds=time.perf_counter() - start)
 
 
-def _compile(tools, root, directory, verilog, top, control):
+def _compile(tools, root, directory, verilog, top, control, trace, progress):
     source = directory / f"{top}.v"
     source.write_text(verilog)
     sources, args = [source], list(VERILATOR_ARGS)
@@ -292,29 +354,124 @@ def _compile(tools, root, directory, verilog, top, control):
         (directory / "ports.vlt").write_text(control)
         sources.insert(0, VerilatorControlFile(directory / "ports.vlt"))
         args.append("--no-public-flat-rw")
+    if trace:
+        args += [*TRACE_ARGS, *_lz4_flags(tools, root)]
 
-    runtime = root / f"runtime-{hashlib.sha256(tools.identity.encode()).hexdigest()[:16]}"
-    prebuilt = [runtime / f"{name}.o" for name in _RUNTIME_OBJECTS]
+    # Tracing compiles the runtime differently (VM_TRACE=1) and adds the FST writer: a runtime of its own.
+    tracing_runtime = ("verilated_fst_c",) if trace else ()
+    runtime_objects = _RUNTIME_OBJECTS + tracing_runtime
+    runtime_key = hashlib.sha256("\0".join([tools.identity, *tracing_runtime]).encode()).hexdigest()[:16]
+    runtime = root / f"runtime-{runtime_key}"
+    prebuilt = [runtime / f"{name}.o" for name in runtime_objects]
     reuse = all(path.is_file() for path in prebuilt)
     overrides = tools.make_overrides()
     if reuse:
         # Link the cached runtime objects instead of compiling the model's own copies.
-        overrides.update(VM_GLOBAL_FAST="", VM_GLOBAL_SLOW="", LIBS=" ".join(map(str, prebuilt)))
+        # They come last on the link line, after the libraries verilated_fst_c.o needs: name those again.
+        overrides.update(VM_GLOBAL_FAST="", VM_GLOBAL_SLOW="",
+                         LIBS=" ".join([*map(str, prebuilt), *(_FST_LIBRARIES if trace else ())]))
 
     log = directory / "build.log"
-    try:
-        _Runner(tools, overrides).build(sources=sources, hdl_toplevel=top, build_dir=directory,
-                                        build_args=args, log_file=log)
-    except (RuntimeError, SystemExit) as error:
-        raise BuildError(f"building {top} failed ({error}); {_log_excerpt(log, root)}") from None
+    with progress_bar(f"Verilator build of {top}", 1, enabled=progress, unit="step") as bar:
+        follow = _BuildProgress(bar, directory, tools.cxx, runtime_compiled=not reuse)
+        try:
+            _Runner(tools, overrides, on_command=follow.command, on_line=follow.line).build(
+                sources=sources, hdl_toplevel=top, build_dir=directory, build_args=args, log_file=log, waves=trace)
+        except (RuntimeError, SystemExit) as error:
+            raise BuildError(f"building {top} failed ({error}); {_log_excerpt(log, root)}") from None
     if not (directory / top).is_file():
         raise BuildError(f"building {top} produced no executable; {_log_excerpt(log, root)}")
     if not reuse:
-        _store_runtime(directory, runtime)
+        _store_runtime(directory, runtime, runtime_objects)
     keep = {top, source.name, log.name, "ports.vlt"}
     for path in directory.iterdir():
         if path.name not in keep:
             shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
+class _BuildProgress:
+    """Counts a build's steps: Verilation, then every compiler or linker run that make starts.
+
+    The total is known once Verilator has written the makefiles: a compiler run per object they
+    list (or one for all of the model's code, when the model is not split for parallel builds),
+    one per precompiled header, and the link.
+    """
+
+    def __init__(self, bar, directory, compiler, runtime_compiled):
+        self.bar, self.directory, self.compiler = bar, directory, compiler
+        self.runtime_compiled = runtime_compiled
+
+    def command(self, index):
+        if index == 1:  # make starts: Verilation is done
+            self.bar.total = 1 + _compiler_runs(self.directory, self.runtime_compiled)
+            self.bar.update()
+
+    def line(self, text):
+        if self.compiler in text.split()[:2]:
+            self.bar.update()
+
+
+def _makefile_lists(directory):
+    """The file lists (``NAME += \\`` then one name a line) and plain settings of Verilator's makefiles."""
+    lists, settings = {}, {}
+    for makefile in directory.glob("*.mk"):
+        text = makefile.read_text()
+        for name, items in re.findall(r"^(\w+) \+?= \\\n((?:[ \t]+\S+ \\\n)*)", text, re.M):
+            lists.setdefault(name, []).extend(item for item in items.split() if item != "\\")
+        settings.update(re.findall(r"^(\w+) = (\w+)$", text, re.M))
+    return lists, settings
+
+
+def _compiler_runs(directory, runtime_compiled):
+    """How many times make will call the compiler or linker for the model Verilator wrote into ``directory``."""
+    lists, settings = _makefile_lists(directory)
+    fast = lists.get("VM_CLASSES_FAST", []) + lists.get("VM_SUPPORT_FAST", [])
+    slow = lists.get("VM_CLASSES_SLOW", []) + lists.get("VM_SUPPORT_SLOW", [])
+    model = len(fast) + len(slow) + bool(fast) + bool(slow) if settings.get("VM_PARALLEL_BUILDS") == "1" else 1
+    runtime = len(lists.get("VM_GLOBAL_FAST", []) + lists.get("VM_GLOBAL_SLOW", [])) if runtime_compiled else 0
+    return model + runtime + len(lists.get("VM_USER_CLASSES", [])) + 1
+
+
+_LZ4_HEADER = """\
+/* The part of lz4's stable API that Verilator's FST writer calls, for systems that have the lz4
+   library but not its development files. */
+#ifdef __cplusplus
+extern "C" {
+#endif
+int LZ4_compressBound(int inputSize);
+int LZ4_compress_default(const char *src, char *dst, int srcSize, int dstCapacity);
+#ifdef __cplusplus
+}
+#endif
+"""
+
+
+def _lz4_flags(tools, root):
+    """Verilator options that let its FST writer compile and link against lz4.
+
+    Nothing when the compiler finds ``lz4.h``; otherwise a directory in the cache with that
+    header's two declarations and a ``liblz4.so`` link to the system's ``liblz4.so.1``.
+    """
+    probe = subprocess.run([tools.cxx, "-E", "-x", "c++", "-"], input="#include <lz4.h>\n", capture_output=True,
+                           text=True)
+    if probe.returncode == 0:
+        return []
+    library = subprocess.run([tools.cxx, "-print-file-name=liblz4.so.1"], capture_output=True,
+                             text=True).stdout.strip()
+    if not Path(library).is_absolute():
+        raise BuildError("FST waveforms need lz4, which Verilator's FST writer links: install it "
+                         "(e.g. apt-get install liblz4-dev)")
+    shim = root / f"lz4-{hashlib.sha256(library.encode()).hexdigest()[:16]}"
+    if not shim.is_dir():
+        scratch = shim.with_name(f"{shim.name}.storing-{os.getpid()}")
+        scratch.mkdir(parents=True, exist_ok=True)
+        (scratch / "lz4.h").write_text(_LZ4_HEADER)
+        (scratch / "liblz4.so").symlink_to(Path(library).resolve())
+        try:
+            os.replace(scratch, shim)
+        except OSError:  # another process stored it first
+            shutil.rmtree(scratch, ignore_errors=True)
+    return ["-CFLAGS", f"-I{shim}", "-LDFLAGS", f"-L{shim}"]
 
 
 def _log_excerpt(log, root, lines=40):
@@ -328,8 +485,8 @@ def _log_excerpt(log, root, lines=40):
     return f"files kept in {kept}; log:\n" + "\n".join((errors or text)[-lines:])
 
 
-def _store_runtime(directory, runtime):
-    objects = [directory / f"{name}.o" for name in _RUNTIME_OBJECTS]
+def _store_runtime(directory, runtime, names):
+    objects = [directory / f"{name}.o" for name in names]
     if runtime.exists() or not all(path.is_file() for path in objects):
         return
     scratch = runtime.with_name(f"{runtime.name}.storing-{os.getpid()}")

@@ -123,16 +123,16 @@ def test_nextpnr_fmax_takes_the_last_report():
 def test_budget_folds_matmul_parallelism_to_fit():
     model = inrarch.models.siren(in_features=2, hidden=16, layers=2, out_features=3, w0=30.0, seed=0)
     fn = inrarch.derivatives(model, 1)
-    free = inrarch.compile(fn, torch.zeros(8, 2, dtype=torch.float64))
+    free = inrarch.compile(fn, torch.zeros(8, 2))
     budget = free.report["dsp_estimate"] - 20
-    folded = inrarch.compile(fn, torch.zeros(8, 2, dtype=torch.float64), dsp_budget=budget)
+    folded = inrarch.compile(fn, torch.zeros(8, 2), dsp_budget=budget)
     assert folded.report["dsp_estimate"] <= budget
     assert folded.report["period_cycles"] > free.report["period_cycles"]
 
 
 def test_core_level_estimate_agrees_with_the_elaborated_netlist():
     model = inrarch.models.siren(in_features=2, hidden=8, layers=1, out_features=3, w0=30.0, seed=0)
-    design = inrarch.compile(inrarch.derivatives(model, 1), torch.zeros(4, 2, dtype=torch.float64))
+    design = inrarch.compile(inrarch.derivatives(model, 1), torch.zeros(4, 2))
     fast = design_resources(design.netlist)
     exact = estimate(design.elaboratable)
     # Every core counts the Multipliers it builds, so the budget it enforces is the real netlist's.

@@ -1,10 +1,14 @@
 """``python -m inrarch.build``: outputs, and one-line errors with exit code 2 for bad input."""
 
+import io
 import json
 import subprocess
 import sys
 
+import matplotlib.image
 import pytest
+
+from inrarch.build import main
 
 
 def run_build(*args, cwd):
@@ -22,6 +26,7 @@ def test_build_writes_verilog_and_report(tmp_path):
     assert report["cycles_predicted"] > 0
     assert "module top" in (out / "top.v").read_text()
     assert "cycles (predicted)" in result.stdout
+    assert "format search" not in result.stderr  # no progress bars when stderr is not a terminal
 
 
 @pytest.mark.parametrize("args,message", [
@@ -29,6 +34,7 @@ def test_build_writes_verilog_and_report(tmp_path):
     (["--format", "q16"], "bad number format 'q16'"),
     (["--order", "0"], "--order must be at least 1"),
     (["--model", "missing.py:net"], "no such file 'missing.py'"),
+    (["--trace"], "--trace records the waveform of the --simulate run: add --simulate"),
 ])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args, message):
     out = tmp_path / "out"
@@ -39,6 +45,44 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args, message
     assert "Traceback" not in result.stderr
     assert not out.exists()
     assert [p.name for p in tmp_path.iterdir()] == []
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def test_plots_are_written_into_the_output_and_listed(tmp_path):
+    out = tmp_path / "out"
+    result = run_build("--width", "4", "--depth", "1", "--batch", "4", "--plots", "--out", str(out), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert report["plots"] == ["plots/timeline.png", "plots/fifo_occupancy.png"]
+    for name in report["plots"]:
+        data = (out / name).read_bytes()
+        assert data.startswith(PNG_SIGNATURE) and len(data) > 10_000
+        image = matplotlib.image.imread(out / name)
+        assert image.shape[1] >= 1000 and image.shape[0] >= 300
+        assert image[..., :3].std() > 0.05  # drawn on, not a blank canvas
+        assert name in result.stdout
+    assert [path.name for path in tmp_path.iterdir()] == ["out"]
+
+
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+@pytest.mark.parametrize("flags,bars", [((), True), (("--no-progress",), False)])
+def test_progress_bars_on_a_terminal_unless_turned_off(tmp_path, monkeypatch, capsys, flags, bars):
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    assert main(["--width", "4", "--depth", "1", "--batch", "4", "--out", str(tmp_path / "out"), *flags]) == 0
+    trials = json.loads((tmp_path / "out" / "report.json").read_text())["format_search"]["trials"]
+    shown = terminal.getvalue()
+    if bars:
+        assert f"format search: 100%" in shown and f" {trials}/{trials} [" in shown
+    else:
+        assert "format search" not in shown and "%|" not in shown
+    assert "cycles (predicted)" in capsys.readouterr().out
 
 
 def test_unwritable_output_directory_is_a_user_error(tmp_path):

@@ -18,7 +18,7 @@ def graph_of(order, activation="sin"):
         model = inrarch.models.siren(in_features=2, hidden=8, layers=2, out_features=2, w0=30.0, seed=1)
     else:
         model = inrarch.models.mlp(in_features=2, hidden=8, layers=2, out_features=2, activation=activation, seed=1)
-    graph, _ = capture(inrarch.derivatives(model, order), torch.zeros(2, 2, dtype=torch.float64))
+    graph, _ = capture(inrarch.derivatives(model, order), torch.zeros(2, 2))
     return optimize(graph)
 
 
@@ -60,7 +60,7 @@ def test_uniform_width_is_the_narrowest_that_passes():
 def test_tighter_tolerance_needs_more_bits_and_then_wider_weights():
     loose, tight, tighter = graph_of(1), graph_of(1), graph_of(1)
     loose_search = search_formats(loose, tolerance=1e-3)
-    tight_search = search_formats(tight, tolerance=4e-4)
+    tight_search = search_formats(tight, tolerance=5e-4)
     assert tight_search.bits_per_sample["searched"] > loose_search.bits_per_sample["searched"]
     assert loose_search.weight_width == tight_search.weight_width == 18
     # 18-bit weights alone hold the error above 3e-5 of max|ref|; 27-bit ones get below.
@@ -98,14 +98,14 @@ def test_emulator_updates_only_what_changed():
 
 def test_compile_reports_every_edge_format():
     model = inrarch.models.siren(in_features=2, hidden=8, layers=2, out_features=2, w0=30.0, seed=1)
-    design = inrarch.compile(inrarch.derivatives(model, 1), torch.zeros(4, 2, dtype=torch.float64))
+    design = inrarch.compile(inrarch.derivatives(model, 1), torch.zeros(4, 2))
     report = design.report
     assert report["format_search"]["tolerance"] == 1e-3
     assert set(report["formats"]) == {node.name for node in design.graph.nodes}
     for fifo, stream in zip(report["fifos"], design.netlist.streams):
         assert fifo["format"] == report["formats"][stream.source.node.name]
     assert all(f["width"] == inrarch.design.Q.parse(f["format"]).width for f in report["fifos"])
-    assert inrarch.compile(inrarch.derivatives(model, 1), torch.zeros(4, 2, dtype=torch.float64),
+    assert inrarch.compile(inrarch.derivatives(model, 1), torch.zeros(4, 2),
                            width=27).report["format_search"] is None
 
 
@@ -113,11 +113,11 @@ def test_tight_tolerance_design_runs_in_verilator_within_it():
     """27-bit weights end to end: Verilator's words are the emulation's, within the 1e-4 asked for."""
     model = inrarch.models.siren(in_features=2, hidden=8, layers=2, out_features=2, w0=30.0, seed=1)
     fn = inrarch.derivatives(model, 1)
-    design = inrarch.compile(fn, torch.zeros(8, 2, dtype=torch.float64), tolerance=1e-4)
+    design = inrarch.compile(fn, torch.zeros(8, 2), tolerance=1e-4)
     assert design.report["format_search"]["weight_width"] == 27
     x = np.random.default_rng(9).uniform(-1, 1, size=(8, 2))
     result = design.simulate(torch.tensor(x))
-    for got, emulated, reference in zip(result.outputs, emulate(design.graph, x), fn(torch.tensor(x))):
+    for got, emulated, reference in zip(result.outputs, emulate(design.graph, x), inrarch.reference(fn, x)):
         assert np.array_equal(got.reshape(8, -1), emulated.reshape(8, -1))
         reference = reference.detach().numpy()
         assert np.max(np.abs(got - reference)) <= 1e-4 * np.max(np.abs(reference))

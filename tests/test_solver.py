@@ -21,7 +21,7 @@ BATCH = 4
 @pytest.fixture(scope="module")
 def design():
     fn = inrarch.derivatives(inrarch.models.siren(2, 8, 2, 3, 30.0, 0), 2)
-    return inrarch.compile(fn, torch.zeros(BATCH, 2, dtype=torch.float64))
+    return inrarch.compile(fn, torch.zeros(BATCH, 2))
 
 
 @pytest.fixture(scope="module")

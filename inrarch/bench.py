@@ -145,7 +145,7 @@ def _simulate(design, fn, row, seed):
     x = _samples(row["batch"], seed)
     design.verilog()
     start = time.perf_counter()
-    result = design.simulate(x)
+    result = design.simulate(x, progress=True)
     errors = relative_errors(result.outputs, reference(fn, x))
     row.update({
         "cycles_simulated": result.cycles, "max_error": max(errors), "max_error_per_output": errors,

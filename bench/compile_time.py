@@ -4,10 +4,12 @@
 
 Records, per order, the seconds of each stage as ``inrarch.compile`` measures them
 (``Design.timings``: capture, IR passes, number-format search, lowering, latency solver) and, with
-``--verilog``, of ``Design.verilog()``, under ``"compile_time"`` in ``bench/results.json``.
+``--verilog``, of ``Design.verilog()``, under ``"compile_time"`` in ``bench/results.json``, with
+the machine's load average at the end: other work on the machine lengthens the times.
 """
 
 import argparse
+import os
 import time
 
 import torch
@@ -39,7 +41,8 @@ def main(argv=None):
                      "total": round(total, 2)})
         print(rows[-1], flush=True)
     results.record("compile_time", {"rows": rows}, inputs={"model": WORKLOAD, "batch": BATCH, "orders": args.orders,
-                                                           "verilog": args.verilog})
+                                                           "verilog": args.verilog, "cpu_count": os.cpu_count(),
+                                                           "load_average": round(os.getloadavg()[0], 1)})
 
 
 if __name__ == "__main__":

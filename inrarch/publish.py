@@ -191,7 +191,8 @@ def _compile_time(entries):
     entry = _entry(entries, "compile_time")
     inputs, rows = entry["inputs"], entry["results"]["rows"]
     stages = [stage for stage in ("capture", "passes", "formats", "lower", "solve", "verilog") if stage in rows[0]]
-    lines = [f"Compile times of the default {_siren(inputs['model'])} at batch {inputs['batch']}, in seconds "
+    lines = [f"Compile times of the default {_siren(inputs['model'])} at batch {inputs['batch']}, in seconds, on "
+             f"{inputs['cpu_count']} cores with a load average of {inputs['load_average']:g} from other work "
              f"({_source(entry)}):", "",
              _table(["order", "nodes", "DSP estimate", *stages, "total"],
                     [[row["order"], row["nodes"], f"{row['dsp_estimate']:,}",

@@ -9,14 +9,13 @@ the machine's load average at the end: other work on the machine lengthens the t
 """
 
 import argparse
-import os
 import time
 
 import torch
 
 import inrarch
 from inrarch import results
-from inrarch.bench import WORKLOAD
+from inrarch.bench import WORKLOAD, machine_load
 
 STAGES = ("capture", "passes", "formats", "lower", "solve")
 BATCH = 64
@@ -41,8 +40,7 @@ def main(argv=None):
                      "total": round(total, 2)})
         print(rows[-1], flush=True)
     results.record("compile_time", {"rows": rows}, inputs={"model": WORKLOAD, "batch": BATCH, "orders": args.orders,
-                                                           "verilog": args.verilog, "cpu_count": os.cpu_count(),
-                                                           "load_average": round(os.getloadavg()[0], 1)})
+                                                           "verilog": args.verilog, **machine_load()})
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ import torch
 
 import inrarch
 from inrarch import results
-from inrarch.bench import WORKLOAD
+from inrarch.bench import WORKLOAD, machine_load
 from inrarch.capture import capture
 from inrarch.emulate import emulation_errors
 from inrarch.formats import assign_formats, search_formats
@@ -86,7 +86,7 @@ def main():
     figures = {order: measure(order, x) for order in args.orders}
     results.record("formats", figures, inputs={"model": WORKLOAD, "orders": args.orders, "tolerance": TOLERANCE,
                                                "widths": list(WIDTHS), "test_samples": TEST_SAMPLES,
-                                               "test_seed": TEST_SEED})
+                                               "test_seed": TEST_SEED, **machine_load()})
     plot(figures, PLOT)
     print(f"{'order':>5}  {'uniform bits':>12}  {'searched mean bits':>18}  {'error':>8}  {'search s':>8}")
     for order, result in figures.items():

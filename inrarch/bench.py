@@ -41,7 +41,7 @@ from .passes import optimize
 from .schedule import solve
 
 __all__ = ["INR_ARCH", "INR_ARCH_CLOCK_MHZ", "INR_ARCH_ORDER_1_RESOURCES", "inr_arch_cycles", "U280_DSP_BUDGET",
-           "MODES", "WORKLOAD", "QUICK", "autograd_per_component", "workload_function", "compile_row",
+           "MODES", "WORKLOAD", "QUICK", "machine_load", "autograd_per_component", "workload_function", "compile_row",
            "cycles_at_formats", "torch_baseline", "main"]
 
 INR_ARCH_CLOCK_MHZ = 300
@@ -54,6 +54,11 @@ U280_DSP_BUDGET = int(AlveoU280Platform.capacity["DSP"] * AlveoU280Platform.usab
 MODES = ("forward", "reverse")
 WORKLOAD = {"in_features": 2, "hidden": 256, "layers": 4, "out_features": 3, "w0": 30.0, "seed": 0}
 QUICK = {**WORKLOAD, "hidden": 16, "layers": 2}
+
+
+def machine_load():
+    """The CPU count and the 1-minute load average: other work on the machine lengthens wall times."""
+    return {"cpu_count": os.cpu_count(), "load_average": round(os.getloadavg()[0], 1)}
 
 
 def inr_arch_cycles(order):
@@ -213,8 +218,7 @@ def main(argv=None):
     figures = {"rows": rows}
     if not simulate:
         torch.set_num_threads(args.torch_threads)
-        inputs.update({"torch_repeats": args.repeats, "torch_threads": torch.get_num_threads(),
-                       "cpu_count": os.cpu_count(), "load_average": round(os.getloadavg()[0], 1)})
+        inputs.update({"torch_repeats": args.repeats, "torch_threads": torch.get_num_threads(), **machine_load()})
         figures["torch_cpu"] = _torch_rows(model, args.orders, args.batch, args.repeats, args.seed)
     key = "workload_quick" if args.quick else "workload_simulated" if simulate else "workload"
     results.record(key, figures, inputs=inputs)

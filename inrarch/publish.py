@@ -212,7 +212,9 @@ def _formats(entries):
                       f"{min(widths)}–{max(widths)}", f"{searched['error']:.1e}", f"{searched['seconds']:.1f} s"])
         savings.append(1 - searched["mean_bits"] / searched["uniform_width"])
     return "\n".join([
-        f"Measured by {_source(entry)}, on {entry['inputs']['test_samples']} random inputs.", "",
+        f"Measured by {_source(entry)}, on {entry['inputs']['test_samples']} random inputs; search times on "
+        f"{entry['inputs']['cpu_count']} cores with a load average of {entry['inputs']['load_average']:g} from other "
+        "work.", "",
         _table(["order", "narrowest uniform width", "searched: mean bits", "searched: widths",
                 "error on unseen inputs", "search time"], table), "",
         f"The per-edge step saves {min(savings):.0%}–{max(savings):.0%} of the bits of the narrowest uniform width."])

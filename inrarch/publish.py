@@ -61,7 +61,8 @@ def _siren(spec):
 
 
 def _kib(bits):
-    return f"{bits / 8 / 1024:.1f} KiB"
+    kib = bits / 8 / 1024
+    return f"{kib:.1f} KiB" if kib >= 0.1 or kib == 0 else f"{kib:.2f} KiB"
 
 
 def _times(ratio):
@@ -101,7 +102,8 @@ def _workload(entries):
             _kib(row["buffer_bits"]), published["results"][order]["memory_mb"] if known else "-",
             f"{row['dsp_estimate']:,}", f"{utilization:.0%}", f"{row['compile_seconds']:.0f} s"])
     lines = [f"{_siren(inputs['model'])}, batch {inputs['batch']}, {rows[0]['clock_mhz']:g} MHz; measured by "
-             f"{_source(entry)}. Cycles come from the latency solver.", "",
+             f"{_source(entry)}, on {inputs['cpu_count']} cores with a load average of {inputs['load_average']:g} from "
+             "other work. Cycles come from the latency solver.", "",
              _table(["order", "DSP budget", "derivatives", "cycles", "INR-Arch cycles", "speedup vs INR-Arch",
                      "buffer memory",
                      "INR-Arch memory (MB)", "DSP estimate", "MAC utilization", "compile"], table), ""]
@@ -135,10 +137,10 @@ def _workload(entries):
     torch_rows = entry["results"].get("torch_cpu", [])
     if torch_rows:
         design = {(row["order"], row["mode"]): row for row in rows if row["dsp_budget"] == first["dsp_budget"]}
-        lines += ["", f"torch {inputs['torch']} on this machine's CPU ({inputs['torch_threads']} of "
-                      f"{inputs['cpu_count']} threads, float32, median and shortest of {inputs['torch_repeats']} runs; "
-                      f"load average {inputs['load_average']:g} from other work) against inrarch at the DSP budget "
-                      f"of {first['dsp_budget']:,}, the same math on both sides:", ""]
+        lines += ["", f"torch {inputs['torch']} on this machine's CPU ({inputs['torch_threads']} thread"
+                      f"{'s' if inputs['torch_threads'] > 1 else ''}, float32, median and shortest of "
+                      f"{inputs['torch_repeats']} runs) against inrarch at the DSP budget of {first['dsp_budget']:,}, "
+                      "the same math on both sides:", ""]
         lines.append(_table(["order", "derivatives", "torch CPU (median)", "torch CPU (shortest)", "inrarch",
                              "speedup (median)"], [
             [t["order"], t["mode"], f"{t['cpu_ms']:.2f} ms", f"{t['min_cpu_ms']:.2f} ms",

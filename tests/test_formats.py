@@ -1,5 +1,7 @@
 """Number formats: bit-exact emulation and the search for the fewest bits that meet the error bar."""
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -73,6 +75,27 @@ def test_tighter_tolerance_needs_more_bits_and_then_wider_weights():
 def test_unreachable_tolerance_is_a_clear_error():
     with pytest.raises(CompileError, match="even 12-bit values and 27-bit weights miss the error target"):
         search_formats(graph_of(1), tolerance=1e-6, max_width=12)
+
+
+def test_compile_refuses_formats_that_miss_the_tolerance_on_the_check_inputs():
+    """A bump narrower than the spacing of the calibration points, centred on a check point: its
+    exp core gets the tiny range calibration saw and saturates there, whatever the width. Widening
+    cannot help, so compile must refuse instead of returning a design that misses the tolerance."""
+    calibration = calibration_inputs((1,), (-1.0, 1.0), 256).ravel()
+    check = calibration_inputs((1,), (-1.0, 1.0), 256, seed=1).ravel()
+    gaps = np.abs(check[:, None] - calibration[None, :]).min(axis=1)
+    centre, width = float(check[np.argmax(gaps)]), float(gaps.max()) / 4
+
+    def line_with_a_bump(x):
+        return x + torch.exp(-((x - centre) / width) ** 2)
+
+    with pytest.raises(CompileError) as refused:
+        inrarch.compile(line_with_a_bump, torch.zeros(4, 1))
+    message = str(refused.value)
+    assert len(message.splitlines()) == 1
+    reached = re.match(r"no number formats of up to 36 bits meet the tolerance: (\S+) × max\|ref\| on check "
+                       r"inputs, over the tolerance 0.001; try a larger tolerance", message)
+    assert reached and float(reached[1]) > 0.5, message
 
 
 def test_width_and_forced_formats_skip_the_search():

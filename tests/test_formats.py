@@ -13,6 +13,7 @@ from inrarch.errors import CompileError
 from inrarch.formats import _Trials, _ranges, assign_formats, calibration_inputs, search_formats
 from inrarch.ir import evaluate
 from inrarch.passes import optimize
+from sim.progress import progress_bar
 
 
 def graph_of(order, activation="sin"):
@@ -22,6 +23,14 @@ def graph_of(order, activation="sin"):
         model = inrarch.models.mlp(in_features=2, hidden=8, layers=2, out_features=2, activation=activation, seed=1)
     graph, _ = capture(inrarch.derivatives(model, order), torch.zeros(2, 2))
     return optimize(graph)
+
+
+def search_trials(graph):
+    """Errors of width choices on the search's own points, over its calibrated ranges."""
+    x = calibration_inputs(graph.input.shape, (-1.0, 1.0), 32)
+    values = evaluate(graph, x)
+    ranges = _ranges(graph, evaluate(graph, calibration_inputs(graph.input.shape, (-1.0, 1.0))), 2.0, (-1.0, 1.0))
+    return _Trials(graph, ranges, x, [values[n] for n in graph.outputs], progress_bar("trials", enabled=False))
 
 
 @pytest.mark.parametrize("order, activation", [(1, "sin"), (2, "sin"), (2, "tanh")])
@@ -39,10 +48,7 @@ def test_searched_edges_meet_the_target_with_fewer_bits_than_uniform():
     graph = graph_of(1)
     search = search_formats(graph, tolerance=1e-3)
     widths = {node: node.attrs["format"].width - search.widened for node in graph.nodes}
-    x = calibration_inputs(graph.input.shape, (-1.0, 1.0), 32)
-    values = evaluate(graph, x)
-    ranges = _ranges(graph, evaluate(graph, calibration_inputs(graph.input.shape, (-1.0, 1.0))), 2.0, (-1.0, 1.0))
-    trials = _Trials(graph, ranges, x, [values[n] for n in graph.outputs])
+    trials = search_trials(graph)
     assert max(trials.start(widths)) <= search.target
     assert max(widths.values()) == search.uniform_width > min(widths.values())
     assert search.bits_per_sample["searched"] < search.bits_per_sample["uniform"]
@@ -51,10 +57,7 @@ def test_searched_edges_meet_the_target_with_fewer_bits_than_uniform():
 def test_uniform_width_is_the_narrowest_that_passes():
     graph = graph_of(1)
     search = search_formats(graph, tolerance=1e-3)
-    x = calibration_inputs(graph.input.shape, (-1.0, 1.0), 32)
-    values = evaluate(graph, x)
-    ranges = _ranges(graph, evaluate(graph, calibration_inputs(graph.input.shape, (-1.0, 1.0))), 2.0, (-1.0, 1.0))
-    trials = _Trials(graph, ranges, x, [values[n] for n in graph.outputs])
+    trials = search_trials(graph)
     assert max(trials.start(dict.fromkeys(graph.nodes, search.uniform_width))) <= search.target
     assert max(trials.start(dict.fromkeys(graph.nodes, search.uniform_width - 1))) > search.target
 

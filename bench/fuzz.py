@@ -26,6 +26,7 @@ It prints one line per case, then ``N passed, M failed``, records the outcome un
 """
 
 import argparse
+import json
 import math
 import re
 import statistics
@@ -225,7 +226,8 @@ def _check(case):
 
 
 def summarize(cases, outcomes, seconds):
-    """The figures :func:`main` records: counts, failures, the worst error and the wall times."""
+    """The figures :func:`main` records: counts, failures, the worst error, the wall times, and
+    each case's outcome (so that ``--resume`` can continue an interrupted run)."""
     simulated = [(case, outcome) for case, outcome in zip(cases, outcomes) if outcome.errors]
     worst_case, worst = max(simulated, key=lambda pair: max(pair[1].errors), default=(None, None))
     per_case = [outcome.seconds for outcome in outcomes]
@@ -240,13 +242,38 @@ def summarize(cases, outcomes, seconds):
         "seconds": round(seconds, 1),
         "seconds_per_case": {"mean": round(statistics.mean(per_case), 1), "median": round(statistics.median(per_case), 1),
                              "max": round(max(per_case), 1)},
+        "completed": len(outcomes),
+        "outcomes": [asdict(outcome) for outcome in outcomes],
     }
+
+
+def _inputs(args):
+    return {"examples": args.examples, "seed": args.seed, "activations": list(ACTIVATIONS), "quantities": QUANTITIES,
+            "w0": list(W0_RANGE), "widths": list(WIDTHS), "depths": list(DEPTHS), "in_features": list(IN_FEATURES),
+            "out_features": list(OUT_FEATURES), "orders": list(ORDERS),
+            "stall_probabilities": list(STALL_PROBABILITIES), "max_partials_times_depth": MAX_PARTIALS_TIMES_DEPTH,
+            "batch": BATCH, "tolerance": TOLERANCE}
+
+
+def _recorded(inputs):
+    """The outcomes and seconds of an earlier run with the same ``inputs``, to resume from."""
+    try:
+        entry = inrarch.results.entry("fuzz")
+    except KeyError:
+        return [], 0.0
+    if json.loads(json.dumps(inputs)) != entry["inputs"]:
+        raise SystemExit("--resume: bench/results.json holds a fuzz run with other inputs; run without --resume")
+    results = entry["results"]
+    outcomes = [Outcome(**{**outcome, "errors": tuple(outcome["errors"])}) for outcome in results["outcomes"]]
+    return outcomes, results["seconds"]
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--examples", type=int, default=200, help="cases to run (default 200)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the case generator (default 0)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run recorded in bench/results.json (same inputs) where it stopped")
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore", DeprecationWarning)
 
@@ -255,24 +282,23 @@ def main(argv=None):
     header = f"{'#':>4} {'case':<62} {'stalls v/r':>10} {'status':<7} {'worst err':>9} {'cycles':>6} {'s':>6}"
     print(header)
     print("-" * len(header), flush=True)
-    start = time.perf_counter()
-    cases, outcomes = [], []
-    for index in range(args.examples):
+    inputs = _inputs(args)
+    # Every case is recorded as it finishes, so an interrupted run keeps its outcomes and can resume.
+    outcomes, earlier_seconds = _recorded(inputs) if args.resume else ([], 0.0)
+    cases = [random_case(rng) for _ in outcomes]
+    start = time.perf_counter() - earlier_seconds
+    for index in range(len(outcomes), args.examples):
         case = random_case(rng)
         outcome = run_case(case)
         cases.append(case)
         outcomes.append(outcome)
+        inrarch.results.record("fuzz", summarize(cases, outcomes, time.perf_counter() - start), inputs=inputs)
         worst = f"{max(outcome.errors):.2e}" if outcome.errors else "-"
         print(f"{index:>4} {case.describe():<62} {case.valid_prob:>4}/{case.ready_prob:<5} {outcome.status:<7} "
               f"{worst:>9} {outcome.cycles:>6} {outcome.seconds:>6.1f}", flush=True)
         if outcome.status != "pass":
             print(f"     {outcome.detail}", flush=True)
-    results = summarize(cases, outcomes, time.perf_counter() - start)
-    inrarch.results.record("fuzz", results, inputs={
-        "examples": args.examples, "seed": args.seed, "activations": list(ACTIVATIONS), "quantities": QUANTITIES,
-        "w0": list(W0_RANGE), "widths": list(WIDTHS), "depths": list(DEPTHS), "in_features": list(IN_FEATURES),
-        "out_features": list(OUT_FEATURES), "orders": list(ORDERS), "stall_probabilities": list(STALL_PROBABILITIES),
-        "max_partials_times_depth": MAX_PARTIALS_TIMES_DEPTH, "batch": BATCH, "tolerance": TOLERANCE})
+    results = inrarch.results.entry("fuzz")["results"]
     print(f"\n{results['passed']} passed, {results['failed']} failed")
     print(f"{results['refused_as_expected']} refused as documented; {results['seconds']:.0f} s in all")
     for failure in results["failures"]:

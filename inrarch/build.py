@@ -3,19 +3,22 @@
 Writes ``OUT/top.v`` (the design), ``OUT/report.json`` (cycles, latency, formats and an analytic
 DSP/BRAM/URAM estimate) and ``OUT/board_plan/``, an Amaranth build plan for the board that wraps
 the design in a self-test harness (see docs/boards.md). ``--simulate`` runs the Verilog in
-Verilator on random inputs from the domain and compares it with float64 torch (``--trace`` also
-records its waveform into ``OUT/waves.fst``); ``--plots`` draws the solved schedule into
-``OUT/plots/``; ``--synth`` counts
+Verilator on random inputs from the domain and checks it (:mod:`inrarch.verification`): every
+output within ``--tolerance`` of float64 torch, the predicted cycles, no overflow, no deadlock
+(``--trace`` also records its waveform into ``OUT/waves.fst``); ``--plots`` draws the solved
+schedule into ``OUT/plots/``; ``--synth`` counts
 resources with yosys ``synth_xilinx`` and fails when the design does not fit the board;
 ``--run-vendor`` runs the build plan (Vivado, or the YoWASP open flow for ECP5/iCE40 boards).
 When the Vitis kernel packager (``boards.vitis_kernel``) is present, Alveo builds also get
 ``OUT/vitis_kernel/``. Output is written to a temporary directory beside ``OUT`` and moved into
-place only when everything succeeded, so a failed build leaves no half-written directory.
+place only when everything succeeded, so a failed build leaves no half-written directory. A
+simulation that fails its checks still writes the whole directory, so that its report can be
+inspected, and then exits 1 with one line naming every problem.
 On a terminal, the format search and the Verilator build and run show progress bars on stderr
 (``--no-progress`` turns them off).
 
-Exit codes: 0 success, 2 user error or a design that does not fit (one line on stderr), 1 internal
-error or a failed tool run.
+Exit codes: 0 success, 2 user error or a design that does not fit (one line on stderr), 1 a failed
+simulation, a failed tool run or an internal error.
 """
 
 import argparse
@@ -41,10 +44,10 @@ from boards.synth import check_fit, find_tool, synth_xilinx
 
 from . import derivatives, models
 from .design import compile as compile_design
-from .emulate import relative_errors
 from .errors import InrarchError
 from .resources import design_resources
 from .solver_report import write_plots
+from .verification import simulate_and_check
 
 __all__ = ["main", "build"]
 
@@ -206,12 +209,14 @@ def build(args, progress):
         progress.step("building and running the Verilog in Verilator")
         rng = np.random.default_rng(args.seed)
         x = torch.tensor(rng.uniform(-1.0, 1.0, size=(args.batch, in_features)))
-        result = design.simulate(x, trace=Path(waves.name) / _WAVES if waves else None, progress=progress.bars)
-        errors = relative_errors(result.outputs, fn(x))
-        report["cycles_simulated"] = result.cycles
-        report["max_error"] = max(errors)
-        report["max_error_per_output"] = errors
-        report["overflow"] = result.overflow
+        verification = simulate_and_check(design, fn, x, tolerance=args.tolerance, progress=progress.bars,
+                                          trace=Path(waves.name) / _WAVES if waves else None)
+        if verification.result is not None:
+            report["cycles_simulated"] = verification.result.cycles
+            report["max_error"] = max(verification.errors)
+            report["max_error_per_output"] = verification.errors
+            report["overflow"] = verification.result.overflow
+        report["simulation_problems"] = verification.problems
 
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=parent))
     try:
@@ -376,6 +381,11 @@ def main(argv=None):
         return 1
     progress.step("done")
     print(_summary(report, args.out))
+    problems = report.get("simulation_problems")
+    if problems:
+        print(f"error: the simulation failed: {'; '.join(problems)} (report in {Path(args.out) / 'report.json'})",
+              file=sys.stderr)
+        return 1
     return 0
 
 

@@ -26,7 +26,7 @@ from .errors import CompileError
 __all__ = ["float64_tensors", "reference", "single_threaded", "flatten", "first_line"]
 
 _SEARCH_DEPTH = 6
-# Library code holds no user tensors; searching its globals would only cost time.
+# Library code holds no user tensors in its globals; searching them would only cost time.
 _LIBRARIES = ("torch", "numpy", "functools", "builtins")
 
 
@@ -109,8 +109,7 @@ def _search(value, swaps, seen, depth):
             _search(item, swaps, seen, depth + 1)
         return
     if isinstance(value, types.FunctionType):
-        if not (value.__module__ or "").startswith(_LIBRARIES):
-            _search_function(value, swaps, seen, depth)
+        _search_function(value, swaps, seen, depth, library=(value.__module__ or "").startswith(_LIBRARIES))
         return
     if isinstance(value, (list, tuple, set, frozenset)):
         for item in value:
@@ -133,7 +132,9 @@ def _search(value, swaps, seen, depth):
                 _search(item, swaps, seen, depth + 1)
 
 
-def _search_function(fn, swaps, seen, depth):
+def _search_function(fn, swaps, seen, depth, library):
+    """Search the closure of ``fn`` (which holds the user's function when ``fn`` is a torch.func
+    wrapper such as ``vmap`` or ``jacrev``) and, unless ``fn`` is library code, its globals."""
     for cell in fn.__closure__ or ():
         try:
             content = cell.cell_contents
@@ -143,7 +144,8 @@ def _search_function(fn, swaps, seen, depth):
             swaps.cell(cell)
         else:
             _search(content, swaps, seen, depth + 1)
-    for name in sorted(_code_names(fn.__code__)):
+    names = () if library else sorted(_code_names(fn.__code__))
+    for name in names:
         if name not in fn.__globals__:
             continue
         content = fn.__globals__[name]

@@ -176,11 +176,12 @@ def search_formats(graph, *, tolerance=1e-3, safety=8.0, margin=2.0, domain=(-1.
     The ranges come from ``samples`` calibration points; the search measures errors on
     ``search_samples`` of them (and the domain's corners and centre), then checks the result on
     ``samples`` other points: where the error there exceeds ``2 * tolerance / safety``, every
-    edge gets one more bit until it does not. ``progress=True`` shows the trials on stderr, out of
-    an upper bound that tightens as the search goes.
+    edge gets one more bit (up to ``max_width``) until it does not. ``progress=True`` shows the
+    trials on stderr, out of an upper bound that tightens as the search goes.
 
     Returns a :class:`FormatSearch`; raises :class:`~inrarch.CompileError` when even
-    ``max_width`` bits everywhere miss the target.
+    ``max_width`` bits everywhere miss the target on the search points, or when the error on the
+    check points stays above ``tolerance``.
     """
     with progress_bar("format search", enabled=progress, unit="trial") as bar:
         return _search(graph, tolerance, safety, margin, domain, samples, search_samples, min_width, max_width, bar)
@@ -232,13 +233,19 @@ def _search(graph, tolerance, safety, margin, domain, samples, search_samples, m
                 low = middle + 1
     x_check = calibration_inputs(graph.input.shape, domain, samples, seed=1)
     check = _Trials(graph, ranges, x_check, [evaluate(graph, x_check)[node] for node in graph.outputs], bar)
-    _expect(bar, 1 + max_width - max(widths.values()))
+    _expect(bar, 1 + max_width - min(widths.values()))
     widened = 0
-    while max(check.start(widths)) > 2 * target and max(widths.values()) < max_width:
-        widths = {node: width + 1 for node, width in widths.items()}
+    errors = check.start(widths)
+    while max(errors) > 2 * target and min(widths.values()) < max_width:
+        widths = {node: min(width + 1, max_width) for node, width in widths.items()}
         widened += 1
+        errors = check.start(widths)
+    if not max(errors) <= tolerance:
+        raise CompileError(f"no number formats of up to {max_width} bits meet the tolerance: "
+                           f"{max(errors):.2e} × max|ref| on check inputs, over the tolerance {tolerance:g}; "
+                           "try a larger tolerance or margin, or a narrower domain")
     bits["searched"] = _bits(graph)
     _expect(bar, 0)
     return FormatSearch(tolerance=tolerance, target=target, uniform_width=high, weight_width=weights,
-                        errors=check.errors(),
+                        errors=errors,
                         trials=trials.count + check.count, widened=widened, bits_per_sample=bits)

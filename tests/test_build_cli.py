@@ -1,4 +1,5 @@
-"""``python -m inrarch.build``: outputs, and one-line errors with exit code 2 for bad input."""
+"""``python -m inrarch.build``: outputs, one-line errors with exit code 2 for bad input, and exit code 1
+for a simulation that fails its checks."""
 
 import io
 import json
@@ -27,6 +28,36 @@ def test_build_writes_verilog_and_report(tmp_path):
     assert "module top" in (out / "top.v").read_text()
     assert "cycles (predicted)" in result.stdout
     assert "format search" not in result.stderr  # no progress bars when stderr is not a terminal
+
+
+# SIREN 2→8→3 at batch 16, as tests/test_reliability.py simulates it: the Verilator models are shared.
+SMALL_SIREN = ("--width", "8", "--depth", "1", "--batch", "16", "--simulate")
+
+
+def test_simulate_checks_the_design_and_reports_it(tmp_path):
+    out = tmp_path / "out"
+    result = run_build(*SMALL_SIREN, "--out", str(out), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert report["simulation_problems"] == []
+    assert report["cycles_simulated"] == report["cycles_predicted"]
+    assert report["max_error"] <= 1e-3 and not report["overflow"]
+
+
+def test_a_simulation_that_fails_its_checks_exits_1_naming_every_problem(tmp_path):
+    """Too few integer bits: outputs saturate. The report is written for inspection, and says so."""
+    out = tmp_path / "out"
+    result = run_build(*SMALL_SIREN, "--format", "q2.6", "--out", str(out), cwd=tmp_path)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr and "Warning" not in result.stderr
+    error = result.stderr.strip().splitlines()[-1]
+    report = json.loads((out / "report.json").read_text())
+    assert error == (f"error: the simulation failed: {'; '.join(report['simulation_problems'])} "
+                     f"(report in {out / 'report.json'})")
+    problems = report["simulation_problems"]
+    assert any(p.startswith("output y0 is off by ") and p.endswith("over the tolerance 0.001") for p in problems)
+    assert problems[-1].startswith("overflow: the ") and "of its format q2.6" in problems[-1]
+    assert report["overflow"] and report["max_error"] > 1e-3
 
 
 @pytest.mark.parametrize("args,message", [

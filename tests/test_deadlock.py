@@ -5,10 +5,18 @@ import torch
 
 import inrarch
 from inrarch import schedule
+from inrarch.schedule import MIN_FIFO_DEPTH
+from inrarch.verification import simulate_and_check
 from sim import Deadlock
 
 MODEL = inrarch.models.siren(in_features=2, hidden=8, layers=1, out_features=3, w0=30.0, seed=0)
 BATCH = 4
+
+
+def full_fifos(message):
+    """The FIFO names a watchdog message lists as full."""
+    assert "full FIFOs: " in message and "full FIFOs: none" not in message
+    return message.split("full FIFOs: ")[1].split(";")[0].split(", ")
 
 
 def test_the_solved_depths_never_block_a_write():
@@ -25,8 +33,41 @@ def test_watchdog_names_the_blocked_fifos():
     x = torch.rand(BATCH, 2, dtype=torch.float64) * 2 - 1
     with pytest.raises(Deadlock) as stopped:
         design.simulate(x, ready_prob=1e-12, watchdog=300)
-    message = str(stopped.value)
-    assert "full FIFOs: " in message and "full FIFOs: none" not in message
-    full = message.split("full FIFOs: ")[1].split(";")[0].split(", ")
+    full = full_fifos(str(stopped.value))
     assert any(name.endswith("->output.y0") for name in full)
     assert all(name in design.elaboratable.fifo_names for name in full)
+
+
+class Residual(torch.nn.Module):
+    """``head(h + mix(h))`` with ``h = tanh(embed(x))``: ``h`` reaches the add directly and through a
+    matmul, which emits nothing before it has read the whole of ``h``. The direct branch's FIFO must
+    hold ``h`` meanwhile; the solver sizes it so."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed, self.mix, self.head = torch.nn.Linear(2, 8), torch.nn.Linear(8, 8), torch.nn.Linear(8, 1)
+
+    def forward(self, x):
+        h = torch.tanh(self.embed(x))
+        return self.head(h + self.mix(h))
+
+
+def test_a_fifo_below_its_solved_depth_deadlocks_and_is_named():
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = Residual()
+    design = inrarch.compile(model, torch.zeros(BATCH, 2))
+    direct = next(stream for stream in design.netlist.streams
+                  if stream.sink is not None and stream.sink.node.op == "add" and stream.depth > MIN_FIFO_DEPTH)
+    name = design.elaboratable.fifo_names[design.netlist.streams.index(direct)]
+    assert not schedule.simulate(design.netlist, BATCH).deadlock
+    direct.depth = MIN_FIFO_DEPTH  # before the Verilog is written, so the hardware FIFO is that shallow
+    x = torch.rand(BATCH, 2) * 2 - 1
+    with pytest.raises(Deadlock) as stopped:
+        design.simulate(x, watchdog=300)
+    assert name in full_fifos(str(stopped.value))
+    verification = simulate_and_check(design, model, x, tolerance=1e-3, watchdog=300)
+    assert verification.result is None and len(verification.problems) == 1
+    problem = verification.problems[0]
+    assert problem.startswith("the watchdog stopped the simulation") and "\n" not in problem
+    assert name in full_fifos(problem)

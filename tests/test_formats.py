@@ -1,5 +1,7 @@
 """Number formats: bit-exact emulation and the search for the fewest bits that meet the error bar."""
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -11,6 +13,7 @@ from inrarch.errors import CompileError
 from inrarch.formats import _Trials, _ranges, assign_formats, calibration_inputs, search_formats
 from inrarch.ir import evaluate
 from inrarch.passes import optimize
+from sim.progress import progress_bar
 
 
 def graph_of(order, activation="sin"):
@@ -20,6 +23,14 @@ def graph_of(order, activation="sin"):
         model = inrarch.models.mlp(in_features=2, hidden=8, layers=2, out_features=2, activation=activation, seed=1)
     graph, _ = capture(inrarch.derivatives(model, order), torch.zeros(2, 2))
     return optimize(graph)
+
+
+def search_trials(graph):
+    """Errors of width choices on the search's own points, over its calibrated ranges."""
+    x = calibration_inputs(graph.input.shape, (-1.0, 1.0), 32)
+    values = evaluate(graph, x)
+    ranges = _ranges(graph, evaluate(graph, calibration_inputs(graph.input.shape, (-1.0, 1.0))), 2.0, (-1.0, 1.0))
+    return _Trials(graph, ranges, x, [values[n] for n in graph.outputs], progress_bar("trials", enabled=False))
 
 
 @pytest.mark.parametrize("order, activation", [(1, "sin"), (2, "sin"), (2, "tanh")])
@@ -37,10 +48,7 @@ def test_searched_edges_meet_the_target_with_fewer_bits_than_uniform():
     graph = graph_of(1)
     search = search_formats(graph, tolerance=1e-3)
     widths = {node: node.attrs["format"].width - search.widened for node in graph.nodes}
-    x = calibration_inputs(graph.input.shape, (-1.0, 1.0), 32)
-    values = evaluate(graph, x)
-    ranges = _ranges(graph, evaluate(graph, calibration_inputs(graph.input.shape, (-1.0, 1.0))), 2.0, (-1.0, 1.0))
-    trials = _Trials(graph, ranges, x, [values[n] for n in graph.outputs])
+    trials = search_trials(graph)
     assert max(trials.start(widths)) <= search.target
     assert max(widths.values()) == search.uniform_width > min(widths.values())
     assert search.bits_per_sample["searched"] < search.bits_per_sample["uniform"]
@@ -49,10 +57,7 @@ def test_searched_edges_meet_the_target_with_fewer_bits_than_uniform():
 def test_uniform_width_is_the_narrowest_that_passes():
     graph = graph_of(1)
     search = search_formats(graph, tolerance=1e-3)
-    x = calibration_inputs(graph.input.shape, (-1.0, 1.0), 32)
-    values = evaluate(graph, x)
-    ranges = _ranges(graph, evaluate(graph, calibration_inputs(graph.input.shape, (-1.0, 1.0))), 2.0, (-1.0, 1.0))
-    trials = _Trials(graph, ranges, x, [values[n] for n in graph.outputs])
+    trials = search_trials(graph)
     assert max(trials.start(dict.fromkeys(graph.nodes, search.uniform_width))) <= search.target
     assert max(trials.start(dict.fromkeys(graph.nodes, search.uniform_width - 1))) > search.target
 
@@ -73,6 +78,27 @@ def test_tighter_tolerance_needs_more_bits_and_then_wider_weights():
 def test_unreachable_tolerance_is_a_clear_error():
     with pytest.raises(CompileError, match="even 12-bit values and 27-bit weights miss the error target"):
         search_formats(graph_of(1), tolerance=1e-6, max_width=12)
+
+
+def test_compile_refuses_formats_that_miss_the_tolerance_on_the_check_inputs():
+    """A bump narrower than the spacing of the calibration points, centred on a check point: its
+    exp core gets the tiny range calibration saw and saturates there, whatever the width. Widening
+    cannot help, so compile must refuse instead of returning a design that misses the tolerance."""
+    calibration = calibration_inputs((1,), (-1.0, 1.0), 256).ravel()
+    check = calibration_inputs((1,), (-1.0, 1.0), 256, seed=1).ravel()
+    gaps = np.abs(check[:, None] - calibration[None, :]).min(axis=1)
+    centre, width = float(check[np.argmax(gaps)]), float(gaps.max()) / 4
+
+    def line_with_a_bump(x):
+        return x + torch.exp(-((x - centre) / width) ** 2)
+
+    with pytest.raises(CompileError) as refused:
+        inrarch.compile(line_with_a_bump, torch.zeros(4, 1))
+    message = str(refused.value)
+    assert len(message.splitlines()) == 1
+    reached = re.match(r"no number formats of up to 36 bits meet the tolerance: (\S+) × max\|ref\| on check "
+                       r"inputs, over the tolerance 0.001; try a larger tolerance", message)
+    assert reached and float(reached[1]) > 0.5, message
 
 
 def test_width_and_forced_formats_skip_the_search():

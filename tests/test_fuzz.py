@@ -1,40 +1,100 @@
-"""Property: any small MLP's gradients compile, simulate in Verilator and match float64 torch.
+"""Property: any small model's derivatives compile, simulate in Verilator and match float64 torch,
+and the compiler refuses only what the README documents.
 
 The cases and their check are ``bench/fuzz.py``'s (its long mode runs hundreds); here hypothesis
 draws a few, derandomized so CI is reproducible. Each case costs a Verilator build, so the
-number of examples stays at three (``INRARCH_FUZZ_EXAMPLES`` raises it locally).
+number of examples stays at three (``INRARCH_FUZZ_EXAMPLES`` raises it locally). The other tests
+check the fuzz's verdicts: a case passes on a CompileError only when it was built to meet that
+documented refusal.
 """
 
 import importlib.util
 import os
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
+
+import inrarch
 
 _spec = importlib.util.spec_from_file_location("fuzz", Path(__file__).resolve().parent.parent / "bench" / "fuzz.py")
 fuzz = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(fuzz)
 
-cases = st.builds(
-    fuzz.Case,
-    activation=st.sampled_from(fuzz.ACTIVATIONS),
-    w0=st.floats(*fuzz.W0_RANGE).map(lambda w0: round(w0, 3)),
-    width=st.integers(*fuzz.WIDTHS),
-    depth=st.integers(*fuzz.DEPTHS),
-    in_features=st.integers(*fuzz.IN_FEATURES),
-    out_features=st.integers(*fuzz.OUT_FEATURES),
-    order=st.integers(*fuzz.ORDERS),
-    seed=st.integers(0, 2**31 - 1),
-    valid_prob=st.sampled_from([0.3, 0.6, 1.0]),
-    ready_prob=st.sampled_from([0.3, 0.6, 1.0]),
-)
+
+@st.composite
+def cases(draw):
+    order = draw(st.integers(*fuzz.ORDERS))
+    depth = draw(st.integers(*fuzz.DEPTHS))
+    return fuzz.Case(
+        activation=draw(st.sampled_from(fuzz.ACTIVATIONS)),
+        w0=round(draw(st.floats(*fuzz.W0_RANGE)), 3),
+        width=draw(st.integers(*fuzz.WIDTHS)),
+        depth=depth,
+        in_features=draw(st.integers(fuzz.IN_FEATURES[0], fuzz.max_in_features(order, depth))),
+        out_features=draw(st.integers(*fuzz.OUT_FEATURES)),
+        order=order,
+        seed=draw(st.integers(0, 2**31 - 1)),
+        valid_prob=draw(st.sampled_from([0.3, 0.6, 1.0])),
+        ready_prob=draw(st.sampled_from([0.3, 0.6, 1.0])),
+        # The quantities built to be refused are checked below without Verilator.
+        quantity=draw(st.sampled_from(["derivatives", "gradient-norm"])),
+    )
 
 
 @settings(max_examples=int(os.environ.get("INRARCH_FUZZ_EXAMPLES", 3)), deadline=None, derandomize=True,
           database=None, suppress_health_check=[HealthCheck.too_slow])
-@given(case=cases)
-def test_random_mlp_gradients_match_torch_in_verilator(case):
+@given(case=cases())
+def test_random_model_derivatives_match_torch_in_verilator(case):
     note(f"case: {case!r}")
     outcome = fuzz.run_case(case)
-    assert outcome.status in ("pass", "unsupported"), f"{case.describe()}: {outcome.detail}"
+    assert outcome.status in ("pass", "refused"), f"{case.describe()}: {outcome.detail}"
+
+
+def tanh_case(**fields):
+    """A tanh MLP 2→4→1 case of order 1 computing its derivatives, unless ``fields`` say otherwise."""
+    return fuzz.Case(**{"activation": "tanh", "w0": 1.0, "width": 4, "depth": 1, "in_features": 2, "out_features": 1,
+                        "order": 1, "seed": 0, "valid_prob": 1.0, "ready_prob": 1.0, **fields})
+
+
+def compile_raising(message):
+    def compile_(fn, example_input, **options):
+        raise inrarch.CompileError(message)
+
+    return compile_
+
+
+def test_an_unexpected_compile_error_fails_the_case(monkeypatch):
+    monkeypatch.setattr(inrarch, "compile", compile_raising("unsupported op aten.tanh at model.py:3; supported: add"))
+    outcome = fuzz.run_case(tanh_case())
+    assert outcome.status == "fail"
+    assert outcome.detail == "unexpected CompileError: unsupported op aten.tanh at model.py:3; supported: add"
+
+
+def test_another_documented_refusal_than_the_expected_one_fails_the_case(monkeypatch):
+    monkeypatch.setattr(inrarch, "compile", compile_raising("division by a streamed tensor is not supported at x.py:1"))
+    outcome = fuzz.run_case(tanh_case(quantity="log"))
+    assert outcome.status == "fail" and outcome.detail.startswith("expected the 'log' refusal, got CompileError: ")
+
+
+def test_a_case_built_to_be_refused_that_compiles_fails(monkeypatch):
+    monkeypatch.setattr(inrarch, "compile", lambda fn, example_input, **options: object())
+    outcome = fuzz.run_case(tanh_case(order=2, quantity="gradient-norm"))
+    assert outcome.status == "fail"
+    assert outcome.detail == "compiled, but the 'derivative of a norm' refusal was expected"
+
+
+@pytest.mark.parametrize("quantity,order,refusal", [("log", 1, "log"), ("sqrt", 2, "derivative of sqrt"),
+                                                    ("gradient-norm", 2, "derivative of a norm")])
+def test_cases_built_to_be_refused_meet_their_documented_refusal(quantity, order, refusal):
+    case = tanh_case(order=order, quantity=quantity)
+    assert case.expected_refusal() == refusal
+    outcome = fuzz.run_case(case)
+    assert outcome.status == "refused", outcome.detail
+    assert outcome.detail.startswith(f"refused ({refusal}): ")
+
+
+def test_only_the_quantities_built_to_be_refused_expect_a_refusal():
+    assert tanh_case(order=3).expected_refusal() is None
+    assert tanh_case(order=1, quantity="gradient-norm").expected_refusal() is None

@@ -1,8 +1,8 @@
 """What users write in torch either compiles and matches float64 torch, or fails with one clear line.
 
 Models: SIREN (any w0, a different first-layer w0), MLPs with cos, tanh, sigmoid, relu, softplus,
-Gaussian and sine activations, Fourier-feature inputs and skip connections, 1–4 inputs and outputs, widths that
-are not powers of two. Ways to write the derivatives: :func:`inrarch.derivatives`, torch.func
+Gaussian and sine activations, torch.nn MLPs in float32 with SiLU, ELU and LeakyReLU, Fourier-feature
+inputs and skip connections, 1–4 inputs and outputs, widths that are not powers of two. Ways to write the derivatives: :func:`inrarch.derivatives`, torch.func
 (``jacrev``/``jacfwd``/``hessian`` of a per-sample function under ``vmap``), loops of
 ``torch.autograd.grad(create_graph=True)``, and derived quantities (Laplacian, squared gradient
 norm, gradient norm, divergence); softplus networks.
@@ -11,8 +11,10 @@ norm, gradient norm, divergence); softplus networks.
   Verilator, fast). CI runs orders 1–2 of every combination and order 3 of a few; ``--full``
   (or ``INRARCH_FULL=1``) adds orders 3 and 4 everywhere.
 * :func:`test_design_matches_torch_in_verilator`: compiled designs in Verilator, within
-  ``1e-3 × max|ref|`` of torch per output. CI runs the :data:`CI_DESIGNS` subset (a Verilator build
-  costs 30–60 s); ``--full`` runs every case.
+  ``1e-3 × max|ref|`` of torch per output, at the predicted cycles, without overflow
+  (:func:`inrarch.verification.check_simulation`). CI runs the :data:`CI_DESIGNS` subset (a
+  Verilator build costs 30–60 s); ``--full`` runs every case. One design folded to a DSP budget
+  runs too.
 * The ``test_refuses_*`` tests: each kind of unsupported function gives one
   :class:`inrarch.CompileError` line that says what and where.
 """
@@ -30,9 +32,20 @@ from inrarch.bench import autograd_per_component
 from inrarch.capture import capture
 from inrarch.emulate import relative_errors
 from inrarch.passes import PIPELINE
+from inrarch.verification import check_simulation
 
 TOLERANCE = 1e-3
 BATCH = 8
+
+
+def torch_mlp(in_features, hidden, out_features, activation, seed):
+    """``Linear, activation, Linear`` from torch.nn as a user writes it: float32, torch's own
+    initialization (seeded without touching the global generator)."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return torch.nn.Sequential(torch.nn.Linear(in_features, hidden), activation,
+                                   torch.nn.Linear(hidden, out_features))
+
 
 # name -> (in_features, out_features, builder); widths 9–13 are deliberately not powers of two.
 MODELS = {
@@ -46,6 +59,10 @@ MODELS = {
     "fourier": (2, 1, lambda: inrarch.models.fourier_features(2, 3, 1.0, 10, 2, 1, "tanh", seed=8)),
     "skip": (4, 3, lambda: inrarch.models.skip_mlp(4, 10, 3, 3, "sigmoid", skip_at=1, seed=9)),
     "softplus": (2, 2, lambda: inrarch.models.mlp(2, 11, 2, 2, "softplus", seed=10)),
+    # Activations torch._decomp rewrites into supported ops while tracing.
+    "silu": (2, 1, lambda: torch_mlp(2, 8, 1, torch.nn.SiLU(), seed=11)),
+    "elu": (2, 2, lambda: torch_mlp(2, 8, 2, torch.nn.ELU(), seed=12)),
+    "leaky_relu": (3, 1, lambda: torch_mlp(3, 8, 1, torch.nn.LeakyReLU(0.1), seed=13)),
 }
 
 
@@ -99,10 +116,6 @@ def make_fn(model_name, way, order):
     return fn, in_features
 
 
-def _as_list(value):
-    return list(value) if isinstance(value, (list, tuple)) else [value]
-
-
 # Capture + IR evaluate -----------------------------------------------------------------------
 CI_ORDERS = (1, 2)
 CI_ORDER_3 = {("sin", "torch.func"), ("relu", "derivatives"), ("gaussian", "autograd"), ("cos", "derivatives")}
@@ -117,7 +130,7 @@ def test_capture_matches_torch(model_name, way, order, full_mode):
     fn, in_features = make_fn(model_name, way, order)
     x = torch.tensor(np.random.default_rng(order).uniform(-1, 1, size=(5, in_features)))
     graph, single = capture(fn, x)
-    expected = _as_list(fn(x))
+    expected = inrarch.reference(fn, x)
     for simplify in (lambda g: g, *PIPELINE):
         graph = simplify(graph)
         values = ir.evaluate(graph, x.numpy())
@@ -132,7 +145,7 @@ def test_divergence_matches_torch():
     x = torch.tensor(np.random.default_rng(0).uniform(-1, 1, size=(5, 3)))
     graph, _ = capture(fn, x)
     values = ir.evaluate(graph, x.numpy())
-    assert relative_errors([values[graph.outputs[0]]], [fn(x)])[0] <= 1e-10
+    assert relative_errors([values[graph.outputs[0]]], inrarch.reference(fn, x))[0] <= 1e-10
 
 
 def test_in_place_ops_on_streamed_tensors_keep_their_meaning():
@@ -148,7 +161,7 @@ def test_in_place_ops_on_streamed_tensors_keep_their_meaning():
     x = torch.tensor(np.random.default_rng(0).uniform(-1, 1, size=(5, 2)))
     graph, _ = capture(fn, x)
     values = ir.evaluate(graph, x.numpy())
-    assert relative_errors([values[graph.outputs[0]]], [fn(x)])[0] <= 1e-12
+    assert relative_errors([values[graph.outputs[0]]], inrarch.reference(fn, x))[0] <= 1e-12
 
 
 def test_relu_second_derivative_is_a_constant_zero():
@@ -171,6 +184,9 @@ CI_DESIGNS = {
     ("cos", "derivatives", 4),         # order 4, 4 outputs
     ("softplus", "derivatives", 2),    # softplus, and sigmoid for its derivatives
     ("sin", "gradient-norm", 1),       # a square root at the end
+    ("silu", "derivatives", 2),        # x·sigmoid(x), from torch.nn, float32
+    ("elu", "derivatives", 2),         # exp below zero, a step between the branches
+    ("leaky_relu", "derivatives", 1),  # a step scaling the negative side
 }
 
 
@@ -179,13 +195,25 @@ def test_design_matches_torch_in_verilator(model_name, way, order, full_mode):
     if not full_mode and (model_name, way, order) not in CI_DESIGNS:
         pytest.skip("runs with --full")
     fn, in_features = make_fn(model_name, way, order)
-    design = inrarch.compile(fn, torch.zeros(BATCH, in_features, dtype=torch.float64))
+    design = inrarch.compile(fn, torch.zeros(BATCH, in_features))
     x = torch.tensor(np.random.default_rng(order).uniform(-1.0, 1.0, size=(BATCH, in_features)))
     result = design.simulate(x)
-    errors = relative_errors(result.outputs, _as_list(fn(x)))
-    assert max(errors) <= TOLERANCE, f"per-output errors {['%.1e' % e for e in errors]}"
-    assert not result.overflow
-    assert result.cycles == design.report["cycles_predicted"]
+    assert check_simulation(design, result, inrarch.reference(fn, x), TOLERANCE) == []
+
+
+def test_a_budget_folded_design_runs_in_verilator_at_its_slower_pace():
+    """A DSP budget below the unfolded design's folds the matmuls: fewer multipliers, each doing
+    more products per sample, and a period above the stream pace."""
+    fn, in_features = make_fn("relu", "derivatives", 1)
+    example = torch.zeros(BATCH, in_features)
+    unfolded = inrarch.compile(fn, example)
+    folded = inrarch.compile(fn, example, dsp_budget=unfolded.report["dsp_estimate"] - 1)
+    assert folded.report["period_cycles"] > unfolded.report["period_cycles"]
+    assert folded.report["multipliers"] < unfolded.report["multipliers"]
+    assert folded.report["dsp_estimate"] < unfolded.report["dsp_estimate"]
+    x = torch.tensor(np.random.default_rng(5).uniform(-1.0, 1.0, size=(BATCH, in_features)))
+    result = folded.simulate(x)
+    assert check_simulation(folded, result, inrarch.reference(fn, x), TOLERANCE) == []
 
 
 # Refusals ------------------------------------------------------------------------------------
@@ -267,15 +295,3 @@ def test_refuses_a_function_of_two_tensors():
 
     message = refusal(fn)
     assert "takes 2 tensors (x, t)" in message and "one tensor" in message
-
-
-@pytest.mark.parametrize("activation", [torch.nn.SiLU(), torch.nn.ELU(), torch.nn.LeakyReLU(0.1)],
-                         ids=["silu", "elu", "leaky_relu"])
-def test_decomposed_activations_match_torch(activation):
-    """Activations torch._decomp rewrites into supported ops while tracing."""
-    model = torch.nn.Sequential(torch.nn.Linear(2, 9), activation, torch.nn.Linear(9, 1)).double()
-    fn = inrarch.derivatives(model, 2)
-    x = torch.tensor(np.random.default_rng(0).uniform(-1, 1, size=(5, 2)))
-    graph, _ = capture(fn, x)
-    values = ir.evaluate(graph, x.numpy())
-    assert max(relative_errors([values[node] for node in graph.outputs], fn(x))) <= 1e-12

@@ -5,10 +5,12 @@ with and without valid-gaps and back-pressure; a second, with a too-narrow force
 report the core that overflowed. Input checks run without any simulation.
 """
 
+import dataclasses
 import hashlib
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 import textwrap
@@ -21,6 +23,7 @@ import torch
 import inrarch
 import sim
 from inrarch import ir
+from inrarch.verification import check_simulation
 
 BATCH = 16
 STALLS = [  # (valid_prob, ready_prob, seed)
@@ -56,12 +59,23 @@ def unstalled(design, x):
 
 
 def test_unstalled_run_matches_torch_and_the_prediction(design, fn, x, unstalled):
-    for got, ref in zip(unstalled.outputs, inrarch.reference(fn, x)):
-        ref = ref.detach().numpy()
-        assert np.max(np.abs(got - ref)) <= 1e-3 * np.max(np.abs(ref))
+    assert check_simulation(design, unstalled, inrarch.reference(fn, x), 1e-3) == []
     assert unstalled.cycles == design.report["cycles_predicted"]
     assert not unstalled.overflow
     assert unstalled.overflow_core is None and unstalled.overflow_op is None
+
+
+def test_the_check_names_a_wrong_output_and_a_wrong_cycle_count(design, fn, x, unstalled):
+    references = inrarch.reference(fn, x)
+    late = dataclasses.replace(unstalled, cycles=unstalled.cycles + 1)
+    assert check_simulation(design, late, references, 1e-3) == [
+        f"{unstalled.cycles + 1} cycles simulated, {unstalled.cycles} predicted"]
+    outputs = [output.copy() for output in unstalled.outputs]
+    outputs[1][3, 0, 1] += 0.01 * float(references[1].abs().max())
+    off = dataclasses.replace(unstalled, outputs=outputs)
+    [problem] = check_simulation(design, off, references, 1e-3)
+    off_by = re.fullmatch(r"output y1 is off by (\S+) × max\|ref\|, over the tolerance 0\.001", problem)
+    assert off_by and float(off_by[1]) == pytest.approx(0.01, abs=1e-3), problem
 
 
 def _environment_stalls(run, seed, ready_prob):
@@ -113,7 +127,7 @@ def narrow(fn):
     return inrarch.compile(fn, torch.zeros(BATCH, 2), format="q2.6")
 
 
-def test_overflow_names_the_core_that_saturated(narrow, x):
+def test_overflow_names_the_core_that_saturated(narrow, fn, x):
     with pytest.warns(RuntimeWarning, match=r"overflow: the \w+ core \w+") as caught:
         result = narrow.simulate(x)
     assert result.overflow
@@ -124,6 +138,9 @@ def test_overflow_names_the_core_that_saturated(narrow, x):
         (culprit.node.name, culprit.node.op)
     message = str(caught[0].message)
     assert f"the {culprit.node.op} core {culprit.name}" in message and "q2.6" in message
+    problems = check_simulation(narrow, result, inrarch.reference(fn, x), 1e-3)
+    assert problems[-1] == (f"overflow: the {culprit.node.op} core {culprit.name} saturated values beyond the "
+                            f"±{culprit.node.attrs['format'].max_value:g} of its format q2.6")
     # The flagged node really leaves its format's range in exact arithmetic.
     values = ir.evaluate(narrow.graph, x.numpy().reshape(BATCH, *narrow.graph.input.shape))[culprit.node]
     assert np.max(np.abs(values)) > culprit.node.attrs["format"].max_value

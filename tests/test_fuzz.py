@@ -95,6 +95,18 @@ def test_cases_built_to_be_refused_meet_their_documented_refusal(quantity, order
     assert outcome.detail.startswith(f"refused ({refusal}): ")
 
 
+def test_a_piecewise_linear_gradient_norm_may_compile_and_is_then_checked_against_torch():
+    # leaky relu's gradient is piecewise constant: the derivative of its norm is identically zero,
+    # and capture folds the refused op away with the zero tangent.
+    case = fuzz.Case(activation="leaky_relu", w0=1.0, width=4, depth=1, in_features=2, out_features=2, order=2,
+                     seed=3, valid_prob=0.5, ready_prob=0.5, quantity="gradient-norm")
+    assert case.expected_refusal() == "derivative of a norm" and case.may_compile()
+    assert not tanh_case(order=2, quantity="gradient-norm").may_compile()
+    outcome = fuzz.run_case(case)
+    assert outcome.status == "pass", outcome.detail
+    assert outcome.errors and max(outcome.errors) <= fuzz.TOLERANCE
+
+
 def test_only_the_quantities_built_to_be_refused_expect_a_refusal():
     assert tanh_case(order=3).expected_refusal() is None
     assert tanh_case(order=1, quantity="gradient-norm").expected_refusal() is None

@@ -13,7 +13,10 @@ Without options it also times torch on the CPU for both, in this process (median
 ``--repeats`` runs after warm-up, float32, with the threads and the machine's load average
 stated), and records everything under
 ``"workload"`` in ``bench/results.json``. ``--simulate`` also runs each design in Verilator
-(cycles, error against float64 torch, overflow) and records ``"workload_simulated"``.
+(cycles, error against float64 torch, overflow) and records ``"workload_simulated"``; a run
+with any problem :func:`inrarch.verification.check_simulation` finds (an output beyond
+``TOLERANCE``, cycles other than predicted, overflow, a deadlock) records nothing and exits 1
+with one line naming each.
 ``--quick`` runs the small SIREN 2→16→16→3 in Verilator, in a few minutes, and records
 ``"workload_quick"``. ``python -m inrarch.publish`` then rewrites the README's tables.
 """
@@ -34,15 +37,14 @@ from cores.fixed import Q
 from . import derivatives, models, results
 from .capture import capture
 from .design import compile as compile_design
-from .emulate import relative_errors
-from .evaluation import reference
 from .lower import lower
 from .passes import optimize
 from .schedule import solve
+from .verification import simulate_and_check
 
 __all__ = ["INR_ARCH", "INR_ARCH_CLOCK_MHZ", "INR_ARCH_ORDER_1_RESOURCES", "inr_arch_cycles", "U280_DSP_BUDGET",
            "MODES", "WORKLOAD", "QUICK", "machine_load", "autograd_per_component", "workload_function", "compile_row",
-           "cycles_at_formats", "torch_baseline", "main"]
+           "cycles_at_formats", "torch_baseline", "simulation_failures", "TOLERANCE", "main"]
 
 INR_ARCH_CLOCK_MHZ = 300
 INR_ARCH = {  # the FPGA rows of INR-Arch's results.csv (sharc-lab/inr-arch), as it labels them
@@ -54,6 +56,8 @@ U280_DSP_BUDGET = int(AlveoU280Platform.capacity["DSP"] * AlveoU280Platform.usab
 MODES = ("forward", "reverse")
 WORKLOAD = {"in_features": 2, "hidden": 256, "layers": 4, "out_features": 3, "w0": 30.0, "seed": 0}
 QUICK = {**WORKLOAD, "hidden": 16, "layers": 2}
+#: Error allowed per simulated output, as a fraction of its largest magnitude: the format search's target.
+TOLERANCE = 1e-3
 
 
 def machine_load():
@@ -147,20 +151,30 @@ def cycles_at_formats(fn, batch, formats, weight_width, dsp_budget):
 
 
 def _simulate(design, fn, row, seed):
+    """Run ``design`` in Verilator and add its figures and its problems (one line each) to ``row``."""
     x = _samples(row["batch"], seed)
     design.verilog()
     start = time.perf_counter()
-    result = design.simulate(x, progress=True)
-    errors = relative_errors(result.outputs, reference(fn, x))
-    row.update({
-        "cycles_simulated": result.cycles, "max_error": max(errors), "max_error_per_output": errors,
-        "overflow": result.overflow, "overflow_core": result.overflow_core,
-        "verilog_seconds": round(design.timings["verilog_seconds"], 1),
-        "verilator_build_seconds": round(result.run.build_seconds, 1),
-        "verilator_cached": result.run.cached,
-        "verilator_run_seconds": round(result.run.wall_seconds, 1),
-        "simulate_seconds": round(time.perf_counter() - start, 1),
-    })
+    verification = simulate_and_check(design, fn, x, tolerance=TOLERANCE, progress=True)
+    row["simulation_problems"] = verification.problems
+    result = verification.result
+    if result is not None:
+        row.update({
+            "cycles_simulated": result.cycles, "max_error": max(verification.errors),
+            "max_error_per_output": verification.errors,
+            "overflow": result.overflow, "overflow_core": result.overflow_core,
+            "verilog_seconds": round(design.timings["verilog_seconds"], 1),
+            "verilator_build_seconds": round(result.run.build_seconds, 1),
+            "verilator_cached": result.run.cached,
+            "verilator_run_seconds": round(result.run.wall_seconds, 1),
+            "simulate_seconds": round(time.perf_counter() - start, 1),
+        })
+
+
+def simulation_failures(rows):
+    """One line per simulated row with a problem, naming the row and every problem."""
+    return [f"order {row['order']} {row['mode']} mode, DSP budget {row['dsp_budget']}: "
+            + "; ".join(row["simulation_problems"]) for row in rows if row.get("simulation_problems")]
 
 
 def _torch_rows(model, orders, batch, repeats, seed):
@@ -221,8 +235,12 @@ def main(argv=None):
         inputs.update({"torch_repeats": args.repeats, "torch_threads": torch.get_num_threads(), **machine_load()})
         figures["torch_cpu"] = _torch_rows(model, args.orders, args.batch, args.repeats, args.seed)
     key = "workload_quick" if args.quick else "workload_simulated" if simulate else "workload"
-    results.record(key, figures, inputs=inputs)
     _print_rows(rows)
+    failures = simulation_failures(rows)
+    if failures:
+        print(f"error: the simulation failed: {' | '.join(failures)} (nothing recorded)", file=sys.stderr)
+        return 1
+    results.record(key, figures, inputs=inputs)
     print(f"\nrecorded under {key!r} in {results.RESULTS_PATH}; python -m inrarch.publish updates the README")
     return 0
 

@@ -19,10 +19,12 @@ from dataclasses import dataclass
 import numpy as np
 from amaranth.hdl import Mux, Shape, Value, signed
 
-__all__ = ["Q", "convert", "convert_raw", "exact_integers", "Rounding", "Overflow"]
+__all__ = ["Q", "convert", "convert_raw", "exact_integers", "exact_matmul", "Rounding", "Overflow"]
 
 # int64 holds every intermediate of the software models below this many bits.
 INT64_EXACT_BITS = 62
+# float64 holds every integer below 2**53 exactly, so BLAS sums such integers exactly.
+FLOAT64_EXACT_BITS = 53
 
 Rounding = str  # "nearest" | "truncate"
 Overflow = str  # "saturate" | "wrap"
@@ -142,6 +144,36 @@ def exact_integers(raw, bits):
     """``raw`` as an array that holds ``bits``-bit signed integers exactly: int64 (fast) when they
     fit it with room for a rounding carry, else Python ints."""
     return np.asarray(raw, dtype=np.int64 if bits <= INT64_EXACT_BITS else object)
+
+
+def exact_matmul(x, x_bits, matrix, matrix_bits):
+    """``x @ matrix.T`` for raw signed integers of ``x_bits`` and ``matrix_bits``, exactly, at BLAS speed.
+
+    A float64 matrix product is exact while every partial sum is an integer below 2**53. Wider
+    operands are cut into limbs (low limbs unsigned, the top one signed) narrow enough for that,
+    and the limb products are shifted and added as integers: int64 when the result fits it, else
+    Python ints. Python-int matrix products, hundreds of times slower, are never needed.
+    """
+    depth = matrix.shape[-1]
+    budget = FLOAT64_EXACT_BITS - max(depth - 1, 0).bit_length()
+    x_limbs, matrix_limbs = min(((a, b) for a in range(1, 9) for b in range(1, 9)
+                                 if -(-x_bits // a) + -(-matrix_bits // b) <= budget), key=lambda pair: pair[0] * pair[1])
+    result_bits = x_bits + matrix_bits + max(depth - 1, 0).bit_length()
+    total = None
+    for x_shift, x_part in _limbs(x, x_bits, x_limbs):
+        for matrix_shift, matrix_part in _limbs(matrix, matrix_bits, matrix_limbs):
+            part = exact_integers((x_part @ matrix_part.T).astype(np.int64), result_bits) << (x_shift + matrix_shift)
+            total = part if total is None else total + part
+    return total
+
+
+def _limbs(raw, bits, count):
+    """``(shift, limb)`` pairs, limbs as float64 arrays, with ``raw == sum(limb << shift)``."""
+    size = -(-bits // count)
+    raw = exact_integers(raw, bits)
+    return [(size * k, np.asarray((raw >> (size * k)) & ((1 << size) - 1) if k < count - 1 else raw >> (size * k),
+                                  dtype=np.float64))
+            for k in range(count)]
 
 
 def convert_raw(raw, src, dst, *, rounding="nearest", overflow="saturate"):

@@ -20,7 +20,7 @@ from amaranth.lib.wiring import In, Out
 
 from .contract import TimingContract
 from .elementwise import constant_format
-from .fixed import Q, convert, convert_raw
+from .fixed import Q, convert, convert_raw, exact_matmul
 from .multiply import Multiplier
 from .ports import lanes_signature
 from .shared import Shared, module_name
@@ -30,7 +30,6 @@ __all__ = ["MatVec"]
 _KINDS = ("forward", "transpose")
 
 
-_FLOAT64_EXACT_BITS = 53
 
 
 class MatVec(wiring.Component):
@@ -168,13 +167,8 @@ class MatVec(wiring.Component):
         """Bit-exact model: raw ``out_format`` results for raw ``in_format`` inputs ``x[..., n_in]``."""
         forward = self._kind(channel) == "forward"
         acc = self.accumulator_format(channel)
-        if acc.width <= _FLOAT64_EXACT_BITS:
-            # Every partial sum is an integer below 2**53, so float64 arithmetic (BLAS) is exact.
-            matrix = self._weight_float if forward else self._weight_float.T
-            sums = (np.asarray(x, dtype=np.float64) @ matrix.T).astype(np.int64)
-        else:
-            matrix = self.weight_raw if forward else self.weight_raw.T
-            sums = np.asarray(x, dtype=object) @ matrix.T
+        matrix = self._weight_float if forward else self._weight_float.T
+        sums = exact_matmul(x, self.in_format.width, matrix.astype(np.int64), self.weight_format.width)
         return convert_raw(sums, acc, self.out_format, rounding=self.rounding, overflow=self.overflow_mode)[0]
 
     def _kind(self, channel):

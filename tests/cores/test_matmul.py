@@ -1,4 +1,5 @@
 import gc
+import random
 import re
 import warnings
 from collections import Counter
@@ -9,7 +10,7 @@ from amaranth.back import rtlil
 from amaranth.hdl import UnusedElaboratable
 
 from cores import shared
-from cores.fixed import Q
+from cores.fixed import Q, exact_integers, exact_matmul
 from cores.matmul import MatVec
 from cores.testing import check_contract, run_streams
 
@@ -204,3 +205,20 @@ def test_bad_arguments(weights, channels):
             MatVec(weights, IN, OUT, channels=channels)
         del info
         gc.collect()
+
+
+@pytest.mark.parametrize("x_bits,matrix_bits,depth", [(20, 18, 256), (30, 27, 256), (40, 27, 3), (70, 27, 16), (8, 8, 1)])
+def test_exact_matmul_equals_python_integer_arithmetic(x_bits, matrix_bits, depth):
+    # Wide operands (27-bit weights against 30-bit values) once fell back to Python-int matrix
+    # products, which made the format search of order-3 designs ten times slower.
+    rng = random.Random(x_bits * 1000 + depth)
+
+    def draw(bits, shape):
+        return np.array([[rng.getrandbits(bits) - (1 << (bits - 1)) for _ in range(shape[1])] for _ in range(shape[0])],
+                        dtype=object)
+
+    x, matrix = draw(x_bits, (5, depth)), draw(matrix_bits, (7, depth))
+    x[0, :] = -(1 << (x_bits - 1))
+    matrix[0, :] = -(1 << (matrix_bits - 1))
+    got = exact_matmul(exact_integers(x, x_bits), x_bits, exact_integers(matrix, matrix_bits), matrix_bits)
+    assert (np.asarray(got, dtype=object) == x.dot(matrix.T)).all()

@@ -104,7 +104,9 @@ def _digest(value, digest, active):
         if id(value) in active:
             raise TypeError(f"cannot key a module on {type(value).__qualname__}: it refers to itself")
         active.add(id(value))
-        feed(type(value).__module__, type(value).__qualname__)
+        # The class's name, not the Python module defining it: moving a class between files
+        # must not rename the hardware built from it.
+        feed(type(value).__qualname__)
         if isinstance(value, wiring.Component):
             feed([(path, repr(member)) for path, member in value.signature.members.flatten() if member.is_port])
         for name, attribute in sorted(vars(value).items()):

@@ -1,8 +1,11 @@
-"""Board platforms inrarch builds for: its own (``alveo_u280``) and every board of amaranth-boards.
+"""Board platforms inrarch builds for: its own (``alveo_u280``, ``alveo_u50``, ``zcu102``) and every
+board of amaranth-boards.
 
-``get_board(name)`` looks a board up by name, ``list_boards()`` names them all. An amaranth-boards
-board is named after its module (``versa_ecp5``), or after its class where a module has several
-(``ULX3S_85F_Platform`` → ``ulx3s_85f``).
+``get_board(name)`` looks a board up by name, ``list_boards()`` names them all, and
+``board_device(platform_class)`` gives a board's :class:`devices.Device`. An amaranth-boards board
+is named after its module (``versa_ecp5``), or after its class where a module has several
+(``ULX3S_85F_Platform`` → ``ulx3s_85f``). A board on a new device family is one file: its
+platform class with an ``fpga`` :class:`devices.Device`, listed in ``BOARDS``.
 """
 
 import importlib
@@ -11,11 +14,15 @@ import pkgutil
 
 from amaranth.build import Platform
 
+from .alveo_u50 import AlveoU50Platform
 from .alveo_u280 import AlveoU280Platform
+from .device import board_device
+from .zcu102 import ZCU102Platform
 
-__all__ = ["BOARDS", "get_board", "list_boards", "AlveoU280Platform"]
+__all__ = ["BOARDS", "get_board", "list_boards", "board_device", "AlveoU280Platform", "AlveoU50Platform",
+           "ZCU102Platform"]
 
-BOARDS = {"alveo_u280": AlveoU280Platform}
+BOARDS = {"alveo_u280": AlveoU280Platform, "alveo_u50": AlveoU50Platform, "zcu102": ZCU102Platform}
 
 _amaranth_boards = None
 

@@ -3,6 +3,8 @@
 from amaranth.build import Attrs, Clock, DiffPairs, Pins, PinsN, Resource
 from amaranth.vendor import XilinxPlatform
 
+from devices import ULTRASCALE_PLUS
+
 __all__ = ["AlveoU280Platform"]
 
 
@@ -12,16 +14,16 @@ class AlveoU280Platform(XilinxPlatform):
     Resources follow the card's user guide (UG1314) and master XDC: the 100 MHz differential
     system clocks SYSCLK0 (bank 65) and SYSCLK1 (bank 69), the active-low CPU_RESET_FPGA push
     button, and HBM_CATTRIP, which a design without the HBM IP must drive low or the card's
-    satellite controller powers the card down. ``capacity`` is the device's programmable-logic budget; a Vitis shell
-    takes part of it, so plan for about 80% (``usable_fraction``).
+    satellite controller powers the card down. ``fpga`` holds the device's facts and its
+    programmable-logic capacity (DS963); a Vitis shell takes part of it, so plan for about 80%.
     """
 
     device = "xcu280"
     package = "fsvh2892"
     speed = "2L-e"
     default_clk = "sysclk0"
-    capacity = {"LUT": 1_304_000, "FF": 2_607_000, "DSP": 9_024, "BRAM36": 2_016, "URAM": 960}
-    usable_fraction = 0.8
+    fpga = ULTRASCALE_PLUS.part(capacity={"LUT": 1_304_000, "FF": 2_607_000, "DSP": 9_024, "BRAM36": 2_016,
+                                          "URAM": 960}, usable_fraction=0.8, vitis=True)
 
     resources = [
         Resource("sysclk0", 0, DiffPairs("BJ43", "BJ44", dir="i"), Clock(100e6),

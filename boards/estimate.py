@@ -1,26 +1,19 @@
-"""Analytic resource estimate of an Amaranth design for AMD UltraScale+ devices, without synthesis.
+"""Analytic resource estimate of an Amaranth design for a :class:`devices.Device`, without synthesis.
 
 The estimate reads the design's Amaranth netlist (the one the Verilog is written from), so it
 sees exactly the multipliers and memories the cores describe. Elaborating a full-size design takes
-minutes, so builds use the faster core-level model, :func:`inrarch.resources.design_resources`; the
+minutes, so builds use the faster core-level model, ``inrarch.resources.design_resources``; the
 tests check that model against this one.
 
-Multipliers: a DSP48E2 multiplies a 27-bit by an 18-bit signed operand. Amaranth widens both
-operands of ``*`` to the result width; the operand's real width is recovered by dropping its
-sign- or zero-extension bits. A wider product is one partial product of a
-:class:`cores.multiply.Multiplier`, whose DSP count :func:`inrarch.resources.dsp_slices` gives
-for the operand widths (the narrower operand's at most 2 bits: LUTs, no DSP). A product with a
-constant counts like any other: Vivado and yosys map constant products of these widths to DSPs.
+Multipliers: Amaranth widens both operands of ``*`` to the result width; the operand's real width
+is recovered by dropping its sign- or zero-extension bits. A product is one partial product of a
+:class:`cores.multiply.Multiplier`, whose DSP count :meth:`devices.Device.dsps` gives for the
+operand widths (the narrower operand's at most 2 bits: LUTs, no DSP). A product with a constant
+counts like any other: Vivado and yosys map constant products of these widths to DSPs.
 
-Memories, by shape (``depth × width``):
-
-* asynchronously read, or at most 64 deep: distributed RAM (LUTs), no block RAM;
-* otherwise block RAM: the cheapest of the RAMB36E2 aspect ratios 512×72 (simple dual port),
-  1K×36, 2K×18, 4K×9, 8K×4, 16K×2, 32K×1 and the RAMB18E2 ones (half a BRAM36 each) 512×36,
-  1K×18, 2K×9, 4K×4, 8K×2, 16K×1, as ``ceil(width / w) * ceil(depth / d)`` blocks;
-* UltraRAM (4K×72) instead, when the memory has no initial contents (URAM cannot be
-  initialized by the bitstream) and needs more than 8 BRAM36;
-* one copy per two read ports of a ROM, one per read port of a written memory.
+Memories, by shape (``depth × width``): distributed RAM, block RAM or UltraRAM by the device's
+rule (:meth:`devices.Device.memory_blocks`; asynchronously read memories are distributed RAM);
+one copy per two read ports of a ROM, one per read port of a written memory.
 """
 
 import math
@@ -29,9 +22,10 @@ from collections import Counter
 from amaranth.hdl import Fragment, _nir
 from amaranth.hdl._ir import build_netlist
 
-from inrarch.resources import dsp_slices, memory_blocks
+from devices import ULTRASCALE_PLUS
 
-__all__ = ["estimate", "dsp_slices", "memory_blocks"]
+__all__ = ["estimate"]
+
 
 def _operand_width(value):
     """Width of a ``*`` operand without the sign or zero extension Amaranth added."""
@@ -41,8 +35,8 @@ def _operand_width(value):
     return len(nets)
 
 
-def estimate(elaboratable):
-    """Estimated DSP48E2, BRAM36 and URAM use of ``elaboratable`` (and the products and memories behind them).
+def estimate(elaboratable, device=ULTRASCALE_PLUS):
+    """Estimated DSP, BRAM36 and URAM use of ``elaboratable`` on ``device`` (and the products and memories behind them).
 
     Returns a dict: ``DSP``, ``BRAM36``, ``URAM``, ``LUTRAM_bits``, ``products`` (a list of
     ``[a_bits, b_bits, count]``) and ``memories`` (``[depth, width, count]`` per shape).
@@ -68,13 +62,13 @@ def estimate(elaboratable):
 
     totals = {"DSP": 0, "BRAM36": 0.0, "URAM": 0, "LUTRAM_bits": 0}
     for (a, b), count in products.items():
-        totals["DSP"] += count * dsp_slices(a, b)
+        totals["DSP"] += count * device.dsps(a, b)
     shapes = Counter()
     for index, memory in memories.items():
         ports = max(1, read_ports[index])
         copies = ports if index in written else math.ceil(ports / 2)
-        blocks = memory_blocks(memory.width, memory.depth, initialized=index not in written,
-                               async_read=index in async_reads)
+        blocks = device.memory_blocks(memory.width, memory.depth, initialized=index not in written,
+                                      async_read=index in async_reads)
         for key, amount in blocks.items():
             totals[key] += copies * amount
         shapes[(memory.depth, memory.width)] += copies

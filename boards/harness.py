@@ -30,11 +30,6 @@ _LFSR_TAPS = 0xD800000000000000
 _LFSR_BITS = 64
 _SIGNATURE_BITS = 32
 
-# UltraScale+ MMCME4: VCO 800-1600 MHz, phase detector 10-500 MHz, multiplier 2-128 and output
-# divider 2-128 in steps of 1/8 (DS923, UG572).
-_VCO_MHZ = (800.0, 1600.0)
-_PFD_MHZ = (10.0, 500.0)
-_BUFG_MAX_MHZ = 775.0
 
 
 def design_ports(component):
@@ -46,25 +41,26 @@ def design_ports(component):
     return ports
 
 
-def mmcm_settings(input_mhz, target_mhz):
-    """Divider ``D``, multiplier ``M`` and output divider ``O`` of an MMCME4 making ``target_mhz``.
+def mmcm_settings(input_mhz, target_mhz, limits):
+    """Divider ``D``, multiplier ``M`` and output divider ``O`` of an MMCM making ``target_mhz``.
 
-    Returns a dict with ``divclk_divide``, ``clkfbout_mult``, ``clkout0_divide``, ``vco_mhz`` and
-    the achieved ``output_mhz`` (the closest reachable frequency; ties go to the higher VCO, which
-    has less jitter).
+    ``limits`` is the device's :class:`devices.Mmcm`. Returns a dict with ``divclk_divide``,
+    ``clkfbout_mult``, ``clkout0_divide``, ``vco_mhz`` and the achieved ``output_mhz`` (the
+    closest reachable frequency; ties go to the higher VCO, which has less jitter).
     """
-    if not 10.0 <= target_mhz <= _BUFG_MAX_MHZ:
-        raise ValueError(f"clock {target_mhz:g} MHz is outside what an UltraScale+ MMCM and BUFG can make "
-                         f"(10 to {_BUFG_MAX_MHZ:g} MHz)")
+    lowest, highest = limits.output_mhz
+    if not lowest <= target_mhz <= highest:
+        raise ValueError(f"clock {target_mhz:g} MHz is outside what the device's MMCM and BUFG can make "
+                         f"({lowest:g} to {highest:g} MHz)")
     best = None
     target = Fraction(target_mhz).limit_denominator(10_000)
     for divide in range(1, 11):
         pfd = Fraction(input_mhz) / divide
-        if not _PFD_MHZ[0] <= pfd <= _PFD_MHZ[1]:
+        if not limits.pfd_mhz[0] <= pfd <= limits.pfd_mhz[1]:
             continue
         for mult_eighths in range(16, 128 * 8 + 1):
             vco = pfd * Fraction(mult_eighths, 8)
-            if not _VCO_MHZ[0] <= vco <= _VCO_MHZ[1]:
+            if not limits.vco_mhz[0] <= vco <= limits.vco_mhz[1]:
                 continue
             out_eighths = min(max(round(vco / target * 8), 16), 128 * 8)
             output = vco / Fraction(out_eighths, 8)
@@ -87,8 +83,9 @@ class SelfTestHarness(Elaboratable):
     module : str
         The design's Verilog module name.
     mmcm : dict, optional
-        :func:`mmcm_settings` for a Xilinx UltraScale+ board: the board clock feeds an MMCME4
-        that makes the design clock. Without it the design runs from the board's default clock.
+        :func:`mmcm_settings` for a board whose device has an MMCM (UltraScale+, the only family
+        with :attr:`devices.Device.mmcm`): the board clock feeds an MMCME4 that makes the design
+        clock. Without it the design runs from the board's default clock.
     """
 
     def __init__(self, ports, *, module="top", mmcm=None):

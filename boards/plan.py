@@ -15,6 +15,7 @@ from pathlib import Path
 
 from amaranth.vendor import XilinxPlatform
 
+from .device import board_device
 from .harness import SelfTestHarness, mmcm_settings
 from .synth import find_tool
 
@@ -29,15 +30,12 @@ _YOWASP_TOOLS = {
 }
 
 
-def _is_ultrascale_plus(platform):
-    return isinstance(platform, XilinxPlatform) and platform.family in ("ultrascaleplus",)
-
-
 def write_build_plan(platform_class, verilog, ports, directory, *, clock_mhz):
     """Write the board build plan for a design to ``directory``; returns a dict describing it.
 
-    On an UltraScale+ board the design clock comes from an MMCM at (the closest reachable
-    frequency to) ``clock_mhz``; on other boards the design runs from the board's default clock.
+    Where the board's device has an MMCM (:attr:`devices.Device.mmcm`) the design clock comes from
+    it at (the closest reachable frequency to) ``clock_mhz``; elsewhere the design runs from the
+    board's default clock.
     """
     platform = platform_class()
     if platform.default_clk is None:
@@ -45,8 +43,9 @@ def write_build_plan(platform_class, verilog, ports, directory, *, clock_mhz):
     info = {"toolchain": platform.toolchain, "part": _part_name(platform), "directory": str(directory),
             "top": PLAN_NAME, "board_clock_mhz": platform.default_clk_frequency / 1e6}
     mmcm = None
-    if _is_ultrascale_plus(platform):
-        mmcm = mmcm_settings(platform.default_clk_frequency / 1e6, clock_mhz)
+    device = board_device(platform_class)
+    if device is not None and device.mmcm is not None:
+        mmcm = mmcm_settings(platform.default_clk_frequency / 1e6, clock_mhz, device.mmcm)
         info["mmcm"] = mmcm
         info["design_clock_mhz"] = mmcm["output_mhz"]
     else:

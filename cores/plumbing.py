@@ -20,7 +20,7 @@ from .contract import TimingContract
 from .fixed import Q, convert, convert_raw
 from .ports import lanes_layout, lanes_signature
 
-__all__ = ["Fork", "StreamFIFO", "fifo_memory_kind", "Gather", "LaneConverter"]
+__all__ = ["Fork", "StreamFIFO", "Gather", "LaneConverter"]
 
 
 class Fork(wiring.Component):
@@ -78,48 +78,6 @@ class Fork(wiring.Component):
         return m
 
 
-# Capacities of the UltraScale+ block memories in their simple-dual-port aspect ratios, (depth, width).
-_BRAM36_SHAPES = ((32768, 1), (16384, 2), (8192, 4), (4096, 9), (2048, 18), (1024, 36), (512, 72))
-_URAM_SHAPE = (4096, 72)
-
-
-def _blocks(depth, width, shape):
-    return math.ceil(depth / shape[0]) * math.ceil(width / shape[1])
-
-
-def fifo_memory_kind(depth, width, *, uram=True):
-    """The UltraScale+ storage primitive a FIFO of ``depth`` entries of ``width`` bits should use.
-
-    This is the primitive the resource model charges for a :class:`StreamFIFO`:
-
-    ``"SRL"`` when ``depth <= 32``
-        One SRLC32E (one LUT) per bit holds 32 entries with no address decoding; this is what
-        Vivado and Vitis HLS pick for shallow FIFOs.
-    ``"LUTRAM"`` when ``depth * width <= 4096``
-        Distributed RAM (RAM64M8: 64 entries of 7 bits per 8 LUTs) costs at most about 75 LUTs
-        here, while the same data would use under a quarter of an 18 Kbit block RAM, which is the
-        scarcer resource.
-    ``"URAM"`` when ``uram`` and the FIFO would need more than 4 BRAM36 and at least twice as
-    many BRAM36 as URAM288
-        The Alveo U50 and U280 have about 2.1 BRAM36 per URAM288, so past that ratio a URAM is the
-        smaller share of the device; the floor of 4 BRAM36 keeps mid-size FIFOs out of the
-        288 Kbit, fixed 72-bit-wide URAM, which they would mostly waste. Pass ``uram=False`` for
-        parts without URAM (the ZCU102's XCZU9EG).
-    ``"BRAM"`` otherwise
-        RAMB36E2 blocks, counted in their best aspect ratio (up to 512 x 72 in simple dual port).
-    """
-    if depth < 1 or width < 1:
-        raise ValueError(f"a FIFO needs a positive depth and width, not {depth} x {width}")
-    if depth <= 32:
-        return "SRL"
-    if depth * width <= 4096:
-        return "LUTRAM"
-    bram36 = min(_blocks(depth, width, shape) for shape in _BRAM36_SHAPES)
-    if uram and bram36 > 4 and bram36 >= 2 * _blocks(depth, width, _URAM_SHAPE):
-        return "URAM"
-    return "BRAM"
-
-
 class StreamFIFO(wiring.Component):
     """A first-in first-out queue between two streams, on :class:`amaranth.lib.fifo.SyncFIFOBuffered`.
 
@@ -151,8 +109,6 @@ class StreamFIFO(wiring.Component):
     when the memory holds ``depth - 1`` beats; it does not look at a read in the same cycle, so a
     full FIFO accepts again one cycle after the read that frees a place. With depth 2 or 1 the
     memory (depth 1 or 0) fills after one write, halving the throughput, hence ``depth >= 3``.
-
-    :attr:`memory_kind` is :func:`fifo_memory_kind` of this FIFO.
     """
 
     latency = 2
@@ -168,7 +124,6 @@ class StreamFIFO(wiring.Component):
             "level": Out(range(depth + 1)),
         })
         self.contract = TimingContract.pipeline(("i",), self.latency)
-        self.memory_kind = fifo_memory_kind(depth, self._width)
 
     @property
     def depth(self):

@@ -52,7 +52,7 @@ INR_ARCH = {  # the FPGA rows of INR-Arch's results.csv (sharc-lab/inr-arch), as
     2: {"latency_ms": 2.5448, "memory_mb": 7.6707},
 }
 INR_ARCH_ORDER_1_RESOURCES = {"DSP": 3199, "LUT": 502_000, "FF": 388_000, "BRAM18K": 347}
-U280_DSP_BUDGET = int(AlveoU280Platform.capacity["DSP"] * AlveoU280Platform.usable_fraction)
+U280_DSP_BUDGET = AlveoU280Platform.fpga.usable["DSP"]
 MODES = ("forward", "reverse")
 WORKLOAD = {"in_features": 2, "hidden": 256, "layers": 4, "out_features": 3, "w0": 30.0, "seed": 0}
 QUICK = {**WORKLOAD, "hidden": 16, "layers": 2}

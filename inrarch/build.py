@@ -9,8 +9,10 @@ output within ``--tolerance`` of float64 torch, the predicted cycles, no overflo
 schedule into ``OUT/plots/``; ``--synth`` counts
 resources with yosys ``synth_xilinx`` and fails when the design does not fit the board;
 ``--run-vendor`` runs the build plan (Vivado, or the YoWASP open flow for ECP5/iCE40 boards).
-When the Vitis kernel packager (``boards.vitis_kernel``) is present, Alveo builds also get
-``OUT/vitis_kernel/``. Output is written to a temporary directory beside ``OUT`` and moved into
+Boards that take a Vitis RTL kernel (the Alveo cards) also get ``OUT/vitis_kernel/``.
+Everything device-specific (the DSP multipliers, the memory rule, the synthesis family, the
+capacity) comes from the board's :class:`devices.Device` (``boards.board_device``).
+Output is written to a temporary directory beside ``OUT`` and moved into
 place only when everything succeeded, so a failed build leaves no half-written directory. A
 simulation that fails its checks still writes the whole directory, so that its report can be
 inspected, and then exits 1 with one line naming every problem.
@@ -22,7 +24,6 @@ simulation, a failed tool run or an internal error.
 """
 
 import argparse
-import importlib
 import importlib.util
 import json
 import os
@@ -37,10 +38,12 @@ import torch
 
 from amaranth.vendor import XilinxPlatform
 
-from boards import get_board, list_boards
+from boards import board_device, get_board, list_boards
 from boards.harness import design_ports
 from boards.plan import PLAN_NAME, open_toolchain, run_build_plan, write_build_plan
 from boards.synth import check_fit, find_tool, synth_xilinx
+from boards.vitis_kernel import write_vitis_kernel
+from devices import ULTRASCALE_PLUS
 
 from . import derivatives, models
 from .design import compile as compile_design
@@ -49,13 +52,12 @@ from .resources import design_resources
 from .solver_report import write_plots
 from .verification import simulate_and_check
 
-__all__ = ["main", "build"]
+__all__ = ["main", "build", "kernel_streams"]
 
 _PLAN_DIR = "board_plan"
 _PLOTS_DIR = "plots"
 _WAVES = "waves.fst"
 _KERNEL_DIR = "vitis_kernel"
-_SYNTH_FAMILIES = {"ultrascaleplus": "xcup", "ultrascale": "xcu", "series7": "xc7"}
 _RESOURCES = ("LUT", "FF", "DSP", "BRAM36", "URAM")
 
 
@@ -123,8 +125,8 @@ def _parser():
                         help="design clock: latency figures and the board plan's MMCM (default: 300)")
     parser.add_argument("--max-parallel", type=int, help="cap on multipliers per matmul")
     parser.add_argument("--dsp-budget", type=int,
-                        help="DSP48E2 slices the design may use: matmul parallelism folds to fit "
-                             "(default: 80%% of the board's DSPs where known)")
+                        help="DSP slices the design may use: matmul parallelism folds to fit "
+                             "(default: the board's usable DSPs where known)")
     parser.add_argument("--out", default="build", help="output directory (default: build)")
     parser.add_argument("--simulate", action="store_true", help="run the Verilog in Verilator and check it")
     parser.add_argument("--trace", action="store_true",
@@ -148,10 +150,10 @@ def build(args, progress):
         board = get_board(args.board)
     except KeyError as error:
         raise InrarchError(error.args[0]) from None
-    xilinx = issubclass(board, XilinxPlatform)
-    if args.synth and not xilinx:
-        raise InrarchError(f"--synth counts AMD/Xilinx primitives; {args.board} is not an AMD/Xilinx board "
-                           "(--run-vendor runs its open toolchain)")
+    device = board_device(board)
+    if args.synth and (device is None or device.synth_family is None):
+        raise InrarchError(f"--synth counts AMD/Xilinx primitives; {args.board} is not a 7-series, UltraScale "
+                           "or UltraScale+ board (--run-vendor runs its open toolchain)")
     if not args.clock_mhz > 0:
         raise InrarchError(f"--clock-mhz must be positive, not {args.clock_mhz:g}")
     if args.dsp_budget is not None and args.dsp_budget < 0:
@@ -185,21 +187,23 @@ def build(args, progress):
         in_features = 2
     fn = derivatives(model, args.order)
     progress.step(f"capturing order-{args.order} derivatives and compiling")
-    capacity = getattr(board, "capacity", None)
+    # A board of a family that devices/ does not describe (iCE40, Gowin, ...) compiles as for UltraScale+.
+    target = device or ULTRASCALE_PLUS
+    usable = target.usable
     budget = args.dsp_budget
-    if budget is None and capacity is not None:
-        budget = int(capacity["DSP"] * board.usable_fraction)
+    if budget is None and usable is not None:
+        budget = usable["DSP"]
     design = compile_design(fn, torch.zeros(args.batch, in_features, dtype=torch.float64),
                             format=args.format, width=args.bits, tolerance=args.tolerance, clock_mhz=args.clock_mhz, max_parallel=args.max_parallel,
-                            dsp_budget=budget, progress=progress.bars)
+                            dsp_budget=budget, device=target, progress=progress.bars)
     progress.step(f"solved: {design.report['cycles_predicted']} cycles for batch {args.batch}; estimating resources")
     report = dict(design.report)
     report["board"] = args.board
     report["order"] = args.order
-    report["estimate"] = design_resources(design.netlist)
-    if capacity is not None:
-        report["capacity"] = {name: int(count * board.usable_fraction) for name, count in capacity.items()}
-        report["usable_fraction"] = board.usable_fraction
+    report["estimate"] = design_resources(design.netlist, target)
+    if usable is not None:
+        report["capacity"] = usable
+        report["usable_fraction"] = target.usable_fraction
     # Deleted when the build ends, however it ends; beside OUT, so that moving the trace is a rename.
     waves = tempfile.TemporaryDirectory(prefix=f".{out.name}-waves-", dir=parent) if args.trace else None
     progress.step("writing Verilog")
@@ -227,7 +231,7 @@ def build(args, progress):
         if args.plots:
             progress.step("drawing the solver's timeline and FIFO occupancy")
             report["plots"] = [f"{_PLOTS_DIR}/{path.name}" for path in write_plots(design, staging / _PLOTS_DIR)]
-        _board_outputs(args, board, design, verilog, staging, report, progress)
+        _board_outputs(args, board, target, design, verilog, staging, report, progress)
         (staging / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
         if out.exists():
             shutil.rmtree(out)
@@ -238,7 +242,15 @@ def build(args, progress):
     return report
 
 
-def _board_outputs(args, board, design, verilog, staging, report, progress):
+def kernel_streams(design):
+    """``[(name, format, elements per sample)]`` of a design's input ``x`` and outputs ``y0``, ``y1``, ...:
+    what :func:`boards.vitis_kernel.write_vitis_kernel` needs to know of its buffers."""
+    netlist = design.netlist
+    return [("x", design.input_format, netlist.source.node.numel)] + [
+        (stream.port, fmt, stream.source.node.numel) for stream, fmt in zip(netlist.outputs, design.output_formats)]
+
+
+def _board_outputs(args, board, device, design, verilog, staging, report, progress):
     """The board build plan, the Vitis kernel, ``--synth`` and ``--run-vendor``, into ``staging``."""
     progress.step(f"writing the {board.__name__} build plan")
     try:
@@ -249,13 +261,14 @@ def _board_outputs(args, board, design, verilog, staging, report, progress):
     plan["directory"] = _PLAN_DIR
     report["board_plan"] = plan
 
-    if _is_alveo(board) and importlib.util.find_spec("boards.vitis_kernel") is not None:
+    if device.vitis:
         progress.step("packaging the Vitis RTL kernel")
-        importlib.import_module("boards.vitis_kernel").write_vitis_kernel(design, staging / _KERNEL_DIR)
+        write_vitis_kernel(staging / _KERNEL_DIR, kernel_streams(design), design_ports(design.elaboratable), verilog,
+                           clock_mhz=design.options["clock_mhz"])
         report["vitis_kernel"] = _KERNEL_DIR
 
     if args.synth:
-        family = _SYNTH_FAMILIES.get(board().family, "xcup")
+        family = device.synth_family
         progress.step(f"synthesizing with yosys synth_xilinx -family {family} (about a minute for small designs)")
         try:
             counts, cells, _ = synth_xilinx(staging / "top.v", staging / "synth", family=family)
@@ -263,20 +276,16 @@ def _board_outputs(args, board, design, verilog, staging, report, progress):
             raise ToolFailure("yosys synth_xilinx failed; its log ends above", staging / "synth" / "yosys.log") from None
         report["synth"] = {"tool": f"yosys synth_xilinx -family {family}", **counts, "cells": cells}
         if "capacity" in report:
-            fits, rows = check_fit(counts, board.capacity, board.usable_fraction)
+            fits, rows = check_fit(counts, device.capacity, device.usable_fraction)
             report["synth"]["fits"] = fits
             if not fits:
                 over = ", ".join(f"{name} {used:g} of {available}" for name, used, available in rows
                                  if used > available)
                 raise InrarchError(f"the design does not fit {args.board}: {over} usable "
-                                   f"({board.usable_fraction:.0%} of the device)")
+                                   f"({device.usable_fraction:.0%} of the device)")
 
     if args.run_vendor:
         report["vendor_run"] = _run_vendor(board, staging / _PLAN_DIR, progress)
-
-
-def _is_alveo(board):
-    return board.__name__.startswith("Alveo")
 
 
 def _run_vendor(board, plan_dir, progress):
@@ -299,7 +308,7 @@ def _run_vendor(board, plan_dir, progress):
 
 def _resource_rows(report):
     estimate = report["estimate"]
-    rows = [("estimate", f"{estimate['DSP']} DSP48E2, {estimate['BRAM36']:g} BRAM36, {estimate['URAM']} URAM, "
+    rows = [("estimate", f"{estimate['DSP']} DSP, {estimate['BRAM36']:g} BRAM36, {estimate['URAM']} URAM, "
                          f"{estimate['LUTRAM_bits'] / 1024:.1f} Kib LUTRAM")]
     if "dsp_budget" in report and report["dsp_budget"] is not None:
         rows.append(("DSP budget", report["dsp_budget"]))

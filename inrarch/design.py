@@ -8,6 +8,7 @@ import torch
 
 from cores import shared
 from cores.fixed import Q
+from devices import ULTRASCALE_PLUS
 
 from . import ir
 from .capture import capture
@@ -113,7 +114,7 @@ class Design:
 
     def _make_report(self):
         clock = self.options["clock_mhz"]
-        fifos = fifo_entries(self.netlist)
+        fifos = fifo_entries(self.netlist, self.options["device"])
         weights = {id(n.attrs["weight"]): n for n in self.graph.nodes if n.op == "matmul"}
         weight_bits = sum(int(np.prod(core.padded_shape)) * core.weight_format.width
                           for core in {id(i.core): i.core for i in self.netlist.instances if i.node.op == "matmul"}.values())
@@ -138,7 +139,7 @@ class Design:
             "formats": {node.name: str(node.attrs["format"]) for node in self.graph.nodes},
             "format_search": self.options["format_search"],
             "compile_seconds": round(sum(v for k, v in self.timings.items() if k != "verilog_seconds"), 3),
-        }, self.netlist, self.schedule)
+        }, self.netlist, self.schedule, self.options["device"])
 
     def simulate(self, x, *, valid_prob=1.0, ready_prob=1.0, seed=0, watchdog=20000, trace=None, progress=False):
         """Run the Verilog in Verilator (under cocotb) on the samples ``x`` of shape ``(batch, *in)``.
@@ -279,7 +280,7 @@ def _check_per_sample(fn, graph, example_input, domain, tolerance=1e-9):
 
 
 def compile(fn, example_input, *, format=None, width=None, tolerance=1e-3, margin=2.0, domain=(-1.0, 1.0),
-            clock_mhz=300.0, max_parallel=None, dsp_budget=None, progress=False):
+            clock_mhz=300.0, max_parallel=None, dsp_budget=None, device=ULTRASCALE_PLUS, progress=False):
     """Compile ``fn`` (a function of one ``(batch, in)`` tensor) to a streaming :class:`Design`.
 
     Parameters
@@ -306,7 +307,11 @@ def compile(fn, example_input, *, format=None, width=None, tolerance=1e-3, margi
     max_parallel : int, optional
         Cap on the multipliers of any one matmul.
     dsp_budget : int, optional
-        Estimated DSP48E2 slices the design may use; the pace slows until it fits.
+        Estimated DSP slices the design may use; the pace slows until it fits.
+    device : devices.Device
+        The FPGA the design is for: its DSP multipliers decide the matmul weight widths and how
+        products are split, its memory rule the report's FIFO memories. UltraScale+ by default
+        (the Alveo U280's); ``boards.board_device(board)`` gives a board's.
     progress : bool
         Show the format search's progress on stderr.
     """
@@ -332,11 +337,13 @@ def compile(fn, example_input, *, format=None, width=None, tolerance=1e-3, margi
     lap("passes")
     search = None
     if format is None and width is None:
-        search = search_formats(graph, tolerance=tolerance, margin=margin, domain=domain, progress=progress)
+        search = search_formats(graph, tolerance=tolerance, margin=margin, domain=domain,
+                                weight_widths=device.weight_widths, progress=progress)
     else:
-        assign_formats(graph, width=width, margin=margin, domain=domain, forced=format)
+        assign_formats(graph, width=width, margin=margin, domain=domain, forced=format,
+                       weight_widths=device.weight_widths)
     lap("formats")
-    netlist = lower(graph, dsp_budget=dsp_budget, max_parallel=max_parallel)
+    netlist = lower(graph, device=device, dsp_budget=dsp_budget, max_parallel=max_parallel)
     lap("lower")
     schedule = solve(netlist, example_input.shape[0])
     for stream, depth in schedule.depths.items():
@@ -345,5 +352,5 @@ def compile(fn, example_input, *, format=None, width=None, tolerance=1e-3, margi
     options = {"format": str(format) if format else None, "width": width, "tolerance": tolerance,
                "format_search": search.as_dict() if search else None, "margin": margin,
                "domain": tuple(domain), "clock_mhz": clock_mhz, "max_parallel": max_parallel,
-               "dsp_budget": dsp_budget}
+               "dsp_budget": dsp_budget, "device": device}
     return Design(graph, netlist, schedule, output_shapes, single, options, timings)

@@ -8,8 +8,9 @@ part holds its largest magnitude times a safety ``margin``. Nonlinearities with 
 The widths then come from one of three places:
 
 * :func:`search_formats` (what :func:`inrarch.compile` does by default) finds the fewest bits per
-  edge that keep every output within ``tolerance × max|reference|``, with 18-bit matmul weights
-  or, where those bound the error above the target, 27-bit ones. It measures the error of
+  edge that keep every output within ``tolerance × max|reference|``, with matmul weights as
+  wide as the narrower port of the device's DSP multiplier (18 bits on a DSP48E2) or, where
+  those bound the error above the target, as wide as its wider port (27 bits). It measures the error of
   candidate formats by bit-exact emulation of the hardware (:mod:`inrarch.emulate`) on the
   calibration samples against float64, and aims at ``tolerance / safety`` there so that inputs it
   never saw stay within the bar. First it bisects on one width for every edge; then, edge by edge
@@ -18,6 +19,8 @@ The widths then come from one of three places:
   narrowest width that passes;
 * :func:`assign_formats` with a ``width`` gives every edge that many bits;
 * :func:`assign_formats` with ``forced`` gives every edge one format.
+
+Either way every matmul node gets ``attrs["weight_width"]``, the bits of its stored weights.
 """
 
 import functools
@@ -28,6 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from cores.fixed import Q
+from devices import ULTRASCALE_PLUS
 from sim.progress import progress_bar
 
 from .emulate import Emulator, relative_errors
@@ -38,9 +42,6 @@ from .lower import unify_shared_weight_formats
 __all__ = ["calibration_inputs", "assign_formats", "search_formats", "FormatSearch"]
 
 _BOUNDED = {"sin": 1.0, "cos": 1.0, "tanh": 1.0, "sigmoid": 1.0, "step": 1.0}
-# Matmul weight widths the search tries, narrowest first: a DSP48E2's 18-bit port, then its
-# 27-bit port (so an 18-bit value times a 27-bit weight is still one DSP).
-WEIGHT_WIDTHS = (18, 27)
 
 
 def calibration_inputs(shape, domain, samples=256, seed=0):
@@ -79,8 +80,13 @@ def _set_widths(graph, ranges, widths):
     unify_shared_weight_formats(graph)
 
 
-def assign_formats(graph, *, width=27, margin=2.0, domain=(-1.0, 1.0), forced=None, samples=256):
-    """Give every node ``node.attrs["format"]``: ``forced``, or ``width`` bits over its range."""
+def assign_formats(graph, *, width=27, margin=2.0, domain=(-1.0, 1.0), forced=None, samples=256,
+                   weight_widths=ULTRASCALE_PLUS.weight_widths):
+    """Give every node ``node.attrs["format"]``: ``forced``, or ``width`` bits over its range.
+
+    Matmul weights get the narrowest of ``weight_widths`` (:attr:`devices.Device.weight_widths`).
+    """
+    _set_weight_width(graph, weight_widths[0])
     if forced is not None:
         for node in graph.nodes:
             node.attrs["format"] = forced
@@ -170,24 +176,35 @@ def _expect(bar, remaining):
 
 
 def search_formats(graph, *, tolerance=1e-3, safety=8.0, margin=2.0, domain=(-1.0, 1.0), samples=256,
-                   search_samples=32, min_width=4, max_width=36, progress=False):
+                   search_samples=32, min_width=4, max_width=36, weight_widths=ULTRASCALE_PLUS.weight_widths,
+                   progress=False):
     """Give every node the fewest bits that keep each output within ``tolerance × max|ref|``.
 
     The ranges come from ``samples`` calibration points; the search measures errors on
     ``search_samples`` of them (and the domain's corners and centre), then checks the result on
     ``samples`` other points: where the error there exceeds ``2 * tolerance / safety``, every
     edge gets one more bit (up to ``max_width``) until it does not. ``progress=True`` shows the
-    trials on stderr, out of an upper bound that tightens as the search goes.
+    trials on stderr, out of an upper bound that tightens as the search goes. Matmul weights take
+    the narrowest of ``weight_widths`` (:attr:`devices.Device.weight_widths`) with which the widest
+    edges meet the target.
 
     Returns a :class:`FormatSearch`; raises :class:`~inrarch.CompileError` when even
     ``max_width`` bits everywhere miss the target on the search points, or when the error on the
     check points stays above ``tolerance``.
     """
     with progress_bar("format search", enabled=progress, unit="trial") as bar:
-        return _search(graph, tolerance, safety, margin, domain, samples, search_samples, min_width, max_width, bar)
+        return _search(graph, tolerance, safety, margin, domain, samples, search_samples, min_width, max_width,
+                       weight_widths, bar)
 
 
-def _search(graph, tolerance, safety, margin, domain, samples, search_samples, min_width, max_width, bar):
+def _set_weight_width(graph, bits):
+    for node in graph.nodes:
+        if node.op == "matmul":
+            node.attrs["weight_width"] = bits
+
+
+def _search(graph, tolerance, safety, margin, domain, samples, search_samples, min_width, max_width, weight_widths,
+            bar):
     x = calibration_inputs(graph.input.shape, domain, samples)
     values = evaluate(graph, x)
     ranges = _ranges(graph, values, margin, domain)
@@ -198,12 +215,10 @@ def _search(graph, tolerance, safety, margin, domain, samples, search_samples, m
     def uniform(width):
         return dict.fromkeys(graph.nodes, width)
 
-    matmuls = [node for node in graph.nodes if node.op == "matmul"]
     span, widening = _bisections(min_width, max_width), max_width - min_width + 1
-    _expect(bar, len(WEIGHT_WIDTHS) + span + 1 + len(graph.nodes) * span + widening)
-    for weights in WEIGHT_WIDTHS:
-        for node in matmuls:
-            node.attrs["weight_width"] = weights
+    _expect(bar, len(weight_widths) + span + 1 + len(graph.nodes) * span + widening)
+    for weights in weight_widths:
+        _set_weight_width(graph, weights)
         widest = max(trials.start(uniform(max_width)))
         if widest <= target:
             break

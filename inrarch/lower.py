@@ -15,18 +15,19 @@ from cores.pacer import Pacer
 from cores.plumbing import Gather
 from cores.reduce import Sum
 
+from devices import ULTRASCALE_PLUS
+
 from .errors import CompileError
-from .resources import core_dsps, design_dsps, dsp_slices
+from .resources import core_dsps, design_dsps
 
 __all__ = ["Instance", "Stream", "Netlist", "lower", "matmul_cycles", "choose_parallelism", "node_core",
-           "unify_shared_weight_formats", "weight_width", "WEIGHT_WIDTH"]
-
-WEIGHT_WIDTH = 18  # one DSP48E2 B port
+           "unify_shared_weight_formats", "weight_width"]
 
 
 def weight_width(node):
-    """Bits of the stored matrix a matmul node reads (``attrs["weight_width"]``, else 18)."""
-    return node.attrs.get("weight_width", WEIGHT_WIDTH)
+    """Bits of the stored matrix a matmul node reads: ``attrs["weight_width"]``, which the number
+    formats (:mod:`inrarch.formats`) set."""
+    return node.attrs["weight_width"]
 _NONLINEAR_CORES = {"sin": Sin, "cos": Cos, "tanh": Tanh, "sigmoid": Sigmoid, "exp": Exp, "relu": Relu, "step": Step,
                     "softplus": Softplus, "sqrt": Sqrt}
 
@@ -190,18 +191,18 @@ def _effective_parallel(nodes, parallel):
     return min(max(parallel[n] for n in nodes), rows, cols)
 
 
-def _matmul_dsps(groups, parallel):
+def _matmul_dsps(groups, parallel, device):
     return sum(_effective_parallel(nodes, parallel) * len(nodes)
-               * dsp_slices(nodes[0].inputs[0].attrs["format"].width, max(map(weight_width, nodes))) for nodes in groups)
+               * device.dsps(nodes[0].inputs[0].attrs["format"].width, max(map(weight_width, nodes))) for nodes in groups)
 
 
-def _matmul_cores(groups, parallel):
+def _matmul_cores(groups, parallel, device):
     cores = {}
     for nodes in groups:
         channels = tuple("transpose" if n.attrs["transposed"] else "forward" for n in nodes)
         core = MatVec(nodes[0].attrs["weight"].matrix, nodes[0].inputs[0].attrs["format"], nodes[0].attrs["format"],
                       channels=channels, parallel=_effective_parallel(nodes, parallel),
-                      weight_width=max(map(weight_width, nodes)))
+                      weight_width=max(map(weight_width, nodes)), dsp_shape=device.multiplier)
         for k, node in enumerate(nodes):
             cores[node] = (core, (f"x{k}",), f"o{k}", core.contracts[k])
     return cores
@@ -235,12 +236,13 @@ def _netlist(graph, cores):
     return netlist
 
 
-def lower(graph, *, dsp_budget=None, max_parallel=None):
+def lower(graph, *, device=ULTRASCALE_PLUS, dsp_budget=None, max_parallel=None):
     """Lower ``graph`` (formats assigned) to a :class:`Netlist` at the fastest pace that fits.
 
     This is FINN-style folding done automatically: every matmul gets its own multiplier count,
     the fewest that keep up with a common pace (cycles per sample), and the pace is the fastest
-    whose estimated DSP48E2 count fits ``dsp_budget``, found by bisection.
+    whose estimated DSP count fits ``dsp_budget``, found by bisection. Matmul products are split
+    for the DSP multipliers of ``device`` (:class:`devices.Device`).
     """
     unify_shared_weight_formats(graph)
     fixed = {}
@@ -252,7 +254,7 @@ def lower(graph, *, dsp_budget=None, max_parallel=None):
     groups = _matmul_groups(graph)
 
     def dsps_at(pace):
-        return fixed_dsps + _matmul_dsps(groups, choose_parallelism(graph, pace, max_parallel))
+        return fixed_dsps + _matmul_dsps(groups, choose_parallelism(graph, pace, max_parallel), device)
 
     pace = stream_pace(graph)
     if dsp_budget is not None and dsps_at(pace) > dsp_budget:
@@ -269,5 +271,5 @@ def lower(graph, *, dsp_budget=None, max_parallel=None):
                 low = middle + 1
         pace = low
     cores = dict(fixed)
-    cores.update(_matmul_cores(groups, choose_parallelism(graph, pace, max_parallel)))
+    cores.update(_matmul_cores(groups, choose_parallelism(graph, pace, max_parallel), device))
     return _netlist(graph, cores)

@@ -1,10 +1,10 @@
 """Analytic resource estimates that need no synthesis.
 
-DSP48E2 slices multiply a 27-bit by an 18-bit signed operand. The cores split a wider product
-themselves (:class:`cores.multiply.Multiplier`): every operand is cut into unsigned low pieces of
-at most 26 (or 17) bits and a signed top piece, one slice per pair of pieces, so a signed
-``a × b``-bit product takes ``ceil((a-1)/26) * ceil((b-1)/17)`` slices in the better of the two
-operand orders, and none when an operand has at most 2 bits (a shift-and-add). yosys
+The cores split a product wider than a DSP multiplier themselves
+(:class:`cores.multiply.Multiplier`): every operand is cut into unsigned low pieces one bit
+narrower than a port and a signed top piece, one slice per pair of pieces (on a DSP48E2, 27 × 18,
+a signed ``a × b``-bit product takes ``ceil((a-1)/26) * ceil((b-1)/17)`` slices in the better of
+the two operand orders), and none when an operand has at most 2 bits (a shift-and-add). yosys
 ``synth_xilinx`` maps each partial product to exactly one slice. Each core is counted by the
 products its datapath holds:
 
@@ -17,49 +17,24 @@ products its datapath holds:
 
 Memories are counted from the cores' own parameters, with no elaboration (a full-size design takes
 minutes to elaborate): MatVec weight banks and input buffers, nonlinear tables, Gather buffers and
-index ROMs, constant vectors, and every FIFO. A ``depth × width`` memory maps to distributed RAM
-when it is at most 64 deep, else to the cheapest RAMB36E2/RAMB18E2 aspect ratio, or to UltraRAM
-(4K×72) when it has no initial contents and would need more than 8 BRAM36.
+index ROMs, constant vectors, and every FIFO, each mapped to distributed RAM, block RAM or UltraRAM
+by the device's rule (:meth:`devices.Device.memory_blocks`).
 """
 
 import math
 
 from amaranth.lib import data
 
-from amaranth.hdl import signed
-
 from cores.elementwise import AddConst, Mul, MulAdd, MulConst, Scale
 from cores.matmul import MatVec
-from cores.multiply import Multiplier
 from cores.plumbing import Gather
+from devices import ULTRASCALE_PLUS
 
-__all__ = ["dsp_slices", "memory_blocks", "core_dsps", "design_dsps", "design_resources"]
-
-_BRAM36 = ((72, 512), (36, 1024), (18, 2048), (9, 4096), (4, 8192), (2, 16384), (1, 32768))
-_BRAM18 = ((36, 512), (18, 1024), (9, 2048), (4, 4096), (2, 8192), (1, 16384))
-_URAM = (72, 4096)
-_LUTRAM_MAX_DEPTH = 64
-_URAM_MIN_BRAM36 = 8
-
-
-def dsp_slices(a_bits, b_bits):
-    """DSP48E2 slices for one signed ``a_bits × b_bits`` product (none when an operand has ≤ 2 bits)."""
-    return Multiplier(signed(a_bits), signed(b_bits)).dsps
-
-
-def memory_blocks(width, depth, *, initialized=False, async_read=False):
-    """``{"BRAM36": n, "URAM": n, "LUTRAM_bits": n}`` for one copy of a ``depth × width`` memory."""
-    if async_read or depth <= _LUTRAM_MAX_DEPTH:
-        return {"BRAM36": 0.0, "URAM": 0, "LUTRAM_bits": width * depth}
-    bram = min([math.ceil(width / w) * math.ceil(depth / d) for w, d in _BRAM36]
-               + [0.5 * math.ceil(width / w) * math.ceil(depth / d) for w, d in _BRAM18])
-    if not initialized and bram > _URAM_MIN_BRAM36:
-        return {"BRAM36": 0.0, "URAM": math.ceil(width / _URAM[0]) * math.ceil(depth / _URAM[1]), "LUTRAM_bits": 0}
-    return {"BRAM36": float(bram), "URAM": 0, "LUTRAM_bits": 0}
+__all__ = ["core_dsps", "design_dsps", "design_resources"]
 
 
 def core_dsps(core):
-    """Estimated DSP48E2 slices of one core."""
+    """Estimated DSP slices of one core."""
     if isinstance(core, MatVec):
         return core.parallel * len(core.channels) * core.multiplier.dsps
     if isinstance(core, (Mul, MulAdd, Scale, MulConst)):
@@ -69,7 +44,7 @@ def core_dsps(core):
 
 
 def design_dsps(netlist):
-    """Estimated DSP48E2 slices of every core of a netlist, counting a shared core once."""
+    """Estimated DSP slices of every core of a netlist, counting a shared core once."""
     seen, total = set(), 0
     for instance in netlist.instances:
         if id(instance.core) not in seen:
@@ -96,14 +71,14 @@ def _core_memories(core):
     return []
 
 
-def design_resources(netlist):
-    """Estimated DSP48E2, BRAM36, URAM and distributed-RAM bits of a netlist, before elaboration."""
+def design_resources(netlist, device=ULTRASCALE_PLUS):
+    """Estimated DSP, BRAM36, URAM and distributed-RAM bits of a netlist on ``device``, before elaboration."""
     totals = {"DSP": 0, "BRAM36": 0.0, "URAM": 0, "LUTRAM_bits": 0}
     cores = {id(instance.core): instance.core for instance in netlist.instances}.values()
     memories = [memory for core in cores for memory in _core_memories(core)]
     memories += [(stream.source.node.attrs["format"].width, stream.depth - 1, False, 1) for stream in netlist.streams]
     for width, depth, initialized, copies in memories:
-        for key, amount in memory_blocks(width, depth, initialized=initialized).items():
+        for key, amount in device.memory_blocks(width, depth, initialized=initialized).items():
             totals[key] += copies * amount
     totals["DSP"] = design_dsps(netlist)
     return totals

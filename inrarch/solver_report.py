@@ -12,8 +12,6 @@ from pathlib import Path
 
 import numpy as np
 
-from cores.plumbing import fifo_memory_kind
-
 from .schedule import FIFO_LATENCY
 
 __all__ = ["fifo_entries", "buffer_bits_by_kind", "critical_path", "add_solver_report", "fifo_occupancy",
@@ -24,15 +22,20 @@ def _sink_name(stream):
     return stream.sink.name if stream.sink is not None else stream.port
 
 
-def fifo_entries(netlist):
-    """One dict per stream: endpoints, number format, depth, width, bits and its memory primitive."""
+def fifo_entries(netlist, device):
+    """One dict per stream: endpoints, number format, depth, width, bits and its memory primitive.
+
+    The primitive is where ``device`` (:meth:`devices.Device.memory_kind`) maps the FIFO's memory,
+    ``depth - 1`` entries (its last beat is in the output register): the memory the resource
+    estimate counts.
+    """
     entries = []
     for stream in netlist.streams:
         fmt = stream.source.node.attrs["format"]
         width = fmt.width
         entries.append({"from": stream.source.name, "to": _sink_name(stream), "port": stream.port,
                         "format": str(fmt), "depth": stream.depth, "width": width, "bits": stream.depth * width,
-                        "memory": fifo_memory_kind(stream.depth, width)})
+                        "memory": device.memory_kind(width, stream.depth - 1)})
     return entries
 
 
@@ -90,10 +93,10 @@ def critical_path(netlist, schedule):
     }
 
 
-def add_solver_report(report, netlist, schedule):
-    """Add the memory type of every FIFO, FIFO bits by memory type, buffer bits (all of them and
-    by kind, :func:`buffer_bits_by_kind`) and the critical path to ``report``."""
-    report["fifos"] = fifo_entries(netlist)
+def add_solver_report(report, netlist, schedule, device):
+    """Add the memory type of every FIFO on ``device``, FIFO bits by memory type, buffer bits (all
+    of them and by kind, :func:`buffer_bits_by_kind`) and the critical path to ``report``."""
+    report["fifos"] = fifo_entries(netlist, device)
     by_memory = {}
     for entry in report["fifos"]:
         by_memory[entry["memory"]] = by_memory.get(entry["memory"], 0) + entry["bits"]

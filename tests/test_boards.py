@@ -9,12 +9,13 @@ import torch
 
 import inrarch
 
-from boards import AlveoU280Platform, get_board, list_boards
-from boards.estimate import dsp_slices, estimate, memory_blocks
+from boards import AlveoU280Platform, board_device, get_board, list_boards
+from boards.estimate import estimate
 from inrarch.resources import design_resources
 from boards.harness import mmcm_settings
 from boards.plan import nextpnr_fmax
 from boards.synth import check_fit, count_xilinx_cells
+from devices import ULTRASCALE_PLUS
 
 
 def run_build(*args, cwd):
@@ -88,17 +89,20 @@ def test_dsp_budget_below_the_estimate_is_exit_2(tmp_path):
 
 
 def test_mmcm_reaches_common_clocks_exactly():
+    limits = ULTRASCALE_PLUS.mmcm
     for mhz in (100, 250, 300, 333.333, 450):
-        settings = mmcm_settings(100.0, mhz)
+        settings = mmcm_settings(100.0, mhz, limits)
         assert 800 <= settings["vco_mhz"] <= 1600
         assert settings["output_mhz"] == pytest.approx(mhz, rel=1e-3)
+    assert mmcm_settings(125.0, 300, limits)["output_mhz"] == pytest.approx(300)
     with pytest.raises(ValueError, match="outside"):
-        mmcm_settings(100.0, 900)
+        mmcm_settings(100.0, 900, limits)
 
 
 def test_dsp_and_memory_rules():
-    assert dsp_slices(27, 18) == dsp_slices(18, 27) == 1
-    assert dsp_slices(32, 32) == 4 and dsp_slices(45, 18) == 2 and dsp_slices(8, 2) == 0
+    dsps, memory_blocks = ULTRASCALE_PLUS.dsps, ULTRASCALE_PLUS.memory_blocks
+    assert dsps(27, 18) == dsps(18, 27) == 1
+    assert dsps(32, 32) == 4 and dsps(45, 18) == 2 and dsps(8, 2) == 0
     assert memory_blocks(32, 16) == {"BRAM36": 0.0, "URAM": 0, "LUTRAM_bits": 512}
     assert memory_blocks(18, 1024)["BRAM36"] == 0.5
     assert memory_blocks(72, 512)["BRAM36"] == 1
@@ -110,8 +114,11 @@ def test_fit_check_and_cell_counts():
     counts = count_xilinx_cells({"LUT6": 10, "LUT2": 5, "RAM32M16": 2, "FDRE": 7, "FDSE": 1, "DSP48E2": 3,
                                  "RAMB36E2": 2, "RAMB18E2": 3, "CARRY8": 4})
     assert counts == {"LUT": 31, "FF": 8, "DSP": 3, "BRAM36": 3.5, "URAM": 0}
-    fits, rows = check_fit({**counts, "DSP": 8000}, AlveoU280Platform.capacity, AlveoU280Platform.usable_fraction)
+    device = AlveoU280Platform.fpga
+    fits, rows = check_fit({**counts, "DSP": 8000}, device.capacity, device.usable_fraction)
     assert not fits and ("DSP", 8000, 7219) in rows
+    seven = count_xilinx_cells({"DSP48E1": 2, "RAMB36E1": 1, "RAMB18E1": 1})
+    assert seven["DSP"] == 2 and seven["BRAM36"] == 1.5
 
 
 def test_nextpnr_fmax_takes_the_last_report():
@@ -138,3 +145,58 @@ def test_core_level_estimate_agrees_with_the_elaborated_netlist():
     # Every core counts the Multipliers it builds, so the budget it enforces is the real netlist's.
     assert fast["DSP"] == exact["DSP"]
     assert fast["BRAM36"] == exact["BRAM36"] and fast["LUTRAM_bits"] == exact["LUTRAM_bits"]
+
+
+@pytest.fixture(scope="module")
+def u50_build(tmp_path_factory):
+    cwd = tmp_path_factory.mktemp("u50")
+    out = cwd / "out"
+    result = run_build("--board", "alveo_u50", "--width", "4", "--depth", "1", "--batch", "2", "--out", str(out),
+                       cwd=cwd)
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def test_vivado_plan_targets_the_u50_part_with_a_vitis_kernel(u50_build):
+    plan = u50_build / "board_plan"
+    assert "xcu50-fsvh2104-2-e" in (plan / "board_top.tcl").read_text()
+    xdc = (plan / "board_top.xdc").read_text()
+    assert "G17" in xdc and "create_clock" in xdc and "J18" in xdc
+    wrapper = (plan / "board_top.v").read_text()
+    assert "MMCME4_BASE" in wrapper and "assign hbm_cattrip_0__o = 1'h0;" in wrapper
+    report = json.loads((u50_build / "report.json").read_text())
+    assert report["board_plan"]["design_clock_mhz"] == 300.0
+    assert report["vitis_kernel"] == "vitis_kernel" and (u50_build / "vitis_kernel" / "kernel.xml").exists()
+    assert report["capacity"] == {"LUT": 697_600, "FF": 1_394_400, "DSP": 4_761, "BRAM36": 1_075, "URAM": 512}
+
+
+@pytest.fixture(scope="module")
+def zcu102_build(tmp_path_factory):
+    cwd = tmp_path_factory.mktemp("zcu102")
+    out = cwd / "out"
+    result = run_build("--board", "zcu102", "--width", "4", "--depth", "1", "--batch", "2", "--clock-mhz", "250",
+                       "--out", str(out), cwd=cwd)
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def test_vivado_plan_targets_the_zcu102_part_without_a_kernel(zcu102_build):
+    plan = zcu102_build / "board_plan"
+    assert "xczu9eg-ffvb1156-2-e" in (plan / "board_top.tcl").read_text()
+    xdc = (plan / "board_top.xdc").read_text()
+    assert "G21" in xdc and "AM13" in xdc and "AG14" in xdc
+    assert "MMCME4_BASE" in (plan / "board_top.v").read_text()
+    report = json.loads((zcu102_build / "report.json").read_text())
+    assert report["board_plan"]["board_clock_mhz"] == 125.0 and report["board_plan"]["design_clock_mhz"] == 250.0
+    assert "vitis_kernel" not in report and not (zcu102_build / "vitis_kernel").exists()
+    assert report["capacity"]["DSP"] == int(2_520 * 0.8) and report["capacity"]["URAM"] == 0
+    assert report["dsp_budget"] == int(2_520 * 0.8)
+
+
+def test_amaranth_boards_get_their_family_devices():
+    assert board_device(get_board("artya7_35")).multiplier == (25, 18)
+    assert board_device(get_board("kcu105")).family == "UltraScale"
+    assert board_device(get_board("rfsoc4x2")).family == "UltraScale+"
+    assert board_device(get_board("ulx3s_85f")).multiplier == (18, 18)
+    assert board_device(get_board("icebreaker")) is None
+    assert board_device(AlveoU280Platform) is AlveoU280Platform.fpga

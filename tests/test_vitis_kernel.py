@@ -93,15 +93,19 @@ def kernel_run(tmp_path_factory):
     import torch
 
     import inrarch
+    from boards.harness import design_ports
     from boards.vitis_kernel import kernel_arguments, status_offset, write_vitis_kernel
+    from inrarch.build import kernel_streams
     from sim.verilator import build_model, run_test
 
     model = inrarch.models.siren(2, 8, 1, 3, 30.0, 0)
     fn = inrarch.derivatives(model, 1)
     design = inrarch.compile(fn, torch.zeros(BATCHES[0], 2))
     directory = tmp_path_factory.mktemp("vitis")
-    files = write_vitis_kernel(design, directory)
-    arguments = {a.name: a for a in kernel_arguments(design)}
+    streams = kernel_streams(design)
+    files = write_vitis_kernel(directory, streams, design_ports(design.elaboratable), design.verilog(),
+                               clock_mhz=design.options["clock_mhz"])
+    arguments = {a.name: a for a in kernel_arguments(streams)}
     buffers = [a for a in arguments.values() if a.is_buffer]
 
     rng = np.random.default_rng(5)
@@ -125,7 +129,7 @@ def kernel_run(tmp_path_factory):
         "runs": runs,
         "offsets": {a.name: a.offset for a in buffers},
         "batch_offset": arguments["batch"].offset,
-        "status_offset": status_offset(design),
+        "status_offset": status_offset(list(arguments.values())),
         "result": str(result_path),
     }))
 

@@ -6,7 +6,7 @@ from amaranth.back import rtlil
 from amaranth.sim import Simulator
 
 from cores.fixed import Q, convert_raw
-from cores.plumbing import Fork, Gather, LaneConverter, StreamFIFO, fifo_memory_kind
+from cores.plumbing import Fork, Gather, LaneConverter, StreamFIFO
 from cores.testing import check_contract, run_streams
 
 # Several tests build a core only to read its contract.
@@ -125,19 +125,6 @@ def test_fifo_holds_depth_beats(depth):
 def test_fifo_rejects_shallow_depth():
     with pytest.raises(ValueError):
         StreamFIFO(Q(4, 4), 2)
-
-
-@pytest.mark.parametrize("depth, width, kind", [
-    (2, 32, "SRL"), (32, 1024, "SRL"), (33, 32, "LUTRAM"), (128, 32, "LUTRAM"), (4096, 1, "LUTRAM"),
-    (129, 32, "BRAM"), (4096, 32, "BRAM"), (1024, 512, "BRAM"), (2048, 72, "BRAM"),
-    (8192, 32, "URAM"), (16384, 32, "URAM"), (4096, 144, "URAM"),
-])
-def test_fifo_memory_kind(depth, width, kind):
-    assert fifo_memory_kind(depth, width) == kind
-
-
-def test_fifo_memory_kind_without_uram():
-    assert fifo_memory_kind(16384, 32, uram=False) == "BRAM"
 
 
 # Gather -----------------------------------------------------------------------------------------

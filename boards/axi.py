@@ -10,8 +10,8 @@ from amaranth.lib import fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-from .fixed import Q
-from .ports import lanes_signature
+from cores.fixed import Q
+from cores.ports import lanes_signature
 
 __all__ = ["axi4_signature", "axi4_lite_signature", "AxiBurstReader", "AxiBurstWriter", "WordsToElements",
            "ElementsToWords", "AxiLiteRegisters", "PAGE_BYTES"]

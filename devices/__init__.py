@@ -1,0 +1,156 @@
+"""What the compiler, the resource model and the board flows need to know about an FPGA device.
+
+A :class:`Device` holds every device fact inrarch uses: the operand widths of one DSP multiplier
+(which decide how products are split and how wide matmul weights are), how a memory maps to
+distributed RAM, block RAM or UltraRAM, the MMCM's frequency limits, the yosys ``synth_xilinx``
+family, whether the board takes a Vitis RTL kernel, and the part's capacity with the share of it a
+design may plan to use.
+
+The families here hold what every part of a family shares; a board's own file adds its part's
+capacity with :meth:`Device.part`. :func:`inrarch.compile` defaults to :data:`ULTRASCALE_PLUS`,
+the family of the Alveo U280 and U50.
+"""
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+from amaranth.hdl import signed
+
+from cores.multiply import DSP48E2, Multiplier
+
+__all__ = ["Device", "Mmcm", "DSP48E1", "DSP48E2", "MULT18X18D", "ULTRASCALE_PLUS", "ULTRASCALE", "SERIES7", "ECP5"]
+
+DSP48E1 = (25, 18)
+"""Operand widths of the signed multiplier of a 7-series DSP48E1 slice."""
+
+MULT18X18D = (18, 18)
+"""Operand widths of the signed multiplier of an ECP5 sysDSP slice."""
+
+# Block RAM aspect ratios as (width, depth): RAMB36E1/E2 (512 x 72 in simple dual port) and
+# RAMB18E1/E2, half a RAMB36 each. 7-series, UltraScale and UltraScale+ share them.
+_BRAM36 = ((72, 512), (36, 1024), (18, 2048), (9, 4096), (4, 8192), (2, 16384), (1, 32768))
+_BRAM18 = ((36, 512), (18, 1024), (9, 2048), (4, 4096), (2, 8192), (1, 16384))
+_URAM = (72, 4096)
+
+# Vivado keeps a memory of at most 64 entries in distributed RAM (RAM64M8 and its narrower
+# siblings hold 64 entries per LUT) and moves deeper ones to block RAM (UG906, RQS_UTIL-203).
+# It does so for a FIFO too: amaranth's SyncFIFOBuffered is an addressed memory, not a shift
+# register, so Vivado does not infer SRLs from it.
+_LUTRAM_MAX_DEPTH = 64
+# A memory that would take more than this many BRAM36 goes to UltraRAM when it has no initial
+# contents (the bitstream cannot initialize UltraRAM): below that a 4K x 72 URAM288 mostly wastes
+# its fixed size. Vivado infers UltraRAM only where asked (ram_style "ultra", UG949), which the
+# generated Verilog does not do yet, so the URAM figures are what such memories take with it.
+_URAM_MIN_BRAM36 = 8
+
+
+@dataclass(frozen=True)
+class Mmcm:
+    """Frequency limits of a mixed-mode clock manager and the global clock buffer it drives.
+
+    The multiplier and the output divider range over 2 to 128 in steps of 1/8, the input
+    divider over 1 to 10 (MMCME4, UG572).
+    """
+
+    vco_mhz: tuple
+    pfd_mhz: tuple
+    output_mhz: tuple
+
+
+@dataclass(frozen=True)
+class Device:
+    """The facts of one FPGA device (or of a family, before :meth:`part` adds the capacity).
+
+    Parameters
+    ----------
+    family : str
+        Name for messages, e.g. ``"UltraScale+"``.
+    multiplier : (int, int)
+        Widths of the signed operands of one DSP multiplier, wide port first.
+    synth_family : str, optional
+        The ``-family`` of yosys ``synth_xilinx``; None where it does not apply.
+    mmcm : Mmcm, optional
+        Limits of the MMCM the board plan makes the design clock with; without one the design
+        runs from the board's clock.
+    uram : bool
+        Whether the device has UltraRAM.
+    vitis : bool
+        Whether the board takes a Vitis RTL kernel (an Alveo card's shell).
+    capacity : dict, optional
+        ``{"LUT", "FF", "DSP", "BRAM36", "URAM"}`` of the part's programmable logic.
+    usable_fraction : float
+        Share of ``capacity`` a design may plan to use (a Vitis shell takes part of the device).
+    """
+
+    family: str
+    multiplier: tuple
+    synth_family: str = None
+    mmcm: Mmcm = None
+    uram: bool = False
+    vitis: bool = False
+    capacity: dict = dataclasses.field(default=None, compare=False)
+    usable_fraction: float = 1.0
+
+    def part(self, *, capacity, usable_fraction=1.0, vitis=False):
+        """This family's facts with one part's ``capacity`` (and a board's shell); a part without
+        UltraRAM (``capacity["URAM"] == 0``) maps no memory to it."""
+        return dataclasses.replace(self, capacity=dict(capacity), usable_fraction=usable_fraction, vitis=vitis,
+                                   uram=self.uram and capacity.get("URAM", 0) > 0)
+
+    @property
+    def usable(self):
+        """``capacity`` times ``usable_fraction``, rounded down; None without a capacity."""
+        if self.capacity is None:
+            return None
+        return {name: int(count * self.usable_fraction) for name, count in self.capacity.items()}
+
+    @property
+    def weight_widths(self):
+        """Matmul weight widths to try, narrowest first: the multiplier's ports, so that a weight
+        always fits one port and an operand of the other port's width still takes one DSP."""
+        return tuple(sorted(set(self.multiplier)))
+
+    def dsps(self, a_bits, b_bits):
+        """DSP slices of one signed ``a_bits × b_bits`` product, split as
+        :class:`cores.multiply.Multiplier` splits it (none when an operand has ≤ 2 bits)."""
+        return Multiplier(signed(a_bits), signed(b_bits), dsp_shape=self.multiplier).dsps
+
+    def memory_blocks(self, width, depth, *, initialized=False, async_read=False):
+        """``{"BRAM36": n, "URAM": n, "LUTRAM_bits": n}`` for one copy of a ``depth × width`` memory.
+
+        Asynchronously read or at most 64 deep: distributed RAM. Otherwise block RAM, the
+        cheapest aspect ratio as ``ceil(width / w) * ceil(depth / d)`` blocks (a RAMB18 counts as
+        half a BRAM36), or UltraRAM (4K × 72) when the device has it, the memory has no initial
+        contents and would need more than 8 BRAM36.
+        """
+        if async_read or depth <= _LUTRAM_MAX_DEPTH:
+            return {"BRAM36": 0.0, "URAM": 0, "LUTRAM_bits": width * depth}
+        bram = min([_blocks(width, depth, shape) for shape in _BRAM36]
+                   + [0.5 * _blocks(width, depth, shape) for shape in _BRAM18])
+        if self.uram and not initialized and bram > _URAM_MIN_BRAM36:
+            return {"BRAM36": 0.0, "URAM": _blocks(width, depth, _URAM), "LUTRAM_bits": 0}
+        return {"BRAM36": float(bram), "URAM": 0, "LUTRAM_bits": 0}
+
+    def memory_kind(self, width, depth, *, initialized=False):
+        """``"LUTRAM"``, ``"BRAM"`` or ``"URAM"``: where :meth:`memory_blocks` puts the memory."""
+        blocks = self.memory_blocks(width, depth, initialized=initialized)
+        return "URAM" if blocks["URAM"] else "BRAM" if blocks["BRAM36"] else "LUTRAM"
+
+
+def _blocks(width, depth, shape):
+    return math.ceil(width / shape[0]) * math.ceil(depth / shape[1])
+
+
+#: UltraScale+ (Alveo, Zynq UltraScale+ MPSoC and RFSoC): DSP48E2, UltraRAM on most parts, MMCME4
+#: (DS923: VCO 800-1600 MHz, phase detector 10-500 MHz; BUFG up to 775 MHz).
+ULTRASCALE_PLUS = Device("UltraScale+", DSP48E2, synth_family="xcup",
+                         mmcm=Mmcm(vco_mhz=(800.0, 1600.0), pfd_mhz=(10.0, 500.0), output_mhz=(10.0, 775.0)),
+                         uram=True)
+#: UltraScale (Kintex and Virtex UltraScale): DSP48E2, no UltraRAM.
+ULTRASCALE = Device("UltraScale", DSP48E2, synth_family="xcu")
+#: 7 series (Artix, Kintex, Virtex 7, Zynq-7000): DSP48E1.
+SERIES7 = Device("7 series", DSP48E1, synth_family="xc7")
+#: Lattice ECP5: 18 × 18 sysDSP multipliers. Its 18 Kbit block RAMs (DP16KD) have the RAMB18
+#: aspect ratios, so the resource model counts one as half a BRAM36.
+ECP5 = Device("ECP5", MULT18X18D)

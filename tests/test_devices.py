@@ -1,0 +1,97 @@
+"""The device model: DSP multiplier widths, the one memory rule, and both reaching the compiler."""
+
+import pytest
+import torch
+
+import inrarch
+from boards import board_device, get_board
+from devices import DSP48E1, DSP48E2, ECP5, MULT18X18D, SERIES7, ULTRASCALE, ULTRASCALE_PLUS
+from inrarch.resources import design_resources
+from inrarch.solver_report import fifo_entries
+
+
+def test_families_carry_their_dsp_multipliers():
+    assert ULTRASCALE_PLUS.multiplier == ULTRASCALE.multiplier == DSP48E2 == (27, 18)
+    assert SERIES7.multiplier == DSP48E1 == (25, 18)
+    assert ECP5.multiplier == MULT18X18D == (18, 18)
+    assert ULTRASCALE_PLUS.weight_widths == (18, 27)
+    assert SERIES7.weight_widths == (18, 25) and ECP5.weight_widths == (18,)
+    # A 27 x 18 product fits one DSP48E2 but takes two DSP48E1s and four 18 x 18 multipliers.
+    assert ULTRASCALE_PLUS.dsps(27, 18) == 1 and SERIES7.dsps(27, 18) == 2 and ECP5.dsps(27, 18) == 2
+    assert ECP5.dsps(27, 27) == 4
+
+
+@pytest.mark.parametrize("width, depth, kind", [
+    (32, 2, "LUTRAM"), (1024, 32, "LUTRAM"), (32, 64, "LUTRAM"),
+    (16, 65, "BRAM"), (16, 99, "BRAM"), (32, 4096, "BRAM"), (72, 2048, "BRAM"),
+    (72, 16384, "URAM"), (32, 16384, "URAM"),
+])
+def test_memory_kind_follows_the_block_count(width, depth, kind):
+    assert ULTRASCALE_PLUS.memory_kind(width, depth) == kind
+    blocks = ULTRASCALE_PLUS.memory_blocks(width, depth)
+    assert (blocks["LUTRAM_bits"] > 0, blocks["BRAM36"] > 0, blocks["URAM"] > 0) == (
+        kind == "LUTRAM", kind == "BRAM", kind == "URAM")
+
+
+def test_a_100_deep_fifo_memory_is_half_a_bram36():
+    # A 100-deep FIFO keeps 99 beats in its memory: more than distributed RAM's 64 entries.
+    assert ULTRASCALE_PLUS.memory_kind(16, 99) == "BRAM"
+    assert ULTRASCALE_PLUS.memory_blocks(16, 99) == {"BRAM36": 0.5, "URAM": 0, "LUTRAM_bits": 0}
+
+
+def test_initialized_memories_and_parts_without_uram_stay_in_block_ram():
+    assert ULTRASCALE_PLUS.memory_kind(72, 16384, initialized=True) == "BRAM"
+    assert SERIES7.memory_kind(72, 16384) == "BRAM"
+    zcu102 = board_device(get_board("zcu102"))
+    assert not zcu102.uram and zcu102.memory_kind(72, 16384) == "BRAM"
+    assert board_device(get_board("alveo_u50")).memory_kind(72, 16384) == "URAM"
+
+
+def test_part_adds_capacity_to_the_family():
+    part = ULTRASCALE_PLUS.part(capacity={"DSP": 100, "URAM": 0}, usable_fraction=0.5, vitis=True)
+    assert part.usable == {"DSP": 50, "URAM": 0} and part.vitis and not part.uram
+    assert part.multiplier == ULTRASCALE_PLUS.multiplier and ULTRASCALE_PLUS.capacity is None
+
+
+def _siren(hidden=8):
+    model = inrarch.models.siren(in_features=2, hidden=hidden, layers=1, out_features=3, w0=30.0, seed=0)
+    return inrarch.derivatives(model, 1)
+
+
+def test_fifo_report_and_estimate_use_one_memory_rule():
+    device = board_device(get_board("alveo_u280"))
+    design = inrarch.compile(_siren(), torch.zeros(4, 2), device=device)
+    fifos = design.report["fifos"]
+    for entry in fifos:
+        assert entry["memory"] == device.memory_kind(entry["width"], entry["depth"] - 1)
+    # With every FIFO in distributed RAM, the estimate counts each FIFO memory's bits as LUTRAM.
+    assert {entry["memory"] for entry in fifos} == {"LUTRAM"}
+    no_fifos = design_resources(design.netlist, device)["LUTRAM_bits"] - sum(
+        entry["width"] * (entry["depth"] - 1) for entry in fifos)
+    for stream in design.netlist.streams:
+        stream.depth = 100
+    deep = design_resources(design.netlist, device)
+    assert deep["LUTRAM_bits"] == no_fifos
+    assert {entry["memory"] for entry in fifo_entries(design.netlist, device)} == {"BRAM"}
+
+
+def test_7_series_multipliers_reach_lowering():
+    fn = _siren()
+    x = torch.zeros(4, 2)
+    wide = inrarch.compile(fn, x, width=27)
+    seven = inrarch.compile(fn, x, width=27, device=SERIES7)
+    matvecs = list({id(i.core): i.core for i in seven.netlist.instances if i.node.op == "matmul"}.values())
+    assert matvecs and all(core.multiplier.dsp_shape == DSP48E1 for core in matvecs)
+    assert all(core.weight_format.width == 18 for core in matvecs)
+    # 27-bit inputs times 18-bit weights: one DSP48E2 per product, two DSP48E1s.
+    matmul_dsps = sum(core.parallel * len(core.channels) * core.multiplier.dsps for core in matvecs)
+    assert all(core.multiplier.dsps == 2 for core in matvecs)
+    assert seven.report["dsp_estimate"] - wide.report["dsp_estimate"] == matmul_dsps // 2
+
+
+def test_the_format_search_tries_the_device_weight_widths():
+    seven = inrarch.compile(_siren(4), torch.zeros(2, 2), tolerance=1e-4, device=SERIES7)
+    # 18-bit weights bound the error above this target: the search widens them to the DSP48E1's 25-bit port.
+    assert seven.report["format_search"]["weight_width"] == 25
+    ecp5 = inrarch.compile(_siren(4), torch.zeros(2, 2), device=ECP5)
+    assert ecp5.report["format_search"]["weight_width"] == 18

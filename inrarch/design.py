@@ -140,15 +140,17 @@ class Design:
             "compile_seconds": round(sum(v for k, v in self.timings.items() if k != "verilog_seconds"), 3),
         }, self.netlist, self.schedule)
 
-    def simulate(self, x, *, valid_prob=1.0, ready_prob=1.0, seed=0, watchdog=20000, trace=None, progress=False):
+    def simulate(self, x, *, valid_prob=1.0, ready_prob=1.0, seed=0, watchdog=None, trace=None, progress=False):
         """Run the Verilog in Verilator (under cocotb) on the samples ``x`` of shape ``(batch, *in)``.
 
         Returns a :class:`SimulationResult` whose outputs are de-quantized to float64 numpy arrays
         with the function's output shapes. ``trace`` names an FST file that receives the waveform
         of every signal (open it in GTKWave or Surfer); ``progress=True`` shows the Verilator
-        build and the output words received on stderr.
+        build and the output words received on stderr. ``watchdog`` is the cycles without a moved
+        word after which the run stops as deadlocked (default: :data:`sim.streams.WATCHDOG_CYCLES`).
         """
         from sim import Deadlock, run_verilog
+        from sim.streams import WATCHDOG_CYCLES
 
         samples = _as_samples(x, self.graph.input.shape)
         self._warn_outside_domain(samples)
@@ -159,7 +161,8 @@ class Design:
         try:
             run = run_verilog(self.verilog(), top="top", inputs={"x": words}, outputs=expected,
                               status=("overflow", "overflow_core", "fifo_full", "fifo_empty"),
-                              valid_prob=valid_prob, ready_prob=ready_prob, seed=seed, watchdog=watchdog,
+                              valid_prob=valid_prob, ready_prob=ready_prob, seed=seed,
+                              watchdog=WATCHDOG_CYCLES if watchdog is None else watchdog,
                               trace=trace, progress=progress)
         except Deadlock as error:
             raise Deadlock(f"{error}\n{self.blocked_fifos(error.status)}", status=error.status) from None

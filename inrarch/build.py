@@ -43,7 +43,7 @@ from boards.plan import PLAN_NAME, open_toolchain, run_build_plan, write_build_p
 from boards.synth import check_fit, find_tool, synth_xilinx
 
 from . import derivatives, models
-from .design import compile as compile_design
+from .compiler import compile as compile_design
 from .errors import InrarchError
 from .resources import design_resources
 from .solver_report import write_plots

@@ -19,15 +19,12 @@ from dataclasses import dataclass
 import numpy as np
 from amaranth.hdl import Mux, Shape, Value, signed
 
-__all__ = ["Q", "convert", "convert_raw", "exact_integers", "exact_matmul", "Rounding", "Overflow"]
+__all__ = ["Q", "convert", "convert_raw", "exact_integers", "exact_matmul"]
 
 # int64 holds every intermediate of the software models below this many bits.
 INT64_EXACT_BITS = 62
 # float64 holds every integer below 2**53 exactly, so BLAS sums such integers exactly.
 FLOAT64_EXACT_BITS = 53
-
-Rounding = str  # "nearest" | "truncate"
-Overflow = str  # "saturate" | "wrap"
 
 _FORMAT_RE = re.compile(r"^[qs]?(-?\d+)\.(-?\d+)$", re.IGNORECASE)
 

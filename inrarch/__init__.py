@@ -2,13 +2,15 @@
 
 Pipeline: capture (:mod:`inrarch.capture`) → IR passes (:mod:`inrarch.passes`) → number formats
 (:mod:`inrarch.formats`) → lowering to cores (:mod:`inrarch.lower`) → latency solver and FIFO
-sizing (:mod:`inrarch.schedule`) → top-level component and Verilog (:mod:`inrarch.top`,
-:mod:`inrarch.design`) → board builds (:mod:`inrarch.build`, ``boards/``) → simulation (``sim/``).
+sizing (:mod:`inrarch.schedule`) → top-level component, Verilog and report (:mod:`inrarch.top`,
+:mod:`inrarch.design`, :mod:`inrarch.report`), the whole run by :func:`inrarch.compile`
+(:mod:`inrarch.compiler`) → board builds (:mod:`inrarch.build`, ``boards/``) → simulation (``sim/``).
 """
 
 from . import models
 from .derivatives import derivatives
-from .design import Design, SimulationResult, compile
+from .compiler import compile
+from .design import Design, SimulationResult
 from .errors import CompileError, InrarchError
 from .evaluation import reference
 

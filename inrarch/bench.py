@@ -36,7 +36,7 @@ from cores.fixed import Q
 
 from . import derivatives, models, results
 from .capture import capture
-from .design import compile as compile_design
+from .compiler import compile as compile_design
 from .lower import lower
 from .passes import optimize
 from .schedule import solve

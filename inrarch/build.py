@@ -46,7 +46,7 @@ from boards.vitis_kernel import write_vitis_kernel
 from devices import ULTRASCALE_PLUS
 
 from . import derivatives, models
-from .design import compile as compile_design
+from .compiler import compile as compile_design
 from .errors import InrarchError
 from .resources import design_resources
 from .solver_report import write_plots

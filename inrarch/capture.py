@@ -428,7 +428,7 @@ def _first_unsupported(graph):
 # Where an op came from ----------------------------------------------------------------------
 _TORCH_DIR = os.path.dirname(torch.__file__) + os.sep
 _MACHINERY = {os.path.join(os.path.dirname(__file__), name)
-              for name in ("capture.py", "derivatives.py", "design.py", "evaluation.py")}
+              for name in ("capture.py", "derivatives.py", "compiler.py", "evaluation.py")}
 
 
 class _OpLocator(TorchDispatchMode):

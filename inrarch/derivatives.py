@@ -18,11 +18,11 @@ from .errors import CompileError
 __all__ = ["derivatives"]
 
 
-def _directional(fn, axes, in_features, like):
+def _directional(fn, axes):
     """``x -> d^k fn / dx_{axes[0]} ... dx_{axes[-1]}`` by nested jvp (batched: x is (batch, in))."""
     if not axes:
         return fn
-    inner = _directional(fn, axes[:-1], in_features, like)
+    inner = _directional(fn, axes[:-1])
     axis = axes[-1]
 
     def derivative(x):
@@ -61,7 +61,7 @@ def derivatives(model, order):
         for k in range(1, order + 1):
             unique = {}
             for axes in itertools.combinations_with_replacement(range(in_features), k):
-                part = _directional(model, axes, in_features, x)(x)
+                part = _directional(model, axes)(x)
                 unique[axes] = part.unsqueeze(1) if squeeze else part
             parts = [unique[tuple(sorted(axes))] for axes in itertools.product(range(in_features), repeat=k)]
             full = torch.stack(parts, dim=-1)

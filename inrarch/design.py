@@ -1,4 +1,4 @@
-"""``inrarch.compile``: from a torch function to a :class:`Design` (Verilog, report, simulation)."""
+"""A compiled design: its Verilog, its report, and its simulation in Verilator (:class:`Design`)."""
 
 import time
 from dataclasses import dataclass
@@ -7,23 +7,13 @@ import numpy as np
 import torch
 
 from cores import shared
-from cores.fixed import Q
-from devices import ULTRASCALE_PLUS
 
-from . import ir
-from .capture import capture
-from .errors import CompileError, InrarchError
-from .evaluation import reference
-from .formats import assign_formats, calibration_inputs, search_formats
-from .lower import lower
-from .passes import optimize
+from .errors import InrarchError
+from .report import count_multipliers, design_report
 from .schedule import solve
-from .solver_report import add_solver_report, fifo_entries
 from .top import DataflowDesign
 
-__all__ = ["Design", "SimulationResult", "compile"]
-
-_MULTIPLYING_OPS = {"mul", "scale", "mul_const"}
+__all__ = ["Design", "SimulationResult"]
 
 
 @dataclass
@@ -72,7 +62,7 @@ class Design:
         self.elaboratable._MustUse__silence = True
         self._verilog = None
         self.timings = dict(timings)
-        self.report = self._make_report()
+        self.report = design_report(self)
 
     @property
     def input_format(self):
@@ -100,56 +90,19 @@ class Design:
 
     def multipliers(self):
         """Multipliers in the datapath: matmul lanes, and one per element-wise multiplying core."""
-        count, seen = 0, set()
-        for instance in self.netlist.instances:
-            if id(instance.core) in seen:
-                continue
-            seen.add(id(instance.core))
-            op = instance.node.op
-            if op == "matmul":
-                count += instance.core.parallel * len(instance.core.channels)
-            elif op in _MULTIPLYING_OPS:
-                count += 1
-        return count
+        return count_multipliers(self.netlist)
 
-    def _make_report(self):
-        clock = self.options["clock_mhz"]
-        fifos = fifo_entries(self.netlist, self.options["device"])
-        weights = {id(n.attrs["weight"]): n for n in self.graph.nodes if n.op == "matmul"}
-        weight_bits = sum(int(np.prod(core.padded_shape)) * core.weight_format.width
-                          for core in {id(i.core): i.core for i in self.netlist.instances if i.node.op == "matmul"}.values())
-        return add_solver_report({
-            "batch": self.schedule.batch,
-            "cycles_predicted": self.schedule.cycles,
-            "clock_mhz": clock,
-            "latency_us": self.schedule.cycles / clock,
-            "period_cycles": self.netlist.period,
-            "critical_core": self.schedule.critical.name,
-            "fifo_bits": sum(f["bits"] for f in fifos),
-            "fifo_count": len(fifos),
-            "multipliers": self.multipliers(),
-            "dsp_estimate": self.netlist.dsps,
-            "dsp_budget": self.options["dsp_budget"],
-            "macs_per_sample": self.graph.macs(),
-            "weight_matrices": len(weights),
-            "weight_bits": weight_bits,
-            "ops": self.graph.op_counts(),
-            "input_format": str(self.input_format),
-            "output_formats": [str(f) for f in self.output_formats],
-            "formats": {node.name: str(node.attrs["format"]) for node in self.graph.nodes},
-            "format_search": self.options["format_search"],
-            "compile_seconds": round(sum(v for k, v in self.timings.items() if k != "verilog_seconds"), 3),
-        }, self.netlist, self.schedule, self.options["device"])
-
-    def simulate(self, x, *, valid_prob=1.0, ready_prob=1.0, seed=0, watchdog=20000, trace=None, progress=False):
+    def simulate(self, x, *, valid_prob=1.0, ready_prob=1.0, seed=0, watchdog=None, trace=None, progress=False):
         """Run the Verilog in Verilator (under cocotb) on the samples ``x`` of shape ``(batch, *in)``.
 
         Returns a :class:`SimulationResult` whose outputs are de-quantized to float64 numpy arrays
         with the function's output shapes. ``trace`` names an FST file that receives the waveform
         of every signal (open it in GTKWave or Surfer); ``progress=True`` shows the Verilator
-        build and the output words received on stderr.
+        build and the output words received on stderr. ``watchdog`` is the cycles without a moved
+        word after which the run stops as deadlocked (default: :data:`sim.streams.WATCHDOG_CYCLES`).
         """
         from sim import Deadlock, run_verilog
+        from sim.streams import WATCHDOG_CYCLES
 
         samples = _as_samples(x, self.graph.input.shape)
         self._warn_outside_domain(samples)
@@ -160,7 +113,8 @@ class Design:
         try:
             run = run_verilog(self.verilog(), top="top", inputs={"x": words}, outputs=expected,
                               status=("overflow", "overflow_core", "fifo_full", "fifo_empty"),
-                              valid_prob=valid_prob, ready_prob=ready_prob, seed=seed, watchdog=watchdog,
+                              valid_prob=valid_prob, ready_prob=ready_prob, seed=seed,
+                              watchdog=WATCHDOG_CYCLES if watchdog is None else watchdog,
                               trace=trace, progress=progress)
         except Deadlock as error:
             raise Deadlock(f"{error}\n{self.blocked_fifos(error.status)}", status=error.status) from None
@@ -247,110 +201,3 @@ def _as_samples(x, sample_shape):
                            f"{', '.join(map(str, rows[:5]))}{', ...' if len(rows) > 5 else ''}); "
                            "the hardware takes only finite numbers")
     return array.reshape(array.shape[0], *sample_shape)
-
-
-def _check_example(example_input):
-    if not isinstance(example_input, torch.Tensor):
-        raise CompileError(f"example_input must be a torch.Tensor, not {type(example_input).__name__}")
-    if example_input.dtype.is_complex or not example_input.dtype.is_floating_point:
-        raise CompileError(f"example_input must hold real floating-point numbers, not {example_input.dtype}")
-    if example_input.dim() < 2 or example_input.shape[0] < 1:
-        raise CompileError(f"example_input must have shape (batch, in_features), not {tuple(example_input.shape)}")
-
-
-def _check_per_sample(fn, graph, example_input, domain, tolerance=1e-9):
-    """The captured per-sample graph must reproduce ``fn`` on points across the domain."""
-    points = calibration_inputs(tuple(example_input.shape[1:]), domain, samples=16, seed=1)
-    expected = reference(fn, torch.tensor(points, dtype=torch.float64))
-    values = ir.evaluate(graph, points.reshape(len(points), *graph.input.shape))
-    shapes = []
-    for node, ref in zip(graph.outputs, expected):
-        ref = ref.detach().numpy()
-        if ref.shape[0] != len(points):
-            raise CompileError(f"output of shape {tuple(ref.shape)} has no leading batch axis")
-        got = values[node].reshape(ref.shape)
-        scale = max(1.0, float(np.max(np.abs(ref))))
-        if not np.allclose(got, ref, rtol=0, atol=tolerance * scale):
-            raise CompileError("the function does not compute each sample on its own the same way at every input: "
-                               "it mixes samples across the batch or has data-dependent control flow")
-        shapes.append(tuple(ref.shape[1:]))
-    if len(expected) != len(graph.outputs):
-        raise CompileError("the function returned a different number of outputs on another batch")
-    return shapes
-
-
-def compile(fn, example_input, *, format=None, width=None, tolerance=1e-3, margin=2.0, domain=(-1.0, 1.0),
-            clock_mhz=300.0, max_parallel=None, dsp_budget=None, device=ULTRASCALE_PLUS, progress=False):
-    """Compile ``fn`` (a function of one ``(batch, in)`` tensor) to a streaming :class:`Design`.
-
-    Parameters
-    ----------
-    fn : callable
-        Returns a tensor or a list/tuple of tensors, each with the batch on axis 0, built with
-        torch autograd or torch.func (``inrarch.derivatives`` builds such a function).
-    example_input : torch.Tensor
-        Shape ``(batch, in_features)``; its batch is the one the report's cycles are for.
-    format : str or Q, optional
-        Force one number format (``"q16.16"``) on every edge instead of range analysis.
-    width : int, optional
-        Give every edge this many bits (over its calibrated range) instead of searching for the
-        fewest bits per edge that meet ``tolerance``.
-    tolerance : float
-        Error the format search allows each output, as a fraction of its largest magnitude; the
-        search aims at a quarter of it on calibration inputs (see :mod:`inrarch.formats`).
-    margin : float
-        Safety factor on calibrated magnitudes.
-    domain : (float, float)
-        Range of every input element the formats are derived for.
-    clock_mhz : float
-        Clock the report's latency is given at.
-    max_parallel : int, optional
-        Cap on the multipliers of any one matmul.
-    dsp_budget : int, optional
-        Estimated DSP slices the design may use; the pace slows until it fits.
-    device : devices.Device
-        The FPGA the design is for: its DSP multipliers decide the matmul weight widths and how
-        products are split, its memory rule the report's FIFO memories. UltraScale+ by default
-        (the Alveo U280's); ``boards.board_device(board)`` gives a board's.
-    progress : bool
-        Show the format search's progress on stderr.
-    """
-    _check_example(example_input)
-    if format is not None:
-        try:
-            format = Q.parse(format)
-        except ValueError as error:
-            raise CompileError(str(error)) from None
-    timings = {}
-    start = time.perf_counter()
-
-    def lap(stage):
-        nonlocal start
-        now = time.perf_counter()
-        timings[f"{stage}_seconds"] = now - start
-        start = now
-
-    graph, single = capture(fn, example_input)
-    lap("capture")
-    graph = optimize(graph)
-    output_shapes = _check_per_sample(fn, graph, example_input, domain)
-    lap("passes")
-    search = None
-    if format is None and width is None:
-        search = search_formats(graph, tolerance=tolerance, margin=margin, domain=domain,
-                                weight_widths=device.weight_widths, progress=progress)
-    else:
-        assign_formats(graph, width=width, margin=margin, domain=domain, forced=format,
-                       weight_widths=device.weight_widths)
-    lap("formats")
-    netlist = lower(graph, device=device, dsp_budget=dsp_budget, max_parallel=max_parallel)
-    lap("lower")
-    schedule = solve(netlist, example_input.shape[0])
-    for stream, depth in schedule.depths.items():
-        stream.depth = depth
-    lap("solve")
-    options = {"format": str(format) if format else None, "width": width, "tolerance": tolerance,
-               "format_search": search.as_dict() if search else None, "margin": margin,
-               "domain": tuple(domain), "clock_mhz": clock_mhz, "max_parallel": max_parallel,
-               "dsp_budget": dsp_budget, "device": device}
-    return Design(graph, netlist, schedule, output_shapes, single, options, timings)

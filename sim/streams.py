@@ -21,6 +21,10 @@ from .verilator import build_model, run_test
 
 __all__ = ["run_verilog", "VerilogRun", "SimulationError", "Deadlock", "CycleLimitExceeded", "ExtraOutput"]
 
+#: Cycles without a moved stream word after which a run counts as deadlocked: longer than any
+#: core's legitimate silence (a MatVec pass over a 256-wide layer, a deep pipeline's fill).
+WATCHDOG_CYCLES = 20_000
+
 RESET_CYCLES = 4
 
 
@@ -107,7 +111,7 @@ class VerilogRun:
 
 
 def run_verilog(verilog: str, *, top: str = "top", inputs: dict, outputs: dict, status: tuple = (),
-                valid_prob: float = 1.0, ready_prob: float = 1.0, seed: int = 0, watchdog: int = 10000,
+                valid_prob: float = 1.0, ready_prob: float = 1.0, seed: int = 0, watchdog: int = WATCHDOG_CYCLES,
                 max_cycles: int = 10_000_000, drain_cycles: int = 64, build_dir=None, trace=None,
                 progress: bool = False) -> VerilogRun:
     """Stream words through a Verilog design in Verilator and record when each one moved.

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import inrarch
+from cores.fixed import Q
 from inrarch.capture import capture
 from inrarch.emulate import Emulator, emulate, emulation_errors
 from inrarch.errors import CompileError
@@ -105,7 +106,7 @@ def test_width_and_forced_formats_skip_the_search():
     graph = graph_of(1)
     assign_formats(graph, width=19)
     assert {node.attrs["format"].width for node in graph.nodes} == {19}
-    assign_formats(graph, forced=inrarch.design.Q.parse("q8.12"))
+    assign_formats(graph, forced=Q.parse("q8.12"))
     assert {str(node.attrs["format"]) for node in graph.nodes} == {"q8.12"}
 
 
@@ -115,7 +116,7 @@ def test_emulator_updates_only_what_changed():
     x = calibration_inputs(graph.input.shape, (-1.0, 1.0), 16)
     emulator = Emulator(graph, x)
     node = next(n for n in graph.nodes if n.op == "sin")
-    node.attrs["format"] = inrarch.design.Q(node.attrs["format"].int_bits, 8)
+    node.attrs["format"] = Q(node.attrs["format"].int_bits, 8)
     emulator.update([node])
     fresh = Emulator(graph, x)
     for a, b in zip(emulator.outputs(), fresh.outputs()):
@@ -130,7 +131,7 @@ def test_compile_reports_every_edge_format():
     assert set(report["formats"]) == {node.name for node in design.graph.nodes}
     for fifo, stream in zip(report["fifos"], design.netlist.streams):
         assert fifo["format"] == report["formats"][stream.source.node.name]
-    assert all(f["width"] == inrarch.design.Q.parse(f["format"]).width for f in report["fifos"])
+    assert all(f["width"] == Q.parse(f["format"]).width for f in report["fifos"])
     assert inrarch.compile(inrarch.derivatives(model, 1), torch.zeros(4, 2),
                            width=27).report["format_search"] is None
 

@@ -1,0 +1,56 @@
+"""A design's report: the figures ``report.json`` and :attr:`inrarch.Design.report` hold."""
+
+import numpy as np
+
+from .solver_report import add_solver_report, fifo_entries
+
+__all__ = ["count_multipliers", "design_report"]
+
+_MULTIPLYING_OPS = {"mul", "scale", "mul_const"}
+
+
+def count_multipliers(netlist):
+    """Multipliers in the datapath: matmul lanes, and one per element-wise multiplying core."""
+    count, seen = 0, set()
+    for instance in netlist.instances:
+        if id(instance.core) in seen:
+            continue
+        seen.add(id(instance.core))
+        op = instance.node.op
+        if op == "matmul":
+            count += instance.core.parallel * len(instance.core.channels)
+        elif op in _MULTIPLYING_OPS:
+            count += 1
+    return count
+
+
+def design_report(design):
+    """The report of a :class:`~inrarch.design.Design`: cycles, latency, buffer memory, multipliers,
+    formats, the format search and the solver's figures (:func:`inrarch.solver_report.add_solver_report`)."""
+    clock = design.options["clock_mhz"]
+    fifos = fifo_entries(design.netlist, design.options["device"])
+    weights = {id(n.attrs["weight"]): n for n in design.graph.nodes if n.op == "matmul"}
+    weight_bits = sum(int(np.prod(core.padded_shape)) * core.weight_format.width
+                      for core in {id(i.core): i.core for i in design.netlist.instances if i.node.op == "matmul"}.values())
+    return add_solver_report({
+        "batch": design.schedule.batch,
+        "cycles_predicted": design.schedule.cycles,
+        "clock_mhz": clock,
+        "latency_us": design.schedule.cycles / clock,
+        "period_cycles": design.netlist.period,
+        "critical_core": design.schedule.critical.name,
+        "fifo_bits": sum(f["bits"] for f in fifos),
+        "fifo_count": len(fifos),
+        "multipliers": count_multipliers(design.netlist),
+        "dsp_estimate": design.netlist.dsps,
+        "dsp_budget": design.options["dsp_budget"],
+        "macs_per_sample": design.graph.macs(),
+        "weight_matrices": len(weights),
+        "weight_bits": weight_bits,
+        "ops": design.graph.op_counts(),
+        "input_format": str(design.input_format),
+        "output_formats": [str(f) for f in design.output_formats],
+        "formats": {node.name: str(node.attrs["format"]) for node in design.graph.nodes},
+        "format_search": design.options["format_search"],
+        "compile_seconds": round(sum(v for k, v in design.timings.items() if k != "verilog_seconds"), 3),
+    }, design.netlist, design.schedule, design.options["device"])

@@ -147,48 +147,39 @@ def test_core_level_estimate_agrees_with_the_elaborated_netlist():
     assert fast["BRAM36"] == exact["BRAM36"] and fast["LUTRAM_bits"] == exact["LUTRAM_bits"]
 
 
-@pytest.fixture(scope="module")
-def u50_build(tmp_path_factory):
-    cwd = tmp_path_factory.mktemp("u50")
-    out = cwd / "out"
-    result = run_build("--board", "alveo_u50", "--width", "4", "--depth", "1", "--batch", "2", "--out", str(out),
-                       cwd=cwd)
+def tiny_build(board, tmp_path, *args):
+    """The output directory of a build of a tiny SIREN for ``board``."""
+    out = tmp_path / "out"
+    result = run_build("--board", board, "--width", "4", "--depth", "1", "--batch", "2", *args, "--out", str(out),
+                       cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     return out
 
 
-def test_vivado_plan_targets_the_u50_part_with_a_vitis_kernel(u50_build):
-    plan = u50_build / "board_plan"
+def test_vivado_plan_targets_the_u50_part_with_a_vitis_kernel(tmp_path):
+    out = tiny_build("alveo_u50", tmp_path)
+    plan = out / "board_plan"
     assert "xcu50-fsvh2104-2-e" in (plan / "board_top.tcl").read_text()
     xdc = (plan / "board_top.xdc").read_text()
     assert "G17" in xdc and "create_clock" in xdc and "J18" in xdc
     wrapper = (plan / "board_top.v").read_text()
     assert "MMCME4_BASE" in wrapper and "assign hbm_cattrip_0__o = 1'h0;" in wrapper
-    report = json.loads((u50_build / "report.json").read_text())
+    report = json.loads((out / "report.json").read_text())
     assert report["board_plan"]["design_clock_mhz"] == 300.0
-    assert report["vitis_kernel"] == "vitis_kernel" and (u50_build / "vitis_kernel" / "kernel.xml").exists()
+    assert report["vitis_kernel"] == "vitis_kernel" and (out / "vitis_kernel" / "kernel.xml").exists()
     assert report["capacity"] == {"LUT": 697_600, "FF": 1_394_400, "DSP": 4_761, "BRAM36": 1_075, "URAM": 512}
 
 
-@pytest.fixture(scope="module")
-def zcu102_build(tmp_path_factory):
-    cwd = tmp_path_factory.mktemp("zcu102")
-    out = cwd / "out"
-    result = run_build("--board", "zcu102", "--width", "4", "--depth", "1", "--batch", "2", "--clock-mhz", "250",
-                       "--out", str(out), cwd=cwd)
-    assert result.returncode == 0, result.stderr
-    return out
-
-
-def test_vivado_plan_targets_the_zcu102_part_without_a_kernel(zcu102_build):
-    plan = zcu102_build / "board_plan"
+def test_vivado_plan_targets_the_zcu102_part_without_a_kernel(tmp_path):
+    out = tiny_build("zcu102", tmp_path, "--clock-mhz", "250")
+    plan = out / "board_plan"
     assert "xczu9eg-ffvb1156-2-e" in (plan / "board_top.tcl").read_text()
     xdc = (plan / "board_top.xdc").read_text()
     assert "G21" in xdc and "AM13" in xdc and "AG14" in xdc
     assert "MMCME4_BASE" in (plan / "board_top.v").read_text()
-    report = json.loads((zcu102_build / "report.json").read_text())
+    report = json.loads((out / "report.json").read_text())
     assert report["board_plan"]["board_clock_mhz"] == 125.0 and report["board_plan"]["design_clock_mhz"] == 250.0
-    assert "vitis_kernel" not in report and not (zcu102_build / "vitis_kernel").exists()
+    assert "vitis_kernel" not in report and not (out / "vitis_kernel").exists()
     assert report["capacity"]["DSP"] == int(2_520 * 0.8) and report["capacity"]["URAM"] == 0
     assert report["dsp_budget"] == int(2_520 * 0.8)
 

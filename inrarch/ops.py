@@ -28,10 +28,10 @@ Translations
 ------------
 A translation ``translate(tr, target, args, kwargs)`` turns one call of an aten op whose arguments
 include a streamed value into IR, through the translator ``tr`` of :mod:`inrarch.capture`:
-``tr.binary``, ``tr.matmul``, ``tr.reduce_sum``, ``tr.nonlinear``, ``tr.move`` (an aten data-movement
-op), ``tr.structural`` (any op, run on element indices), ``tr.compare``, ``tr.where``, ``tr.constant``
-and ``tr.streamed``. It is registered on the op it
-exists for (``tanh_backward`` on ``tanh``), though it may emit other ops too.
+``tr.binary``, ``tr.unary_neg``, ``tr.matmul``, ``tr.reduce_sum``, ``tr.nonlinear``, ``tr.move``
+(an aten data-movement op), ``tr.structural`` (any op, run on element indices), ``tr.compare``,
+``tr.where``, ``tr.constant`` and ``tr.streamed``. It is registered on the op it exists for
+(``tanh_backward`` on ``tanh``), though it may emit other ops too.
 """
 
 import functools

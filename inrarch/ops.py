@@ -114,6 +114,8 @@ def captures(op, *aten_names):
     """Decorator: the function translates the aten ops ``aten_names``, on behalf of ``op``."""
     def decorate(translate):
         for name in aten_names:
+            if translation(name) is not None:
+                raise ValueError(f"aten.{name} is captured twice")
             OPS[op].captures[name] = translate
         return translate
     return decorate
@@ -261,9 +263,8 @@ def _arithmetic(name, tr, target, args, kwargs):
     return tr.binary(name, args[0], _operand(tr, args[1]), alpha=kwargs.get("alpha", 1))
 
 
-for _op, _names in (("add", ("add",)), ("sub", ("sub",)), ("mul", ("mul",)), ("mul_const", ("div",))):
-    for _name in _names:
-        captures(_op, _name)(functools.partial(_arithmetic, _name))
+for _name, _op in (("add", "add"), ("sub", "sub"), ("mul", "mul"), ("div", "mul_const")):
+    captures(_op, _name)(functools.partial(_arithmetic, _name))
 
 
 @captures("sub", "rsub")

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 import inrarch
-from inrarch import capture as capture_package, ops
-from inrarch.capture import capture, source
+from inrarch import ops
+from inrarch.capture import capture, source, supported
 from inrarch.errors import CompileError
 from inrarch.formats import assign_formats
 from inrarch.ir import evaluate
@@ -43,14 +43,13 @@ def test_every_op_but_input_has_float64_semantics_and_every_op_but_input_and_mat
     assert {name for name, spec in ops.OPS.items() if spec.core is None} == {"input", "matmul"}
 
 
-def test_supported_aten_ops_are_the_registered_translations_and_the_shape_only_ops():
-    supported = set(capture_package.supported())
+def test_capture_supports_exactly_one_translation_of_every_registered_aten_op():
     translated = ops.captured()
-    assert translated <= supported
-    for name in supported - translated:
-        assert ops.translation(name) is None
+    assert translated <= set(supported())
     assert {"sin", "tanh_backward", "mm", "gt", "where", "view", "linalg_vector_norm"} <= translated
     assert all(hasattr(torch.ops.aten, name) for name in translated), "a translation names no aten op"
+    with pytest.raises(ValueError, match="aten.tanh_backward is captured twice"):
+        ops.captures("sigmoid", "tanh_backward")(lambda tr, target, args, kwargs: None)
 
 
 def test_no_aten_op_is_both_translated_and_refused():
@@ -60,7 +59,7 @@ def test_no_aten_op_is_both_translated_and_refused():
     assert "reciprocal square-root" in ops.refusal("rsqrt")
 
 
-def test_registering_an_op_twice_is_refused():
+def test_registering_an_ir_op_twice_is_refused():
     with pytest.raises(ValueError, match="registered twice"):
         ops.register(ops.OpSpec("sin"))
 
@@ -80,7 +79,7 @@ def test_a_new_op_registered_in_one_place_flows_through_capture_passes_evaluatio
     spec = ops.OpSpec("erf", semantics=lambda node, args: erf(args[0] * node.attrs.get("scale", 1.0)),
                       bound=1.0, scaled=True)
     monkeypatch.setitem(ops.OPS, "erf", spec)
-    monkeypatch.setitem(spec.captures, "erf", lambda tr, target, args, kwargs: tr.nonlinear("erf", args[0]))
+    ops.captures("erf", "erf")(lambda tr, target, args, kwargs: tr.nonlinear("erf", args[0]))
 
     graph, single = capture(fn, x)
     graph = optimize(graph)

@@ -87,11 +87,11 @@ class OpSpec:
     """
 
     name: str
-    semantics: Callable = None
-    core: Callable = None
+    semantics: Callable | None = None
+    core: Callable | None = None
     ports: Callable = _one_port
     output: str = "o"
-    bound: float = None
+    bound: float | None = None
     scaled: bool = False
     captures: dict = field(default_factory=dict)
     refusals: dict = field(default_factory=dict)

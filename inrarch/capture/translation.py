@@ -275,7 +275,6 @@ class _Translator:
         return self.binary("add", b, self.binary("mul", condition, self.binary("sub", a, b)))
 
 
-
 def _translate_call(tr, target, args, kwargs):
     name = _op_name(target.overloadpacket if hasattr(target, "overloadpacket") else target)
     streamed = any(isinstance(v, _Sym) for v in flatten(args)) or any(isinstance(v, _Sym) for v in flatten(kwargs.values()))

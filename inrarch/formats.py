@@ -2,8 +2,8 @@
 
 Ranges come from calibration: the graph runs in float64 on samples drawn from the input domain
 (its corners, its centre and uniform random points), and each node gets a format whose integer
-part holds its largest magnitude times a safety ``margin``. Nonlinearities with a known bound
-(sin, cos, tanh, sigmoid, step) get that bound instead.
+part holds its largest magnitude times a safety ``margin``. Ops with a known bound (sin, cos,
+tanh, sigmoid, step: ``OpSpec.bound``) get that bound instead.
 
 The widths then come from one of three places:
 
@@ -34,10 +34,10 @@ from .emulate import Emulator, relative_errors
 from .errors import CompileError
 from .ir import evaluate
 from .lower import unify_shared_weight_formats
+from .ops import OPS
 
 __all__ = ["calibration_inputs", "assign_formats", "search_formats", "FormatSearch"]
 
-_BOUNDED = {"sin": 1.0, "cos": 1.0, "tanh": 1.0, "sigmoid": 1.0, "step": 1.0}
 # Matmul weight widths the search tries, narrowest first: a DSP48E2's 18-bit port, then its
 # 27-bit port (so an 18-bit value times a 27-bit weight is still one DSP).
 WEIGHT_WIDTHS = (18, 27)
@@ -61,8 +61,8 @@ def _ranges(graph, values, margin, domain):
     for node in graph.nodes:
         if node.op == "input":
             ranges[node] = max(abs(domain[0]), abs(domain[1]))
-        elif node.op in _BOUNDED:
-            ranges[node] = _BOUNDED[node.op]
+        elif OPS[node.op].bound is not None:
+            ranges[node] = OPS[node.op].bound
         else:
             ranges[node] = float(np.max(np.abs(values[node]))) * margin
     return ranges

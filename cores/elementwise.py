@@ -28,7 +28,8 @@ def constant_format(values, width):
 
 
 class _Elementwise:
-    """The model of an element-wise core: its formats, contract, exact arithmetic and resources.
+    """The model of an element-wise core: its formats, contract, exact arithmetic and resources
+    (:meth:`prepare` and :meth:`constant_operand` build hardware for the core's elaboration).
 
     Parameters
     ----------
@@ -40,14 +41,6 @@ class _Elementwise:
         Elements per beat, on every stream.
     rounding, overflow : str
         How the full-precision result is brought to ``out_format`` (see :func:`cores.fixed.convert`).
-
-    Ports
-    -----
-    <inputs> : In(stream.Signature(ArrayLayout(signed, lanes)))
-        One per entry of ``in_formats``; a beat is taken from all of them in the same cycle.
-    o : Out(stream.Signature(ArrayLayout(out_format.shape, lanes)))
-    overflow : Out(1)
-        Sticky: set once any result did not fit ``out_format``.
 
     Timing
     ------
@@ -128,7 +121,16 @@ class _Elementwise:
 
 
 class _ElementwiseCore(ModelledComponent):
-    """Shared pipeline of the element-wise cores (ports and timing in :class:`_Elementwise`)."""
+    """Shared pipeline of the element-wise cores (parameters and timing in :class:`_Elementwise`).
+
+    Ports
+    -----
+    <inputs> : In(stream.Signature(ArrayLayout(signed, lanes)))
+        One per entry of ``in_formats``; a beat is taken from all of them in the same cycle.
+    o : Out(stream.Signature(ArrayLayout(out_format.shape, lanes)))
+    overflow : Out(1)
+        Sticky: set once any result did not fit ``out_format``.
+    """
 
     def members(self):
         members = {name: In(lanes_signature(fmt, self._lanes)) for name, fmt in self._in_formats.items()}

@@ -286,14 +286,17 @@ class GatherModel:
                 Storage(self._local_bits, self.tokens_out, True))
 
     def reference(self, *raw_inputs):
-        """Bit-exact model: raw outputs ``[..., M]`` for raw inputs ``raw_inputs[port][..., Ni]``."""
-        converted = [convert_raw(raw, fmt, self._out_format, rounding=self._rounding, overflow=self._overflow_mode)[0]
-                     for raw, (fmt, _) in zip(raw_inputs, self._inputs)]
-        batch = converted[0].shape[:-1]
-        constants = [np.full(batch + (1,), raw, dtype=converted[0].dtype)
+        """Bit-exact model: raw outputs ``[..., f * M]`` for raw inputs ``raw_inputs[port][..., f * Ni]``
+        (``f`` firings)."""
+        batch = np.shape(raw_inputs[0])[:-1]
+        firings = np.shape(raw_inputs[0])[-1] // self._inputs[0][1]
+        converted = [convert_raw(np.reshape(raw, batch + (firings, count)), fmt, self._out_format,
+                                 rounding=self._rounding, overflow=self._overflow_mode)[0]
+                     for raw, (fmt, count) in zip(raw_inputs, self._inputs)]
+        constants = [np.full(batch + (firings, 1), raw, dtype=converted[0].dtype)
                      for (raw, _), _ in sorted(self._constants.items(), key=lambda item: item[1])]
         pool = np.concatenate(converted + constants, axis=-1)
-        return pool[..., self._rom]
+        return pool[..., self._rom].reshape(batch + (-1,))
 
     def _quantize_constant(self, value):
         # Quantize with ample integer bits first, so that the overflow flag can be computed exactly.

@@ -48,6 +48,7 @@ class ModelledComponent(wiring.Component):
 
     @classmethod
     def model_class(cls):
+        """The first class of ``cls.__mro__`` that is neither a component nor one of amaranth's bases."""
         hardware = set(ModelledComponent.__mro__)
         return next(base for base in cls.__mro__ if base not in hardware and not issubclass(base, wiring.Component))
 

@@ -117,7 +117,7 @@ class _Trials:
         self.bar = bar
         self.count = 0
         self.emulator = None
-        self.cores = {}
+        self.models = {}
 
     def errors(self):
         return relative_errors(self.emulator.outputs(), self.references)
@@ -129,7 +129,7 @@ class _Trials:
         self.count += 1
         self.bar.update()
         try:
-            self.emulator = Emulator(self.graph, self.x, self.cores)
+            self.emulator = Emulator(self.graph, self.x, self.models)
         except ValueError:
             self.emulator = None
             return [math.inf] * len(self.references)

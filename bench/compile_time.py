@@ -1,6 +1,6 @@
 """Time to compile the default SIREN's derivatives, per order, and optionally to write the Verilog.
 
-    python bench/compile_time.py [--orders 1 3] [--verilog]
+    python -m bench.compile_time [--orders 1 3] [--verilog]
 
 Records, per order, the seconds of each stage as ``inrarch.compile`` measures them
 (``Design.timings``: capture, IR passes, number-format search, lowering, latency solver) and, with
@@ -14,8 +14,9 @@ import time
 import torch
 
 import inrarch
-from inrarch import results
-from inrarch.bench import WORKLOAD, machine_load
+from bench import results
+from bench.constants import WORKLOAD
+from bench.results import machine_load
 
 STAGES = ("capture", "passes", "formats", "lower", "solve")
 BATCH = 64

@@ -6,7 +6,7 @@ mapped primitives are counted and recorded under ``"core_resources"`` in ``bench
 (the table in ``docs/cores.md``). The cores run one after the other, in this process; a full run
 takes several minutes.
 
-    python bench/core_resources.py [--only NAME ...] [--yosys COMMAND]
+    python -m bench.core_resources [--only NAME ...] [--yosys COMMAND]
 
 Columns: ``LUT`` counts logic LUTs (LUT1..LUT6), ``LUTRAM/SRL`` the LUTs used as distributed
 memory or shift registers, ``FF`` flip-flops, ``DSP`` DSP48E2 slices, ``RAMB18``/``RAMB36``
@@ -30,7 +30,7 @@ from boards.synth import FLIP_FLOPS, LUT_EQUIVALENT, find_tool, synth_xilinx
 from cores import (Accumulate, Add, AddConst, Cos, Exp, Fork, Gather, LaneConverter, MatVec, Mul, MulAdd,
                    MulConst, Neg, Pacer, Q, Relu, Scale, Sigmoid, Sin, Softplus, Sqrt, Step, StreamFIFO, Sub, Sum,
                    Tanh)
-from inrarch import results
+from bench import results
 
 Q16 = Q(16, 16)
 COLUMNS = ("LUT", "LUTRAM/SRL", "FF", "DSP", "RAMB18", "RAMB36", "URAM")

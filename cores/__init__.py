@@ -3,6 +3,8 @@
 Every core is a :class:`amaranth.lib.wiring.Component` whose ports are
 :class:`amaranth.lib.stream` interfaces carrying vectors of ``lanes`` fixed-point elements, and
 every core declares a cycle-exact :class:`~cores.contract.TimingContract` as ``core.contract``.
+Every core has the same interface besides (:mod:`cores.model`): a bit-exact ``reference``, its
+``multipliers`` and ``memories``; the computing cores also build it as a model with no hardware.
 """
 
 from .contract import Schedule, TimingContract

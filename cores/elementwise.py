@@ -10,12 +10,12 @@ lost or repeated.
 
 import numpy as np
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
-from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .contract import TimingContract
 from .fixed import Q, convert, convert_raw, exact_integers
+from .model import ModelledComponent, Storage
 from .multiply import Multiplier
 from .ports import lanes_signature
 
@@ -27,8 +27,9 @@ def constant_format(values, width):
     return Q.for_range(float(np.max(np.abs(values))) if np.size(values) else 0.0, width)
 
 
-class _Elementwise(wiring.Component):
-    """Shared pipeline of the element-wise cores.
+class _Elementwise:
+    """The model of an element-wise core: its formats, contract, exact arithmetic and resources
+    (:meth:`prepare` and :meth:`constant_operand` build hardware for the core's elaboration).
 
     Parameters
     ----------
@@ -40,14 +41,6 @@ class _Elementwise(wiring.Component):
         Elements per beat, on every stream.
     rounding, overflow : str
         How the full-precision result is brought to ``out_format`` (see :func:`cores.fixed.convert`).
-
-    Ports
-    -----
-    <inputs> : In(stream.Signature(ArrayLayout(signed, lanes)))
-        One per entry of ``in_formats``; a beat is taken from all of them in the same cycle.
-    o : Out(stream.Signature(ArrayLayout(out_format.shape, lanes)))
-    overflow : Out(1)
-        Sticky: set once any result did not fit ``out_format``.
 
     Timing
     ------
@@ -66,10 +59,6 @@ class _Elementwise(wiring.Component):
         self._lanes = lanes
         self._rounding = rounding
         self._overflow_mode = overflow
-        members = {name: In(lanes_signature(fmt, lanes)) for name, fmt in self._in_formats.items()}
-        members["o"] = Out(lanes_signature(out_format, lanes))
-        members["overflow"] = Out(1)
-        super().__init__(members)
         if self.multiplier is not None:
             self.latency = self.multiplier.latency + 1  # the product's stages, then rounding
         self.contract = TimingContract.pipeline(tuple(self._in_formats), self.latency)
@@ -81,6 +70,14 @@ class _Elementwise(wiring.Component):
     @property
     def lanes(self):
         return self._lanes
+
+    @property
+    def multipliers(self):
+        return () if self.multiplier is None else (self.multiplier,) * self._lanes
+
+    @property
+    def memories(self):
+        return ()
 
     def compute(self, operands):
         """Return ``(value, format)``: the exact result from the operands' raw values.
@@ -121,6 +118,25 @@ class _Elementwise(wiring.Component):
             operands["const"] = exact_integers(constant, exact.width + 1)
         value, fmt = self.compute(operands)
         return convert_raw(value, fmt, self._out_format, rounding=self._rounding, overflow=self._overflow_mode)[0]
+
+
+class _ElementwiseCore(ModelledComponent):
+    """Shared pipeline of the element-wise cores (parameters and timing in :class:`_Elementwise`).
+
+    Ports
+    -----
+    <inputs> : In(stream.Signature(ArrayLayout(signed, lanes)))
+        One per entry of ``in_formats``; a beat is taken from all of them in the same cycle.
+    o : Out(stream.Signature(ArrayLayout(out_format.shape, lanes)))
+    overflow : Out(1)
+        Sticky: set once any result did not fit ``out_format``.
+    """
+
+    def members(self):
+        members = {name: In(lanes_signature(fmt, self._lanes)) for name, fmt in self._in_formats.items()}
+        members["o"] = Out(lanes_signature(self._out_format, self._lanes))
+        members["overflow"] = Out(1)
+        return members
 
     def elaborate(self, platform):
         m = Module()
@@ -170,8 +186,8 @@ def _aligned(value, fmt, frac_bits):
     return value << (frac_bits - fmt.frac_bits)
 
 
-class Add(_Elementwise):
-    """``o = a + b``, element-wise. Error: at most 1/2 ulp of ``out_format`` (none if it is wide enough)."""
+class AddModel(_Elementwise):
+    """The model of :class:`Add`."""
 
     def __init__(self, a_format, b_format, out_format, **kwargs):
         super().__init__({"a": a_format, "b": b_format}, out_format, **kwargs)
@@ -183,8 +199,12 @@ class Add(_Elementwise):
         return value, Q(max(a.int_bits, b.int_bits) + 1, frac)
 
 
-class Sub(_Elementwise):
-    """``o = a - b``, element-wise. Error: at most 1/2 ulp of ``out_format``."""
+class Add(_ElementwiseCore, AddModel):
+    """``o = a + b``, element-wise. Error: at most 1/2 ulp of ``out_format`` (none if it is wide enough)."""
+
+
+class SubModel(_Elementwise):
+    """The model of :class:`Sub`."""
 
     def __init__(self, a_format, b_format, out_format, **kwargs):
         super().__init__({"a": a_format, "b": b_format}, out_format, **kwargs)
@@ -196,8 +216,12 @@ class Sub(_Elementwise):
         return value, Q(max(a.int_bits, b.int_bits) + 1, frac)
 
 
-class Mul(_Elementwise):
-    """``o = a * b``, element-wise. Error: at most 1/2 ulp of ``out_format``."""
+class Sub(_ElementwiseCore, SubModel):
+    """``o = a - b``, element-wise. Error: at most 1/2 ulp of ``out_format``."""
+
+
+class MulModel(_Elementwise):
+    """The model of :class:`Mul`."""
 
     def __init__(self, a_format, b_format, out_format, **kwargs):
         self.multiplier = Multiplier(a_format.shape, b_format.shape)
@@ -208,8 +232,12 @@ class Mul(_Elementwise):
         return operands["a"], operands["b"], None, 0, Q(a.int_bits + b.int_bits, a.frac_bits + b.frac_bits)
 
 
-class Neg(_Elementwise):
-    """``o = -a``, element-wise. Error: at most 1/2 ulp of ``out_format``."""
+class Mul(_ElementwiseCore, MulModel):
+    """``o = a * b``, element-wise. Error: at most 1/2 ulp of ``out_format``."""
+
+
+class NegModel(_Elementwise):
+    """The model of :class:`Neg`."""
 
     def __init__(self, a_format, out_format, **kwargs):
         super().__init__({"a": a_format}, out_format, **kwargs)
@@ -219,8 +247,12 @@ class Neg(_Elementwise):
         return -operands["a"], Q(a.int_bits + 1, a.frac_bits)
 
 
-class MulAdd(_Elementwise):
-    """Fused ``o = a * b + c``, element-wise, rounded once. Error: at most 1/2 ulp of ``out_format``."""
+class Neg(_ElementwiseCore, NegModel):
+    """``o = -a``, element-wise. Error: at most 1/2 ulp of ``out_format``."""
+
+
+class MulAddModel(_Elementwise):
+    """The model of :class:`MulAdd`."""
 
     def __init__(self, a_format, b_format, c_format, out_format, **kwargs):
         self.multiplier = Multiplier(a_format.shape, b_format.shape)
@@ -234,12 +266,12 @@ class MulAdd(_Elementwise):
                 Q(max(product.int_bits, c.int_bits) + 1, frac))
 
 
-class Scale(_Elementwise):
-    """``o = scale * a`` for a constant real ``scale``.
+class MulAdd(_ElementwiseCore, MulAddModel):
+    """Fused ``o = a * b + c``, element-wise, rounded once. Error: at most 1/2 ulp of ``out_format``."""
 
-    The constant is held in ``const_width`` bits (18 by default: one DSP48E2 B port), so the
-    error is at most 1/2 ulp of ``out_format`` plus ``|a| * |scale| * 2**-const_width``.
-    """
+
+class ScaleModel(_Elementwise):
+    """The model of :class:`Scale`."""
 
     def __init__(self, a_format, out_format, scale, *, const_width=18, **kwargs):
         self._const_format = constant_format([scale], const_width)
@@ -259,6 +291,14 @@ class Scale(_Elementwise):
         return self._scale_raw
 
 
+class Scale(_ElementwiseCore, ScaleModel):
+    """``o = scale * a`` for a constant real ``scale``.
+
+    The constant is held in ``const_width`` bits (18 by default: one DSP48E2 B port), so the
+    error is at most 1/2 ulp of ``out_format`` plus ``|a| * |scale| * 2**-const_width``.
+    """
+
+
 class _ConstantOperand(_Elementwise):
     """Element-wise op with a constant vector operand that repeats every ``len(values)`` elements.
 
@@ -275,6 +315,10 @@ class _ConstantOperand(_Elementwise):
         self._const_raw = const_format.quantize(values).reshape(-1, lanes)
         self.values = values
         super().__init__({"a": a_format}, out_format, **kwargs)
+
+    @property
+    def memories(self):
+        return (Storage(self._const_format.width, self._const_raw.shape[0], True, self._lanes),)
 
     def prepare(self, m, fire):
         beats = self._const_raw.shape[0]
@@ -297,12 +341,8 @@ class _ConstantOperand(_Elementwise):
         return port.data
 
 
-class AddConst(_ConstantOperand):
-    """``o = a + c`` with a constant vector ``c`` repeated along the stream (e.g. a bias).
-
-    Error: at most 1/2 ulp of ``out_format`` plus the constant's quantization, 2**-(frac+1) of the
-    ``const_width``-bit constant format.
-    """
+class AddConstModel(_ConstantOperand):
+    """The model of :class:`AddConst`."""
 
     def __init__(self, a_format, out_format, values, *, const_width=32, **kwargs):
         super().__init__(a_format, out_format, values, constant_format(values, const_width), **kwargs)
@@ -314,11 +354,16 @@ class AddConst(_ConstantOperand):
         return value, Q(max(a.int_bits, c.int_bits) + 1, frac)
 
 
-class MulConst(_ConstantOperand):
-    """``o = a * c`` with a constant vector ``c`` repeated along the stream.
+class AddConst(_ElementwiseCore, AddConstModel):
+    """``o = a + c`` with a constant vector ``c`` repeated along the stream (e.g. a bias).
 
-    Error: at most 1/2 ulp of ``out_format`` plus ``|a| * 2**-(frac+1)`` of the constant format.
+    Error: at most 1/2 ulp of ``out_format`` plus the constant's quantization, 2**-(frac+1) of the
+    ``const_width``-bit constant format.
     """
+
+
+class MulConstModel(_ConstantOperand):
+    """The model of :class:`MulConst`."""
 
     def __init__(self, a_format, out_format, values, *, const_width=18, **kwargs):
         const_format = constant_format(values, const_width)
@@ -328,3 +373,10 @@ class MulConst(_ConstantOperand):
     def product(self, operands):
         a, c = self._in_formats["a"], self._const_format
         return operands["a"], operands["const"], None, 0, Q(a.int_bits + c.int_bits, a.frac_bits + c.frac_bits)
+
+
+class MulConst(_ElementwiseCore, MulConstModel):
+    """``o = a * c`` with a constant vector ``c`` repeated along the stream.
+
+    Error: at most 1/2 ulp of ``out_format`` plus ``|a| * 2**-(frac+1)`` of the constant format.
+    """

@@ -21,18 +21,120 @@ from amaranth.lib.wiring import In, Out
 from .contract import TimingContract
 from .elementwise import constant_format
 from .fixed import Q, convert, convert_raw, exact_matmul
+from .model import ModelledComponent, Storage
 from .multiply import DSP48E2, Multiplier
 from .ports import lanes_signature
 from .shared import Shared, module_name
 
-__all__ = ["MatVec"]
+__all__ = ["MatVec", "MatVecCycles"]
 
 _KINDS = ("forward", "transpose")
 
 
+class MatVecModel:
+    """The model of :class:`MatVec`."""
+
+    pass_latency = 6
+    """Cycles from a pass's last step to its first output: read, rotate, multiply, accumulate,
+    output buffer, rounding. An instance whose product is split adds the adder stages of its
+    :attr:`multiplier`: ``5 + multiplier.latency``."""
+
+    def __init__(self, weights, in_format, out_format, *, channels=("forward",), parallel=8, weight_width=None,
+                 dsp_shape=DSP48E2, rounding="nearest", overflow="saturate"):
+        weights = np.asarray(weights, dtype=np.float64)
+        if weights.ndim != 2 or 0 in weights.shape:
+            raise ValueError(f"weights must be a non-empty matrix, not of shape {weights.shape}")
+        channels = tuple(channels)
+        if not 1 <= len(channels) <= 2:
+            raise ValueError(f"MatVec has one or two channels (the ports of a BRAM), not {len(channels)}")
+        if any(kind not in _KINDS for kind in channels):
+            raise ValueError(f"channels must be 'forward' or 'transpose', not {channels}")
+        if parallel < 1:
+            raise ValueError(f"parallel must be at least 1, not {parallel}")
+        self.weights = weights
+        self.in_format = in_format
+        self.out_format = out_format
+        self.channels = channels
+        self.rounding = rounding
+        self.overflow_mode = overflow
+        self.weight_format = constant_format(weights, min(dsp_shape) if weight_width is None else weight_width)
+        self.weight_raw = self.weight_format.quantize(weights)
+        # Built here, not on first use: the attributes are the core's module key in hierarchical
+        # Verilog (cores.shared.module_name), which must not depend on whether reference() ran.
+        self._weight_float = self.weight_raw.astype(np.float64)
+        self.multiplier = Multiplier(in_format.shape, self.weight_format.shape, dsp_shape=dsp_shape)
+        self.pass_latency = type(self).pass_latency + self.multiplier.latency - 1
+        rows, cols = weights.shape
+        self.parallel = min(parallel, rows, cols)
+        self.padded_shape = (-(-rows // self.parallel) * self.parallel, -(-cols // self.parallel) * self.parallel)
+        self.contracts = tuple(self._contract(k) for k in range(len(channels)))
+        self.contract = self.contracts[0]
+
+    @property
+    def buffer_bits(self):
+        """Bits of writable storage: every channel's ping-pong input buffer of ``2 * n_in`` elements.
+
+        The weight banks are constants and not counted (see :attr:`padded_shape`).
+        """
+        return sum(2 * self.lengths(k)[0] * self.in_format.width for k in range(len(self.channels)))
+
+    def lengths(self, channel):
+        """``(n_in, n_out)`` of a channel (its index or kind)."""
+        rows, cols = self.weights.shape
+        return (cols, rows) if self._kind(channel) == "forward" else (rows, cols)
+
+    def accumulator_format(self, channel):
+        """The exact format of a channel's sums: product format plus ``ceil(log2(n_in))`` bits."""
+        n_in, _ = self.lengths(channel)
+        a, w = self.in_format, self.weight_format
+        return Q(a.int_bits + w.int_bits + math.ceil(math.log2(n_in)), a.frac_bits + w.frac_bits)
+
+    @property
+    def multipliers(self):
+        return (self.multiplier,) * (self.parallel * len(self.channels))
+
+    @property
+    def memories(self):
+        """The ``P`` weight banks, and every channel's ping-pong input buffer."""
+        rows, cols = self.padded_shape
+        banks = Storage(self.weight_format.width, math.ceil(rows * cols / self.parallel), True, self.parallel)
+        return (banks,) + tuple(Storage(self.in_format.width, 2 * max(self.lengths(k)[0], 1), False)
+                                for k in range(len(self.channels)))
+
+    def reference(self, *inputs):
+        """Bit-exact model: every channel's raw ``out_format`` results for its raw ``in_format``
+        inputs ``x[..., n]``, whole vectors of ``n_in`` elements in stream order; one array per
+        channel (a tuple for two)."""
+        if len(inputs) != len(self.channels):
+            raise ValueError(f"{len(self.channels)} channels need as many inputs, not {len(inputs)}")
+        outputs = tuple(self._channel_reference(k, np.asarray(x)) for k, x in enumerate(inputs))
+        return outputs[0] if len(outputs) == 1 else outputs
+
+    def _channel_reference(self, k, x):
+        n_in, _ = self.lengths(k)
+        matrix = self._weight_float if self.channels[k] == "forward" else self._weight_float.T
+        vectors = x.reshape(*x.shape[:-1], -1, n_in)
+        sums = exact_matmul(vectors, self.in_format.width, matrix.astype(np.int64), self.weight_format.width)
+        out = convert_raw(sums, self.accumulator_format(k), self.out_format, rounding=self.rounding,
+                          overflow=self.overflow_mode)[0]
+        return out.reshape(*x.shape[:-1], -1)
+
+    def cycle_model(self, channel):
+        """Channel ``channel`` (its index) register by register: :class:`MatVecCycles`."""
+        return MatVecCycles(self, channel)
+
+    def _kind(self, channel):
+        return self.channels[channel] if isinstance(channel, (int, np.integer)) else channel
+
+    def _contract(self, k):
+        n_in, n_out = self.lengths(k)
+        passes = -(-n_out // self.parallel)
+        writes = tuple((p // self.parallel + 1) * n_in + self.pass_latency + p % self.parallel for p in range(n_out))
+        return TimingContract(reads=(((f"x{k}",), n_in),), writes=writes,
+                              cooldown=(passes - 1) * n_in)
 
 
-class MatVec(wiring.Component):
+class MatVec(ModelledComponent, MatVecModel):
     """``y = W x`` and/or ``y = Wᵀ x`` on streamed vectors, ``W`` held once in block RAM.
 
     Each channel is output-stationary: ``P`` lanes compute ``P`` output elements at once. For each
@@ -105,84 +207,13 @@ class MatVec(wiring.Component):
     saturates. Against the real weights add ``sum_j |x[j]| * 2**-(weight_format.frac_bits + 1)``.
     """
 
-    pass_latency = 6
-    """Cycles from a pass's last step to its first output: read, rotate, multiply, accumulate,
-    output buffer, rounding. An instance whose product is split adds the adder stages of its
-    :attr:`multiplier`: ``5 + multiplier.latency``."""
-
-    def __init__(self, weights, in_format, out_format, *, channels=("forward",), parallel=8, weight_width=None,
-                 dsp_shape=DSP48E2, rounding="nearest", overflow="saturate"):
-        weights = np.asarray(weights, dtype=np.float64)
-        if weights.ndim != 2 or 0 in weights.shape:
-            raise ValueError(f"weights must be a non-empty matrix, not of shape {weights.shape}")
-        channels = tuple(channels)
-        if not 1 <= len(channels) <= 2:
-            raise ValueError(f"MatVec has one or two channels (the ports of a BRAM), not {len(channels)}")
-        if any(kind not in _KINDS for kind in channels):
-            raise ValueError(f"channels must be 'forward' or 'transpose', not {channels}")
-        if parallel < 1:
-            raise ValueError(f"parallel must be at least 1, not {parallel}")
-        self.weights = weights
-        self.in_format = in_format
-        self.out_format = out_format
-        self.channels = channels
-        self.rounding = rounding
-        self.overflow_mode = overflow
-        self.weight_format = constant_format(weights, min(dsp_shape) if weight_width is None else weight_width)
-        self.weight_raw = self.weight_format.quantize(weights)
-        # Built here, not on first use: the attributes are the core's module key in hierarchical
-        # Verilog (cores.shared.module_name), which must not depend on whether reference() ran.
-        self._weight_float = self.weight_raw.astype(np.float64)
-        self.multiplier = Multiplier(in_format.shape, self.weight_format.shape, dsp_shape=dsp_shape)
-        self.pass_latency = type(self).pass_latency + self.multiplier.latency - 1
-        rows, cols = weights.shape
-        self.parallel = min(parallel, rows, cols)
-        self.padded_shape = (-(-rows // self.parallel) * self.parallel, -(-cols // self.parallel) * self.parallel)
-        self.contracts = tuple(self._contract(k) for k in range(len(channels)))
-        self.contract = self.contracts[0]
+    def members(self):
         members = {}
-        for k in range(len(channels)):
-            members[f"x{k}"] = In(lanes_signature(in_format, 1))
-            members[f"o{k}"] = Out(lanes_signature(out_format, 1))
+        for k in range(len(self.channels)):
+            members[f"x{k}"] = In(lanes_signature(self.in_format, 1))
+            members[f"o{k}"] = Out(lanes_signature(self.out_format, 1))
         members["overflow"] = Out(1)
-        super().__init__(members)
-
-    @property
-    def buffer_bits(self):
-        """Bits of writable storage: every channel's ping-pong input buffer of ``2 * n_in`` elements.
-
-        The weight banks are constants and not counted (see :attr:`padded_shape`).
-        """
-        return sum(2 * self.lengths(k)[0] * self.in_format.width for k in range(len(self.channels)))
-
-    def lengths(self, channel):
-        """``(n_in, n_out)`` of a channel (its index or kind)."""
-        rows, cols = self.weights.shape
-        return (cols, rows) if self._kind(channel) == "forward" else (rows, cols)
-
-    def accumulator_format(self, channel):
-        """The exact format of a channel's sums: product format plus ``ceil(log2(n_in))`` bits."""
-        n_in, _ = self.lengths(channel)
-        a, w = self.in_format, self.weight_format
-        return Q(a.int_bits + w.int_bits + math.ceil(math.log2(n_in)), a.frac_bits + w.frac_bits)
-
-    def reference(self, x, channel):
-        """Bit-exact model: raw ``out_format`` results for raw ``in_format`` inputs ``x[..., n_in]``."""
-        forward = self._kind(channel) == "forward"
-        acc = self.accumulator_format(channel)
-        matrix = self._weight_float if forward else self._weight_float.T
-        sums = exact_matmul(x, self.in_format.width, matrix.astype(np.int64), self.weight_format.width)
-        return convert_raw(sums, acc, self.out_format, rounding=self.rounding, overflow=self.overflow_mode)[0]
-
-    def _kind(self, channel):
-        return self.channels[channel] if isinstance(channel, (int, np.integer)) else channel
-
-    def _contract(self, k):
-        n_in, n_out = self.lengths(k)
-        passes = -(-n_out // self.parallel)
-        writes = tuple((p // self.parallel + 1) * n_in + self.pass_latency + p % self.parallel for p in range(n_out))
-        return TimingContract(reads=(((f"x{k}",), n_in),), writes=writes,
-                              cooldown=(passes - 1) * n_in)
+        return members
 
     def _bank_contents(self):
         """``contents[b, a]``: word ``a`` of bank ``b``, raw weights (int64)."""
@@ -323,6 +354,78 @@ class MatVec(wiring.Component):
         with m.If(~o_port.valid | o_port.ready):
             m.d.sync += [o_port.valid.eq(move), o_port.payload[0].eq(rounded)]
         return move & overflowed
+
+
+class MatVecCycles:
+    """One channel of :class:`MatVec`, register by register (tokens are not tracked), for
+    :func:`inrarch.schedule.simulate`.
+
+    Each cycle, :meth:`ready` gives the input ports that take a token, given which are valid and
+    whether the output is taken; :meth:`clock` then advances the channel. ``out_valid`` is its
+    output register's valid bit.
+    """
+
+    def __init__(self, core, channel):
+        self.port = f"x{channel}"
+        self.n_in, self.n_out = core.lengths(channel)
+        self.parallel = core.parallel
+        self.passes = -(-self.n_out // self.parallel)
+        self.cooldown = core.contracts[channel].cooldown
+        self.full = [False, False]
+        self.load_half = self.load_index = self.cool = 0
+        self.comp_half = self.step = self.block = 0
+        self.stages = [(False, False, False)] * 3   # (valid, last step, last block) after stages 1..3
+        self.finished, self.finished_last_block = False, False
+        self.pending = 0
+        self.out_valid = False
+
+    def _move(self, out_ready):
+        return self.pending != 0 and (not self.out_valid or out_ready)
+
+    def _run(self, out_ready):
+        move = self._move(out_ready)
+        room = self.pending == 0 or (self.pending == 1 and move)
+        return not self.finished or room, move, room
+
+    def ready(self, valid, out_ready):
+        may_start = self.load_index != 0 or self.cool == 0
+        return (self.port,) if valid[self.port] and not self.full[self.load_half] and may_start else ()
+
+    def clock(self, taken, out_ready):
+        run, move, room = self._run(out_ready)
+        full = list(self.full)
+        if self.cool:
+            self.cool -= 1
+        if taken:
+            if self.load_index == self.n_in - 1:
+                full[self.load_half] = True
+                self.load_index, self.load_half, self.cool = 0, 1 - self.load_half, self.cooldown
+            else:
+                self.load_index += 1
+        issue = run and self.full[self.comp_half]
+        last_step, last_block = self.step == self.n_in - 1, self.block == self.passes - 1
+        if issue:
+            if last_step:
+                self.step = 0
+                if last_block:
+                    full[self.comp_half] = False
+                    self.block, self.comp_half = 0, 1 - self.comp_half
+                else:
+                    self.block += 1
+            else:
+                self.step += 1
+        self.full = full
+        finished_now, finished_last = self.finished, self.finished_last_block
+        if run:
+            valid3, last3, last_block3 = self.stages[2]
+            self.finished, self.finished_last_block = valid3 and last3, last_block3
+            self.stages = [(issue, last_step, last_block)] + self.stages[:2]
+        if move:
+            self.pending -= 1
+        if finished_now and room:
+            self.pending = self.n_out - (self.passes - 1) * self.parallel if finished_last else self.parallel
+        if not self.out_valid or out_ready:
+            self.out_valid = move
 
 
 class _WeightBanks(wiring.Component):

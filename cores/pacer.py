@@ -8,7 +8,7 @@ from .contract import TimingContract
 from .fixed import Q
 from .ports import lanes_signature
 
-__all__ = ["Pacer"]
+__all__ = ["Pacer", "PacerCycles"]
 
 
 class Pacer(wiring.Component):
@@ -48,6 +48,16 @@ class Pacer(wiring.Component):
         self.contract = TimingContract(reads=((("i",), tokens),), writes=tuple(range(2, tokens + 2)),
                                        cooldown=period - tokens)
 
+    multipliers = memories = ()
+
+    def reference(self, i):
+        """The raw tokens out: the tokens in."""
+        return i
+
+    def cycle_model(self, tokens):
+        """The pacer register by register, admitting ``tokens`` tokens from an always-valid source."""
+        return PacerCycles(self._tokens, self._period, tokens)
+
     def elaborate(self, platform):
         m = Module()
         tokens = self._tokens
@@ -73,3 +83,37 @@ class Pacer(wiring.Component):
                 with m.If(sent == tokens - 1):
                     m.d.sync += [sent.eq(0), loaded.eq(0)]
         return m
+
+
+class PacerCycles:
+    """:class:`Pacer`, register by register, for :func:`inrarch.schedule.simulate`.
+
+    Each cycle, :meth:`ready` tells whether the pacer takes a token; :meth:`clock` then advances
+    it, given whether it took one and whether its output was taken. ``out_valid`` is its output
+    register's valid bit.
+    """
+
+    def __init__(self, tokens, period, total):
+        self.tokens, self.period, self.remaining = tokens, period, total
+        self.loaded = self.sent = self.wait = 0
+        self.out_valid = False
+
+    def ready(self, valid, out_ready):
+        accept = self.remaining and self.loaded != self.tokens and self.wait == 0 and self.sent == 0
+        return ("i",) if accept else ()
+
+    def clock(self, taken, out_ready):
+        emitting = self.loaded == self.tokens
+        if self.wait:
+            self.wait -= 1
+        if taken:
+            self.remaining -= 1
+            self.loaded += 1
+            if self.loaded == self.tokens:
+                self.wait = self.period - self.tokens
+        if not self.out_valid or out_ready:
+            self.out_valid = emitting
+            if emitting:
+                self.sent += 1
+                if self.sent == self.tokens:
+                    self.sent = self.loaded = 0

@@ -18,6 +18,7 @@ from amaranth.lib.wiring import In, Out
 
 from .contract import TimingContract
 from .fixed import Q, convert, convert_raw
+from .model import ModelledComponent, Storage
 from .ports import lanes_layout, lanes_signature
 
 __all__ = ["Fork", "StreamFIFO", "Gather", "LaneConverter"]
@@ -63,6 +64,12 @@ class Fork(wiring.Component):
     @property
     def output_ports(self):
         return [getattr(self, f"o{k}") for k in range(self._outputs)]
+
+    multipliers = memories = ()
+
+    def reference(self, i):
+        """The raw tokens of every output: the input's, once per output port."""
+        return i if self._outputs == 1 else (i,) * self._outputs
 
     def elaborate(self, platform):
         m = Module()
@@ -129,6 +136,17 @@ class StreamFIFO(wiring.Component):
     def depth(self):
         return self._depth
 
+    multipliers = ()
+
+    @property
+    def memories(self):
+        """The memory of ``depth - 1`` entries (the output register is not a memory)."""
+        return (Storage(self._width, self._depth - 1, False),)
+
+    def reference(self, i):
+        """The raw tokens out: the tokens in."""
+        return i
+
     def elaborate(self, platform):
         m = Module()
         m.submodules.fifo = fifo = SyncFIFOBuffered(width=self._width, depth=self._depth)
@@ -144,7 +162,106 @@ class StreamFIFO(wiring.Component):
         return m
 
 
-class Gather(wiring.Component):
+class GatherModel:
+    """The model of :class:`Gather`."""
+
+    latency = 2
+
+    def __init__(self, inputs, out_format, index, *, rounding="nearest", overflow="saturate"):
+        self._inputs = [(Q.parse(fmt), int(count)) for fmt, count in inputs]
+        if not self._inputs:
+            raise ValueError("Gather needs at least one input port")
+        if any(count < 1 for _, count in self._inputs):
+            raise ValueError(f"every input port must carry at least one token per firing: {inputs}")
+        if len(index) < 1:
+            raise ValueError("Gather must emit at least one token per firing")
+        self._out_format = out_format
+        self._rounding = rounding
+        self._overflow_mode = overflow
+        self.index = tuple(index)
+
+        self._offsets = []
+        total = 0
+        for _, count in self._inputs:
+            self._offsets.append(total)
+            total += count
+        self._tokens_in = total
+
+        constants = {}  # (raw, overflowed) -> local address after the input tokens
+        rom = []
+        for slot, entry in enumerate(self.index):
+            if isinstance(entry, numbers.Real):
+                key = self._quantize_constant(float(entry))
+                rom.append(constants.setdefault(key, total + len(constants)))
+                continue
+            port, element = entry
+            if not 0 <= port < len(self._inputs) or not 0 <= element < self._inputs[port][1]:
+                raise ValueError(f"index[{slot}] = {entry!r} names no element of inputs {inputs}")
+            rom.append(self._offsets[port] + element)
+        self._constants = constants
+        self._rom = rom
+        self._local_bits = max(1, math.ceil(math.log2(total + len(constants))))
+        self.contract = TimingContract(
+            reads=tuple(((f"i{port}",), count) for port, (_, count) in enumerate(self._inputs)),
+            writes=tuple(range(self.latency, self.latency + len(rom))),
+            cooldown=self.cooldown)
+
+    @property
+    def tokens_in(self):
+        """Input tokens per firing, over all ports (``N``)."""
+        return self._tokens_in
+
+    @property
+    def tokens_out(self):
+        """Output tokens per firing (``M``)."""
+        return len(self._rom)
+
+    @property
+    def cooldown(self):
+        return max(0, self.tokens_out - self.tokens_in)
+
+    @property
+    def buffer_bits(self):
+        """Bits of the ping-pong buffer: two halves of ``2**ceil(log2(N + constants))`` entries,
+        each an ``out_format`` value and its overflow bit. The index ROM is a constant, not counted."""
+        return 2 * (1 << self._local_bits) * (self._out_format.width + 1)
+
+    @property
+    def out_format(self):
+        return self._out_format
+
+    @property
+    def multipliers(self):
+        return ()
+
+    @property
+    def memories(self):
+        """The ping-pong buffer and the index ROM."""
+        return (Storage(self._out_format.width + 1, 2 * (1 << self._local_bits), True),
+                Storage(self._local_bits, self.tokens_out, True))
+
+    def reference(self, *raw_inputs):
+        """Bit-exact model: raw outputs ``[..., f * M]`` for raw inputs ``raw_inputs[port][..., f * Ni]``
+        (``f`` firings)."""
+        batch = np.shape(raw_inputs[0])[:-1]
+        firings = np.shape(raw_inputs[0])[-1] // self._inputs[0][1]
+        converted = [convert_raw(np.reshape(raw, batch + (firings, count)), fmt, self._out_format,
+                                 rounding=self._rounding, overflow=self._overflow_mode)[0]
+                     for raw, (fmt, count) in zip(raw_inputs, self._inputs)]
+        constants = [np.full(batch + (firings, 1), raw, dtype=converted[0].dtype)
+                     for (raw, _), _ in sorted(self._constants.items(), key=lambda item: item[1])]
+        pool = np.concatenate(converted + constants, axis=-1)
+        return pool[..., self._rom].reshape(batch + (-1,))
+
+    def _quantize_constant(self, value):
+        # Quantize with ample integer bits first, so that the overflow flag can be computed exactly.
+        wide = Q(self._out_format.int_bits + 64, self._out_format.frac_bits)
+        raw = wide.quantize([value], rounding=self._rounding)
+        fitted, overflowed = convert_raw(raw, wide, self._out_format, overflow=self._overflow_mode)
+        return int(fitted[0]), bool(overflowed[0])
+
+
+class Gather(ModelledComponent, GatherModel):
     """Build each output firing from chosen elements of the input firings, and constants.
 
     The one adapter for select, slice, concatenate, reshape, permute (transpose), repeat and
@@ -195,92 +312,11 @@ class Gather(wiring.Component):
     ``reads=((("i0",), N0), (("i1",), N1), ...)``, ``writes=(2, 3, ..., M + 1)``.
     """
 
-    latency = 2
-
-    def __init__(self, inputs, out_format, index, *, rounding="nearest", overflow="saturate"):
-        self._inputs = [(Q.parse(fmt), int(count)) for fmt, count in inputs]
-        if not self._inputs:
-            raise ValueError("Gather needs at least one input port")
-        if any(count < 1 for _, count in self._inputs):
-            raise ValueError(f"every input port must carry at least one token per firing: {inputs}")
-        if len(index) < 1:
-            raise ValueError("Gather must emit at least one token per firing")
-        self._out_format = out_format
-        self._rounding = rounding
-        self._overflow_mode = overflow
-        self.index = tuple(index)
-
-        self._offsets = []
-        total = 0
-        for _, count in self._inputs:
-            self._offsets.append(total)
-            total += count
-        self._tokens_in = total
-
-        constants = {}  # (raw, overflowed) -> local address after the input tokens
-        rom = []
-        for slot, entry in enumerate(self.index):
-            if isinstance(entry, numbers.Real):
-                key = self._quantize_constant(float(entry))
-                rom.append(constants.setdefault(key, total + len(constants)))
-                continue
-            port, element = entry
-            if not 0 <= port < len(self._inputs) or not 0 <= element < self._inputs[port][1]:
-                raise ValueError(f"index[{slot}] = {entry!r} names no element of inputs {inputs}")
-            rom.append(self._offsets[port] + element)
-        self._constants = constants
-        self._rom = rom
-        self._local_bits = max(1, math.ceil(math.log2(total + len(constants))))
-
+    def members(self):
         members = {f"i{port}": In(lanes_signature(fmt, 1)) for port, (fmt, _) in enumerate(self._inputs)}
-        members["o"] = Out(lanes_signature(out_format, 1))
+        members["o"] = Out(lanes_signature(self._out_format, 1))
         members["overflow"] = Out(1)
-        super().__init__(members)
-        self.contract = TimingContract(
-            reads=tuple(((f"i{port}",), count) for port, (_, count) in enumerate(self._inputs)),
-            writes=tuple(range(self.latency, self.latency + len(rom))),
-            cooldown=self.cooldown)
-
-    @property
-    def tokens_in(self):
-        """Input tokens per firing, over all ports (``N``)."""
-        return self._tokens_in
-
-    @property
-    def tokens_out(self):
-        """Output tokens per firing (``M``)."""
-        return len(self._rom)
-
-    @property
-    def cooldown(self):
-        return max(0, self.tokens_out - self.tokens_in)
-
-    @property
-    def buffer_bits(self):
-        """Bits of the ping-pong buffer: two halves of ``2**ceil(log2(N + constants))`` entries,
-        each an ``out_format`` value and its overflow bit. The index ROM is a constant, not counted."""
-        return 2 * (1 << self._local_bits) * (self._out_format.width + 1)
-
-    @property
-    def out_format(self):
-        return self._out_format
-
-    def reference(self, *raw_inputs):
-        """Bit-exact model: raw outputs ``[..., M]`` for raw inputs ``raw_inputs[port][..., Ni]``."""
-        converted = [convert_raw(raw, fmt, self._out_format, rounding=self._rounding, overflow=self._overflow_mode)[0]
-                     for raw, (fmt, _) in zip(raw_inputs, self._inputs)]
-        batch = converted[0].shape[:-1]
-        constants = [np.full(batch + (1,), raw, dtype=converted[0].dtype)
-                     for (raw, _), _ in sorted(self._constants.items(), key=lambda item: item[1])]
-        pool = np.concatenate(converted + constants, axis=-1)
-        return pool[..., self._rom]
-
-    def _quantize_constant(self, value):
-        # Quantize with ample integer bits first, so that the overflow flag can be computed exactly.
-        wide = Q(self._out_format.int_bits + 64, self._out_format.frac_bits)
-        raw = wide.quantize([value], rounding=self._rounding)
-        fitted, overflowed = convert_raw(raw, wide, self._out_format, overflow=self._overflow_mode)
-        return int(fitted[0]), bool(overflowed[0])
+        return members
 
     def elaborate(self, platform):
         m = Module()
@@ -407,6 +443,12 @@ class LaneConverter(wiring.Component):
             pieces = in_lanes // out_lanes
             self.contract = TimingContract(reads=((("i",), 1),), writes=tuple(range(1, pieces + 1)),
                                            cooldown=pieces - 1)
+
+    multipliers = memories = ()
+
+    def reference(self, i):
+        """The raw elements out: the elements in, in the same order."""
+        return i
 
     def elaborate(self, platform):
         m = Module()

@@ -13,11 +13,11 @@ lost or repeated.
 
 import numpy as np
 from amaranth.hdl import Cat, Module, Mux, Signal
-from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from .contract import TimingContract
 from .fixed import Q, convert, convert_raw, exact_integers
+from .model import ModelledComponent
 from .ports import lanes_signature
 
 __all__ = ["Sum", "Accumulate"]
@@ -28,8 +28,8 @@ def _growth(terms):
     return (terms - 1).bit_length()
 
 
-class _Reduction(wiring.Component):
-    """Shared pipeline: an optional registered adder tree across lanes, accumulators, rounding.
+class _Reduction:
+    """The model of a reduction core: its formats, contract, exact sums and resources.
 
     Parameters
     ----------
@@ -59,11 +59,6 @@ class _Reduction(wiring.Component):
         terms = group * lanes if across_lanes else group
         self._acc_format = Q(in_format.int_bits + _growth(terms), in_format.frac_bits)
         self._tree_depth = _growth(lanes) if across_lanes else 0
-        super().__init__({
-            "a": In(lanes_signature(in_format, lanes)),
-            "o": Out(lanes_signature(out_format, self.out_lanes)),
-            "overflow": Out(1),
-        })
         self.contract = TimingContract(reads=((("a",), group),), writes=(self.latency,))
 
     @property
@@ -96,6 +91,14 @@ class _Reduction(wiring.Component):
         """Cycles from a firing's last accepted beat to its output beat."""
         return self._tree_depth + 2
 
+    @property
+    def multipliers(self):
+        return ()
+
+    @property
+    def memories(self):
+        return ()
+
     def reference(self, raw):
         """Bit-exact model: raw outputs for raw inputs ``raw[..., n]``, ``n`` elements in stream order.
 
@@ -108,6 +111,17 @@ class _Reduction(wiring.Component):
         sums = beats.sum(axis=(-2, -1)) if self._across_lanes else beats.sum(axis=-2).reshape(*raw.shape[:-1], -1)
         return convert_raw(sums, self._acc_format, self._out_format,
                            rounding=self._rounding, overflow=self._overflow_mode)[0]
+
+
+class _ReductionCore(ModelledComponent):
+    """Shared pipeline: an optional registered adder tree across lanes, accumulators, rounding."""
+
+    def members(self):
+        return {
+            "a": In(lanes_signature(self._in_format, self._lanes)),
+            "o": Out(lanes_signature(self._out_format, self.out_lanes)),
+            "overflow": Out(1),
+        }
 
     def elaborate(self, platform):
         m = Module()
@@ -153,7 +167,15 @@ class _Reduction(wiring.Component):
         return m
 
 
-class Sum(_Reduction):
+class SumModel(_Reduction):
+    """The model of :class:`Sum`."""
+
+    def __init__(self, in_format, out_format, group, *, lanes=1, rounding="nearest", overflow="saturate"):
+        super().__init__(in_format, out_format, group, lanes=lanes, across_lanes=True,
+                         rounding=rounding, overflow=overflow)
+
+
+class Sum(_ReductionCore, SumModel):
     """Sum of every element of ``group`` consecutive beats: one scalar per firing.
 
     With ``lanes=1`` each output token is the sum of ``group`` consecutive input tokens (the sum
@@ -190,12 +212,16 @@ class Sum(_Reduction):
     At most 1/2 ulp of ``out_format`` (none when it holds ``acc_format``), unless saturated.
     """
 
+
+class AccumulateModel(_Reduction):
+    """The model of :class:`Accumulate`."""
+
     def __init__(self, in_format, out_format, group, *, lanes=1, rounding="nearest", overflow="saturate"):
-        super().__init__(in_format, out_format, group, lanes=lanes, across_lanes=True,
+        super().__init__(in_format, out_format, group, lanes=lanes, across_lanes=False,
                          rounding=rounding, overflow=overflow)
 
 
-class Accumulate(_Reduction):
+class Accumulate(_ReductionCore, AccumulateModel):
     """Lane-by-lane sum of ``group`` consecutive beats: one beat of ``lanes`` elements per firing.
 
     Output lane ``l`` is the sum of lane ``l`` of the ``group`` beats of a firing: the sum over an
@@ -228,7 +254,3 @@ class Accumulate(_Reduction):
     -----
     At most 1/2 ulp of ``out_format`` (none when it holds ``acc_format``), unless saturated.
     """
-
-    def __init__(self, in_format, out_format, group, *, lanes=1, rounding="nearest", overflow="saturate"):
-        super().__init__(in_format, out_format, group, lanes=lanes, across_lanes=False,
-                         rounding=rounding, overflow=overflow)

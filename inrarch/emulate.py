@@ -1,7 +1,8 @@
 """Bit-exact software emulation of a design's arithmetic.
 
 Every core in ``cores/`` carries a ``reference`` method: the raw integers its hardware gives for
-given raw inputs. Chaining them along the graph gives, for any batch of samples, exactly the
+given raw inputs. Its model (``Core.model(...)``, :mod:`cores.model`) has the same method without
+building any hardware. Chaining them along the graph gives, for any batch of samples, exactly the
 outputs the generated Verilog computes, in a fraction of a second and with no simulator. The
 number-format search (:mod:`inrarch.formats`) measures the error of candidate formats this way,
 and the tests check it against Verilator word for word.
@@ -14,23 +15,54 @@ import math
 
 import numpy as np
 
+from cores.elementwise import Add, AddConst, Mul, MulConst, Neg, Scale, Sub
 from cores.fixed import exact_integers
 from cores.matmul import MatVec
+from cores.nonlinear import Cos, Exp, Relu, Sigmoid, Sin, Softplus, Sqrt, Step, Tanh
+from cores.plumbing import Gather
+from cores.reduce import Sum
 
+from .errors import CompileError
 from .ir import evaluate
-from .lower import node_core, weight_width
+from .lower import weight_width
 
-__all__ = ["Emulator", "emulate", "relative_errors", "emulation_errors"]
+__all__ = ["Emulator", "node_model", "emulate", "relative_errors", "emulation_errors"]
 
 
-def _matmul_core(node):
-    kind = "transpose" if node.attrs["transposed"] else "forward"
-    return MatVec(node.attrs["weight"].matrix, node.inputs[0].attrs["format"], node.attrs["format"],
-                  channels=(kind,), parallel=1, weight_width=weight_width(node))
+_NONLINEAR = {"sin": Sin, "cos": Cos, "tanh": Tanh, "sigmoid": Sigmoid, "exp": Exp, "relu": Relu, "step": Step,
+              "softplus": Softplus, "sqrt": Sqrt}
+
+
+def node_model(node):
+    """The model of the core that computes ``node`` (any op but ``input``), with the arguments
+    :func:`inrarch.lower.node_core` builds the core with, and no hardware. A matmul is a core of its
+    own on one multiplier: its timing does not matter here."""
+    attrs, fmt = node.attrs, node.attrs["format"]
+    ins = [source.attrs["format"] for source in node.inputs]
+    op = node.op
+    if op == "matmul":
+        kind = "transpose" if attrs["transposed"] else "forward"
+        return MatVec.model(attrs["weight"].matrix, ins[0], fmt, channels=(kind,), parallel=1,
+                            weight_width=weight_width(node))
+    if op in ("add", "sub", "mul"):
+        return {"add": Add, "sub": Sub, "mul": Mul}[op].model(ins[0], ins[1], fmt)
+    if op == "neg":
+        return Neg.model(ins[0], fmt)
+    if op == "scale":
+        return Scale.model(ins[0], fmt, attrs["value"])
+    if op in ("add_const", "mul_const"):
+        return (AddConst if op == "add_const" else MulConst).model(ins[0], fmt, attrs["values"].reshape(-1))
+    if op in _NONLINEAR:
+        return _NONLINEAR[op].model(ins[0], fmt, scale=attrs.get("scale", 1.0))
+    if op == "sum":
+        return Sum.model(ins[0], fmt, attrs["group"])
+    if op == "gather":
+        return Gather.model([(source.attrs["format"], source.numel) for source in node.inputs], fmt, attrs["entries"])
+    raise CompileError(f"no core implements IR op {op!r}")
 
 
 def _core_key(node):
-    """What the core of ``node`` depends on: nodes with equal keys share one core."""
+    """What the core of ``node`` depends on: nodes with equal keys share one model."""
     attrs = node.attrs
     if node.op == "matmul":
         structure = (id(attrs["weight"]), attrs["transposed"], weight_width(node))
@@ -50,16 +82,16 @@ class Emulator:
         With ``node.attrs["format"]`` set on every node.
     x : array
         Samples, shape ``(batch, *graph.input.shape)``.
-    cores : dict, optional
-        Cores built so far, by structure and formats; pass one dict to several emulators of the
-        same graph so that each core is built once.
+    models : dict, optional
+        Core models built so far, by structure and formats; pass one dict to several emulators of
+        the same graph so that each model is built once.
     """
 
-    def __init__(self, graph, x, cores=None):
+    def __init__(self, graph, x, models=None):
         self.graph = graph
         self.x = np.asarray(x, dtype=np.float64).reshape(-1, *graph.input.shape)
         self._batch = self.x.shape[0]
-        self._cores = {} if cores is None else cores
+        self._models = {} if models is None else models
         self.raw = {}
         for node in graph.nodes:
             self.raw[node] = self._compute(node)
@@ -79,24 +111,19 @@ class Emulator:
                 dirty.add(node)
                 self.raw[node] = self._compute(node)
 
-    def _core(self, node):
+    def _model(self, node):
         key = _core_key(node)
-        if key not in self._cores:
-            core = _matmul_core(node) if node.op == "matmul" else node_core(node)[0]
-            core._MustUse__silence = True
-            self._cores[key] = core
-        return self._cores[key]
+        if key not in self._models:
+            self._models[key] = node_model(node)
+        return self._models[key]
 
     def _compute(self, node):
         """Raw values of ``node``, shape ``(batch, numel)``: int64, or Python ints if too wide."""
         fmt = node.attrs["format"]
         if node.op == "input":
             raw = fmt.quantize(self.x.reshape(self._batch, -1))
-        elif node.op == "matmul":
-            rows = self.raw[node.inputs[0]].reshape(self._batch, -1, node.inputs[0].shape[-1])
-            raw = self._core(node).reference(rows, 0)
         else:
-            raw = self._core(node).reference(*(self.raw[source] for source in node.inputs))
+            raw = self._model(node).reference(*(self.raw[source] for source in node.inputs))
         return exact_integers(raw, fmt.width).reshape(self._batch, -1)
 
 

@@ -2,8 +2,8 @@
 
 Ranges come from calibration: the graph runs in float64 on samples drawn from the input domain
 (its corners, its centre and uniform random points), and each node gets a format whose integer
-part holds its largest magnitude times a safety ``margin``. Nonlinearities with a known bound
-(sin, cos, tanh, sigmoid, step) get that bound instead.
+part holds its largest magnitude times a safety ``margin``. Ops with a known bound (sin, cos,
+tanh, sigmoid, step: ``OpSpec.bound``) get that bound instead.
 
 The widths then come from one of three places:
 
@@ -38,10 +38,10 @@ from .emulate import Emulator, relative_errors
 from .errors import CompileError
 from .ir import evaluate
 from .lower import unify_shared_weight_formats
+from .ops import OPS
 
 __all__ = ["calibration_inputs", "assign_formats", "search_formats", "FormatSearch"]
 
-_BOUNDED = {"sin": 1.0, "cos": 1.0, "tanh": 1.0, "sigmoid": 1.0, "step": 1.0}
 
 
 def calibration_inputs(shape, domain, samples=256, seed=0):
@@ -62,8 +62,8 @@ def _ranges(graph, values, margin, domain):
     for node in graph.nodes:
         if node.op == "input":
             ranges[node] = max(abs(domain[0]), abs(domain[1]))
-        elif node.op in _BOUNDED:
-            ranges[node] = _BOUNDED[node.op]
+        elif OPS[node.op].bound is not None:
+            ranges[node] = OPS[node.op].bound
         else:
             ranges[node] = float(np.max(np.abs(values[node]))) * margin
     return ranges
@@ -123,7 +123,7 @@ class _Trials:
         self.bar = bar
         self.count = 0
         self.emulator = None
-        self.cores = {}
+        self.models = {}
 
     def errors(self):
         return relative_errors(self.emulator.outputs(), self.references)
@@ -135,7 +135,7 @@ class _Trials:
         self.count += 1
         self.bar.update()
         try:
-            self.emulator = Emulator(self.graph, self.x, self.cores)
+            self.emulator = Emulator(self.graph, self.x, self.models)
         except ValueError:
             self.emulator = None
             return [math.inf] * len(self.references)

@@ -3,23 +3,7 @@
 Every node computes one per-sample tensor, streamed element by element in row-major order.
 Parameters are not nodes: they are constants held in the attributes of the ops that use them.
 
-Ops
----
-``input``                   the sample ``x``; attrs: none
-``add``, ``sub``, ``mul``   element-wise on two inputs of the same shape
-``neg``                     element-wise
-``scale``                   ``a * value``; attrs: ``value`` (float)
-``add_const``, ``mul_const`` ``a (+|*) values``; attrs: ``values`` (array of the node's shape)
-``sin`` ``cos`` ``tanh`` ``sigmoid`` ``exp`` ``relu`` ``step`` ``softplus`` ``sqrt``
-                            ``f(scale * a)``; attrs: ``scale`` (float); ``sqrt`` is 0 for
-                            arguments ≤ 0
-``matmul``                  rows of ``a`` (M, K) times a stored matrix: ``(M, N)``;
-                            attrs: ``weight`` (:class:`Weight`), ``transposed`` (bool): with
-                            ``transposed=False`` row ``m`` of the result is ``W @ a[m]``
-                            (W is N × K), with ``True`` it is ``W.T @ a[m]`` (W is K × N)
-``sum``                     sums of ``group`` consecutive elements; attrs: ``group``
-``gather``                  data movement: each output element is an element of one input or a
-                            constant; attrs: ``entries`` (tuple of ``(port, element)`` or float)
+The ops, their attributes and their meaning are registered in :mod:`inrarch.ops`.
 """
 
 import hashlib
@@ -27,10 +11,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["Node", "Graph", "Weight", "ELEMENTWISE", "NONLINEAR", "evaluate"]
+from .ops import OPS
 
-ELEMENTWISE = {"add", "sub", "mul"}
-NONLINEAR = {"sin", "cos", "tanh", "sigmoid", "exp", "relu", "step", "softplus", "sqrt"}
+__all__ = ["Node", "Graph", "Weight", "evaluate"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -120,54 +103,6 @@ class Graph:
         return sum(node.numel * node.inputs[0].shape[-1] for node in self.nodes if node.op == "matmul")
 
 
-def _apply(node, args):
-    op, attrs = node.op, node.attrs
-    batch = args[0].shape[0] if args else None
-    if op == "add":
-        return args[0] + args[1]
-    if op == "sub":
-        return args[0] - args[1]
-    if op == "mul":
-        return args[0] * args[1]
-    if op == "neg":
-        return -args[0]
-    if op == "scale":
-        return args[0] * attrs["value"]
-    if op == "add_const":
-        return args[0] + attrs["values"]
-    if op == "mul_const":
-        return args[0] * attrs["values"]
-    if op in NONLINEAR:
-        z = args[0] * attrs.get("scale", 1.0)
-        return {"sin": np.sin, "cos": np.cos, "tanh": np.tanh, "exp": np.exp,
-                "sigmoid": lambda v: 1.0 / (1.0 + np.exp(-v)),
-                "relu": lambda v: np.maximum(v, 0.0),
-                "softplus": lambda v: np.logaddexp(0.0, v),
-                "sqrt": lambda v: np.sqrt(np.maximum(v, 0.0)),
-                "step": lambda v: (v > 0).astype(np.float64)}[op](z)
-    if op == "matmul":
-        w = attrs["weight"].matrix
-        return args[0] @ (w if attrs["transposed"] else w.T)
-    if op == "sum":
-        flat = args[0].reshape(batch, -1, attrs["group"])
-        return flat.sum(axis=-1).reshape(batch, *node.shape)
-    if op == "gather":
-        table, index = _gather_table(node)
-        flat = np.concatenate([a.reshape(batch, -1) for a in args] + [np.broadcast_to(table, (batch, len(table)))], axis=1)
-        return flat[:, index].reshape(batch, *node.shape)
-    raise ValueError(f"no reference semantics for op {op!r}")
-
-
-def _gather_table(node):
-    """Constants of a gather and flat indices into (inputs..., constants) for its entries."""
-    offsets = np.cumsum([0] + [source.numel for source in node.inputs])
-    constants = sorted({entry for entry in node.attrs["entries"] if isinstance(entry, float)})
-    slot = {value: offsets[-1] + k for k, value in enumerate(constants)}
-    index = np.array([slot[e] if isinstance(e, float) else offsets[e[0]] + e[1] for e in node.attrs["entries"]],
-                     dtype=np.int64)
-    return np.array(constants, dtype=np.float64), index
-
-
 def evaluate(graph, x):
     """Run ``graph`` in float64 on a batch ``x`` of shape ``(batch, *input.shape)``.
 
@@ -177,5 +112,5 @@ def evaluate(graph, x):
     for node in graph.nodes:
         if node is graph.input:
             continue
-        values[node] = _apply(node, [values[source] for source in node.inputs])
+        values[node] = OPS[node.op].semantics(node, [values[source] for source in node.inputs])
     return values

@@ -8,16 +8,12 @@ reader gets its own FIFO, whose depth the latency solver (:mod:`inrarch.schedule
 import math
 from dataclasses import dataclass, field
 
-from cores.elementwise import Add, AddConst, Mul, MulConst, Neg, Scale, Sub
 from cores.matmul import MatVec
-from cores.nonlinear import Cos, Exp, Relu, Sigmoid, Sin, Softplus, Sqrt, Step, Tanh
 from cores.pacer import Pacer
-from cores.plumbing import Gather
-from cores.reduce import Sum
-
 from devices import ULTRASCALE_PLUS
 
 from .errors import CompileError
+from .ops import OPS
 from .resources import core_dsps, design_dsps
 
 __all__ = ["Instance", "Stream", "Netlist", "lower", "matmul_cycles", "choose_parallelism", "node_core",
@@ -28,8 +24,6 @@ def weight_width(node):
     """Bits of the stored matrix a matmul node reads: ``attrs["weight_width"]``, which the number
     formats (:mod:`inrarch.formats`) set."""
     return node.attrs["weight_width"]
-_NONLINEAR_CORES = {"sin": Sin, "cos": Cos, "tanh": Tanh, "sigmoid": Sigmoid, "exp": Exp, "relu": Relu, "step": Step,
-                    "softplus": Softplus, "sqrt": Sqrt}
 
 
 @dataclass(eq=False)
@@ -147,29 +141,11 @@ def _weight_pairs(graph):
 def node_core(node):
     """The core that computes ``node`` (any op but ``input`` and ``matmul``), its input port names
     in the order of ``node.inputs``, and its output port name."""
-    fmt = node.attrs["format"]
-    ins = [source.attrs["format"] for source in node.inputs]
-    op = node.op
-    if op in ("add", "sub", "mul"):
-        core = {"add": Add, "sub": Sub, "mul": Mul}[op](ins[0], ins[1], fmt)
-        return core, ("a", "b"), "o"
-    if op == "neg":
-        return Neg(ins[0], fmt), ("a",), "o"
-    if op == "scale":
-        return Scale(ins[0], fmt, node.attrs["value"]), ("a",), "o"
-    if op in ("add_const", "mul_const"):
-        cls = AddConst if op == "add_const" else MulConst
-        return cls(ins[0], fmt, node.attrs["values"].reshape(-1)), ("a",), "o"
-    if op in _NONLINEAR_CORES:
-        kwargs = {"scale": node.attrs.get("scale", 1.0)}
-        return _NONLINEAR_CORES[op](ins[0], fmt, **kwargs), ("a",), "o"
-    if op == "sum":
-        return Sum(ins[0], fmt, node.attrs["group"]), ("a",), "o"
-    if op == "gather":
-        inputs = [(source.attrs["format"], source.numel) for source in node.inputs]
-        core = Gather(inputs, fmt, node.attrs["entries"])
-        return core, tuple(f"i{k}" for k in range(len(node.inputs))), "o"
-    raise CompileError(f"no core implements IR op {op!r}")
+    spec = OPS[node.op]
+    if spec.core is None:
+        raise CompileError(f"no core implements IR op {node.op!r}")
+    core = spec.core(node, [source.attrs["format"] for source in node.inputs], node.attrs["format"])
+    return core, spec.ports(node), spec.output
 
 
 def _analysed_only(core):

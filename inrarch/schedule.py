@@ -18,9 +18,10 @@ slowest core keeps every occupancy periodic, so the depths do not grow with the 
 
 With FIFOs shallower than that, writes meet full FIFOs and the schedule no longer follows from
 the contracts alone. :func:`simulate` then predicts the timing with a cycle-level model of the
-design under back-pressure: exact models of the FIFOs, the eager forks, the pacer and the matmul
-channels, and for every other core its contract run on a local clock that stops while its output
-is stalled, which is exactly how the element-wise and non-linear pipelines hold. Gather and the
+design under back-pressure: exact models of the FIFOs and the eager forks, the pacer's and the
+matmul channels' own register-level ``cycle_model``, and for every other core its contract run on
+a local clock that stops while its output is stalled, which is exactly how the element-wise and
+non-linear pipelines hold. Gather and the
 lane converters are modelled the same way, which is only an approximation for them (they keep
 loading while their output waits).
 """
@@ -178,108 +179,12 @@ class _ContractCore:
             self.local += 1
 
 
-class _PacerCore:
-    """:class:`cores.pacer.Pacer`, register by register."""
-
-    def __init__(self, tokens, period, total):
-        self.tokens, self.period, self.remaining = tokens, period, total
-        self.loaded = self.sent = self.wait = 0
-        self.out_valid = False
-
-    def ready(self, valid, out_ready):
-        accept = self.remaining and self.loaded != self.tokens and self.wait == 0 and self.sent == 0
-        return ("i",) if accept else ()
-
-    def clock(self, taken, out_ready):
-        emitting = self.loaded == self.tokens
-        if self.wait:
-            self.wait -= 1
-        if taken:
-            self.remaining -= 1
-            self.loaded += 1
-            if self.loaded == self.tokens:
-                self.wait = self.period - self.tokens
-        if not self.out_valid or out_ready:
-            self.out_valid = emitting
-            if emitting:
-                self.sent += 1
-                if self.sent == self.tokens:
-                    self.sent = self.loaded = 0
-
-
-class _MatVecChannel:
-    """One channel of :class:`cores.matmul.MatVec`, register by register (tokens are not tracked)."""
-
-    def __init__(self, core, channel, port):
-        self.port = port
-        self.n_in, self.n_out = core.lengths(channel)
-        self.parallel = core.parallel
-        self.passes = -(-self.n_out // self.parallel)
-        self.cooldown = core.contracts[channel].cooldown
-        self.full = [False, False]
-        self.load_half = self.load_index = self.cool = 0
-        self.comp_half = self.step = self.block = 0
-        self.stages = [(False, False, False)] * 3   # (valid, last step, last block) after stages 1..3
-        self.finished, self.finished_last_block = False, False
-        self.pending = 0
-        self.out_valid = False
-
-    def _move(self, out_ready):
-        return self.pending != 0 and (not self.out_valid or out_ready)
-
-    def _run(self, out_ready):
-        move = self._move(out_ready)
-        room = self.pending == 0 or (self.pending == 1 and move)
-        return not self.finished or room, move, room
-
-    def ready(self, valid, out_ready):
-        may_start = self.load_index != 0 or self.cool == 0
-        return (self.port,) if valid[self.port] and not self.full[self.load_half] and may_start else ()
-
-    def clock(self, taken, out_ready):
-        run, move, room = self._run(out_ready)
-        full = list(self.full)
-        if self.cool:
-            self.cool -= 1
-        if taken:
-            if self.load_index == self.n_in - 1:
-                full[self.load_half] = True
-                self.load_index, self.load_half, self.cool = 0, 1 - self.load_half, self.cooldown
-            else:
-                self.load_index += 1
-        issue = run and self.full[self.comp_half]
-        last_step, last_block = self.step == self.n_in - 1, self.block == self.passes - 1
-        if issue:
-            if last_step:
-                self.step = 0
-                if last_block:
-                    full[self.comp_half] = False
-                    self.block, self.comp_half = 0, 1 - self.comp_half
-                else:
-                    self.block += 1
-            else:
-                self.step += 1
-        self.full = full
-        finished_now, finished_last = self.finished, self.finished_last_block
-        if run:
-            valid3, last3, last_block3 = self.stages[2]
-            self.finished, self.finished_last_block = valid3 and last3, last_block3
-            self.stages = [(issue, last_step, last_block)] + self.stages[:2]
-        if move:
-            self.pending -= 1
-        if finished_now and room:
-            self.pending = self.n_out - (self.passes - 1) * self.parallel if finished_last else self.parallel
-        if not self.out_valid or out_ready:
-            self.out_valid = move
-
-
 def _core_model(instance, netlist, batch):
     core = instance.core
     if instance is netlist.source and isinstance(core, Pacer):
-        return _PacerCore(core._tokens, core._period, batch * instance.node.numel)
+        return core.cycle_model(batch * instance.node.numel)
     if isinstance(core, MatVec):
-        port = instance.inputs[0]
-        return _MatVecChannel(core, int(port[1:]), port)
+        return core.cycle_model(int(instance.inputs[0][1:]))
     return _ContractCore(instance.contract, batch * instance.firings_per_sample)
 
 

@@ -1,7 +1,7 @@
-"""``python -m inrarch.bench --simulate`` fails loudly: a Verilator run with any problem exits 1
+"""``python -m bench.workload --simulate`` fails loudly: a Verilator run with any problem exits 1
 with one line naming the design and the problem, and records nothing."""
 
-from inrarch import bench
+from bench import workload as bench
 
 
 def test_a_simulated_design_beyond_the_tolerance_exits_1_and_records_nothing(monkeypatch, capsys):

@@ -5,6 +5,7 @@ import re
 import numpy as np
 import pytest
 import torch
+from amaranth.lib import wiring
 
 import inrarch
 from cores.fixed import Q
@@ -121,6 +122,21 @@ def test_emulator_updates_only_what_changed():
     fresh = Emulator(graph, x)
     for a, b in zip(emulator.outputs(), fresh.outputs()):
         assert np.array_equal(a, b)
+
+
+def test_emulation_builds_no_hardware(monkeypatch):
+    """The emulator computes with the cores' models (cores.model): no amaranth component is built."""
+    graph = graph_of(2, "tanh")
+    assign_formats(graph, width=20)
+    x = calibration_inputs(graph.input.shape, (-1.0, 1.0), 8)
+    expected = emulate(graph, x)
+
+    def no_component(*args, **kwargs):
+        raise AssertionError("emulation built an amaranth component")
+
+    monkeypatch.setattr(wiring.Component, "__init__", no_component)
+    for got, want in zip(emulate(graph, x), expected):
+        assert np.array_equal(got, want)
 
 
 def test_compile_reports_every_edge_format():

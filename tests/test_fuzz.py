@@ -8,19 +8,15 @@ check the fuzz's verdicts: a case passes on a CompileError only when it was buil
 documented refusal.
 """
 
-import importlib.util
 import os
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
 import inrarch
+from bench import fuzz
 
-_spec = importlib.util.spec_from_file_location("fuzz", Path(__file__).resolve().parent.parent / "bench" / "fuzz.py")
-fuzz = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(fuzz)
 
 
 @st.composite

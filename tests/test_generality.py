@@ -28,7 +28,7 @@ from torch.func import grad, hessian, jacfwd, jacrev, vmap
 
 import inrarch
 from inrarch import ir
-from inrarch.bench import autograd_per_component
+from bench.workload import autograd_per_component
 from inrarch.capture import capture
 from inrarch.emulate import relative_errors
 from inrarch.passes import PIPELINE

@@ -1,7 +1,7 @@
 """Published figures: the README's and docs' figures are generated from ``bench/results.json``, and
 what is recorded there still holds.
 
-* Every marked block of ``README.md`` and ``docs/*.md`` is exactly what :mod:`inrarch.publish`
+* Every marked block of ``README.md`` and ``docs/*.md`` is exactly what :mod:`bench.publish`
   renders from the recorded entries, so a hand-edited or stale table fails, and the README's
   performance section holds no figure outside those blocks.
 * INR-Arch's published figures are used exactly, from one place.
@@ -13,7 +13,6 @@ what is recorded there still holds.
   included, and repeats the format benchmark's search.
 """
 
-import importlib.util
 import json
 import re
 
@@ -22,8 +21,12 @@ import pytest
 import torch
 
 import inrarch
-from inrarch import bench, models, publish, results
-from inrarch.bench import INR_ARCH, INR_ARCH_CLOCK_MHZ, INR_ARCH_ORDER_1_RESOURCES, MODES, U280_DSP_BUDGET
+from bench import constants, publish, results
+from bench import formats as formats_bench
+from bench import workload as bench
+from bench.constants import INR_ARCH, INR_ARCH_CLOCK_MHZ, INR_ARCH_ORDER_1_RESOURCES, U280_DSP_BUDGET
+from bench.workload import MODES
+from inrarch import models
 
 ENTRIES = results.load()
 README = results.REPOSITORY / "README.md"
@@ -38,7 +41,7 @@ def test_marked_blocks_are_what_the_results_render_to(path):
     text = path.read_text()
     generated, _ = publish.rewrite(text, ENTRIES)
     assert generated == text, (f"{path.name} differs from bench/results.json (a stale or hand-edited figure): "
-                               "run python -m inrarch.publish")
+                               "run python -m bench.publish")
 
 
 def test_every_renderer_has_one_block():
@@ -69,7 +72,7 @@ def test_the_readme_says_how_the_derivatives_are_formed():
 
 
 def test_inr_arch_figures_are_its_published_ones():
-    assert (bench.inr_arch_cycles(1), bench.inr_arch_cycles(2)) == (548_520, 763_440)
+    assert (constants.inr_arch_cycles(1), constants.inr_arch_cycles(2)) == (548_520, 763_440)
     assert INR_ARCH_CLOCK_MHZ == 300
     assert {order: figures["memory_mb"] for order, figures in INR_ARCH.items()} == {1: 0.8547, 2: 7.6707}
     assert INR_ARCH_ORDER_1_RESOURCES == {"DSP": 3199, "LUT": 502_000, "FF": 388_000, "BRAM18K": 347}
@@ -102,7 +105,7 @@ def test_the_simulations_record_cycles_error_and_overflow(key):
         assert row["max_error"] <= 1e-3
         assert row["overflow"] is False
     if key == "workload_simulated":
-        assert entry["inputs"]["model"] == bench.WORKLOAD
+        assert entry["inputs"]["model"] == constants.WORKLOAD
 
 
 def _function(entry, row):
@@ -156,9 +159,6 @@ def test_compile_time_rows_are_compiled_again(full_mode):
 def test_format_search_figures_are_measured_again(full_mode):
     if not full_mode:
         pytest.skip("searches the formats of full-size designs (minutes): run with --full")
-    spec = importlib.util.spec_from_file_location("formats_bench", results.REPOSITORY / "bench" / "formats.py")
-    formats_bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(formats_bench)
     entry = ENTRIES["formats"]
     inputs = entry["inputs"]
     x = np.random.default_rng(inputs["test_seed"]).uniform(-1.0, 1.0, size=(inputs["test_samples"], 2))

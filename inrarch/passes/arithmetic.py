@@ -1,6 +1,6 @@
 """Folding of constant scalings."""
 
-from ..ir import NONLINEAR
+from ..ops import OPS
 
 
 def fold_scale_chains(graph):
@@ -24,7 +24,7 @@ def fuse_scale_into_nonlinear(graph):
     range reduction, which is both cheaper and more precise than a separate multiply."""
     graph.topological()
     for node in graph.nodes:
-        if node.op in NONLINEAR and node.inputs[0].op == "scale":
+        if OPS[node.op].scaled and node.inputs[0].op == "scale":
             source = node.inputs[0]
             node.attrs["scale"] = node.attrs.get("scale", 1.0) * source.attrs["value"]
             node.inputs = [source.inputs[0]]

@@ -35,9 +35,11 @@ def outputs_of(run, k):
 
 def check_numbers(core, xs, run):
     """Bit-exact against reference(), and within the documented bound of the float64 product."""
+    references = core.reference(*(xs[k] for k in range(len(core.channels))))
+    references = references if len(core.channels) > 1 else (references,)
     for k, x in xs.items():
         got = outputs_of(run, k)
-        expected = core.reference(x, k).reshape(-1)
+        expected = references[k].reshape(-1)
         assert np.array_equal(got, expected), f"channel {k}: {got} != {expected}"
         matrix = core.weights if core.channels[k] == "forward" else core.weights.T
         x_float = core.in_format.to_float(x)
@@ -176,7 +178,7 @@ def test_overflow_saturates_and_sticks():
     x = IN.quantize(np.array([[3.0, 3.0, 3.0, 3.0], [0.1, 0.2, 0.3, 0.4]]))
     run = simulate(core, {0: x}, watch=("overflow",))
     got = outputs_of(run, 0)
-    assert np.array_equal(got, core.reference(x, 0).reshape(-1))
+    assert np.array_equal(got, core.reference(x).reshape(-1))
     assert all(v == Q(3, 12).max_raw for v in got[:3])
     assert run.signals["overflow"] == 1
 
@@ -189,7 +191,7 @@ def test_truncation():
     core = MatVec(rng.uniform(-1, 1, (4, 5)), IN, OUT, parallel=4, rounding="truncate")
     xs = random_inputs(core, 2, rng)
     run = simulate(core, xs)
-    assert np.array_equal(outputs_of(run, 0), core.reference(xs[0], 0).reshape(-1))
+    assert np.array_equal(outputs_of(run, 0), core.reference(xs[0]).reshape(-1))
 
 
 @pytest.mark.parametrize("weights, channels", [

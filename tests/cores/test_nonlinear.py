@@ -16,7 +16,8 @@ from amaranth.back import verilog
 from boards.estimate import estimate
 from boards.synth import find_tool, synth_xilinx
 from cores.fixed import Q
-from cores.nonlinear import Cos, Exp, Relu, Sigmoid, Sin, Softplus, Sqrt, Step, Tanh, _ln2, _pi
+from cores.nonlinear import Cos, Exp, Relu, Sigmoid, Sin, Softplus, Sqrt, Step, Tanh
+from cores.nonlinear.base import _ln2, _pi
 from cores.testing import check_contract, run_streams
 from inrarch.resources import core_dsps
 
@@ -331,12 +332,12 @@ def test_split_products(case):
     """Bit-exact, the exact contract under input gaps, every item once under back-pressure; the
     pipeline deeper by each split product's adder-tree stages; the DSP estimate what it builds."""
     core = _split_core(case, lanes=2)
-    assert any(multiplier.latency > 1 for multiplier in core.multipliers)
-    extra = sum(multiplier.latency - 1 for multiplier in core.multipliers)
+    assert any(multiplier.latency > 1 for multiplier in core.lane_multipliers)
+    extra = sum(multiplier.latency - 1 for multiplier in core.lane_multipliers)
     assert core.latency == core.contract.latency == latency_if_unsplit(core) + extra
-    assert core_dsps(core) == 2 * sum(multiplier.dsps for multiplier in core.multipliers) > 0
+    assert core_dsps(core) == 2 * sum(multiplier.dsps for multiplier in core.lane_multipliers) > 0
     # the elaborated core holds exactly those partial products
-    assert sum(count for _, _, count in estimate(core)["products"]) == 2 * sum(m.partials for m in core.multipliers)
+    assert sum(count for _, _, count in estimate(core)["products"]) == 2 * sum(m.partials for m in core.lane_multipliers)
     if isinstance(core, Sqrt):
         raw = inputs_of_every_length(core.in_format, 4, seed=7)[:-1]
     else:
@@ -356,15 +357,15 @@ def test_products_that_fit_keep_the_latency():
     for core in (Sin("q4.8", "q2.14"), Sin("q1.17", "q7.11", scale=30), Tanh("q4.8", "q2.14"),
                  Softplus("q4.8", "q4.12"), Exp("q4.12", "q4.16"), Sqrt("q4.8", "q4.12"),
                  Relu("q4.23", "q4.23", scale=30)):
-        assert all(multiplier.latency == 1 for multiplier in core.multipliers)
+        assert all(multiplier.latency == 1 for multiplier in core.lane_multipliers)
         assert core.latency == latency_if_unsplit(core)
     # Sin at q1.26: a 27 x 30-bit reduction product (two DSPs) and two Horner steps in one each
     sin = Sin("q1.26", "q7.20", scale=30)
-    assert [(m.dsps, m.latency) for m in sin.multipliers] == [(2, 2), (1, 1), (1, 1)]
+    assert [(m.dsps, m.latency) for m in sin.lane_multipliers] == [(2, 2), (1, 1), (1, 1)]
     assert sin.latency == latency_if_unsplit(sin) + 1 and core_dsps(sin) == 4
     # a power-of-two constant is a wire (Tanh's z = a with scale 1), no DSP
     tanh = Tanh("q4.23", "q2.25")
-    assert (tanh.multipliers[0].dsps, tanh.multipliers[0].latency) == (0, 1)
+    assert (tanh.lane_multipliers[0].dsps, tanh.lane_multipliers[0].latency) == (0, 1)
 
 
 def _synthesizable(text):
@@ -378,5 +379,5 @@ def test_synthesized_dsp_count_matches_the_estimate(tmp_path):
     core = _split_core(SPLIT[0], lanes=1)  # reduction 36 x 46 bits, Horner 17 x 17, 24 x 24, 29 x 27
     (tmp_path / "top.v").write_text(_synthesizable(verilog.convert(core, name="top")))
     counts, _, _ = synth_xilinx(tmp_path / "top.v", tmp_path / "synth", family="xcup")
-    assert [multiplier.dsps for multiplier in core.multipliers] == [6, 1, 2, 4]
+    assert [multiplier.dsps for multiplier in core.lane_multipliers] == [6, 1, 2, 4]
     assert counts["DSP"] == core_dsps(core) == 13

@@ -1,4 +1,4 @@
-"""``python -m inrarch.bench``: inrarch against INR-Arch and torch on INR-Arch's own workload.
+"""``python -m bench.workload``: inrarch against INR-Arch and torch on INR-Arch's own workload.
 
 The workload is the SIREN 2→256→256→256→256→3 (w0 = 30) at batch 64. For each gradient order,
 DSP budget and way of forming the derivatives it compiles the design and takes the latency
@@ -18,12 +18,11 @@ with any problem :func:`inrarch.verification.check_simulation` finds (an output 
 ``TOLERANCE``, cycles other than predicted, overflow, a deadlock) records nothing and exits 1
 with one line naming each.
 ``--quick`` runs the small SIREN 2→16→16→3 in Verilator, in a few minutes, and records
-``"workload_quick"``. ``python -m inrarch.publish`` then rewrites the README's tables.
+``"workload_quick"``. ``python -m bench.publish`` then rewrites the README's tables.
 """
 
 import argparse
 import copy
-import os
 import statistics
 import sys
 import time
@@ -31,43 +30,25 @@ import time
 import numpy as np
 import torch
 
-from boards import AlveoU280Platform
 from cores.fixed import Q
+from inrarch import derivatives, models
+from inrarch.capture import capture
+from inrarch.compiler import compile as compile_design
+from inrarch.lower import lower
+from inrarch.passes import optimize
+from inrarch.schedule import solve
+from inrarch.verification import simulate_and_check
 
-from . import derivatives, models, results
-from .capture import capture
-from .compiler import compile as compile_design
-from .lower import lower
-from .passes import optimize
-from .schedule import solve
-from .verification import simulate_and_check
+from . import results
+from .constants import (INR_ARCH, INR_ARCH_CLOCK_MHZ, INR_ARCH_ORDER_1_RESOURCES, QUICK, U280_DSP_BUDGET, WORKLOAD)
+from .results import machine_load
 
-__all__ = ["INR_ARCH", "INR_ARCH_CLOCK_MHZ", "INR_ARCH_ORDER_1_RESOURCES", "inr_arch_cycles", "U280_DSP_BUDGET",
-           "MODES", "WORKLOAD", "QUICK", "machine_load", "autograd_per_component", "workload_function", "compile_row",
+__all__ = ["MODES", "autograd_per_component", "workload_function", "compile_row",
            "cycles_at_formats", "torch_baseline", "simulation_failures", "TOLERANCE", "main"]
 
-INR_ARCH_CLOCK_MHZ = 300
-INR_ARCH = {  # the FPGA rows of INR-Arch's results.csv (sharc-lab/inr-arch), as it labels them
-    1: {"latency_ms": 1.8284, "memory_mb": 0.8547},
-    2: {"latency_ms": 2.5448, "memory_mb": 7.6707},
-}
-INR_ARCH_ORDER_1_RESOURCES = {"DSP": 3199, "LUT": 502_000, "FF": 388_000, "BRAM18K": 347}
-U280_DSP_BUDGET = AlveoU280Platform.fpga.usable["DSP"]
 MODES = ("forward", "reverse")
-WORKLOAD = {"in_features": 2, "hidden": 256, "layers": 4, "out_features": 3, "w0": 30.0, "seed": 0}
-QUICK = {**WORKLOAD, "hidden": 16, "layers": 2}
 #: Error allowed per simulated output, as a fraction of its largest magnitude: the format search's target.
 TOLERANCE = 1e-3
-
-
-def machine_load():
-    """The CPU count and the 1-minute load average: other work on the machine lengthens wall times."""
-    return {"cpu_count": os.cpu_count(), "load_average": round(os.getloadavg()[0], 1)}
-
-
-def inr_arch_cycles(order):
-    """INR-Arch's published latency for ``order`` in cycles of its 300 MHz clock."""
-    return round(INR_ARCH[order]["latency_ms"] * INR_ARCH_CLOCK_MHZ * 1e3)
 
 
 def autograd_per_component(model, order):
@@ -197,7 +178,7 @@ def _print_rows(rows):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m inrarch.bench", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.workload", description=__doc__.splitlines()[0])
     parser.add_argument("--orders", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
     parser.add_argument("--batch", type=int, default=64)
@@ -241,7 +222,7 @@ def main(argv=None):
         print(f"error: the simulation failed: {' | '.join(failures)} (nothing recorded)", file=sys.stderr)
         return 1
     results.record(key, figures, inputs=inputs)
-    print(f"\nrecorded under {key!r} in {results.RESULTS_PATH}; python -m inrarch.publish updates the README")
+    print(f"\nrecorded under {key!r} in {results.RESULTS_PATH}; python -m bench.publish updates the README")
     return 0
 
 

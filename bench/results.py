@@ -8,12 +8,13 @@ they still agree with it, so a figure that goes stale fails CI instead of mislea
 
 import datetime
 import json
+import os
 import shlex
 import subprocess
 import sys
 from pathlib import Path
 
-__all__ = ["RESULTS_PATH", "load", "record", "entry"]
+__all__ = ["RESULTS_PATH", "load", "record", "entry", "machine_load"]
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 RESULTS_PATH = REPOSITORY / "bench" / "results.json"
@@ -76,3 +77,8 @@ def _script_name():
         return [str(script.relative_to(REPOSITORY))]
     except ValueError:
         return [str(script)]
+
+
+def machine_load():
+    """The CPU count and the 1-minute load average: other work on the machine lengthens wall times."""
+    return {"cpu_count": os.cpu_count(), "load_average": round(os.getloadavg()[0], 1)}

@@ -1,4 +1,4 @@
-"""``python -m inrarch.publish``: the figures of the README and of ``docs/``, from ``bench/results.json``.
+"""``python -m bench.publish``: the figures of the README and of ``docs/``, from ``bench/results.json``.
 
 Every block of published figures sits between ``<!-- results:NAME -->`` and
 ``<!-- /results:NAME -->`` in ``README.md`` or a ``docs/*.md`` file. ``NAME`` is a renderer of
@@ -13,7 +13,7 @@ import re
 import sys
 
 from . import results
-from .bench import U280_DSP_BUDGET
+from .constants import U280_DSP_BUDGET
 
 __all__ = ["BLOCKS", "DOCUMENTS", "render", "rewrite", "main"]
 
@@ -22,14 +22,14 @@ _BLOCK = re.compile(r"(<!-- results:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /r
 
 
 RECORDED_BY = {
-    "workload": "python -m inrarch.bench",
-    "workload_simulated": f"python -m inrarch.bench --simulate --orders 1 --budgets {U280_DSP_BUDGET} --modes forward",
-    "workload_quick": "python -m inrarch.bench --quick",
-    "compile_time": "python bench/compile_time.py --verilog",
-    "formats": "python bench/formats.py",
-    "core_resources": "python bench/core_resources.py",
-    "nonlinear_errors": "python bench/nonlinear_errors.py",
-    "synth_estimate": "python bench/synth_estimate.py",
+    "workload": "python -m bench.workload",
+    "workload_simulated": f"python -m bench.workload --simulate --orders 1 --budgets {U280_DSP_BUDGET} --modes forward",
+    "workload_quick": "python -m bench.workload --quick",
+    "compile_time": "python -m bench.compile_time --verilog",
+    "formats": "python -m bench.formats",
+    "core_resources": "python -m bench.core_resources",
+    "nonlinear_errors": "python -m bench.nonlinear_errors",
+    "synth_estimate": "python -m bench.synth_estimate",
 }
 
 
@@ -330,7 +330,7 @@ def rewrite(text, entries):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m inrarch.publish", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.publish", description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 when some block differs")
     args = parser.parse_args(argv)
     entries = results.load()

@@ -1,0 +1,62 @@
+"""The interface every core has, and models that give it without building hardware.
+
+Every core in this library has
+
+* ``contract``: its cycle-exact :class:`~cores.contract.TimingContract`;
+* ``reference(*inputs)``: the raw outputs its hardware gives, bit for bit, for raw inputs, one
+  integer array per input port in port order, the last axis in stream order (whole firings);
+  one array, or a tuple of one per output port for a core with several;
+* ``multipliers``: every :class:`~cores.multiply.Multiplier` its hardware builds, one entry per
+  copy, so that its DSP slices are the sum of their ``dsps``;
+* ``memories``: every memory its hardware holds, as :class:`Storage`;
+
+and, where its timing under back-pressure needs more than its contract, a ``cycle_model``.
+
+A core whose arithmetic is worth having without hardware (the format search emulates whole
+designs with it) is a :class:`ModelledComponent`: a model class holds its parameters and all of
+the above, and the core adds the ports and the elaboration. ``Core.model(*args)`` takes the
+core's own arguments and builds the model alone, with no amaranth component.
+"""
+
+from typing import NamedTuple
+
+from amaranth.lib import wiring
+
+__all__ = ["Storage", "ModelledComponent"]
+
+
+class Storage(NamedTuple):
+    """A memory of a core: ``copies`` memories of ``depth`` words of ``width`` bits, with initial
+    contents (a ROM, or the constants of a buffer) when ``initialized``."""
+
+    width: int
+    depth: int
+    initialized: bool
+    copies: int = 1
+
+
+class ModelledComponent(wiring.Component):
+    """A core built on its model: the first class of the core's bases that is not amaranth's.
+
+    The model's ``__init__`` sets every parameter from the core's arguments; :meth:`members` then
+    gives the ports from those parameters.
+    """
+
+    def __init__(self, *args, **kwargs):
+        self.model_class().__init__(self, *args, **kwargs)
+        super().__init__(self.members())
+
+    @classmethod
+    def model_class(cls):
+        """The first class of ``cls.__mro__`` that is neither a component nor one of amaranth's bases."""
+        hardware = set(ModelledComponent.__mro__)
+        return next(base for base in cls.__mro__ if base not in hardware and not issubclass(base, wiring.Component))
+
+    @classmethod
+    def model(cls, *args, **kwargs):
+        """The model of ``cls(*args, **kwargs)``: its interface, and no hardware."""
+        return cls.model_class()(*args, **kwargs)
+
+    def members(self):
+        """The signature members of the core, from its parameters."""
+        raise NotImplementedError

@@ -1,0 +1,410 @@
+"""The registry of IR ops: one :class:`OpSpec` per op holds everything inrarch knows about it.
+
+A spec gives the op's float64 semantics (read by :func:`inrarch.ir.evaluate`), the aten ops it
+captures and how they translate (:mod:`inrarch.capture`), its range bound (:mod:`inrarch.formats`),
+and the core that computes it with its port names (:func:`inrarch.lower.node_core`). As with
+``torch._inductor``'s lowerings, one call registers an op and one decorator a translation; no other
+module names an op's semantics, core or bound. ``docs/adding-an-op.md`` walks through adding one.
+
+Ops
+---
+``input``                   the sample ``x``; attrs: none
+``add``, ``sub``, ``mul``   element-wise on two inputs of the same shape
+``neg``                     element-wise
+``scale``                   ``a * value``; attrs: ``value`` (float)
+``add_const``, ``mul_const`` ``a (+|*) values``; attrs: ``values`` (array of the node's shape)
+``sin`` ``cos`` ``tanh`` ``sigmoid`` ``exp`` ``relu`` ``step`` ``softplus`` ``sqrt``
+                            ``f(scale * a)``; attrs: ``scale`` (float); ``sqrt`` is 0 for
+                            arguments ≤ 0
+``matmul``                  rows of ``a`` (M, K) times a stored matrix: ``(M, N)``;
+                            attrs: ``weight`` (:class:`~inrarch.ir.Weight`), ``transposed`` (bool):
+                            with ``transposed=False`` row ``m`` of the result is ``W @ a[m]``
+                            (W is N × K), with ``True`` it is ``W.T @ a[m]`` (W is K × N)
+``sum``                     sums of ``group`` consecutive elements; attrs: ``group``
+``gather``                  data movement: each output element is an element of one input or a
+                            constant; attrs: ``entries`` (tuple of ``(port, element)`` or float)
+
+Translations
+------------
+A translation ``translate(tr, target, args, kwargs)`` turns one call of an aten op whose arguments
+include a streamed value into IR, through the translator ``tr`` of :mod:`inrarch.capture`:
+``tr.binary``, ``tr.unary_neg``, ``tr.matmul``, ``tr.reduce_sum``, ``tr.nonlinear``, ``tr.move``
+(an aten data-movement op), ``tr.structural`` (any op, run on element indices), ``tr.compare``,
+``tr.where``, ``tr.constant`` and ``tr.streamed``. It is registered on the op it exists for
+(``tanh_backward`` on ``tanh``), though it may emit other ops too.
+"""
+
+import functools
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+
+from cores.elementwise import Add, AddConst, Mul, MulConst, Neg, Scale, Sub
+from cores.nonlinear import Cos, Exp, Relu, Sigmoid, Sin, Softplus, Sqrt, Step, Tanh
+from cores.plumbing import Gather
+from cores.reduce import Sum
+
+from .errors import CompileError
+
+__all__ = ["OpSpec", "OPS", "REFUSED", "register", "nonlinear", "captures", "refuse", "translation", "refusal",
+           "captured"]
+
+aten = torch.ops.aten
+
+
+def _one_port(node):
+    return ("a",)
+
+
+@dataclass(eq=False)
+class OpSpec:
+    """What inrarch knows about the IR op ``name``.
+
+    Attributes
+    ----------
+    semantics : callable or None
+        ``semantics(node, args)``: the node's float64 values from its inputs' (each of shape
+        ``(batch, *shape)``). None for ``input``, which is the sample itself.
+    core : callable or None
+        ``core(node, in_formats, out_format)``: the core that computes the node. None where
+        :mod:`inrarch.lower` builds the core itself (``input``: a pacer; ``matmul``: MatVecs that
+        two matmuls on one matrix share).
+    ports : callable
+        ``ports(node)``: the core's input port names, in the order of ``node.inputs``.
+    output : str
+        The core's output port name.
+    bound : float or None
+        Largest magnitude of any value of the op, whatever its inputs: formats take it instead
+        of a calibrated range.
+    scaled : bool
+        The op is ``f(scale * a)``; a ``scale`` node before it fuses into its ``scale`` attribute.
+    captures : dict
+        Aten op name → translation (see the module docstring).
+    refusals : dict
+        Aten op name → why it has no hardware, said in capture's error.
+    """
+
+    name: str
+    semantics: Callable | None = None
+    core: Callable | None = None
+    ports: Callable = _one_port
+    output: str = "o"
+    bound: float | None = None
+    scaled: bool = False
+    captures: dict = field(default_factory=dict)
+    refusals: dict = field(default_factory=dict)
+
+
+OPS = {}
+# Aten ops that no op captures, and why: said in capture's error, so the user knows what to change.
+REFUSED = {}
+
+
+def register(spec):
+    """Add ``spec`` to :data:`OPS` and return it."""
+    if spec.name in OPS:
+        raise ValueError(f"IR op {spec.name!r} is registered twice")
+    OPS[spec.name] = spec
+    return spec
+
+
+def captures(op, *aten_names):
+    """Decorator: the function translates the aten ops ``aten_names``, on behalf of ``op``."""
+    def decorate(translate):
+        for name in aten_names:
+            if translation(name) is not None:
+                raise ValueError(f"aten.{name} is captured twice")
+            OPS[op].captures[name] = translate
+        return translate
+    return decorate
+
+
+def refuse(why, *aten_names):
+    """Refuse the aten ops ``aten_names`` (no op captures them), saying ``why``."""
+    REFUSED.update(dict.fromkeys(aten_names, why))
+
+
+def translation(aten_name):
+    """The translation of ``aten_name``, or None if no op captures it."""
+    for spec in OPS.values():
+        if aten_name in spec.captures:
+            return spec.captures[aten_name]
+    return None
+
+
+def refusal(aten_name):
+    """Why ``aten_name`` has no hardware, or None if that is not known."""
+    for spec in OPS.values():
+        if aten_name in spec.refusals:
+            return spec.refusals[aten_name]
+    return REFUSED.get(aten_name)
+
+
+def captured():
+    """The names of every aten op some op captures."""
+    return {name for spec in OPS.values() for name in spec.captures}
+
+
+def _scale(node):
+    return node.attrs.get("scale", 1.0)
+
+
+def nonlinear(name, function, core, *, bound=None, aten_names=None, refusals=None):
+    """Register ``name(a) = function(scale * a)``, computed by ``core(in_format, out_format, scale=)``;
+    it captures the aten ops ``aten_names`` (default: the op of the same name) applied to one tensor."""
+    spec = register(OpSpec(name, semantics=lambda node, args: function(args[0] * _scale(node)),
+                           core=lambda node, ins, fmt: core(ins[0], fmt, scale=_scale(node)),
+                           bound=bound, scaled=True, refusals=refusals or {}))
+    captures(name, *((name,) if aten_names is None else aten_names))(
+        lambda tr, target, args, kwargs: tr.nonlinear(name, args[0]))
+    return spec
+
+
+# Inputs, arithmetic and matmuls -------------------------------------------------------------
+register(OpSpec("input"))
+
+
+def _binary(name, function, core):
+    register(OpSpec(name, semantics=lambda node, args: function(args[0], args[1]),
+                    core=lambda node, ins, fmt: core(ins[0], ins[1], fmt), ports=lambda node: ("a", "b")))
+
+
+_binary("add", np.add, Add)
+_binary("sub", np.subtract, Sub)
+_binary("mul", np.multiply, Mul)
+register(OpSpec("neg", semantics=lambda node, args: -args[0], core=lambda node, ins, fmt: Neg(ins[0], fmt)))
+register(OpSpec("scale", semantics=lambda node, args: args[0] * node.attrs["value"],
+                core=lambda node, ins, fmt: Scale(ins[0], fmt, node.attrs["value"])))
+register(OpSpec("add_const", semantics=lambda node, args: args[0] + node.attrs["values"],
+                core=lambda node, ins, fmt: AddConst(ins[0], fmt, node.attrs["values"].reshape(-1))))
+register(OpSpec("mul_const", semantics=lambda node, args: args[0] * node.attrs["values"],
+                core=lambda node, ins, fmt: MulConst(ins[0], fmt, node.attrs["values"].reshape(-1)),
+                refusals={"reciprocal": "division by a streamed value is not supported"}))
+
+
+def _matmul(node, args):
+    w = node.attrs["weight"].matrix
+    return args[0] @ (w if node.attrs["transposed"] else w.T)
+
+
+register(OpSpec("matmul", semantics=_matmul))
+
+
+def _sum(node, args):
+    batch = args[0].shape[0]
+    return args[0].reshape(batch, -1, node.attrs["group"]).sum(axis=-1).reshape(batch, *node.shape)
+
+
+register(OpSpec("sum", semantics=_sum, core=lambda node, ins, fmt: Sum(ins[0], fmt, node.attrs["group"])))
+
+
+def _gather_table(node):
+    """Constants of a gather and flat indices into (inputs..., constants) for its entries."""
+    offsets = np.cumsum([0] + [source.numel for source in node.inputs])
+    constants = sorted({entry for entry in node.attrs["entries"] if isinstance(entry, float)})
+    slot = {value: offsets[-1] + k for k, value in enumerate(constants)}
+    index = np.array([slot[e] if isinstance(e, float) else offsets[e[0]] + e[1] for e in node.attrs["entries"]],
+                     dtype=np.int64)
+    return np.array(constants, dtype=np.float64), index
+
+
+def _gather(node, args):
+    batch = args[0].shape[0]
+    table, index = _gather_table(node)
+    flat = np.concatenate([a.reshape(batch, -1) for a in args] + [np.broadcast_to(table, (batch, len(table)))], axis=1)
+    return flat[:, index].reshape(batch, *node.shape)
+
+
+register(OpSpec("gather", semantics=_gather,
+                core=lambda node, ins, fmt: Gather([(source.attrs["format"], source.numel) for source in node.inputs],
+                                                   fmt, node.attrs["entries"]),
+                ports=lambda node: tuple(f"i{k}" for k in range(len(node.inputs)))))
+
+# Nonlinear functions ------------------------------------------------------------------------
+nonlinear("sin", np.sin, Sin, bound=1.0)
+nonlinear("cos", np.cos, Cos, bound=1.0)
+nonlinear("tanh", np.tanh, Tanh, bound=1.0)
+nonlinear("sigmoid", lambda v: 1.0 / (1.0 + np.exp(-v)), Sigmoid, bound=1.0)
+nonlinear("exp", np.exp, Exp)
+nonlinear("relu", lambda v: np.maximum(v, 0.0), Relu)
+nonlinear("step", lambda v: (v > 0).astype(np.float64), Step, bound=1.0, aten_names=())
+nonlinear("softplus", lambda v: np.logaddexp(0.0, v), Softplus, aten_names=())
+nonlinear("sqrt", lambda v: np.sqrt(np.maximum(v, 0.0)), Sqrt, refusals={
+    "rsqrt": "there is no reciprocal square-root core (a derivative of sqrt needs one)",
+    "norm": "use torch.linalg.vector_norm (the 2-norm is supported)",
+    "eq": "equality tests of streamed values are not supported (torch writes the derivative of a norm with "
+          "one, and that derivative also divides by the norm)",
+})
+
+# Translations -------------------------------------------------------------------------------
+_DATA_MOVEMENT = (
+    "view", "view_copy", "_unsafe_view", "reshape", "expand", "expand_copy", "permute", "permute_copy",
+    "t", "t_copy", "transpose", "transpose_copy", "unsqueeze", "unsqueeze_copy", "squeeze", "squeeze_copy",
+    "select", "select_copy", "slice", "slice_copy", "cat", "stack", "alias", "alias_copy", "clone",
+    "_to_copy", "lift_fresh_copy", "detach", "detach_copy", "contiguous", "select_scatter", "slice_scatter",
+    "diagonal", "diagonal_copy", "diagonal_scatter", "select_backward", "slice_backward",
+    "split_with_sizes", "split_with_sizes_copy", "split", "split_copy", "unbind", "unbind_copy",
+    "flatten", "unflatten", "movedim", "narrow", "narrow_copy", "repeat", "index_select",
+)
+
+
+@captures("gather", *_DATA_MOVEMENT)
+def _data_movement(tr, target, args, kwargs):
+    return tr.move(target, args, kwargs)
+
+
+def _operand(tr, value):
+    return value if isinstance(value, torch.Tensor) or tr.streamed(value) else tr.constant(value)
+
+
+def _arithmetic(name, tr, target, args, kwargs):
+    return tr.binary(name, args[0], _operand(tr, args[1]), alpha=kwargs.get("alpha", 1))
+
+
+for _name, _op in (("add", "add"), ("sub", "sub"), ("mul", "mul"), ("div", "mul_const")):
+    captures(_op, _name)(functools.partial(_arithmetic, _name))
+
+
+@captures("sub", "rsub")
+def _rsub(tr, target, args, kwargs):
+    return tr.binary("sub", _operand(tr, args[1]), args[0])
+
+
+@captures("neg", "neg")
+def _neg(tr, target, args, kwargs):
+    return tr.unary_neg(args[0])
+
+
+@captures("mul", "pow")
+def _pow(tr, target, args, kwargs):
+    base, exponent = args[0], args[1]
+    if isinstance(exponent, (int, float)) and exponent == 0:
+        return torch.ones(base.shape, dtype=torch.float64)
+    if isinstance(exponent, (int, float)) and float(exponent).is_integer() and 1 <= exponent <= 8:
+        result = base
+        for _ in range(int(exponent) - 1):
+            result = tr.binary("mul", result, base)
+        return result
+    raise CompileError(f"pow with exponent {exponent!r} at {tr.source} is not supported; only integer powers 0..8 are")
+
+
+@captures("matmul", "mm")
+def _mm(tr, target, args, kwargs):
+    return tr.matmul(args[0], args[1])
+
+
+@captures("matmul", "bmm")
+def _bmm(tr, target, args, kwargs):
+    return tr.batched_matmul(args[0], args[1])
+
+
+@captures("matmul", "mv")
+def _mv(tr, target, args, kwargs):
+    matrix, vector = args
+    column = tr.structural(aten.unsqueeze.default, [vector, 1], {}) if tr.streamed(vector) else vector[:, None]
+    product = tr.matmul(matrix, column)
+    return tr.structural(aten.squeeze.dim, [product, 1], {}) if tr.streamed(product) else product[:, 0]
+
+
+@captures("matmul", "addmm")
+def _addmm(tr, target, args, kwargs):
+    alpha, beta = kwargs.get("alpha", 1), kwargs.get("beta", 1)
+    product = tr.matmul(args[1], args[2])
+    product = tr.binary("mul", product, tr.constant(alpha)) if alpha != 1 else product
+    bias = args[0] if beta == 1 else tr.binary("mul", args[0], tr.constant(beta))
+    return tr.binary("add", product, bias)
+
+
+@captures("sum", "dot")
+def _dot(tr, target, args, kwargs):
+    return tr.reduce_sum(tr.binary("mul", args[0], args[1]))
+
+
+@captures("sum", "sum")
+def _sum_call(tr, target, args, kwargs):
+    dims = args[1] if len(args) > 1 else kwargs.get("dim")
+    return tr.reduce_sum(args[0], dims, kwargs.get("keepdim", args[2] if len(args) > 2 else False))
+
+
+@captures("exp", "expm1")
+def _expm1(tr, target, args, kwargs):
+    return tr.binary("add", tr.nonlinear("exp", args[0]), tr.constant(-1.0))
+
+
+@captures("tanh", "tanh_backward")
+def _tanh_backward(tr, target, args, kwargs):
+    grad, y = args
+    one_minus = tr.binary("add", tr.unary_neg(tr.binary("mul", y, y)), tr.constant(1.0))
+    return tr.binary("mul", grad, one_minus)
+
+
+@captures("sigmoid", "sigmoid_backward")
+def _sigmoid_backward(tr, target, args, kwargs):
+    grad, y = args
+    slope = tr.binary("mul", y, tr.binary("add", tr.unary_neg(y), tr.constant(1.0)))
+    return tr.binary("mul", grad, slope)
+
+
+@captures("softplus", "softplus")
+def _softplus(tr, target, args, kwargs):
+    x, beta = args[0], float(args[1]) if len(args) > 1 else 1.0
+    # Past torch's threshold softplus is x itself; the core's table gives that to within an ulp.
+    value = tr.nonlinear("softplus", x, scale=beta)
+    return value if beta == 1.0 else tr.binary("mul", value, tr.constant(1.0 / beta))
+
+
+@captures("softplus", "softplus_backward")
+def _softplus_backward(tr, target, args, kwargs):
+    grad, x, beta = args[0], args[1], float(args[2])
+    return tr.binary("mul", grad, tr.nonlinear("sigmoid", x, scale=beta))
+
+
+@captures("sqrt", "linalg_vector_norm")
+def _vector_norm(tr, target, args, kwargs):
+    order = args[1] if len(args) > 1 else kwargs.get("ord", 2)
+    if order != 2 or kwargs.get("dtype") is not None:
+        raise CompileError(f"aten.linalg_vector_norm with ord={order!r} at {tr.source} is not supported; "
+                           "only the 2-norm is")
+    dim = args[2] if len(args) > 2 else kwargs.get("dim")
+    keepdim = args[3] if len(args) > 3 else kwargs.get("keepdim", False)
+    squares = tr.reduce_sum(tr.binary("mul", args[0], args[0]), dim, keepdim)
+    return tr.nonlinear("sqrt", squares)
+
+
+@captures("relu", "threshold_backward")
+def _threshold_backward(tr, target, args, kwargs):
+    grad, y, threshold = args
+    if threshold != 0:
+        raise CompileError(f"threshold_backward with threshold {threshold} at {tr.source} is not supported")
+    return tr.binary("mul", grad, tr.nonlinear("step", y))
+
+
+def _comparison(name, tr, target, args, kwargs):
+    return tr.compare(name, args[0], args[1])
+
+
+# Comparisons are steps of a difference; relu's derivative is written with them (and ``where``).
+for _name in ("gt", "ge", "lt", "le"):
+    captures("step", _name)(functools.partial(_comparison, _name))
+
+
+@captures("step", "where")
+def _where(tr, target, args, kwargs):
+    return tr.where(*args)
+
+
+# Refusals of aten ops no op captures ---------------------------------------------------------
+refuse("there is no log core", "log", "log1p", "log_sigmoid_forward")
+refuse("there is no abs core", "abs")
+refuse("there is no sign core", "sign")
+refuse("there is no clamp core", "clamp")
+refuse("GELU needs erf, or for approximate='tanh' a division in its second derivative", "gelu")
+refuse("its output shape depends on the data (dynamic shapes are not supported)", "nonzero", "masked_select")
+refuse("indexing with a tensor is not supported (boolean masks give data-dependent shapes)", "index")
+refuse("data-dependent control flow is not supported: the function reads a tensor's value in Python "
+       "(if, bool(), .item())", "_local_scalar_dense")
+refuse("complex numbers are not supported", "view_as_complex")
+refuse("random values (dropout in train mode) are not supported: call model.eval() first",
+       "bernoulli", "native_dropout")

@@ -1,0 +1,139 @@
+"""Every core has one interface (``cores.model``): ``contract``, ``reference(*inputs)`` with one raw
+array per input port, ``multipliers`` and ``memories``; its reference is what its hardware gives;
+a modelled core's model has the same interface with no amaranth component built."""
+
+import inspect
+
+import numpy as np
+import pytest
+from amaranth.lib import wiring
+
+import cores
+from cores import Q, TimingContract
+from cores.model import ModelledComponent, Storage
+from cores.multiply import Multiplier
+from cores.testing import run_streams
+
+A, B, OUT = Q(4, 8), Q(3, 6), Q(5, 9)
+
+
+def arguments(*args, **kwargs):
+    return args, kwargs
+
+
+# The arguments of a small instance of every core class that cores exports.
+CORES = {
+    "Add": arguments(A, B, OUT, lanes=2),
+    "Sub": arguments(A, B, OUT),
+    "Mul": arguments(A, B, OUT, lanes=2),
+    "Neg": arguments(A, OUT),
+    "Scale": arguments(A, OUT, -1.7),
+    "MulAdd": arguments(A, B, A, OUT),
+    "AddConst": arguments(A, OUT, [0.5, -1.25, 2.0, 3.0], lanes=2),
+    "MulConst": arguments(A, OUT, [0.5, -1.25, 2.0]),
+    "Sin": arguments(A, Q(2, 10), scale=3.0, lanes=2),
+    "Cos": arguments(A, Q(2, 10), scale=3.0),
+    "Tanh": arguments(A, Q(2, 10)),
+    "Sigmoid": arguments(A, Q(2, 10), scale=0.5),
+    "Softplus": arguments(A, OUT),
+    "Exp": arguments(A, Q(8, 8)),
+    "Sqrt": arguments(A, OUT, scale=2.0),
+    "Relu": arguments(A, OUT, scale=3.0),
+    "Step": arguments(A, OUT),
+    "MatVec": arguments(np.linspace(-1, 1, 12).reshape(3, 4), A, OUT, channels=("forward", "transpose"),
+                        parallel=2),
+    "Pacer": arguments(A, 3, 7),
+    "Fork": arguments(A, 3, lanes=2),
+    "Gather": arguments([(A, 3), (B, 2)], OUT, [(1, 0), 0.75, (0, 2), (0, 0), (1, 1), (0, 2)]),
+    "LaneConverter": arguments(A, 4, 2),
+    "StreamFIFO": arguments(A, 5, lanes=2),
+    "Sum": arguments(A, OUT, 3, lanes=2),
+    "Accumulate": arguments(A, OUT, 3, lanes=2),
+}
+
+
+def build(name, model=False):
+    cls = getattr(cores, name)
+    args, kwargs = CORES[name]
+    if model:
+        return cls.model(*args, **kwargs)
+    core = cls(*args, **kwargs)
+    core._MustUse__silence = True  # only some tests elaborate it
+    return core
+
+
+def stream_ports(core, flow):
+    """``{name: (element width, lanes)}`` of the core's stream ports of ``flow``, in port order."""
+    ports = {}
+    for name, member in core.signature.members.items():
+        if member.is_signature and member.flow == flow:
+            layout = member.signature.members["payload"].shape
+            ports[name] = (layout.elem_shape.width, layout.length)
+    return ports
+
+
+def rates(core, port):
+    """Tokens per firing that input ``port`` takes, and that the output it feeds emits."""
+    contract = core.contracts[int(port[1:])] if isinstance(core, cores.MatVec) else core.contract
+    return contract.consumes[port], contract.produces
+
+
+def random_raw(rng, width, shape):
+    return rng.integers(-(1 << (width - 1)), 1 << (width - 1), shape).astype(object)
+
+
+def test_every_exported_core_is_checked():
+    exported = {name for name in cores.__all__ if isinstance(getattr(cores, name), type)
+                and issubclass(getattr(cores, name), wiring.Component)}
+    assert exported == set(CORES)
+
+
+@pytest.mark.parametrize("name", sorted(CORES))
+def test_core_has_the_interface(name):
+    core = build(name)
+    assert isinstance(core.contract, TimingContract)
+    assert all(isinstance(multiplier, Multiplier) for multiplier in core.multipliers)
+    assert all(isinstance(memory, Storage) for memory in core.memories)
+    # one raw array per input port, nothing else
+    signature = inspect.signature(core.reference)
+    signature.bind(*range(len(stream_ports(core, wiring.In))))
+    assert all(p.kind in (p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL) for p in signature.parameters.values())
+
+
+@pytest.mark.parametrize("name", sorted(CORES))
+def test_reference_is_what_the_hardware_gives(name):
+    core = build(name)
+    rng = np.random.default_rng(sorted(CORES).index(name))
+    inputs, outputs, firings = {}, {}, 4
+    for port, (width, lanes) in stream_ports(core, wiring.In).items():
+        inputs[port] = random_raw(rng, width, (firings * rates(core, port)[0], lanes))
+    for k, port in enumerate(stream_ports(core, wiring.Out)):
+        source = f"x{k}" if isinstance(core, cores.MatVec) else next(iter(inputs))
+        outputs[port] = firings * rates(core, source)[1]
+    run = run_streams(core, {port: [tuple(beat) for beat in raw] for port, raw in inputs.items()}, outputs,
+                      valid_prob=0.7, ready_prob=0.6, seed=1)
+    expected = core.reference(*(raw.reshape(-1) for raw in inputs.values()))
+    expected = expected if len(outputs) > 1 else (expected,)
+    for port, reference in zip(outputs, expected):
+        assert [value for beat in run.outputs[port] for value in beat] == [int(v) for v in reference], port
+
+
+@pytest.mark.parametrize("name", sorted(name for name in CORES if issubclass(getattr(cores, name), ModelledComponent)))
+def test_model_is_the_core_without_hardware(name, monkeypatch):
+    core = build(name)
+    rng = np.random.default_rng(5)
+    inputs = [random_raw(rng, width, (2, 6 * lanes * rates(core, port)[0]))
+              for port, (width, lanes) in stream_ports(core, wiring.In).items()]
+
+    def no_component(*args, **kwargs):
+        raise AssertionError("a model built an amaranth component")
+
+    monkeypatch.setattr(wiring.Component, "__init__", no_component)
+    model = build(name, model=True)
+    assert not isinstance(model, wiring.Component)
+    assert model.contract == core.contract
+    assert model.memories == core.memories
+    assert [m.dsps for m in model.multipliers] == [m.dsps for m in core.multipliers]
+    got, expected = model.reference(*inputs), core.reference(*inputs)
+    for a, b in zip(got if isinstance(got, tuple) else (got,), expected if isinstance(expected, tuple) else (expected,)):
+        assert np.array_equal(a, b)

@@ -31,7 +31,6 @@ _LFSR_BITS = 64
 _SIGNATURE_BITS = 32
 
 
-
 def design_ports(component):
     """``[(verilog_name, flow, width)]`` of ``component``'s ports, as Amaranth names them in Verilog."""
     ports = []

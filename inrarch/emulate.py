@@ -15,50 +15,31 @@ import math
 
 import numpy as np
 
-from cores.elementwise import Add, AddConst, Mul, MulConst, Neg, Scale, Sub
 from cores.fixed import exact_integers
 from cores.matmul import MatVec
-from cores.nonlinear import Cos, Exp, Relu, Sigmoid, Sin, Softplus, Sqrt, Step, Tanh
-from cores.plumbing import Gather
-from cores.reduce import Sum
 
 from .errors import CompileError
 from .ir import evaluate
 from .lower import weight_width
+from .ops import OPS
 
 __all__ = ["Emulator", "node_model", "emulate", "relative_errors", "emulation_errors"]
 
 
-_NONLINEAR = {"sin": Sin, "cos": Cos, "tanh": Tanh, "sigmoid": Sigmoid, "exp": Exp, "relu": Relu, "step": Step,
-              "softplus": Softplus, "sqrt": Sqrt}
-
-
 def node_model(node):
-    """The model of the core that computes ``node`` (any op but ``input``), with the arguments
-    :func:`inrarch.lower.node_core` builds the core with, and no hardware. A matmul is a core of its
-    own on one multiplier: its timing does not matter here."""
+    """The model of the core that computes ``node`` (any op but ``input``), built from the op's
+    registered core and arguments (:data:`inrarch.ops.OPS`), with no hardware. A matmul is a core
+    of its own on one multiplier: its timing does not matter here."""
     attrs, fmt = node.attrs, node.attrs["format"]
-    ins = [source.attrs["format"] for source in node.inputs]
-    op = node.op
-    if op == "matmul":
+    if node.op == "matmul":
         kind = "transpose" if attrs["transposed"] else "forward"
-        return MatVec.model(attrs["weight"].matrix, ins[0], fmt, channels=(kind,), parallel=1,
+        return MatVec.model(attrs["weight"].matrix, node.inputs[0].attrs["format"], fmt, channels=(kind,), parallel=1,
                             weight_width=weight_width(node))
-    if op in ("add", "sub", "mul"):
-        return {"add": Add, "sub": Sub, "mul": Mul}[op].model(ins[0], ins[1], fmt)
-    if op == "neg":
-        return Neg.model(ins[0], fmt)
-    if op == "scale":
-        return Scale.model(ins[0], fmt, attrs["value"])
-    if op in ("add_const", "mul_const"):
-        return (AddConst if op == "add_const" else MulConst).model(ins[0], fmt, attrs["values"].reshape(-1))
-    if op in _NONLINEAR:
-        return _NONLINEAR[op].model(ins[0], fmt, scale=attrs.get("scale", 1.0))
-    if op == "sum":
-        return Sum.model(ins[0], fmt, attrs["group"])
-    if op == "gather":
-        return Gather.model([(source.attrs["format"], source.numel) for source in node.inputs], fmt, attrs["entries"])
-    raise CompileError(f"no core implements IR op {op!r}")
+    spec = OPS[node.op]
+    if spec.core is None:
+        raise CompileError(f"no core implements IR op {node.op!r}")
+    args, kwargs = spec.arguments(node, [source.attrs["format"] for source in node.inputs], fmt)
+    return spec.core.model(*args, **kwargs)
 
 
 def _core_key(node):

@@ -144,8 +144,8 @@ def node_core(node):
     spec = OPS[node.op]
     if spec.core is None:
         raise CompileError(f"no core implements IR op {node.op!r}")
-    core = spec.core(node, [source.attrs["format"] for source in node.inputs], node.attrs["format"])
-    return core, spec.ports(node), spec.output
+    args, kwargs = spec.arguments(node, [source.attrs["format"] for source in node.inputs], node.attrs["format"])
+    return spec.core(*args, **kwargs), spec.ports(node), spec.output
 
 
 def _analysed_only(core):

@@ -58,6 +58,10 @@ def _one_port(node):
     return ("a",)
 
 
+def _one_input(node, ins, fmt):
+    return (ins[0], fmt), {}
+
+
 @dataclass(eq=False)
 class OpSpec:
     """What inrarch knows about the IR op ``name``.
@@ -67,10 +71,13 @@ class OpSpec:
     semantics : callable or None
         ``semantics(node, args)``: the node's float64 values from its inputs' (each of shape
         ``(batch, *shape)``). None for ``input``, which is the sample itself.
-    core : callable or None
-        ``core(node, in_formats, out_format)``: the core that computes the node. None where
-        :mod:`inrarch.lower` builds the core itself (``input``: a pacer; ``matmul``: MatVecs that
-        two matmuls on one matrix share).
+    core : type or None
+        The core class that computes the node. None where :mod:`inrarch.lower` builds the core
+        itself (``input``: a pacer; ``matmul``: MatVecs that two matmuls on one matrix share).
+    arguments : callable
+        ``arguments(node, in_formats, out_format)``: the ``(args, kwargs)`` the core is built
+        with, as ``core(*args, **kwargs)``, and its hardware-free model with, as
+        ``core.model(*args, **kwargs)`` (:mod:`cores.model`). Default: ``(in_formats[0], out_format)``.
     ports : callable
         ``ports(node)``: the core's input port names, in the order of ``node.inputs``.
     output : str
@@ -88,7 +95,8 @@ class OpSpec:
 
     name: str
     semantics: Callable | None = None
-    core: Callable | None = None
+    core: type | None = None
+    arguments: Callable = _one_input
     ports: Callable = _one_port
     output: str = "o"
     bound: float | None = None
@@ -155,7 +163,7 @@ def nonlinear(name, function, core, *, bound=None, aten_names=None, refusals=Non
     """Register ``name(a) = function(scale * a)``, computed by ``core(in_format, out_format, scale=)``;
     it captures the aten ops ``aten_names`` (default: the op of the same name) applied to one tensor."""
     spec = register(OpSpec(name, semantics=lambda node, args: function(args[0] * _scale(node)),
-                           core=lambda node, ins, fmt: core(ins[0], fmt, scale=_scale(node)),
+                           core=core, arguments=lambda node, ins, fmt: ((ins[0], fmt), {"scale": _scale(node)}),
                            bound=bound, scaled=True, refusals=refusals or {}))
     captures(name, *((name,) if aten_names is None else aten_names))(
         lambda tr, target, args, kwargs: tr.nonlinear(name, args[0]))
@@ -168,19 +176,24 @@ register(OpSpec("input"))
 
 def _binary(name, function, core):
     register(OpSpec(name, semantics=lambda node, args: function(args[0], args[1]),
-                    core=lambda node, ins, fmt: core(ins[0], ins[1], fmt), ports=lambda node: ("a", "b")))
+                    core=core, arguments=lambda node, ins, fmt: ((ins[0], ins[1], fmt), {}),
+                    ports=lambda node: ("a", "b")))
 
 
 _binary("add", np.add, Add)
 _binary("sub", np.subtract, Sub)
 _binary("mul", np.multiply, Mul)
-register(OpSpec("neg", semantics=lambda node, args: -args[0], core=lambda node, ins, fmt: Neg(ins[0], fmt)))
+register(OpSpec("neg", semantics=lambda node, args: -args[0], core=Neg))
 register(OpSpec("scale", semantics=lambda node, args: args[0] * node.attrs["value"],
-                core=lambda node, ins, fmt: Scale(ins[0], fmt, node.attrs["value"])))
+                core=Scale, arguments=lambda node, ins, fmt: ((ins[0], fmt, node.attrs["value"]), {})))
+def _constants(node, ins, fmt):
+    return (ins[0], fmt, node.attrs["values"].reshape(-1)), {}
+
+
 register(OpSpec("add_const", semantics=lambda node, args: args[0] + node.attrs["values"],
-                core=lambda node, ins, fmt: AddConst(ins[0], fmt, node.attrs["values"].reshape(-1))))
+                core=AddConst, arguments=_constants))
 register(OpSpec("mul_const", semantics=lambda node, args: args[0] * node.attrs["values"],
-                core=lambda node, ins, fmt: MulConst(ins[0], fmt, node.attrs["values"].reshape(-1)),
+                core=MulConst, arguments=_constants,
                 refusals={"reciprocal": "division by a streamed value is not supported"}))
 
 
@@ -197,7 +210,8 @@ def _sum(node, args):
     return args[0].reshape(batch, -1, node.attrs["group"]).sum(axis=-1).reshape(batch, *node.shape)
 
 
-register(OpSpec("sum", semantics=_sum, core=lambda node, ins, fmt: Sum(ins[0], fmt, node.attrs["group"])))
+register(OpSpec("sum", semantics=_sum, core=Sum,
+                arguments=lambda node, ins, fmt: ((ins[0], fmt, node.attrs["group"]), {})))
 
 
 def _gather_table(node):
@@ -218,8 +232,9 @@ def _gather(node, args):
 
 
 register(OpSpec("gather", semantics=_gather,
-                core=lambda node, ins, fmt: Gather([(source.attrs["format"], source.numel) for source in node.inputs],
-                                                   fmt, node.attrs["entries"]),
+                core=Gather,
+                arguments=lambda node, ins, fmt: (([(source.attrs["format"], source.numel) for source in node.inputs],
+                                                   fmt, node.attrs["entries"]), {}),
                 ports=lambda node: tuple(f"i{k}" for k in range(len(node.inputs)))))
 
 # Nonlinear functions ------------------------------------------------------------------------

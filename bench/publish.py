@@ -30,6 +30,7 @@ RECORDED_BY = {
     "core_resources": "python -m bench.core_resources",
     "nonlinear_errors": "python -m bench.nonlinear_errors",
     "synth_estimate": "python -m bench.synth_estimate",
+    "fuzz": "python -m bench.fuzz --examples 200 --seed 0",
 }
 
 
@@ -298,6 +299,18 @@ def _synth_estimate(entries):
             for name in ("DSP", "BRAM36")) + "."])
 
 
+def _fuzz(entries):
+    entry = _entry(entries, "fuzz")
+    inputs, found = entry["inputs"], entry["results"]
+    orders, widths = inputs["orders"], inputs["widths"]
+    return (f"The long fuzz ran {found['completed']} of {inputs['examples']} random cases (the {len(inputs['activations'])} "
+            f"activations, orders {orders[0]}–{orders[1]}, hidden widths {widths[0]}–{widths[1]}, 1–"
+            f"{inputs['in_features'][1]} inputs and 1–{inputs['out_features'][1]} outputs, random stalls) in Verilator: "
+            f"{found['passed']} passed, {found['refused_as_expected']} were refused as documented, {found['failed']} "
+            f"failed; the worst output was off by {found['worst_error']:.1e} × max|ref| (tolerance "
+            f"{inputs['tolerance']:g}). Measured by {_source(entry)}, in {found['seconds'] / 3600:.1f} h.")
+
+
 BLOCKS = {
     "workload": _workload,
     "workload_simulated": _workload_simulated,
@@ -308,6 +321,7 @@ BLOCKS = {
     "nonlinear_errors": _nonlinear_errors,
     "nonlinear_order_choices": _nonlinear_order_choices,
     "synth_estimate": _synth_estimate,
+    "fuzz": _fuzz,
 }
 
 

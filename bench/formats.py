@@ -40,7 +40,7 @@ PLOT = results.REPOSITORY / "docs" / "formats.png"
 
 def mean_bits(graph):
     elements = sum(node.numel for node in graph.nodes)
-    return sum(node.attrs["format"].width * node.numel for node in graph.nodes) / elements
+    return sum(node.meta["format"].width * node.numel for node in graph.nodes) / elements
 
 
 def measure(order, x):
@@ -56,7 +56,7 @@ def measure(order, x):
     search = search_formats(graph, tolerance=TOLERANCE)
     seconds = time.perf_counter() - start
     searched = {"mean_bits": mean_bits(graph), "error": max(emulation_errors(graph, x)),
-                "uniform_width": search.uniform_width, "widths": sorted({n.attrs["format"].width for n in graph.nodes}),
+                "uniform_width": search.uniform_width, "widths": sorted({n.meta["format"].width for n in graph.nodes}),
                 "trials": search.trials, "seconds": round(seconds, 1)}
     return {"sweep": sweep, "searched": searched}
 

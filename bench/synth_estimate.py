@@ -38,7 +38,7 @@ def main(argv=None):
         source = Path(scratch) / "top.v"
         source.write_text(design.verilog())
         synthesized, _, _ = synth_xilinx(source, Path(scratch) / "synth", yosys=yosys)
-    estimate = design_resources(design.netlist)
+    estimate = design_resources(design.netlist, design.schedule.depths)
     print(f"estimate {estimate}\nsynth_xilinx {synthesized}")
     results.record("synth_estimate", {"estimate": estimate, "synth": synthesized},
                    inputs={"model": MODEL, "order": ORDER, "batch": BATCH, "yosys": version})

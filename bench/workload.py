@@ -125,9 +125,9 @@ def cycles_at_formats(fn, batch, formats, weight_width, dsp_budget):
     graph, _ = capture(fn, _example(batch))
     graph = optimize(graph)
     for node in graph.nodes:
-        node.attrs["format"] = Q.parse(formats[node.name])
+        node.meta["format"] = Q.parse(formats[node.name])
         if node.op == "matmul":
-            node.attrs["weight_width"] = weight_width
+            node.meta["weight_width"] = weight_width
     return solve(lower(graph, dsp_budget=dsp_budget), batch).cycles
 
 

@@ -200,7 +200,7 @@ def build(args, progress):
     report = dict(design.report)
     report["board"] = args.board
     report["order"] = args.order
-    report["estimate"] = design_resources(design.netlist, target)
+    report["estimate"] = design_resources(design.netlist, design.schedule.depths, target)
     if usable is not None:
         report["capacity"] = usable
         report["usable_fraction"] = target.usable_fraction

@@ -121,8 +121,6 @@ def compile(fn, example_input, *, format=None, width=None, tolerance=1e-3, margi
     netlist = lower(graph, device=device, dsp_budget=dsp_budget, max_parallel=max_parallel)
     lap("lower")
     schedule = solve(netlist, example_input.shape[0])
-    for stream, depth in schedule.depths.items():
-        stream.depth = depth
     lap("solve")
     options = {"format": str(format) if format else None, "width": width, "tolerance": tolerance,
                "format_search": search.as_dict() if search else None, "margin": margin,

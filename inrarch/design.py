@@ -41,7 +41,7 @@ class Design:
     graph : inrarch.ir.Graph
         The optimized per-sample graph, with a number format on every node.
     netlist : inrarch.lower.Netlist
-        Cores and streams, with the FIFO depths the solver set.
+        Cores and streams; their FIFO depths are the schedule's.
     schedule : inrarch.schedule.SolvedSchedule
         The solved timing of one batch of the example input's size.
     elaboratable : DataflowDesign
@@ -57,7 +57,7 @@ class Design:
         self.output_shapes = output_shapes
         self.single_output = single_output
         self.options = options
-        self.elaboratable = DataflowDesign(netlist)
+        self.elaboratable = DataflowDesign(netlist, schedule.depths)
         # Most designs are compiled to be reported or solved, not converted: not a forgotten module.
         self.elaboratable._MustUse__silence = True
         self._verilog = None
@@ -66,11 +66,11 @@ class Design:
 
     @property
     def input_format(self):
-        return self.graph.input.attrs["format"]
+        return self.graph.input.meta["format"]
 
     @property
     def output_formats(self):
-        return [node.attrs["format"] for node in self.graph.outputs]
+        return [node.meta["format"] for node in self.graph.outputs]
 
     def verilog(self):
         """The design as Verilog text (module ``top``); the same inputs give the same bytes.
@@ -120,7 +120,7 @@ class Design:
             raise Deadlock(f"{error}\n{self.blocked_fifos(error.status)}", status=error.status) from None
         outputs = []
         for stream, shape in zip(self.netlist.outputs, self.output_shapes):
-            out_fmt = stream.source.node.attrs["format"]
+            out_fmt = stream.source.node.meta["format"]
             raw = out_fmt.from_unsigned(run.outputs[stream.port])
             outputs.append(out_fmt.to_float(raw).reshape(batch, *shape))
         result = SimulationResult(outputs=outputs, cycles=run.cycles, overflow=bool(run.status["overflow"]), run=run)
@@ -149,7 +149,7 @@ class Design:
         # Matmul channels may share one core, whose flag then stands for all of them.
         sharing = [i.name for i in self.netlist.instances if i.core is culprit.core and i is not culprit]
         also = f" (a core shared with {', '.join(sharing)})" if sharing else ""
-        fmt = culprit.node.attrs["format"]
+        fmt = culprit.node.meta["format"]
         warnings.warn(f"overflow: the {culprit.node.op} core {culprit.name}{also} saturated values beyond the "
                       f"±{fmt.max_value:g} of its format {fmt}; outputs are wrong. Widen the formats (larger "
                       "`width` or `margin`, or a `format` with more integer bits) or narrow the inputs.",

@@ -30,15 +30,15 @@ def node_model(node):
     """The model of the core that computes ``node`` (any op but ``input``), built from the op's
     registered core and arguments (:data:`inrarch.ops.OPS`), with no hardware. A matmul is a core
     of its own on one multiplier: its timing does not matter here."""
-    attrs, fmt = node.attrs, node.attrs["format"]
+    attrs, fmt = node.attrs, node.meta["format"]
     if node.op == "matmul":
         kind = "transpose" if attrs["transposed"] else "forward"
-        return MatVec.model(attrs["weight"].matrix, node.inputs[0].attrs["format"], fmt, channels=(kind,), parallel=1,
+        return MatVec.model(attrs["weight"].matrix, node.inputs[0].meta["format"], fmt, channels=(kind,), parallel=1,
                             weight_width=weight_width(node))
     spec = OPS[node.op]
     if spec.core is None:
         raise CompileError(f"no core implements IR op {node.op!r}")
-    args, kwargs = spec.arguments(node, [source.attrs["format"] for source in node.inputs], fmt)
+    args, kwargs = spec.arguments(node, [source.meta["format"] for source in node.inputs], fmt)
     return spec.core.model(*args, **kwargs)
 
 
@@ -51,7 +51,7 @@ def _core_key(node):
         structure = id(node)  # its own constants or entries
     else:
         structure = tuple(sorted((name, value) for name, value in attrs.items() if isinstance(value, (int, float))))
-    return (node.op, structure, node.attrs["format"]) + tuple(source.attrs["format"] for source in node.inputs)
+    return (node.op, structure, node.meta["format"]) + tuple(source.meta["format"] for source in node.inputs)
 
 
 class Emulator:
@@ -60,7 +60,7 @@ class Emulator:
     Parameters
     ----------
     graph : Graph
-        With ``node.attrs["format"]`` set on every node.
+        With ``node.meta["format"]`` set on every node.
     x : array
         Samples, shape ``(batch, *graph.input.shape)``.
     models : dict, optional
@@ -79,7 +79,7 @@ class Emulator:
 
     def values(self, node):
         """Real values of ``node``, shape ``(batch, *node.shape)``."""
-        return node.attrs["format"].to_float(self.raw[node]).reshape(self._batch, *node.shape)
+        return node.meta["format"].to_float(self.raw[node]).reshape(self._batch, *node.shape)
 
     def outputs(self):
         return [self.values(node) for node in self.graph.outputs]
@@ -100,7 +100,7 @@ class Emulator:
 
     def _compute(self, node):
         """Raw values of ``node``, shape ``(batch, numel)``: int64, or Python ints if too wide."""
-        fmt = node.attrs["format"]
+        fmt = node.meta["format"]
         if node.op == "input":
             raw = fmt.quantize(self.x.reshape(self._batch, -1))
         else:

@@ -20,7 +20,7 @@ The widths then come from one of three places:
 * :func:`assign_formats` with a ``width`` gives every edge that many bits;
 * :func:`assign_formats` with ``forced`` gives every edge one format.
 
-Either way every matmul node gets ``attrs["weight_width"]``, the bits of its stored weights.
+Either way every matmul node gets ``meta["weight_width"]``, the bits of its stored weights.
 """
 
 import functools
@@ -37,8 +37,8 @@ from sim.progress import progress_bar
 from .emulate import Emulator, relative_errors
 from .errors import CompileError
 from .ir import evaluate
-from .lower import unify_shared_weight_formats
 from .ops import OPS
+from .passes import weight_pairs
 
 __all__ = ["calibration_inputs", "assign_formats", "search_formats", "FormatSearch"]
 
@@ -76,23 +76,39 @@ def _format(magnitude, width):
 
 def _set_widths(graph, ranges, widths):
     for node in graph.nodes:
-        node.attrs["format"] = _format(ranges[node], widths[node])
+        node.meta["format"] = _format(ranges[node], widths[node])
     unify_shared_weight_formats(graph)
 
 
 def assign_formats(graph, *, width=27, margin=2.0, domain=(-1.0, 1.0), forced=None, samples=256,
                    weight_widths=ULTRASCALE_PLUS.weight_widths):
-    """Give every node ``node.attrs["format"]``: ``forced``, or ``width`` bits over its range.
+    """Give every node ``node.meta["format"]``: ``forced``, or ``width`` bits over its range.
 
     Matmul weights get the narrowest of ``weight_widths`` (:attr:`devices.Device.weight_widths`).
     """
     _set_weight_width(graph, weight_widths[0])
     if forced is not None:
         for node in graph.nodes:
-            node.attrs["format"] = forced
+            node.meta["format"] = forced
         return
     values = evaluate(graph, calibration_inputs(graph.input.shape, domain, samples))
     _set_widths(graph, _ranges(graph, values, margin, domain), dict.fromkeys(graph.nodes, width))
+
+
+def unify_shared_weight_formats(graph):
+    """Give the matmuls that read one stored matrix the same input and output formats.
+
+    Two matmuls on one matrix share its memory banks as two channels of one core, which has one
+    input and one output format. The wider range of the two wins (same width, fewer fractional
+    bits), which is always safe.
+    """
+    for pair in weight_pairs(graph):
+        for side in (lambda n: n.inputs[0], lambda n: n):
+            nodes = [side(n) for n in pair]
+            widest = max((n.meta["format"] for n in nodes), key=lambda f: f.int_bits)
+            for n in nodes:
+                n.meta["format"] = widest
+    return graph
 
 
 @dataclass
@@ -143,25 +159,25 @@ class _Trials:
 
     def change(self, widths, target):
         """Move to ``widths`` if its worst error is within ``target`` (return True); else stay."""
-        before = {node: node.attrs["format"] for node in self.graph.nodes}
+        before = {node: node.meta["format"] for node in self.graph.nodes}
         saved = dict(self.emulator.raw)
         _set_widths(self.graph, self.ranges, widths)
         self.count += 1
         self.bar.update()
         try:
-            self.emulator.update([node for node in self.graph.nodes if node.attrs["format"] != before[node]])
+            self.emulator.update([node for node in self.graph.nodes if node.meta["format"] != before[node]])
             if max(self.errors()) <= target:
                 return True
         except ValueError:
             pass
         for node, fmt in before.items():
-            node.attrs["format"] = fmt
+            node.meta["format"] = fmt
         self.emulator.raw = saved
         return False
 
 
 def _bits(graph):
-    return sum(node.attrs["format"].width * node.numel for node in graph.nodes)
+    return sum(node.meta["format"].width * node.numel for node in graph.nodes)
 
 
 def _bisections(low, high):
@@ -200,7 +216,7 @@ def search_formats(graph, *, tolerance=1e-3, safety=8.0, margin=2.0, domain=(-1.
 def _set_weight_width(graph, bits):
     for node in graph.nodes:
         if node.op == "matmul":
-            node.attrs["weight_width"] = bits
+            node.meta["weight_width"] = bits
 
 
 def _search(graph, tolerance, safety, margin, domain, samples, search_samples, min_width, max_width, weight_widths,

@@ -30,12 +30,35 @@ class Weight:
 
 @dataclass(eq=False)
 class Node:
+    """One op of the graph.
+
+    Attributes
+    ----------
+    op : str
+        The op's name in :data:`inrarch.ops.OPS`.
+    inputs : list of Node
+    shape : tuple
+        The per-sample shape of the node's value.
+    attrs : dict
+        The op's parameters (:mod:`inrarch.ops`): part of its meaning, compared by the passes.
+    meta : dict
+        What the stages after the IR passes record about the node, never part of its meaning:
+        ``"weight_partner"`` (the other matmul on the same stored matrix, by
+        :func:`inrarch.passes.pair_shared_weights`), ``"format"`` (its number format, a
+        :class:`cores.fixed.Q`, by :mod:`inrarch.formats`) and ``"weight_width"`` (bits of a
+        matmul's stored weights, by :mod:`inrarch.formats`).
+    name : str
+    source : str
+        The user's source line the node was captured from.
+    """
+
     op: str
     inputs: list
     shape: tuple
     attrs: dict = field(default_factory=dict)
     name: str = ""
     source: str = ""
+    meta: dict = field(default_factory=dict)
 
     @property
     def numel(self):

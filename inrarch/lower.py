@@ -14,16 +14,17 @@ from devices import ULTRASCALE_PLUS
 
 from .errors import CompileError
 from .ops import OPS
+from .passes import weight_pairs
 from .resources import core_dsps, design_dsps
 
 __all__ = ["Instance", "Stream", "Netlist", "lower", "matmul_cycles", "choose_parallelism", "node_core",
-           "unify_shared_weight_formats", "weight_width"]
+           "weight_width"]
 
 
 def weight_width(node):
-    """Bits of the stored matrix a matmul node reads: ``attrs["weight_width"]``, which the number
+    """Bits of the stored matrix a matmul node reads: ``meta["weight_width"]``, which the number
     formats (:mod:`inrarch.formats`) set."""
-    return node.attrs["weight_width"]
+    return node.meta["weight_width"]
 
 
 @dataclass(eq=False)
@@ -51,7 +52,6 @@ class Stream:
     sink: Instance
     port: str
     output_index: int = -1
-    depth: int = 0
 
 
 @dataclass
@@ -110,41 +110,13 @@ def choose_parallelism(graph, pace, max_parallel=None):
     return choice
 
 
-def unify_shared_weight_formats(graph):
-    """Give the matmuls that read one stored matrix the same input and output formats.
-
-    Two matmuls on one matrix share its memory banks as two channels of one core, which has one
-    input and one output format. The wider range of the two wins (same width, fewer fractional
-    bits), which is always safe.
-    """
-    for pair in _weight_pairs(graph):
-        for side in (lambda n: n.inputs[0], lambda n: n):
-            nodes = [side(n) for n in pair]
-            widest = max((n.attrs["format"] for n in nodes), key=lambda f: f.int_bits)
-            for n in nodes:
-                n.attrs["format"] = widest
-    return graph
-
-
-def _weight_pairs(graph):
-    """Matmuls grouped two by two on the matrix they read (BRAM has two ports)."""
-    groups = {}
-    for node in graph.nodes:
-        if node.op == "matmul":
-            groups.setdefault(id(node.attrs["weight"]), []).append(node)
-    pairs = []
-    for nodes in groups.values():
-        pairs.extend(nodes[k:k + 2] for k in range(0, len(nodes) - 1, 2))
-    return pairs
-
-
 def node_core(node):
     """The core that computes ``node`` (any op but ``input`` and ``matmul``), its input port names
     in the order of ``node.inputs``, and its output port name."""
     spec = OPS[node.op]
     if spec.core is None:
         raise CompileError(f"no core implements IR op {node.op!r}")
-    args, kwargs = spec.arguments(node, [source.attrs["format"] for source in node.inputs], node.attrs["format"])
+    args, kwargs = spec.arguments(node, [source.meta["format"] for source in node.inputs], node.meta["format"])
     return spec.core(*args, **kwargs), spec.ports(node), spec.output
 
 
@@ -157,7 +129,7 @@ def _analysed_only(core):
 
 def _matmul_groups(graph):
     """Matmuls that become one MatVec: pairs on the same matrix (two channels), then the rest alone."""
-    pairs = _weight_pairs(graph)
+    pairs = weight_pairs(graph)
     paired = {id(n) for pair in pairs for n in pair}
     return pairs + [[n] for n in graph.nodes if n.op == "matmul" and id(n) not in paired]
 
@@ -169,14 +141,14 @@ def _effective_parallel(nodes, parallel):
 
 def _matmul_dsps(groups, parallel, device):
     return sum(_effective_parallel(nodes, parallel) * len(nodes)
-               * device.dsps(nodes[0].inputs[0].attrs["format"].width, max(map(weight_width, nodes))) for nodes in groups)
+               * device.dsps(nodes[0].inputs[0].meta["format"].width, max(map(weight_width, nodes))) for nodes in groups)
 
 
 def _matmul_cores(groups, parallel, device):
     cores = {}
     for nodes in groups:
         channels = tuple("transpose" if n.attrs["transposed"] else "forward" for n in nodes)
-        core = MatVec(nodes[0].attrs["weight"].matrix, nodes[0].inputs[0].attrs["format"], nodes[0].attrs["format"],
+        core = MatVec(nodes[0].attrs["weight"].matrix, nodes[0].inputs[0].meta["format"], nodes[0].meta["format"],
                       channels=channels, parallel=_effective_parallel(nodes, parallel),
                       weight_width=max(map(weight_width, nodes)), dsp_shape=device.multiplier)
         for k, node in enumerate(nodes):
@@ -197,7 +169,7 @@ def _netlist(graph, cores):
     busiest = max((instance.contract.ii * instance.firings_per_sample for instance in netlist.instances), default=1)
     tokens = graph.input.numel
     netlist.period = max(busiest, 2 * tokens)
-    pacer = _analysed_only(Pacer(graph.input.attrs["format"], tokens, netlist.period))
+    pacer = _analysed_only(Pacer(graph.input.meta["format"], tokens, netlist.period))
     netlist.source = Instance("input", graph.input, pacer, ("i",), "o", pacer.contract)
     netlist.instances.insert(0, netlist.source)
     by_node[graph.input] = netlist.source
@@ -220,7 +192,6 @@ def lower(graph, *, device=ULTRASCALE_PLUS, dsp_budget=None, max_parallel=None):
     whose estimated DSP count fits ``dsp_budget``, found by bisection. Matmul products are split
     for the DSP multipliers of ``device`` (:class:`devices.Device`).
     """
-    unify_shared_weight_formats(graph)
     fixed = {}
     for node in graph.nodes:
         if node.op not in ("input", "matmul"):

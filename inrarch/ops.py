@@ -233,7 +233,7 @@ def _gather(node, args):
 
 register(OpSpec("gather", semantics=_gather,
                 core=Gather,
-                arguments=lambda node, ins, fmt: (([(source.attrs["format"], source.numel) for source in node.inputs],
+                arguments=lambda node, ins, fmt: (([(source.meta["format"], source.numel) for source in node.inputs],
                                                    fmt, node.attrs["entries"]), {}),
                 ports=lambda node: tuple(f"i{k}" for k in range(len(node.inputs)))))
 

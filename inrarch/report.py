@@ -28,7 +28,7 @@ def design_report(design):
     """The report of a :class:`~inrarch.design.Design`: cycles, latency, buffer memory, multipliers,
     formats, the format search and the solver's figures (:func:`inrarch.solver_report.add_solver_report`)."""
     clock = design.options["clock_mhz"]
-    fifos = fifo_entries(design.netlist, design.options["device"])
+    fifos = fifo_entries(design.netlist, design.schedule.depths, design.options["device"])
     weights = {id(n.attrs["weight"]): n for n in design.graph.nodes if n.op == "matmul"}
     weight_bits = sum(int(np.prod(core.padded_shape)) * core.weight_format.width
                       for core in {id(i.core): i.core for i in design.netlist.instances if i.node.op == "matmul"}.values())
@@ -50,7 +50,7 @@ def design_report(design):
         "ops": design.graph.op_counts(),
         "input_format": str(design.input_format),
         "output_formats": [str(f) for f in design.output_formats],
-        "formats": {node.name: str(node.attrs["format"]) for node in design.graph.nodes},
+        "formats": {node.name: str(node.meta["format"]) for node in design.graph.nodes},
         "format_search": design.options["format_search"],
         "compile_seconds": round(sum(v for k, v in design.timings.items() if k != "verilog_seconds"), 3),
     }, design.netlist, design.schedule, design.options["device"])

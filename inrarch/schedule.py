@@ -188,7 +188,7 @@ def _core_model(instance, netlist, batch):
     return _ContractCore(instance.contract, batch * instance.firings_per_sample)
 
 
-def simulate(netlist, batch, depths=None, *, max_cycles=None):
+def simulate(netlist, batch, depths, *, max_cycles=None):
     """Predict the cycle-level timing of ``batch`` samples with the given FIFO depths.
 
     Parameters
@@ -196,8 +196,8 @@ def simulate(netlist, batch, depths=None, *, max_cycles=None):
     netlist : inrarch.lower.Netlist
     batch : int
         Samples offered back to back by an always-valid source; outputs are always ready.
-    depths : dict of Stream to int, optional
-        FIFO depth per stream; streams not named keep ``stream.depth``.
+    depths : dict of Stream to int
+        FIFO depth per stream, e.g. the solver's (:attr:`SolvedSchedule.depths`).
     max_cycles : int, optional
         Give up (a deadlock) when no token has moved for this many cycles; default
         ``4 * period + 64``.
@@ -206,7 +206,6 @@ def simulate(netlist, batch, depths=None, *, max_cycles=None):
     -------
     BackpressureRun
     """
-    depths = {stream: stream.depth for stream in netlist.streams} | dict(depths or {})
     idle_limit = max_cycles or 4 * netlist.period + 64
     models = {instance: _core_model(instance, netlist, batch) for instance in netlist.instances}
     fifos = {stream: _Fifo(depths[stream]) for stream in netlist.streams}

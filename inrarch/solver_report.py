@@ -22,8 +22,9 @@ def _sink_name(stream):
     return stream.sink.name if stream.sink is not None else stream.port
 
 
-def fifo_entries(netlist, device):
-    """One dict per stream: endpoints, number format, depth, width, bits and its memory primitive.
+def fifo_entries(netlist, depths, device):
+    """One dict per stream: endpoints, number format, depth (``depths[stream]``), width, bits and
+    its memory primitive.
 
     The primitive is where ``device`` (:meth:`devices.Device.memory_kind`) maps the FIFO's memory,
     ``depth - 1`` entries (its last beat is in the output register): the memory the resource
@@ -31,11 +32,11 @@ def fifo_entries(netlist, device):
     """
     entries = []
     for stream in netlist.streams:
-        fmt = stream.source.node.attrs["format"]
+        fmt, depth = stream.source.node.meta["format"], depths[stream]
         width = fmt.width
         entries.append({"from": stream.source.name, "to": _sink_name(stream), "port": stream.port,
-                        "format": str(fmt), "depth": stream.depth, "width": width, "bits": stream.depth * width,
-                        "memory": device.memory_kind(width, stream.depth - 1)})
+                        "format": str(fmt), "depth": depth, "width": width, "bits": depth * width,
+                        "memory": device.memory_kind(width, depth - 1)})
     return entries
 
 
@@ -96,7 +97,7 @@ def critical_path(netlist, schedule):
 def add_solver_report(report, netlist, schedule, device):
     """Add the memory type of every FIFO on ``device``, FIFO bits by memory type, buffer bits (all
     of them and by kind, :func:`buffer_bits_by_kind`) and the critical path to ``report``."""
-    report["fifos"] = fifo_entries(netlist, device)
+    report["fifos"] = fifo_entries(netlist, schedule.depths, device)
     by_memory = {}
     for entry in report["fifos"]:
         by_memory[entry["memory"]] = by_memory.get(entry["memory"], 0) + entry["bits"]
@@ -167,13 +168,14 @@ def write_plots(design, directory, *, fifos=6):
     figure.savefig(timeline, dpi=100)
     plt.close(figure)
 
-    deepest = sorted(netlist.streams, key=lambda s: -s.depth)[:fifos]
+    depths = schedule.depths
+    deepest = sorted(netlist.streams, key=lambda s: -depths[s])[:fifos]
     figure, axes = plt.subplots(figsize=(12, 4))
     for stream in deepest:
         times, levels = fifo_occupancy(stream, schedule)
         line, = axes.step(times, levels, where="post",
-                          label=f"{stream.source.name} → {_sink_name(stream)}.{stream.port} (depth {stream.depth})")
-        axes.axhline(stream.depth, color=line.get_color(), linestyle=":", linewidth=0.8)
+                          label=f"{stream.source.name} → {_sink_name(stream)}.{stream.port} (depth {depths[stream]})")
+        axes.axhline(depths[stream], color=line.get_color(), linestyle=":", linewidth=0.8)
     axes.set_xlabel("cycle")
     axes.set_ylabel("tokens held")
     axes.set_title(f"Occupancy of the {len(deepest)} deepest FIFOs (dotted: solved depth)")

@@ -17,7 +17,9 @@ class DataflowDesign(wiring.Component):
     Parameters
     ----------
     netlist : inrarch.lower.Netlist
-        Cores and streams, with FIFO depths set by the latency solver.
+        Cores and streams.
+    depths : dict of Stream to int
+        The depth of each stream's FIFO: the latency solver's (:attr:`inrarch.schedule.SolvedSchedule.depths`).
 
     Ports
     -----
@@ -34,11 +36,12 @@ class DataflowDesign(wiring.Component):
         simulation that stops moving reads them to name the blocked FIFOs.
     """
 
-    def __init__(self, netlist):
+    def __init__(self, netlist, depths):
         self._netlist = netlist
-        members = {"x": In(lanes_signature(netlist.source.node.attrs["format"]))}
+        self._depths = depths
+        members = {"x": In(lanes_signature(netlist.source.node.meta["format"]))}
         for stream in netlist.outputs:
-            members[stream.port] = Out(lanes_signature(stream.source.node.attrs["format"]))
+            members[stream.port] = Out(lanes_signature(stream.source.node.meta["format"]))
         members["overflow"] = Out(1)
         members["overflow_core"] = Out(range(len(netlist.instances) + 1))
         self.fifo_names = [self._fifo_name(stream) for stream in netlist.streams]
@@ -67,7 +70,7 @@ class DataflowDesign(wiring.Component):
             readers = readers_of.get(id(instance), [])
             output = getattr(instance.core, instance.output)
             if len(readers) > 1:
-                fork = Fork(instance.node.attrs["format"], len(readers))
+                fork = Fork(instance.node.meta["format"], len(readers))
                 m.submodules[f"{instance.name}_fork"] = _shared(fork)
                 wiring.connect(m, output, fork.i)
                 outputs = [getattr(fork, f"o{k}") for k in range(len(readers))]
@@ -75,7 +78,7 @@ class DataflowDesign(wiring.Component):
                 outputs = [output]
             for k, (stream, source) in enumerate(zip(readers, outputs)):
                 sink_name = stream.sink.name if stream.sink is not None else stream.port
-                fifo = StreamFIFO(instance.node.attrs["format"], stream.depth)
+                fifo = StreamFIFO(instance.node.meta["format"], self._depths[stream])
                 m.submodules[f"fifo_{instance.name}_to_{sink_name}_{stream.port}_{k}"] = _shared(fifo)
                 wiring.connect(m, source, fifo.i)
                 fifo_of[id(stream)] = fifo

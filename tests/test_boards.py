@@ -140,7 +140,7 @@ def test_budget_folds_matmul_parallelism_to_fit():
 def test_core_level_estimate_agrees_with_the_elaborated_netlist():
     model = inrarch.models.siren(in_features=2, hidden=8, layers=1, out_features=3, w0=30.0, seed=0)
     design = inrarch.compile(inrarch.derivatives(model, 1), torch.zeros(4, 2))
-    fast = design_resources(design.netlist)
+    fast = design_resources(design.netlist, design.schedule.depths)
     exact = estimate(design.elaboratable)
     # Every core counts the Multipliers it builds, so the budget it enforces is the real netlist's.
     assert fast["DSP"] == exact["DSP"]

@@ -46,7 +46,7 @@ def test_buffer_bits_are_every_writable_memory_of_the_design(small_design):
 
 def test_build_summary_shows_buffer_memory(small_design):
     report = {**small_design.report, "board": "alveo_u280", "order": 1,
-              "estimate": design_resources(small_design.netlist)}
+              "estimate": design_resources(small_design.netlist, small_design.schedule.depths)}
     line = next(line for line in _summary(report, "out").splitlines() if "buffer memory" in line)
     assert f"{report['buffer_bits'] / 8 / 1024:.1f} KiB" in line
     assert all(kind in line for kind in report["buffer_bits_by_kind"])

@@ -6,6 +6,7 @@ import torch
 import inrarch
 from inrarch import schedule
 from inrarch.schedule import MIN_FIFO_DEPTH
+from inrarch.top import DataflowDesign
 from inrarch.verification import simulate_and_check
 from sim import Deadlock
 
@@ -21,7 +22,7 @@ def full_fifos(message):
 
 def test_the_solved_depths_never_block_a_write():
     design = inrarch.compile(inrarch.derivatives(MODEL, 1), torch.zeros(BATCH, 2, dtype=torch.float64))
-    run = schedule.simulate(design.netlist, BATCH)
+    run = schedule.simulate(design.netlist, BATCH, design.schedule.depths)
     assert not run.deadlock and run.cycles == design.report["cycles_predicted"]
     assert all(not blocked for blocked in run.blocked.values())
 
@@ -58,10 +59,12 @@ def test_a_fifo_below_its_solved_depth_deadlocks_and_is_named():
         model = Residual()
     design = inrarch.compile(model, torch.zeros(BATCH, 2))
     direct = next(stream for stream in design.netlist.streams
-                  if stream.sink is not None and stream.sink.node.op == "add" and stream.depth > MIN_FIFO_DEPTH)
+                  if stream.sink is not None and stream.sink.node.op == "add"
+                  and design.schedule.depths[stream] > MIN_FIFO_DEPTH)
     name = design.elaboratable.fifo_names[design.netlist.streams.index(direct)]
-    assert not schedule.simulate(design.netlist, BATCH).deadlock
-    direct.depth = MIN_FIFO_DEPTH  # before the Verilog is written, so the hardware FIFO is that shallow
+    assert not schedule.simulate(design.netlist, BATCH, design.schedule.depths).deadlock
+    shallow = {**design.schedule.depths, direct: MIN_FIFO_DEPTH}
+    design.elaboratable = DataflowDesign(design.netlist, shallow)  # before the Verilog is written
     x = torch.rand(BATCH, 2) * 2 - 1
     with pytest.raises(Deadlock) as stopped:
         design.simulate(x, watchdog=300)

@@ -66,13 +66,12 @@ def test_fifo_report_and_estimate_use_one_memory_rule():
         assert entry["memory"] == device.memory_kind(entry["width"], entry["depth"] - 1)
     # With every FIFO in distributed RAM, the estimate counts each FIFO memory's bits as LUTRAM.
     assert {entry["memory"] for entry in fifos} == {"LUTRAM"}
-    no_fifos = design_resources(design.netlist, device)["LUTRAM_bits"] - sum(
+    no_fifos = design_resources(design.netlist, design.schedule.depths, device)["LUTRAM_bits"] - sum(
         entry["width"] * (entry["depth"] - 1) for entry in fifos)
-    for stream in design.netlist.streams:
-        stream.depth = 100
-    deep = design_resources(design.netlist, device)
+    deep_fifos = dict.fromkeys(design.netlist.streams, 100)
+    deep = design_resources(design.netlist, deep_fifos, device)
     assert deep["LUTRAM_bits"] == no_fifos
-    assert {entry["memory"] for entry in fifo_entries(design.netlist, device)} == {"BRAM"}
+    assert {entry["memory"] for entry in fifo_entries(design.netlist, deep_fifos, device)} == {"BRAM"}
 
 
 def test_7_series_multipliers_reach_lowering():

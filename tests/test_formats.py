@@ -49,7 +49,7 @@ def test_search_meets_the_bar_on_unseen_inputs(order, activation):
 def test_searched_edges_meet_the_target_with_fewer_bits_than_uniform():
     graph = graph_of(1)
     search = search_formats(graph, tolerance=1e-3)
-    widths = {node: node.attrs["format"].width - search.widened for node in graph.nodes}
+    widths = {node: node.meta["format"].width - search.widened for node in graph.nodes}
     trials = search_trials(graph)
     assert max(trials.start(widths)) <= search.target
     assert max(widths.values()) == search.uniform_width > min(widths.values())
@@ -106,9 +106,9 @@ def test_compile_refuses_formats_that_miss_the_tolerance_on_the_check_inputs():
 def test_width_and_forced_formats_skip_the_search():
     graph = graph_of(1)
     assign_formats(graph, width=19)
-    assert {node.attrs["format"].width for node in graph.nodes} == {19}
+    assert {node.meta["format"].width for node in graph.nodes} == {19}
     assign_formats(graph, forced=Q.parse("q8.12"))
-    assert {str(node.attrs["format"]) for node in graph.nodes} == {"q8.12"}
+    assert {str(node.meta["format"]) for node in graph.nodes} == {"q8.12"}
 
 
 def test_emulator_updates_only_what_changed():
@@ -117,7 +117,7 @@ def test_emulator_updates_only_what_changed():
     x = calibration_inputs(graph.input.shape, (-1.0, 1.0), 16)
     emulator = Emulator(graph, x)
     node = next(n for n in graph.nodes if n.op == "sin")
-    node.attrs["format"] = Q(node.attrs["format"].int_bits, 8)
+    node.meta["format"] = Q(node.meta["format"].int_bits, 8)
     emulator.update([node])
     fresh = Emulator(graph, x)
     for a, b in zip(emulator.outputs(), fresh.outputs()):

@@ -89,7 +89,7 @@ def test_a_new_op_registered_in_one_place_flows_through_capture_passes_evaluatio
     values = evaluate(graph, x.numpy())[graph.outputs[0]].reshape(expected.shape)
     np.testing.assert_allclose(values, expected, rtol=0, atol=1e-12)
     assign_formats(graph, width=16)
-    assert node.attrs["format"] == Q.for_range(1.0, 16)   # the bound, not a calibrated range
+    assert node.meta["format"] == Q.for_range(1.0, 16)   # the bound, not a calibrated range
     with pytest.raises(CompileError, match="no core implements IR op 'erf'"):
         node_core(node)
 

@@ -37,13 +37,13 @@ def _fifo_name(netlist, stream):
     return f"fifo_{stream.source.name}_to_{sink}_{stream.port}_{index}"
 
 
-def _simulate_amaranth(netlist, words, max_cycles=5000):
+def _simulate_amaranth(netlist, depths, words, max_cycles=5000):
     """Run the design with an always-valid input and always-ready outputs; watch every FIFO.
 
     Returns cycles (first input accepted → last output taken, inclusive) and per stream the
     cycles of its FIFO writes (from the first accept), its blocked write cycles and peak level.
     """
-    top = DataflowDesign(netlist)
+    top = DataflowDesign(netlist, depths)
     top._MustUse__silence = True  # elaborated here, so that the FIFOs' level signals can be watched
     module = top.elaborate(None)
     fifos = {stream: module._named_submodules[_fifo_name(netlist, stream)][0].component for stream in netlist.streams}
@@ -92,15 +92,16 @@ def _reconvergent(netlist):
 
 @pytest.fixture(scope="module")
 def solved_run(design, words):
-    return _simulate_amaranth(design.netlist, words)
+    return _simulate_amaranth(design.netlist, design.schedule.depths, words)
 
 
 def _shrunk(design, words, stream):
-    stream.depth -= 1
-    try:
-        return _simulate_amaranth(design.netlist, words), simulate(design.netlist, BATCH)
-    finally:
-        stream.depth += 1
+    depths = _one_shallower(design, stream)
+    return _simulate_amaranth(design.netlist, depths, words), simulate(design.netlist, BATCH, depths)
+
+
+def _one_shallower(design, stream):
+    return {**design.schedule.depths, stream: design.schedule.depths[stream] - 1}
 
 
 def _assert_prediction_matches(simulated, predicted, netlist):
@@ -136,23 +137,23 @@ def test_occupancy_from_the_schedule_stays_within_the_depths(design):
     for stream in design.netlist.streams:
         _, levels = fifo_occupancy(stream, design.schedule)
         assert levels.min() >= 0 and levels[-1] == 0
-        assert levels.max() <= stream.depth
+        assert levels.max() <= design.schedule.depths[stream]
 
 
 def test_solved_depths_run_at_the_predicted_cycles_and_are_tight(design, solved_run):
     assert solved_run["cycles"] == design.report["cycles_predicted"]
     assert all(blocked == 0 for blocked in solved_run["blocked"].values())
-    peaks = solved_run["peak"]
-    assert all(peaks[s] <= s.depth for s in design.netlist.streams)
-    assert any(peaks[s] == s.depth for s in design.netlist.streams)
-    _assert_prediction_matches(solved_run, simulate(design.netlist, BATCH), design.netlist)
+    peaks, depths = solved_run["peak"], design.schedule.depths
+    assert all(peaks[s] <= depths[s] for s in design.netlist.streams)
+    assert any(peaks[s] == depths[s] for s in design.netlist.streams)
+    _assert_prediction_matches(solved_run, simulate(design.netlist, BATCH, depths), design.netlist)
     for stream in design.netlist.streams:  # with no stalls, the writes are the solved emits
         assert solved_run["writes"][stream] == list(design.schedule.emits[stream.source] - design.schedule.first_accept)
 
 
 def test_shrinking_the_deepest_reconvergent_fifo_stalls_as_predicted(design, words, solved_run):
-    stream = max(_reconvergent(design.netlist), key=lambda s: s.depth)
-    assert stream.depth > 3
+    stream = max(_reconvergent(design.netlist), key=design.schedule.depths.get)
+    assert design.schedule.depths[stream] > 3
     simulated, predicted = _shrunk(design, words, stream)
     assert simulated["blocked"][stream] > 0
     assert simulated["writes"][stream] != solved_run["writes"][stream]
@@ -163,16 +164,12 @@ def test_a_shrunk_fifo_on_the_latency_path_costs_the_predicted_cycles(design, wo
     """Shrinking a FIFO whose early branch has no slack slows the whole batch, by the predicted cycles."""
     costly = []
     for stream in _reconvergent(design.netlist):
-        if stream.depth > 3:
-            stream.depth -= 1
-            try:
-                predicted = simulate(design.netlist, BATCH)
-            finally:
-                stream.depth += 1
+        if design.schedule.depths[stream] > 3:
+            predicted = simulate(design.netlist, BATCH, _one_shallower(design, stream))
             if predicted.cycles > design.report["cycles_predicted"]:
                 costly.append(stream)
     assert costly, "no reconvergent FIFO is on a path without slack"
-    stream = max(costly, key=lambda s: s.depth)
+    stream = max(costly, key=design.schedule.depths.get)
     simulated, predicted = _shrunk(design, words, stream)
     assert simulated["cycles"] > design.report["cycles_predicted"]
     _assert_prediction_matches(simulated, predicted, design.netlist)

@@ -7,9 +7,11 @@ by the tests against :func:`inrarch.ir.evaluate`).
 from .cleanup import eliminate_dead_code, merge_common_subexpressions
 from .gathers import fold_gather_chains
 from .arithmetic import fold_scale_chains, fuse_scale_into_nonlinear
+from .weights import pair_shared_weights, weight_pairs
 
 __all__ = ["PIPELINE", "optimize", "eliminate_dead_code", "merge_common_subexpressions",
-           "fold_gather_chains", "fold_scale_chains", "fuse_scale_into_nonlinear"]
+           "fold_gather_chains", "fold_scale_chains", "fuse_scale_into_nonlinear", "pair_shared_weights",
+           "weight_pairs"]
 
 PIPELINE = (
     merge_common_subexpressions,
@@ -18,6 +20,7 @@ PIPELINE = (
     fuse_scale_into_nonlinear,
     merge_common_subexpressions,
     eliminate_dead_code,
+    pair_shared_weights,
 )
 
 

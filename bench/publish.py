@@ -30,6 +30,7 @@ RECORDED_BY = {
     "core_resources": "python -m bench.core_resources",
     "nonlinear_errors": "python -m bench.nonlinear_errors",
     "synth_estimate": "python -m bench.synth_estimate",
+    "sweep": "python -m bench.sweep",
 }
 
 
@@ -298,6 +299,22 @@ def _synth_estimate(entries):
             for name in ("DSP", "BRAM36")) + "."])
 
 
+def _sweep(entries):
+    entry = _entry(entries, "sweep")
+    inputs, figures = entry["inputs"], entry["results"]
+    runs = [(1, figures["one_worker"]), (2, figures["two_workers"])]
+    rerun = figures["two_workers"]["rerun"]
+    lines = [f"{inputs['points']} points of the {_siren(inputs['model'])} (compile and estimate, "
+             f"{_source(entry)}), on {inputs['cpu_count']} cores shared with other work:", "",
+             _table(["workers", "cluster start-up", "sweep", "points at once", "load average before, after"],
+                    [[workers, f"{run['startup_seconds']:.1f} s", f"{run['seconds']:.1f} s",
+                      f"{run['concurrency']:.2f}", ", ".join(f"{load:g}" for load in run["load_average"])]
+                     for workers, run in runs]), "",
+             f"2 workers against 1: {figures['speedup']:.2f}×. The rerun of the finished sweep took "
+             f"{rerun['seconds']:.2f} s and recomputed {rerun['computed']} points."]
+    return "\n".join(lines)
+
+
 BLOCKS = {
     "workload": _workload,
     "workload_simulated": _workload_simulated,
@@ -308,6 +325,7 @@ BLOCKS = {
     "nonlinear_errors": _nonlinear_errors,
     "nonlinear_order_choices": _nonlinear_order_choices,
     "synth_estimate": _synth_estimate,
+    "sweep": _sweep,
 }
 
 

@@ -8,7 +8,9 @@ output directory, then reruns the finished 2-worker sweep, which must take every
 cache. The workers import inrarch before the clock starts, so that the ratio compares the sweeps
 and not the imports; the cluster start-ups are timed on their own. Records the seconds, the
 speedup and the rerun under ``"sweep"`` in ``bench/results.json``, with the machine's load
-average: other work on the machine lengthens the times and shrinks the speedup.
+average before and after each sweep: other work on the machine lengthens the times and shrinks the
+speedup. The concurrency (the points' seconds added up, over the sweep's wall time) tells how many
+points ran at once, which the load does not change.
 """
 
 import argparse
@@ -35,9 +37,14 @@ def _timed_sweep(workers, out, rerun=False):
         startup = time.perf_counter() - start
         client.run(importlib.import_module, "inrarch.build")
         start = time.perf_counter()
+        load_before = machine_load()["load_average"]
         rows, computed = run_sweep(grid(AXES), client, out)
         seconds = time.perf_counter() - start
-        timings = {"startup_seconds": round(startup, 2), "seconds": round(seconds, 2), "computed": computed}
+        # Point-seconds per wall second: how many points ran at once, whatever the CPU share each one got.
+        concurrency = sum(row["total_seconds"] for row in rows) / seconds
+        timings = {"startup_seconds": round(startup, 2), "seconds": round(seconds, 2), "computed": computed,
+                   "concurrency": round(concurrency, 2),
+                   "load_average": [load_before, machine_load()["load_average"]]}
         if rerun:
             start = time.perf_counter()
             rerun_rows, recomputed = run_sweep(grid(AXES), client, out)

@@ -56,6 +56,8 @@ METRICS = ("status", "cycles", "first_sample_latency_cycles", "latency_us", "dsp
 _SOURCE_PACKAGES = ("inrarch", "cores", "boards", "sim")
 # Attempts of a point beyond the first when its task raises (a worker that dies is rescheduled by Dask).
 _RETRIES = 2
+# Workers that imported torch take seconds to exit on a loaded machine: Dask's default 5 s kills them noisily.
+_CLOSE_SECONDS = 30
 # A worker process runs one point at a time: the build's stdout and stderr are captured per point.
 _BUILD_LOCK = threading.Lock()
 
@@ -395,7 +397,7 @@ def main(argv=None):
         if client is not None:
             client.close()
         if cluster is not None:
-            cluster.close()
+            cluster.close(timeout=_CLOSE_SECONDS)
     write_results(rows, out)
     print(f"{computed} points computed, {len(rows) - computed} from the cache")
     print(_summary(rows, out))

@@ -39,9 +39,14 @@ import threading
 import time
 from pathlib import Path
 
+import torch
+from dask.distributed import Client, LocalCluster, as_completed
+from dask.distributed import progress as progress_bar
+
+from . import build
 from .errors import InrarchError
 
-__all__ = ["main", "grid", "point_key", "run_point", "run_sweep", "pareto_front", "write_results"]
+__all__ = ["main", "grid", "model_digest", "point_key", "run_point", "run_sweep", "pareto_front", "write_results"]
 
 DEFAULT_MODEL = "siren"
 # Flag → value type of the grid's axes, in the order of the rows' columns.
@@ -105,13 +110,9 @@ def _project_version():
 
 def model_digest(config):
     """A digest of the parameters and buffers of the model a point compiles (and of its file, if any)."""
-    import torch
-
-    from .build import load_model
-
     spec = config.get("model", DEFAULT_MODEL)
     options = {name: config[name] for name in ("width", "depth", "w0") if name in config}
-    model, _ = load_model(None if spec == DEFAULT_MODEL else spec, **options)
+    model, _ = build.load_model(None if spec == DEFAULT_MODEL else spec, **options)
     digest = hashlib.sha256()
     if spec != DEFAULT_MODEL:
         digest.update(Path(spec.partition(":")[0]).read_bytes())
@@ -171,8 +172,6 @@ def run_point(point, directory):
     as the build keeps its report. An internal error of the build raises, so that Dask retries the
     point on another worker.
     """
-    from . import build
-
     directory = Path(directory)
     shutil.rmtree(directory, ignore_errors=True)
     directory.parent.mkdir(parents=True, exist_ok=True)
@@ -207,9 +206,6 @@ def run_sweep(points, client, out, cache=None, progress=False):
     not finish at all (its workers kept dying) gets a failed row, not cached, so that a rerun
     tries it again. ``computed`` counts the points that ran.
     """
-    from dask.distributed import as_completed
-    from dask.distributed import progress as progress_bar
-
     out = Path(out).resolve()
     cache = Path(cache).resolve() if cache else out / "cache"
     cache.mkdir(parents=True, exist_ok=True)
@@ -352,8 +348,6 @@ def _parser():
 
 
 def _client(args):
-    from dask.distributed import Client, LocalCluster
-
     if args.scheduler:
         return Client(args.scheduler), None
     workers = args.workers or len(os.sched_getaffinity(0))

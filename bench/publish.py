@@ -31,6 +31,7 @@ RECORDED_BY = {
     "nonlinear_errors": "python -m bench.nonlinear_errors",
     "synth_estimate": "python -m bench.synth_estimate",
     "sweep": "python -m bench.sweep",
+    "verilator_build": "python -m bench.verilator_build",
 }
 
 
@@ -315,6 +316,19 @@ def _sweep(entries):
     return "\n".join(lines)
 
 
+def _verilator_build(entries):
+    entry = _entry(entries, "verilator_build")
+    inputs, figures = entry["inputs"], entry["results"]
+    before, after = figures["before"], figures["after"]
+    added = " ".join(inputs["after_args"][len(inputs["before_args"]):])
+    return (f"The Verilator build of the order-{inputs['order']} {_siren(inputs['model'])} at batch "
+            f"{inputs['batch']} ({inputs['verilog_bytes'] / 1e6:.1f} MB of Verilog; {_source(entry)}, on "
+            f"{inputs['cpu_count']} cores with a load average of {inputs['load_average']:g} from other work) took "
+            f"{before['build_seconds']:.0f} s with Verilator's default 20000-statement C++ files and one Verilation "
+            f"thread, and {after['build_seconds']:.0f} s with `{added}`: {figures['build_speedup']:.2f}× faster. "
+            f"The run took {before['run_seconds']:.2f} s and {after['run_seconds']:.2f} s.")
+
+
 BLOCKS = {
     "workload": _workload,
     "workload_simulated": _workload_simulated,
@@ -326,6 +340,7 @@ BLOCKS = {
     "nonlinear_order_choices": _nonlinear_order_choices,
     "synth_estimate": _synth_estimate,
     "sweep": _sweep,
+    "verilator_build": _verilator_build,
 }
 
 

@@ -260,7 +260,10 @@ def verilator_runner():
     passes :data:`VERILATOR_ARGS` before your ``build_args``, so the lint warnings Amaranth's
     Verilog raises do not stop it. It does not cache builds; :func:`sim.run_verilog` does.
     """
-    return _UserRunner(toolchain())
+    tools = toolchain()
+    # The make variables fix the wheel's compiler and precompiled-header settings, which every model
+    # split into several files (PARALLEL_BUILD_ARGS) needs.
+    return _UserRunner(tools, tools.make_overrides())
 
 
 def run_test(model, test_module, *, test_dir, env=None, testcase=None, trace=None, on_line=None):

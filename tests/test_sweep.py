@@ -100,4 +100,7 @@ def test_a_worker_killed_mid_sweep_loses_no_point_and_records_none_twice(client,
     rows, computed = outcome["result"]
     assert computed == 3 and [row["batch"] for row in rows] == [2, 3, 5]
     assert all(row["status"] == "ok" for row in rows), [row["error"] for row in rows]
-    assert len(list((tmp_path / "cache").glob("*.json"))) == 3 and len(list(tmp_path.glob("points/*"))) == 3
+    keys = sorted(row["key"] for row in rows)
+    assert sorted(path.stem for path in (tmp_path / "cache").glob("*.json")) == keys
+    # The killed build may leave its hidden staging directory beside the points' outputs.
+    assert sorted(path.name for path in (tmp_path / "points").iterdir() if not path.name.startswith(".")) == keys

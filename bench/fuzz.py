@@ -25,10 +25,13 @@ refused op (:meth:`Case.may_compile`); such a case that compiles is checked like
     python -m bench.fuzz --examples 200 --seed 0
 
 It prints one line per case, then ``N passed, M failed``, records the outcome under ``"fuzz"`` in
-``bench/results.json`` and exits 1 when any case failed.
+``bench/results.json`` and exits 1 when any case failed. ``--scheduler tcp://host:8786`` runs each
+case as an independent task of that Dask cluster (its workers need this repository on their
+``PYTHONPATH``); the cases are drawn, printed and recorded here, in their order, as they finish.
 """
 
 import argparse
+import contextlib
 import json
 import math
 import re
@@ -272,9 +275,9 @@ def _recorded(inputs):
         return [], 0.0
     if json.loads(json.dumps(inputs)) != entry["inputs"]:
         raise SystemExit("--resume: bench/results.json holds a fuzz run with other inputs; run without --resume")
-    results = entry["results"]
-    outcomes = [Outcome(**{**outcome, "errors": tuple(outcome["errors"])}) for outcome in results["outcomes"]]
-    return outcomes, results["seconds"]
+    figures = entry["results"]
+    outcomes = [Outcome(**{**outcome, "errors": tuple(outcome["errors"])}) for outcome in figures["outcomes"]]
+    return outcomes, figures["seconds"]
 
 
 def _report(index, case, outcome):
@@ -285,6 +288,30 @@ def _report(index, case, outcome):
         print(f"     {outcome.detail}", flush=True)
 
 
+@contextlib.contextmanager
+def case_runner(scheduler=None):
+    """A function from a list of cases to their outcomes, in order, as they finish.
+
+    Without ``scheduler`` the cases run here, one after the other; with it, each case is a task of
+    that Dask cluster. A task that fails (its worker kept dying) is a failed case, run again by
+    ``--resume``.
+    """
+    if scheduler is None:
+        yield lambda cases: map(run_case, cases)
+        return
+    from dask.distributed import Client
+
+    with Client(scheduler) as client:
+        def run_on_cluster(cases):
+            for future in client.map(run_case, cases, pure=False):
+                try:
+                    yield future.result()
+                except Exception as error:
+                    yield Outcome("fail", f"the task failed: {type(error).__name__}: {error}")
+
+        yield run_on_cluster
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--examples", type=int, default=200, help="cases to run (default 200)")
@@ -292,6 +319,7 @@ def main(argv=None):
     parser.add_argument("--resume", action="store_true",
                         help="continue the run recorded in bench/results.json (same inputs) where it stopped, "
                              "running its failed cases again")
+    parser.add_argument("--scheduler", help="run each case as a task of this Dask scheduler, e.g. tcp://host:8786")
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore", DeprecationWarning)
 
@@ -303,27 +331,30 @@ def main(argv=None):
     inputs = _inputs(args)
     # Every case is recorded as it finishes, so an interrupted run keeps its outcomes and can resume.
     outcomes, earlier_seconds = _recorded(inputs) if args.resume else ([], 0.0)
-    cases = [random_case(rng) for _ in outcomes]
+    cases = [random_case(rng) for _ in range(max(args.examples, len(outcomes)))]
     # A failure recorded earlier is run again, so that a fix is checked without rerunning the passes.
-    for index, case in enumerate(cases):
-        if outcomes[index].status == "fail":
-            outcomes[index] = run_case(case)
-            _report(index, case, outcomes[index])
+    todo = [index for index, outcome in enumerate(outcomes) if outcome.status == "fail"]
+    todo += range(len(outcomes), args.examples)
     start = time.perf_counter() - earlier_seconds
-    for index in range(len(outcomes), args.examples):
-        case = random_case(rng)
-        outcome = run_case(case)
-        cases.append(case)
-        outcomes.append(outcome)
-        results.record("fuzz", summarize(cases, outcomes, time.perf_counter() - start), inputs=inputs)
-        _report(index, case, outcome)
-    results = results.entry("fuzz")["results"]
-    print(f"\n{results['passed']} passed, {results['failed']} failed")
-    print(f"{results['refused_as_expected']} refused as documented; {results['seconds']:.0f} s in all")
-    for failure in results["failures"]:
+    with case_runner(args.scheduler) as run_cases:
+        for index, outcome in zip(todo, run_cases([cases[index] for index in todo])):
+            if index < len(outcomes):
+                outcomes[index] = outcome
+            else:
+                outcomes.append(outcome)
+            results.record("fuzz", summarize(cases[:len(outcomes)], outcomes, time.perf_counter() - start),
+                           inputs=inputs)
+            _report(index, cases[index], outcome)
+    figures = results.entry("fuzz")["results"]
+    print(f"\n{figures['passed']} passed, {figures['failed']} failed")
+    print(f"{figures['refused_as_expected']} refused as documented; {figures['seconds']:.0f} s in all")
+    for failure in figures["failures"]:
         print(f"FAIL {failure['case']}: {failure['detail']}")
-    return 1 if results["failed"] else 0
+    return 1 if figures["failed"] else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Dask pickles the functions of __main__ by value: run the imported module, whose tasks pickle by name.
+    from bench import fuzz
+
+    sys.exit(fuzz.main())

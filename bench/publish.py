@@ -31,6 +31,8 @@ RECORDED_BY = {
     "nonlinear_errors": "python -m bench.nonlinear_errors",
     "synth_estimate": "python -m bench.synth_estimate",
     "fuzz": "python -m bench.fuzz --examples 200 --seed 0",
+    "sweep": "python -m bench.sweep",
+    "verilator_build": "python -m bench.verilator_build",
 }
 
 
@@ -311,6 +313,35 @@ def _fuzz(entries):
             f"{inputs['tolerance']:g}). Measured by {_source(entry)}, in {found['seconds'] / 3600:.1f} h.")
 
 
+def _sweep(entries):
+    entry = _entry(entries, "sweep")
+    inputs, figures = entry["inputs"], entry["results"]
+    runs = [(1, figures["one_worker"]), (2, figures["two_workers"])]
+    rerun = figures["two_workers"]["rerun"]
+    lines = [f"{inputs['points']} points of the {_siren(inputs['model'])} (compile and estimate, "
+             f"{_source(entry)}), on {inputs['cpu_count']} cores shared with other work:", "",
+             _table(["workers", "cluster start-up", "sweep", "points at once", "load average before, after"],
+                    [[workers, f"{run['startup_seconds']:.1f} s", f"{run['seconds']:.1f} s",
+                      f"{run['concurrency']:.2f}", ", ".join(f"{load:g}" for load in run["load_average"])]
+                     for workers, run in runs]), "",
+             f"2 workers against 1: {figures['speedup']:.2f}×. The rerun of the finished sweep took "
+             f"{rerun['seconds']:.2f} s and recomputed {rerun['computed']} points."]
+    return "\n".join(lines)
+
+
+def _verilator_build(entries):
+    entry = _entry(entries, "verilator_build")
+    inputs, figures = entry["inputs"], entry["results"]
+    before, after = figures["before"], figures["after"]
+    added = " ".join(inputs["after_args"][len(inputs["before_args"]):])
+    return (f"The Verilator build of the order-{inputs['order']} {_siren(inputs['model'])} at batch "
+            f"{inputs['batch']} ({inputs['verilog_bytes'] / 1e6:.1f} MB of Verilog; {_source(entry)}, on "
+            f"{inputs['cpu_count']} cores with a load average of {inputs['load_average']:g} from other work) took "
+            f"{before['build_seconds']:.0f} s with Verilator's default 20000-statement C++ files and one Verilation "
+            f"thread, and {after['build_seconds']:.0f} s with `{added}`: {figures['build_speedup']:.2f}× faster. "
+            f"The run took {before['run_seconds']:.2f} s and {after['run_seconds']:.2f} s.")
+
+
 BLOCKS = {
     "workload": _workload,
     "workload_simulated": _workload_simulated,
@@ -322,6 +353,8 @@ BLOCKS = {
     "nonlinear_order_choices": _nonlinear_order_choices,
     "synth_estimate": _synth_estimate,
     "fuzz": _fuzz,
+    "sweep": _sweep,
+    "verilator_build": _verilator_build,
 }
 
 

@@ -52,7 +52,7 @@ from .resources import design_resources
 from .solver_report import write_plots
 from .verification import simulate_and_check
 
-__all__ = ["main", "build", "kernel_streams"]
+__all__ = ["main", "build", "kernel_streams", "load_model"]
 
 _PLAN_DIR = "board_plan"
 _PLOTS_DIR = "plots"
@@ -104,6 +104,26 @@ def _load_model(spec):
     if not isinstance(model, torch.nn.Module):
         raise InrarchError(f"--model: {spec} is not a torch.nn.Module nor a function returning one")
     return model
+
+
+def load_model(spec=None, *, width=256, depth=4, w0=30.0):
+    """The model a build compiles, and its input features.
+
+    Parameters
+    ----------
+    spec : str, optional
+        ``path.py:attr`` naming a ``torch.nn.Module`` or a function returning one (``--model``).
+    width, depth, w0 : int, int, float
+        The default SIREN 2→width→…→3 with ``depth`` sine layers, used when ``spec`` is None.
+
+    Returns
+    -------
+    (torch.nn.Module, int)
+    """
+    if spec:
+        model = _load_model(spec)
+        return model, next(m for m in model.modules() if isinstance(m, torch.nn.Linear)).in_features
+    return models.siren(in_features=2, hidden=width, layers=depth, out_features=3, w0=w0, seed=0), 2
 
 
 def _parser():
@@ -179,12 +199,7 @@ def build(args, progress):
     if not os.access(parent, os.W_OK):
         raise InrarchError(f"--out: cannot write to {parent}")
 
-    if args.model:
-        model = _load_model(args.model)
-        in_features = next(m for m in model.modules() if isinstance(m, torch.nn.Linear)).in_features
-    else:
-        model = models.siren(in_features=2, hidden=args.width, layers=args.depth, out_features=3, w0=args.w0, seed=0)
-        in_features = 2
+    model, in_features = load_model(args.model, width=args.width, depth=args.depth, w0=args.w0)
     fn = derivatives(model, args.order)
     progress.step(f"capturing order-{args.order} derivatives and compiling")
     # A board of a family that devices/ does not describe (iCE40, Gowin, ...) compiles as for UltraScale+.
@@ -211,6 +226,7 @@ def build(args, progress):
     report["verilog_seconds"] = round(design.timings.get("verilog_seconds", 0.0), 3)
     if args.simulate:
         progress.step("building and running the Verilog in Verilator")
+        start = time.perf_counter()
         rng = np.random.default_rng(args.seed)
         x = torch.tensor(rng.uniform(-1.0, 1.0, size=(args.batch, in_features)))
         verification = simulate_and_check(design, fn, x, tolerance=args.tolerance, progress=progress.bars,
@@ -221,6 +237,7 @@ def build(args, progress):
             report["max_error_per_output"] = verification.errors
             report["overflow"] = verification.result.overflow
         report["simulation_problems"] = verification.problems
+        report["simulate_seconds"] = round(time.perf_counter() - start, 3)
 
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=parent))
     try:
@@ -270,11 +287,13 @@ def _board_outputs(args, board, device, design, verilog, staging, report, progre
     if args.synth:
         family = device.synth_family
         progress.step(f"synthesizing with yosys synth_xilinx -family {family} (about a minute for small designs)")
+        start = time.perf_counter()
         try:
             counts, cells, _ = synth_xilinx(staging / "top.v", staging / "synth", family=family)
         except RuntimeError:
             raise ToolFailure("yosys synth_xilinx failed; its log ends above", staging / "synth" / "yosys.log") from None
         report["synth"] = {"tool": f"yosys synth_xilinx -family {family}", **counts, "cells": cells}
+        report["synth_seconds"] = round(time.perf_counter() - start, 3)
         if "capacity" in report:
             fits, rows = check_fit(counts, device.capacity, device.usable_fraction)
             report["synth"]["fits"] = fits
@@ -285,7 +304,9 @@ def _board_outputs(args, board, device, design, verilog, staging, report, progre
                                    f"({device.usable_fraction:.0%} of the device)")
 
     if args.run_vendor:
+        start = time.perf_counter()
         report["vendor_run"] = _run_vendor(board, staging / _PLAN_DIR, progress)
+        report["vendor_seconds"] = round(time.perf_counter() - start, 3)
 
 
 def _run_vendor(board, plan_dir, progress):

@@ -10,6 +10,8 @@ documented refusal.
 
 import os
 
+import numpy as np
+
 import pytest
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
@@ -106,3 +108,31 @@ def test_a_piecewise_linear_gradient_norm_may_compile_and_is_then_checked_agains
 def test_only_the_quantities_built_to_be_refused_expect_a_refusal():
     assert tanh_case(order=3).expected_refusal() is None
     assert tanh_case(order=1, quantity="gradient-norm").expected_refusal() is None
+
+
+def test_with_a_scheduler_each_case_is_a_dask_task_recorded_in_order_and_a_failed_task_fails_its_case(
+        monkeypatch, capsys):
+    distributed = pytest.importorskip("dask.distributed")
+    rng = np.random.default_rng(5)
+    drawn = [fuzz.random_case(rng) for _ in range(4)]
+    recorded = []
+    monkeypatch.setattr(fuzz.results, "record", lambda key, figures, inputs: recorded.append(figures))
+    monkeypatch.setattr(fuzz.results, "entry", lambda key: {"results": recorded[-1]})
+
+    def run_case(case):  # a stand-in for compile and Verilator, which this test is not about
+        if case == drawn[1]:
+            raise RuntimeError("worker lost")
+        return fuzz.Outcome("pass", "", (0.0,), drawn.index(case))
+
+    monkeypatch.setattr(fuzz, "run_case", run_case)
+    # Workers in threads of this process run the stand-in; tasks still go through the scheduler.
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster:
+        status = fuzz.main(["--examples", "4", "--seed", "5", "--scheduler", cluster.scheduler_address])
+    assert status == 1
+    assert [figures["completed"] for figures in recorded] == [1, 2, 3, 4]
+    outcomes = recorded[-1]["outcomes"]
+    assert [outcome["cycles"] for outcome in outcomes] == [0, 0, 2, 3]
+    assert [outcome["status"] for outcome in outcomes] == ["pass", "fail", "pass", "pass"]
+    assert outcomes[1]["detail"] == "the task failed: RuntimeError: worker lost"
+    assert "3 passed, 1 failed" in capsys.readouterr().out

@@ -16,7 +16,7 @@ from amaranth.lib.wiring import In, Out
 from .contract import TimingContract
 from .fixed import Q, convert, convert_raw, exact_integers
 from .model import ModelledComponent, Storage
-from .multiply import Multiplier
+from .multiply import DSP48E2, Multiplier
 from .ports import lanes_signature
 
 __all__ = ["Add", "Sub", "Mul", "Neg", "Scale", "MulAdd", "AddConst", "MulConst", "constant_format"]
@@ -41,6 +41,10 @@ class _Elementwise:
         Elements per beat, on every stream.
     rounding, overflow : str
         How the full-precision result is brought to ``out_format`` (see :func:`cores.fixed.convert`).
+    dsp_shape : (int, int)
+        Only for the cores whose result is a product (Mul, MulAdd, Scale, MulConst): the signed
+        port widths of the device's DSP multiplier that the product is split for
+        (:class:`~cores.multiply.Multiplier`).
 
     Timing
     ------
@@ -223,8 +227,8 @@ class Sub(_ElementwiseCore, SubModel):
 class MulModel(_Elementwise):
     """The model of :class:`Mul`."""
 
-    def __init__(self, a_format, b_format, out_format, **kwargs):
-        self.multiplier = Multiplier(a_format.shape, b_format.shape)
+    def __init__(self, a_format, b_format, out_format, *, dsp_shape=DSP48E2, **kwargs):
+        self.multiplier = Multiplier(a_format.shape, b_format.shape, dsp_shape=dsp_shape)
         super().__init__({"a": a_format, "b": b_format}, out_format, **kwargs)
 
     def product(self, operands):
@@ -254,8 +258,8 @@ class Neg(_ElementwiseCore, NegModel):
 class MulAddModel(_Elementwise):
     """The model of :class:`MulAdd`."""
 
-    def __init__(self, a_format, b_format, c_format, out_format, **kwargs):
-        self.multiplier = Multiplier(a_format.shape, b_format.shape)
+    def __init__(self, a_format, b_format, c_format, out_format, *, dsp_shape=DSP48E2, **kwargs):
+        self.multiplier = Multiplier(a_format.shape, b_format.shape, dsp_shape=dsp_shape)
         super().__init__({"a": a_format, "b": b_format, "c": c_format}, out_format, **kwargs)
 
     def product(self, operands):
@@ -273,11 +277,11 @@ class MulAdd(_ElementwiseCore, MulAddModel):
 class ScaleModel(_Elementwise):
     """The model of :class:`Scale`."""
 
-    def __init__(self, a_format, out_format, scale, *, const_width=18, **kwargs):
+    def __init__(self, a_format, out_format, scale, *, const_width=18, dsp_shape=DSP48E2, **kwargs):
         self._const_format = constant_format([scale], const_width)
         self._scale_raw = int(self._const_format.quantize([scale])[0])
         self.scale = scale
-        self.multiplier = Multiplier(a_format.shape, self._const_format.shape)
+        self.multiplier = Multiplier(a_format.shape, self._const_format.shape, dsp_shape=dsp_shape)
         super().__init__({"a": a_format}, out_format, **kwargs)
 
     def product(self, operands):
@@ -365,9 +369,9 @@ class AddConst(_ElementwiseCore, AddConstModel):
 class MulConstModel(_ConstantOperand):
     """The model of :class:`MulConst`."""
 
-    def __init__(self, a_format, out_format, values, *, const_width=18, **kwargs):
+    def __init__(self, a_format, out_format, values, *, const_width=18, dsp_shape=DSP48E2, **kwargs):
         const_format = constant_format(values, const_width)
-        self.multiplier = Multiplier(a_format.shape, const_format.shape)
+        self.multiplier = Multiplier(a_format.shape, const_format.shape, dsp_shape=dsp_shape)
         super().__init__(a_format, out_format, values, const_format, **kwargs)
 
     def product(self, operands):

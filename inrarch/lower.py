@@ -110,13 +110,15 @@ def choose_parallelism(graph, pace, max_parallel=None):
     return choice
 
 
-def node_core(node):
-    """The core that computes ``node`` (any op but ``input`` and ``matmul``), its input port names
-    in the order of ``node.inputs``, and its output port name."""
+def node_core(node, device=ULTRASCALE_PLUS):
+    """The core that computes ``node`` (any op but ``input`` and ``matmul``) on ``device``, its
+    input port names in the order of ``node.inputs``, and its output port name."""
     spec = OPS[node.op]
     if spec.core is None:
         raise CompileError(f"no core implements IR op {node.op!r}")
     args, kwargs = spec.arguments(node, [source.meta["format"] for source in node.inputs], node.meta["format"])
+    if spec.multiplies:
+        kwargs["dsp_shape"] = device.multiplier
     return spec.core(*args, **kwargs), spec.ports(node), spec.output
 
 
@@ -195,7 +197,7 @@ def lower(graph, *, device=ULTRASCALE_PLUS, dsp_budget=None, max_parallel=None):
     fixed = {}
     for node in graph.nodes:
         if node.op not in ("input", "matmul"):
-            core, inputs, output = node_core(node)
+            core, inputs, output = node_core(node, device)
             fixed[node] = (core, inputs, output, core.contract)
     fixed_dsps = sum(core_dsps(core) for core, *_ in fixed.values())
     groups = _matmul_groups(graph)

@@ -87,6 +87,9 @@ class OpSpec:
         of a calibrated range.
     scaled : bool
         The op is ``f(scale * a)``; a ``scale`` node before it fuses into its ``scale`` attribute.
+    multiplies : bool
+        The core multiplies: lowering builds it with ``dsp_shape=``, the device's DSP multiplier
+        (:attr:`devices.Device.multiplier`), which its products are split for.
     captures : dict
         Aten op name → translation (see the module docstring).
     refusals : dict
@@ -101,6 +104,7 @@ class OpSpec:
     output: str = "o"
     bound: float | None = None
     scaled: bool = False
+    multiplies: bool = False
     captures: dict = field(default_factory=dict)
     refusals: dict = field(default_factory=dict)
 
@@ -164,7 +168,8 @@ def nonlinear(name, function, core, *, bound=None, aten_names=None, refusals=Non
     it captures the aten ops ``aten_names`` (default: the op of the same name) applied to one tensor."""
     spec = register(OpSpec(name, semantics=lambda node, args: function(args[0] * _scale(node)),
                            core=core, arguments=lambda node, ins, fmt: ((ins[0], fmt), {"scale": _scale(node)}),
-                           bound=bound, scaled=True, refusals=refusals or {}))
+                           bound=bound, scaled=True, multiplies=True,
+                           refusals=refusals or {}))
     captures(name, *((name,) if aten_names is None else aten_names))(
         lambda tr, target, args, kwargs: tr.nonlinear(name, args[0]))
     return spec
@@ -174,18 +179,21 @@ def nonlinear(name, function, core, *, bound=None, aten_names=None, refusals=Non
 register(OpSpec("input"))
 
 
-def _binary(name, function, core):
+def _binary(name, function, core, multiplies=False):
     register(OpSpec(name, semantics=lambda node, args: function(args[0], args[1]),
                     core=core, arguments=lambda node, ins, fmt: ((ins[0], ins[1], fmt), {}),
-                    ports=lambda node: ("a", "b")))
+                    ports=lambda node: ("a", "b"), multiplies=multiplies))
 
 
 _binary("add", np.add, Add)
 _binary("sub", np.subtract, Sub)
-_binary("mul", np.multiply, Mul)
+_binary("mul", np.multiply, Mul, multiplies=True)
 register(OpSpec("neg", semantics=lambda node, args: -args[0], core=Neg))
 register(OpSpec("scale", semantics=lambda node, args: args[0] * node.attrs["value"],
-                core=Scale, arguments=lambda node, ins, fmt: ((ins[0], fmt, node.attrs["value"]), {})))
+                core=Scale, arguments=lambda node, ins, fmt: ((ins[0], fmt, node.attrs["value"]), {}),
+                multiplies=True))
+
+
 def _constants(node, ins, fmt):
     return (ins[0], fmt, node.attrs["values"].reshape(-1)), {}
 
@@ -193,7 +201,7 @@ def _constants(node, ins, fmt):
 register(OpSpec("add_const", semantics=lambda node, args: args[0] + node.attrs["values"],
                 core=AddConst, arguments=_constants))
 register(OpSpec("mul_const", semantics=lambda node, args: args[0] * node.attrs["values"],
-                core=MulConst, arguments=_constants,
+                core=MulConst, arguments=_constants, multiplies=True,
                 refusals={"reciprocal": "division by a streamed value is not supported"}))
 
 

@@ -79,13 +79,17 @@ def test_7_series_multipliers_reach_lowering():
     x = torch.zeros(4, 2)
     wide = inrarch.compile(fn, x, width=27)
     seven = inrarch.compile(fn, x, width=27, device=SERIES7)
-    matvecs = list({id(i.core): i.core for i in seven.netlist.instances if i.node.op == "matmul"}.values())
-    assert matvecs and all(core.multiplier.dsp_shape == DSP48E1 for core in matvecs)
+    cores = list({id(i.core): i.core for i in seven.netlist.instances}.values())
+    multipliers = [multiplier for core in cores for multiplier in core.multipliers]
+    # Every multiplier of every core (matmuls, sines, element-wise products) is split for the DSP48E1.
+    assert {type(core).__name__ for core in cores if core.multipliers} >= {"MatVec", "Sin"}
+    assert multipliers and all(multiplier.dsp_shape == DSP48E1 for multiplier in multipliers)
+    matvecs = [core for core in cores if type(core).__name__ == "MatVec"]
     assert all(core.weight_format.width == 18 for core in matvecs)
     # 27-bit inputs times 18-bit weights: one DSP48E2 per product, two DSP48E1s.
-    matmul_dsps = sum(core.parallel * len(core.channels) * core.multiplier.dsps for core in matvecs)
     assert all(core.multiplier.dsps == 2 for core in matvecs)
-    assert seven.report["dsp_estimate"] - wide.report["dsp_estimate"] == matmul_dsps // 2
+    assert seven.report["dsp_estimate"] == sum(multiplier.dsps for multiplier in multipliers)
+    assert seven.report["dsp_estimate"] > wide.report["dsp_estimate"]
 
 
 def test_the_format_search_tries_the_device_weight_widths():

@@ -66,6 +66,9 @@ class Sin(_NonlinearCore, SinModel):
     order : 1, 2, 3 or None
         Polynomial order of the quarter-wave table; None (default) picks the lowest order whose
         table is small enough (quadratic with 512 entries at q2.30; ``order=3`` gives 64 entries).
+    dsp_shape : (int, int)
+        Signed port widths of the device's DSP multiplier that every product is split for
+        (:class:`~cores.multiply.Multiplier`; default the DSP48E2's 27 × 18).
 
     Ports
     -----

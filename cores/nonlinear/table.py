@@ -81,7 +81,7 @@ class _Table:
     stages per multiply (1 where it fits one DSP) and the final add.
     """
 
-    def __init__(self, function, extent, resolution, order, offset_bits, frac_bits, round_bias):
+    def __init__(self, function, extent, resolution, order, offset_bits, frac_bits, round_bias, dsp_shape):
         if frac_bits > MAX_TABLE_FRAC_BITS:
             raise ValueError(f"a table of {frac_bits} fractional bits is beyond the float64 fit "
                              f"(at most {MAX_TABLE_FRAC_BITS}); use a narrower output format")
@@ -110,7 +110,7 @@ class _Table:
         self.coefficients[0] = _objects(centre) + round_bias
 
         # a step that takes all of the odd v multiplies by v >> 1 instead (see evaluate)
-        self.multipliers = [Multiplier(shape, unsigned(bits - 1 if bits == mv and bits > 1 else bits))
+        self.multipliers = [Multiplier(shape, unsigned(bits - 1 if bits == mv and bits > 1 else bits), dsp_shape=dsp_shape)
                             for shape, bits in zip(self._accumulator_shapes(), self.multiplier_bits)]
         self.latency = 1 + sum(multiplier.latency for multiplier in self.multipliers) + 1
         self.layout = data.StructLayout({f"c{j}": _signed_shape(c) for j, c in enumerate(self.coefficients)})

@@ -12,7 +12,7 @@ import cores
 from cores import Q, TimingContract
 from cores.model import ModelledComponent, Storage
 from cores.multiply import Multiplier
-from cores.testing import run_streams
+from cores.testing import check_contract, run_streams
 
 A, B, OUT = Q(4, 8), Q(3, 6), Q(5, 9)
 
@@ -137,3 +137,35 @@ def test_model_is_the_core_without_hardware(name, monkeypatch):
     got, expected = model.reference(*inputs), core.reference(*inputs)
     for a, b in zip(got if isinstance(got, tuple) else (got,), expected if isinstance(expected, tuple) else (expected,)):
         assert np.array_equal(a, b)
+
+
+WIDE, WIDE_OUT, ECP5_DSP = Q(6, 20), Q(8, 20), (18, 18)
+# Multiplying cores whose products do not fit one 18 × 18 multiplier, built for an ECP5's.
+SPLIT = {
+    "Mul": arguments(WIDE, WIDE, WIDE_OUT, dsp_shape=ECP5_DSP),
+    "MulAdd": arguments(WIDE, WIDE, WIDE, WIDE_OUT, dsp_shape=ECP5_DSP),
+    "Scale": arguments(WIDE, WIDE_OUT, -1.7, const_width=24, dsp_shape=ECP5_DSP),
+    "MulConst": arguments(WIDE, WIDE_OUT, [0.5, -1.25, 2.0], const_width=24, dsp_shape=ECP5_DSP),
+    "Sin": arguments(WIDE, Q(2, 22), scale=3.0, dsp_shape=ECP5_DSP),
+    "Tanh": arguments(WIDE, Q(2, 22), dsp_shape=ECP5_DSP),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SPLIT))
+def test_products_split_for_the_device_multiplier_keep_values_and_contract(name):
+    args, kwargs = SPLIT[name]
+    core = getattr(cores, name)(*args, **kwargs)
+    default = getattr(cores, name)(*args, **{k: v for k, v in kwargs.items() if k != "dsp_shape"})
+    default._MustUse__silence = True
+    assert all(multiplier.dsp_shape == ECP5_DSP for multiplier in core.multipliers)
+    assert sum(m.dsps for m in core.multipliers) > sum(m.dsps for m in default.multipliers)
+    rng = np.random.default_rng(7)
+    ports = stream_ports(core, wiring.In)
+    inputs = {port: random_raw(rng, width, (12, lanes)) for port, (width, lanes) in ports.items()}
+    feed = {port: [tuple(beat) for beat in raw] for port, raw in inputs.items()}
+    run = run_streams(core, feed, {"o": 12}, valid_prob=0.7, ready_prob=0.6, seed=3)
+    expected = core.reference(*(raw.reshape(-1) for raw in inputs.values()))
+    assert [value for beat in run.outputs["o"] for value in beat] == [int(v) for v in expected]
+    assert list(expected) == list(default.reference(*(raw.reshape(-1) for raw in inputs.values())))
+    check_contract(core.contract, run_streams(getattr(cores, name)(*args, **kwargs), feed, {"o": 12},
+                                              valid_prob=0.6, ready_prob=1.0, seed=4))

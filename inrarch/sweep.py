@@ -58,7 +58,7 @@ METRICS = ("status", "cycles", "first_sample_latency_cycles", "latency_us", "dsp
            "max_error", "error_source", "synth_dsp", "synth_lut", "fmax_mhz", *STAGE_SECONDS, "total_seconds",
            "error", "key", "directory")
 # The packages whose source decides a point's result: uncommitted changes to them change the keys.
-_SOURCE_PACKAGES = ("inrarch", "cores", "boards", "sim")
+_SOURCE_PACKAGES = ("inrarch", "cores", "devices", "boards", "sim")
 # Attempts of a point beyond the first when its task raises (a worker that dies is rescheduled by Dask).
 _RETRIES = 2
 # Workers that imported torch take seconds to exit on a loaded machine: Dask's default 5 s kills them noisily.

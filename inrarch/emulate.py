@@ -47,10 +47,10 @@ def _core_key(node):
     attrs = node.attrs
     if node.op == "matmul":
         structure = (id(attrs["weight"]), attrs["transposed"], weight_width(node))
-    elif node.op in ("add_const", "mul_const", "gather"):
-        structure = id(node)  # its own constants or entries
+    elif all(isinstance(value, (int, float)) for value in attrs.values()):
+        structure = tuple(sorted(attrs.items()))
     else:
-        structure = tuple(sorted((name, value) for name, value in attrs.items() if isinstance(value, (int, float))))
+        structure = id(node)  # its own constants or entries
     return (node.op, structure, node.meta["format"]) + tuple(source.meta["format"] for source in node.inputs)
 
 

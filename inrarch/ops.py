@@ -87,6 +87,8 @@ class OpSpec:
         of a calibrated range.
     scaled : bool
         The op is ``f(scale * a)``; a ``scale`` node before it fuses into its ``scale`` attribute.
+    commutative : bool
+        The op's two inputs may be swapped: common-subexpression merging compares them unordered.
     multiplies : bool
         The core multiplies: lowering builds it with ``dsp_shape=``, the device's DSP multiplier
         (:attr:`devices.Device.multiplier`), which its products are split for.
@@ -104,6 +106,7 @@ class OpSpec:
     output: str = "o"
     bound: float | None = None
     scaled: bool = False
+    commutative: bool = False
     multiplies: bool = False
     captures: dict = field(default_factory=dict)
     refusals: dict = field(default_factory=dict)
@@ -179,15 +182,15 @@ def nonlinear(name, function, core, *, bound=None, aten_names=None, refusals=Non
 register(OpSpec("input"))
 
 
-def _binary(name, function, core, multiplies=False):
+def _binary(name, function, core, commutative=False, multiplies=False):
     register(OpSpec(name, semantics=lambda node, args: function(args[0], args[1]),
                     core=core, arguments=lambda node, ins, fmt: ((ins[0], ins[1], fmt), {}),
-                    ports=lambda node: ("a", "b"), multiplies=multiplies))
+                    ports=lambda node: ("a", "b"), commutative=commutative, multiplies=multiplies))
 
 
-_binary("add", np.add, Add)
+_binary("add", np.add, Add, commutative=True)
 _binary("sub", np.subtract, Sub)
-_binary("mul", np.multiply, Mul, multiplies=True)
+_binary("mul", np.multiply, Mul, commutative=True, multiplies=True)
 register(OpSpec("neg", semantics=lambda node, args: -args[0], core=Neg))
 register(OpSpec("scale", semantics=lambda node, args: args[0] * node.attrs["value"],
                 core=Scale, arguments=lambda node, ins, fmt: ((ins[0], fmt, node.attrs["value"]), {}),

@@ -5,8 +5,7 @@ import hashlib
 import numpy as np
 
 from ..ir import Weight
-
-COMMUTATIVE = {"add", "mul"}
+from ..ops import OPS
 
 
 def eliminate_dead_code(graph):
@@ -37,7 +36,7 @@ def merge_common_subexpressions(graph):
         if node.op == "input":
             continue
         inputs = [id(source) for source in node.inputs]
-        if node.op in COMMUTATIVE:
+        if OPS[node.op].commutative:
             inputs.sort()
         key = (node.op, tuple(inputs), node.shape, tuple(sorted((k, _attr_key(v)) for k, v in node.attrs.items())))
         if key in seen:

@@ -20,15 +20,18 @@ norm, gradient norm, divergence); softplus networks.
 """
 
 import itertools
+import os
+import sys
 
+import cloudpickle
 import numpy as np
 import pytest
 import torch
 from torch.func import grad, hessian, jacfwd, jacrev, vmap
 
 import inrarch
-from inrarch import ir
 from bench.workload import autograd_per_component
+from inrarch import ir
 from inrarch.capture import capture
 from inrarch.emulate import relative_errors
 from inrarch.passes import PIPELINE
@@ -190,15 +193,41 @@ CI_DESIGNS = {
 }
 
 
-@pytest.mark.parametrize("model_name,way,order", DESIGN_CASES, ids=[f"{m}-{w}-{o}" for m, w, o in DESIGN_CASES])
-def test_design_matches_torch_in_verilator(model_name, way, order, full_mode):
-    if not full_mode and (model_name, way, order) not in CI_DESIGNS:
-        pytest.skip("runs with --full")
+def design_problems(model_name, way, order):
+    """Compile one case, run it in Verilator and check it: its problems, one line each."""
     fn, in_features = make_fn(model_name, way, order)
     design = inrarch.compile(fn, torch.zeros(BATCH, in_features))
     x = torch.tensor(np.random.default_rng(order).uniform(-1.0, 1.0, size=(BATCH, in_features)))
-    result = design.simulate(x)
-    assert check_simulation(design, result, inrarch.reference(fn, x), TOLERANCE) == []
+    return check_simulation(design, design.simulate(x), inrarch.reference(fn, x), TOLERANCE)
+
+
+@pytest.fixture(scope="module")
+def cluster_problems(request):
+    """With ``--scheduler``: every selected Verilator case submitted to that Dask cluster at once,
+    so that they run in parallel while the tests wait for them in turn; case -> future."""
+    address = request.config.getoption("--scheduler")
+    if address is None:
+        yield None
+        return
+    from dask.distributed import Client
+
+    # The workers need not see tests/: the cases' code travels with the tasks.
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    cases = [tuple(item.callspec.params[name] for name in ("model_name", "way", "order"))
+             for item in request.session.items if item.originalname == "test_design_matches_torch_in_verilator"]
+    full = request.config.getoption("--full") or os.environ.get("INRARCH_FULL") == "1"
+    cases = [case for case in cases if full or case in CI_DESIGNS]
+    with Client(address) as client:
+        yield dict(zip(cases, client.map(design_problems, *zip(*cases), pure=False))) if cases else {}
+
+
+@pytest.mark.parametrize("model_name,way,order", DESIGN_CASES, ids=[f"{m}-{w}-{o}" for m, w, o in DESIGN_CASES])
+def test_design_matches_torch_in_verilator(model_name, way, order, full_mode, cluster_problems):
+    if not full_mode and (model_name, way, order) not in CI_DESIGNS:
+        pytest.skip("runs with --full")
+    case = (model_name, way, order)
+    problems = cluster_problems[case].result() if cluster_problems is not None else design_problems(*case)
+    assert problems == []
 
 
 def test_a_budget_folded_design_runs_in_verilator_at_its_slower_pace():

@@ -1,9 +1,12 @@
 """``python -m inrarch.sweep`` on a 2-worker LocalCluster: every point exactly once with the numbers of a
-direct compile, failing points as one-line error rows, a worker killed mid-sweep, and cached reruns."""
+direct compile, failing points as one-line error rows, a worker killed mid-sweep, and cached reruns; and
+the generality tests' Verilator cases as tasks of the same cluster."""
 
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -104,3 +107,14 @@ def test_a_worker_killed_mid_sweep_loses_no_point_and_records_none_twice(client,
     assert sorted(path.stem for path in (tmp_path / "cache").glob("*.json")) == keys
     # The killed build may leave its hidden staging directory beside the points' outputs.
     assert sorted(path.name for path in (tmp_path / "points").iterdir() if not path.name.startswith(".")) == keys
+
+
+def test_generality_cases_run_as_tasks_of_a_named_scheduler(client):
+    """``pytest --scheduler ADDR`` runs tests/test_generality.py's Verilator cases on that cluster."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_generality.py",
+                          "-k", "test_design_matches_torch_in_verilator and leaky_relu-derivatives-1",
+                          "--scheduler", client.scheduler.address], cwd=root, capture_output=True, text=True)
+    assert run.returncode == 0 and "1 passed" in run.stdout, run.stdout[-2000:]
+    prefixes = client.run_on_scheduler(lambda dask_scheduler: sorted(dask_scheduler.task_prefixes))
+    assert "design_problems" in prefixes

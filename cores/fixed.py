@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 
 import numpy as np
-from amaranth.hdl import Mux, Shape, Value, signed
+from amaranth.hdl import Mux, Value, signed
 
 __all__ = ["Q", "convert", "convert_raw", "exact_integers", "exact_matmul"]
 

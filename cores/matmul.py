@@ -20,7 +20,7 @@ from amaranth.lib.wiring import In, Out
 
 from .contract import TimingContract
 from .elementwise import constant_format
-from .fixed import Q, convert, convert_raw, exact_matmul
+from .fixed import Q, convert, convert_raw, exact_integers, exact_matmul
 from .model import ModelledComponent, Storage
 from .multiply import DSP48E2, Multiplier
 from .ports import lanes_signature
@@ -61,7 +61,7 @@ class MatVecModel:
         self.weight_raw = self.weight_format.quantize(weights)
         # Built here, not on first use: the attributes are the core's module key in hierarchical
         # Verilog (cores.shared.module_name), which must not depend on whether reference() ran.
-        self._weight_float = self.weight_raw.astype(np.float64)
+        self._weight_integers = exact_integers(self.weight_raw, self.weight_format.width)
         self.multiplier = Multiplier(in_format.shape, self.weight_format.shape, dsp_shape=dsp_shape)
         self.pass_latency = type(self).pass_latency + self.multiplier.latency - 1
         rows, cols = weights.shape
@@ -112,9 +112,9 @@ class MatVecModel:
 
     def _channel_reference(self, k, x):
         n_in, _ = self.lengths(k)
-        matrix = self._weight_float if self.channels[k] == "forward" else self._weight_float.T
+        matrix = self._weight_integers if self.channels[k] == "forward" else self._weight_integers.T
         vectors = x.reshape(*x.shape[:-1], -1, n_in)
-        sums = exact_matmul(vectors, self.in_format.width, matrix.astype(np.int64), self.weight_format.width)
+        sums = exact_matmul(vectors, self.in_format.width, matrix, self.weight_format.width)
         out = convert_raw(sums, self.accumulator_format(k), self.out_format, rounding=self.rounding,
                           overflow=self.overflow_mode)[0]
         return out.reshape(*x.shape[:-1], -1)

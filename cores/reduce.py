@@ -11,7 +11,6 @@ one before included. While the output is back-pressured the whole pipeline holds
 lost or repeated.
 """
 
-import numpy as np
 from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib.wiring import In, Out
 

@@ -25,6 +25,10 @@ def pair_shared_weights(graph):
 
 def weight_pairs(graph):
     """The pairs :func:`pair_shared_weights` recorded, in graph order."""
-    return [[node, node.meta["weight_partner"]] for node in graph.nodes
-            if node.op == "matmul" and "weight_partner" in node.meta
-            and graph.nodes.index(node) < graph.nodes.index(node.meta["weight_partner"])]
+    pairs, paired = [], set()
+    for node in graph.nodes:
+        partner = node.meta.get("weight_partner")
+        if partner is not None and id(node) not in paired:
+            paired.add(id(partner))
+            pairs.append([node, partner])
+    return pairs

@@ -33,6 +33,7 @@ RECORDED_BY = {
     "fuzz": "python -m bench.fuzz --examples 200 --seed 0",
     "sweep": "python -m bench.sweep",
     "verilator_build": "python -m bench.verilator_build",
+    "budget": "python -m bench.budget",
 }
 
 
@@ -99,7 +100,8 @@ def _workload(entries):
         known = order in published["results"]
         utilization = row["macs_per_sample"] * row["batch"] / (row["multipliers"] * row["cycles_predicted"])
         table.append([
-            row["order"], _budget(row["dsp_budget"], inputs), row["mode"], f"{row['cycles_predicted']:,}",
+            row["order"], _budget(row["dsp_budget"], inputs), row["mode"], row["lanes"],
+            f"{row['cycles_predicted']:,}", f"{row['first_sample_cycles']:,}",
             f"{_inr_arch_cycles(inputs, order):,}" if known else "-",
             _times(_inr_arch_cycles(inputs, order) / row["cycles_predicted"]) if known else "-",
             _kib(row["buffer_bits"]), published["results"][order]["memory_mb"] if known else "-",
@@ -107,7 +109,8 @@ def _workload(entries):
     lines = [f"{_siren(inputs['model'])}, batch {inputs['batch']}, {rows[0]['clock_mhz']:g} MHz; measured by "
              f"{_source(entry)}, on {inputs['cpu_count']} cores with a load average of {inputs['load_average']:g} from "
              "other work. Cycles come from the latency solver.", "",
-             _table(["order", "DSP budget", "derivatives", "cycles", "INR-Arch cycles", "speedup vs INR-Arch",
+             _table(["order", "DSP budget", "derivatives", "lanes", "cycles", "first sample", "INR-Arch cycles",
+                     "speedup vs INR-Arch",
                      "buffer memory",
                      "INR-Arch memory (MB)", "DSP estimate", "MAC utilization", "compile"], table), ""]
     resources = published["order_1_resources"]
@@ -342,6 +345,27 @@ def _verilator_build(entries):
             f"The run took {before['run_seconds']:.2f} s and {after['run_seconds']:.2f} s.")
 
 
+def _budget_sweep(entries):
+    entry = _entry(entries, "budget")
+    inputs, rows = entry["inputs"], entry["results"]["rows"]
+    table = [[row["order"], f"{row['dsp_budget']:,}", row["lanes"], row["period_cycles"],
+              f"{row['cycles_predicted']:,}", f"{row['first_sample_cycles']:,}", f"{row['mac_bound_cycles']:,.0f}",
+              f"{row['cycles_predicted'] / row['mac_bound_cycles']:.2f}", f"{row['limit_cycles']:,.0f}",
+              "yes" if row["cycles_predicted"] <= row["limit_cycles"] else "**no**", f"{row['dsp_estimate']:,}",
+              f"{row['bram36']:,.0f} ({row['bram36'] / row['bram36_capacity']:.0%})"]
+             for row in sorted(rows, key=lambda row: (row["order"], row["dsp_budget"]))]
+    lines = [f"{_siren(inputs['model'])}, {inputs['mode']}-mode derivatives, batch {inputs['batch']} ({_source(entry)}). "
+             "Cycles come from the latency solver; the MAC bound is the batch's matmul multiply-accumulates over the "
+             f"budget; the limit is {inputs['slack']:g} × the bound plus the first-sample latency.", "",
+             _table(["order", "DSP budget", "lanes", "period", "cycles", "first sample", "MAC bound", "× bound",
+                     "limit", "within", "DSP estimate", "BRAM36 (U280)"], table)]
+    problems = entry["results"]["problems"]
+    lines += ["", "Every point is within its limit, its budget and "
+              f"{inputs['bram_share']:.0%} of the BRAM36, and a larger budget never takes more cycles."
+              if not problems else "Missed: " + "; ".join(problems) + "."]
+    return "\n".join(lines)
+
+
 BLOCKS = {
     "workload": _workload,
     "workload_simulated": _workload_simulated,
@@ -355,6 +379,7 @@ BLOCKS = {
     "fuzz": _fuzz,
     "sweep": _sweep,
     "verilator_build": _verilator_build,
+    "budget": _budget_sweep,
 }
 
 

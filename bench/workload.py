@@ -107,6 +107,7 @@ def compile_row(model, order, mode, batch, dsp_budget):
     return design, {
         "order": order, "mode": mode, "batch": batch, "dsp_budget": dsp_budget,
         "cycles_predicted": report["cycles_predicted"],
+        "first_sample_cycles": report["first_sample_cycles"], "lanes": report["lanes"],
         "clock_mhz": report["clock_mhz"],
         "multipliers": report["multipliers"], "dsp_estimate": report["dsp_estimate"],
         "macs_per_sample": report["macs_per_sample"],
@@ -128,7 +129,7 @@ def cycles_at_formats(fn, batch, formats, weight_width, dsp_budget):
         node.meta["format"] = Q.parse(formats[node.name])
         if node.op == "matmul":
             node.meta["weight_width"] = weight_width
-    return solve(lower(graph, dsp_budget=dsp_budget), batch).cycles
+    return solve(lower(graph, dsp_budget=dsp_budget, batch=batch), batch).cycles
 
 
 def _simulate(design, fn, row, seed):

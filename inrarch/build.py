@@ -144,6 +144,9 @@ def _parser():
     parser.add_argument("--clock-mhz", type=float, default=300.0,
                         help="design clock: latency figures and the board plan's MMCM (default: 300)")
     parser.add_argument("--max-parallel", type=int, help="cap on multipliers per matmul")
+    parser.add_argument("--lanes", type=int,
+                        help="samples computed at once, one per lane of every stream (default: as many as the DSP "
+                             "budget allows)")
     parser.add_argument("--dsp-budget", type=int,
                         help="DSP slices the design may use: matmul parallelism folds to fit "
                              "(default: the board's usable DSPs where known)")
@@ -176,6 +179,8 @@ def build(args, progress):
                            "or UltraScale+ board (--run-vendor runs its open toolchain)")
     if not args.clock_mhz > 0:
         raise InrarchError(f"--clock-mhz must be positive, not {args.clock_mhz:g}")
+    if args.lanes is not None and args.lanes < 1:
+        raise InrarchError(f"--lanes must be at least 1, not {args.lanes}")
     if args.dsp_budget is not None and args.dsp_budget < 0:
         raise InrarchError(f"--dsp-budget must not be negative, not {args.dsp_budget}")
     if args.order < 1:
@@ -210,7 +215,7 @@ def build(args, progress):
         budget = usable["DSP"]
     design = compile_design(fn, torch.zeros(args.batch, in_features, dtype=torch.float64),
                             format=args.format, width=args.bits, tolerance=args.tolerance, clock_mhz=args.clock_mhz, max_parallel=args.max_parallel,
-                            dsp_budget=budget, device=target, progress=progress.bars)
+                            dsp_budget=budget, lanes=args.lanes, device=target, progress=progress.bars)
     progress.step(f"solved: {design.report['cycles_predicted']} cycles for batch {args.batch}; estimating resources")
     report = dict(design.report)
     report["board"] = args.board
@@ -374,7 +379,10 @@ def _summary(report, out):
         ("cycles (predicted)", report["cycles_predicted"]),
         ("cycles (simulated)", report.get("cycles_simulated", "-")),
         ("latency", f"{report['latency_us']:.2f} us at {report['clock_mhz']:g} MHz"),
-        ("pace", f"{report['period_cycles']} cycles/sample (bound by {report['critical_core']})"),
+        ("first sample", f"{report['first_sample_cycles']} cycles"),
+        ("lanes", f"{report['lanes']} sample{'s' if report['lanes'] > 1 else ''} per beat"),
+        ("pace", f"{report['period_cycles']} cycles per {report['lanes']} sample{'s' if report['lanes'] > 1 else ''} "
+                 f"(bound by {report['critical_core']})"),
         ("multipliers", report["multipliers"]),
         ("buffer memory", f"{report['buffer_bits'] / 8 / 1024:.1f} KiB: " + ", ".join(
             f"{kind} {bits / 8 / 1024:.1f}" for kind, bits in report["buffer_bits_by_kind"].items())),

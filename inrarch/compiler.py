@@ -55,7 +55,7 @@ def _check_per_sample(fn, graph, example_input, domain, tolerance=1e-9):
 
 
 def compile(fn, example_input, *, format=None, width=None, tolerance=1e-3, margin=2.0, domain=(-1.0, 1.0),
-            clock_mhz=300.0, max_parallel=None, dsp_budget=None, device=ULTRASCALE_PLUS, progress=False):
+            clock_mhz=300.0, max_parallel=None, dsp_budget=None, lanes=None, device=ULTRASCALE_PLUS, progress=False):
     """Compile ``fn`` (a function of one ``(batch, in)`` tensor) to a streaming :class:`Design`.
 
     Parameters
@@ -82,7 +82,13 @@ def compile(fn, example_input, *, format=None, width=None, tolerance=1e-3, margi
     max_parallel : int, optional
         Cap on the multipliers of any one matmul.
     dsp_budget : int, optional
-        Estimated DSP slices the design may use; the pace slows until it fits.
+        Estimated DSP slices the design may use. The compiler fills it: it picks the number of
+        sample lanes and the multipliers of every matmul that finish the example's batch soonest
+        within it (:func:`inrarch.lower.choose_lanes`).
+    lanes : int, optional
+        Samples the design computes at once, one per lane of every stream inside it, instead of
+        the number the budget gives (one without a budget). The design then takes samples in
+        whole groups of ``lanes``: a batch is padded up to the next group.
     device : devices.Device
         The FPGA the design is for: its DSP multipliers decide the matmul weight widths and how
         products are split, its memory rule the report's FIFO memories. UltraScale+ by default
@@ -118,12 +124,13 @@ def compile(fn, example_input, *, format=None, width=None, tolerance=1e-3, margi
         assign_formats(graph, width=width, margin=margin, domain=domain, forced=format,
                        weight_widths=device.weight_widths)
     lap("formats")
-    netlist = lower(graph, device=device, dsp_budget=dsp_budget, max_parallel=max_parallel)
+    netlist = lower(graph, device=device, dsp_budget=dsp_budget, max_parallel=max_parallel,
+                    batch=example_input.shape[0], lanes=lanes)
     lap("lower")
     schedule = solve(netlist, example_input.shape[0])
     lap("solve")
     options = {"format": str(format) if format else None, "width": width, "tolerance": tolerance,
                "format_search": search.as_dict() if search else None, "margin": margin,
                "domain": tuple(domain), "clock_mhz": clock_mhz, "max_parallel": max_parallel,
-               "dsp_budget": dsp_budget, "device": device}
+               "dsp_budget": dsp_budget, "lanes": netlist.lanes, "device": device}
     return Design(graph, netlist, schedule, output_shapes, single, options, timings)

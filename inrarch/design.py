@@ -89,7 +89,7 @@ class Design:
         return solve(self.netlist, batch).cycles
 
     def multipliers(self):
-        """Multipliers in the datapath: matmul lanes, and one per element-wise multiplying core."""
+        """Multipliers in the datapath (:func:`inrarch.report.count_multipliers`)."""
         return count_multipliers(self.netlist)
 
     def simulate(self, x, *, valid_prob=1.0, ready_prob=1.0, seed=0, watchdog=None, trace=None, progress=False):
@@ -106,10 +106,13 @@ class Design:
 
         samples = _as_samples(x, self.graph.input.shape)
         self._warn_outside_domain(samples)
-        fmt = self.input_format
-        words = [int(w) for w in fmt.to_unsigned(fmt.quantize(samples.reshape(-1)))]
         batch = samples.shape[0]
-        expected = {stream.port: batch * stream.source.node.numel for stream in self.netlist.outputs}
+        # The design computes whole groups of lanes samples: zeros fill the last group.
+        padded = np.zeros((self.netlist.samples(batch), *samples.shape[1:]))
+        padded[:batch] = samples
+        fmt = self.input_format
+        words = [int(w) for w in fmt.to_unsigned(fmt.quantize(padded.reshape(-1)))]
+        expected = {stream.port: len(padded) * stream.source.node.numel for stream in self.netlist.outputs}
         try:
             run = run_verilog(self.verilog(), top="top", inputs={"x": words}, outputs=expected,
                               status=("overflow", "overflow_core", "fifo_full", "fifo_empty"),
@@ -122,7 +125,7 @@ class Design:
         for stream, shape in zip(self.netlist.outputs, self.output_shapes):
             out_fmt = stream.source.node.meta["format"]
             raw = out_fmt.from_unsigned(run.outputs[stream.port])
-            outputs.append(out_fmt.to_float(raw).reshape(batch, *shape))
+            outputs.append(out_fmt.to_float(raw).reshape(len(padded), *shape)[:batch])
         result = SimulationResult(outputs=outputs, cycles=run.cycles, overflow=bool(run.status["overflow"]), run=run)
         if result.overflow:
             self._report_overflow(result, run.status["overflow_core"])

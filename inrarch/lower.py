@@ -3,6 +3,15 @@
 The result is a :class:`Netlist`: core instances, and the streams between an instance's output
 and the input ports that read it. Where one output feeds several readers, a fork splits it; every
 reader gets its own FIFO, whose depth the latency solver (:mod:`inrarch.schedule`) sets.
+
+Two knobs fill a DSP budget. Each matmul gets its own number of multipliers per lane (its
+*parallelism*), the fewest that keep up with a common *pace* in cycles per group of samples.
+And every stream inside the design carries ``lanes`` samples per beat, lane ``s`` being sample
+``s`` of a group: every core then computes ``lanes`` samples at once with ``lanes`` times its
+multipliers, while a matmul still reads each weight once for all its lanes, so the weight memory
+does not grow with the lanes. The input pacer interleaves each group of samples into lanes and a
+:class:`~cores.plumbing.LaneSerializer` on each output puts them back in sample order, so the
+design's ports carry one element per beat, sample after sample, whatever the lanes.
 """
 
 import math
@@ -10,15 +19,17 @@ from dataclasses import dataclass, field
 
 from cores.matmul import MatVec
 from cores.pacer import Pacer
+from cores.plumbing import LaneSerializer
 from devices import ULTRASCALE_PLUS
 
 from .errors import CompileError
+from .ir import Node
 from .ops import OPS
 from .passes import weight_pairs
 from .resources import core_dsps, design_dsps
 
 __all__ = ["Instance", "Stream", "Netlist", "lower", "matmul_cycles", "choose_parallelism", "node_core",
-           "weight_width"]
+           "weight_width", "choose_lanes"]
 
 
 def weight_width(node):
@@ -39,19 +50,27 @@ class Instance:
     contract: object
 
     @property
-    def firings_per_sample(self):
+    def firings_per_group(self):
+        """Firings per group of samples (one sample per lane): beats in, over beats per firing."""
         consumed = self.contract.consumes[self.inputs[0]]
         return self.node.inputs[0].numel // consumed if self.node.inputs else 1
 
 
 @dataclass(eq=False)
 class Stream:
-    """Tokens from ``source``'s output to port ``port`` of ``sink`` (``sink=None``: a design output)."""
+    """Tokens from ``source``'s output to port ``port`` of ``sink`` (``sink=None``: a design output),
+    ``lanes`` elements per beat."""
 
     source: Instance
     sink: Instance
     port: str
     output_index: int = -1
+    lanes: int = 1
+
+    @property
+    def width(self):
+        """Bits per beat."""
+        return self.source.node.meta["format"].width * self.lanes
 
 
 @dataclass
@@ -60,8 +79,14 @@ class Netlist:
     streams: list = field(default_factory=list)
     source: Instance = None
     outputs: list = field(default_factory=list)   # one Stream per design output, in order
-    period: int = 0
+    period: int = 0               # cycles between groups of ``lanes`` samples
     dsps: int = 0
+    lanes: int = 1                # samples per beat inside the design
+
+    def samples(self, batch):
+        """``batch`` rounded up to whole groups of :attr:`lanes` samples: the samples the design
+        computes for it (the last group is padded)."""
+        return -(-batch // self.lanes) * self.lanes
 
     def readers(self, instance):
         """The streams that carry ``instance``'s output, in netlist order."""
@@ -110,16 +135,20 @@ def choose_parallelism(graph, pace, max_parallel=None):
     return choice
 
 
-def node_core(node, device=ULTRASCALE_PLUS):
-    """The core that computes ``node`` (any op but ``input`` and ``matmul``) on ``device``, its
-    input port names in the order of ``node.inputs``, and its output port name."""
+def node_core(node, device=ULTRASCALE_PLUS, lanes=1):
+    """The core that computes ``node`` (any op but ``input`` and ``matmul``) on ``device`` for
+    ``lanes`` samples per beat, its input port names in the order of ``node.inputs``, and its
+    output port name."""
     spec = OPS[node.op]
     if spec.core is None:
         raise CompileError(f"no core implements IR op {node.op!r}")
     args, kwargs = spec.arguments(node, [source.meta["format"] for source in node.inputs], node.meta["format"])
     if spec.multiplies:
         kwargs["dsp_shape"] = device.multiplier
-    return spec.core(*args, **kwargs), spec.ports(node), spec.output
+    core = spec.core
+    if lanes > 1:
+        core, args, kwargs = spec.sample_lanes(core, args, kwargs, lanes)
+    return core(*args, **kwargs), spec.ports(node), spec.output
 
 
 def _analysed_only(core):
@@ -146,20 +175,26 @@ def _matmul_dsps(groups, parallel, device):
                * device.dsps(nodes[0].inputs[0].meta["format"].width, max(map(weight_width, nodes))) for nodes in groups)
 
 
-def _matmul_cores(groups, parallel, device):
+def _matmul_cores(groups, parallel, device, lanes):
     cores = {}
     for nodes in groups:
         channels = tuple("transpose" if n.attrs["transposed"] else "forward" for n in nodes)
         core = MatVec(nodes[0].attrs["weight"].matrix, nodes[0].inputs[0].meta["format"], nodes[0].meta["format"],
-                      channels=channels, parallel=_effective_parallel(nodes, parallel),
+                      channels=channels, parallel=_effective_parallel(nodes, parallel), lanes=lanes,
                       weight_width=max(map(weight_width, nodes)), dsp_shape=device.multiplier)
         for k, node in enumerate(nodes):
             cores[node] = (core, (f"x{k}",), f"o{k}", core.contracts[k])
     return cores
 
 
-def _netlist(graph, cores):
-    netlist = Netlist()
+def _serializer_node(node):
+    """The node a design output's :class:`~cores.plumbing.LaneSerializer` stands for: ``node`` again,
+    in sample order. Not part of the graph."""
+    return Node("serialize", [node], node.shape, meta={"format": node.meta["format"]}, name=f"{node.name}_serial")
+
+
+def _netlist(graph, cores, lanes):
+    netlist = Netlist(lanes=lanes)
     by_node = {}
     for node in graph.nodes:
         if node.op == "input":
@@ -168,57 +203,123 @@ def _netlist(graph, cores):
         instance = Instance(node.name, node, _analysed_only(core), inputs, output, contract)
         by_node[node] = instance
         netlist.instances.append(instance)
-    busiest = max((instance.contract.ii * instance.firings_per_sample for instance in netlist.instances), default=1)
-    tokens = graph.input.numel
+    outputs = []
+    for node in graph.outputs:
+        if lanes == 1:
+            outputs.append(by_node[node])
+            continue
+        serializer = _analysed_only(LaneSerializer(node.meta["format"], node.numel, lanes))
+        serial = _serializer_node(node)
+        instance = Instance(serial.name, serial, serializer, ("i",), "o", serializer.contract)
+        netlist.instances.append(instance)
+        by_node[serial] = instance
+        outputs.append(instance)
+    busiest = max((instance.contract.ii * instance.firings_per_group for instance in netlist.instances), default=1)
+    tokens = graph.input.numel * lanes
     netlist.period = max(busiest, 2 * tokens)
-    pacer = _analysed_only(Pacer(graph.input.meta["format"], tokens, netlist.period))
+    pacer = _analysed_only(Pacer(graph.input.meta["format"], graph.input.numel, netlist.period, lanes=lanes))
     netlist.source = Instance("input", graph.input, pacer, ("i",), "o", pacer.contract)
     netlist.instances.insert(0, netlist.source)
     by_node[graph.input] = netlist.source
     for instance in netlist.instances[1:]:
         for port, source in zip(instance.inputs, instance.node.inputs):
-            netlist.streams.append(Stream(by_node[source], instance, port))
-    for index, node in enumerate(graph.outputs):
-        stream = Stream(by_node[node], None, f"y{index}", output_index=index)
+            netlist.streams.append(Stream(by_node[source], instance, port, lanes=lanes))
+    for index, instance in enumerate(outputs):
+        stream = Stream(instance, None, f"y{index}", output_index=index)
         netlist.streams.append(stream)
         netlist.outputs.append(stream)
     netlist.dsps = design_dsps(netlist)
     return netlist
 
 
-def lower(graph, *, device=ULTRASCALE_PLUS, dsp_budget=None, max_parallel=None):
-    """Lower ``graph`` (formats assigned) to a :class:`Netlist` at the fastest pace that fits.
-
-    This is FINN-style folding done automatically: every matmul gets its own multiplier count,
-    the fewest that keep up with a common pace (cycles per sample), and the pace is the fastest
-    whose estimated DSP count fits ``dsp_budget``, found by bisection. Matmul products are split
-    for the DSP multipliers of ``device`` (:class:`devices.Device`).
-    """
+def _fixed_cores(graph, device, lanes):
+    """Every core but the matmuls', for ``lanes`` samples per beat."""
     fixed = {}
     for node in graph.nodes:
         if node.op not in ("input", "matmul"):
-            core, inputs, output = node_core(node, device)
+            core, inputs, output = node_core(node, device, lanes)
             fixed[node] = (core, inputs, output, core.contract)
-    fixed_dsps = sum(core_dsps(core) for core, *_ in fixed.values())
-    groups = _matmul_groups(graph)
+    return fixed
 
-    def dsps_at(pace):
-        return fixed_dsps + _matmul_dsps(groups, choose_parallelism(graph, pace, max_parallel), device)
 
-    pace = stream_pace(graph)
-    if dsp_budget is not None and dsps_at(pace) > dsp_budget:
-        slowest = max([pace] + [node.numel * node.inputs[0].shape[-1] for node in graph.nodes if node.op == "matmul"])
-        if dsps_at(slowest) > dsp_budget:
-            raise CompileError(f"the design needs at least {dsps_at(slowest)} DSP slices even with one multiplier "
-                               f"per matmul, over the budget of {dsp_budget}")
-        low, high = pace, slowest
+class _Folding:
+    """The DSP slices a design needs at each pace (cycles per group of samples) and lane count."""
+
+    def __init__(self, graph, device, max_parallel):
+        self.graph, self.device, self.max_parallel = graph, device, max_parallel
+        self.groups = _matmul_groups(graph)
+        # Every multiplier of every core is replicated per lane, so one lane's count scales.
+        self.fixed_dsps = sum(core_dsps(core) for core, *_ in _fixed_cores(graph, device, 1).values())
+        self.fastest = stream_pace(graph)
+        self.slowest = max([self.fastest] + [node.numel * node.inputs[0].shape[-1]
+                                             for node in graph.nodes if node.op == "matmul"])
+
+    def parallelism(self, pace):
+        return choose_parallelism(self.graph, pace, self.max_parallel)
+
+    def dsps(self, pace, lanes=1):
+        return lanes * (self.fixed_dsps + _matmul_dsps(self.groups, self.parallelism(pace), self.device))
+
+    def fastest_pace(self, budget, lanes=1):
+        """The fastest pace whose design fits ``budget`` with ``lanes`` lanes, or None."""
+        if budget is None or self.dsps(self.fastest, lanes) <= budget:
+            return self.fastest
+        if self.dsps(self.slowest, lanes) > budget:
+            return None
+        low, high = self.fastest, self.slowest
         while low < high:
             middle = (low + high) // 2
-            if dsps_at(middle) <= dsp_budget:
+            if self.dsps(middle, lanes) <= budget:
                 high = middle
             else:
                 low = middle + 1
-        pace = low
-    cores = dict(fixed)
-    cores.update(_matmul_cores(groups, choose_parallelism(graph, pace, max_parallel), device))
-    return _netlist(graph, cores)
+        return low
+
+
+def choose_lanes(folding, budget, batch):
+    """Lanes and pace that finish ``batch`` samples soonest within ``budget`` DSP slices.
+
+    A group of ``lanes`` samples leaves every ``pace`` cycles (at least), so the batch takes about
+    ``ceil(batch / lanes) * pace`` cycles, plus the time to interleave a group at the input and to
+    serialize it at the outputs. More lanes than samples only pad the batch; ties go to fewer lanes.
+    """
+    graph = folding.graph
+    tokens_in = graph.input.numel
+    tokens_out = max(node.numel for node in graph.outputs)
+    best = None
+    for lanes in range(1, max(1, batch) + 1):
+        pace = folding.fastest_pace(budget, lanes)
+        if pace is None:
+            break
+        period = max(pace, 2 * tokens_in * lanes, tokens_out * lanes if lanes > 1 else 0)
+        estimate = -(-batch // lanes) * period + lanes * (tokens_in + tokens_out)
+        if best is None or estimate < best[0]:
+            best = (estimate, lanes, pace)
+    return best[1], best[2]
+
+
+def lower(graph, *, device=ULTRASCALE_PLUS, dsp_budget=None, max_parallel=None, batch=1, lanes=None):
+    """Lower ``graph`` (formats assigned) to a :class:`Netlist` that fills ``dsp_budget``.
+
+    This is FINN-style folding done automatically. Every matmul gets its own multiplier count,
+    the fewest that keep up with a common pace (cycles per group of samples); with a DSP budget,
+    the pace and the number of sample lanes are those that finish ``batch`` samples soonest while
+    the estimated DSP slices fit (:func:`choose_lanes`). Without a budget the design has one lane
+    at the fastest pace, unless ``lanes`` is given. Matmul products are split for the DSP
+    multipliers of ``device`` (:class:`devices.Device`).
+    """
+    if lanes is not None and lanes < 1:
+        raise CompileError(f"lanes must be at least 1, not {lanes}")
+    folding = _Folding(graph, device, max_parallel)
+    if lanes is None and dsp_budget is not None:
+        lanes, pace = choose_lanes(folding, dsp_budget, batch)
+    else:
+        lanes = lanes or 1
+        pace = folding.fastest_pace(dsp_budget, lanes)
+    if pace is None:
+        raise CompileError(f"the design needs at least {folding.dsps(folding.slowest, lanes)} DSP slices even with "
+                           f"one multiplier per matmul{f' and {lanes} lanes' if lanes > 1 else ''}, over the budget "
+                           f"of {dsp_budget}")
+    cores = _fixed_cores(graph, device, lanes)
+    cores.update(_matmul_cores(folding.groups, folding.parallelism(pace), device, lanes))
+    return _netlist(graph, cores, lanes)

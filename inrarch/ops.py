@@ -44,7 +44,7 @@ import torch
 from cores.elementwise import Add, AddConst, Mul, MulConst, Neg, Scale, Sub
 from cores.nonlinear import Cos, Exp, Relu, Sigmoid, Sin, Softplus, Sqrt, Step, Tanh
 from cores.plumbing import Gather
-from cores.reduce import Sum
+from cores.reduce import Accumulate, Sum
 
 from .errors import CompileError
 
@@ -60,6 +60,10 @@ def _one_port(node):
 
 def _one_input(node, ins, fmt):
     return (ins[0], fmt), {}
+
+
+def _lanes_keyword(core, args, kwargs, lanes):
+    return core, args, {**kwargs, "lanes": lanes}
 
 
 @dataclass(eq=False)
@@ -92,6 +96,10 @@ class OpSpec:
     multiplies : bool
         The core multiplies: lowering builds it with ``dsp_shape=``, the device's DSP multiplier
         (:attr:`devices.Device.multiplier`), which its products are split for.
+    sample_lanes : callable
+        ``sample_lanes(core, args, kwargs, lanes)``: the ``(core, args, kwargs)`` that compute the
+        op on ``lanes`` samples at once, one sample per lane (:mod:`inrarch.lower`). Default: the
+        same core with ``lanes=lanes``, right for every core whose lanes are independent.
     captures : dict
         Aten op name → translation (see the module docstring).
     refusals : dict
@@ -108,6 +116,7 @@ class OpSpec:
     scaled: bool = False
     commutative: bool = False
     multiplies: bool = False
+    sample_lanes: Callable = _lanes_keyword
     captures: dict = field(default_factory=dict)
     refusals: dict = field(default_factory=dict)
 
@@ -201,10 +210,17 @@ def _constants(node, ins, fmt):
     return (ins[0], fmt, node.attrs["values"].reshape(-1)), {}
 
 
+def _constants_in_every_lane(core, args, kwargs, lanes):
+    # The core's lanes hold consecutive elements of one constant vector; with a sample in every
+    # lane, each beat meets the same element in all of them.
+    a_format, out_format, values = args
+    return core, (a_format, out_format, np.repeat(values, lanes)), {**kwargs, "lanes": lanes}
+
+
 register(OpSpec("add_const", semantics=lambda node, args: args[0] + node.attrs["values"],
-                core=AddConst, arguments=_constants))
+                core=AddConst, arguments=_constants, sample_lanes=_constants_in_every_lane))
 register(OpSpec("mul_const", semantics=lambda node, args: args[0] * node.attrs["values"],
-                core=MulConst, arguments=_constants, multiplies=True,
+                core=MulConst, arguments=_constants, multiplies=True, sample_lanes=_constants_in_every_lane,
                 refusals={"reciprocal": "division by a streamed value is not supported"}))
 
 
@@ -221,8 +237,14 @@ def _sum(node, args):
     return args[0].reshape(batch, -1, node.attrs["group"]).sum(axis=-1).reshape(batch, *node.shape)
 
 
+def _sum_in_every_lane(core, args, kwargs, lanes):
+    # Sum adds its lanes together; with a sample in every lane each lane is summed on its own.
+    return Accumulate, args, {**kwargs, "lanes": lanes}
+
+
 register(OpSpec("sum", semantics=_sum, core=Sum,
-                arguments=lambda node, ins, fmt: ((ins[0], fmt, node.attrs["group"]), {})))
+                arguments=lambda node, ins, fmt: ((ins[0], fmt, node.attrs["group"]), {}),
+                sample_lanes=_sum_in_every_lane))
 
 
 def _gather_table(node):

@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from .schedule import solve
 from .solver_report import add_solver_report, fifo_entries
 
 __all__ = ["count_multipliers", "design_report"]
@@ -10,7 +11,8 @@ _MULTIPLYING_OPS = {"mul", "scale", "mul_const"}
 
 
 def count_multipliers(netlist):
-    """Multipliers in the datapath: matmul lanes, and one per element-wise multiplying core."""
+    """Multipliers in the datapath: the matmuls' parallel multipliers, and one per element-wise
+    multiplying core, each once per sample lane."""
     count, seen = 0, set()
     for instance in netlist.instances:
         if id(instance.core) in seen:
@@ -21,7 +23,7 @@ def count_multipliers(netlist):
             count += instance.core.parallel * len(instance.core.channels)
         elif op in _MULTIPLYING_OPS:
             count += 1
-    return count
+    return count * netlist.lanes
 
 
 def design_report(design):
@@ -37,6 +39,8 @@ def design_report(design):
         "cycles_predicted": design.schedule.cycles,
         "clock_mhz": clock,
         "latency_us": design.schedule.cycles / clock,
+        "first_sample_cycles": solve(design.netlist, 1).cycles,
+        "lanes": design.netlist.lanes,
         "period_cycles": design.netlist.period,
         "critical_core": design.schedule.critical.name,
         "fifo_bits": sum(f["bits"] for f in fifos),

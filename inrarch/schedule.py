@@ -77,7 +77,7 @@ class SolvedSchedule:
 def solve(netlist, batch):
     """Schedule ``batch`` samples through ``netlist``; the result holds every stream's FIFO depth."""
     source = netlist.source
-    tokens = source.node.numel * batch
+    tokens = source.node.numel * netlist.samples(batch)
     accepts, emits = {}, {}
     first = source.contract.schedule({"i": np.zeros(tokens, dtype=np.int64)})
     accepts[source], emits[source] = first.accepts, first.emits
@@ -94,7 +94,7 @@ def solve(netlist, batch):
         solved.depths[stream] = max(MIN_FIFO_DEPTH, fifo_depth(writes, reads))
     solved.last_output = int(max(emits[s.source][-1] + FIFO_LATENCY for s in netlist.outputs))
     solved.cycles = solved.last_output - solved.first_accept + 1
-    solved.critical = max(netlist.instances[1:], key=lambda i: i.contract.ii * i.firings_per_sample, default=source)
+    solved.critical = max(netlist.instances[1:], key=lambda i: i.contract.ii * i.firings_per_group, default=source)
     return solved
 
 
@@ -182,10 +182,10 @@ class _ContractCore:
 def _core_model(instance, netlist, batch):
     core = instance.core
     if instance is netlist.source and isinstance(core, Pacer):
-        return core.cycle_model(batch * instance.node.numel)
+        return core.cycle_model(netlist.samples(batch) * instance.node.numel)
     if isinstance(core, MatVec):
         return core.cycle_model(int(instance.inputs[0][1:]))
-    return _ContractCore(instance.contract, batch * instance.firings_per_sample)
+    return _ContractCore(instance.contract, netlist.samples(batch) // netlist.lanes * instance.firings_per_group)
 
 
 def simulate(netlist, batch, depths, *, max_cycles=None):
@@ -216,7 +216,7 @@ def simulate(netlist, batch, depths, *, max_cycles=None):
         if stream.sink is not None:
             inputs[stream.sink][stream.port] = stream
     taken_by = {stream: False for stream in netlist.streams}
-    expected = {stream: batch * stream.source.node.numel for stream in netlist.outputs}
+    expected = {stream: netlist.samples(batch) * stream.source.node.numel for stream in netlist.outputs}
     delivered = dict.fromkeys(netlist.outputs, 0)
     result = BackpressureRun(batch=batch, cycles=None, deadlock=False,
                              writes={stream: [] for stream in netlist.streams},

@@ -33,7 +33,7 @@ def fifo_entries(netlist, depths, device):
     entries = []
     for stream in netlist.streams:
         fmt, depth = stream.source.node.meta["format"], depths[stream]
-        width = fmt.width
+        width = stream.width
         entries.append({"from": stream.source.name, "to": _sink_name(stream), "port": stream.port,
                         "format": str(fmt), "depth": depth, "width": width, "bits": depth * width,
                         "memory": device.memory_kind(width, depth - 1)})
@@ -63,7 +63,7 @@ def critical_path(netlist, schedule):
     """The throughput bound and, per output, the path that sets the first sample's latency.
 
     The throughput bound is the instance with the most busy cycles per sample
-    (``contract.ii * firings_per_sample``). The latency path of an output walks back from it
+    (``contract.ii * firings_per_group``). The latency path of an output walks back from it
     through, at every core, the input whose last token for the core's first firing arrived last
     (the input that made the first firing wait); each hop's latency is the cycles from the
     producer's first token to the core's first token, FIFO included, so the hops add up to the
@@ -71,7 +71,7 @@ def critical_path(netlist, schedule):
     """
     producers = _producers(netlist)
     emits = schedule.emits
-    bound = max(netlist.instances[1:], key=lambda i: i.contract.ii * i.firings_per_sample, default=netlist.source)
+    bound = max(netlist.instances[1:], key=lambda i: i.contract.ii * i.firings_per_group, default=netlist.source)
     paths = []
     for stream in netlist.outputs:
         hops = [{"core": stream.port, "latency": FIFO_LATENCY}]
@@ -87,7 +87,7 @@ def critical_path(netlist, schedule):
         paths.append({"output": stream.port, "latency": sum(h["latency"] for h in hops), "path": hops})
     return {
         "throughput_bound": bound.name,
-        "busy_cycles_per_sample": bound.contract.ii * bound.firings_per_sample,
+        "busy_cycles_per_group": bound.contract.ii * bound.firings_per_group,
         "period_cycles": netlist.period,
         "outputs": paths,
         "longest": max(paths, key=lambda p: p["latency"])["output"] if paths else None,

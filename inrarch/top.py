@@ -70,7 +70,7 @@ class DataflowDesign(wiring.Component):
             readers = readers_of.get(id(instance), [])
             output = getattr(instance.core, instance.output)
             if len(readers) > 1:
-                fork = Fork(instance.node.meta["format"], len(readers))
+                fork = Fork(instance.node.meta["format"], len(readers), lanes=readers[0].lanes)
                 m.submodules[f"{instance.name}_fork"] = _shared(fork)
                 wiring.connect(m, output, fork.i)
                 outputs = [getattr(fork, f"o{k}") for k in range(len(readers))]
@@ -78,7 +78,7 @@ class DataflowDesign(wiring.Component):
                 outputs = [output]
             for k, (stream, source) in enumerate(zip(readers, outputs)):
                 sink_name = stream.sink.name if stream.sink is not None else stream.port
-                fifo = StreamFIFO(instance.node.meta["format"], self._depths[stream])
+                fifo = StreamFIFO(instance.node.meta["format"], self._depths[stream], lanes=stream.lanes)
                 m.submodules[f"fifo_{instance.name}_to_{sink_name}_{stream.port}_{k}"] = _shared(fifo)
                 wiring.connect(m, source, fifo.i)
                 fifo_of[id(stream)] = fifo

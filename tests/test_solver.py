@@ -118,8 +118,8 @@ def test_report_has_memory_types_and_critical_path(design):
     assert all(f["memory"] in ("SRL", "LUTRAM", "BRAM", "URAM") for f in report["fifos"])
     assert sum(report["fifo_bits_by_memory"].values()) == report["fifo_bits"]
     path = report["critical_path"]
-    bound = max(design.netlist.instances[1:], key=lambda i: i.contract.ii * i.firings_per_sample)
-    assert path["busy_cycles_per_sample"] == bound.contract.ii * bound.firings_per_sample <= design.netlist.period
+    bound = max(design.netlist.instances[1:], key=lambda i: i.contract.ii * i.firings_per_group)
+    assert path["busy_cycles_per_group"] == bound.contract.ii * bound.firings_per_group <= design.netlist.period
     schedule = design.schedule
     for output, stream in zip(path["outputs"], design.netlist.outputs):
         first_out = schedule.emits[stream.source][0] + 2

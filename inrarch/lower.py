@@ -215,8 +215,8 @@ def _netlist(graph, cores, lanes):
         by_node[serial] = instance
         outputs.append(instance)
     busiest = max((instance.contract.ii * instance.firings_per_group for instance in netlist.instances), default=1)
-    tokens = graph.input.numel * lanes
-    netlist.period = max(busiest, 2 * tokens)
+    # The pacer collects a group of samples before it sends the group's first beat.
+    netlist.period = max(busiest, (lanes + 1) * graph.input.numel)
     pacer = _analysed_only(Pacer(graph.input.meta["format"], graph.input.numel, netlist.period, lanes=lanes))
     netlist.source = Instance("input", graph.input, pacer, ("i",), "o", pacer.contract)
     netlist.instances.insert(0, netlist.source)
@@ -291,7 +291,7 @@ def choose_lanes(folding, budget, batch):
         pace = folding.fastest_pace(budget, lanes)
         if pace is None:
             break
-        period = max(pace, 2 * tokens_in * lanes, tokens_out * lanes if lanes > 1 else 0)
+        period = max(pace, (lanes + 1) * tokens_in, tokens_out * lanes if lanes > 1 else 0)
         estimate = -(-batch // lanes) * period + lanes * (tokens_in + tokens_out)
         if best is None or estimate < best[0]:
             best = (estimate, lanes, pace)

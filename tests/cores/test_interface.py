@@ -48,6 +48,7 @@ CORES = {
     "Fork": arguments(A, 3, lanes=2),
     "Gather": arguments([(A, 3), (B, 2)], OUT, [(1, 0), 0.75, (0, 2), (0, 0), (1, 1), (0, 2)]),
     "LaneConverter": arguments(A, 4, 2),
+    "LaneSerializer": arguments(A, 3, 2),
     "StreamFIFO": arguments(A, 5, lanes=2),
     "Sum": arguments(A, OUT, 3, lanes=2),
     "Accumulate": arguments(A, OUT, 3, lanes=2),

@@ -6,7 +6,8 @@ from amaranth.back import rtlil
 from amaranth.sim import Simulator
 
 from cores.fixed import Q, convert_raw
-from cores.plumbing import Fork, Gather, LaneConverter, StreamFIFO
+from cores.model import Storage
+from cores.plumbing import Fork, Gather, LaneConverter, LaneSerializer, StreamFIFO
 from cores.testing import check_contract, run_streams
 
 # Several tests build a core only to read its contract.
@@ -304,6 +305,64 @@ def gather_case(name):
     lambda: gather_case("single"),
     lambda: LaneConverter(Q(4, 4), 4, 2),
     lambda: LaneConverter(Q(4, 4), 2, 4),
+    lambda: LaneSerializer(Q(4, 4), 5, 3),
+    lambda: LaneSerializer(Q(4, 4), 1, 2),
 ])
 def test_converts_to_rtlil(make):
     assert rtlil.convert(make())
+
+
+# LaneSerializer ---------------------------------------------------------------------------------
+
+SERIALIZER_CASES = [(1, 2), (3, 2), (4, 3), (5, 4)]  # (tokens, lanes)
+
+
+def serializer_run(tokens, lanes, *, valid_prob, ready_prob, seed, firings=7):
+    fmt = Q(3, 5)
+    rng = np.random.default_rng(seed)
+    beats = [random_tokens(fmt, tokens, lanes, rng) for _ in range(firings)]
+    # Each firing: lane 0's tokens in beat order, then lane 1's, ...
+    expected = [(firing[beat][lane],) for firing in beats for lane in range(lanes) for beat in range(tokens)]
+    core = LaneSerializer(fmt, tokens, lanes)
+    run = run_streams(core, {"i": [beat for firing in beats for beat in firing]}, {"o": len(expected)},
+                      valid_prob=valid_prob, ready_prob=ready_prob, seed=seed)
+    return core, run, beats, expected
+
+
+@pytest.mark.parametrize("tokens, lanes", SERIALIZER_CASES)
+def test_lane_serializer_data_under_backpressure(tokens, lanes):
+    core, run, beats, expected = serializer_run(tokens, lanes, valid_prob=0.6, ready_prob=0.35, seed=8)
+    assert run.outputs["o"] == expected
+
+
+@pytest.mark.parametrize("tokens, lanes", SERIALIZER_CASES)
+@pytest.mark.parametrize("valid_prob", [1.0, 0.4])
+def test_lane_serializer_contract(tokens, lanes, valid_prob):
+    core, run, beats, expected = serializer_run(tokens, lanes, valid_prob=valid_prob, ready_prob=1.0, seed=6)
+    check_contract(core.contract, run)
+    assert run.outputs["o"] == expected
+
+
+@pytest.mark.parametrize("tokens, lanes", SERIALIZER_CASES)
+def test_lane_serializer_reference_is_bit_exact(tokens, lanes):
+    core, run, beats, expected = serializer_run(tokens, lanes, valid_prob=1.0, ready_prob=1.0, seed=9, firings=3)
+    raw = np.array(beats).reshape(-1)  # beat-major, lane-minor
+    assert [(int(v),) for v in core.reference(raw)] == expected
+    # a leading batch axis is kept
+    assert np.array_equal(core.reference(np.stack([raw, -raw])), np.stack([core.reference(raw), -core.reference(raw)]))
+
+
+def test_lane_serializer_contract_and_resource_numbers():
+    core, single_beat = LaneSerializer(Q(4, 4), 3, 4), LaneSerializer(Q(4, 4), 1, 2)
+    core._MustUse__silence = single_beat._MustUse__silence = True  # built only to be read
+    contract = core.contract
+    assert contract.reads == ((("i",), 3),) and contract.writes == tuple(range(2, 14))
+    assert contract.cooldown == 9 and contract.ii == 12
+    # two halves of 4 words (3 padded to a power of two) of 4 lanes of 8 bits
+    assert core.memories == (Storage(32, 8, False),) and core.buffer_bits == 256 and core.multipliers == ()
+    assert single_beat.memories == (Storage(16, 2, False),)
+
+
+def test_lane_serializer_needs_two_lanes():
+    with pytest.raises(ValueError, match="wire"):
+        LaneSerializer(Q(4, 4), 3, 1)

@@ -6,8 +6,10 @@ These cores move tokens without computing on them (apart from the format convers
 :class:`~cores.contract.TimingContract`, so the latency solver can place them like any other core.
 """
 
+import functools
 import math
 import numbers
+import operator
 
 import numpy as np
 
@@ -168,7 +170,7 @@ class GatherModel:
 
     latency = 2
 
-    def __init__(self, inputs, out_format, index, *, rounding="nearest", overflow="saturate"):
+    def __init__(self, inputs, out_format, index, *, lanes=1, rounding="nearest", overflow="saturate"):
         self._inputs = [(Q.parse(fmt), int(count)) for fmt, count in inputs]
         if not self._inputs:
             raise ValueError("Gather needs at least one input port")
@@ -177,6 +179,7 @@ class GatherModel:
         if len(index) < 1:
             raise ValueError("Gather must emit at least one token per firing")
         self._out_format = out_format
+        self._lanes = lanes
         self._rounding = rounding
         self._overflow_mode = overflow
         self.index = tuple(index)
@@ -224,8 +227,9 @@ class GatherModel:
     @property
     def buffer_bits(self):
         """Bits of the ping-pong buffer: two halves of ``2**ceil(log2(N + constants))`` entries,
-        each an ``out_format`` value and its overflow bit. The index ROM is a constant, not counted."""
-        return 2 * (1 << self._local_bits) * (self._out_format.width + 1)
+        each ``lanes`` values of ``out_format`` and one overflow bit. The index ROM is a constant,
+        not counted."""
+        return 2 * (1 << self._local_bits) * self._entry_bits
 
     @property
     def out_format(self):
@@ -238,21 +242,25 @@ class GatherModel:
     @property
     def memories(self):
         """The ping-pong buffer and the index ROM."""
-        return (Storage(self._out_format.width + 1, 2 * (1 << self._local_bits), True),
+        return (Storage(self._entry_bits, 2 * (1 << self._local_bits), True),
                 Storage(self._local_bits, self.tokens_out, True))
 
+    @property
+    def _entry_bits(self):
+        return self._lanes * self._out_format.width + 1
+
     def reference(self, *raw_inputs):
-        """Bit-exact model: raw outputs ``[..., f * M]`` for raw inputs ``raw_inputs[port][..., f * Ni]``
-        (``f`` firings)."""
+        """Bit-exact model: raw outputs ``[..., f * M * lanes]`` for raw inputs
+        ``raw_inputs[port][..., f * Ni * lanes]`` (``f`` firings), beat-major, lane-minor."""
         batch = np.shape(raw_inputs[0])[:-1]
-        firings = np.shape(raw_inputs[0])[-1] // self._inputs[0][1]
-        converted = [convert_raw(np.reshape(raw, batch + (firings, count)), fmt, self._out_format,
+        firings = np.shape(raw_inputs[0])[-1] // (self._inputs[0][1] * self._lanes)
+        converted = [convert_raw(np.reshape(raw, batch + (firings, count, self._lanes)), fmt, self._out_format,
                                  rounding=self._rounding, overflow=self._overflow_mode)[0]
                      for raw, (fmt, count) in zip(raw_inputs, self._inputs)]
-        constants = [np.full(batch + (firings, 1), raw, dtype=converted[0].dtype)
+        constants = [np.full(batch + (firings, 1, self._lanes), raw, dtype=converted[0].dtype)
                      for (raw, _), _ in sorted(self._constants.items(), key=lambda item: item[1])]
-        pool = np.concatenate(converted + constants, axis=-1)
-        return pool[..., self._rom].reshape(batch + (-1,))
+        pool = np.concatenate(converted + constants, axis=-2)
+        return pool[..., self._rom, :].reshape(batch + (-1,))
 
     def _quantize_constant(self, value):
         # Quantize with ample integer bits first, so that the overflow flag can be computed exactly.
@@ -268,7 +276,9 @@ class Gather(ModelledComponent, GatherModel):
     The one adapter for select, slice, concatenate, reshape, permute (transpose), repeat and
     broadcast: output token ``j`` of a firing is ``index[j]``, either ``(port, element)`` (element
     ``element`` of this firing's tokens on input ``i{port}``, converted to ``out_format``) or a
-    real constant. Elements may be used any number of times, or not at all.
+    real constant. Elements may be used any number of times, or not at all. With several lanes
+    (independent samples), every lane gathers by the same index, and a constant is the same in
+    every lane.
 
     Parameters
     ----------
@@ -278,21 +288,25 @@ class Gather(ModelledComponent, GatherModel):
         Format of the output stream ``o``.
     index : sequence of (int, int) or float
         The ``M`` output tokens of a firing (at least one).
+    lanes : int
+        Elements per beat, on every port.
     rounding, overflow : str
         How inputs and constants are brought to ``out_format`` (see :func:`cores.fixed.convert`).
 
     Ports
     -----
-    i0, i1, ... : In(stream.Signature(ArrayLayout(fmt.shape, 1)))
-    o : Out(stream.Signature(ArrayLayout(out_format.shape, 1)))
+    i0, i1, ... : In(stream.Signature(ArrayLayout(fmt.shape, lanes)))
+    o : Out(stream.Signature(ArrayLayout(out_format.shape, lanes)))
     overflow : Out(1)
-        Sticky: set once an emitted token (input or constant) did not fit ``out_format``.
+        Sticky: set once an element of an emitted token (input or constant) did not fit
+        ``out_format``, in any lane.
 
     Structure
     ---------
     A firing reads all ``N0`` tokens of ``i0``, then all ``N1`` of ``i1``, and so on (this order is
-    part of the contract), converts each to ``out_format`` on the way in and writes it, with its
-    overflow bit, into one half of a ping-pong buffer (one :class:`~amaranth.lib.memory.Memory`,
+    part of the contract), converts each to ``out_format`` on the way in and writes it, its
+    ``lanes`` values with one overflow bit (set when any lane overflowed, all the sticky flag
+    needs), into one half of a ping-pong buffer (one :class:`~amaranth.lib.memory.Memory`,
     simple dual port). Each half holds the ``N = sum(Ni)`` tokens at local addresses ``0..N-1``
     and the distinct constants after them, and is padded to a power of two so that an address is
     just ``{half, local}``. Once a half is full, a read-side counter walks an index ROM (a second
@@ -314,8 +328,8 @@ class Gather(ModelledComponent, GatherModel):
     """
 
     def members(self):
-        members = {f"i{port}": In(lanes_signature(fmt, 1)) for port, (fmt, _) in enumerate(self._inputs)}
-        members["o"] = Out(lanes_signature(self._out_format, 1))
+        members = {f"i{port}": In(lanes_signature(fmt, self._lanes)) for port, (fmt, _) in enumerate(self._inputs)}
+        members["o"] = Out(lanes_signature(self._out_format, self._lanes))
         members["overflow"] = Out(1)
         return members
 
@@ -325,10 +339,12 @@ class Gather(ModelledComponent, GatherModel):
         tokens_out = len(self._rom)
         half_depth = 1 << self._local_bits
 
-        entry = data.StructLayout({"value": out.shape, "overflow": 1})
+        # The lanes' values as one word, lane 0 in the low bits, like the payloads.
+        entry = data.StructLayout({"value": unsigned(self._lanes * out.width), "overflow": 1})
         init = [None] * (2 * half_depth)
         for (raw, overflowed), local in self._constants.items():
-            init[local] = init[half_depth + local] = {"value": raw, "overflow": int(overflowed)}
+            in_every_lane = sum((raw % (1 << out.width)) << (lane * out.width) for lane in range(self._lanes))
+            init[local] = init[half_depth + local] = {"value": in_every_lane, "overflow": int(overflowed)}
         m.submodules.buffer = memory = Memory(shape=entry, depth=2 * half_depth, init=init)
         m.submodules.index_rom = index_rom = Memory(shape=unsigned(self._local_bits), depth=tokens_out,
                                                     init=self._rom)
@@ -340,13 +356,13 @@ class Gather(ModelledComponent, GatherModel):
             port = getattr(self, f"i{port_number}")
             start = self._offsets[port_number]
             active = (buffer.write_local >= start) & (buffer.write_local < start + count)
-            value, overflowed = convert(port.payload[0], fmt, out,
-                                        rounding=self._rounding, overflow=self._overflow_mode)
+            values, overflows = zip(*(convert(port.payload[lane], fmt, out, rounding=self._rounding,
+                                              overflow=self._overflow_mode) for lane in range(self._lanes)))
             m.d.comb += port.ready.eq(buffer.can_write & active)
             with m.If(active):
                 m.d.comb += [
-                    buffer.write.data.value.eq(value),
-                    buffer.write.data.overflow.eq(overflowed),
+                    buffer.write.data.value.eq(Cat(values)),
+                    buffer.write.data.overflow.eq(functools.reduce(operator.or_, overflows)),
                     buffer.write_en.eq(port.valid & buffer.can_write),
                 ]
         buffer.count_writes(m)
@@ -359,7 +375,7 @@ class Gather(ModelledComponent, GatherModel):
         # current slot's entry.
         m.d.comb += [
             rom_read.addr.eq(Mux(buffer.issue, next_slot, slot)),
-            self.o.payload[0].eq(buffer.read.data.value),
+            self.o.payload.eq(buffer.read.data.value),
         ]
         with m.If(buffer.issue):
             m.d.sync += slot.eq(next_slot)

@@ -47,6 +47,7 @@ CORES = {
     "Pacer lanes=3": arguments(A, 2, 8, lanes=3),
     "Fork": arguments(A, 3, lanes=2),
     "Gather": arguments([(A, 3), (B, 2)], OUT, [(1, 0), 0.75, (0, 2), (0, 0), (1, 1), (0, 2)]),
+    "Gather lanes=2": arguments([(A, 3), (B, 2)], OUT, [(1, 0), 0.75, (0, 2), (0, 0), (1, 1), (0, 2)], lanes=2),
     "LaneConverter": arguments(A, 4, 2),
     "LaneSerializer": arguments(A, 3, 2),
     "StreamFIFO": arguments(A, 5, lanes=2),

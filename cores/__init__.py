@@ -15,11 +15,11 @@ from .elementwise import Add, AddConst, Mul, MulAdd, MulConst, Neg, Scale, Sub
 from .matmul import MatVec
 from .nonlinear import Cos, Exp, Relu, Sigmoid, Sin, Softplus, Sqrt, Step, Tanh
 from .pacer import Pacer
-from .plumbing import Fork, Gather, LaneConverter, StreamFIFO
+from .plumbing import Fork, Gather, LaneConverter, LaneSerializer, StreamFIFO
 from .reduce import Accumulate, Sum
 
 __all__ = [
     "Q", "convert", "TimingContract", "Schedule", "lanes_layout", "lanes_signature", "Multiplier",
     "Add", "Sub", "Mul", "Neg", "Scale", "MulAdd", "AddConst", "MulConst",
-    "Sin", "Cos", "Tanh", "Sigmoid", "Softplus", "Exp", "Sqrt", "Relu", "Step", "MatVec", "Pacer", "Fork", "Gather", "LaneConverter", "StreamFIFO", "Sum", "Accumulate",
+    "Sin", "Cos", "Tanh", "Sigmoid", "Softplus", "Exp", "Sqrt", "Relu", "Step", "MatVec", "Pacer", "Fork", "Gather", "LaneSerializer", "LaneConverter", "StreamFIFO", "Sum", "Accumulate",
 ]

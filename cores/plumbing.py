@@ -1,12 +1,15 @@
-"""Stream plumbing: fork, FIFO, gather (select/concat/reshape/permute/broadcast), lane conversion.
+"""Stream plumbing: fork, FIFO, gather (select/concat/reshape/permute/broadcast), lane serializing
+and lane conversion.
 
 These cores move tokens without computing on them (apart from the format conversion
 :class:`Gather` applies on the way). Each declares a cycle-exact
 :class:`~cores.contract.TimingContract`, so the latency solver can place them like any other core.
 """
 
+import functools
 import math
 import numbers
+import operator
 
 import numpy as np
 
@@ -21,7 +24,7 @@ from .fixed import Q, convert, convert_raw
 from .model import ModelledComponent, Storage
 from .ports import lanes_layout, lanes_signature
 
-__all__ = ["Fork", "StreamFIFO", "Gather", "LaneConverter"]
+__all__ = ["Fork", "StreamFIFO", "Gather", "LaneSerializer", "LaneConverter"]
 
 
 class Fork(wiring.Component):
@@ -167,7 +170,7 @@ class GatherModel:
 
     latency = 2
 
-    def __init__(self, inputs, out_format, index, *, rounding="nearest", overflow="saturate"):
+    def __init__(self, inputs, out_format, index, *, lanes=1, rounding="nearest", overflow="saturate"):
         self._inputs = [(Q.parse(fmt), int(count)) for fmt, count in inputs]
         if not self._inputs:
             raise ValueError("Gather needs at least one input port")
@@ -176,6 +179,7 @@ class GatherModel:
         if len(index) < 1:
             raise ValueError("Gather must emit at least one token per firing")
         self._out_format = out_format
+        self._lanes = lanes
         self._rounding = rounding
         self._overflow_mode = overflow
         self.index = tuple(index)
@@ -223,8 +227,9 @@ class GatherModel:
     @property
     def buffer_bits(self):
         """Bits of the ping-pong buffer: two halves of ``2**ceil(log2(N + constants))`` entries,
-        each an ``out_format`` value and its overflow bit. The index ROM is a constant, not counted."""
-        return 2 * (1 << self._local_bits) * (self._out_format.width + 1)
+        each ``lanes`` values of ``out_format`` and one overflow bit. The index ROM is a constant,
+        not counted."""
+        return 2 * (1 << self._local_bits) * self._entry_bits
 
     @property
     def out_format(self):
@@ -237,21 +242,25 @@ class GatherModel:
     @property
     def memories(self):
         """The ping-pong buffer and the index ROM."""
-        return (Storage(self._out_format.width + 1, 2 * (1 << self._local_bits), True),
+        return (Storage(self._entry_bits, 2 * (1 << self._local_bits), True),
                 Storage(self._local_bits, self.tokens_out, True))
 
+    @property
+    def _entry_bits(self):
+        return self._lanes * self._out_format.width + 1
+
     def reference(self, *raw_inputs):
-        """Bit-exact model: raw outputs ``[..., f * M]`` for raw inputs ``raw_inputs[port][..., f * Ni]``
-        (``f`` firings)."""
+        """Bit-exact model: raw outputs ``[..., f * M * lanes]`` for raw inputs
+        ``raw_inputs[port][..., f * Ni * lanes]`` (``f`` firings), beat-major, lane-minor."""
         batch = np.shape(raw_inputs[0])[:-1]
-        firings = np.shape(raw_inputs[0])[-1] // self._inputs[0][1]
-        converted = [convert_raw(np.reshape(raw, batch + (firings, count)), fmt, self._out_format,
+        firings = np.shape(raw_inputs[0])[-1] // (self._inputs[0][1] * self._lanes)
+        converted = [convert_raw(np.reshape(raw, batch + (firings, count, self._lanes)), fmt, self._out_format,
                                  rounding=self._rounding, overflow=self._overflow_mode)[0]
                      for raw, (fmt, count) in zip(raw_inputs, self._inputs)]
-        constants = [np.full(batch + (firings, 1), raw, dtype=converted[0].dtype)
+        constants = [np.full(batch + (firings, 1, self._lanes), raw, dtype=converted[0].dtype)
                      for (raw, _), _ in sorted(self._constants.items(), key=lambda item: item[1])]
-        pool = np.concatenate(converted + constants, axis=-1)
-        return pool[..., self._rom].reshape(batch + (-1,))
+        pool = np.concatenate(converted + constants, axis=-2)
+        return pool[..., self._rom, :].reshape(batch + (-1,))
 
     def _quantize_constant(self, value):
         # Quantize with ample integer bits first, so that the overflow flag can be computed exactly.
@@ -267,7 +276,9 @@ class Gather(ModelledComponent, GatherModel):
     The one adapter for select, slice, concatenate, reshape, permute (transpose), repeat and
     broadcast: output token ``j`` of a firing is ``index[j]``, either ``(port, element)`` (element
     ``element`` of this firing's tokens on input ``i{port}``, converted to ``out_format``) or a
-    real constant. Elements may be used any number of times, or not at all.
+    real constant. Elements may be used any number of times, or not at all. With several lanes
+    (independent samples), every lane gathers by the same index, and a constant is the same in
+    every lane.
 
     Parameters
     ----------
@@ -277,21 +288,25 @@ class Gather(ModelledComponent, GatherModel):
         Format of the output stream ``o``.
     index : sequence of (int, int) or float
         The ``M`` output tokens of a firing (at least one).
+    lanes : int
+        Elements per beat, on every port.
     rounding, overflow : str
         How inputs and constants are brought to ``out_format`` (see :func:`cores.fixed.convert`).
 
     Ports
     -----
-    i0, i1, ... : In(stream.Signature(ArrayLayout(fmt.shape, 1)))
-    o : Out(stream.Signature(ArrayLayout(out_format.shape, 1)))
+    i0, i1, ... : In(stream.Signature(ArrayLayout(fmt.shape, lanes)))
+    o : Out(stream.Signature(ArrayLayout(out_format.shape, lanes)))
     overflow : Out(1)
-        Sticky: set once an emitted token (input or constant) did not fit ``out_format``.
+        Sticky: set once an element of an emitted token (input or constant) did not fit
+        ``out_format``, in any lane.
 
     Structure
     ---------
     A firing reads all ``N0`` tokens of ``i0``, then all ``N1`` of ``i1``, and so on (this order is
-    part of the contract), converts each to ``out_format`` on the way in and writes it, with its
-    overflow bit, into one half of a ping-pong buffer (one :class:`~amaranth.lib.memory.Memory`,
+    part of the contract), converts each to ``out_format`` on the way in and writes it, its
+    ``lanes`` values with one overflow bit (set when any lane overflowed, all the sticky flag
+    needs), into one half of a ping-pong buffer (one :class:`~amaranth.lib.memory.Memory`,
     simple dual port). Each half holds the ``N = sum(Ni)`` tokens at local addresses ``0..N-1``
     and the distinct constants after them, and is padded to a power of two so that an address is
     just ``{half, local}``. Once a half is full, a read-side counter walks an index ROM (a second
@@ -313,92 +328,222 @@ class Gather(ModelledComponent, GatherModel):
     """
 
     def members(self):
-        members = {f"i{port}": In(lanes_signature(fmt, 1)) for port, (fmt, _) in enumerate(self._inputs)}
-        members["o"] = Out(lanes_signature(self._out_format, 1))
+        members = {f"i{port}": In(lanes_signature(fmt, self._lanes)) for port, (fmt, _) in enumerate(self._inputs)}
+        members["o"] = Out(lanes_signature(self._out_format, self._lanes))
         members["overflow"] = Out(1)
         return members
 
     def elaborate(self, platform):
         m = Module()
         out = self._out_format
-        tokens_in, tokens_out = self._tokens_in, len(self._rom)
+        tokens_out = len(self._rom)
         half_depth = 1 << self._local_bits
 
-        entry = data.StructLayout({"value": out.shape, "overflow": 1})
+        # The lanes' values as one word, lane 0 in the low bits, like the payloads.
+        entry = data.StructLayout({"value": unsigned(self._lanes * out.width), "overflow": 1})
         init = [None] * (2 * half_depth)
         for (raw, overflowed), local in self._constants.items():
-            init[local] = init[half_depth + local] = {"value": raw, "overflow": int(overflowed)}
-        m.submodules.buffer = buffer = Memory(shape=entry, depth=2 * half_depth, init=init)
+            in_every_lane = sum((raw % (1 << out.width)) << (lane * out.width) for lane in range(self._lanes))
+            init[local] = init[half_depth + local] = {"value": in_every_lane, "overflow": int(overflowed)}
+        m.submodules.buffer = memory = Memory(shape=entry, depth=2 * half_depth, init=init)
         m.submodules.index_rom = index_rom = Memory(shape=unsigned(self._local_bits), depth=tokens_out,
                                                     init=self._rom)
-        write = buffer.write_port()
-        read = buffer.read_port(domain="sync")
+        buffer = _PingPong(memory, self.o, self._local_bits, self._tokens_in, self.cooldown)
         rom_read = index_rom.read_port(domain="sync")
 
-        full = Signal(2)  # per half: written completely, not yet read completely
-
-        # Input side: one token per cycle, ports in order, into half `write_half`.
-        write_local = Signal(self._local_bits)
-        write_half = Signal()
-        can_write = ~full.bit_select(write_half, 1)
-        if self.cooldown:
-            cooldown_left = Signal(range(self.cooldown + 1))
-            can_write &= cooldown_left == 0
-        write_en = Signal()
+        # Input side: one token per cycle, ports in order.
         for port_number, (fmt, count) in enumerate(self._inputs):
             port = getattr(self, f"i{port_number}")
             start = self._offsets[port_number]
-            active = (write_local >= start) & (write_local < start + count)
-            value, overflowed = convert(port.payload[0], fmt, out,
-                                        rounding=self._rounding, overflow=self._overflow_mode)
-            m.d.comb += port.ready.eq(can_write & active)
+            active = (buffer.write_local >= start) & (buffer.write_local < start + count)
+            values, overflows = zip(*(convert(port.payload[lane], fmt, out, rounding=self._rounding,
+                                              overflow=self._overflow_mode) for lane in range(self._lanes)))
+            m.d.comb += port.ready.eq(buffer.can_write & active)
             with m.If(active):
                 m.d.comb += [
-                    write.data.value.eq(value),
-                    write.data.overflow.eq(overflowed),
-                    write_en.eq(port.valid & can_write),
+                    buffer.write.data.value.eq(Cat(values)),
+                    buffer.write.data.overflow.eq(functools.reduce(operator.or_, overflows)),
+                    buffer.write_en.eq(port.valid & buffer.can_write),
                 ]
-        last_write = write_en & (write_local == tokens_in - 1)
-        m.d.comb += [write.addr.eq(Cat(write_local, write_half)), write.en.eq(write_en)]
-        with m.If(write_en):
-            m.d.sync += write_local.eq(Mux(last_write, 0, write_local + 1))
-        with m.If(last_write):
-            m.d.sync += write_half.eq(~write_half)
-        if self.cooldown:
-            with m.If(last_write):
-                m.d.sync += cooldown_left.eq(self.cooldown)
-            with m.Elif(cooldown_left != 0):
-                m.d.sync += cooldown_left.eq(cooldown_left - 1)
+        buffer.count_writes(m)
 
-        # Output side: the buffer's read register is the output register.
+        # Output side: a slot counter walks the index ROM.
         slot = Signal(range(tokens_out))
-        read_half = Signal()
-        advance = ~self.o.valid | self.o.ready
-        issue = full.bit_select(read_half, 1) & advance
-        last_read = issue & (slot == tokens_out - 1)
-        next_slot = Mux(slot == tokens_out - 1, 0, slot + 1)
+        last_slot = slot == tokens_out - 1
+        next_slot = Mux(last_slot, 0, slot + 1)
         # The ROM is addressed with the slot of the next cycle, so its registered output is the
         # current slot's entry.
         m.d.comb += [
-            rom_read.addr.eq(Mux(issue, next_slot, slot)),
-            read.addr.eq(Cat(rom_read.data, read_half)),
-            read.en.eq(issue),
-            self.o.payload[0].eq(read.data.value),
+            rom_read.addr.eq(Mux(buffer.issue, next_slot, slot)),
+            self.o.payload.eq(buffer.read.data.value),
         ]
-        with m.If(issue):
+        with m.If(buffer.issue):
             m.d.sync += slot.eq(next_slot)
-        with m.If(last_read):
-            m.d.sync += read_half.eq(~read_half)
-        with m.If(advance):
-            m.d.sync += self.o.valid.eq(issue)
-        with m.If(self.o.valid & self.o.ready & read.data.overflow):
+        buffer.issue_reads(m, rom_read.data, last_slot)
+        with m.If(self.o.valid & self.o.ready & buffer.read.data.overflow):
             m.d.sync += self.overflow.eq(1)
+        buffer.track_halves(m)
+        return m
 
+
+class _PingPong:
+    """The two halves of a ping-pong buffer in one memory, and the control they share.
+
+    The input side writes a firing's ``beats`` entries into one half, at local addresses
+    ``0 .. beats - 1``, while the output side reads the other half into the memory's read
+    register, which is the output register of ``output``. A half is full from its last write until
+    its last read is issued; the input side waits for its half to be free, and for ``cooldown``
+    cycles after the last entry of the previous firing.
+
+    The owner puts the entry on ``write.data``, drives ``write_en`` with ``can_write`` and calls
+    :meth:`count_writes`; it chooses the local address of each read and calls
+    :meth:`issue_reads`, and :meth:`track_halves` after both. A read is issued in each cycle of
+    ``issue``.
+    """
+
+    def __init__(self, memory, output, local_bits, beats, cooldown):
+        self.write = memory.write_port()
+        self.read = memory.read_port(domain="sync")
+        self._output, self._beats, self._cooldown = output, beats, cooldown
+        self.full = Signal(2)  # per half: written completely, not yet read completely
+        self.write_local = Signal(local_bits)
+        self.write_half = Signal()
+        self.can_write = ~self.full.bit_select(self.write_half, 1)
+        if cooldown:
+            self.cooldown_left = Signal(range(cooldown + 1))
+            self.can_write &= self.cooldown_left == 0
+        self.write_en = Signal()
+        self.read_half = Signal()
+        self.advance = ~output.valid | output.ready
+        self.issue = self.full.bit_select(self.read_half, 1) & self.advance
+
+    def count_writes(self, m):
+        """Write an entry in each cycle of ``write_en``, to the next local address of the half."""
+        self.last_write = self.write_en & (self.write_local == self._beats - 1)
+        m.d.comb += [self.write.addr.eq(Cat(self.write_local, self.write_half)), self.write.en.eq(self.write_en)]
+        with m.If(self.write_en):
+            m.d.sync += self.write_local.eq(Mux(self.last_write, 0, self.write_local + 1))
+        with m.If(self.last_write):
+            m.d.sync += self.write_half.eq(~self.write_half)
+        if self._cooldown:
+            with m.If(self.last_write):
+                m.d.sync += self.cooldown_left.eq(self._cooldown)
+            with m.Elif(self.cooldown_left != 0):
+                m.d.sync += self.cooldown_left.eq(self.cooldown_left - 1)
+
+    def issue_reads(self, m, local, last):
+        """Read ``local`` of the full half in each cycle of ``issue``; ``last`` marks its last read."""
+        self.last_read = self.issue & last
+        m.d.comb += [self.read.addr.eq(Cat(local, self.read_half)), self.read.en.eq(self.issue)]
+        with m.If(self.last_read):
+            m.d.sync += self.read_half.eq(~self.read_half)
+        with m.If(self.advance):
+            m.d.sync += self._output.valid.eq(self.issue)
+
+    def track_halves(self, m):
+        """Mark a half full at its last write and free at its last read."""
         for half in range(2):
-            with m.If(last_write & (write_half == half)):
-                m.d.sync += full[half].eq(1)
-            with m.Elif(last_read & (read_half == half)):
-                m.d.sync += full[half].eq(0)
+            with m.If(self.last_write & (self.write_half == half)):
+                m.d.sync += self.full[half].eq(1)
+            with m.Elif(self.last_read & (self.read_half == half)):
+                m.d.sync += self.full[half].eq(0)
+
+
+class LaneSerializer(wiring.Component):
+    """Send the ``lanes`` samples of a lane stream out one after the other, one element per beat.
+
+    The inverse of the :class:`~cores.pacer.Pacer`'s interleaving, at the outputs of a design whose
+    lanes carry samples: a firing takes ``tokens`` beats, beat ``j`` holding element ``j`` of
+    ``lanes`` samples, and emits its ``M = lanes * tokens`` elements sample-major, all ``tokens`` of
+    lane 0, then those of lane 1, and so on. A 1-lane stream is already in that order, so ``lanes``
+    must be at least 2.
+
+    Parameters
+    ----------
+    fmt : Q
+        Element format.
+    tokens : int
+        Beats per firing: the elements of one sample.
+    lanes : int
+        Lanes of ``i``, the samples of a firing (at least 2).
+
+    Ports
+    -----
+    i : In(stream.Signature(ArrayLayout(fmt.shape, lanes)))
+    o : Out(stream.Signature(ArrayLayout(fmt.shape, 1)))
+
+    Structure
+    ---------
+    A ping-pong buffer in one :class:`~amaranth.lib.memory.Memory` of ``lanes``-element words, like
+    :class:`Gather`'s: each input beat is one word of a half (padded to a power of two), and once
+    the half is full the read side walks it lane by lane, word by word, reading one word per cycle
+    into the buffer's read register; a register of the word's lane picks the element out of it.
+    The next firing loads into the other half meanwhile.
+
+    Timing
+    ------
+    As :class:`Gather`'s with ``N = tokens`` input beats and ``M = lanes * tokens`` outputs: latency
+    2, one element per cycle, and ``cooldown = M - N``, so that firings follow each other at one
+    element per cycle at the output. ``TimingContract(reads=((("i",), tokens),),
+    writes=(2, 3, ..., M + 1), cooldown=(lanes - 1) * tokens)``.
+    """
+
+    latency = 2
+
+    def __init__(self, fmt, tokens, lanes):
+        if lanes < 2:
+            raise ValueError(f"a LaneSerializer of {lanes} lane would be a wire: it needs at least 2 lanes")
+        if tokens < 1:
+            raise ValueError(f"a firing carries at least one beat, not {tokens}")
+        self._fmt, self._tokens, self._lanes = fmt, tokens, lanes
+        self._local_bits = (tokens - 1).bit_length()
+        super().__init__({"i": In(lanes_signature(fmt, lanes)), "o": Out(lanes_signature(fmt, 1))})
+        elements = lanes * tokens
+        self.contract = TimingContract(reads=((("i",), tokens),),
+                                       writes=tuple(range(self.latency, self.latency + elements)),
+                                       cooldown=elements - tokens)
+
+    multipliers = ()
+
+    @property
+    def memories(self):
+        """The ping-pong buffer."""
+        return (Storage(self._lanes * self._fmt.width, 2 << self._local_bits, False),)
+
+    @property
+    def buffer_bits(self):
+        """Bits of the ping-pong buffer: two halves of ``2**ceil(log2(tokens))`` words of ``lanes`` elements."""
+        return (2 << self._local_bits) * self._lanes * self._fmt.width
+
+    def reference(self, i):
+        """The raw elements out for the raw beats in: ``i[..., f * tokens * lanes]`` beat-major,
+        lane-minor (``f`` firings) to ``[..., f * lanes * tokens]`` sample-major."""
+        beats = np.reshape(i, np.shape(i)[:-1] + (-1, self._tokens, self._lanes))
+        return np.swapaxes(beats, -1, -2).reshape(np.shape(i))
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.buffer = memory = Memory(shape=lanes_layout(self._fmt, self._lanes),
+                                              depth=2 << self._local_bits, init=[])
+        buffer = _PingPong(memory, self.o, self._local_bits, self._tokens, self.contract.cooldown)
+        m.d.comb += [
+            buffer.write.data.eq(self.i.payload),
+            buffer.write_en.eq(self.i.valid & buffer.can_write),
+            self.i.ready.eq(buffer.can_write),
+        ]
+        buffer.count_writes(m)
+
+        element = Signal(range(self._tokens))
+        lane = Signal(range(self._lanes))
+        read_lane = Signal(range(self._lanes))  # the lane to send of the word in the read register
+        last_element = element == self._tokens - 1
+        with m.If(buffer.issue):
+            m.d.sync += [element.eq(Mux(last_element, 0, element + 1)), read_lane.eq(lane)]
+            with m.If(last_element):
+                m.d.sync += lane.eq(Mux(lane == self._lanes - 1, 0, lane + 1))
+        buffer.issue_reads(m, element, last_element & (lane == self._lanes - 1))
+        m.d.comb += self.o.payload[0].eq(buffer.read.data[read_lane])
+        buffer.track_halves(m)
         return m
 
 

@@ -21,7 +21,8 @@ def arguments(*args, **kwargs):
     return args, kwargs
 
 
-# The arguments of a small instance of every core class that cores exports.
+# The arguments of a small instance of every core class that cores exports, keyed by the class
+# name, and of lane variants, keyed by the class name and a label after a space.
 CORES = {
     "Add": arguments(A, B, OUT, lanes=2),
     "Sub": arguments(A, B, OUT),
@@ -43,17 +44,24 @@ CORES = {
     "MatVec": arguments(np.linspace(-1, 1, 12).reshape(3, 4), A, OUT, channels=("forward", "transpose"),
                         parallel=2),
     "Pacer": arguments(A, 3, 7),
+    "Pacer lanes=3": arguments(A, 2, 8, lanes=3),
     "Fork": arguments(A, 3, lanes=2),
     "Gather": arguments([(A, 3), (B, 2)], OUT, [(1, 0), 0.75, (0, 2), (0, 0), (1, 1), (0, 2)]),
+    "Gather lanes=2": arguments([(A, 3), (B, 2)], OUT, [(1, 0), 0.75, (0, 2), (0, 0), (1, 1), (0, 2)], lanes=2),
     "LaneConverter": arguments(A, 4, 2),
+    "LaneSerializer": arguments(A, 3, 2),
     "StreamFIFO": arguments(A, 5, lanes=2),
     "Sum": arguments(A, OUT, 3, lanes=2),
     "Accumulate": arguments(A, OUT, 3, lanes=2),
 }
 
 
+def core_class(name):
+    return getattr(cores, name.partition(" ")[0])
+
+
 def build(name, model=False):
-    cls = getattr(cores, name)
+    cls = core_class(name)
     args, kwargs = CORES[name]
     if model:
         return cls.model(*args, **kwargs)
@@ -85,7 +93,7 @@ def random_raw(rng, width, shape):
 def test_every_exported_core_is_checked():
     exported = {name for name in cores.__all__ if isinstance(getattr(cores, name), type)
                 and issubclass(getattr(cores, name), wiring.Component)}
-    assert exported == set(CORES)
+    assert exported == {core_class(name).__name__ for name in CORES}
 
 
 @pytest.mark.parametrize("name", sorted(CORES))
@@ -118,7 +126,7 @@ def test_reference_is_what_the_hardware_gives(name):
         assert [value for beat in run.outputs[port] for value in beat] == [int(v) for v in reference], port
 
 
-@pytest.mark.parametrize("name", sorted(name for name in CORES if issubclass(getattr(cores, name), ModelledComponent)))
+@pytest.mark.parametrize("name", sorted(name for name in CORES if issubclass(core_class(name), ModelledComponent)))
 def test_model_is_the_core_without_hardware(name, monkeypatch):
     core = build(name)
     rng = np.random.default_rng(5)

@@ -6,7 +6,8 @@ from amaranth.back import rtlil
 from amaranth.sim import Simulator
 
 from cores.fixed import Q, convert_raw
-from cores.plumbing import Fork, Gather, LaneConverter, StreamFIFO
+from cores.model import Storage
+from cores.plumbing import Fork, Gather, LaneConverter, LaneSerializer, StreamFIFO
 from cores.testing import check_contract, run_streams
 
 # Several tests build a core only to read its contract.
@@ -129,25 +130,21 @@ def test_fifo_rejects_shallow_depth():
 
 # Gather -----------------------------------------------------------------------------------------
 
-def gather_reference(index, input_values):
-    """Output tokens of one firing: ``input_values[port][element]`` or the constant, per ``index``."""
-    return [entry if isinstance(entry, numbers.Real) else input_values[entry[0]][entry[1]] for entry in index]
-
-
-def gather_expected(inputs, out_format, index, firings, rounding="nearest", overflow="saturate"):
-    """Raw output tokens and whether any overflowed, for ``firings[f][port]`` raw input tokens."""
+def gather_expected(inputs, out_format, index, firings, lanes, rounding="nearest", overflow="saturate"):
+    """Raw output tokens and whether any element overflowed, for ``firings[f][port]`` raw input
+    tokens (tuples of ``lanes`` values): per ``index`` entry, the chosen input token or the
+    constant in every lane, converted to ``out_format``."""
     wide = Q(out_format.int_bits + 64, out_format.frac_bits)
     outputs, any_overflow = [], False
     for firing in firings:
-        chosen = gather_reference(index, firing)
-        for entry, value in zip(index, chosen):
+        for entry in index:
             if isinstance(entry, numbers.Real):
-                src, raw = wide, wide.quantize([value], rounding=rounding)
+                src, raw = wide, wide.quantize([entry] * lanes, rounding=rounding)
             else:
-                src, raw = inputs[entry[0]][0], [value]
+                src, raw = inputs[entry[0]][0], list(firing[entry[0]][entry[1]])
             result, overflowed = convert_raw(raw, src, out_format, rounding=rounding, overflow=overflow)
-            outputs.append((int(result[0]),))
-            any_overflow |= bool(overflowed[0])
+            outputs.append(tuple(int(value) for value in result))
+            any_overflow |= bool(np.any(overflowed))
     return outputs, any_overflow
 
 
@@ -167,43 +164,71 @@ GATHER_CASES = {
 OUT_FORMAT = Q(4, 5)
 
 
-def gather_run(name, *, valid_prob, ready_prob, seed, firings=12):
-    inputs, index = GATHER_CASES[name]
+def gather_data(inputs, firings, lanes, seed):
+    """``data[f][port]``: the raw input tokens of each firing, tuples of ``lanes`` values."""
     rng = np.random.default_rng(seed)
-    data = [[random_raw(fmt, count, rng) for fmt, count in inputs] for _ in range(firings)]
-    streams = {f"i{port}": [value for firing in data for value in firing[port]] for port in range(len(inputs))}
-    core = Gather(inputs, OUT_FORMAT, index)
-    expected, overflowed = gather_expected(inputs, OUT_FORMAT, index, data)
+    return [[random_tokens(fmt, count, lanes, rng) for fmt, count in inputs] for _ in range(firings)]
+
+
+def gather_run(name, *, valid_prob, ready_prob, seed, firings=12, lanes=1):
+    inputs, index = GATHER_CASES[name]
+    data = gather_data(inputs, firings, lanes, seed)
+    streams = {f"i{port}": [token for firing in data for token in firing[port]] for port in range(len(inputs))}
+    core = Gather(inputs, OUT_FORMAT, index, lanes=lanes)
+    expected, overflowed = gather_expected(inputs, OUT_FORMAT, index, data, lanes)
     run = run_streams(core, streams, {"o": len(expected)}, valid_prob=valid_prob, ready_prob=ready_prob,
                       seed=seed, watch=("overflow",))
     return core, run, expected, overflowed
 
 
 @pytest.mark.parametrize("name", GATHER_CASES)
-def test_gather_data_under_backpressure(name):
-    core, run, expected, overflowed = gather_run(name, valid_prob=0.6, ready_prob=0.35, seed=11)
+@pytest.mark.parametrize("lanes", [1, 3])
+def test_gather_data_under_backpressure(name, lanes):
+    core, run, expected, overflowed = gather_run(name, valid_prob=0.6, ready_prob=0.35, seed=11, lanes=lanes)
     assert run.outputs["o"] == expected
     assert run.signals["overflow"] == overflowed
 
 
 @pytest.mark.parametrize("name", GATHER_CASES)
 @pytest.mark.parametrize("valid_prob", [1.0, 0.4])
-def test_gather_contract(name, valid_prob):
-    core, run, expected, overflowed = gather_run(name, valid_prob=valid_prob, ready_prob=1.0, seed=5)
+@pytest.mark.parametrize("lanes", [1, 2])
+def test_gather_contract(name, valid_prob, lanes):
+    core, run, expected, overflowed = gather_run(name, valid_prob=valid_prob, ready_prob=1.0, seed=5, lanes=lanes)
     check_contract(core.contract, run)
     assert run.outputs["o"] == expected
     assert run.signals["overflow"] == overflowed
 
 
 @pytest.mark.parametrize("name", GATHER_CASES)
-def test_gather_reference_is_bit_exact(name):
+@pytest.mark.parametrize("lanes", [1, 3])
+def test_gather_reference_is_bit_exact(name, lanes):
     inputs, index = GATHER_CASES[name]
-    rng = np.random.default_rng(3)
-    data = [[random_raw(fmt, count, rng) for fmt, count in inputs] for _ in range(5)]
-    expected, _ = gather_expected(inputs, OUT_FORMAT, index, data)
-    per_port = [np.array([firing[port] for firing in data], dtype=object) for port in range(len(inputs))]
-    model = Gather(inputs, OUT_FORMAT, index).reference(*per_port)
-    assert [(int(v),) for v in model.reshape(-1)] == expected
+    data = gather_data(inputs, 5, lanes, seed=3)
+    expected, _ = gather_expected(inputs, OUT_FORMAT, index, data, lanes)
+    # one row per firing, beat-major and lane-minor: a batch of 5 single firings
+    per_port = [np.array([firing[port] for firing in data], dtype=object).reshape(5, -1) for port in range(len(inputs))]
+    model = Gather.model(inputs, OUT_FORMAT, index, lanes=lanes).reference(*per_port)
+    assert [tuple(int(v) for v in beat) for beat in model.reshape(-1, lanes)] == expected
+
+
+def test_gather_overflow_of_one_lane_is_flagged():
+    fmt = Q(8, 5)
+    core = Gather([(fmt, 2)], OUT_FORMAT, [(0, 1), (0, 0)], lanes=3)
+    fits, too_large = 3, int(fmt.quantize([100.0])[0])
+    run = run_streams(core, {"i0": [(fits, fits, fits), (fits, fits, too_large)]}, {"o": 2}, watch=("overflow",))
+    assert run.outputs["o"] == [(fits, fits, OUT_FORMAT.max_raw), (fits, fits, fits)]
+    assert run.signals["overflow"] == 1
+    core = Gather([(fmt, 2)], OUT_FORMAT, [(0, 0)], lanes=3)
+    run = run_streams(core, {"i0": [(fits, fits, fits), (fits, fits, too_large)]}, {"o": 1}, watch=("overflow",))
+    assert run.outputs["o"] == [(fits, fits, fits)] and run.signals["overflow"] == 0
+
+
+def test_gather_buffer_entries_hold_every_lane():
+    inputs, index = GATHER_CASES["expand_with_constants"]  # 5 inputs and 3 constants: halves of 8
+    one, three = Gather.model(inputs, OUT_FORMAT, index), Gather.model(inputs, OUT_FORMAT, index, lanes=3)
+    assert one.memories == (Storage(10, 16, True), Storage(3, 8, True)) and one.buffer_bits == 160
+    assert three.memories == (Storage(28, 16, True), Storage(3, 8, True)) and three.buffer_bits == 448
+    assert three.contract == one.contract
 
 
 def test_gather_contract_numbers():
@@ -292,9 +317,9 @@ def test_lane_converter_contract_numbers():
 
 # Every core elaborates to RTLIL ------------------------------------------------------------------
 
-def gather_case(name):
+def gather_case(name, lanes=1):
     inputs, index = GATHER_CASES[name]
-    return Gather(inputs, OUT_FORMAT, index)
+    return Gather(inputs, OUT_FORMAT, index, lanes=lanes)
 
 
 @pytest.mark.parametrize("make", [
@@ -302,8 +327,67 @@ def gather_case(name):
     lambda: StreamFIFO(Q(4, 4), 64, lanes=2),
     lambda: gather_case("three_ports_expand"),
     lambda: gather_case("single"),
+    lambda: gather_case("expand_with_constants", lanes=2),
     lambda: LaneConverter(Q(4, 4), 4, 2),
     lambda: LaneConverter(Q(4, 4), 2, 4),
+    lambda: LaneSerializer(Q(4, 4), 5, 3),
+    lambda: LaneSerializer(Q(4, 4), 1, 2),
 ])
 def test_converts_to_rtlil(make):
     assert rtlil.convert(make())
+
+
+# LaneSerializer ---------------------------------------------------------------------------------
+
+SERIALIZER_CASES = [(1, 2), (3, 2), (4, 3), (5, 4)]  # (tokens, lanes)
+
+
+def serializer_run(tokens, lanes, *, valid_prob, ready_prob, seed, firings=7):
+    fmt = Q(3, 5)
+    rng = np.random.default_rng(seed)
+    beats = [random_tokens(fmt, tokens, lanes, rng) for _ in range(firings)]
+    # Each firing: lane 0's tokens in beat order, then lane 1's, ...
+    expected = [(firing[beat][lane],) for firing in beats for lane in range(lanes) for beat in range(tokens)]
+    core = LaneSerializer(fmt, tokens, lanes)
+    run = run_streams(core, {"i": [beat for firing in beats for beat in firing]}, {"o": len(expected)},
+                      valid_prob=valid_prob, ready_prob=ready_prob, seed=seed)
+    return core, run, beats, expected
+
+
+@pytest.mark.parametrize("tokens, lanes", SERIALIZER_CASES)
+def test_lane_serializer_data_under_backpressure(tokens, lanes):
+    core, run, beats, expected = serializer_run(tokens, lanes, valid_prob=0.6, ready_prob=0.35, seed=8)
+    assert run.outputs["o"] == expected
+
+
+@pytest.mark.parametrize("tokens, lanes", SERIALIZER_CASES)
+@pytest.mark.parametrize("valid_prob", [1.0, 0.4])
+def test_lane_serializer_contract(tokens, lanes, valid_prob):
+    core, run, beats, expected = serializer_run(tokens, lanes, valid_prob=valid_prob, ready_prob=1.0, seed=6)
+    check_contract(core.contract, run)
+    assert run.outputs["o"] == expected
+
+
+@pytest.mark.parametrize("tokens, lanes", SERIALIZER_CASES)
+def test_lane_serializer_reference_is_bit_exact(tokens, lanes):
+    core, run, beats, expected = serializer_run(tokens, lanes, valid_prob=1.0, ready_prob=1.0, seed=9, firings=3)
+    raw = np.array(beats).reshape(-1)  # beat-major, lane-minor
+    assert [(int(v),) for v in core.reference(raw)] == expected
+    # a leading batch axis is kept
+    assert np.array_equal(core.reference(np.stack([raw, -raw])), np.stack([core.reference(raw), -core.reference(raw)]))
+
+
+def test_lane_serializer_contract_and_resource_numbers():
+    core, single_beat = LaneSerializer(Q(4, 4), 3, 4), LaneSerializer(Q(4, 4), 1, 2)
+    core._MustUse__silence = single_beat._MustUse__silence = True  # built only to be read
+    contract = core.contract
+    assert contract.reads == ((("i",), 3),) and contract.writes == tuple(range(2, 14))
+    assert contract.cooldown == 9 and contract.ii == 12
+    # two halves of 4 words (3 padded to a power of two) of 4 lanes of 8 bits
+    assert core.memories == (Storage(32, 8, False),) and core.buffer_bits == 256 and core.multipliers == ()
+    assert single_beat.memories == (Storage(16, 2, False),)
+
+
+def test_lane_serializer_needs_two_lanes():
+    with pytest.raises(ValueError, match="wire"):
+        LaneSerializer(Q(4, 4), 3, 1)

@@ -42,7 +42,7 @@ CORES = {
     "Relu": arguments(A, OUT, scale=3.0),
     "Step": arguments(A, OUT),
     "MatVec": arguments(np.linspace(-1, 1, 12).reshape(3, 4), A, OUT, channels=("forward", "transpose"),
-                        parallel=2),
+                        parallel=2, lanes=2),
     "Pacer": arguments(A, 3, 7),
     "Pacer lanes=3": arguments(A, 2, 8, lanes=3),
     "Fork": arguments(A, 3, lanes=2),

@@ -238,7 +238,7 @@ def _fixed_cores(graph, device, lanes):
     for node in graph.nodes:
         if node.op not in ("input", "matmul"):
             core, inputs, output = node_core(node, device, lanes)
-            fixed[node] = (core, inputs, output, core.contract)
+            fixed[node] = (_analysed_only(core), inputs, output, core.contract)
     return fixed
 
 

@@ -100,14 +100,8 @@ class DropPadding(_GroupCounter):
 
     Parameters
     ----------
-    fmt : Q
-        Number format of the elements.
-    elements_per_sample : int
-        Elements of one sample.
-    lanes : int
-        Samples per group: a group is ``elements_per_sample * lanes`` elements.
-    count_width : int
-        Bits of ``count``.
+    fmt, elements_per_sample, lanes, count_width
+        As for :class:`PadToGroups`.
 
     Ports
     -----

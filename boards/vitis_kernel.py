@@ -21,6 +21,7 @@ from amaranth.lib.wiring import Flow, In, Out
 
 from .axi import (AxiBurstReader, AxiBurstWriter, AxiLiteRegisters, ElementsToWords, WordsToElements,
                        axi4_lite_signature, axi4_signature)
+from .sample_groups import DropPadding, PadToGroups
 
 __all__ = ["VitisKernel", "KernelArgument", "kernel_arguments", "kernel_verilog", "kernel_xml", "write_vitis_kernel",
            "DATA_WIDTH", "BURST_BEATS"]
@@ -118,6 +119,10 @@ class VitisKernel(wiring.Component):
     ports : list of (str, Flow, int)
         The design's ports (:func:`boards.harness.design_ports`): the design is embedded as an
         instance of its module ``top``.
+    lanes : int
+        Samples the design computes at once. Above 1, each run's last group of ``lanes`` samples
+        is completed with zero samples (:class:`boards.sample_groups.PadToGroups`) and their
+        outputs are dropped (:class:`boards.sample_groups.DropPadding`), so any ``batch`` works.
 
     Ports
     -----
@@ -135,9 +140,10 @@ class VitisKernel(wiring.Component):
         beats that never cross 4 KiB. Buffers must be :data:`DATA_WIDTH`/8-byte aligned.
     """
 
-    def __init__(self, arguments, ports):
+    def __init__(self, arguments, ports, *, lanes=1):
         self.arguments = arguments
         self._ports = ports
+        self._lanes = lanes
         members = {"ap_clk": In(1), "ap_rst_n": In(1), "interrupt": Out(1)}
         members |= _flat_members("s_axi_control", axi4_lite_signature(CONTROL_ADDRESS_WIDTH), flip=True)
         for argument in self.arguments:
@@ -173,15 +179,34 @@ class VitisKernel(wiring.Component):
             words = (elements * argument.element_bytes + DATA_WIDTH // 8 - 1) // (DATA_WIDTH // 8)
             fmt = argument.format
             payload, valid, ready = (ports[f"{argument.name}__{member}"] for member in ("payload", "valid", "ready"))
+            # A 1-lane design takes any number of samples: no group logic, so its kernel stays as it was.
+            groups = None
+            if self._lanes > 1:
+                groups = (PadToGroups if argument.name == "x" else DropPadding)(
+                    fmt, elements_per_sample=argument.elements_per_sample, lanes=self._lanes,
+                    count_width=_COUNT_WIDTH)
+                m.submodules[f"{argument.name}_groups"] = groups
+                m.d.comb += [groups.start.eq(registers.start), groups.count.eq(elements)]
+                busy.append(groups.busy)
             if argument.name == "x":
                 memory = AxiBurstReader(data_width=DATA_WIDTH, burst=BURST_BEATS, count_width=_COUNT_WIDTH)
                 convert = WordsToElements(fmt, data_width=DATA_WIDTH, count_width=_COUNT_WIDTH)
                 wiring.connect(m, memory.o, convert.i)
-                m.d.comb += [payload.eq(convert.o.payload), valid.eq(convert.o.valid), convert.o.ready.eq(ready)]
+                elements_out = convert.o
+                if groups is not None:
+                    wiring.connect(m, convert.o, groups.i)
+                    elements_out = groups.o
+                m.d.comb += [payload.eq(elements_out.payload), valid.eq(elements_out.valid),
+                             elements_out.ready.eq(ready)]
             else:
                 memory = AxiBurstWriter(data_width=DATA_WIDTH, burst=BURST_BEATS, count_width=_COUNT_WIDTH)
                 convert = ElementsToWords(fmt, data_width=DATA_WIDTH, count_width=_COUNT_WIDTH)
-                m.d.comb += [convert.i.payload.eq(payload), convert.i.valid.eq(valid), ready.eq(convert.i.ready)]
+                elements_in = convert.i
+                if groups is not None:
+                    wiring.connect(m, groups.o, convert.i)
+                    elements_in = groups.i
+                m.d.comb += [elements_in.payload.eq(payload), elements_in.valid.eq(valid),
+                             ready.eq(elements_in.ready)]
                 wiring.connect(m, convert.o, memory.i)
             m.submodules[f"{argument.name}_memory"] = memory
             m.submodules[f"{argument.name}_convert"] = convert
@@ -331,7 +356,7 @@ def readme(arguments, name):
     ])
 
 
-def write_vitis_kernel(directory, streams, ports, verilog, *, clock_mhz, name="inrarch_kernel"):
+def write_vitis_kernel(directory, streams, ports, verilog, *, clock_mhz, name="inrarch_kernel", lanes=1):
     """Write ``<name>.v``, ``kernel.xml``, ``package_xo.tcl`` and ``README.md`` into ``directory``.
 
     Parameters
@@ -349,6 +374,8 @@ def write_vitis_kernel(directory, streams, ports, verilog, *, clock_mhz, name="i
         Kernel clock for packaging.
     name : str
         Kernel and top-level module name.
+    lanes : int
+        Samples the design computes at once (see :class:`VitisKernel`).
 
     Returns
     -------
@@ -359,7 +386,7 @@ def write_vitis_kernel(directory, streams, ports, verilog, *, clock_mhz, name="i
     directory.mkdir(parents=True, exist_ok=True)
     arguments = kernel_arguments(streams)
     files = {
-        "verilog": (directory / f"{name}.v", kernel_verilog(arguments, ports, verilog, name)),
+        "verilog": (directory / f"{name}.v", kernel_verilog(arguments, ports, verilog, name, lanes=lanes)),
         "kernel_xml": (directory / "kernel.xml", kernel_xml(arguments, name)),
         "package_xo": (directory / "package_xo.tcl", package_xo_tcl(arguments, name, clock_mhz)),
         "readme": (directory / "README.md", readme(arguments, name)),
@@ -369,6 +396,6 @@ def write_vitis_kernel(directory, streams, ports, verilog, *, clock_mhz, name="i
     return {key: path for key, (path, _) in files.items()}
 
 
-def kernel_verilog(arguments, ports, verilog, name="inrarch_kernel"):
+def kernel_verilog(arguments, ports, verilog, name="inrarch_kernel", *, lanes=1):
     """The kernel as Verilog text: the wrapper (top module ``name``), then the design's ``verilog`` (module ``top``)."""
-    return verilog_backend.convert(VitisKernel(arguments, ports), name=name, emit_src=False) + "\n" + verilog
+    return verilog_backend.convert(VitisKernel(arguments, ports, lanes=lanes), name=name, emit_src=False) + "\n" + verilog

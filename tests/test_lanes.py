@@ -11,7 +11,8 @@ import torch
 
 import inrarch
 from inrarch.errors import CompileError
-from inrarch.lower import _Folding, choose_lanes
+from devices import ULTRASCALE_PLUS
+from inrarch.lower import _Folding, choose_lanes, lower
 from inrarch.schedule import solve
 
 TOLERANCE = 1e-3
@@ -56,8 +57,8 @@ def test_a_budget_folded_design_with_lanes_keeps_its_predicted_cycles(model):
 
 def test_lanes_multiply_the_multipliers_but_not_the_weights(model):
     fn = inrarch.derivatives(model, 1)
-    one = inrarch.compile(fn, torch.zeros(8, 2), lanes=1)
-    three = inrarch.compile(fn, torch.zeros(8, 2), lanes=3)
+    one = inrarch.compile(fn, torch.zeros(32, 2), lanes=1)
+    three = inrarch.compile(fn, torch.zeros(32, 2), lanes=3)
     assert three.report["multipliers"] == 3 * one.report["multipliers"]
     assert three.report["dsp_estimate"] == 3 * one.report["dsp_estimate"]
     assert three.report["weight_bits"] == one.report["weight_bits"]
@@ -81,13 +82,16 @@ def test_a_larger_budget_never_takes_more_cycles_and_fills_it(model):
     assert report["lanes"] > 1
 
 
-def test_choose_lanes_takes_the_fastest_fitting_choice(model):
+def test_the_chosen_lanes_finish_the_batch_no_later_than_any_other_that_fits(model):
     design = inrarch.compile(inrarch.derivatives(model, 1), torch.zeros(16, 2))
-    folding = _Folding(design.graph, inrarch.compiler.ULTRASCALE_PLUS, None)
+    graph = design.graph
+    folding = _Folding(graph, ULTRASCALE_PLUS, None)
     budget = 5 * folding.dsps(folding.fastest)
-    lanes, pace = choose_lanes(folding, budget, batch=16)
-    assert (lanes, pace) == (4, folding.fastest)   # 5 would pad 16 samples to 20
-    assert folding.dsps(pace, lanes) <= budget
+    chosen = solve(lower(graph, dsp_budget=budget, batch=16), 16).cycles
+    for lanes in range(1, 6):
+        netlist = lower(graph, dsp_budget=budget, batch=16, lanes=lanes)
+        assert netlist.dsps <= budget
+        assert chosen <= solve(netlist, 16).cycles, f"{lanes} lanes are faster"
     assert choose_lanes(folding, budget, batch=1) == (1, folding.fastest)
 
 

@@ -6,7 +6,9 @@ addresses and input bytes of each run. The bench plays the host: it fills memory
 registers, starts the kernel, waits for the interrupt, checks ap_done/ap_idle and returns the
 output bytes. Two runs in one simulation: batch 4, then batch 3 (an odd element count, so the
 last word of ``y0`` is written with half its strobes) with every AXI channel of the memories
-randomly stalled, with buffers placed across 4 KiB pages.
+randomly stalled, with buffers placed across 4 KiB pages. The design computes one sample at a
+time, then two (its lanes): batch 3 then fills its last group with a zero sample that the kernel
+adds and whose outputs it drops.
 """
 
 import itertools
@@ -88,8 +90,8 @@ async def kernel_runs(dut):
     Path(job["result"]).write_text(json.dumps(results))
 
 
-@pytest.fixture(scope="module")
-def kernel_run(tmp_path_factory):
+@pytest.fixture(scope="module", params=[1, 2], ids=["1 lane", "2 lanes"])
+def kernel_run(request, tmp_path_factory):
     import torch
 
     import inrarch
@@ -100,11 +102,11 @@ def kernel_run(tmp_path_factory):
 
     model = inrarch.models.siren(2, 8, 1, 3, 30.0, 0)
     fn = inrarch.derivatives(model, 1)
-    design = inrarch.compile(fn, torch.zeros(BATCHES[0], 2))
+    design = inrarch.compile(fn, torch.zeros(BATCHES[0], 2), lanes=request.param)
     directory = tmp_path_factory.mktemp("vitis")
     streams = kernel_streams(design)
     files = write_vitis_kernel(directory, streams, design_ports(design.elaboratable), design.verilog(),
-                               clock_mhz=design.options["clock_mhz"])
+                               clock_mhz=design.options["clock_mhz"], lanes=design.netlist.lanes)
     arguments = {a.name: a for a in kernel_arguments(streams)}
     buffers = [a for a in arguments.values() if a.is_buffer]
 

@@ -27,9 +27,10 @@ from .ir import Node
 from .ops import OPS
 from .passes import weight_pairs
 from .resources import core_dsps, design_dsps
+from .schedule import solve
 
 __all__ = ["Instance", "Stream", "Netlist", "lower", "matmul_cycles", "choose_parallelism", "node_core",
-           "weight_width", "choose_lanes"]
+           "weight_width", "choose_lanes", "LANE_CANDIDATES"]
 
 
 def weight_width(node):
@@ -260,6 +261,12 @@ class _Folding:
     def dsps(self, pace, lanes=1):
         return lanes * (self.fixed_dsps + _matmul_dsps(self.groups, self.parallelism(pace), self.device))
 
+    def netlist(self, pace, lanes):
+        """The design at ``pace`` with ``lanes`` lanes."""
+        cores = _fixed_cores(self.graph, self.device, lanes)
+        cores.update(_matmul_cores(self.groups, self.parallelism(pace), self.device, lanes))
+        return _netlist(self.graph, cores, lanes)
+
     def fastest_pace(self, budget, lanes=1):
         """The fastest pace whose design fits ``budget`` with ``lanes`` lanes, or None."""
         if budget is None or self.dsps(self.fastest, lanes) <= budget:
@@ -276,25 +283,39 @@ class _Folding:
         return low
 
 
-def choose_lanes(folding, budget, batch):
-    """Lanes and pace that finish ``batch`` samples soonest within ``budget`` DSP slices.
+#: Most designs with lanes :func:`choose_lanes` solves exactly, taken in the order of their estimate.
+LANE_CANDIDATES = 6
 
-    A group of ``lanes`` samples leaves every ``pace`` cycles (at least), so the batch takes about
-    ``ceil(batch / lanes) * pace`` cycles, plus the time to interleave a group at the input and to
-    serialize it at the outputs. More lanes than samples only pad the batch; ties go to fewer lanes.
+
+def choose_lanes(folding, budget, batch):
+    """Lanes and pace of the design that finishes ``batch`` samples soonest within ``budget`` DSP
+    slices.
+
+    With ``lanes`` lanes at the fastest pace that fits, a group of samples leaves every period, so
+    the batch takes about ``ceil(batch / lanes)`` periods. Lanes leave fewer multipliers per lane,
+    so the pace may slow, and a slower pace lengthens each sample's way through the design: lanes
+    trade the latency of one sample for the time of the batch. The one-lane design and the lane
+    counts with the best estimates (:data:`LANE_CANDIDATES`) are solved exactly, and the fewest
+    cycles for ``batch`` win (ties: fewer lanes). A batch of one thus gets the one-lane design at
+    the fastest pace, the lowest latency. Returns ``(lanes, pace)``, ``pace`` None when not even
+    one lane fits.
     """
     graph = folding.graph
     tokens_in = graph.input.numel
     tokens_out = max(node.numel for node in graph.outputs)
-    best = None
-    for lanes in range(1, max(1, batch) + 1):
+    pace = folding.fastest_pace(budget)
+    if pace is None:
+        return 1, None
+    best = (solve(folding.netlist(pace, 1), batch).cycles, 1, pace)
+    estimates = []
+    for lanes in range(2, batch + 1):
         pace = folding.fastest_pace(budget, lanes)
         if pace is None:
             break
-        period = max(pace, (lanes + 1) * tokens_in, tokens_out * lanes if lanes > 1 else 0)
-        estimate = -(-batch // lanes) * period + lanes * (tokens_in + tokens_out)
-        if best is None or estimate < best[0]:
-            best = (estimate, lanes, pace)
+        period = max(pace, (lanes + 1) * tokens_in, lanes * tokens_out)
+        estimates.append((-(-batch // lanes) * period, lanes, pace))
+    for _, lanes, pace in sorted(estimates)[:LANE_CANDIDATES]:
+        best = min(best, (solve(folding.netlist(pace, lanes), batch).cycles, lanes, pace))
     return best[1], best[2]
 
 
@@ -320,6 +341,4 @@ def lower(graph, *, device=ULTRASCALE_PLUS, dsp_budget=None, max_parallel=None, 
         raise CompileError(f"the design needs at least {folding.dsps(folding.slowest, lanes)} DSP slices even with "
                            f"one multiplier per matmul{f' and {lanes} lanes' if lanes > 1 else ''}, over the budget "
                            f"of {dsp_budget}")
-    cores = _fixed_cores(graph, device, lanes)
-    cores.update(_matmul_cores(folding.groups, folding.parallelism(pace), device, lanes))
-    return _netlist(graph, cores, lanes)
+    return folding.netlist(pace, lanes)

@@ -5,6 +5,10 @@ channel, by its transpose, reading both from one stored copy of ``W``. The matri
 ``P`` memory banks so that a column of a block of rows (the forward product) and a row of a block
 of columns (the transposed product) both fall in ``P`` different banks.
 
+A stream of ``S`` lanes carries ``S`` independent vectors (samples), element ``j`` of each per
+beat. Every sample is multiplied by the same ``W``: a weight read once feeds ``S`` multipliers,
+so the weight bandwidth does not grow with ``S``.
+
 The banks, and each channel's lanes, groups of lanes and barrel rotator, are parts of their own
 (:class:`~cores.shared.Shared`), so that hierarchical Verilog converts each distinct part once:
 the ``P`` lanes of a channel are identical, and cores on one matrix hold the same banks.
@@ -39,8 +43,8 @@ class MatVecModel:
     output buffer, rounding. An instance whose product is split adds the adder stages of its
     :attr:`multiplier`: ``5 + multiplier.latency``."""
 
-    def __init__(self, weights, in_format, out_format, *, channels=("forward",), parallel=8, weight_width=None,
-                 dsp_shape=DSP48E2, rounding="nearest", overflow="saturate"):
+    def __init__(self, weights, in_format, out_format, *, channels=("forward",), parallel=8, lanes=1,
+                 weight_width=None, dsp_shape=DSP48E2, rounding="nearest", overflow="saturate"):
         weights = np.asarray(weights, dtype=np.float64)
         if weights.ndim != 2 or 0 in weights.shape:
             raise ValueError(f"weights must be a non-empty matrix, not of shape {weights.shape}")
@@ -51,10 +55,13 @@ class MatVecModel:
             raise ValueError(f"channels must be 'forward' or 'transpose', not {channels}")
         if parallel < 1:
             raise ValueError(f"parallel must be at least 1, not {parallel}")
+        if lanes < 1:
+            raise ValueError(f"lanes must be at least 1, not {lanes}")
         self.weights = weights
         self.in_format = in_format
         self.out_format = out_format
         self.channels = channels
+        self.lanes = lanes
         self.rounding = rounding
         self.overflow_mode = overflow
         self.weight_format = constant_format(weights, min(dsp_shape) if weight_width is None else weight_width)
@@ -72,11 +79,12 @@ class MatVecModel:
 
     @property
     def buffer_bits(self):
-        """Bits of writable storage: every channel's ping-pong input buffer of ``2 * n_in`` elements.
+        """Bits of writable storage: every channel's ping-pong input buffer of ``2 * n_in`` beats of
+        ``lanes`` elements.
 
         The weight banks are constants and not counted (see :attr:`padded_shape`).
         """
-        return sum(2 * self.lengths(k)[0] * self.in_format.width for k in range(len(self.channels)))
+        return sum(2 * self.lengths(k)[0] * self.lanes * self.in_format.width for k in range(len(self.channels)))
 
     def lengths(self, channel):
         """``(n_in, n_out)`` of a channel (its index or kind)."""
@@ -91,20 +99,21 @@ class MatVecModel:
 
     @property
     def multipliers(self):
-        return (self.multiplier,) * (self.parallel * len(self.channels))
+        return (self.multiplier,) * (self.parallel * self.lanes * len(self.channels))
 
     @property
     def memories(self):
-        """The ``P`` weight banks, and every channel's ping-pong input buffer."""
+        """The ``P`` weight banks, and every channel's ping-pong input buffer of whole beats."""
         rows, cols = self.padded_shape
         banks = Storage(self.weight_format.width, math.ceil(rows * cols / self.parallel), True, self.parallel)
-        return (banks,) + tuple(Storage(self.in_format.width, 2 * max(self.lengths(k)[0], 1), False)
+        return (banks,) + tuple(Storage(self.in_format.width * self.lanes, 2 * max(self.lengths(k)[0], 1), False)
                                 for k in range(len(self.channels)))
 
     def reference(self, *inputs):
         """Bit-exact model: every channel's raw ``out_format`` results for its raw ``in_format``
-        inputs ``x[..., n]``, whole vectors of ``n_in`` elements in stream order; one array per
-        channel (a tuple for two)."""
+        inputs ``x[..., n]``, whole firings of ``n_in`` beats of ``lanes`` elements in stream order
+        (beat-major, lane-minor: lane ``s`` is vector stream ``s``); one array per channel (a tuple
+        for two), in the same order."""
         if len(inputs) != len(self.channels):
             raise ValueError(f"{len(self.channels)} channels need as many inputs, not {len(inputs)}")
         outputs = tuple(self._channel_reference(k, np.asarray(x)) for k, x in enumerate(inputs))
@@ -113,11 +122,12 @@ class MatVecModel:
     def _channel_reference(self, k, x):
         n_in, _ = self.lengths(k)
         matrix = self._weight_integers if self.channels[k] == "forward" else self._weight_integers.T
-        vectors = x.reshape(*x.shape[:-1], -1, n_in)
+        # Lanes become rows of their own: (..., firings, lanes, n_in) vectors.
+        vectors = x.reshape(*x.shape[:-1], -1, n_in, self.lanes).swapaxes(-1, -2)
         sums = exact_matmul(vectors, self.in_format.width, matrix, self.weight_format.width)
         out = convert_raw(sums, self.accumulator_format(k), self.out_format, rounding=self.rounding,
                           overflow=self.overflow_mode)[0]
-        return out.reshape(*x.shape[:-1], -1)
+        return out.swapaxes(-1, -2).reshape(*x.shape[:-1], -1)
 
     def cycle_model(self, channel):
         """Channel ``channel`` (its index) register by register: :class:`MatVecCycles`."""
@@ -138,9 +148,10 @@ class MatVec(ModelledComponent, MatVecModel):
     """``y = W x`` and/or ``y = Wᵀ x`` on streamed vectors, ``W`` held once in block RAM.
 
     Each channel is output-stationary: ``P`` lanes compute ``P`` output elements at once. For each
-    block of ``P`` outputs (a *pass*) the channel walks through the input elements ``j``, one per
-    cycle, and lane ``p`` accumulates ``W[row_p, j] * x[j]`` at full precision. A finished block is
-    rounded to ``out_format`` once per element and emitted one element per cycle.
+    block of ``P`` outputs (a *pass*) the channel walks through the input beats ``j``, one per
+    cycle, and lane ``p`` accumulates ``W[row_p, j] * x_s[j]`` at full precision for every sample
+    ``s`` of the beat, with one multiplier and one accumulator per sample and the weight read once.
+    A finished block is rounded to ``out_format`` once per element and emitted one beat per cycle.
 
     ``W`` (padded with zeros to ``Rp x Cp``, multiples of ``P``) is stored skewed: element
     ``W[r, c]`` sits in bank ``(r + c) mod P`` at address ``(r // P) * Cp + c``. A forward step reads
@@ -163,6 +174,9 @@ class MatVec(ModelledComponent, MatVecModel):
         length, so draining a block of ``P`` results one per cycle ends before the next block is
         done ``n_in`` cycles later, and no more than the output length, since further lanes would
         only compute padding. The clamped value is :attr:`parallel`.
+    lanes : int
+        Elements per beat of every stream: ``lanes`` independent vectors (samples), lane ``s``
+        carrying sample ``s``, all multiplied by the same ``W``.
     weight_width : int, optional
         Bits per stored weight; by default the narrower port of ``dsp_shape``, so that a weight
         times an input of the wider port's width is one DSP.
@@ -173,16 +187,18 @@ class MatVec(ModelledComponent, MatVecModel):
 
     Ports
     -----
-    x{k} : In(stream.Signature(ArrayLayout(in_format.shape, 1)))
-        Channel ``k``'s input vectors, element 0 first, one element per beat.
-    o{k} : Out(stream.Signature(ArrayLayout(out_format.shape, 1)))
-        Channel ``k``'s output vectors, element 0 first.
+    x{k} : In(stream.Signature(ArrayLayout(in_format.shape, lanes)))
+        Channel ``k``'s input vectors, element 0 first; beat ``j`` holds element ``j`` of every
+        lane's vector.
+    o{k} : Out(stream.Signature(ArrayLayout(out_format.shape, lanes)))
+        Channel ``k``'s output vectors, element 0 first, lane by lane like the inputs.
     overflow : Out(1)
         Sticky: set once any emitted result of any channel did not fit ``out_format``.
 
     Timing
     ------
-    Per channel, with ``n_in``/``n_out`` its input/output lengths and ``passes = ceil(n_out / P)``:
+    Per channel, with ``n_in``/``n_out`` its input/output lengths in beats (whatever ``lanes``)
+    and ``passes = ceil(n_out / P)``:
     a firing reads ``n_in`` beats; output ``b * P + p`` (pass ``b``, lane ``p``) becomes valid
     ``(b + 1) * n_in + pass_latency + p`` cycles after the last beat (latency ``n_in +
     pass_latency``; ``pass_latency`` is 6, plus the adder stages of a split product). ``cooldown =
@@ -193,11 +209,12 @@ class MatVec(ModelledComponent, MatVecModel):
 
     Resources
     ---------
-    ``P`` multipliers (``in_format.width x weight_width``, each a :attr:`multiplier` of
-    ``multiplier.dsps`` DSP slices) and ``P`` accumulators per channel;
-    ``Rp * Cp * weight_width`` bits of weight storage in ``P`` banks, shared by all channels; a
-    ``2 * n_in``-entry input buffer and ``P`` accumulator-wide output registers per channel; one
-    rounding unit per channel.
+    ``P * lanes`` multipliers (``in_format.width x weight_width``, each a :attr:`multiplier` of
+    ``multiplier.dsps`` DSP slices) and ``P * lanes`` accumulators per channel;
+    ``Rp * Cp * weight_width`` bits of weight storage in ``P`` banks, shared by all channels and
+    lanes; a ``2 * n_in``-beat input buffer (``lanes * in_format.width`` bits a beat) and
+    ``P * lanes`` accumulator-wide output registers per channel; ``lanes`` rounding units per
+    channel.
 
     Error bound
     -----------
@@ -210,8 +227,8 @@ class MatVec(ModelledComponent, MatVecModel):
     def members(self):
         members = {}
         for k in range(len(self.channels)):
-            members[f"x{k}"] = In(lanes_signature(self.in_format, 1))
-            members[f"o{k}"] = Out(lanes_signature(self.out_format, 1))
+            members[f"x{k}"] = In(lanes_signature(self.in_format, self.lanes))
+            members[f"o{k}"] = Out(lanes_signature(self.out_format, self.lanes))
         members["overflow"] = Out(1)
         return members
 
@@ -232,13 +249,13 @@ class MatVec(ModelledComponent, MatVecModel):
         P, depth = banks.contents.shape
         m.submodules.banks = Shared(banks, module_name(f"matvec_banks_p{P}_d{depth}_w{self.weight_format.width}",
                                                        banks))
-        overflowed = [self._elaborate_channel(m, k, banks) for k in range(len(self.channels))]
+        overflowed = [flag for k in range(len(self.channels)) for flag in self._elaborate_channel(m, k, banks)]
         with m.If(Cat(overflowed).any()):
             m.d.sync += self.overflow.eq(1)
         return m
 
     def _elaborate_channel(self, m, k, banks):
-        """Build channel ``k``; return its one-cycle overflow flag."""
+        """Build channel ``k``; return its one-cycle overflow flags, one per lane."""
         kind = self.channels[k]
         transpose = kind == "transpose"
         P = self.parallel
@@ -253,8 +270,8 @@ class MatVec(ModelledComponent, MatVecModel):
         def sig(shape, name, **kwargs):
             return Signal(shape, name=f"{name}{k}", **kwargs)
 
-        # Ping-pong input buffer: half 0 at addresses [0, n_in), half 1 at [n_in, 2 n_in).
-        xbuf = Memory(shape=self.in_format.shape, depth=2 * n_in, init=[])
+        # Ping-pong input buffer of whole beats: half 0 at addresses [0, n_in), half 1 at [n_in, 2 n_in).
+        xbuf = Memory(shape=_samples(self.in_format.shape, self.lanes), depth=2 * n_in, init=[])
         m.submodules[f"xbuf{k}"] = xbuf
         x_write, x_read = xbuf.write_port(), xbuf.read_port()
         full = sig(2, "full")  # half holds a loaded vector whose compute has not finished
@@ -265,7 +282,7 @@ class MatVec(ModelledComponent, MatVecModel):
         may_start = (load_index != 0) | (cool == 0)
         m.d.comb += x_port.ready.eq(~full.bit_select(load_half, 1) & may_start)
         accept = x_port.valid & x_port.ready
-        m.d.comb += [x_write.addr.eq(load_addr), x_write.data.eq(x_port.payload[0]), x_write.en.eq(accept)]
+        m.d.comb += [x_write.addr.eq(load_addr), x_write.data.eq(x_port.payload), x_write.en.eq(accept)]
         with m.If(cool != 0):
             m.d.sync += cool.eq(cool - 1)
         with m.If(accept):
@@ -315,11 +332,12 @@ class MatVec(ModelledComponent, MatVecModel):
         # Stages 2 to 5 are in the lanes: 2, lane p takes bank (p + skew) mod P; 3, products,
         # after `multiplier.latency` register stages (one unless split); 4, accumulators; 5, the
         # output buffer, whose head is lane 0's slot.
-        lanes = _Lanes(P, self.weight_format.shape, self.in_format.shape, acc_format.shape, self.multiplier)
+        lanes = _Lanes(P, self.weight_format.shape, self.in_format.shape, acc_format.shape, self.multiplier,
+                       self.lanes)
         widths = f"x{self.in_format.width}_w{self.weight_format.width}_a{acc_format.width}"
-        m.submodules[f"lanes{k}"] = Shared(lanes, module_name(f"matvec_lanes_p{P}_{widths}", lanes))
+        m.submodules[f"lanes{k}"] = Shared(lanes, module_name(f"matvec_lanes_p{P}{_tag(self.lanes)}_{widths}", lanes))
         valid2, first2, last2, last_block2 = (sig(1, n) for n in ("valid2_", "first2_", "last2_", "last_block2_"))
-        x2 = sig(self.in_format.shape, "x2_")
+        x2 = sig(_samples(self.in_format.shape, self.lanes), "x2_")
         control3 = Cat(valid2, first2, last2, last_block2)
         for stage in range(self.multiplier.latency):
             delayed = sig(len(control3), f"control3_{stage}_")
@@ -349,11 +367,12 @@ class MatVec(ModelledComponent, MatVecModel):
             m.d.sync += pending_count.eq(pending_count - 1)
         with m.If(finished4 & room):
             m.d.sync += pending_count.eq(Mux(last_block4, n_out - (passes - 1) * P, P))
-        rounded, overflowed = convert(lanes.head, acc_format, self.out_format,
-                                      rounding=self.rounding, overflow=self.overflow_mode)
+        converted = [convert(head, acc_format, self.out_format, rounding=self.rounding, overflow=self.overflow_mode)
+                     for head in _each(lanes.head)]
         with m.If(~o_port.valid | o_port.ready):
-            m.d.sync += [o_port.valid.eq(move), o_port.payload[0].eq(rounded)]
-        return move & overflowed
+            m.d.sync += o_port.valid.eq(move)
+            m.d.sync += [o_port.payload[s].eq(rounded) for s, (rounded, _) in enumerate(converted)]
+        return [move & overflowed for _, overflowed in converted]
 
 
 class MatVecCycles:
@@ -491,14 +510,33 @@ class _Rotator(wiring.Component):
         return m
 
 
-class _Lane(wiring.Component):
-    """One lane: weight register, pipelined product with ``x``, accumulator, and its output slot
-    ``pending``, which takes ``pending_in`` on a shift."""
+def _samples(shape, samples):
+    """The shape of ``samples`` values of ``shape`` side by side: ``shape`` itself for one, so that
+    one-lane parts keep the ports, and so the module keys, that they had before lanes."""
+    return shape if samples == 1 else data.ArrayLayout(shape, samples)
 
-    def __init__(self, weight_shape, x_shape, acc_shape, multiplier):
+
+def _each(value):
+    """The values side by side in ``value``, of a :func:`_samples` shape."""
+    layout = value.shape()
+    return [value[s] for s in range(layout.length)] if isinstance(layout, data.ArrayLayout) else [value]
+
+
+def _tag(samples):
+    """The part of a module name that tells its lane count: none for one lane."""
+    return "" if samples == 1 else f"_l{samples}"
+
+
+class _Lane(wiring.Component):
+    """One lane: weight register, and for each of ``samples`` samples a pipelined product of the
+    weight with its ``x``, an accumulator and an output slot in ``pending``, which takes
+    ``pending_in`` on a shift."""
+
+    def __init__(self, weight_shape, x_shape, acc_shape, multiplier, samples):
         self.multiplier = multiplier
-        super().__init__({"weight": In(weight_shape), "x": In(x_shape), "control": In(_LANE_CONTROL),
-                          "pending_in": In(acc_shape), "pending": Out(acc_shape)})
+        super().__init__({"weight": In(weight_shape), "x": In(_samples(x_shape, samples)),
+                          "control": In(_LANE_CONTROL), "pending_in": In(_samples(acc_shape, samples)),
+                          "pending": Out(_samples(acc_shape, samples))})
 
     def elaborate(self, platform):
         m = Module()
@@ -506,36 +544,41 @@ class _Lane(wiring.Component):
         weight = Signal.like(self.weight, name="weight2")
         with m.If(control.run):
             m.d.sync += weight.eq(self.weight)
-        product = self.multiplier.build(m, self.x, weight, enable=control.run, name="product3")
-        acc = Signal.like(self.pending, name="acc4")
-        with m.If(control.accumulate):
-            m.d.sync += acc.eq(Mux(control.first, product, acc + product))
-        with m.If(control.shift):
-            m.d.sync += self.pending.eq(self.pending_in)
-        with m.If(control.load):
-            m.d.sync += self.pending.eq(acc)
+        slots = list(zip(_each(self.x), _each(self.pending_in), _each(self.pending)))
+        for s, (x, pending_in, pending) in enumerate(slots):
+            suffix = "" if len(slots) == 1 else f"_{s}"
+            product = self.multiplier.build(m, x, weight, enable=control.run, name=f"product3{suffix}")
+            acc = Signal(pending.shape(), name=f"acc4{suffix}")
+            with m.If(control.accumulate):
+                m.d.sync += acc.eq(Mux(control.first, product, acc + product))
+            with m.If(control.shift):
+                m.d.sync += pending.eq(pending_in)
+            with m.If(control.load):
+                m.d.sync += pending.eq(acc)
         return m
 
 
 class _LaneGroup(wiring.Component):
-    """``size`` consecutive lanes, their output slots one shift register from ``pending_in`` (into
-    the last lane's slot, ``tail``) to ``head`` (the first lane's slot)."""
+    """``size`` consecutive lanes of ``samples`` samples each, their output slots one shift
+    register from ``pending_in`` (into the last lane's slot, ``tail``) to ``head`` (the first
+    lane's slot)."""
 
-    def __init__(self, size, weight_shape, x_shape, acc_shape, multiplier):
+    def __init__(self, size, weight_shape, x_shape, acc_shape, multiplier, samples):
         self.size = size
         self.shapes = (weight_shape, x_shape, acc_shape)
         self.multiplier = multiplier
-        super().__init__({"weights": In(data.ArrayLayout(weight_shape, size)), "x": In(x_shape),
-                          "control": In(_LANE_CONTROL), "pending_in": In(acc_shape),
-                          "head": Out(acc_shape), "tail": Out(acc_shape)})
+        slot = _samples(acc_shape, samples)
+        super().__init__({"weights": In(data.ArrayLayout(weight_shape, size)), "x": In(_samples(x_shape, samples)),
+                          "control": In(_LANE_CONTROL), "pending_in": In(slot), "head": Out(slot), "tail": Out(slot)})
 
     def elaborate(self, platform):
         m = Module()
         weight_shape, x_shape, acc_shape = self.shapes
+        samples = len(_each(self.x))
         lanes = []
         for p in range(self.size):
-            lane = _Lane(weight_shape, x_shape, acc_shape, self.multiplier)
-            name = f"matvec_lane_x{x_shape.width}_w{weight_shape.width}_a{acc_shape.width}"
+            lane = _Lane(weight_shape, x_shape, acc_shape, self.multiplier, samples)
+            name = f"matvec_lane{_tag(samples)}_x{x_shape.width}_w{weight_shape.width}_a{acc_shape.width}"
             m.submodules[f"lane{p}"] = Shared(lane, module_name(name, lane))
             m.d.comb += [lane.weight.eq(self.weights[p]), lane.x.eq(self.x), lane.control.eq(self.control)]
             lanes.append(lane)
@@ -547,25 +590,27 @@ class _LaneGroup(wiring.Component):
 
 
 class _Lanes(wiring.Component):
-    """A channel's ``parallel`` lanes, fed the bank words ``banks`` through a rotator (by ``skew``,
-    the rotation they were read for), sharing ``x`` and the control; ``head`` is lane 0's output
-    slot.
+    """A channel's ``parallel`` lanes of ``samples`` samples each, fed the bank words ``banks``
+    through a rotator (by ``skew``, the rotation they were read for), sharing ``x`` and the
+    control; ``head`` is lane 0's output slot.
 
     The lanes come in groups of about ``sqrt(parallel)``: hierarchical Verilog then converts about
     ``2 sqrt(parallel)`` instances (the groups here, the lanes of a group) instead of
     ``parallel``, and wiring an instance's ports is most of the time a small module takes.
     """
 
-    def __init__(self, parallel, weight_shape, x_shape, acc_shape, multiplier):
+    def __init__(self, parallel, weight_shape, x_shape, acc_shape, multiplier, samples):
         self.parallel = parallel
         self.shapes = (weight_shape, x_shape, acc_shape)
         self.multiplier = multiplier
         super().__init__({"banks": In(data.ArrayLayout(weight_shape, parallel)), "skew": In(range(parallel)),
-                          "x": In(x_shape), "control": In(_LANE_CONTROL), "head": Out(acc_shape)})
+                          "x": In(_samples(x_shape, samples)), "control": In(_LANE_CONTROL),
+                          "head": Out(_samples(acc_shape, samples))})
 
     def elaborate(self, platform):
         m = Module()
         weight_shape, x_shape, acc_shape = self.shapes
+        samples = len(_each(self.x))
         rotator = _Rotator(self.parallel, weight_shape)
         m.submodules.rotator = Shared(rotator, module_name(f"matvec_rotator_p{self.parallel}_w{weight_shape.width}",
                                                            rotator))
@@ -573,8 +618,10 @@ class _Lanes(wiring.Component):
         size = math.isqrt(self.parallel - 1) + 1  # ceil(sqrt(parallel))
         groups = []
         for g, first in enumerate(range(0, self.parallel, size)):
-            group = _LaneGroup(min(size, self.parallel - first), weight_shape, x_shape, acc_shape, self.multiplier)
-            name = f"matvec_lanegroup_g{group.size}_x{x_shape.width}_w{weight_shape.width}_a{acc_shape.width}"
+            group = _LaneGroup(min(size, self.parallel - first), weight_shape, x_shape, acc_shape, self.multiplier,
+                               samples)
+            name = (f"matvec_lanegroup_g{group.size}{_tag(samples)}_x{x_shape.width}_w{weight_shape.width}"
+                    f"_a{acc_shape.width}")
             m.submodules[f"group{g}"] = Shared(group, module_name(name, group))
             m.d.comb += [group.weights.eq(Cat(rotator.o[first + p] for p in range(group.size))),
                          group.x.eq(self.x), group.control.eq(self.control)]

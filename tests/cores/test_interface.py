@@ -41,7 +41,7 @@ CORES = {
     "Relu": arguments(A, OUT, scale=3.0),
     "Step": arguments(A, OUT),
     "MatVec": arguments(np.linspace(-1, 1, 12).reshape(3, 4), A, OUT, channels=("forward", "transpose"),
-                        parallel=2),
+                        parallel=2, lanes=2),
     "Pacer": arguments(A, 3, 7),
     "Fork": arguments(A, 3, lanes=2),
     "Gather": arguments([(A, 3), (B, 2)], OUT, [(1, 0), 0.75, (0, 2), (0, 0), (1, 1), (0, 2)]),

@@ -18,32 +18,35 @@ IN, OUT = Q(4, 12), Q(6, 12)
 
 
 def random_inputs(core, firings, rng, x_max=4.0):
-    """Raw input vectors per channel, shape (firings, n_in)."""
-    return {k: core.in_format.quantize(rng.uniform(-x_max, x_max, (firings, core.lengths(k)[0])))
+    """Raw input vectors per channel, shape (firings, n_in, lanes): element j of lane s's vector
+    is ``x[:, j, s]``."""
+    return {k: core.in_format.quantize(rng.uniform(-x_max, x_max, (firings, core.lengths(k)[0], core.lanes)))
             for k in range(len(core.channels))}
 
 
 def simulate(core, xs, **kwargs):
-    inputs = {f"x{k}": [int(v) for v in x.reshape(-1)] for k, x in xs.items()}
+    inputs = {f"x{k}": [tuple(int(v) for v in beat) for beat in x.reshape(-1, core.lanes)] for k, x in xs.items()}
     outputs = {f"o{k}": x.shape[0] * core.lengths(k)[1] for k, x in xs.items()}
     return run_streams(core, inputs, outputs, **kwargs)
 
 
 def outputs_of(run, k):
-    return np.array([token[0] for token in run.outputs[f"o{k}"]], dtype=object)
+    """Channel k's output values in stream order (beat-major, lane-minor)."""
+    return np.array([value for token in run.outputs[f"o{k}"] for value in token], dtype=object)
 
 
 def check_numbers(core, xs, run):
-    """Bit-exact against reference(), and within the documented bound of the float64 product."""
-    references = core.reference(*(xs[k] for k in range(len(core.channels))))
+    """Bit-exact against reference(), and, every lane for itself, within the documented bound of
+    the float64 product."""
+    references = core.reference(*(xs[k].reshape(-1) for k in range(len(core.channels))))
     references = references if len(core.channels) > 1 else (references,)
     for k, x in xs.items():
         got = outputs_of(run, k)
-        expected = references[k].reshape(-1)
+        expected = references[k]
         assert np.array_equal(got, expected), f"channel {k}: {got} != {expected}"
         matrix = core.weights if core.channels[k] == "forward" else core.weights.T
         x_float = core.in_format.to_float(x)
-        exact = x_float @ matrix.T
+        exact = np.einsum("rj,fjs->frs", matrix, x_float)
         bound = core.out_format.ulp / 2 + np.abs(x_float).sum(axis=1, keepdims=True) * 2.0 ** -(core.weight_format.frac_bits + 1)
         error = np.abs(core.out_format.to_float(got).reshape(exact.shape) - exact)
         assert np.all(error <= bound + 1e-12), f"channel {k}: error {error.max()} above bound"
@@ -109,6 +112,18 @@ def test_forward_and_transpose_share_one_copy(rows, cols, parallel):
     assert sorted(reads.values()) == [2] * core.parallel  # one read port per channel: a true-dual-port BRAM
 
 
+def check_gaps_and_back_pressure(core, xs, gaps, stalls):
+    """Under random valid-gaps (``gaps``: run_streams arguments) every channel keeps its contract;
+    under back-pressure as well (``stalls``) every item moves exactly once; both runs bit-exact.
+    Returns the run with gaps."""
+    run = simulate(core, xs, **gaps)
+    for k in range(len(core.channels)):
+        check_contract(core.contracts[k], run, output=f"o{k}")
+    check_numbers(core, xs, run)
+    check_numbers(core, xs, simulate(core, xs, **stalls))
+    return run
+
+
 SIZES = [(rows, cols, parallel) for rows in (3, 5, 8, 12) for cols in (3, 5, 8, 12) for parallel in (1, 2, 4)]
 
 
@@ -117,12 +132,8 @@ def test_two_channels_with_gaps_and_back_pressure(rows, cols, parallel):
     rng = np.random.default_rng(rows * 1000 + cols * 10 + parallel)
     core = MatVec(rng.uniform(-1, 1, (rows, cols)), IN, OUT, channels=("forward", "transpose"), parallel=parallel)
     xs = random_inputs(core, 3, rng)
-    gaps = simulate(core, xs, valid_prob=0.5, seed=rows)
-    for k in range(2):
-        check_contract(core.contracts[k], gaps, output=f"o{k}")
-    check_numbers(core, xs, gaps)
-    # Every item moves exactly once under random back-pressure and valid-gaps.
-    check_numbers(core, xs, simulate(core, xs, valid_prob=0.6, ready_prob=0.3, seed=cols))
+    check_gaps_and_back_pressure(core, xs, dict(valid_prob=0.5, seed=rows),
+                                 dict(valid_prob=0.6, ready_prob=0.3, seed=cols))
 
 
 @pytest.mark.parametrize("rows, cols, parallel, channels", [
@@ -134,11 +145,74 @@ def test_many_lanes_in_chained_groups(rows, cols, parallel, channels):
     core = MatVec(rng.uniform(-1, 1, (rows, cols)), IN, OUT, channels=channels, parallel=parallel)
     assert core.parallel == parallel
     xs = random_inputs(core, 2, rng)
-    gaps = simulate(core, xs, valid_prob=0.6, seed=rows)
-    for k in range(len(channels)):
-        check_contract(core.contracts[k], gaps, output=f"o{k}")
-    check_numbers(core, xs, gaps)
-    check_numbers(core, xs, simulate(core, xs, valid_prob=0.7, ready_prob=0.4, seed=cols))
+    check_gaps_and_back_pressure(core, xs, dict(valid_prob=0.6, seed=rows),
+                                 dict(valid_prob=0.7, ready_prob=0.4, seed=cols))
+
+
+@pytest.mark.parametrize("lanes", [2, 3])
+@pytest.mark.parametrize("rows, cols, parallel, channels", [
+    (5, 7, 3, ("forward",)),
+    (6, 4, 2, ("transpose",)),
+    (4, 6, 4, ("forward", "transpose")),
+])
+def test_lanes_carry_independent_samples(rows, cols, parallel, channels, lanes):
+    rng = np.random.default_rng(rows * 100 + cols * 10 + lanes)
+    core = MatVec(rng.uniform(-1, 1, (rows, cols)), IN, OUT, channels=channels, parallel=parallel, lanes=lanes)
+    xs = random_inputs(core, 3, rng)
+    gaps = check_gaps_and_back_pressure(core, xs, dict(valid_prob=0.5, seed=lanes),
+                                        dict(valid_prob=0.5, ready_prob=0.5, seed=rows))
+    # Lane s of every channel is what a one-lane core gives for sample s alone.
+    single = MatVec.model(core.weights, IN, OUT, channels=channels, parallel=parallel)
+    for s in range(lanes):
+        alone = single.reference(*(xs[k][..., s].reshape(-1) for k in range(len(channels))))
+        alone = alone if len(channels) > 1 else (alone,)
+        for k in range(len(channels)):
+            assert np.array_equal(outputs_of(gaps, k).reshape(-1, lanes)[:, s], alone[k])
+
+
+def module_names(core):
+    """``{part: module name}`` of a core's shared parts in hierarchical Verilog, and its text."""
+    text = shared.convert(core)
+    return {name.split("_")[1]: name for name in re.findall(r"^module (matvec_\S+)\(", text, re.M)}, text
+
+
+def test_lanes_are_named_in_the_modules_they_change():
+    rng = np.random.default_rng(2)
+    weights = rng.uniform(-1, 1, (6, 5))
+    one, one_text = module_names(MatVec(weights, IN, OUT, channels=("transpose",), parallel=4))
+    two, two_text = module_names(MatVec(weights, IN, OUT, channels=("transpose",), parallel=4, lanes=2))
+    acc = MatVec.model(weights, IN, OUT, channels=("transpose",), parallel=4).accumulator_format(0).width
+    # One lane: the names, and the ports, the parts had before lanes.
+    assert one["lane"].startswith(f"matvec_lane_x{IN.width}_w")
+    assert one["lanes"].startswith(f"matvec_lanes_p4_x{IN.width}_w")
+    assert one["lanegroup"].startswith(f"matvec_lanegroup_g2_x{IN.width}_w")
+    assert re.search(rf"^\s+input \[{IN.width - 1}:0\] x;", one_text, re.M)
+    assert re.search(rf"^\s+output \[{acc - 1}:0\] pending;", one_text, re.M)
+    # The weight path is shared by the lanes: banks and rotator are the one-lane modules.
+    assert two["banks"] == one["banks"] and two["rotator"] == one["rotator"]
+    for part in ("lane", "lanes", "lanegroup"):
+        assert two[part].startswith(one[part].rsplit("_", 4)[0] + "_l2_"), two[part]
+    assert re.search(rf"^\s+input \[{2 * IN.width - 1}:0\] x;", two_text, re.M)
+    assert re.search(rf"^\s+output \[{2 * acc - 1}:0\] pending;", two_text, re.M)
+
+
+@pytest.mark.parametrize("lanes", [2, 3])
+def test_resources_scale_with_lanes(lanes):
+    rng = np.random.default_rng(lanes)
+    weights = rng.uniform(-1, 1, (6, 5))
+    kwargs = dict(channels=("forward", "transpose"), parallel=2)
+    one, many = MatVec.model(weights, IN, OUT, **kwargs), MatVec(weights, IN, OUT, lanes=lanes, **kwargs)
+    assert len(many.multipliers) == 2 * 2 * lanes == lanes * len(one.multipliers)
+    assert many.memories[0] == one.memories[0]  # the weight banks
+    assert [m.width for m in many.memories[1:]] == [lanes * m.width for m in one.memories[1:]]
+    assert [m.depth for m in many.memories[1:]] == [m.depth for m in one.memories[1:]]
+    assert many.buffer_bits == lanes * one.buffer_bits
+    buffers = re.findall(r"memory width (\d+) size \d+ \\(xbuf\d+)", rtlil.convert(many))
+    assert {name: int(width) for width, name in buffers} == {"xbuf0": lanes * IN.width, "xbuf1": lanes * IN.width}
+    # A lane registers its weight once and multiplies it with every lane's input.
+    text = shared.convert(many)
+    assert len(re.findall(r"^\s+reg \S+ weight2 ", text, re.M)) == 1
+    assert len(re.findall(r"\* \$signed\(weight2\)", text)) == lanes
 
 
 def test_hierarchical_verilog_converts_each_distinct_part_once():
@@ -176,13 +250,13 @@ def test_overflow_saturates_and_sticks():
     weights = np.full((3, 4), 1.5)
     core = MatVec(weights, IN, Q(3, 12), channels=("forward",), parallel=2)
     x = IN.quantize(np.array([[3.0, 3.0, 3.0, 3.0], [0.1, 0.2, 0.3, 0.4]]))
-    run = simulate(core, {0: x}, watch=("overflow",))
+    run = simulate(core, {0: x[..., None]}, watch=("overflow",))
     got = outputs_of(run, 0)
     assert np.array_equal(got, core.reference(x).reshape(-1))
     assert all(v == Q(3, 12).max_raw for v in got[:3])
     assert run.signals["overflow"] == 1
 
-    quiet = simulate(core, {0: x[1:]}, watch=("overflow",))
+    quiet = simulate(core, {0: x[1:, :, None]}, watch=("overflow",))
     assert quiet.signals["overflow"] == 0
 
 
@@ -191,7 +265,7 @@ def test_truncation():
     core = MatVec(rng.uniform(-1, 1, (4, 5)), IN, OUT, parallel=4, rounding="truncate")
     xs = random_inputs(core, 2, rng)
     run = simulate(core, xs)
-    assert np.array_equal(outputs_of(run, 0), core.reference(xs[0]).reshape(-1))
+    assert np.array_equal(outputs_of(run, 0), core.reference(xs[0].reshape(-1)))
 
 
 @pytest.mark.parametrize("weights, channels", [

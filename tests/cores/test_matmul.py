@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from amaranth.back import rtlil
 from amaranth.hdl import UnusedElaboratable
+from amaranth.sim import Simulator
 
 from cores import shared
 from cores.fixed import Q, exact_integers, exact_matmul
@@ -69,7 +70,7 @@ def test_single_channel(rows, cols, parallel, kind):
     n_in, n_out = core.lengths(0)
     passes = -(-n_out // core.parallel)
     assert core.contract.ii == passes * n_in
-    assert core.contract.latency == n_in + MatVec.pass_latency
+    assert core.contract.latency == MatVec.pass_latency + 1
     xs = random_inputs(core, 3, rng)
     run = simulate(core, xs, valid_prob=0.5, seed=rows + cols)
     check_contract(core.contract, run, output="o0")
@@ -85,6 +86,79 @@ def test_back_to_back_firings_keep_the_multipliers_busy():
     firsts = np.asarray(run.accepts["x0"])[::4]
     assert np.all(np.diff(firsts) == 4 * 4)  # passes * n_in: compute never waits for inputs
     check_numbers(core, xs, run)
+
+
+@pytest.mark.parametrize("rows, cols, parallel, kind", [
+    (6, 9, 6, "forward"),     # one pass
+    (4, 4, 4, "transpose"),
+    (1, 5, 1, "forward"),     # one output
+    (7, 3, 1, "transpose"),   # three passes of one lane
+    (5, 12, 2, "forward"),
+])
+def test_the_first_pass_runs_while_the_vector_loads(rows, cols, parallel, kind):
+    rng = np.random.default_rng(rows * 10 + cols)
+    core = MatVec(rng.uniform(-1, 1, (rows, cols)), IN, OUT, channels=(kind,), parallel=parallel)
+    n_in, n_out = core.lengths(0)
+    xs = random_inputs(core, 4, rng)
+    run = simulate(core, xs, valid_prob=0.3, seed=cols)
+    check_contract(core.contract, run, output="o0")
+    check_numbers(core, xs, run)
+    # However slowly the beats come, a firing's first output is the pass latency after its last.
+    last_beats = np.asarray(run.accepts["x0"])[n_in - 1::n_in]
+    first_outputs = np.asarray(run.emits["o0"])[::n_out]
+    assert np.all(first_outputs - last_beats == core.pass_latency + 1)
+    assert core.contract.latency == core.pass_latency + 1
+
+
+def cycle_model_matches(core, k, firings, valid_prob, ready_prob, seed):
+    """Drive channel ``k`` with random valid-gaps and back-pressure; assert every cycle that its
+    :class:`MatVecCycles` takes inputs and offers outputs as the hardware does."""
+    model = core.cycle_model(k)
+    rng = np.random.default_rng(seed)
+    n_in, n_out = core.lengths(k)
+    x_port = f"x{k}"
+    x, o = getattr(core, x_port), getattr(core, f"o{k}")
+
+    async def testbench(ctx):
+        sent = received = cycle = 0
+        offered = False
+        while received < firings * n_out:
+            assert cycle < 20_000, "no progress"
+            offered = offered or (sent < firings * n_in and rng.random() < valid_prob)
+            out_ready = bool(rng.random() < ready_prob)
+            ctx.set(x.valid, offered)
+            ctx.set(x.payload.as_value(), int(rng.integers(1 << len(x.payload.as_value()))))
+            ctx.set(o.ready, out_ready)
+            assert bool(ctx.get(o.valid)) == model.out_valid, f"cycle {cycle}: output valid"
+            assert bool(ctx.get(x.ready)) == bool(model.ready({x_port: True}, out_ready)), f"cycle {cycle}: ready"
+            taken = bool(model.ready({x_port: offered}, out_ready))
+            model.clock(taken, out_ready)
+            received += bool(ctx.get(o.valid)) and out_ready
+            if taken:
+                sent, offered = sent + 1, False
+            await ctx.tick()
+            cycle += 1
+
+    sim = Simulator(core)
+    sim.add_clock(1e-8)
+    sim.add_testbench(testbench)
+    sim.run()
+
+
+@pytest.mark.parametrize("rows, cols, parallel, channels, options", [
+    (5, 7, 3, ("forward",), {}),
+    (7, 3, 1, ("transpose",), {}),
+    (3, 12, 4, ("transpose",), {}),
+    (1, 1, 1, ("forward",), {}),
+    (6, 4, 2, ("forward", "transpose"), {"lanes": 2}),
+    (5, 4, 2, ("transpose",), {"dsp_shape": (12, 12)}),  # a split product: more register stages
+])
+@pytest.mark.parametrize("valid_prob, ready_prob", [(0.5, 1.0), (0.6, 0.4), (1.0, 0.1)])
+def test_the_cycle_model_is_the_hardware(rows, cols, parallel, channels, options, valid_prob, ready_prob):
+    rng = np.random.default_rng(rows * 10 + cols)
+    core = MatVec(rng.uniform(-1, 1, (rows, cols)), IN, OUT, channels=channels, parallel=parallel, **options)
+    assert core.multiplier.latency == (2 if "dsp_shape" in options else 1)
+    cycle_model_matches(core, len(channels) - 1, 5, valid_prob, ready_prob, seed=rows + cols)
 
 
 def stored_weight_entries(core):

@@ -39,9 +39,10 @@ class MatVecModel:
     """The model of :class:`MatVec`."""
 
     pass_latency = 6
-    """Cycles from a pass's last step to its first output: read, rotate, multiply, accumulate,
-    output buffer, rounding. An instance whose product is split adds the adder stages of its
-    :attr:`multiplier`: ``5 + multiplier.latency``."""
+    """Cycles from the issue of a pass's last step to its first output: read, rotate, multiply,
+    accumulate, output buffer, rounding. An instance whose product is split adds the adder stages
+    of its :attr:`multiplier`: ``5 + multiplier.latency``. The first pass's last step issues the
+    cycle after a firing's last beat, so the latency is ``pass_latency + 1``."""
 
     def __init__(self, weights, in_format, out_format, *, channels=("forward",), parallel=8, lanes=1,
                  weight_width=None, dsp_shape=DSP48E2, rounding="nearest", overflow="saturate"):
@@ -139,7 +140,7 @@ class MatVecModel:
     def _contract(self, k):
         n_in, n_out = self.lengths(k)
         passes = -(-n_out // self.parallel)
-        writes = tuple((p // self.parallel + 1) * n_in + self.pass_latency + p % self.parallel for p in range(n_out))
+        writes = tuple(1 + (p // self.parallel) * n_in + self.pass_latency + p % self.parallel for p in range(n_out))
         return TimingContract(reads=(((f"x{k}",), n_in),), writes=writes,
                               cooldown=(passes - 1) * n_in)
 
@@ -200,12 +201,18 @@ class MatVec(ModelledComponent, MatVecModel):
     Per channel, with ``n_in``/``n_out`` its input/output lengths in beats (whatever ``lanes``)
     and ``passes = ceil(n_out / P)``:
     a firing reads ``n_in`` beats; output ``b * P + p`` (pass ``b``, lane ``p``) becomes valid
-    ``(b + 1) * n_in + pass_latency + p`` cycles after the last beat (latency ``n_in +
-    pass_latency``; ``pass_latency`` is 6, plus the adder stages of a split product). ``cooldown =
-    (passes - 1) * n_in``, so the initiation interval is ``passes * n_in`` cycles per firing: the
-    multipliers never idle while inputs keep up. The next firing loads into the other half of a
-    ping-pong input buffer while the current one computes. Under back-pressure the whole compute
-    pipeline of the channel holds (accumulators included) until its output buffer has room.
+    ``1 + b * n_in + pass_latency + p`` cycles after the last beat (latency ``pass_latency + 1``;
+    ``pass_latency`` is 6, plus the adder stages of a split product). The first pass runs while
+    the vector loads: its step ``j`` issues the cycle after beat ``j`` was written to the input
+    buffer (the buffer's read port is not transparent: a read in the cycle of the write gives the
+    old word), so its last step issues the cycle after the last beat, whatever the gaps between
+    beats. Passes ``1..`` reuse the buffered vector, one step per cycle. ``cooldown = (passes - 1)
+    * n_in``, so the initiation interval is ``passes * n_in`` cycles per firing: the multipliers
+    never idle while inputs keep up, and a firing's first step issues after the last step of the
+    one before. The next firing loads into the other half of a ping-pong input buffer while the
+    current one computes; a half is loaded again once its last pass has issued. Under
+    back-pressure the whole compute pipeline of the channel holds (accumulators included) until
+    its output buffer has room, while loading goes on.
 
     Resources
     ---------
@@ -293,7 +300,7 @@ class MatVec(ModelledComponent, MatVecModel):
             with m.Else():
                 m.d.sync += load_index.eq(load_index + 1)
 
-        # Step sequencer: pass `block`, input element `step`; `s = step mod P` is the skew rotation.
+        # Step sequencer: pass `block`, input beat `step`; `s = step mod P` is the skew rotation.
         run = sig(1, "run")  # the compute pipeline advances (low while a finished block cannot leave)
         comp_half = sig(1, "comp_half")
         step = sig(range(n_in + 1), "step")
@@ -302,7 +309,10 @@ class MatVec(ModelledComponent, MatVecModel):
         pass_base = sig(range(depth), "pass_base")
         w_addr = sig(range(depth), "w_addr")  # forward: block*Cp + step; transpose: block*P + (step//P)*Cp
         x_addr = sig(range(2 * n_in), "x_addr")
-        issue = run & full.bit_select(comp_half, 1)
+        # The first pass follows the loading: step j reads beat j from the cycle after its write
+        # (the read port is not transparent), from the half being loaded or a loaded one.
+        loaded = full.bit_select(comp_half, 1) | ((load_half == comp_half) & (load_index > step))
+        issue = run & loaded
         last_step, last_block = step == n_in - 1, block == passes - 1
         skew_wraps = skew == P - 1
         with m.If(issue):
@@ -393,7 +403,8 @@ class MatVecCycles:
         self.full = [False, False]
         self.load_half = self.load_index = self.cool = 0
         self.comp_half = self.step = self.block = 0
-        self.stages = [(False, False, False)] * 3   # (valid, last step, last block) after stages 1..3
+        # (valid, last step, last block) after stages 1, 2 and the multiplier's registers
+        self.stages = [(False, False, False)] * (2 + core.multiplier.latency)
         self.finished, self.finished_last_block = False, False
         self.pending = 0
         self.out_valid = False
@@ -412,6 +423,9 @@ class MatVecCycles:
 
     def clock(self, taken, out_ready):
         run, move, room = self._run(out_ready)
+        loaded = self.full[self.comp_half] or (self.load_half == self.comp_half and self.load_index > self.step)
+        issue = run and loaded
+        last_step, last_block = self.step == self.n_in - 1, self.block == self.passes - 1
         full = list(self.full)
         if self.cool:
             self.cool -= 1
@@ -421,8 +435,6 @@ class MatVecCycles:
                 self.load_index, self.load_half, self.cool = 0, 1 - self.load_half, self.cooldown
             else:
                 self.load_index += 1
-        issue = run and self.full[self.comp_half]
-        last_step, last_block = self.step == self.n_in - 1, self.block == self.passes - 1
         if issue:
             if last_step:
                 self.step = 0
@@ -436,9 +448,9 @@ class MatVecCycles:
         self.full = full
         finished_now, finished_last = self.finished, self.finished_last_block
         if run:
-            valid3, last3, last_block3 = self.stages[2]
+            valid3, last3, last_block3 = self.stages[-1]
             self.finished, self.finished_last_block = valid3 and last3, last_block3
-            self.stages = [(issue, last_step, last_block)] + self.stages[:2]
+            self.stages = [(issue, last_step, last_block)] + self.stages[:-1]
         if move:
             self.pending -= 1
         if finished_now and room:

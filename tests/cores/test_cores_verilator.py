@@ -156,19 +156,19 @@ def nonlinear_cases():
     return cases
 
 
-def matvec_case(rng):
-    core = MatVec(rng.uniform(-1, 1, (6, 4)), A, Q(6, 8), channels=("forward", "transpose"), parallel=2)
-    x0 = raw_tokens(rng, A, 20 * 4)
-    x1 = raw_tokens(rng, A, 20 * 6)
+def matvec_case(rng, lanes=1):
+    core = MatVec(rng.uniform(-1, 1, (6, 4)), A, Q(6, 8), channels=("forward", "transpose"), parallel=2, lanes=lanes)
+    x0 = raw_tokens(rng, A, 20 * 4, lanes)
+    x1 = raw_tokens(rng, A, 20 * 6, lanes)
 
     def model():
         outputs, overflowed = {}, False
         references = core.reference(x0.reshape(-1), x1.reshape(-1))
         for k, x in enumerate((x0, x1)):
             n_in, _ = core.lengths(k)
-            outputs[f"o{k}"] = references[k].reshape(-1, 1)
+            outputs[f"o{k}"] = references[k].reshape(-1, lanes)
             matrix = core.weight_raw if core.channels[k] == "forward" else core.weight_raw.T
-            sums = x.reshape(-1, n_in) @ matrix.T
+            sums = x.reshape(-1, n_in, lanes).swapaxes(1, 2) @ matrix.T
             overflowed |= bool(np.any(convert_raw(sums, core.accumulator_format(k), core.out_format)[1]))
         return outputs, overflowed
 
@@ -232,7 +232,7 @@ def plumbing_cases(rng):
 def cases():
     rng = np.random.default_rng(RNG_SEED)
     return {**elementwise_cases(rng), **nonlinear_cases(), "matvec": matvec_case(rng),
-            **reduction_cases(rng), **plumbing_cases(rng)}
+            **reduction_cases(rng), **plumbing_cases(rng), "matvec_lanes": matvec_case(rng, lanes=2)}
 
 
 @pytest.fixture(scope="module")
@@ -307,11 +307,12 @@ def test_full_rate_pipelines_have_their_latency(cases, design):
         accepts, emits = result.accepts[f"{name}_{port}"], result.emits[f"{name}_o"]
         assert accepts == list(range(len(accepts)))
         assert emits == [cycle + core.contract.latency for cycle in accepts]
-    # MatVec keeps its multipliers busy: a firing every passes * n_in cycles.
-    matvec = cases["matvec"].core
-    for k in range(2):
-        firsts = np.asarray(result.accepts[f"matvec_x{k}"])[::matvec.lengths(k)[0]]
-        assert np.all(np.diff(firsts) == matvec.contracts[k].ii)
+    # MatVec keeps its multipliers busy: a firing every passes * n_in cycles, with lanes or not.
+    for name in ("matvec", "matvec_lanes"):
+        matvec = cases[name].core
+        for k in range(2):
+            firsts = np.asarray(result.accepts[f"{name}_x{k}"])[::matvec.lengths(k)[0]]
+            assert np.all(np.diff(firsts) == matvec.contracts[k].ii)
 
 
 def test_nonlinear_errors_stay_within_two_ulps(cases):

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from amaranth.back import rtlil
 from amaranth.hdl import UnusedElaboratable
+from amaranth.sim import Simulator
 
 from cores import shared
 from cores.fixed import Q, exact_integers, exact_matmul
@@ -69,7 +70,7 @@ def test_single_channel(rows, cols, parallel, kind):
     n_in, n_out = core.lengths(0)
     passes = -(-n_out // core.parallel)
     assert core.contract.ii == passes * n_in
-    assert core.contract.latency == n_in + MatVec.pass_latency
+    assert core.contract.latency == MatVec.pass_latency + 1
     xs = random_inputs(core, 3, rng)
     run = simulate(core, xs, valid_prob=0.5, seed=rows + cols)
     check_contract(core.contract, run, output="o0")
@@ -85,6 +86,79 @@ def test_back_to_back_firings_keep_the_multipliers_busy():
     firsts = np.asarray(run.accepts["x0"])[::4]
     assert np.all(np.diff(firsts) == 4 * 4)  # passes * n_in: compute never waits for inputs
     check_numbers(core, xs, run)
+
+
+@pytest.mark.parametrize("rows, cols, parallel, kind", [
+    (6, 9, 6, "forward"),     # one pass
+    (4, 4, 4, "transpose"),
+    (1, 5, 1, "forward"),     # one output
+    (7, 3, 1, "transpose"),   # three passes of one lane
+    (5, 12, 2, "forward"),
+])
+def test_the_first_pass_runs_while_the_vector_loads(rows, cols, parallel, kind):
+    rng = np.random.default_rng(rows * 10 + cols)
+    core = MatVec(rng.uniform(-1, 1, (rows, cols)), IN, OUT, channels=(kind,), parallel=parallel)
+    n_in, n_out = core.lengths(0)
+    xs = random_inputs(core, 4, rng)
+    run = simulate(core, xs, valid_prob=0.3, seed=cols)
+    check_contract(core.contract, run, output="o0")
+    check_numbers(core, xs, run)
+    # However slowly the beats come, a firing's first output is the pass latency after its last.
+    last_beats = np.asarray(run.accepts["x0"])[n_in - 1::n_in]
+    first_outputs = np.asarray(run.emits["o0"])[::n_out]
+    assert np.all(first_outputs - last_beats == core.pass_latency + 1)
+    assert core.contract.latency == core.pass_latency + 1
+
+
+def cycle_model_matches(core, k, firings, valid_prob, ready_prob, seed):
+    """Drive channel ``k`` with random valid-gaps and back-pressure; assert every cycle that its
+    :class:`MatVecCycles` takes inputs and offers outputs as the hardware does."""
+    model = core.cycle_model(k)
+    rng = np.random.default_rng(seed)
+    n_in, n_out = core.lengths(k)
+    x_port = f"x{k}"
+    x, o = getattr(core, x_port), getattr(core, f"o{k}")
+
+    async def testbench(ctx):
+        sent = received = cycle = 0
+        offered = False
+        while received < firings * n_out:
+            assert cycle < 20_000, "no progress"
+            offered = offered or (sent < firings * n_in and rng.random() < valid_prob)
+            out_ready = bool(rng.random() < ready_prob)
+            ctx.set(x.valid, offered)
+            ctx.set(x.payload.as_value(), int(rng.integers(1 << len(x.payload.as_value()))))
+            ctx.set(o.ready, out_ready)
+            assert bool(ctx.get(o.valid)) == model.out_valid, f"cycle {cycle}: output valid"
+            assert bool(ctx.get(x.ready)) == bool(model.ready({x_port: True}, out_ready)), f"cycle {cycle}: ready"
+            taken = bool(model.ready({x_port: offered}, out_ready))
+            model.clock(taken, out_ready)
+            received += bool(ctx.get(o.valid)) and out_ready
+            if taken:
+                sent, offered = sent + 1, False
+            await ctx.tick()
+            cycle += 1
+
+    sim = Simulator(core)
+    sim.add_clock(1e-8)
+    sim.add_testbench(testbench)
+    sim.run()
+
+
+@pytest.mark.parametrize("rows, cols, parallel, channels, options", [
+    (5, 7, 3, ("forward",), {}),
+    (7, 3, 1, ("transpose",), {}),
+    (3, 12, 4, ("transpose",), {}),
+    (1, 1, 1, ("forward",), {}),
+    (6, 4, 2, ("forward", "transpose"), {"lanes": 2}),
+    (5, 4, 2, ("transpose",), {"dsp_shape": (12, 12)}),  # a split product: more register stages
+])
+@pytest.mark.parametrize("valid_prob, ready_prob", [(0.5, 1.0), (0.6, 0.4), (1.0, 0.1)])
+def test_the_cycle_model_is_the_hardware(rows, cols, parallel, channels, options, valid_prob, ready_prob):
+    rng = np.random.default_rng(rows * 10 + cols)
+    core = MatVec(rng.uniform(-1, 1, (rows, cols)), IN, OUT, channels=channels, parallel=parallel, **options)
+    assert core.multiplier.latency == (2 if "dsp_shape" in options else 1)
+    cycle_model_matches(core, len(channels) - 1, 5, valid_prob, ready_prob, seed=rows + cols)
 
 
 def stored_weight_entries(core):
@@ -112,6 +186,18 @@ def test_forward_and_transpose_share_one_copy(rows, cols, parallel):
     assert sorted(reads.values()) == [2] * core.parallel  # one read port per channel: a true-dual-port BRAM
 
 
+def check_gaps_and_back_pressure(core, xs, gaps, stalls):
+    """Under random valid-gaps (``gaps``: run_streams arguments) every channel keeps its contract;
+    under back-pressure as well (``stalls``) every item moves exactly once; both runs bit-exact.
+    Returns the run with gaps."""
+    run = simulate(core, xs, **gaps)
+    for k in range(len(core.channels)):
+        check_contract(core.contracts[k], run, output=f"o{k}")
+    check_numbers(core, xs, run)
+    check_numbers(core, xs, simulate(core, xs, **stalls))
+    return run
+
+
 SIZES = [(rows, cols, parallel) for rows in (3, 5, 8, 12) for cols in (3, 5, 8, 12) for parallel in (1, 2, 4)]
 
 
@@ -120,12 +206,8 @@ def test_two_channels_with_gaps_and_back_pressure(rows, cols, parallel):
     rng = np.random.default_rng(rows * 1000 + cols * 10 + parallel)
     core = MatVec(rng.uniform(-1, 1, (rows, cols)), IN, OUT, channels=("forward", "transpose"), parallel=parallel)
     xs = random_inputs(core, 3, rng)
-    gaps = simulate(core, xs, valid_prob=0.5, seed=rows)
-    for k in range(2):
-        check_contract(core.contracts[k], gaps, output=f"o{k}")
-    check_numbers(core, xs, gaps)
-    # Every item moves exactly once under random back-pressure and valid-gaps.
-    check_numbers(core, xs, simulate(core, xs, valid_prob=0.6, ready_prob=0.3, seed=cols))
+    check_gaps_and_back_pressure(core, xs, dict(valid_prob=0.5, seed=rows),
+                                 dict(valid_prob=0.6, ready_prob=0.3, seed=cols))
 
 
 @pytest.mark.parametrize("rows, cols, parallel, channels", [
@@ -137,11 +219,74 @@ def test_many_lanes_in_chained_groups(rows, cols, parallel, channels):
     core = MatVec(rng.uniform(-1, 1, (rows, cols)), IN, OUT, channels=channels, parallel=parallel)
     assert core.parallel == parallel
     xs = random_inputs(core, 2, rng)
-    gaps = simulate(core, xs, valid_prob=0.6, seed=rows)
-    for k in range(len(channels)):
-        check_contract(core.contracts[k], gaps, output=f"o{k}")
-    check_numbers(core, xs, gaps)
-    check_numbers(core, xs, simulate(core, xs, valid_prob=0.7, ready_prob=0.4, seed=cols))
+    check_gaps_and_back_pressure(core, xs, dict(valid_prob=0.6, seed=rows),
+                                 dict(valid_prob=0.7, ready_prob=0.4, seed=cols))
+
+
+@pytest.mark.parametrize("lanes", [2, 3])
+@pytest.mark.parametrize("rows, cols, parallel, channels", [
+    (5, 7, 3, ("forward",)),
+    (6, 4, 2, ("transpose",)),
+    (4, 6, 4, ("forward", "transpose")),
+])
+def test_lanes_carry_independent_samples(rows, cols, parallel, channels, lanes):
+    rng = np.random.default_rng(rows * 100 + cols * 10 + lanes)
+    core = MatVec(rng.uniform(-1, 1, (rows, cols)), IN, OUT, channels=channels, parallel=parallel, lanes=lanes)
+    xs = random_inputs(core, 3, rng)
+    gaps = check_gaps_and_back_pressure(core, xs, dict(valid_prob=0.5, seed=lanes),
+                                        dict(valid_prob=0.5, ready_prob=0.5, seed=rows))
+    # Lane s of every channel is what a one-lane core gives for sample s alone.
+    single = MatVec.model(core.weights, IN, OUT, channels=channels, parallel=parallel)
+    for s in range(lanes):
+        alone = single.reference(*(xs[k][..., s].reshape(-1) for k in range(len(channels))))
+        alone = alone if len(channels) > 1 else (alone,)
+        for k in range(len(channels)):
+            assert np.array_equal(outputs_of(gaps, k).reshape(-1, lanes)[:, s], alone[k])
+
+
+def module_names(core):
+    """``{part: module name}`` of a core's shared parts in hierarchical Verilog, and its text."""
+    text = shared.convert(core)
+    return {name.split("_")[1]: name for name in re.findall(r"^module (matvec_\S+)\(", text, re.M)}, text
+
+
+def test_lanes_are_named_in_the_modules_they_change():
+    rng = np.random.default_rng(2)
+    weights = rng.uniform(-1, 1, (6, 5))
+    one, one_text = module_names(MatVec(weights, IN, OUT, channels=("transpose",), parallel=4))
+    two, two_text = module_names(MatVec(weights, IN, OUT, channels=("transpose",), parallel=4, lanes=2))
+    acc = MatVec.model(weights, IN, OUT, channels=("transpose",), parallel=4).accumulator_format(0).width
+    # One lane: the names, and the ports, the parts had before lanes.
+    assert one["lane"].startswith(f"matvec_lane_x{IN.width}_w")
+    assert one["lanes"].startswith(f"matvec_lanes_p4_x{IN.width}_w")
+    assert one["lanegroup"].startswith(f"matvec_lanegroup_g2_x{IN.width}_w")
+    assert re.search(rf"^\s+input \[{IN.width - 1}:0\] x;", one_text, re.M)
+    assert re.search(rf"^\s+output \[{acc - 1}:0\] pending;", one_text, re.M)
+    # The weight path is shared by the lanes: banks and rotator are the one-lane modules.
+    assert two["banks"] == one["banks"] and two["rotator"] == one["rotator"]
+    for part in ("lane", "lanes", "lanegroup"):
+        assert two[part].startswith(one[part].rsplit("_", 4)[0] + "_l2_"), two[part]
+    assert re.search(rf"^\s+input \[{2 * IN.width - 1}:0\] x;", two_text, re.M)
+    assert re.search(rf"^\s+output \[{2 * acc - 1}:0\] pending;", two_text, re.M)
+
+
+@pytest.mark.parametrize("lanes", [2, 3])
+def test_resources_scale_with_lanes(lanes):
+    rng = np.random.default_rng(lanes)
+    weights = rng.uniform(-1, 1, (6, 5))
+    kwargs = dict(channels=("forward", "transpose"), parallel=2)
+    one, many = MatVec.model(weights, IN, OUT, **kwargs), MatVec(weights, IN, OUT, lanes=lanes, **kwargs)
+    assert len(many.multipliers) == 2 * 2 * lanes == lanes * len(one.multipliers)
+    assert many.memories[0] == one.memories[0]  # the weight banks
+    assert [m.width for m in many.memories[1:]] == [lanes * m.width for m in one.memories[1:]]
+    assert [m.depth for m in many.memories[1:]] == [m.depth for m in one.memories[1:]]
+    assert many.buffer_bits == lanes * one.buffer_bits
+    buffers = re.findall(r"memory width (\d+) size \d+ \\(xbuf\d+)", rtlil.convert(many))
+    assert {name: int(width) for width, name in buffers} == {"xbuf0": lanes * IN.width, "xbuf1": lanes * IN.width}
+    # A lane registers its weight once and multiplies it with every lane's input.
+    text = shared.convert(many)
+    assert len(re.findall(r"^\s+reg \S+ weight2 ", text, re.M)) == 1
+    assert len(re.findall(r"\* \$signed\(weight2\)", text)) == lanes
 
 
 @pytest.mark.parametrize("lanes", [2, 3])

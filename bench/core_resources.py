@@ -27,9 +27,9 @@ import numpy as np
 from amaranth.back import verilog
 
 from boards.synth import FLIP_FLOPS, LUT_EQUIVALENT, find_tool, synth_xilinx
-from cores import (Accumulate, Add, AddConst, Cos, Exp, Fork, Gather, LaneConverter, MatVec, Mul, MulAdd,
-                   MulConst, Neg, Pacer, Q, Relu, Scale, Sigmoid, Sin, Softplus, Sqrt, Step, StreamFIFO, Sub, Sum,
-                   Tanh)
+from cores import (Accumulate, Add, AddConst, Cos, Exp, Fork, Gather, LaneConverter, LaneSerializer, MatVec, Mul,
+                   MulAdd, MulConst, Neg, Pacer, Q, Relu, Scale, Sigmoid, Sin, Softplus, Sqrt, Step, StreamFIFO, Sub,
+                   Sum, Tanh)
 from bench import results
 
 Q16 = Q(16, 16)
@@ -65,6 +65,8 @@ def cores():
             rng.uniform(-1, 1, (16, 16)), Q16, Q16, channels=("forward", "transpose"), parallel=4)),
         ("MatVec", "64x64, P=16, forward+transpose, q16.16", lambda: MatVec(
             rng.uniform(-1, 1, (64, 64)), Q16, Q16, channels=("forward", "transpose"), parallel=16)),
+        ("MatVec", "64x64, P=16, forward, 3 lanes, q16.16", lambda: MatVec(
+            rng.uniform(-1, 1, (64, 64)), Q16, Q16, channels=("forward",), parallel=16, lanes=3)),
         ("Sum", "q16.16, group 16", lambda: Sum(Q16, Q16, 16)),
         ("Accumulate", "q16.16, group 16, 4 lanes", lambda: Accumulate(Q16, Q16, 16, lanes=4)),
         ("Fork", "32-bit, 2 outputs", lambda: Fork(Q16, 2)),
@@ -74,6 +76,8 @@ def cores():
         ("LaneConverter", "32-bit, 1 -> 4 lanes", lambda: LaneConverter(Q16, 1, 4)),
         ("LaneConverter", "32-bit, 4 -> 1 lanes", lambda: LaneConverter(Q16, 4, 1)),
         ("Pacer", "32-bit, 3 tokens / 8 cycles", lambda: Pacer(Q16, 3, 8)),
+        ("Pacer", "32-bit, 3 tokens of 3 samples / 12 cycles", lambda: Pacer(Q16, 3, 12, lanes=3)),
+        ("LaneSerializer", "32-bit, 6 tokens of 3 lanes", lambda: LaneSerializer(Q16, 6, 3)),
     ]
 
 

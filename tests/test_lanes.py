@@ -104,3 +104,12 @@ def test_the_first_sample_latency_is_reported(model):
 def test_lanes_below_one_are_refused(model):
     with pytest.raises(CompileError, match="lanes must be at least 1, not 0"):
         inrarch.compile(inrarch.derivatives(model, 1), torch.zeros(4, 2), lanes=0)
+
+
+def test_buffer_memory_is_bounded_by_the_budget_not_the_batch(model):
+    fn = inrarch.derivatives(model, 1)
+    budget = 3 * inrarch.compile(fn, torch.zeros(4, 2)).report["dsp_estimate"]
+    reports = [inrarch.compile(fn, torch.zeros(batch, 2), dsp_budget=budget).report for batch in (64, 256)]
+    assert reports[0]["lanes"] == reports[1]["lanes"] > 1
+    assert reports[0]["buffer_bits"] == reports[1]["buffer_bits"]
+    assert reports[0]["buffer_bits_by_kind"].keys() >= {"FIFO", "MatVec", "Gather", "LaneSerializer"}

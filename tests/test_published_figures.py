@@ -133,6 +133,15 @@ def test_full_size_cycles_are_solved_again_at_the_recorded_formats(key, index):
     assert cycles == row["cycles_predicted"]
 
 
+@pytest.mark.parametrize("key,index", rows("budget"))
+def test_budget_sweep_cycles_are_solved_again_at_the_recorded_formats(key, index):
+    entry = ENTRIES[key]
+    row = entry["results"]["rows"][index]
+    fn = bench.workload_function(models.siren(**entry["inputs"]["model"]), row["order"], entry["inputs"]["mode"])
+    cycles = bench.cycles_at_formats(fn, row["batch"], row["formats"], row["weight_width"], row["dsp_budget"])
+    assert cycles == row["cycles_predicted"]
+
+
 @pytest.mark.parametrize("key,index", rows("workload") + rows("workload_simulated"))
 def test_full_size_rows_are_compiled_again(key, index, full_mode):
     if not full_mode:

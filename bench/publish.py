@@ -33,6 +33,7 @@ RECORDED_BY = {
     "fuzz": "python -m bench.fuzz --examples 200 --seed 0",
     "sweep": "python -m bench.sweep",
     "verilator_build": "python -m bench.verilator_build",
+    "logic_depth": "python -m bench.logic_depth",
 }
 
 
@@ -342,6 +343,25 @@ def _verilator_build(entries):
             f"The run took {before['run_seconds']:.2f} s and {after['run_seconds']:.2f} s.")
 
 
+def _logic_depth(entries):
+    entry = _entry(entries, "logic_depth")
+    inputs, figures = entry["inputs"], entry["results"]
+    rows = figures["rows"]
+    over = [row["core"] for row in rows if row["levels"] > inputs["target_levels"]]
+    unregistered = [row["core"] for row in rows if row["unregistered_dsps"]]
+    return "\n".join([
+        f"Every core at small parameters, synthesized with {_yosys(inputs['yosys'])} `synth_xilinx -family "
+        f"{inputs['family']}` in one run of {figures['seconds']:.0f} s on {inputs['cpu_count']} cores with a load "
+        f"average of {inputs['load_average']:g} from other work ({_source(entry)}):", "",
+        _table(["core", "parameters", "levels", "LUT levels", "carry chains (CARRY4 cells)", "DSP stages",
+                "DSPs without registers", "deepest path"],
+               [[row["core"], row["parameters"], row["levels"], row["lut_levels"],
+                 f"{row['carry_chains']} ({row['carry_cells']})", row["dsp_stages"], row["unregistered_dsps"],
+                 row["path"]] for row in rows]), "",
+        f"Deeper than the target of {inputs['target_levels']} levels: {', '.join(over) or 'none'}. DSP slices "
+        f"without registers: {', '.join(unregistered) or 'none'}."])
+
+
 BLOCKS = {
     "workload": _workload,
     "workload_simulated": _workload_simulated,
@@ -355,6 +375,7 @@ BLOCKS = {
     "fuzz": _fuzz,
     "sweep": _sweep,
     "verilator_build": _verilator_build,
+    "logic_depth": _logic_depth,
 }
 
 

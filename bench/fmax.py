@@ -95,7 +95,7 @@ class RegisteredCore(Elaboratable):
         m.d.sync += stimulus.eq(Cat(platform.request("button", 0).i, stimulus[:-1]))
         m.d.comb += inputs.eq(stimulus)
 
-        captured, signature = Signal(len(outputs)), Signal(len(outputs))
+        captured, signature = Signal(len(outputs), name="captured"), Signal(len(outputs), name="signature")
         m.d.sync += captured.eq(outputs)
         m.d.sync += signature.eq(Cat(signature[-1], signature[:-1]) ^ captured)
         level = signature

@@ -77,7 +77,7 @@ def pll_settings(input_mhz, target_mhz, limits):
 
     ``limits`` is the device's :class:`devices.Ehxplll`. Every divider in range is tried, as
     prjtrellis's ``ecppll`` does: the closest reachable frequency wins, then the VCO nearest the
-    middle of its range (600 MHz, where ``ecppll`` and Lattice's tools put it), then the higher
+    middle of its range (600 MHz, where ``ecppll`` puts it), then the higher
     VCO. CLKOP_CPHASE is half the output divider, rounded down, as ``ecppll`` sets it.
 
     Returns a dict with ``clki_div``, ``clkfb_div``, ``clkop_div``, ``clkop_cphase``, ``pfd_mhz``,

@@ -173,7 +173,9 @@ def _cell_types(directory):
     return {name: cell["type"] for name, cell in netlist["modules"][PLAN_NAME]["cells"].items()}
 
 
-_PACKED_HALF = re.compile(r"\$CCU2_COMB\d$")
+# The packer splits a carry cell and a distributed RAM into slice halves named after the cell.
+_PACKED_HALF = re.compile(r"\$(CCU2|DPRAM)_(COMB|RAMW)\d*$")
+_ADDED_BY_NEXTPNR = re.compile(r"\$nextpnr_(\w+?)_\d+$")
 
 
 def critical_path(report, cell_types):
@@ -189,7 +191,9 @@ def critical_path(report, cell_types):
             cells.append(name)
     types = []
     for name in cells:
-        kind = cell_types.get(name, "?")
+        # The packer adds cells of its own, such as the CCU2C that ends a carry chain.
+        added = _ADDED_BY_NEXTPNR.search(name)
+        kind = cell_types[name] if name in cell_types else added[1] if added else "?"
         if types and types[-1][0] == kind:
             types[-1][1] += 1
         else:
@@ -211,9 +215,9 @@ _ROUTER2 = re.compile(r"overused=(\d+)")
 
 
 def router_progress(log_text):
-    """How far nextpnr got: ``"placement"``, or the routing state nextpnr last printed."""
+    """How far nextpnr got: ``"before placement"``, ``"in placement"``, or the routing state it last printed."""
     if "Routing.." not in log_text:
-        return "stopped before routing" if "Placed " not in log_text else "stopped in placement"
+        return "in placement" if "Placed " in log_text else "before placement"
     overused = _ROUTER2.findall(log_text)
     if overused:
         return f"routing, {int(overused[-1]):,} wires overused"

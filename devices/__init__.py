@@ -20,7 +20,8 @@ from amaranth.hdl import signed
 
 from cores.multiply import DSP48E2, Multiplier
 
-__all__ = ["Device", "Mmcm", "Ehxplll", "DSP48E1", "DSP48E2", "MULT18X18D", "ULTRASCALE_PLUS", "ULTRASCALE", "SERIES7", "ECP5"]
+__all__ = ["Device", "Mmcm", "Ehxplll", "DSP48E1", "DSP48E2", "MULT18X18D", "ULTRASCALE_PLUS", "ULTRASCALE", "SERIES7",
+           "ECP5"]
 
 DSP48E1 = (25, 18)
 """Operand widths of the signed multiplier of a 7-series DSP48E1 slice."""

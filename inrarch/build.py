@@ -144,7 +144,7 @@ def _parser():
     parser.add_argument("--tolerance", type=float, default=1e-3,
                         help="error allowed per output, as a fraction of its largest magnitude (default: 1e-3)")
     parser.add_argument("--clock-mhz", type=float, default=300.0,
-                        help="design clock: latency figures and the board plan's MMCM (default: 300)")
+                        help="design clock: latency figures and the board plan's MMCM or ECP5 PLL (default: 300)")
     parser.add_argument("--max-parallel", type=int, help="cap on multipliers per matmul")
     parser.add_argument("--lanes", type=int,
                         help="samples computed at once, one per lane of every stream (default: as many as the DSP "
@@ -380,8 +380,11 @@ def _vendor_rows(report):
     rows = []
     if plan:
         clock = f"{plan['design_clock_mhz']:g} MHz"
-        if "mmcm" in plan:
-            clock += f" from the {plan['board_clock_mhz']:g} MHz board clock via MMCM"
+        generator = "MMCM" if "mmcm" in plan else "EHXPLLL" if "pll" in plan else None
+        if generator:
+            clock += f" from the {plan['board_clock_mhz']:g} MHz board clock via {generator}"
+            if plan["design_clock_mhz"] != plan["requested_clock_mhz"]:
+                clock += f", the closest it makes to {plan['requested_clock_mhz']:g} MHz"
         rows.append(("board plan", f"{plan['directory']}/ ({plan['toolchain']}, {plan['part']}, {clock})"))
     if "vitis_kernel" in report:
         rows.append(("Vitis kernel", f"{report['vitis_kernel']}/"))
@@ -394,6 +397,8 @@ def _vendor_rows(report):
         for clock, fmax in run.get("fmax_mhz", {}).items():
             verdict = "meets" if fmax["pass"] else "misses"
             rows.append(("Fmax", f"{fmax['achieved_mhz']:.1f} MHz on {clock} ({verdict} {fmax['target_mhz']:g} MHz)"))
+        if "cells" in run:
+            rows.append(("placed cells", ", ".join(f"{count} {cell}" for cell, count in sorted(run["cells"].items()))))
     elif plan:
         rows.append(("vendor run", f"cd {plan['directory']} && sh {plan['script']} (or --run-vendor)"))
     return rows

@@ -252,6 +252,8 @@ class _Folding:
         # Every multiplier of every core is replicated per lane, so one lane's count scales.
         self.fixed_dsps = sum(core_dsps(core) for core, *_ in _fixed_cores(graph, device, 1).values())
         self.fastest = stream_pace(graph)
+        self._matmul_dsps = {}
+        self._netlists = {}
         self.slowest = max([self.fastest] + [node.numel * node.inputs[0].shape[-1]
                                              for node in graph.nodes if node.op == "matmul"])
 
@@ -259,13 +261,19 @@ class _Folding:
         return choose_parallelism(self.graph, pace, self.max_parallel)
 
     def dsps(self, pace, lanes=1):
-        return lanes * (self.fixed_dsps + _matmul_dsps(self.groups, self.parallelism(pace), self.device))
+        # Every lane count bisects over the same paces: count each pace's matmul DSPs once.
+        if pace not in self._matmul_dsps:
+            self._matmul_dsps[pace] = _matmul_dsps(self.groups, self.parallelism(pace), self.device)
+        return lanes * (self.fixed_dsps + self._matmul_dsps[pace])
 
     def netlist(self, pace, lanes):
-        """The design at ``pace`` with ``lanes`` lanes."""
-        cores = _fixed_cores(self.graph, self.device, lanes)
-        cores.update(_matmul_cores(self.groups, self.parallelism(pace), self.device, lanes))
-        return _netlist(self.graph, cores, lanes)
+        """The design at ``pace`` with ``lanes`` lanes, built once: :func:`choose_lanes` solves the
+        one it then returns."""
+        if (pace, lanes) not in self._netlists:
+            cores = _fixed_cores(self.graph, self.device, lanes)
+            cores.update(_matmul_cores(self.groups, self.parallelism(pace), self.device, lanes))
+            self._netlists[pace, lanes] = _netlist(self.graph, cores, lanes)
+        return self._netlists[pace, lanes]
 
     def fastest_pace(self, budget, lanes=1):
         """The fastest pace whose design fits ``budget`` with ``lanes`` lanes, or None."""

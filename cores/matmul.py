@@ -9,7 +9,7 @@ A stream of ``S`` lanes carries ``S`` independent vectors (samples), element ``j
 beat. Every sample is multiplied by the same ``W``: a weight read once feeds ``S`` multipliers,
 so the weight bandwidth does not grow with ``S``.
 
-The banks, and each channel's lanes, groups of lanes and barrel rotator, are parts of their own
+The banks, and each channel's lanes and groups of lanes, are parts of their own
 (:class:`~cores.shared.Shared`), so that hierarchical Verilog converts each distinct part once:
 the ``P`` lanes of a channel are identical, and cores on one matrix hold the same banks.
 """
@@ -17,14 +17,14 @@ the ``P`` lanes of a channel are identical, and cores on one matrix hold the sam
 import math
 
 import numpy as np
-from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .contract import TimingContract
 from .elementwise import constant_format
-from .fixed import Q, convert, convert_raw, exact_integers, exact_matmul
+from .fixed import Q, convert_raw, exact_integers, exact_matmul
 from .model import ModelledComponent, Storage
 from .multiply import DSP48E2, Multiplier
 from .ports import lanes_signature
@@ -39,8 +39,8 @@ class MatVecModel:
     """The model of :class:`MatVec`."""
 
     pass_latency = 6
-    """Cycles from the issue of a pass's last step to its first output: read, rotate, multiply,
-    accumulate, output buffer, rounding. An instance whose product is split adds the adder stages
+    """Cycles from the issue of a pass's last step to its first output: read, weight register,
+    multiply, accumulate, output buffer, saturation. An instance whose product is split adds the adder stages
     of its :attr:`multiplier`: ``5 + multiplier.latency``. The first pass's last step issues the
     cycle after a firing's last beat, so the latency is ``pass_latency + 1``."""
 
@@ -157,9 +157,14 @@ class MatVec(ModelledComponent, MatVecModel):
     ``W`` (padded with zeros to ``Rp x Cp``, multiples of ``P``) is stored skewed: element
     ``W[r, c]`` sits in bank ``(r + c) mod P`` at address ``(r // P) * Cp + c``. A forward step reads
     column ``j`` of a block of rows, all banks at the same address; a transposed step reads row ``r``
-    of a block of columns, bank ``b`` at ``base + (b - r) mod P``. Either way lane ``p`` finds its
-    weight in bank ``(p + j) mod P`` and a barrel rotator puts the bank outputs in lane order. Every
-    channel has its own read port on every bank, so two channels fit the two ports of a BRAM.
+    of a block of columns, bank ``b`` at ``base + (b - r) mod P``. Either way step ``j`` finds the
+    weight of output ``p`` of the block in bank ``(p + j) mod P``. Rather than rotate the bank words
+    to the lanes (a wide multiplexer), each lane takes one bank and the accumulators form a ring in
+    which a partial sum moves on one lane a step, following its weights from bank to bank; lane
+    ``q`` takes bank ``(q + n_in - 1) mod P``, so that after a pass's last step lane ``p`` holds
+    output ``p``. Rounding to nearest adds half an output ulp to the start of every sum, so that
+    what follows the accumulators only drops bits and saturates. Every channel has its own read port
+    on every bank, so two channels fit the two ports of a BRAM.
 
     Parameters
     ----------
@@ -212,7 +217,10 @@ class MatVec(ModelledComponent, MatVecModel):
     one before. The next firing loads into the other half of a ping-pong input buffer while the
     current one computes; a half is loaded again once its last pass has issued. Under
     back-pressure the whole compute pipeline of the channel holds (accumulators included) until
-    its output buffer has room, while loading goes on.
+    its output buffer has room, while loading goes on. The output register has a skid register:
+    an element that leaves the output buffer while ``o{k}`` is held waits there, and the buffer
+    drains only while it is empty, so that the stall is a function of the core's registers, not
+    of ``o{k}.ready``, and ``x{k}.ready`` is one LUT of registers.
 
     Resources
     ---------
@@ -220,8 +228,9 @@ class MatVec(ModelledComponent, MatVecModel):
     ``multiplier.dsps`` DSP slices) and ``P * lanes`` accumulators per channel;
     ``Rp * Cp * weight_width`` bits of weight storage in ``P`` banks, shared by all channels and
     lanes; a ``2 * n_in``-beat input buffer (``lanes * in_format.width`` bits a beat) and
-    ``P * lanes`` accumulator-wide output registers per channel; ``lanes`` rounding units per
-    channel.
+    ``P * lanes`` accumulator-wide output registers per channel; ``lanes`` saturation units and
+    ``2 * lanes`` output-wide registers (output and skid) per channel; ``P`` bank offsets of
+    ``log2(P)`` bits per transposed channel.
 
     Error bound
     -----------
@@ -272,6 +281,12 @@ class MatVec(ModelledComponent, MatVecModel):
         passes = -(-n_out // P)
         cooldown = self.contracts[k].cooldown
         acc_format = self.accumulator_format(k)
+        # Rounding to nearest adds half an output ulp: the accumulators start from it, so that the
+        # output stage only drops bits and saturates, with no carry chain after the output buffer.
+        shift = acc_format.frac_bits - self.out_format.frac_bits
+        bias = 1 << (shift - 1) if self.rounding == "nearest" and shift > 0 else 0
+        largest_sum = n_in * 2 ** (self.in_format.width + self.weight_format.width - 2) + bias
+        acc_shape = signed(max(acc_format.width, largest_sum.bit_length() + 1))
         x_port, o_port = getattr(self, f"x{k}"), getattr(self, f"o{k}")
 
         def sig(shape, name, **kwargs):
@@ -286,22 +301,25 @@ class MatVec(ModelledComponent, MatVecModel):
         load_index = sig(range(n_in + 1), "load_index")
         load_addr = sig(range(2 * n_in), "load_addr")
         cool = sig(range(cooldown + 1), "cool")  # keeps the first beat to the contract's cooldown
-        may_start = (load_index != 0) | (cool == 0)
+        # `load_index != 0 | cool == 0` as a register, so that `ready` is one LUT of registers.
+        may_start = sig(1, "may_start", init=1)
         m.d.comb += x_port.ready.eq(~full.bit_select(load_half, 1) & may_start)
         accept = x_port.valid & x_port.ready
         m.d.comb += [x_write.addr.eq(load_addr), x_write.data.eq(x_port.payload), x_write.en.eq(accept)]
         with m.If(cool != 0):
             m.d.sync += cool.eq(cool - 1)
+        with m.If(cool == 1):
+            m.d.sync += may_start.eq(1)
         with m.If(accept):
             m.d.sync += load_addr.eq(Mux(load_addr == 2 * n_in - 1, 0, load_addr + 1))
             with m.If(load_index == n_in - 1):
                 m.d.sync += [load_index.eq(0), load_half.eq(~load_half), cool.eq(cooldown),
-                             full.bit_select(load_half, 1).eq(1)]
+                             full.bit_select(load_half, 1).eq(1), may_start.eq(cooldown == 0)]
             with m.Else():
-                m.d.sync += load_index.eq(load_index + 1)
+                m.d.sync += [load_index.eq(load_index + 1), may_start.eq(1)]
 
-        # Step sequencer: pass `block`, input beat `step`; `s = step mod P` is the skew rotation.
-        run = sig(1, "run")  # the compute pipeline advances (low while a finished block cannot leave)
+        # Step sequencer: pass `block`, input beat `step`; `skew = step mod P` (transposed reads).
+        run = sig(1, "run", init=1)  # the compute pipeline advances (low while a finished block cannot leave)
         comp_half = sig(1, "comp_half")
         step = sig(range(n_in + 1), "step")
         block = sig(range(passes + 1), "block")
@@ -311,8 +329,8 @@ class MatVec(ModelledComponent, MatVecModel):
         x_addr = sig(range(2 * n_in), "x_addr")
         # The first pass follows the loading: step j reads beat j from the cycle after its write
         # (the read port is not transparent), from the half being loaded or a loaded one.
-        loaded = full.bit_select(comp_half, 1) | ((load_half == comp_half) & (load_index > step))
-        issue = run & loaded
+        issue = sig(1, "issue")
+        m.d.comb += issue.eq(run & (full.bit_select(comp_half, 1) | ((load_half == comp_half) & (load_index > step))))
         last_step, last_block = step == n_in - 1, block == passes - 1
         skew_wraps = skew == P - 1
         with m.If(issue):
@@ -332,19 +350,26 @@ class MatVec(ModelledComponent, MatVecModel):
         # Stage 1: memory reads.
         addr = getattr(banks, f"addr{k}")
         if transpose:
-            m.d.comb += [addr[b].eq(w_addr + (Mux(skew > b, b + P - skew, b - skew) if P > 1 else 0))
-                         for b in range(P)]
+            # Bank b reads at `w_addr + (b - skew) mod P`; the offsets are registers that follow
+            # `skew`, so that an address is one addition.
+            offsets = [sig(range(P), f"offset{b}_", init=b) for b in range(P)]
+            with m.If(issue):
+                m.d.sync += [offset.eq(Mux(last_step, b, Mux(offset == 0, P - 1, offset - 1)))
+                             for b, offset in enumerate(offsets)]
+            m.d.comb += [addr[b].eq(w_addr + offset) for b, offset in enumerate(offsets)]
         else:
             m.d.comb += addr.eq(w_addr)
         m.d.comb += [getattr(banks, f"en{k}").eq(run), x_read.addr.eq(x_addr), x_read.en.eq(run)]
         valid1, first1, last1, last_block1 = (sig(1, n) for n in ("valid1_", "first1_", "last1_", "last_block1_"))
-        skew1 = sig(range(P), "skew1_")
-        # Stages 2 to 5 are in the lanes: 2, lane p takes bank (p + skew) mod P; 3, products,
-        # after `multiplier.latency` register stages (one unless split); 4, accumulators; 5, the
-        # output buffer, whose head is lane 0's slot.
-        lanes = _Lanes(P, self.weight_format.shape, self.in_format.shape, acc_format.shape, self.multiplier,
-                       self.lanes)
-        widths = f"x{self.in_format.width}_w{self.weight_format.width}_a{acc_format.width}"
+        # Stages 2 to 5 are in the lanes: 2, the weight registers; 3, products, after
+        # `multiplier.latency` register stages (one unless split); 4, accumulators; 5, the output
+        # buffer, whose head is lane 0's slot. Step j finds the weight of output p in bank
+        # (p + j) mod P, and the accumulators are a ring that moves each partial sum on one lane a
+        # step, so lane q takes bank (q + n_in - 1) mod P: after a pass's last step lane p holds
+        # output p, and no lane needs a multiplexer to follow the skew.
+        lanes = _Lanes(P, self.weight_format.shape, self.in_format.shape, acc_shape, self.multiplier, self.lanes,
+                       bias)
+        widths = f"x{self.in_format.width}_w{self.weight_format.width}_a{acc_shape.width}"
         m.submodules[f"lanes{k}"] = Shared(lanes, module_name(f"matvec_lanes_p{P}{_tag(self.lanes)}_{widths}", lanes))
         valid2, first2, last2, last_block2 = (sig(1, n) for n in ("valid2_", "first2_", "last2_", "last_block2_"))
         x2 = sig(_samples(self.in_format.shape, self.lanes), "x2_")
@@ -358,31 +383,42 @@ class MatVec(ModelledComponent, MatVecModel):
         # `finished4` marks a completed block in the accumulators.
         finished4, last_block4 = sig(1, "finished4_"), sig(1, "last_block4_")
         with m.If(run):
-            m.d.sync += [valid1.eq(issue), first1.eq(step == 0), last1.eq(last_step), last_block1.eq(last_block),
-                         skew1.eq(skew)]
+            m.d.sync += [valid1.eq(issue), first1.eq(step == 0), last1.eq(last_step), last_block1.eq(last_block)]
             m.d.sync += [valid2.eq(valid1), first2.eq(first1), last2.eq(last1), last_block2.eq(last_block1),
                          x2.eq(x_read.data)]
-            m.d.sync += [finished4.eq(valid3 & last3), last_block4.eq(last_block3)]
+            m.d.sync += last_block4.eq(last_block3)
 
-        # Stage 5: output buffer, drained one element per cycle; stage 6: rounding, output register.
+        # Stage 5: output buffer, drained one element per cycle while the skid register is empty;
+        # stage 6: saturation into the output register, or into the skid register in a cycle the
+        # output register holds. So `move`, and the stall of the whole pipeline with it, is a
+        # function of registers, not of the consumer's ready.
         pending_count = sig(range(P + 1), "pending_count")
-        move = (pending_count != 0) & (~o_port.valid | o_port.ready)
-        room = (pending_count == 0) | ((pending_count == 1) & move)
-        m.d.comb += run.eq(~finished4 | room)
-        m.d.comb += [lanes.banks.eq(getattr(banks, f"data{k}")), lanes.skew.eq(skew1), lanes.x.eq(x2),
-                     lanes.control.run.eq(run), lanes.control.accumulate.eq(run & valid3),
-                     lanes.control.first.eq(first3), lanes.control.shift.eq(move),
-                     lanes.control.load.eq(finished4 & room)]
-        with m.If(move):
-            m.d.sync += pending_count.eq(pending_count - 1)
-        with m.If(finished4 & room):
-            m.d.sync += pending_count.eq(Mux(last_block4, n_out - (passes - 1) * P, P))
-        converted = [convert(head, acc_format, self.out_format, rounding=self.rounding, overflow=self.overflow_mode)
-                     for head in _each(lanes.head)]
-        with m.If(~o_port.valid | o_port.ready):
-            m.d.sync += o_port.valid.eq(move)
-            m.d.sync += [o_port.payload[s].eq(rounded) for s, (rounded, _) in enumerate(converted)]
-        return [move & overflowed for _, overflowed in converted]
+        skid_valid = sig(1, "skid_valid")
+        skid = sig(o_port.payload.shape(), "skid")
+        move = (pending_count != 0) & ~skid_valid
+        load = finished4 & ((pending_count == 0) | ((pending_count == 1) & ~skid_valid))
+        out_free = ~o_port.valid | o_port.ready
+        # `run` enables every register of the compute pipeline, so it is a register too, set from
+        # the next values of what decides it: `~finished4 | room`.
+        finished4_next, skid_next = sig(1, "finished4_next_"), sig(1, "skid_next")
+        pending_next = sig(range(P + 1), "pending_next")
+        m.d.comb += [finished4_next.eq(Mux(run, valid3 & last3, finished4)),
+                     skid_next.eq(~out_free & (skid_valid | move)),
+                     pending_next.eq(Mux(load, Mux(last_block4, n_out - (passes - 1) * P, P), pending_count - move))]
+        m.d.sync += [finished4.eq(finished4_next), pending_count.eq(pending_next), skid_valid.eq(skid_next),
+                     run.eq(~finished4_next | (pending_next == 0) | ((pending_next == 1) & ~skid_next))]
+        rotation = (n_in - 1) % P
+        m.d.comb += [lanes.banks[q].eq(getattr(banks, f"data{k}")[(q + rotation) % P]) for q in range(P)]
+        m.d.comb += [lanes.x.eq(x2), lanes.control.run.eq(run), lanes.control.accumulate.eq(run & valid3),
+                     lanes.control.first.eq(first3), lanes.control.shift.eq(move), lanes.control.load.eq(load)]
+        saturated = [_saturate(head, acc_format, self.out_format, self.overflow_mode) for head in _each(lanes.head)]
+        with m.If(out_free):
+            m.d.sync += o_port.valid.eq(skid_valid | move)
+            m.d.sync += [o_port.payload[s].eq(Mux(skid_valid, skid[s], value))
+                         for s, (value, _) in enumerate(saturated)]
+        with m.Elif(move):
+            m.d.sync += [skid[s].eq(value) for s, (value, _) in enumerate(saturated)]
+        return [move & overflowed for _, overflowed in saturated]
 
 
 class MatVecCycles:
@@ -391,7 +427,7 @@ class MatVecCycles:
 
     Each cycle, :meth:`ready` gives the input ports that take a token, given which are valid and
     whether the output is taken; :meth:`clock` then advances the channel. ``out_valid`` is its
-    output register's valid bit.
+    output register's valid bit, ``skid_valid`` its skid register's.
     """
 
     def __init__(self, core, channel):
@@ -407,13 +443,10 @@ class MatVecCycles:
         self.stages = [(False, False, False)] * (2 + core.multiplier.latency)
         self.finished, self.finished_last_block = False, False
         self.pending = 0
-        self.out_valid = False
+        self.out_valid = self.skid_valid = False
 
-    def _move(self, out_ready):
-        return self.pending != 0 and (not self.out_valid or out_ready)
-
-    def _run(self, out_ready):
-        move = self._move(out_ready)
+    def _run(self):
+        move = self.pending != 0 and not self.skid_valid
         room = self.pending == 0 or (self.pending == 1 and move)
         return not self.finished or room, move, room
 
@@ -422,7 +455,7 @@ class MatVecCycles:
         return (self.port,) if valid[self.port] and not self.full[self.load_half] and may_start else ()
 
     def clock(self, taken, out_ready):
-        run, move, room = self._run(out_ready)
+        run, move, room = self._run()
         loaded = self.full[self.comp_half] or (self.load_half == self.comp_half and self.load_index > self.step)
         issue = run and loaded
         last_step, last_block = self.step == self.n_in - 1, self.block == self.passes - 1
@@ -456,7 +489,9 @@ class MatVecCycles:
         if finished_now and room:
             self.pending = self.n_out - (self.passes - 1) * self.parallel if finished_last else self.parallel
         if not self.out_valid or out_ready:
-            self.out_valid = move
+            self.out_valid, self.skid_valid = self.skid_valid or move, False
+        elif move:
+            self.skid_valid = True
 
 
 class _WeightBanks(wiring.Component):
@@ -498,28 +533,18 @@ _LANE_CONTROL = data.StructLayout({
 })
 
 
-class _Rotator(wiring.Component):
-    """``o[p] = i[(p + skew) mod size]``: a barrel rotator, one level of muxes per bit of ``skew``."""
-
-    def __init__(self, size, shape):
-        self.size = size
-        self.shape = shape
-        super().__init__({"i": In(data.ArrayLayout(shape, size)), "skew": In(range(size)),
-                          "o": Out(data.ArrayLayout(shape, size))})
-
-    def elaborate(self, platform):
-        m = Module()
-        rotated = [self.i[p] for p in range(self.size)]
-        for bit in range((self.size - 1).bit_length()):
-            amount = (1 << bit) % self.size
-            # Each level is a signal: amaranth copies a subexpression into every expression that
-            # uses it, so nested levels would cost `size` muxes per output instead of log(size).
-            level = [Signal(self.shape, name=f"rotate{bit}_{p}") for p in range(self.size)]
-            m.d.comb += [level[p].eq(Mux(self.skew[bit], rotated[(p + amount) % self.size], rotated[p]))
-                         for p in range(self.size)]
-            rotated = level
-        m.d.comb += [self.o[p].eq(rotated[p]) for p in range(self.size)]
-        return m
+def _saturate(value, src, dst, overflow):
+    """``convert(value, src, dst, rounding="truncate", overflow=overflow)``, the range test made
+    on the bits above ``dst``'s (a tree of LUTs) instead of by comparisons (carry chains)."""
+    shift = src.frac_bits - dst.frac_bits
+    value = value.as_signed() >> shift if shift > 0 else value.as_signed() << -shift
+    if len(value) <= dst.width:
+        return value, Const(0)
+    above = value[dst.width - 1:]
+    overflowed = ~(above.all() | ~above.any())
+    if overflow == "saturate":
+        value = Mux(overflowed, Mux(value[-1], dst.min_raw, dst.max_raw), value)
+    return value[:dst.width].as_signed(), overflowed
 
 
 def _samples(shape, samples):
@@ -542,13 +567,21 @@ def _tag(samples):
 class _Lane(wiring.Component):
     """One lane: weight register, and for each of ``samples`` samples a pipelined product of the
     weight with its ``x``, an accumulator and an output slot in ``pending``, which takes
-    ``pending_in`` on a shift."""
+    ``pending_in`` on a shift.
 
-    def __init__(self, weight_shape, x_shape, acc_shape, multiplier, samples):
+    The accumulators of a channel's lanes are a ring: a step adds the lane's product to the partial
+    sum of the lane before it (``acc_in``), so that a partial sum moves on one lane a step, as the
+    weights of its output element move on one bank (see :class:`MatVec`); a pass's first step
+    starts from ``bias`` instead.
+    """
+
+    def __init__(self, weight_shape, x_shape, acc_shape, multiplier, samples, bias):
         self.multiplier = multiplier
+        self.bias = bias
+        slot = _samples(acc_shape, samples)
         super().__init__({"weight": In(weight_shape), "x": In(_samples(x_shape, samples)),
-                          "control": In(_LANE_CONTROL), "pending_in": In(_samples(acc_shape, samples)),
-                          "pending": Out(_samples(acc_shape, samples))})
+                          "control": In(_LANE_CONTROL), "acc_in": In(slot), "acc": Out(slot),
+                          "pending_in": In(slot), "pending": Out(slot)})
 
     def elaborate(self, platform):
         m = Module()
@@ -556,13 +589,13 @@ class _Lane(wiring.Component):
         weight = Signal.like(self.weight, name="weight2")
         with m.If(control.run):
             m.d.sync += weight.eq(self.weight)
-        slots = list(zip(_each(self.x), _each(self.pending_in), _each(self.pending)))
-        for s, (x, pending_in, pending) in enumerate(slots):
+        slots = list(zip(_each(self.x), _each(self.acc_in), _each(self.acc), _each(self.pending_in),
+                         _each(self.pending)))
+        for s, (x, acc_in, acc, pending_in, pending) in enumerate(slots):
             suffix = "" if len(slots) == 1 else f"_{s}"
             product = self.multiplier.build(m, x, weight, enable=control.run, name=f"product3{suffix}")
-            acc = Signal(pending.shape(), name=f"acc4{suffix}")
             with m.If(control.accumulate):
-                m.d.sync += acc.eq(Mux(control.first, product, acc + product))
+                m.d.sync += acc.eq(Mux(control.first, self.bias, acc_in) + product)
             with m.If(control.shift):
                 m.d.sync += pending.eq(pending_in)
             with m.If(control.load):
@@ -571,17 +604,20 @@ class _Lane(wiring.Component):
 
 
 class _LaneGroup(wiring.Component):
-    """``size`` consecutive lanes of ``samples`` samples each, their output slots one shift
-    register from ``pending_in`` (into the last lane's slot, ``tail``) to ``head`` (the first
+    """``size`` consecutive lanes of ``samples`` samples each: their accumulators a segment of the
+    ring from ``acc_in`` (into the first lane) to ``acc`` (the last lane's), their output slots one
+    shift register from ``pending_in`` (into the last lane's slot, ``tail``) to ``head`` (the first
     lane's slot)."""
 
-    def __init__(self, size, weight_shape, x_shape, acc_shape, multiplier, samples):
+    def __init__(self, size, weight_shape, x_shape, acc_shape, multiplier, samples, bias):
         self.size = size
         self.shapes = (weight_shape, x_shape, acc_shape)
         self.multiplier = multiplier
+        self.bias = bias
         slot = _samples(acc_shape, samples)
         super().__init__({"weights": In(data.ArrayLayout(weight_shape, size)), "x": In(_samples(x_shape, samples)),
-                          "control": In(_LANE_CONTROL), "pending_in": In(slot), "head": Out(slot), "tail": Out(slot)})
+                          "control": In(_LANE_CONTROL), "acc_in": In(slot), "acc": Out(slot),
+                          "pending_in": In(slot), "head": Out(slot), "tail": Out(slot)})
 
     def elaborate(self, platform):
         m = Module()
@@ -589,33 +625,34 @@ class _LaneGroup(wiring.Component):
         samples = len(_each(self.x))
         lanes = []
         for p in range(self.size):
-            lane = _Lane(weight_shape, x_shape, acc_shape, self.multiplier, samples)
+            lane = _Lane(weight_shape, x_shape, acc_shape, self.multiplier, samples, self.bias)
             name = f"matvec_lane{_tag(samples)}_x{x_shape.width}_w{weight_shape.width}_a{acc_shape.width}"
             m.submodules[f"lane{p}"] = Shared(lane, module_name(name, lane))
             m.d.comb += [lane.weight.eq(self.weights[p]), lane.x.eq(self.x), lane.control.eq(self.control)]
             lanes.append(lane)
         for lane, behind in zip(lanes, lanes[1:]):
-            m.d.comb += lane.pending_in.eq(behind.pending)
+            m.d.comb += [lane.pending_in.eq(behind.pending), behind.acc_in.eq(lane.acc)]
         m.d.comb += [lanes[-1].pending_in.eq(self.pending_in), self.head.eq(lanes[0].pending),
-                     self.tail.eq(lanes[-1].pending)]
+                     self.tail.eq(lanes[-1].pending), lanes[0].acc_in.eq(self.acc_in), self.acc.eq(lanes[-1].acc)]
         return m
 
 
 class _Lanes(wiring.Component):
-    """A channel's ``parallel`` lanes of ``samples`` samples each, fed the bank words ``banks``
-    through a rotator (by ``skew``, the rotation they were read for), sharing ``x`` and the
-    control; ``head`` is lane 0's output slot.
+    """A channel's ``parallel`` lanes of ``samples`` samples each, lane ``p`` fed bank word
+    ``banks[p]``, sharing ``x`` and the control; ``head`` is lane 0's output slot. The accumulators
+    are one ring, lane 0 after the last lane; a pass's first step starts each from ``bias``.
 
     The lanes come in groups of about ``sqrt(parallel)``: hierarchical Verilog then converts about
     ``2 sqrt(parallel)`` instances (the groups here, the lanes of a group) instead of
     ``parallel``, and wiring an instance's ports is most of the time a small module takes.
     """
 
-    def __init__(self, parallel, weight_shape, x_shape, acc_shape, multiplier, samples):
+    def __init__(self, parallel, weight_shape, x_shape, acc_shape, multiplier, samples, bias):
         self.parallel = parallel
         self.shapes = (weight_shape, x_shape, acc_shape)
         self.multiplier = multiplier
-        super().__init__({"banks": In(data.ArrayLayout(weight_shape, parallel)), "skew": In(range(parallel)),
+        self.bias = bias
+        super().__init__({"banks": In(data.ArrayLayout(weight_shape, parallel)),
                           "x": In(_samples(x_shape, samples)), "control": In(_LANE_CONTROL),
                           "head": Out(_samples(acc_shape, samples))})
 
@@ -623,23 +660,20 @@ class _Lanes(wiring.Component):
         m = Module()
         weight_shape, x_shape, acc_shape = self.shapes
         samples = len(_each(self.x))
-        rotator = _Rotator(self.parallel, weight_shape)
-        m.submodules.rotator = Shared(rotator, module_name(f"matvec_rotator_p{self.parallel}_w{weight_shape.width}",
-                                                           rotator))
-        m.d.comb += [rotator.i.eq(self.banks), rotator.skew.eq(self.skew)]
         size = math.isqrt(self.parallel - 1) + 1  # ceil(sqrt(parallel))
         groups = []
         for g, first in enumerate(range(0, self.parallel, size)):
             group = _LaneGroup(min(size, self.parallel - first), weight_shape, x_shape, acc_shape, self.multiplier,
-                               samples)
+                               samples, self.bias)
             name = (f"matvec_lanegroup_g{group.size}{_tag(samples)}_x{x_shape.width}_w{weight_shape.width}"
                     f"_a{acc_shape.width}")
             m.submodules[f"group{g}"] = Shared(group, module_name(name, group))
-            m.d.comb += [group.weights.eq(Cat(rotator.o[first + p] for p in range(group.size))),
+            m.d.comb += [group.weights.eq(Cat(self.banks[first + p] for p in range(group.size))),
                          group.x.eq(self.x), group.control.eq(self.control)]
             groups.append(group)
         for group, behind in zip(groups, groups[1:]):
-            m.d.comb += group.pending_in.eq(behind.head)
+            m.d.comb += [group.pending_in.eq(behind.head), behind.acc_in.eq(group.acc)]
         # The last slot has nothing behind it: it holds while the others shift.
-        m.d.comb += [groups[-1].pending_in.eq(groups[-1].tail), self.head.eq(groups[0].head)]
+        m.d.comb += [groups[-1].pending_in.eq(groups[-1].tail), self.head.eq(groups[0].head),
+                     groups[0].acc_in.eq(groups[-1].acc)]
         return m

@@ -262,8 +262,8 @@ def test_lanes_are_named_in_the_modules_they_change():
     assert one["lanegroup"].startswith(f"matvec_lanegroup_g2_x{IN.width}_w")
     assert re.search(rf"^\s+input \[{IN.width - 1}:0\] x;", one_text, re.M)
     assert re.search(rf"^\s+output \[{acc - 1}:0\] pending;", one_text, re.M)
-    # The weight path is shared by the lanes: banks and rotator are the one-lane modules.
-    assert two["banks"] == one["banks"] and two["rotator"] == one["rotator"]
+    # The weight path is shared by the lanes: the banks are the one-lane module.
+    assert two["banks"] == one["banks"]
     for part in ("lane", "lanes", "lanegroup"):
         assert two[part].startswith(one[part].rsplit("_", 4)[0] + "_l2_"), two[part]
     assert re.search(rf"^\s+input \[{2 * IN.width - 1}:0\] x;", two_text, re.M)
@@ -295,7 +295,7 @@ def test_hierarchical_verilog_converts_each_distinct_part_once():
     text = shared.convert(core)
     parts = Counter(name.split("_")[1] for name in re.findall(r"^module (matvec_\S+)\(", text, re.M))
     # Both channels sum 33 or 40 products: accumulators of one width, so one lanes module serves both.
-    assert parts == {"banks": 1, "lanes": 1, "rotator": 1, "lanegroup": 2, "lane": 1}
+    assert parts == {"banks": 1, "lanes": 1, "lanegroup": 2, "lane": 1}
     lane = re.search(r"^module (matvec_lane_\S+)\(", text, re.M).group(1)
     assert len(re.findall(rf"^\s+{lane} ", text, re.M)) == 6 + 2
 
@@ -340,6 +340,25 @@ def test_truncation():
     xs = random_inputs(core, 2, rng)
     run = simulate(core, xs)
     assert np.array_equal(outputs_of(run, 0), core.reference(xs[0].reshape(-1)))
+
+
+@pytest.mark.parametrize("rounding", ["nearest", "truncate"])
+def test_rounding_starts_the_sums_and_needs_no_adder_after_them(rounding):
+    # The accumulators start from half an output ulp. With tiny weights and a coarse output that
+    # half ulp is far above any sum, so the accumulators must be wide enough to hold it as well.
+    rng = np.random.default_rng(8)
+    coarse = Q(20, -4)
+    core = MatVec(rng.uniform(-1e-6, 1e-6, (4, 6)), IN, coarse, channels=("forward", "transpose"), parallel=2,
+                  rounding=rounding)
+    assert core.weight_format.frac_bits > 30
+    xs = random_inputs(core, 2, rng)
+    run = simulate(core, xs, valid_prob=0.8, seed=1)
+    for k in range(2):
+        assert np.array_equal(outputs_of(run, k), core.reference(xs[0].reshape(-1), xs[1].reshape(-1))[k])
+    text = rtlil.convert(core)
+    # The output stage compares no numbers (no `value < min_raw`): it saturates on the bits above
+    # the output's.
+    assert not re.search(r"cell \$lt ", text)
 
 
 @pytest.mark.parametrize("weights, channels", [

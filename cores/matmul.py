@@ -393,10 +393,12 @@ class MatVec(ModelledComponent, MatVecModel):
         # output register holds. So `move`, and the stall of the whole pipeline with it, is a
         # function of registers, not of the consumer's ready.
         pending_count = sig(range(P + 1), "pending_count")
+        # `pending_count != 0` and `== 1` as registers: `move` and `load` are one LUT of registers.
+        pending_any, pending_one = sig(1, "pending_any"), sig(1, "pending_one")
         skid_valid = sig(1, "skid_valid")
         skid = sig(o_port.payload.shape(), "skid")
-        move = (pending_count != 0) & ~skid_valid
-        load = finished4 & ((pending_count == 0) | ((pending_count == 1) & ~skid_valid))
+        move = pending_any & ~skid_valid
+        load = finished4 & (~pending_any | (pending_one & ~skid_valid))
         out_free = ~o_port.valid | o_port.ready
         # `run` enables every register of the compute pipeline, so it is a register too, set from
         # the next values of what decides it: `~finished4 | room`.
@@ -406,6 +408,7 @@ class MatVec(ModelledComponent, MatVecModel):
                      skid_next.eq(~out_free & (skid_valid | move)),
                      pending_next.eq(Mux(load, Mux(last_block4, n_out - (passes - 1) * P, P), pending_count - move))]
         m.d.sync += [finished4.eq(finished4_next), pending_count.eq(pending_next), skid_valid.eq(skid_next),
+                     pending_any.eq(pending_next != 0), pending_one.eq(pending_next == 1),
                      run.eq(~finished4_next | (pending_next == 0) | ((pending_next == 1) & ~skid_next))]
         rotation = (n_in - 1) % P
         m.d.comb += [lanes.banks[q].eq(getattr(banks, f"data{k}")[(q + rotation) % P]) for q in range(P)]

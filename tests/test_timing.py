@@ -2,12 +2,14 @@
 netlists, and every core's depth today as its regression bound."""
 
 import pytest
+import torch
 from amaranth.lib import wiring
 
 import cores
+import inrarch
 from bench.logic_depth import measure
 from boards.synth import find_tool
-from boards.timing import TARGET, module_depths
+from boards.timing import TARGET, module_depths, timing_report
 
 # Each core's deepest register-to-register path today, in levels (LUT levels + carry chains + DSP
 # stages), at bench.logic_depth's small parameters: a core that gets deeper fails. The issue-13
@@ -51,6 +53,17 @@ def test_every_core_has_a_register_to_register_path_that_starts_and_ends_at_regi
     for name, depth in core_depths.items():
         assert depth.depth.levels >= 1 and depth.start and depth.end, name
         assert depth.cells[0] in ("FDRE", "FDSE") and depth.cells[-1] in ("FDRE", "FDSE", "DSP48E2"), name
+
+
+@needs_yosys
+def test_no_path_of_a_siren_is_deeper_than_the_target(tmp_path):
+    # `top` holds every path of the design, those between cores (a FIFO's level to the ready of
+    # the core it feeds and on to that core's state) as well as those inside each core.
+    model = inrarch.models.siren(in_features=2, hidden=8, layers=2, out_features=3, w0=30.0, seed=0)
+    design = inrarch.compile(inrarch.derivatives(model, 1), torch.zeros(4, 2))
+    (tmp_path / "top.v").write_text(design.verilog())
+    top = timing_report(tmp_path / "top.v", tmp_path / "timing")["modules"]["top"]
+    assert top["lut_levels"] <= TARGET.lut_levels and top["carry_chains"] <= TARGET.carry_chains, top
 
 
 # Small mapped netlists, as yosys's write_json writes them: net numbers, cells with port directions.

@@ -40,8 +40,8 @@ class MatVecModel:
 
     pass_latency = 6
     """Cycles from the issue of a pass's last step to its first output: read, weight register,
-    multiply, accumulate, output buffer, saturation. An instance whose product is split adds the adder stages
-    of its :attr:`multiplier`: ``5 + multiplier.latency``. The first pass's last step issues the
+    multiply, accumulate, output buffer, saturation. An instance whose product is split adds the
+    adder stages of its :attr:`multiplier`: ``5 + multiplier.latency``. The first pass's last step issues the
     cycle after a firing's last beat, so the latency is ``pass_latency + 1``."""
 
     def __init__(self, weights, in_format, out_format, *, channels=("forward",), parallel=8, lanes=1,
@@ -318,24 +318,33 @@ class MatVec(ModelledComponent, MatVecModel):
             with m.Else():
                 m.d.sync += [load_index.eq(load_index + 1), may_start.eq(1)]
 
-        # Step sequencer: pass `block`, input beat `step`; `skew = step mod P` (transposed reads).
+        # Step sequencer: pass `block`, input beat `step`.
         run = sig(1, "run", init=1)  # the compute pipeline advances (low while a finished block cannot leave)
         comp_half = sig(1, "comp_half")
         step = sig(range(n_in + 1), "step")
         block = sig(range(passes + 1), "block")
-        skew = sig(range(P), "skew")
         pass_base = sig(range(depth), "pass_base")
         w_addr = sig(range(depth), "w_addr")  # forward: block*Cp + step; transpose: block*P + (step//P)*Cp
         x_addr = sig(range(2 * n_in), "x_addr")
         # The first pass follows the loading: step j reads beat j from the cycle after its write
         # (the read port is not transparent), from the half being loaded or a loaded one.
         issue = sig(1, "issue")
-        m.d.comb += issue.eq(run & (full.bit_select(comp_half, 1) | ((load_half == comp_half) & (load_index > step))))
+        loaded = full.bit_select(comp_half, 1) | ((load_half == comp_half) & (load_index > step))
+        m.d.comb += issue.eq(run & loaded)
         last_step, last_block = step == n_in - 1, block == passes - 1
-        skew_wraps = skew == P - 1
+        if transpose:
+            # Bank b reads at `w_addr + (b - step) mod P`. The offsets are registers that follow
+            # the step, so that an address is one addition.
+            offsets = [sig(range(P), f"offset{b}_", init=b) for b in range(P)]
+            with m.If(issue):
+                m.d.sync += [offset.eq(Mux(last_step, b, Mux(offset == 0, P - 1, offset - 1)))
+                             for b, offset in enumerate(offsets)]
+            next_w_addr = w_addr + Mux(offsets[-1] == 0, Cp, 0)  # after row P - 1 (mod P): the next P rows
+        else:
+            next_w_addr = w_addr + 1
         with m.If(issue):
             with m.If(last_step):
-                m.d.sync += [step.eq(0), skew.eq(0)]
+                m.d.sync += step.eq(0)
                 with m.If(last_block):
                     m.d.sync += [block.eq(0), pass_base.eq(0), w_addr.eq(0), x_addr.eq(Mux(comp_half, 0, n_in)),
                                  comp_half.eq(~comp_half), full.bit_select(comp_half, 1).eq(0)]
@@ -344,18 +353,11 @@ class MatVec(ModelledComponent, MatVecModel):
                     m.d.sync += [block.eq(block + 1), pass_base.eq(next_base), w_addr.eq(next_base),
                                  x_addr.eq(Mux(comp_half, n_in, 0))]
             with m.Else():
-                m.d.sync += [step.eq(step + 1), skew.eq(Mux(skew_wraps, 0, skew + 1)), x_addr.eq(x_addr + 1),
-                             w_addr.eq(w_addr + Mux(skew_wraps, Cp, 0) if transpose else w_addr + 1)]
+                m.d.sync += [step.eq(step + 1), x_addr.eq(x_addr + 1), w_addr.eq(next_w_addr)]
 
         # Stage 1: memory reads.
         addr = getattr(banks, f"addr{k}")
         if transpose:
-            # Bank b reads at `w_addr + (b - skew) mod P`; the offsets are registers that follow
-            # `skew`, so that an address is one addition.
-            offsets = [sig(range(P), f"offset{b}_", init=b) for b in range(P)]
-            with m.If(issue):
-                m.d.sync += [offset.eq(Mux(last_step, b, Mux(offset == 0, P - 1, offset - 1)))
-                             for b, offset in enumerate(offsets)]
             m.d.comb += [addr[b].eq(w_addr + offset) for b, offset in enumerate(offsets)]
         else:
             m.d.comb += addr.eq(w_addr)

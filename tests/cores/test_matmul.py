@@ -152,6 +152,7 @@ def cycle_model_matches(core, k, firings, valid_prob, ready_prob, seed):
     (1, 1, 1, ("forward",), {}),
     (6, 4, 2, ("forward", "transpose"), {"lanes": 2}),
     (5, 4, 2, ("transpose",), {"dsp_shape": (12, 12)}),  # a split product: more register stages
+    (7, 6, 3, ("forward",), {}),  # a last pass of one output; the accumulator ring turns by 2
 ])
 @pytest.mark.parametrize("valid_prob, ready_prob", [(0.5, 1.0), (0.6, 0.4), (1.0, 0.1)])
 def test_the_cycle_model_is_the_hardware(rows, cols, parallel, channels, options, valid_prob, ready_prob):

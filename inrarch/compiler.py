@@ -84,7 +84,8 @@ def compile(fn, example_input, *, format=None, width=None, tolerance=1e-3, margi
     dsp_budget : int, optional
         Estimated DSP slices the design may use. The compiler fills it: it picks the number of
         sample lanes and the multipliers of every matmul that finish the example's batch soonest
-        within it (:func:`inrarch.lower.choose_lanes`).
+        within it (:func:`inrarch.lower.choose_lanes`). By default the device's usable DSPs when
+        it states a capacity (a board's device does), else no limit.
     lanes : int, optional
         Samples the design computes at once, one per lane of every stream inside it, instead of
         the number the budget gives (one without a budget). The design then takes samples in
@@ -97,6 +98,8 @@ def compile(fn, example_input, *, format=None, width=None, tolerance=1e-3, margi
         Show the format search's progress on stderr.
     """
     _check_example(example_input)
+    if dsp_budget is None and device.usable is not None:
+        dsp_budget = device.usable["DSP"]
     if format is not None:
         try:
             format = Q.parse(format)

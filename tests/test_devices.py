@@ -98,3 +98,14 @@ def test_the_format_search_tries_the_device_weight_widths():
     assert seven.report["format_search"]["weight_width"] == 25
     ecp5 = inrarch.compile(_siren(4), torch.zeros(2, 2), device=ECP5)
     assert ecp5.report["format_search"]["weight_width"] == 18
+
+
+def test_a_compile_for_a_board_folds_into_its_multipliers_by_default():
+    """The order-2 SIREN 2→8→8→3 at full parallelism needs more MULT18X18D than the ULX3S 85F has (156)."""
+    model = inrarch.models.siren(in_features=2, hidden=8, layers=2, out_features=3, w0=30.0, seed=0)
+    fn = inrarch.derivatives(model, 2)
+    x = torch.zeros(8, 2)
+    unlimited = inrarch.compile(fn, x, device=ECP5)
+    ulx3s = inrarch.compile(fn, x, device=board_device(get_board("ulx3s_85f")))
+    assert unlimited.report["dsp_estimate"] > 156
+    assert ulx3s.report["dsp_budget"] == 156 and ulx3s.report["dsp_estimate"] <= 156

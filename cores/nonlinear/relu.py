@@ -16,7 +16,7 @@ class ReluModel(_Nonlinear):
         self.constant, self.constant_frac = _fixed_constant(
             lambda bits: Fraction(self.scale), 0, max(0, self.in_format.int_bits + self.out_format.frac_bits))
         self._product_point = _point(self.in_format.frac_bits + self.constant_frac)
-        self.multiplier = _constant_multiplier(self.in_format.shape, self.constant, self.dsp_shape)
+        self.multiplier = _constant_multiplier(self.in_format.shape, self.constant, self.dsp_shape, self.pipelining)
         self.latency = self.multiplier.latency + 1
 
     @property

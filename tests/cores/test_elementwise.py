@@ -124,6 +124,7 @@ def test_every_item_once_under_stalls(name, pipelining):
     check(name, core, inputs, formats, valid_prob=0.5, ready_prob=0.3, seed=5)
 
 
+@pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")  # built only for their latency
 @pytest.mark.parametrize("pipelining, latencies", [
     (UNPIPELINED, {"mul": 2, "muladd": 2, "scale": 2, "mulconst": 2}),
     # the input registers, the saturation after the rounding, and MulAdd's addend: a stage each

@@ -86,9 +86,11 @@ class Exp(_NonlinearCore, ExpModel):
 
     Timing
     ------
-    ``TimingContract.pipeline(("a",), latency)``: a barrel-shift stage more than :class:`Sin`,
-    ``5 + order`` if every product fits one DSP, ``4 + sum(m.latency for m in lane_multipliers)`` in
-    general; initiation interval 1.
+    ``TimingContract.pipeline(("a",), latency)``: a barrel-shift stage more than :class:`Sin`, and
+    with ``pipelining.post_multiply_add`` the rounding in a stage of its own:
+    ``4 + pipelining.memory_output + pipelining.post_multiply_add + sum(m.latency for m in
+    lane_multipliers)``, which is ``5 + order`` without the optional registers if every product
+    fits one DSP (6 for q4.12 to q8.8, 11 with all of them); initiation interval 1.
 
     Error
     -----
@@ -185,9 +187,11 @@ class Sqrt(_NonlinearCore, SqrtModel):
     Timing
     ------
     ``TimingContract.pipeline(("a",), latency)``: the leading-zero count, the normalizing shift,
-    the table read, one multiply per order, the final add, the barrel shift, the rounding: latency
-    ``6 + order`` if every product fits one DSP, ``5 + sum(m.latency for m in lane_multipliers)`` in
-    general; initiation interval 1.
+    the table read, one multiply per order, the final add, the barrel shift, the rounding (in a
+    stage of its own with ``pipelining.post_multiply_add``): latency
+    ``5 + pipelining.memory_output + pipelining.post_multiply_add + sum(m.latency for m in
+    lane_multipliers)``, ``6 + order`` without the optional registers if every product fits one DSP
+    (7 for q4.12 to q4.12, 11 with all of them); initiation interval 1.
 
     Error
     -----

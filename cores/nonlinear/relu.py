@@ -43,7 +43,9 @@ class Relu(_NonlinearCore, ReluModel):
     Timing
     ------
     ``TimingContract.pipeline(("a",), latency)``: the product (``multiplier.latency`` stages, 1
-    where it fits one DSP), then rounding to ``out_format``; latency 2 unless the product is split.
+    where it fits one DSP, one more for its input registers with ``pipelining.multiplier_inputs``
+    unless the scale is a power of two), then rounding to ``out_format``; latency 2 without the
+    optional registers unless the product is split.
 
     Error
     -----

@@ -286,9 +286,9 @@ def test_backpressure_moves_every_item_once(case, pipelining):
 @pytest.mark.parametrize("pipelining, latencies", [
     (UNPIPELINED, {"Sin q2.14": 5, "Sin q2.30": 10, "Tanh": 9, "Exp": 10, "Softplus": 7, "Sqrt": 9, "cubic Sqrt": 12}),
     # one more stage per DSP product's inputs, per Horner step that adds its accumulator after the
-    # product (a step that takes all of v: the last), for the table's output and for Exp's and
-    # Sqrt's rounding
-    (Pipelining(), {"Sin q2.14": 9, "Sin q2.30": 15, "Tanh": 14, "Exp": 16, "Softplus": 11, "Sqrt": 14,
+    # product (a step that takes all of v: the last), for the table's output, for Exp's and Sqrt's
+    # rounding and for Tanh's symmetry and Softplus's sum
+    (Pipelining(), {"Sin q2.14": 9, "Sin q2.30": 15, "Tanh": 15, "Exp": 16, "Softplus": 12, "Sqrt": 14,
                     "cubic Sqrt": 18}),
 ])
 def test_table_sizes_and_latencies(pipelining, latencies):
@@ -338,11 +338,11 @@ UNSPLIT_LATENCY = {Sin: 4, Cos: 4, Tanh: 4, Sigmoid: 4, Softplus: 4, Exp: 5, Sqr
 
 def latency_if_unsplit(core):
     """The latency when every product fits one DSP without optional registers, plus the table's
-    output register and Exp's and Sqrt's separate rounding where ``core.pipelining`` has them (the
-    products' own optional registers are in their ``latency``)."""
+    output register and the reconstruction's stage of its own (all but the sinusoids') where
+    ``core.pipelining`` has them (the products' own optional registers are in their ``latency``)."""
     return (UNSPLIT_LATENCY[type(core)] + getattr(core, "table_order", 0)
             + (core.pipelining.memory_output and hasattr(core, "table"))
-            + (core.pipelining.post_multiply_add and type(core) in (Exp, Sqrt)))
+            + (core.pipelining.post_multiply_add and type(core) in (Tanh, Sigmoid, Softplus, Exp, Sqrt)))
 
 
 # (core, input format, output format, scale, span, table order or None): wide enough that the

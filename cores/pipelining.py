@@ -1,6 +1,6 @@
 """The optional pipeline registers of the arithmetic cores, chosen from the clock a design runs at."""
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 __all__ = ["Pipelining", "UNPIPELINED"]
 
@@ -40,8 +40,7 @@ class Pipelining:
 
     def as_dict(self):
         """The flags by name, as a report records them."""
-        return {"memory_output": self.memory_output, "multiplier_inputs": self.multiplier_inputs,
-                "post_multiply_add": self.post_multiply_add}
+        return asdict(self)
 
 
 UNPIPELINED = Pipelining(memory_output=False, multiplier_inputs=False, post_multiply_add=False)

@@ -8,7 +8,6 @@ from amaranth.lib import data
 from amaranth.lib.memory import Memory
 
 from ..multiply import Multiplier
-from ..pipelining import Pipelining
 
 # Error allowed to the fitted polynomials, in output ulps. Measured totals then stay near 1 ulp
 # (0.5 rounding, the fit, reduction and arithmetic errors); a looser fit halves some tables.
@@ -84,7 +83,7 @@ class _Table:
     """
 
     def __init__(self, function, extent, resolution, order, offset_bits, frac_bits, round_bias, dsp_shape,
-                 pipelining=Pipelining()):
+                 pipelining):
         if frac_bits > MAX_TABLE_FRAC_BITS:
             raise ValueError(f"a table of {frac_bits} fractional bits is beyond the float64 fit "
                              f"(at most {MAX_TABLE_FRAC_BITS}); use a narrower output format")
@@ -117,8 +116,7 @@ class _Table:
         self.multipliers = [Multiplier(shape, unsigned(bits - 1 if bits == mv and bits > 1 else bits), dsp_shape=dsp_shape,
                                        with_addend=bits == mv and bits > 1, pipelining=pipelining)
                             for shape, bits in zip(self._accumulator_shapes(), self.multiplier_bits)]
-        self.latency = (1 + pipelining.memory_output + sum(multiplier.latency for multiplier in self.multipliers)
-                        + 1)
+        self.latency = 1 + pipelining.memory_output + sum(multiplier.latency for multiplier in self.multipliers) + 1
         self.layout = data.StructLayout({f"c{j}": _signed_shape(c) for j, c in enumerate(self.coefficients)})
         self.rows = [{f"c{j}": int(c[i]) for j, c in enumerate(self.coefficients)} for i in range(self.segments)]
 
@@ -165,11 +163,11 @@ class _Table:
         m.d.comb += [port.addr.eq(index), port.en.eq(advance)]
         mv = self.offset_bits + 1
         v = _register(m, advance, v, f"{name}_v")
-        data = port.data
+        row = port.data
         if self.pipelining.memory_output:
-            data = _register(m, advance, data, f"{name}_data")
-            v = _register(m, advance, v, f"{name}_v_data")
-        coefficients = [data[f"c{j}"] for j in range(self.order + 1)]
+            row = _register(m, advance, row, f"{name}_row")
+            v = _register(m, advance, v, f"{name}_v_row")
+        coefficients = [row[f"c{j}"] for j in range(self.order + 1)]
         acc = coefficients[self.order]
         for j in range(self.order - 1, -1, -1):
             bits, multiplier = self.multiplier_bits[j], self.multipliers[j]

@@ -78,7 +78,8 @@ def compile(fn, example_input, *, format=None, width=None, tolerance=1e-3, margi
     domain : (float, float)
         Range of every input element the formats are derived for.
     clock_mhz : float
-        Clock the report's latency is given at.
+        Clock the report's latency is given at, and that the cores' optional pipeline registers
+        are chosen for (:meth:`devices.Device.pipelining`; the report's ``"pipelining"``).
     max_parallel : int, optional
         Cap on the multipliers of any one matmul.
     dsp_budget : int, optional
@@ -128,12 +129,13 @@ def compile(fn, example_input, *, format=None, width=None, tolerance=1e-3, margi
                        weight_widths=device.weight_widths)
     lap("formats")
     netlist = lower(graph, device=device, dsp_budget=dsp_budget, max_parallel=max_parallel,
-                    batch=example_input.shape[0], lanes=lanes)
+                    batch=example_input.shape[0], lanes=lanes, clock_mhz=clock_mhz)
     lap("lower")
     schedule = solve(netlist, example_input.shape[0])
     lap("solve")
     options = {"format": str(format) if format else None, "width": width, "tolerance": tolerance,
                "format_search": search.as_dict() if search else None, "margin": margin,
                "domain": tuple(domain), "clock_mhz": clock_mhz, "max_parallel": max_parallel,
-               "dsp_budget": dsp_budget, "lanes": netlist.lanes, "device": device}
+               "dsp_budget": dsp_budget, "lanes": netlist.lanes, "device": device,
+               "pipelining": device.pipelining(clock_mhz)}
     return Design(graph, netlist, schedule, output_shapes, single, options, timings)

@@ -7,8 +7,10 @@ Each entry is synthesized by YoWASP yosys ``synth_ecp5`` and placed and routed b
 the CABGA381 package, at speed grade 8 (the board itself carries the slower grade 6), with the
 design clock made from the board's 25 MHz by the EHXPLLL at :data:`TARGET_MHZ` and constrained there.
 
-* The cores are those of :func:`bench.logic_depth.cores`, each inside :class:`RegisteredCore`:
-  every port bit is a flip-flop, so that every path through the core is register to register.
+* The cores are those of :func:`bench.logic_depth.cores` with their products split for the ECP5's
+  18 × 18 multipliers (as the compiler builds them for an ECP5 device), each inside
+  :class:`RegisteredCore`: every port bit is a flip-flop, so that every path through the core is
+  register to register.
 * The designs are the order-1 SIREN 2→16→16→3 and the order-2 SIREN 2→8→8→3 at batch 8, built as
   ``python -m inrarch.build --board ulx3s_85f --clock-mhz 150 --run-vendor`` builds them (the
   self-test harness of :mod:`boards.harness` around the design), on the speed-grade-8 part.
@@ -43,6 +45,7 @@ from boards.plan import (NEXTPNR_REPORT, PLAN_NAME, BuildTimeout, design_clock, 
 from bench import results
 from bench.constants import WORKLOAD
 from bench.logic_depth import cores
+from devices import ECP5
 
 TARGET_MHZ = 150.0
 TIMEOUT_SECONDS = 15 * 60
@@ -231,7 +234,7 @@ def measure(names, timeout, scratch):
     """``{name: row}`` for the entries ``names`` (cores of :func:`bench.logic_depth.cores` and
     :data:`DESIGNS`), one place and route at a time, cores first."""
     rows = {}
-    for name, (parameters, core) in cores().items():
+    for name, (parameters, core) in cores(ECP5.multiplier).items():
         if name in names:
             directory = Path(scratch) / name
             core_plan(core, directory)
@@ -256,7 +259,7 @@ def _print(name, row):
 def main(argv=None):
     # cores() builds every core; those left out by --only are never elaborated.
     warnings.simplefilter("ignore", UnusedElaboratable)
-    entries = [*cores(), *DESIGNS]
+    entries = [*cores(ECP5.multiplier), *DESIGNS]
     parser = argparse.ArgumentParser(prog="python -m bench.fmax", description=__doc__.splitlines()[0])
     parser.add_argument("--timeout", type=int, default=TIMEOUT_SECONDS,
                         help=f"seconds one place and route may take (default: {TIMEOUT_SECONDS})")

@@ -25,6 +25,7 @@ from boards.timing import TARGET, component_depths
 from cores import (Accumulate, Add, AddConst, Cos, Exp, Fork, Gather, LaneConverter, LaneSerializer, MatVec, Mul,
                    MulAdd, MulConst, Neg, Pacer, Q, Relu, Scale, Sigmoid, Sin, Softplus, Sqrt, Step, StreamFIFO, Sub,
                    Sum, Tanh)
+from cores.multiply import DSP48E2
 from bench import results
 from bench.constants import QUICK
 
@@ -37,30 +38,32 @@ UNIT = Q(4, 12)
 ANGLE = Q(2, 14)
 
 
-def cores():
-    """``{name: (parameters, core)}`` of every core class of :mod:`cores`, each at one small parameter point."""
+def cores(dsp_shape=DSP48E2):
+    """``{name: (parameters, core)}`` of every core class of :mod:`cores`, each at one small parameter point,
+    with its products split for a DSP multiplier of ``dsp_shape`` (see :class:`cores.Multiplier`)."""
     rng = np.random.default_rng(0)
     transpose = [(0, 4 * (j % 4) + j // 4) for j in range(16)]
     return {
         "Add": ("q8.8 + q8.8 -> q8.8", Add(Q16, Q16, Q16)),
         "Sub": ("q8.8 - q8.8 -> q8.8", Sub(Q16, Q16, Q16)),
-        "Mul": ("q8.8 * q8.8 -> q8.8", Mul(Q16, Q16, Q16)),
+        "Mul": ("q8.8 * q8.8 -> q8.8", Mul(Q16, Q16, Q16, dsp_shape=dsp_shape)),
         "Neg": ("q8.8 -> q8.8", Neg(Q16, Q16)),
-        "Scale": ("30 * q8.8 -> q8.8", Scale(Q16, Q16, 30.0)),
-        "MulAdd": ("q8.8 * q8.8 + q8.8 -> q8.8", MulAdd(Q16, Q16, Q16, Q16)),
+        "Scale": ("30 * q8.8 -> q8.8", Scale(Q16, Q16, 30.0, dsp_shape=dsp_shape)),
+        "MulAdd": ("q8.8 * q8.8 + q8.8 -> q8.8", MulAdd(Q16, Q16, Q16, Q16, dsp_shape=dsp_shape)),
         "AddConst": ("q8.8 + 16-vector -> q8.8", AddConst(Q16, Q16, rng.uniform(-1, 1, 16))),
-        "MulConst": ("q8.8 * 16-vector -> q8.8", MulConst(Q16, Q16, rng.uniform(-1, 1, 16))),
-        "Sin": ("q4.12 -> q2.14", Sin(UNIT, ANGLE)),
-        "Cos": ("q4.12 -> q2.14", Cos(UNIT, ANGLE)),
-        "Tanh": ("q4.12 -> q2.14", Tanh(UNIT, ANGLE)),
-        "Sigmoid": ("q4.12 -> q2.14", Sigmoid(UNIT, ANGLE)),
-        "Softplus": ("q4.12 -> q4.12", Softplus(UNIT, UNIT)),
-        "Exp": ("q4.12 -> q8.8", Exp(UNIT, Q16)),
-        "Sqrt": ("q4.12 -> q4.12", Sqrt(UNIT, UNIT)),
-        "Relu": ("q4.12 -> q4.12", Relu(UNIT, UNIT)),
+        "MulConst": ("q8.8 * 16-vector -> q8.8", MulConst(Q16, Q16, rng.uniform(-1, 1, 16), dsp_shape=dsp_shape)),
+        "Sin": ("q4.12 -> q2.14", Sin(UNIT, ANGLE, dsp_shape=dsp_shape)),
+        "Cos": ("q4.12 -> q2.14", Cos(UNIT, ANGLE, dsp_shape=dsp_shape)),
+        "Tanh": ("q4.12 -> q2.14", Tanh(UNIT, ANGLE, dsp_shape=dsp_shape)),
+        "Sigmoid": ("q4.12 -> q2.14", Sigmoid(UNIT, ANGLE, dsp_shape=dsp_shape)),
+        "Softplus": ("q4.12 -> q4.12", Softplus(UNIT, UNIT, dsp_shape=dsp_shape)),
+        "Exp": ("q4.12 -> q8.8", Exp(UNIT, Q16, dsp_shape=dsp_shape)),
+        "Sqrt": ("q4.12 -> q4.12", Sqrt(UNIT, UNIT, dsp_shape=dsp_shape)),
+        "Relu": ("q4.12 -> q4.12", Relu(UNIT, UNIT, dsp_shape=dsp_shape)),
         "Step": ("q4.12 -> q4.12", Step(UNIT, UNIT)),
         "MatVec": ("8x8, P=4, forward+transpose, q8.8", MatVec(rng.uniform(-1, 1, (8, 8)), Q16, Q16,
-                                                               channels=("forward", "transpose"), parallel=4)),
+                                                               channels=("forward", "transpose"), parallel=4,
+                                                               dsp_shape=dsp_shape)),
         "Sum": ("q8.8, group 16", Sum(Q16, Q16, 16)),
         "Accumulate": ("q8.8, group 16", Accumulate(Q16, Q16, 16)),
         "Fork": ("16-bit, 2 outputs", Fork(Q16, 2)),

@@ -11,6 +11,7 @@ from .contract import Schedule, TimingContract
 from .fixed import Q, convert
 from .ports import lanes_layout, lanes_signature
 from .multiply import Multiplier
+from .pipelining import UNPIPELINED, Pipelining
 from .elementwise import Add, AddConst, Mul, MulAdd, MulConst, Neg, Scale, Sub
 from .matmul import MatVec
 from .nonlinear import Cos, Exp, Relu, Sigmoid, Sin, Softplus, Sqrt, Step, Tanh
@@ -19,7 +20,7 @@ from .plumbing import Fork, Gather, LaneConverter, LaneSerializer, StreamFIFO
 from .reduce import Accumulate, Sum
 
 __all__ = [
-    "Q", "convert", "TimingContract", "Schedule", "lanes_layout", "lanes_signature", "Multiplier",
+    "Q", "convert", "TimingContract", "Schedule", "lanes_layout", "lanes_signature", "Multiplier", "Pipelining", "UNPIPELINED",
     "Add", "Sub", "Mul", "Neg", "Scale", "MulAdd", "AddConst", "MulConst",
     "Sin", "Cos", "Tanh", "Sigmoid", "Softplus", "Exp", "Sqrt", "Relu", "Step", "MatVec", "Pacer", "Fork", "Gather", "LaneSerializer", "LaneConverter", "StreamFIFO", "Sum", "Accumulate",
 ]

@@ -4,7 +4,9 @@ All of them share one pipeline. In each beat they take one token from every inpu
 lane), compute the exact result at full precision in the first register stage, and round it to the
 output format in the second. A product too wide for one DSP slice is split into DSP-sized partial
 products (:class:`~cores.multiply.Multiplier`), whose adder tree adds register stages before the
-rounding. The whole pipeline holds its contents while the output is back-pressured, so no beat is
+rounding; the optional registers of :class:`~cores.pipelining.Pipelining` add stages to a product
+(its input registers, the addend of a multiply-add in a stage of its own) and round it in one stage
+and saturate it in the next. The whole pipeline holds its contents while the output is back-pressured, so no beat is
 lost or repeated.
 """
 
@@ -17,6 +19,7 @@ from .contract import TimingContract
 from .fixed import Q, convert, convert_raw, exact_integers
 from .model import ModelledComponent, Storage
 from .multiply import DSP48E2, Multiplier
+from .pipelining import Pipelining
 from .ports import lanes_signature
 
 __all__ = ["Add", "Sub", "Mul", "Neg", "Scale", "MulAdd", "AddConst", "MulConst", "constant_format"]
@@ -45,11 +48,19 @@ class _Elementwise:
         Only for the cores whose result is a product (Mul, MulAdd, Scale, MulConst): the signed
         port widths of the device's DSP multiplier that the product is split for
         (:class:`~cores.multiply.Multiplier`).
+    pipelining : Pipelining
+        Only for the cores whose result is a product: the optional registers
+        (:class:`~cores.pipelining.Pipelining`, all of them by default). ``multiplier_inputs``
+        registers the operands, ``post_multiply_add`` adds MulAdd's addend in a stage of its own
+        and rounds the product in one stage and saturates it in the next.
 
     Timing
     ------
-    Latency 2, initiation interval 1: ``TimingContract.pipeline(inputs, 2)``. A core whose
-    product is split has latency ``multiplier.latency + 1`` instead (3 for two to four DSPs).
+    Initiation interval 1: ``TimingContract.pipeline(inputs, latency)``. Latency 2 for the cores
+    without a product. A core with a product takes ``multiplier.latency`` stages for it, then one
+    to round it, and one more to saturate it with ``post_multiply_add``: latency 4 (MulAdd 5) with
+    every optional register and a product that fits one DSP, 2 with none of them; a product split
+    over two to four DSPs adds 1, over five to eight 2.
     """
 
     latency = 2
@@ -64,7 +75,8 @@ class _Elementwise:
         self._rounding = rounding
         self._overflow_mode = overflow
         if self.multiplier is not None:
-            self.latency = self.multiplier.latency + 1  # the product's stages, then rounding
+            # the product's stages, then rounding (and saturation in a stage of its own)
+            self.latency = self.multiplier.latency + 1 + self.multiplier.pipelining.post_multiply_add
         self.contract = TimingContract.pipeline(tuple(self._in_formats), self.latency)
 
     @property
@@ -176,6 +188,8 @@ class _ElementwiseCore(ModelledComponent):
                 a, b, addend, shift, fmt = self.product(operands)
                 full = self.multiplier.build(m, a, b, enable=advance, addend=addend, shift=shift,
                                              name=f"full{lane}")
+                if self.multiplier.pipelining.post_multiply_add:
+                    full, fmt = _rounded(m, advance, full, fmt, self._out_format, self._rounding, lane)
             rounded, overflowed = convert(full, fmt, self._out_format,
                                           rounding=self._rounding, overflow=self._overflow_mode)
             with m.If(advance):
@@ -184,6 +198,19 @@ class _ElementwiseCore(ModelledComponent):
         with m.If(advance & full_valid & Cat(lane_overflow).any()):
             m.d.sync += self.overflow.eq(1)
         return m
+
+
+def _rounded(m, advance, value, fmt, out_format, rounding, lane):
+    """``value`` of format ``fmt`` rounded to the fractional bits of ``out_format`` in a register
+    stage of its own, and its format: what is left to :func:`~cores.fixed.convert` is the
+    saturation, whose comparisons then do not follow the rounding's carry chain in one stage."""
+    shift = fmt.frac_bits - out_format.frac_bits
+    # one bit over the value's integer bits holds the rounding's carry
+    rounded_format = Q(max(len(value) - shift, 1) + 1 - out_format.frac_bits, out_format.frac_bits)
+    rounded = Signal(rounded_format.shape, name=f"rounded{lane}")
+    with m.If(advance):
+        m.d.sync += rounded.eq(convert(value, fmt, rounded_format, rounding=rounding, overflow="wrap")[0])
+    return rounded, rounded_format
 
 
 def _aligned(value, fmt, frac_bits):
@@ -227,8 +254,8 @@ class Sub(_ElementwiseCore, SubModel):
 class MulModel(_Elementwise):
     """The model of :class:`Mul`."""
 
-    def __init__(self, a_format, b_format, out_format, *, dsp_shape=DSP48E2, **kwargs):
-        self.multiplier = Multiplier(a_format.shape, b_format.shape, dsp_shape=dsp_shape)
+    def __init__(self, a_format, b_format, out_format, *, dsp_shape=DSP48E2, pipelining=Pipelining(), **kwargs):
+        self.multiplier = Multiplier(a_format.shape, b_format.shape, dsp_shape=dsp_shape, pipelining=pipelining)
         super().__init__({"a": a_format, "b": b_format}, out_format, **kwargs)
 
     def product(self, operands):
@@ -258,8 +285,10 @@ class Neg(_ElementwiseCore, NegModel):
 class MulAddModel(_Elementwise):
     """The model of :class:`MulAdd`."""
 
-    def __init__(self, a_format, b_format, c_format, out_format, *, dsp_shape=DSP48E2, **kwargs):
-        self.multiplier = Multiplier(a_format.shape, b_format.shape, dsp_shape=dsp_shape)
+    def __init__(self, a_format, b_format, c_format, out_format, *, dsp_shape=DSP48E2, pipelining=Pipelining(),
+                 **kwargs):
+        self.multiplier = Multiplier(a_format.shape, b_format.shape, dsp_shape=dsp_shape, with_addend=True,
+                                     pipelining=pipelining)
         super().__init__({"a": a_format, "b": b_format, "c": c_format}, out_format, **kwargs)
 
     def product(self, operands):
@@ -277,11 +306,13 @@ class MulAdd(_ElementwiseCore, MulAddModel):
 class ScaleModel(_Elementwise):
     """The model of :class:`Scale`."""
 
-    def __init__(self, a_format, out_format, scale, *, const_width=18, dsp_shape=DSP48E2, **kwargs):
+    def __init__(self, a_format, out_format, scale, *, const_width=18, dsp_shape=DSP48E2, pipelining=Pipelining(),
+                 **kwargs):
         self._const_format = constant_format([scale], const_width)
         self._scale_raw = int(self._const_format.quantize([scale])[0])
         self.scale = scale
-        self.multiplier = Multiplier(a_format.shape, self._const_format.shape, dsp_shape=dsp_shape)
+        self.multiplier = Multiplier(a_format.shape, self._const_format.shape, dsp_shape=dsp_shape,
+                                     pipelining=pipelining)
         super().__init__({"a": a_format}, out_format, **kwargs)
 
     def product(self, operands):
@@ -369,9 +400,10 @@ class AddConst(_ElementwiseCore, AddConstModel):
 class MulConstModel(_ConstantOperand):
     """The model of :class:`MulConst`."""
 
-    def __init__(self, a_format, out_format, values, *, const_width=18, dsp_shape=DSP48E2, **kwargs):
+    def __init__(self, a_format, out_format, values, *, const_width=18, dsp_shape=DSP48E2, pipelining=Pipelining(),
+                 **kwargs):
         const_format = constant_format(values, const_width)
-        self.multiplier = Multiplier(a_format.shape, const_format.shape, dsp_shape=dsp_shape)
+        self.multiplier = Multiplier(a_format.shape, const_format.shape, dsp_shape=dsp_shape, pipelining=pipelining)
         super().__init__(a_format, out_format, values, const_format, **kwargs)
 
     def product(self, operands):

@@ -11,7 +11,9 @@ have other port widths (a 7-series DSP48E1 is 25 × 18): pass them as ``dsp_shap
 
 from dataclasses import dataclass
 
-from amaranth.hdl import Cat, Mux, Shape, Signal, Value
+from amaranth.hdl import Cat, Const, Mux, Shape, Signal, Value
+
+from .pipelining import UNPIPELINED
 
 __all__ = ["Multiplier", "Piece", "DSP48E2"]
 
@@ -89,10 +91,13 @@ class Multiplier:
 
     Hardware (:meth:`build`), with every register loaded while ``enable`` is high:
 
-    1. the partial products, each registered (the DSP's own output register), the lowest one with
-       the optional ``addend`` added (the DSP's post-adder);
-    2. a binary adder tree over the partial products, ordered by weight, one registered level per
-       stage; each adder spans only the bits where its two summands overlap.
+    1. with ``pipelining.multiplier_inputs``, the operands and the addend registered (the DSP's
+       input registers; constant operands need none);
+    2. the partial products, each registered (the DSP's own output register), the lowest one with
+       the optional ``addend`` added (the DSP's post-adder) unless ``pipelining.post_multiply_add``;
+    3. a binary adder tree over the partial products, ordered by weight, one registered level per
+       stage; each adder spans only the bits where its two summands overlap;
+    4. with ``pipelining.post_multiply_add`` and an addend, the addend added in a stage of its own.
 
     A product with an operand of at most 2 bits is built as one registered shift-and-add instead:
     a few LUTs, where synthesis would otherwise spend a DSP on it.
@@ -103,6 +108,12 @@ class Multiplier:
         Shapes of the operands, signed or unsigned.
     dsp_shape : (int, int)
         Widths of the signed operands of one DSP multiplier; :data:`DSP48E2` by default.
+    with_addend : bool
+        Whether :meth:`build` is given an ``addend`` (which may take a stage of its own).
+    pipelining : Pipelining
+        The optional registers (:class:`~cores.pipelining.Pipelining`): ``multiplier_inputs`` and
+        ``post_multiply_add`` apply here. None of them by default (:data:`~cores.pipelining.UNPIPELINED`);
+        the cores pass theirs.
 
     Attributes
     ----------
@@ -112,7 +123,9 @@ class Multiplier:
         Partial products: ``len(a_pieces) * len(b_pieces)``.
     latency : int
         Register stages from the operands to the result: ``1 + ceil(log2(partials))`` (1 for a
-        product that is not split).
+        product that is not split), plus 1 for the input registers (``multiplier_inputs``, but
+        not for a shift-and-add product) and 1 for the addend's own stage (``with_addend`` and
+        ``post_multiply_add``).
     dsps : int
         DSP slices: one per partial product, none for a shift-and-add product (yosys
         ``synth_xilinx`` maps each partial product to exactly one DSP48E2). For signed ``a``- and
@@ -123,13 +136,15 @@ class Multiplier:
         Shape of the result of :meth:`build` without addend or shift: the exact range of ``a * b``.
     """
 
-    def __init__(self, a_shape, b_shape, *, dsp_shape=DSP48E2):
+    def __init__(self, a_shape, b_shape, *, dsp_shape=DSP48E2, with_addend=False, pipelining=UNPIPELINED):
         self.a_shape, self.b_shape = Shape.cast(a_shape), Shape.cast(b_shape)
         if min(self.a_shape.width, self.b_shape.width) < 1:
             raise ValueError(f"operands need at least one bit, not {self.a_shape} and {self.b_shape}")
         if min(dsp_shape) < 2:
             raise ValueError(f"a DSP multiplier port has at least 2 bits, not {dsp_shape}")
         self.dsp_shape = tuple(dsp_shape)
+        self.with_addend = with_addend
+        self.pipelining = pipelining
         self.shift_and_add = min(self.a_shape.width, self.b_shape.width) <= 2
         if self.shift_and_add:
             self.a_pieces = self.b_pieces = ()
@@ -150,8 +165,18 @@ class Multiplier:
         return self.partials
 
     @property
+    def registers_inputs(self):
+        """Whether :meth:`build` registers the operands first (a shift-and-add product is no DSP)."""
+        return self.pipelining.multiplier_inputs and not self.shift_and_add
+
+    @property
+    def adds_apart(self):
+        """Whether :meth:`build` adds the addend in a stage of its own, after the product."""
+        return self.with_addend and self.pipelining.post_multiply_add
+
+    @property
     def latency(self):
-        return 1 + (max(self.partials, 1) - 1).bit_length()
+        return self.registers_inputs + 1 + (max(self.partials, 1) - 1).bit_length() + self.adds_apart
 
     def build(self, m, a, b, *, enable=None, addend=None, shift=0, name="product"):
         """Add the pipelined product to ``m``; return ``(a * b << shift) + addend``, exactly.
@@ -166,7 +191,8 @@ class Multiplier:
             enabled when ``None``. The result of the operands sampled in a cycle with ``enable``
             high is available after ``latency`` more cycles with ``enable`` high.
         addend : Value or None
-            Added to the product, sampled together with the operands.
+            Added to the product, sampled together with the operands: given if and only if the
+            multiplier was built ``with_addend``.
         shift : int
             Left shift of the product before the addend is added (to align a finer addend).
         name : str
@@ -181,6 +207,14 @@ class Multiplier:
         if a.shape() != self.a_shape or b.shape() != self.b_shape:
             raise ValueError(f"operands of shapes {a.shape()} and {b.shape()} given to a multiplier "
                              f"of {self.a_shape} by {self.b_shape}")
+        if (addend is not None) != self.with_addend:
+            raise ValueError(f"a multiplier built with with_addend={self.with_addend} takes "
+                             f"{'an' if self.with_addend else 'no'} addend")
+        if self.registers_inputs:
+            a = _hold(m, enable, a, f"{name}_a")
+            b = _hold(m, enable, b, f"{name}_b")
+            if addend is not None:
+                addend = _hold(m, enable, addend, f"{name}_addend")
         if self.shift_and_add:
             bounds = _product_bounds(_bounds(self.a_shape), _bounds(self.b_shape))
             terms = [_Term(_shift_and_add(a, b), shift, *bounds)]
@@ -194,7 +228,7 @@ class Multiplier:
         # The range of the whole result, in units of its lowest summand's weight: the sum of the
         # partial products' ranges bounds it only loosely.
         low, high = _product_bounds(_bounds(self.a_shape), _bounds(self.b_shape))
-        if addend is not None:
+        if self.with_addend and not self.adds_apart:
             addend = Value.cast(addend)
             add_low, add_high = _bounds(addend.shape())
             low, high = (low << shift) + add_low, (high << shift) + add_high
@@ -213,7 +247,15 @@ class Multiplier:
             level += 1
             terms = [_add(*terms[k:k + 2]) if k + 1 < len(terms) else terms[k] for k in range(0, len(terms), 2)]
         result = terms[0]
-        return result.value << result.shift if result.shift else result.value
+        product = result.value << result.shift if result.shift else result.value
+        if not self.adds_apart:
+            return product
+        # the addend waits beside the product's stages, then is added in a stage of its own
+        for stage in range(level + 1):
+            addend = _hold(m, enable, addend, f"{name}_addend{stage}")
+        add_low, add_high = _bounds(addend.shape())
+        total = _Term(product + addend, 0, (low << shift) + add_low, (high << shift) + add_high)
+        return _register(m, enable, total, f"{name}_sum").value
 
 
 def _read(operand, piece):
@@ -247,9 +289,23 @@ def _add(low, high):
 
 def _register(m, enable, term, name):
     register = Signal(_shape_of(term.low, term.high), name=name)
+    _load(m, enable, register, term.value)
+    return _Term(register, term.shift, term.low, term.high)
+
+
+def _hold(m, enable, value, name):
+    """``value`` registered, unless it is a constant (a constant operand needs no input register)."""
+    value = Value.cast(value)
+    if isinstance(value, Const):
+        return value
+    register = Signal(value.shape(), name=name)
+    _load(m, enable, register, value)
+    return register
+
+
+def _load(m, enable, register, value):
     if enable is None:
-        m.d.sync += register.eq(term.value)
+        m.d.sync += register.eq(value)
     else:
         with m.If(enable):
-            m.d.sync += register.eq(term.value)
-    return _Term(register, term.shift, term.low, term.high)
+            m.d.sync += register.eq(value)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from amaranth.hdl import signed
 
 from cores.multiply import DSP48E2, Multiplier
+from cores.pipelining import UNPIPELINED, Pipelining
 
 __all__ = ["Device", "Mmcm", "Ehxplll", "DSP48E1", "DSP48E2", "MULT18X18D", "ULTRASCALE_PLUS", "ULTRASCALE", "SERIES7",
            "ECP5"]
@@ -103,6 +104,10 @@ class Device:
         ``{"LUT", "FF", "DSP", "BRAM36", "URAM"}`` of the part's programmable logic.
     usable_fraction : float
         Share of ``capacity`` a design may plan to use (a Vitis shell takes part of the device).
+    unpipelined_max_mhz : float
+        The highest clock at which the cores without their optional pipeline registers
+        (:class:`cores.pipelining.Pipelining`) meet timing on this device: :meth:`pipelining`
+        leaves the registers out up to it. 0 (the default) builds them at every clock.
     """
 
     family: str
@@ -114,6 +119,7 @@ class Device:
     vitis: bool = False
     capacity: dict = dataclasses.field(default=None, compare=False)
     usable_fraction: float = 1.0
+    unpipelined_max_mhz: float = 0.0
 
     def part(self, *, capacity, usable_fraction=1.0, vitis=False):
         """This family's facts with one part's ``capacity`` (and a board's shell); a part without
@@ -133,6 +139,11 @@ class Device:
         """Matmul weight widths to try, narrowest first: the multiplier's ports, so that a weight
         always fits one port and an operand of the other port's width still takes one DSP."""
         return tuple(sorted(set(self.multiplier)))
+
+    def pipelining(self, clock_mhz):
+        """The optional pipeline registers the cores need at ``clock_mhz`` on this device: none up
+        to :attr:`unpipelined_max_mhz` (fewer cycles of latency), all of them above."""
+        return UNPIPELINED if clock_mhz <= self.unpipelined_max_mhz else Pipelining()
 
     def dsps(self, a_bits, b_bits):
         """DSP slices of one signed ``a_bits × b_bits`` product, split as
@@ -181,6 +192,11 @@ SERIES7 = Device("7 series", DSP48E1, synth_family="xc7")
 #: Reference Guide, as ecppll cites it). The ECP5 data sheet (FPGA-DS-02012, "sysCLOCK PLL Timing")
 #: gives the same input and VCO ranges and allows outputs down to 3.125 MHz; TN1263 (now
 #: FPGA-TN-02200, the sysCLOCK PLL/DLL Design and Usage Guide) describes the dividers.
+#: Without the optional pipeline registers the slowest cores (Sin, Cos, Sigmoid, Softplus: a
+#: DP16KD read into a MULT18X18D and an add in one stage) reach 89.6 MHz after nextpnr-ecp5 on the
+#: LFE5U-85F at speed grade 8 (bench.fmax). Grades 7 and 6 (the ULX3S carries grade 6) are slower
+#: and not measured here, so the registers are left out only up to 80 MHz, a margin below that.
 ECP5 = Device("ECP5", MULT18X18D,
               pll=Ehxplll(input_mhz=(8.0, 400.0), pfd_mhz=(3.125, 400.0), vco_mhz=(400.0, 800.0),
-                          output_mhz=(10.0, 400.0), clki_div=(1, 128), clkfb_div=(1, 80), clkop_div=(1, 128)))
+                          output_mhz=(10.0, 400.0), clki_div=(1, 128), clkfb_div=(1, 80), clkop_div=(1, 128)),
+              unpipelined_max_mhz=80.0)

@@ -215,12 +215,9 @@ def build(args, progress):
     # A board of a family that devices/ does not describe (iCE40, Gowin, ...) compiles as for UltraScale+.
     target = device or ULTRASCALE_PLUS
     usable = target.usable
-    budget = args.dsp_budget
-    if budget is None and usable is not None:
-        budget = usable["DSP"]
     design = compile_design(fn, torch.zeros(args.batch, in_features, dtype=torch.float64),
                             format=args.format, width=args.bits, tolerance=args.tolerance, clock_mhz=args.clock_mhz, max_parallel=args.max_parallel,
-                            dsp_budget=budget, lanes=args.lanes, device=target, progress=progress.bars)
+                            dsp_budget=args.dsp_budget, lanes=args.lanes, device=target, progress=progress.bars)
     progress.step(f"solved: {design.report['cycles_predicted']} cycles for batch {args.batch}; estimating resources")
     report = dict(design.report)
     report["board"] = args.board

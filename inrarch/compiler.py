@@ -78,13 +78,15 @@ def compile(fn, example_input, *, format=None, width=None, tolerance=1e-3, margi
     domain : (float, float)
         Range of every input element the formats are derived for.
     clock_mhz : float
-        Clock the report's latency is given at.
+        Clock the report's latency is given at, and that the cores' optional pipeline registers
+        are chosen for (:meth:`devices.Device.pipelining`; the report's ``"pipelining"``).
     max_parallel : int, optional
         Cap on the multipliers of any one matmul.
     dsp_budget : int, optional
         Estimated DSP slices the design may use. The compiler fills it: it picks the number of
         sample lanes and the multipliers of every matmul that finish the example's batch soonest
-        within it (:func:`inrarch.lower.choose_lanes`).
+        within it (:func:`inrarch.lower.choose_lanes`). By default the device's usable DSPs when
+        it states a capacity (a board's device does), else no limit.
     lanes : int, optional
         Samples the design computes at once, one per lane of every stream inside it, instead of
         the number the budget gives (one without a budget). The design then takes samples in
@@ -97,6 +99,8 @@ def compile(fn, example_input, *, format=None, width=None, tolerance=1e-3, margi
         Show the format search's progress on stderr.
     """
     _check_example(example_input)
+    if dsp_budget is None and device.usable is not None:
+        dsp_budget = device.usable["DSP"]
     if format is not None:
         try:
             format = Q.parse(format)
@@ -125,12 +129,13 @@ def compile(fn, example_input, *, format=None, width=None, tolerance=1e-3, margi
                        weight_widths=device.weight_widths)
     lap("formats")
     netlist = lower(graph, device=device, dsp_budget=dsp_budget, max_parallel=max_parallel,
-                    batch=example_input.shape[0], lanes=lanes)
+                    batch=example_input.shape[0], lanes=lanes, clock_mhz=clock_mhz)
     lap("lower")
     schedule = solve(netlist, example_input.shape[0])
     lap("solve")
     options = {"format": str(format) if format else None, "width": width, "tolerance": tolerance,
                "format_search": search.as_dict() if search else None, "margin": margin,
                "domain": tuple(domain), "clock_mhz": clock_mhz, "max_parallel": max_parallel,
-               "dsp_budget": dsp_budget, "lanes": netlist.lanes, "device": device}
+               "dsp_budget": dsp_budget, "lanes": netlist.lanes, "device": device,
+               "pipelining": device.pipelining(clock_mhz)}
     return Design(graph, netlist, schedule, output_shapes, single, options, timings)

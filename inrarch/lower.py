@@ -136,16 +136,18 @@ def choose_parallelism(graph, pace, max_parallel=None):
     return choice
 
 
-def node_core(node, device=ULTRASCALE_PLUS, lanes=1):
+def node_core(node, device=ULTRASCALE_PLUS, lanes=1, clock_mhz=300.0):
     """The core that computes ``node`` (any op but ``input`` and ``matmul``) on ``device`` for
     ``lanes`` samples per beat, its input port names in the order of ``node.inputs``, and its
-    output port name."""
+    output port name. A core that multiplies gets the pipeline registers it needs at
+    ``clock_mhz`` on ``device`` (:meth:`devices.Device.pipelining`)."""
     spec = OPS[node.op]
     if spec.core is None:
         raise CompileError(f"no core implements IR op {node.op!r}")
     args, kwargs = spec.arguments(node, [source.meta["format"] for source in node.inputs], node.meta["format"])
     if spec.multiplies:
         kwargs["dsp_shape"] = device.multiplier
+        kwargs["pipelining"] = device.pipelining(clock_mhz)
     core = spec.core
     if lanes > 1:
         core, args, kwargs = spec.sample_lanes(core, args, kwargs, lanes)
@@ -233,12 +235,12 @@ def _netlist(graph, cores, lanes):
     return netlist
 
 
-def _fixed_cores(graph, device, lanes):
-    """Every core but the matmuls', for ``lanes`` samples per beat."""
+def _fixed_cores(graph, device, lanes, clock_mhz):
+    """Every core but the matmuls', for ``lanes`` samples per beat at ``clock_mhz``."""
     fixed = {}
     for node in graph.nodes:
         if node.op not in ("input", "matmul"):
-            core, inputs, output = node_core(node, device, lanes)
+            core, inputs, output = node_core(node, device, lanes, clock_mhz)
             fixed[node] = (_analysed_only(core), inputs, output, core.contract)
     return fixed
 
@@ -246,11 +248,11 @@ def _fixed_cores(graph, device, lanes):
 class _Folding:
     """The DSP slices a design needs at each pace (cycles per group of samples) and lane count."""
 
-    def __init__(self, graph, device, max_parallel):
-        self.graph, self.device, self.max_parallel = graph, device, max_parallel
+    def __init__(self, graph, device, max_parallel, clock_mhz=300.0):
+        self.graph, self.device, self.max_parallel, self.clock_mhz = graph, device, max_parallel, clock_mhz
         self.groups = _matmul_groups(graph)
         # Every multiplier of every core is replicated per lane, so one lane's count scales.
-        self.fixed_dsps = sum(core_dsps(core) for core, *_ in _fixed_cores(graph, device, 1).values())
+        self.fixed_dsps = sum(core_dsps(core) for core, *_ in _fixed_cores(graph, device, 1, clock_mhz).values())
         self.fastest = stream_pace(graph)
         self._matmul_dsps = {}
         self._netlists = {}
@@ -270,7 +272,7 @@ class _Folding:
         """The design at ``pace`` with ``lanes`` lanes, built once: :func:`choose_lanes` solves the
         one it then returns."""
         if (pace, lanes) not in self._netlists:
-            cores = _fixed_cores(self.graph, self.device, lanes)
+            cores = _fixed_cores(self.graph, self.device, lanes, self.clock_mhz)
             cores.update(_matmul_cores(self.groups, self.parallelism(pace), self.device, lanes))
             self._netlists[pace, lanes] = _netlist(self.graph, cores, lanes)
         return self._netlists[pace, lanes]
@@ -327,7 +329,8 @@ def choose_lanes(folding, budget, batch):
     return best[1], best[2]
 
 
-def lower(graph, *, device=ULTRASCALE_PLUS, dsp_budget=None, max_parallel=None, batch=1, lanes=None):
+def lower(graph, *, device=ULTRASCALE_PLUS, dsp_budget=None, max_parallel=None, batch=1, lanes=None,
+          clock_mhz=300.0):
     """Lower ``graph`` (formats assigned) to a :class:`Netlist` that fills ``dsp_budget``.
 
     This is FINN-style folding done automatically. Every matmul gets its own multiplier count,
@@ -335,11 +338,12 @@ def lower(graph, *, device=ULTRASCALE_PLUS, dsp_budget=None, max_parallel=None, 
     the pace and the number of sample lanes are those that finish ``batch`` samples soonest while
     the estimated DSP slices fit (:func:`choose_lanes`). Without a budget the design has one lane
     at the fastest pace, unless ``lanes`` is given. Matmul products are split for the DSP
-    multipliers of ``device`` (:class:`devices.Device`).
+    multipliers of ``device`` (:class:`devices.Device`), and the cores that multiply get the
+    pipeline registers they need at ``clock_mhz`` on it (:meth:`devices.Device.pipelining`).
     """
     if lanes is not None and lanes < 1:
         raise CompileError(f"lanes must be at least 1, not {lanes}")
-    folding = _Folding(graph, device, max_parallel)
+    folding = _Folding(graph, device, max_parallel, clock_mhz)
     if lanes is None and dsp_budget is not None:
         lanes, pace = choose_lanes(folding, dsp_budget, batch)
     else:

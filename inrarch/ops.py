@@ -95,7 +95,9 @@ class OpSpec:
         The op's two inputs may be swapped: common-subexpression merging compares them unordered.
     multiplies : bool
         The core multiplies: lowering builds it with ``dsp_shape=``, the device's DSP multiplier
-        (:attr:`devices.Device.multiplier`), which its products are split for.
+        (:attr:`devices.Device.multiplier`), which its products are split for, and with
+        ``pipelining=``, the pipeline registers it needs at the design's clock
+        (:meth:`devices.Device.pipelining`).
     sample_lanes : callable
         ``sample_lanes(core, args, kwargs, lanes)``: the ``(core, args, kwargs)`` that compute the
         op on ``lanes`` samples at once, one sample per lane (:mod:`inrarch.lower`). Default: the

@@ -27,7 +27,8 @@ def count_multipliers(netlist):
 
 
 def design_report(design):
-    """The report of a :class:`~inrarch.design.Design`: cycles, latency, buffer memory, multipliers,
+    """The report of a :class:`~inrarch.design.Design`: cycles, latency, the optional pipeline
+    registers of its cores (:class:`cores.pipelining.Pipelining`), buffer memory, multipliers,
     formats, the format search and the solver's figures (:func:`inrarch.solver_report.add_solver_report`)."""
     clock = design.options["clock_mhz"]
     fifos = fifo_entries(design.netlist, design.schedule.depths, design.options["device"])
@@ -38,6 +39,7 @@ def design_report(design):
         "batch": design.schedule.batch,
         "cycles_predicted": design.schedule.cycles,
         "clock_mhz": clock,
+        "pipelining": design.options["pipelining"].as_dict(),
         "latency_us": design.schedule.cycles / clock,
         "first_sample_cycles": solve(design.netlist, 1).cycles,
         "lanes": design.netlist.lanes,

@@ -10,6 +10,7 @@ import torch
 import inrarch
 
 from boards import AlveoU280Platform, board_device, get_board, list_boards
+from boards.device import ECP5_CAPACITY
 from boards.estimate import estimate
 from inrarch.resources import design_resources
 from boards.harness import mmcm_settings
@@ -191,3 +192,12 @@ def test_amaranth_boards_get_their_family_devices():
     assert board_device(get_board("ulx3s_85f")).multiplier == (18, 18)
     assert board_device(get_board("icebreaker")) is None
     assert board_device(AlveoU280Platform) is AlveoU280Platform.fpga
+
+
+def test_ecp5_boards_state_their_parts_capacity():
+    assert board_device(get_board("ulx3s_85f")).capacity == ECP5_CAPACITY["85F"]
+    assert board_device(get_board("ulx3s_85f")).capacity["DSP"] == 156
+    assert board_device(get_board("ulx3s_25f")).capacity["DSP"] == 28
+    assert board_device(get_board("versa_ecp5")).capacity == ECP5_CAPACITY["45F"]
+    # nextpnr places the 12F as the larger 25F die: no capacity is stated rather than a wrong one.
+    assert board_device(get_board("ulx3s_12f")).capacity is None

@@ -1,10 +1,15 @@
 """The device model: DSP multiplier widths, the one memory rule, and both reaching the compiler."""
 
+import copy
+
+import numpy as np
 import pytest
 import torch
 
 import inrarch
 from boards import board_device, get_board
+from boards.device import ECP5_USABLE_FRACTION
+from cores.pipelining import UNPIPELINED, Pipelining
 from devices import DSP48E1, DSP48E2, ECP5, MULT18X18D, SERIES7, ULTRASCALE, ULTRASCALE_PLUS
 from inrarch.resources import design_resources
 from inrarch.solver_report import fifo_entries
@@ -98,3 +103,39 @@ def test_the_format_search_tries_the_device_weight_widths():
     assert seven.report["format_search"]["weight_width"] == 25
     ecp5 = inrarch.compile(_siren(4), torch.zeros(2, 2), device=ECP5)
     assert ecp5.report["format_search"]["weight_width"] == 18
+
+
+def test_a_compile_for_a_board_folds_into_its_multipliers_by_default():
+    """The order-2 SIREN 2→8→8→3 at full parallelism needs more MULT18X18D than the ULX3S 85F has (156), and
+    the open flow routes only a share of them."""
+    model = inrarch.models.siren(in_features=2, hidden=8, layers=2, out_features=3, w0=30.0, seed=0)
+    fn = inrarch.derivatives(model, 2)
+    x = torch.zeros(8, 2)
+    unlimited = inrarch.compile(fn, x, device=ECP5)
+    ulx3s = inrarch.compile(fn, x, device=board_device(get_board("ulx3s_85f")))
+    assert unlimited.report["dsp_estimate"] > 156
+    assert ulx3s.report["dsp_budget"] == int(156 * ECP5_USABLE_FRACTION)
+    assert ulx3s.report["dsp_estimate"] <= ulx3s.report["dsp_budget"]
+
+
+def test_the_device_chooses_the_pipeline_registers_from_the_clock():
+    assert ECP5.pipelining(50.0) == ECP5.pipelining(ECP5.unpipelined_max_mhz) == UNPIPELINED
+    assert ECP5.pipelining(ECP5.unpipelined_max_mhz + 1) == ECP5.pipelining(150.0) == Pipelining()
+    # no placed evidence for the Xilinx families: every clock gets every register
+    assert all(device.pipelining(10.0) == Pipelining() for device in (ULTRASCALE_PLUS, ULTRASCALE, SERIES7))
+
+
+def test_a_slow_clock_builds_fewer_pipeline_stages_that_the_simulation_keeps_to():
+    model = inrarch.models.siren(in_features=2, hidden=8, layers=1, out_features=3, w0=30.0, seed=0)
+    slow, fast = (inrarch.compile(model, torch.zeros(4, 2), device=ECP5, clock_mhz=mhz) for mhz in (50.0, 150.0))
+    assert slow.report["pipelining"] == UNPIPELINED.as_dict() and fast.report["pipelining"] == Pipelining().as_dict()
+    for design in (slow, fast):
+        sines = [i.core for i in design.netlist.instances if i.node.op == "sin"]
+        assert sines and all(core.pipelining == design.options["pipelining"] for core in sines)
+    assert slow.report["first_sample_cycles"] < fast.report["first_sample_cycles"]
+    assert slow.report["cycles_predicted"] < fast.report["cycles_predicted"]
+    x = torch.tensor(np.random.default_rng(0).uniform(-1.0, 1.0, size=(4, 2)), dtype=torch.float32)
+    result = slow.simulate(x)
+    assert result.cycles == slow.report["cycles_predicted"] and not result.overflow
+    reference = copy.deepcopy(model).double()(x.double()).detach().numpy()
+    assert np.max(np.abs(result.outputs[0] - reference)) <= 1e-3 * np.max(np.abs(reference))

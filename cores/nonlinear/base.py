@@ -11,6 +11,7 @@ from ..contract import TimingContract
 from ..fixed import Q
 from ..model import ModelledComponent, Storage
 from ..multiply import DSP48E2, Multiplier
+from ..pipelining import Pipelining
 from ..ports import lanes_signature
 from .table import FIT_TARGET_ULPS, GUARD_BITS, _choose_table, _objects, _register, _signed_shape, _Table
 
@@ -56,10 +57,10 @@ def _odd_part(constant):
     return constant >> shift, shift
 
 
-def _constant_multiplier(a_shape, constant, dsp_shape):
+def _constant_multiplier(a_shape, constant, dsp_shape, pipelining):
     """The :class:`~cores.multiply.Multiplier` of ``a * constant`` as :func:`_constant_product`
     builds it: by the odd part of the constant, so that a power of two is a wire, not a DSP."""
-    return Multiplier(a_shape, _signed_shape([_odd_part(constant)[0]]), dsp_shape=dsp_shape)
+    return Multiplier(a_shape, _signed_shape([_odd_part(constant)[0]]), dsp_shape=dsp_shape, pipelining=pipelining)
 
 
 def _constant_product(m, advance, multiplier, x, constant, name):
@@ -85,12 +86,13 @@ class _Nonlinear:
     """Every :class:`~cores.multiply.Multiplier` one lane builds, in pipeline order (each lane
     builds its own)."""
 
-    def __init__(self, in_format, out_format, *, scale=1.0, lanes=1, dsp_shape=DSP48E2):
+    def __init__(self, in_format, out_format, *, scale=1.0, lanes=1, dsp_shape=DSP48E2, pipelining=Pipelining()):
         self.in_format = Q.parse(in_format)
         self.out_format = Q.parse(out_format)
         self.scale = float(scale)
         self.lanes = lanes
         self.dsp_shape = tuple(dsp_shape)
+        self.pipelining = pipelining
         self._configure()
         self.contract = TimingContract.pipeline(("a",), self.latency)
 
@@ -178,11 +180,12 @@ class _TableFunction(_Nonlinear):
 
     reduction = None
 
-    def __init__(self, in_format, out_format, *, scale=1.0, lanes=1, order=None, dsp_shape=DSP48E2):
+    def __init__(self, in_format, out_format, *, scale=1.0, lanes=1, order=None, dsp_shape=DSP48E2,
+                 pipelining=Pipelining()):
         if order not in (None, 1, 2, 3):
             raise ValueError(f"table order must be 1, 2 or 3, not {order!r}")
         self.requested_order = order
-        super().__init__(in_format, out_format, scale=scale, lanes=lanes, dsp_shape=dsp_shape)
+        super().__init__(in_format, out_format, scale=scale, lanes=lanes, dsp_shape=dsp_shape, pipelining=pipelining)
 
     def _setup(self, function, extent, unit, derivative, table_frac, largest_input, round_bias,
                overhead_stages):
@@ -199,7 +202,7 @@ class _TableFunction(_Nonlinear):
         self.constant, self.constant_frac = _fixed_constant(
             lambda bits: Fraction(self.scale) * input_ulp / unit(bits + 8),
             self.arg_bits, self.arg_bits + magnitude)
-        self.reduction = _constant_multiplier(self.in_format.shape, self.constant, self.dsp_shape)
+        self.reduction = _constant_multiplier(self.in_format.shape, self.constant, self.dsp_shape, self.pipelining)
         self.latency = self.reduction.latency + self.table.latency + overhead_stages
 
     def _size_table(self, function, extent, derivative, table_frac, round_bias):
@@ -209,7 +212,7 @@ class _TableFunction(_Nonlinear):
         order, resolution = _choose_table(function, extent, target, self.requested_order)
         self.arg_bits = max(resolution, table_frac + 2 + math.ceil(math.log2(derivative)))
         self.table = _Table(function, extent, resolution, order, self.arg_bits - resolution,
-                            table_frac + GUARD_BITS, round_bias, self.dsp_shape)
+                            table_frac + GUARD_BITS, round_bias, self.dsp_shape, self.pipelining)
 
     def _prepare(self, m):
         self._memory = m.submodules.table = self.table.memory()

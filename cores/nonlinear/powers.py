@@ -10,6 +10,17 @@ from .base import _ln2, _NonlinearCore, _point, _TableFunction
 from .table import GUARD_BITS, _delay, _register
 
 
+def _round_half_up(m, advance, pipelining, shifted, flags, lane):
+    """``(shifted + 1) >> 1`` and the ``flags`` of the same item: registered once more with
+    ``pipelining.post_multiply_add``, so that the rounding's carry chain and the saturation's are
+    not in one stage."""
+    rounded = (shifted + 1) >> 1
+    if not pipelining.post_multiply_add:
+        return rounded, flags
+    return (_register(m, advance, rounded, f"rounded{lane}"),
+            [_register(m, advance, flag, f"{flag.name}_r") for flag in flags])
+
+
 class ExpModel(_TableFunction):
     """The model of :class:`Exp`."""
 
@@ -21,7 +32,8 @@ class ExpModel(_TableFunction):
         reach = max(1.0, (out.int_bits - 1) * math.log(2))
         largest = min(2.0 ** (self.in_format.width - 1),
                       reach * 2.0 ** self.in_format.frac_bits / abs(self.scale) if self.scale else math.inf)
-        self._setup(np.exp2, 1.0, _ln2, 2 * math.log(2), table_frac, largest, 0, overhead_stages=2)
+        self._setup(np.exp2, 1.0, _ln2, 2 * math.log(2), table_frac, largest, 0,
+                    overhead_stages=2 + self.pipelining.post_multiply_add)
         self.table_frac_bits = table_frac + GUARD_BITS
         # Right shift of the table value, minus one: 2**k * y / 2**(Fy - Fo) rounded half up is
         # ((y >> (shift - 1)) + 1) >> 1 with shift = Fy - Fo - k.
@@ -55,7 +67,7 @@ class ExpModel(_TableFunction):
         shifted = _register(m, advance, y >> shift, f"shifted{lane}")
         over = _register(m, advance, over, f"over{lane}_s")
         under = _register(m, advance, under, f"under{lane}_s")
-        rounded = (shifted + 1) >> 1
+        rounded, (over, under) = _round_half_up(m, advance, self.pipelining, shifted, (over, under), lane)
         out = Mux(over, self.out_format.max_raw, Mux(under, 0, rounded))
         value, overflowed = convert(out, _point(self.out_format.frac_bits), self.out_format)
         return value, overflowed | over
@@ -74,9 +86,11 @@ class Exp(_NonlinearCore, ExpModel):
 
     Timing
     ------
-    ``TimingContract.pipeline(("a",), latency)``: a barrel-shift stage more than :class:`Sin`,
-    ``5 + order`` if every product fits one DSP, ``4 + sum(m.latency for m in lane_multipliers)`` in
-    general; initiation interval 1.
+    ``TimingContract.pipeline(("a",), latency)``: a barrel-shift stage more than :class:`Sin`, and
+    with ``pipelining.post_multiply_add`` the rounding in a stage of its own:
+    ``4 + pipelining.memory_output + pipelining.post_multiply_add + sum(m.latency for m in
+    lane_multipliers)``, which is ``5 + order`` without the optional registers if every product
+    fits one DSP (6 for q4.12 to q8.8, 11 with all of them); initiation interval 1.
 
     Error
     -----
@@ -104,7 +118,7 @@ class SqrtModel(_TableFunction):
         # half up is ((y >> (shift - 1)) + 1) >> 1 with shift = Fy - Fo - p + s.
         self.shift_base = self.table.frac_bits - out.frac_bits - self.power - 1
         self.shift_bits = max(0, self.shift_base + self.pairs - 1).bit_length()
-        self.latency = 2 + self.table.latency + 2
+        self.latency = 2 + self.table.latency + 2 + self.pipelining.post_multiply_add
 
     def _arg(self, t):
         """The table's ``A``-bit argument ``t - 1`` from the normalized ``t`` (model)."""
@@ -149,7 +163,8 @@ class SqrtModel(_TableFunction):
         shifted = _register(m, advance, y >> shift, f"shifted{lane}")
         over = _register(m, advance, over, f"over{lane}_s")
         zero = _register(m, advance, zero, f"zero{lane}_s")
-        out = Mux(zero, 0, Mux(over, self.out_format.max_raw, (shifted + 1) >> 1))
+        rounded, (over, zero) = _round_half_up(m, advance, self.pipelining, shifted, (over, zero), lane)
+        out = Mux(zero, 0, Mux(over, self.out_format.max_raw, rounded))
         value, overflowed = convert(out, _point(self.out_format.frac_bits), self.out_format)
         return value, overflowed | over
 
@@ -172,9 +187,11 @@ class Sqrt(_NonlinearCore, SqrtModel):
     Timing
     ------
     ``TimingContract.pipeline(("a",), latency)``: the leading-zero count, the normalizing shift,
-    the table read, one multiply per order, the final add, the barrel shift, the rounding: latency
-    ``6 + order`` if every product fits one DSP, ``5 + sum(m.latency for m in lane_multipliers)`` in
-    general; initiation interval 1.
+    the table read, one multiply per order, the final add, the barrel shift, the rounding (in a
+    stage of its own with ``pipelining.post_multiply_add``): latency
+    ``5 + pipelining.memory_output + pipelining.post_multiply_add + sum(m.latency for m in
+    lane_multipliers)``, ``6 + order`` without the optional registers if every product fits one DSP
+    (7 for q4.12 to q4.12, 11 with all of them); initiation interval 1.
 
     Error
     -----

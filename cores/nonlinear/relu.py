@@ -16,7 +16,7 @@ class ReluModel(_Nonlinear):
         self.constant, self.constant_frac = _fixed_constant(
             lambda bits: Fraction(self.scale), 0, max(0, self.in_format.int_bits + self.out_format.frac_bits))
         self._product_point = _point(self.in_format.frac_bits + self.constant_frac)
-        self.multiplier = _constant_multiplier(self.in_format.shape, self.constant, self.dsp_shape)
+        self.multiplier = _constant_multiplier(self.in_format.shape, self.constant, self.dsp_shape, self.pipelining)
         self.latency = self.multiplier.latency + 1
 
     @property
@@ -43,7 +43,9 @@ class Relu(_NonlinearCore, ReluModel):
     Timing
     ------
     ``TimingContract.pipeline(("a",), latency)``: the product (``multiplier.latency`` stages, 1
-    where it fits one DSP), then rounding to ``out_format``; latency 2 unless the product is split.
+    where it fits one DSP, one more for its input registers with ``pipelining.multiplier_inputs``
+    unless the scale is a power of two), then rounding to ``out_format``; latency 2 without the
+    optional registers unless the product is split.
 
     Error
     -----

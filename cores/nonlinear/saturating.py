@@ -8,7 +8,7 @@ from amaranth.hdl import Cat, Const, Mux
 
 from ..fixed import convert, convert_raw
 from .base import _NonlinearCore, _point, _TableFunction
-from .table import GUARD_BITS, _delay
+from .table import GUARD_BITS, _delay, _register
 
 
 class _Saturating(_TableFunction):
@@ -21,8 +21,9 @@ class _Saturating(_TableFunction):
         reach = self._reach(extent)
         largest = min(2.0 ** (self.in_format.width - 1),
                       reach * 2.0 ** self.in_format.frac_bits / abs(self.scale) if self.scale else math.inf)
+        # the output stage, and the symmetry (or softplus's linear part) in a stage of its own
         self._setup(self.function, extent, lambda bits: Fraction(1), self.derivative, frac, largest,
-                    1 << (GUARD_BITS - 1), overhead_stages=1)
+                    1 << (GUARD_BITS - 1), overhead_stages=1 + self.pipelining.post_multiply_add)
         self.one = 1 << frac
         self.index_bits = max(1, (self.table.segments - 1).bit_length())
 
@@ -59,6 +60,8 @@ class _Saturating(_TableFunction):
         saturated = _delay(m, advance, saturated, self.table.latency, f"saturated{lane}")
         magnitude = Mux(saturated, self.one, y >> GUARD_BITS)
         out = Mux(negative, self._reflect(magnitude), magnitude)
+        if self.pipelining.post_multiply_add:  # apart from the saturation's comparisons
+            out = _register(m, advance, out, f"reflected{lane}")
         return convert(out, _point(self.out_format.frac_bits), self.out_format)
 
 
@@ -88,8 +91,15 @@ class Tanh(_NonlinearCore, TanhModel):
     rounded up to whole segments (9.4 at 24 fractional bits), and is 1 beyond; the sign of ``z``
     is applied last (odd symmetry).
 
-    Parameters, ports and timing as :class:`Sin` (latency ``4 + order`` if every product fits one
-    DSP). ``overflow`` is set only when ``out_format`` cannot hold +1 and a result rounds to it.
+    Parameters and ports as :class:`Sin`. ``overflow`` is set only when ``out_format`` cannot hold
+    +1 and a result rounds to it.
+
+    Timing
+    ------
+    ``TimingContract.pipeline(("a",), latency)``, initiation interval 1: as :class:`Sin` (latency
+    ``4 + order`` without the optional registers if every product fits one DSP), and with
+    ``pipelining.post_multiply_add`` one more stage, the symmetry apart from the saturation: 11 for
+    q4.12 to q2.14 (6 without the optional registers).
 
     Error
     -----
@@ -121,7 +131,8 @@ class Sigmoid(_NonlinearCore, SigmoidModel):
     ``[0, z_max)`` with ``z_max = ln(2**(out.frac_bits+2) - 1)`` (18 at 24 fractional bits) and
     ``A = out.frac_bits`` fractional bits of ``z`` (its slope is at most 1/4).
 
-    Parameters, ports and timing as :class:`Sin`. Error: at most 2 ulp of ``out_format`` (measured).
+    Parameters and ports as :class:`Sin`, timing as :class:`Tanh`. Error: at most 2 ulp of
+    ``out_format`` (measured).
     """
 
 
@@ -171,6 +182,9 @@ class SoftplusModel(_Saturating):
         over = _delay(m, advance, z >= 1 << self.linear_bits, delay, f"over{lane}")
         saturated = _delay(m, advance, saturated, delay, f"saturated{lane}")
         total = (linear << self.linear_shift) + Mux(saturated, 1 << (GUARD_BITS - 1), y)
+        if self.pipelining.post_multiply_add:  # apart from the saturation's comparisons
+            total = _register(m, advance, total, f"total{lane}")
+            over = _register(m, advance, over, f"over{lane}_total")
         value, overflowed = convert(total >> GUARD_BITS, _point(self.out_format.frac_bits), self.out_format)
         return Mux(over, self.out_format.max_raw, value), overflowed | over
 
@@ -192,8 +206,8 @@ class Softplus(_NonlinearCore, SoftplusModel):
 
     Timing
     ------
-    ``TimingContract.pipeline(("a",), latency)``: as :class:`Sin` (``4 + order`` if every product
-    fits one DSP); initiation interval 1.
+    ``TimingContract.pipeline(("a",), latency)``: as :class:`Tanh`, the stage of its own holding
+    the sum of ``max(z, 0)`` and the table's value; initiation interval 1.
 
     Error
     -----

@@ -69,6 +69,11 @@ class Sin(_NonlinearCore, SinModel):
     dsp_shape : (int, int)
         Signed port widths of the device's DSP multiplier that every product is split for
         (:class:`~cores.multiply.Multiplier`; default the DSP48E2's 27 × 18).
+    pipelining : Pipelining
+        The optional pipeline registers (:class:`~cores.pipelining.Pipelining`; all of them by
+        default): the products' input registers, the table's output register, and the add of the
+        last Horner step (and, in the saturating functions, exp and sqrt, the reconstruction's add or
+        rounding) in stages of their own.
 
     Ports
     -----
@@ -80,10 +85,13 @@ class Sin(_NonlinearCore, SinModel):
     Timing
     ------
     ``TimingContract.pipeline(("a",), latency)``, initiation interval 1: the reduction product,
-    the table read, one multiply per order, the final add, the sign and rounding. Latency
-    ``4 + order`` when every product fits one DSP; each product split over ``p`` DSPs adds
-    ``ceil(log2 p)`` stages: ``3 + sum(m.latency for m in lane_multipliers)`` (10 for q16.16 to q2.30
-    with scale 30, whose 32 × 55-bit reduction takes 6 DSPs).
+    the table read (and its output register), one multiply per order, the final add, the sign and
+    rounding: ``3 + pipelining.memory_output + sum(m.latency for m in lane_multipliers)``. Without
+    the optional registers that is ``4 + order`` when every product fits one DSP, and each product
+    split over ``p`` DSPs adds ``ceil(log2 p)`` stages (10 for q16.16 to q2.30 with scale 30,
+    whose 32 × 55-bit reduction takes 6 DSPs). With all of them (the default) each DSP product's
+    input registers, the table's output register and the addend of the Horner step that takes all
+    of the offset add one stage each: 9 for q4.12 to q2.14 (5 without), 15 for q16.16 to q2.30.
 
     Error
     -----

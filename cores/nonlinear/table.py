@@ -77,11 +77,13 @@ class _Table:
     the accumulator, held at a range that bounds it over the whole table (interval arithmetic on
     the coefficients), times the ``multiplier_bits[j]`` unsigned bits of ``v``, or, when that is
     all of the odd ``v``, times ``v >> 1`` as ``acc * v = (acc * (v >> 1) << 1) + acc``: the same
-    integer from a port one bit narrower. ``latency`` is the memory read, ``multipliers[j].latency``
-    stages per multiply (1 where it fits one DSP) and the final add.
+    integer from a port one bit narrower. ``latency`` is the memory read, its output register
+    (``pipelining.memory_output``), ``multipliers[j].latency`` stages per multiply (1 where it
+    fits one DSP without the optional registers of ``pipelining``) and the final add.
     """
 
-    def __init__(self, function, extent, resolution, order, offset_bits, frac_bits, round_bias, dsp_shape):
+    def __init__(self, function, extent, resolution, order, offset_bits, frac_bits, round_bias, dsp_shape,
+                 pipelining):
         if frac_bits > MAX_TABLE_FRAC_BITS:
             raise ValueError(f"a table of {frac_bits} fractional bits is beyond the float64 fit "
                              f"(at most {MAX_TABLE_FRAC_BITS}); use a narrower output format")
@@ -110,9 +112,11 @@ class _Table:
         self.coefficients[0] = _objects(centre) + round_bias
 
         # a step that takes all of the odd v multiplies by v >> 1 instead (see evaluate)
-        self.multipliers = [Multiplier(shape, unsigned(bits - 1 if bits == mv and bits > 1 else bits), dsp_shape=dsp_shape)
+        self.pipelining = pipelining
+        self.multipliers = [Multiplier(shape, unsigned(bits - 1 if bits == mv and bits > 1 else bits), dsp_shape=dsp_shape,
+                                       with_addend=bits == mv and bits > 1, pipelining=pipelining)
                             for shape, bits in zip(self._accumulator_shapes(), self.multiplier_bits)]
-        self.latency = 1 + sum(multiplier.latency for multiplier in self.multipliers) + 1
+        self.latency = 1 + pipelining.memory_output + sum(multiplier.latency for multiplier in self.multipliers) + 1
         self.layout = data.StructLayout({f"c{j}": _signed_shape(c) for j, c in enumerate(self.coefficients)})
         self.rows = [{f"c{j}": int(c[i]) for j, c in enumerate(self.coefficients)} for i in range(self.segments)]
 
@@ -159,7 +163,11 @@ class _Table:
         m.d.comb += [port.addr.eq(index), port.en.eq(advance)]
         mv = self.offset_bits + 1
         v = _register(m, advance, v, f"{name}_v")
-        coefficients = [port.data[f"c{j}"] for j in range(self.order + 1)]
+        row = port.data
+        if self.pipelining.memory_output:
+            row = _register(m, advance, row, f"{name}_row")
+            v = _register(m, advance, v, f"{name}_v_row")
+        coefficients = [row[f"c{j}"] for j in range(self.order + 1)]
         acc = coefficients[self.order]
         for j in range(self.order - 1, -1, -1):
             bits, multiplier = self.multiplier_bits[j], self.multipliers[j]
@@ -167,7 +175,7 @@ class _Table:
             # accumulator's range, which is what the multiplier's pieces were cut for
             operand = Signal(multiplier.a_shape, name=f"{name}_acc{j}")
             m.d.comb += operand.eq(acc)
-            if multiplier.b_shape.width < bits:  # acc * v for the odd v: its low bit is the addend
+            if multiplier.with_addend:  # acc * v for the odd v: its low bit is the addend
                 product = multiplier.build(m, operand, v[1:], enable=advance, addend=operand, shift=1,
                                            name=f"{name}_p{j}")
             else:

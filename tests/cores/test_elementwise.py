@@ -7,6 +7,7 @@ import pytest
 
 from cores.elementwise import Add, AddConst, Mul, MulAdd, MulConst, Neg, Scale, Sub
 from cores.fixed import Q
+from cores.pipelining import UNPIPELINED, Pipelining
 from cores.testing import check_contract, run_streams
 
 SMALL_A, SMALL_B = Q(2, 2), Q(3, 1)
@@ -27,20 +28,29 @@ def exact(name, a, b=None, c=None):
     }[name]()
 
 
-def make(name, formats, out, lanes=1):
+def make(name, formats, out, lanes=1, pipelining=None):
+    """The core ``name``; ``pipelining`` (for the cores that multiply) if given, else their default."""
     a, b, c = formats
+    options = {} if pipelining is None else {"pipelining": pipelining}
     return {
         "add": lambda: Add(a, b, out, lanes=lanes), "sub": lambda: Sub(a, b, out, lanes=lanes),
-        "mul": lambda: Mul(a, b, out, lanes=lanes), "neg": lambda: Neg(a, out, lanes=lanes),
-        "muladd": lambda: MulAdd(a, b, c, out, lanes=lanes),
-        "scale": lambda: Scale(a, out, SCALE, lanes=lanes),
+        "mul": lambda: Mul(a, b, out, lanes=lanes, **options), "neg": lambda: Neg(a, out, lanes=lanes),
+        "muladd": lambda: MulAdd(a, b, c, out, lanes=lanes, **options),
+        "scale": lambda: Scale(a, out, SCALE, lanes=lanes, **options),
         "addconst": lambda: AddConst(a, out, BIAS, lanes=lanes),
-        "mulconst": lambda: MulConst(a, out, GAIN, lanes=lanes),
+        "mulconst": lambda: MulConst(a, out, GAIN, lanes=lanes, **options),
     }[name]()
 
 
 PORTS = {"add": "ab", "sub": "ab", "mul": "ab", "neg": "a", "muladd": "abc", "scale": "a",
          "addconst": "a", "mulconst": "a"}
+MULTIPLYING = ("mul", "muladd", "scale", "mulconst")
+# each core at its default, and the multiplying ones with none of the optional pipeline registers too
+VARIANTS = [(name, None) for name in sorted(PORTS)] + [(name, UNPIPELINED) for name in MULTIPLYING]
+
+
+def _variant_ident(value):
+    return "unpipelined" if value is UNPIPELINED else "default" if value is None else value
 # Error beyond the final rounding: the constant's own quantization (18 bits for gains, 32 for biases).
 CONSTANT_ERROR = {"scale": lambda a: np.abs(a) * 2.0 ** -16, "mulconst": lambda a: np.abs(a) * 2.0 ** -16,
                   "addconst": lambda a: 2.0 ** -28}
@@ -92,26 +102,37 @@ def test_random_large_formats(name):
     check(name, make(name, formats, Q(9, 18), lanes=2), inputs, formats)
 
 
-@pytest.mark.parametrize("name", sorted(PORTS))
+@pytest.mark.parametrize("name, pipelining", VARIANTS, ids=_variant_ident)
 @pytest.mark.parametrize("valid_prob", [1.0, 0.4])
-def test_contract(name, valid_prob):
+def test_contract(name, pipelining, valid_prob):
     rng = np.random.default_rng(7)
     formats = (LARGE_A, LARGE_B, LARGE_C)
     inputs = {port: [int(v) for v in rng.integers(fmt.min_raw, fmt.max_raw + 1, 80)]
               for port, fmt in zip(PORTS[name], formats)}
-    core = make(name, formats, Q(9, 18), lanes=2)
+    core = make(name, formats, Q(9, 18), lanes=2, pipelining=pipelining)
     run = check(name, core, inputs, formats, valid_prob=valid_prob, seed=3)
     check_contract(core.contract, run)
 
 
-@pytest.mark.parametrize("name", sorted(PORTS))
-def test_every_item_once_under_stalls(name):
+@pytest.mark.parametrize("name, pipelining", VARIANTS, ids=_variant_ident)
+def test_every_item_once_under_stalls(name, pipelining):
     rng = np.random.default_rng(11)
     formats = (LARGE_A, LARGE_B, LARGE_C)
     inputs = {port: [int(v) for v in rng.integers(fmt.min_raw, fmt.max_raw + 1, 240)]
               for port, fmt in zip(PORTS[name], formats)}
-    core = make(name, formats, Q(9, 18), lanes=2)
+    core = make(name, formats, Q(9, 18), lanes=2, pipelining=pipelining)
     check(name, core, inputs, formats, valid_prob=0.5, ready_prob=0.3, seed=5)
+
+
+@pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")  # built only for their latency
+@pytest.mark.parametrize("pipelining, latencies", [
+    (UNPIPELINED, {"mul": 2, "muladd": 2, "scale": 2, "mulconst": 2}),
+    # the input registers, the saturation after the rounding, and MulAdd's addend: a stage each
+    (Pipelining(), {"mul": 4, "muladd": 5, "scale": 4, "mulconst": 4}),
+])
+def test_latency_of_each_optional_register(pipelining, latencies):
+    formats = (SMALL_A, SMALL_B, SMALL_A)
+    assert {name: make(name, formats, Q(4, 3), pipelining=pipelining).latency for name in MULTIPLYING} == latencies
 
 
 def test_overflow_is_sticky_and_saturates():

@@ -15,6 +15,7 @@ from cores.elementwise import Mul, MulAdd, MulConst, Scale
 from cores.fixed import Q
 from cores.matmul import MatVec
 from cores.multiply import DSP48E2, Multiplier
+from cores.pipelining import UNPIPELINED, Pipelining
 from cores.testing import check_contract, run_streams
 from devices import ULTRASCALE_PLUS
 from inrarch.resources import core_dsps
@@ -76,7 +77,8 @@ def expected(items, shift=0):
 @pytest.mark.parametrize("dsp_shape", [DSP48E2, (6, 5), (4, 3)])
 def test_pieces_fit_the_dsp_and_cover_the_operands(dsp_shape):
     for width, sign in itertools.product(range(3, 70), (True, False)):
-        multiplier = Multiplier(signed(width) if sign else unsigned(width), signed(9), dsp_shape=dsp_shape)
+        multiplier = Multiplier(signed(width) if sign else unsigned(width), signed(9), dsp_shape=dsp_shape,
+                                pipelining=UNPIPELINED)
         for pieces, shape in ((multiplier.a_pieces, multiplier.a_shape), (multiplier.b_pieces, multiplier.b_shape)):
             assert [p.offset for p in pieces] == list(itertools.accumulate([0] + [p.shape.width for p in pieces[:-1]]))
             assert sum(p.shape.width for p in pieces) == shape.width
@@ -85,6 +87,23 @@ def test_pieces_fit_the_dsp_and_cover_the_operands(dsp_shape):
             widths = sorted((pa.shape.width + (not pa.shape.signed), pb.shape.width + (not pb.shape.signed)))
             assert widths[0] <= min(dsp_shape) and widths[1] <= max(dsp_shape)
         assert multiplier.latency == 1 + math.ceil(math.log2(multiplier.partials))
+        pipelined = Multiplier(multiplier.a_shape, signed(9), dsp_shape=dsp_shape, pipelining=Pipelining())
+        assert pipelined.latency == multiplier.latency + 1  # the input registers
+
+
+@pytest.mark.parametrize("pipelining, latencies", [
+    (UNPIPELINED, (1, 1, 3, 3)),
+    (Pipelining(multiplier_inputs=False, memory_output=False), (1, 2, 3, 4)),
+    (Pipelining(post_multiply_add=False), (2, 2, 4, 4)),
+    (Pipelining(), (2, 3, 4, 5)),
+])
+def test_each_optional_register_is_one_stage(pipelining, latencies):
+    # one DSP, one DSP with an addend, 2 x 2 pieces, 2 x 2 pieces with an addend
+    shapes = [(signed(16), signed(16)), (signed(40), signed(30))]
+    multipliers = [Multiplier(a, b, with_addend=addend, pipelining=pipelining)
+                   for a, b in shapes for addend in (False, True)]
+    assert [multiplier.partials for multiplier in multipliers] == [1, 1, 4, 4]
+    assert tuple(multiplier.latency for multiplier in multipliers) == latencies
 
 
 def test_dsp_count_rule():
@@ -96,19 +115,30 @@ def test_dsp_count_rule():
         assert Multiplier(signed(a), signed(b)).dsps == ULTRASCALE_PLUS.dsps(a, b) == rule(a, b)
     # Products that fit one DSP48E2 are not split: one register, as an unsplit `*`.
     for a, b in [(27, 18), (18, 27), (16, 18), (27, 3)]:
-        assert (Multiplier(signed(a), signed(b)).partials, Multiplier(signed(a), signed(b)).latency) == (1, 1)
-    assert [(Multiplier(signed(a), signed(b)).dsps, Multiplier(signed(a), signed(b)).latency)
-            for a, b in [(27, 27), (35, 20), (40, 40), (54, 36), (64, 64)]] == [(2, 2), (2, 2), (6, 4), (8, 4), (12, 5)]
+        multiplier = Multiplier(signed(a), signed(b), pipelining=UNPIPELINED)
+        assert (multiplier.partials, multiplier.latency) == (1, 1)
+    multipliers = [Multiplier(signed(a), signed(b), pipelining=UNPIPELINED)
+                   for a, b in [(27, 27), (35, 20), (40, 40), (54, 36), (64, 64)]]
+    assert [(m.dsps, m.latency) for m in multipliers] == [(2, 2), (2, 2), (6, 4), (8, 4), (12, 5)]
 
 
 def test_narrow_operand_is_a_shift_and_add():
-    multiplier = Multiplier(signed(40), signed(2))
-    assert (multiplier.dsps, multiplier.latency) == (0, 1)
+    # no DSP, so no DSP input registers either
+    for pipelining in (UNPIPELINED, Pipelining()):
+        multiplier = Multiplier(signed(40), signed(2), pipelining=pipelining)
+        assert (multiplier.dsps, multiplier.latency) == (0, 1)
 
 
 def test_operand_shapes_are_checked():
     with pytest.raises(ValueError, match="operands of shapes"):
         Multiplier(signed(8), signed(8)).build(Module(), Signal(signed(9)), Signal(signed(8)))
+
+
+def test_the_addend_is_declared():
+    with pytest.raises(ValueError, match="with_addend=False takes no addend"):
+        Multiplier(signed(8), signed(8)).build(Module(), Signal(signed(8)), Signal(signed(8)), addend=Signal(8))
+    with pytest.raises(ValueError, match="with_addend=True takes an addend"):
+        Multiplier(signed(8), signed(8), with_addend=True).build(Module(), Signal(signed(8)), Signal(signed(8)))
 
 
 # Numbers ------------------------------------------------------------------------------------------
@@ -129,9 +159,10 @@ def test_exhaustive_small_formats(a_shape, b_shape, dsp_shape):
 
 
 @pytest.mark.parametrize("shift", [0, 3])
-def test_exhaustive_with_addend(shift):
-    multiplier = Multiplier(signed(7), signed(6), dsp_shape=(4, 3))
-    assert (multiplier.partials, multiplier.latency) == (6, 4)  # an odd term passes a tree level
+@pytest.mark.parametrize("pipelining, latency", [(UNPIPELINED, 4), (Pipelining(), 6)])
+def test_exhaustive_with_addend(shift, pipelining, latency):
+    multiplier = Multiplier(signed(7), signed(6), dsp_shape=(4, 3), with_addend=True, pipelining=pipelining)
+    assert (multiplier.partials, multiplier.latency) == (6, latency)  # an odd term passes a tree level
     rng = np.random.default_rng(shift)
     items = [(x, y, int(rng.integers(-512, 512))) for x, y in itertools.product(range(-64, 64), range(-32, 32))]
     assert simulate_product(multiplier, items, addend_shape=signed(10), shift=shift, enable_prob=0.8) == expected(items, shift)
@@ -155,8 +186,9 @@ def test_random_wide_formats(a_shape, b_shape):
     assert simulate_product(multiplier, items, enable_prob=0.8, seed=1) == expected(items)
 
 
-def test_random_wide_with_addend():
-    multiplier = Multiplier(signed(40), signed(36))
+@pytest.mark.parametrize("pipelining", [UNPIPELINED, Pipelining()])
+def test_random_wide_with_addend(pipelining):
+    multiplier = Multiplier(signed(40), signed(36), with_addend=True, pipelining=pipelining)
     items = random_items((signed(40), signed(36), signed(70)), 200, seed=5)
     assert simulate_product(multiplier, items, addend_shape=signed(70), shift=2) == expected(items, 2)
 
@@ -183,35 +215,41 @@ def check_elementwise(core, inputs, rng):
     assert run.outputs["o"] == want
 
 
-def test_mul_with_a_split_product():
+@pytest.mark.parametrize("pipelining, latency", [(UNPIPELINED, 4), (Pipelining(), 6)])
+def test_mul_with_a_split_product(pipelining, latency):
     rng = np.random.default_rng(1)
-    core = Mul(WIDE_A, WIDE_B, WIDE_OUT, lanes=2)
-    assert (core.multiplier.dsps, core.latency, core.contract.latency) == (4, 4, 4)
+    core = Mul(WIDE_A, WIDE_B, WIDE_OUT, lanes=2, pipelining=pipelining)
+    assert (core.multiplier.dsps, core.latency, core.contract.latency) == (4, latency, latency)
     assert core_dsps(core) == 2 * 4
     inputs = {"a": raw_tokens(WIDE_A, 120, 2, rng), "b": raw_tokens(WIDE_B, 120, 2, rng)}
     check_elementwise(core, inputs, rng)
 
 
-def test_muladd_scale_and_mulconst_with_split_products():
+# latencies of MulAdd (4 DSPs) and of Scale and MulConst (2 DSPs): with every optional register, the
+# input registers, MulAdd's addend and the saturation take a stage each
+@pytest.mark.parametrize("pipelining, latencies", [(UNPIPELINED, (4, 3)), (Pipelining(), (7, 5))])
+def test_muladd_scale_and_mulconst_with_split_products(pipelining, latencies):
     rng = np.random.default_rng(2)
     a = Q(24, 16)  # 40 bits: two pieces against an 18-bit constant
-    muladd = MulAdd(Q(10, 20), Q(4, 26), Q(4, 50), Q(8, 40))  # c finer than the product: shifted product
-    assert (muladd.multiplier.dsps, muladd.latency) == (4, 4)
+    # c finer than the product: shifted product
+    muladd = MulAdd(Q(10, 20), Q(4, 26), Q(4, 50), Q(8, 40), pipelining=pipelining)
+    assert (muladd.multiplier.dsps, muladd.latency) == (4, latencies[0])
     check_elementwise(muladd, {"a": raw_tokens(Q(10, 20), 80, 1, rng), "b": raw_tokens(Q(4, 26), 80, 1, rng),
                                "c": raw_tokens(Q(4, 50), 80, 1, rng)}, rng)
-    scale = Scale(a, Q(24, 16), -2.7)
-    assert (scale.multiplier.dsps, scale.latency, core_dsps(scale)) == (2, 3, 2)
+    scale = Scale(a, Q(24, 16), -2.7, pipelining=pipelining)
+    assert (scale.multiplier.dsps, scale.latency, core_dsps(scale)) == (2, latencies[1], 2)
     check_elementwise(scale, {"a": raw_tokens(a, 80, 1, rng)}, rng)
-    mulconst = MulConst(a, Q(24, 16), rng.uniform(-3, 3, 6), lanes=2)
-    assert (mulconst.multiplier.dsps, mulconst.latency, core_dsps(mulconst)) == (2, 3, 4)
+    mulconst = MulConst(a, Q(24, 16), rng.uniform(-3, 3, 6), lanes=2, pipelining=pipelining)
+    assert (mulconst.multiplier.dsps, mulconst.latency, core_dsps(mulconst)) == (2, latencies[1], 4)
     check_elementwise(mulconst, {"a": raw_tokens(a, 90, 2, rng)}, rng)
 
 
 def test_default_formats_keep_their_latency():
     fmt = Q(4, 23)  # the compiler's default width, 27 bits
-    assert Scale(fmt, fmt, 0.5).latency == MulConst(fmt, fmt, [0.5, 2.0]).latency == 2
+    assert (Scale(fmt, fmt, 0.5, pipelining=UNPIPELINED).latency
+            == MulConst(fmt, fmt, [0.5, 2.0], pipelining=UNPIPELINED).latency == 2)
     assert MatVec(np.ones((3, 3)), fmt, fmt).pass_latency == MatVec.pass_latency == 6
-    square = Mul(fmt, fmt, fmt)  # 27 x 27: two DSPs and one adder stage
+    square = Mul(fmt, fmt, fmt, pipelining=UNPIPELINED)  # 27 x 27: two DSPs and one adder stage
     assert (square.multiplier.dsps, square.latency) == (2, 3)
 
 

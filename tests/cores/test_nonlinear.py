@@ -18,6 +18,7 @@ from boards.synth import find_tool, synth_xilinx
 from cores.fixed import Q
 from cores.nonlinear import Cos, Exp, Relu, Sigmoid, Sin, Softplus, Sqrt, Step, Tanh
 from cores.nonlinear.base import _ln2, _pi
+from cores.pipelining import UNPIPELINED, Pipelining
 from cores.testing import check_contract, run_streams
 from inrarch.resources import core_dsps
 
@@ -253,39 +254,65 @@ TIMING = [(Sin, "q16.16", "q2.30", 30.0), (Sin, "q4.8", "q2.14", 1.0), (Tanh, "q
           (Sqrt, "q8.24", "q4.28", 1.0), (Sqrt, "q4.8", "q2.14", -1.0)]
 
 
+# every optional pipeline register, and none
+PIPELININGS = [Pipelining(), UNPIPELINED]
+
+
+def _pipelining_ident(pipelining):
+    return "pipelined" if pipelining.multiplier_inputs else "unpipelined"
+
+
+@pytest.mark.parametrize("pipelining", PIPELININGS, ids=_pipelining_ident)
 @pytest.mark.parametrize("case", TIMING, ids=_ident)
-def test_contract(case):
+def test_contract(case, pipelining):
     cls, fin, fout, scale = case
-    core = cls(fin, fout, scale=scale, lanes=2)
-    raw = random_inputs(core.in_format, 395, seed=3)
+    core = cls(fin, fout, scale=scale, lanes=2, pipelining=pipelining)
+    raw = random_inputs(core.in_format, 295, seed=3)
     run, _ = _run(core, raw, valid_prob=0.4, seed=4)
     check_contract(core.contract, run)
     assert core.contract.is_token_pipeline() and core.contract.latency == core.latency
 
 
+@pytest.mark.parametrize("pipelining", PIPELININGS, ids=_pipelining_ident)
 @pytest.mark.parametrize("case", TIMING, ids=_ident)
-def test_backpressure_moves_every_item_once(case):
+def test_backpressure_moves_every_item_once(case, pipelining):
     cls, fin, fout, scale = case
-    core = cls(fin, fout, scale=scale, lanes=2)
-    raw = random_inputs(core.in_format, 395, seed=5)
+    core = cls(fin, fout, scale=scale, lanes=2, pipelining=pipelining)
+    raw = random_inputs(core.in_format, 295, seed=5)
     _, out = _run(core, raw, valid_prob=0.6, ready_prob=0.5, seed=6)
     assert np.array_equal(out, core.reference(raw))
 
 
-def test_table_sizes_and_latencies():
-    sizes = {(cls.__name__, str(fout)): (core.table_order, core.table_segments, core.latency)
+@pytest.mark.parametrize("pipelining, latencies", [
+    (UNPIPELINED, {"Sin q2.14": 5, "Sin q2.30": 10, "Tanh": 9, "Exp": 10, "Softplus": 7, "Sqrt": 9, "cubic Sqrt": 12}),
+    # one more stage per DSP product's inputs, per Horner step that adds its accumulator after the
+    # product (a step that takes all of v: the last), for the table's output, for Exp's and Sqrt's
+    # rounding and for Tanh's symmetry and Softplus's sum
+    (Pipelining(), {"Sin q2.14": 9, "Sin q2.30": 15, "Tanh": 15, "Exp": 16, "Softplus": 12, "Sqrt": 14,
+                    "cubic Sqrt": 18}),
+])
+def test_table_sizes_and_latencies(pipelining, latencies):
+    sizes = {(cls.__name__, str(fout)): (core.table_order, core.table_segments)
              for cls, fin, fout, scale in [(Sin, "q4.8", "q2.14", 1), (Sin, "q16.16", "q2.30", 30),
                                            (Tanh, "q8.24", "q2.24", 1), (Exp, "q8.24", "q8.24", 1)]
-             for core in [cls(fin, fout, scale=scale)]}
+             for core in [cls(fin, fout, scale=scale, pipelining=pipelining)]}
     # q2.14 fits one DSP per product; the others split some (see test_split_products)
-    assert sizes == {("Sin", "q2.14"): (1, 128, 5), ("Sin", "q2.30"): (2, 512, 10),
-                     ("Tanh", "q2.24"): (3, 150, 9), ("Exp", "q8.24"): (2, 256, 10)}
+    assert sizes == {("Sin", "q2.14"): (1, 128), ("Sin", "q2.30"): (2, 512),
+                     ("Tanh", "q2.24"): (3, 150), ("Exp", "q8.24"): (2, 256)}
     assert Sin("q16.16", "q2.30", scale=30, order=3).table_segments == 64
     assert Relu(Q(4, 8), Q(4, 8)).latency == 2 and Step(Q(4, 8), Q(2, 6)).latency == 1
-    softplus, sqrt = Softplus("q8.24", "q8.24"), Sqrt("q8.24", "q4.28")
-    assert (softplus.table_order, softplus.table_segments, softplus.latency) == (2, 577, 7)
-    assert (sqrt.table_order, sqrt.table_segments, sqrt.latency) == (2, 768, 9)
-    assert Sqrt("q8.24", "q4.28", order=3).latency == 12
+    softplus, sqrt = Softplus("q8.24", "q8.24", pipelining=pipelining), Sqrt("q8.24", "q4.28", pipelining=pipelining)
+    assert (softplus.table_order, softplus.table_segments) == (2, 577)
+    assert (sqrt.table_order, sqrt.table_segments) == (2, 768)
+    measured = {
+        "Sin q2.14": Sin("q4.8", "q2.14", pipelining=pipelining).latency,
+        "Sin q2.30": Sin("q16.16", "q2.30", scale=30, pipelining=pipelining).latency,
+        "Tanh": Tanh("q8.24", "q2.24", pipelining=pipelining).latency,
+        "Exp": Exp("q8.24", "q8.24", pipelining=pipelining).latency,
+        "Softplus": softplus.latency, "Sqrt": sqrt.latency,
+        "cubic Sqrt": Sqrt("q8.24", "q4.28", order=3, pipelining=pipelining).latency,
+    }
+    assert measured == latencies
 
 
 def test_exact_values_at_zero():
@@ -310,7 +337,12 @@ UNSPLIT_LATENCY = {Sin: 4, Cos: 4, Tanh: 4, Sigmoid: 4, Softplus: 4, Exp: 5, Sqr
 
 
 def latency_if_unsplit(core):
-    return UNSPLIT_LATENCY[type(core)] + getattr(core, "table_order", 0)
+    """The latency when every product fits one DSP without optional registers, plus the table's
+    output register and the reconstruction's stage of its own (all but the sinusoids') where
+    ``core.pipelining`` has them (the products' own optional registers are in their ``latency``)."""
+    return (UNSPLIT_LATENCY[type(core)] + getattr(core, "table_order", 0)
+            + (core.pipelining.memory_output and hasattr(core, "table"))
+            + (core.pipelining.post_multiply_add and type(core) in (Tanh, Sigmoid, Softplus, Exp, Sqrt)))
 
 
 # (core, input format, output format, scale, span, table order or None): wide enough that the
@@ -322,16 +354,18 @@ SPLIT = [
 ]
 
 
-def _split_core(case, lanes):
+def _split_core(case, lanes, pipelining=Pipelining()):
     cls, fin, fout, scale, span, order = case
-    return cls(fin, fout, scale=scale, lanes=lanes, **({"order": order} if order else {}))
+    return cls(fin, fout, scale=scale, lanes=lanes, pipelining=pipelining, **({"order": order} if order else {}))
 
 
+@pytest.mark.parametrize("pipelining", PIPELININGS, ids=_pipelining_ident)
 @pytest.mark.parametrize("case", SPLIT, ids=_ident)
-def test_split_products(case):
+def test_split_products(case, pipelining):
     """Bit-exact, the exact contract under input gaps, every item once under back-pressure; the
-    pipeline deeper by each split product's adder-tree stages; the DSP estimate what it builds."""
-    core = _split_core(case, lanes=2)
+    pipeline deeper by each split product's adder-tree stages (and its optional registers); the
+    DSP estimate what it builds."""
+    core = _split_core(case, 2, pipelining)
     assert any(multiplier.latency > 1 for multiplier in core.lane_multipliers)
     extra = sum(multiplier.latency - 1 for multiplier in core.lane_multipliers)
     assert core.latency == core.contract.latency == latency_if_unsplit(core) + extra
@@ -354,13 +388,14 @@ def test_split_products(case):
 def test_products_that_fit_keep_the_latency():
     """Products that fit one DSP add no stage (small formats, and Sin at a format the format search
     picks for SIREN); at the compiler's 27-bit default only the split ones do."""
-    for core in (Sin("q4.8", "q2.14"), Sin("q1.17", "q7.11", scale=30), Tanh("q4.8", "q2.14"),
-                 Softplus("q4.8", "q4.12"), Exp("q4.12", "q4.16"), Sqrt("q4.8", "q4.12"),
-                 Relu("q4.23", "q4.23", scale=30)):
+    for core in (Sin("q4.8", "q2.14", pipelining=UNPIPELINED), Sin("q1.17", "q7.11", scale=30, pipelining=UNPIPELINED),
+                 Tanh("q4.8", "q2.14", pipelining=UNPIPELINED), Softplus("q4.8", "q4.12", pipelining=UNPIPELINED),
+                 Exp("q4.12", "q4.16", pipelining=UNPIPELINED), Sqrt("q4.8", "q4.12", pipelining=UNPIPELINED),
+                 Relu("q4.23", "q4.23", scale=30, pipelining=UNPIPELINED)):
         assert all(multiplier.latency == 1 for multiplier in core.lane_multipliers)
         assert core.latency == latency_if_unsplit(core)
     # Sin at q1.26: a 27 x 30-bit reduction product (two DSPs) and two Horner steps in one each
-    sin = Sin("q1.26", "q7.20", scale=30)
+    sin = Sin("q1.26", "q7.20", scale=30, pipelining=UNPIPELINED)
     assert [(m.dsps, m.latency) for m in sin.lane_multipliers] == [(2, 2), (1, 1), (1, 1)]
     assert sin.latency == latency_if_unsplit(sin) + 1 and core_dsps(sin) == 4
     # a power-of-two constant is a wire (Tanh's z = a with scale 1), no DSP

@@ -1,0 +1,48 @@
+"""The optional pipeline registers of the arithmetic cores, chosen from the clock a design runs at."""
+
+from dataclasses import asdict, dataclass
+
+__all__ = ["Pipelining", "UNPIPELINED"]
+
+
+@dataclass(frozen=True)
+class Pipelining:
+    """Which optional pipeline registers the arithmetic cores build.
+
+    Every register here splits one register-to-register path of the cores that multiply (the
+    :class:`~cores.multiply.Multiplier` products, the nonlinear cores' tables and the multiplying
+    element-wise cores) in two, and costs one cycle of latency wherever it is present; the
+    initiation interval stays 1. Without them the cores meet timing only at lower clocks
+    (:meth:`devices.Device.pipelining` chooses from the clock). Each core's ``latency`` and timing
+    contract count the registers it builds.
+
+    Parameters
+    ----------
+    memory_output : bool
+        A table read is registered before its first use (the output register of a block RAM,
+        DP16KD or RAMB18/36): the memory's clock-to-output delay and the multiply it feeds are
+        then in different stages. One cycle in each nonlinear core with a table.
+    multiplier_inputs : bool
+        The operands of every DSP product are registered at the multiplier (the A and B input
+        registers of a DSP48E2 or MULT18X18D), so an add or a multiplexer that forms an operand
+        (a Horner step's accumulator, a constant read from a small memory) is not in the
+        multiply's stage. One cycle per product (a product of an operand of at most 2 bits, a
+        shift-and-add in LUTs, has none).
+    post_multiply_add : bool
+        An add or a rounding after a product gets its own stage instead of sharing the product's:
+        the addend of a multiply-add (a DSP's post-adder), and the rounding of a product to an
+        output format (then saturated in the stage after). One cycle per such add.
+    """
+
+    memory_output: bool = True
+    multiplier_inputs: bool = True
+    post_multiply_add: bool = True
+
+    def as_dict(self):
+        """The flags by name, as a report records them."""
+        return asdict(self)
+
+
+UNPIPELINED = Pipelining(memory_output=False, multiplier_inputs=False, post_multiply_add=False)
+"""None of the optional registers: the cores as they meet timing at lower clocks, and the default
+of a bare :class:`~cores.multiply.Multiplier` (whose caller counts its stages)."""

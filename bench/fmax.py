@@ -237,7 +237,7 @@ def measure(names, timeout, scratch):
     """``{name: row}`` for the entries ``names`` (cores of :func:`bench.logic_depth.cores` and
     :data:`DESIGNS`), one place and route at a time, cores first."""
     rows = {}
-    for name, (parameters, core) in cores(ECP5.multiplier).items():
+    for name, (parameters, core) in cores(ECP5, TARGET_MHZ).items():
         if name in names:
             directory = Path(scratch) / name
             core_plan(core, directory)
@@ -262,7 +262,7 @@ def _print(name, row):
 def main(argv=None):
     # cores() builds every core; those left out by --only are never elaborated.
     warnings.simplefilter("ignore", UnusedElaboratable)
-    entries = [*cores(ECP5.multiplier), *DESIGNS]
+    entries = [*cores(ECP5, TARGET_MHZ), *DESIGNS]
     parser = argparse.ArgumentParser(prog="python -m bench.fmax", description=__doc__.splitlines()[0])
     parser.add_argument("--timeout", type=int, default=TIMEOUT_SECONDS,
                         help=f"seconds one place and route may take (default: {TIMEOUT_SECONDS})")

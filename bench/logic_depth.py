@@ -23,9 +23,9 @@ import numpy as np
 from boards.synth import find_tool
 from boards.timing import TARGET, component_depths
 from cores import (Accumulate, Add, AddConst, Cos, Exp, Fork, Gather, LaneConverter, LaneSerializer, MatVec, Mul,
-                   MulAdd, MulConst, Neg, Pacer, Q, Relu, Scale, Sigmoid, Sin, Softplus, Sqrt, Step, StreamFIFO, Sub,
-                   Sum, Tanh)
-from cores.multiply import DSP48E2
+                   MulAdd, MulConst, Neg, Pacer, Q, RelayStation, Relu, Scale, Sigmoid, Sin, Softplus, Sqrt, Step,
+                   StreamFIFO, Sub, Sum, Tanh)
+from devices import ULTRASCALE_PLUS
 from bench import results
 from bench.constants import QUICK
 
@@ -38,36 +38,39 @@ UNIT = Q(4, 12)
 ANGLE = Q(2, 14)
 
 
-def cores(dsp_shape=DSP48E2):
+def cores(device=ULTRASCALE_PLUS, clock_mhz=300.0):
     """``{name: (parameters, core)}`` of every core class of :mod:`cores`, each at one small parameter point,
-    with its products split for a DSP multiplier of ``dsp_shape`` (see :class:`cores.Multiplier`)."""
+    its products built as the compiler builds them for ``device`` at ``clock_mhz``: split for its DSP
+    multiplier, in its DSP primitive, with the pipeline registers the clock needs
+    (:meth:`devices.Device.pipelining`)."""
     rng = np.random.default_rng(0)
     transpose = [(0, 4 * (j % 4) + j // 4) for j in range(16)]
+    dsp = {"dsp_shape": device.multiplier, "pipelining": device.pipelining(clock_mhz)}
     return {
         "Add": ("q8.8 + q8.8 -> q8.8", Add(Q16, Q16, Q16)),
         "Sub": ("q8.8 - q8.8 -> q8.8", Sub(Q16, Q16, Q16)),
-        "Mul": ("q8.8 * q8.8 -> q8.8", Mul(Q16, Q16, Q16, dsp_shape=dsp_shape)),
+        "Mul": ("q8.8 * q8.8 -> q8.8", Mul(Q16, Q16, Q16, **dsp)),
         "Neg": ("q8.8 -> q8.8", Neg(Q16, Q16)),
-        "Scale": ("30 * q8.8 -> q8.8", Scale(Q16, Q16, 30.0, dsp_shape=dsp_shape)),
-        "MulAdd": ("q8.8 * q8.8 + q8.8 -> q8.8", MulAdd(Q16, Q16, Q16, Q16, dsp_shape=dsp_shape)),
+        "Scale": ("30 * q8.8 -> q8.8", Scale(Q16, Q16, 30.0, **dsp)),
+        "MulAdd": ("q8.8 * q8.8 + q8.8 -> q8.8", MulAdd(Q16, Q16, Q16, Q16, **dsp)),
         "AddConst": ("q8.8 + 16-vector -> q8.8", AddConst(Q16, Q16, rng.uniform(-1, 1, 16))),
-        "MulConst": ("q8.8 * 16-vector -> q8.8", MulConst(Q16, Q16, rng.uniform(-1, 1, 16), dsp_shape=dsp_shape)),
-        "Sin": ("q4.12 -> q2.14", Sin(UNIT, ANGLE, dsp_shape=dsp_shape)),
-        "Cos": ("q4.12 -> q2.14", Cos(UNIT, ANGLE, dsp_shape=dsp_shape)),
-        "Tanh": ("q4.12 -> q2.14", Tanh(UNIT, ANGLE, dsp_shape=dsp_shape)),
-        "Sigmoid": ("q4.12 -> q2.14", Sigmoid(UNIT, ANGLE, dsp_shape=dsp_shape)),
-        "Softplus": ("q4.12 -> q4.12", Softplus(UNIT, UNIT, dsp_shape=dsp_shape)),
-        "Exp": ("q4.12 -> q8.8", Exp(UNIT, Q16, dsp_shape=dsp_shape)),
-        "Sqrt": ("q4.12 -> q4.12", Sqrt(UNIT, UNIT, dsp_shape=dsp_shape)),
-        "Relu": ("q4.12 -> q4.12", Relu(UNIT, UNIT, dsp_shape=dsp_shape)),
+        "MulConst": ("q8.8 * 16-vector -> q8.8", MulConst(Q16, Q16, rng.uniform(-1, 1, 16), **dsp)),
+        "Sin": ("q4.12 -> q2.14", Sin(UNIT, ANGLE, **dsp)),
+        "Cos": ("q4.12 -> q2.14", Cos(UNIT, ANGLE, **dsp)),
+        "Tanh": ("q4.12 -> q2.14", Tanh(UNIT, ANGLE, **dsp)),
+        "Sigmoid": ("q4.12 -> q2.14", Sigmoid(UNIT, ANGLE, **dsp)),
+        "Softplus": ("q4.12 -> q4.12", Softplus(UNIT, UNIT, **dsp)),
+        "Exp": ("q4.12 -> q8.8", Exp(UNIT, Q16, **dsp)),
+        "Sqrt": ("q4.12 -> q4.12", Sqrt(UNIT, UNIT, **dsp)),
+        "Relu": ("q4.12 -> q4.12", Relu(UNIT, UNIT, **dsp)),
         "Step": ("q4.12 -> q4.12", Step(UNIT, UNIT)),
         "MatVec": ("8x8, P=4, forward+transpose, q8.8", MatVec(rng.uniform(-1, 1, (8, 8)), Q16, Q16,
-                                                               channels=("forward", "transpose"), parallel=4,
-                                                               dsp_shape=dsp_shape)),
+                                                               channels=("forward", "transpose"), parallel=4, **dsp)),
         "Sum": ("q8.8, group 16", Sum(Q16, Q16, 16)),
         "Accumulate": ("q8.8, group 16", Accumulate(Q16, Q16, 16)),
         "Fork": ("16-bit, 2 outputs", Fork(Q16, 2)),
         "StreamFIFO": ("16-bit, depth 16", StreamFIFO(Q16, 16)),
+        "RelayStation": ("16-bit", RelayStation(Q16)),
         "Gather": ("4x4 transpose, q8.8", Gather([(Q16, 16)], Q16, transpose)),
         "LaneConverter": ("16-bit, 1 -> 4 lanes", LaneConverter(Q16, 1, 4)),
         "Pacer": ("16-bit, 3 tokens / 8 cycles", Pacer(Q16, 3, 8)),
@@ -89,7 +92,8 @@ def build_design(out):
     report = json.loads((Path(out) / "report.json").read_text())
     timing = report["timing"]
     return {"seconds": report["timing_seconds"], "modules": len(timing["modules"]), "worst": timing["worst"],
-            "over_target": timing["over_target"], "unregistered_dsps": timing["unregistered_dsps"]}
+            "over_target": timing["over_target"], "unregistered_dsps": timing["unregistered_dsps"],
+            "dsps": timing["dsps"], "dsps_with_m_and_p": timing["dsps_with_m_and_p"]}
 
 
 def main():
@@ -104,7 +108,8 @@ def main():
     rows = [{"core": name, "parameters": parameters, **depth.as_dict()} for name, (parameters, depth) in measured.items()]
     for row in rows:
         print(f"{row['core']:>14}: {row['levels']} levels ({row['lut_levels']} LUT, {row['carry_chains']} carry chains, "
-              f"{row['dsp_stages']} DSP), {row['unregistered_dsps']} unregistered DSPs; {row['path']}", file=sys.stderr)
+              f"{row['dsp_stages']} DSP), {row['unregistered_dsps']} unregistered DSPs, {row['dsps_with_m_and_p']} of "
+              f"{row['dsps']} DSPs with M and P registers; {row['path']}", file=sys.stderr)
     print(f"design: {design}", file=sys.stderr)
     results.record("logic_depth", {"rows": rows, "seconds": round(seconds, 1), "design": design},
                    inputs={"yosys": version, "family": "xcup", "target_levels": TARGET.levels, "model": DESIGN,

@@ -263,6 +263,11 @@ class ModuleDepth:
         DSP48 slices with a multiplier or ALU stage that no register precedes or follows.
     size : int
         Primitive cells in the module, its hierarchy below included.
+    dsps : int
+        DSP48 slices in the module.
+    dsps_with_m_and_p : int
+        Of those, the slices that multiply and keep both their M and P registers (``MREG`` and
+        ``PREG`` set): the pipeline a DSP48E2 needs for its full clock.
     """
 
     depth: Depth
@@ -271,10 +276,13 @@ class ModuleDepth:
     cells: tuple
     unregistered_dsps: int
     size: int
+    dsps: int = 0
+    dsps_with_m_and_p: int = 0
 
     def as_dict(self):
         return {**dataclasses.asdict(self.depth), "levels": self.depth.levels, "from": self.start, "to": self.end,
-                "path": _describe(self.cells), "unregistered_dsps": self.unregistered_dsps}
+                "path": _describe(self.cells), "unregistered_dsps": self.unregistered_dsps, "dsps": self.dsps,
+                "dsps_with_m_and_p": self.dsps_with_m_and_p}
 
 
 def _describe(cells):
@@ -305,11 +313,14 @@ def _module_depth(netlist):
     captures = []
     fanout = {}
     fanin = {}
-    unregistered_dsps = 0
+    unregistered_dsps = dsps = dsps_with_m_and_p = 0
     for kind, parameters, inputs, outputs, instance in cells:
         launches, cell_captures, arcs = _arcs(kind, parameters, inputs, outputs, driver.get)
         steps = [depth for _, depth in launches + cell_captures] + [step for _, _, step in arcs]
         unregistered_dsps += kind in _DSPS and _DSP in steps
+        dsps += kind in _DSPS
+        dsps_with_m_and_p += kind in _DSPS and bool(_parameter(parameters, "MREG") and _parameter(parameters, "PREG")
+                                                    and _parameter(parameters, "USE_MULT") != "NONE")
         for net, depth in launches:
             if net not in arrival or depth > arrival[net][0]:
                 arrival[net] = (depth, None, kind, netlist.name(net) or instance)
@@ -335,8 +346,9 @@ def _module_depth(netlist):
     for net, step, kind, instance, outputs in captures:
         if net in arrival and (best is None or _add(arrival[net][0], step) > best[0]):
             best = (_add(arrival[net][0], step), net, kind, instance, outputs)
+    counts = {"dsps": dsps, "dsps_with_m_and_p": dsps_with_m_and_p}
     if best is None:
-        return ModuleDepth(Depth(), None, None, (), unregistered_dsps, len(cells))
+        return ModuleDepth(Depth(), None, None, (), unregistered_dsps, len(cells), **counts)
     depth, net, end_kind, instance, outputs = best
     end = next((netlist.name(out) for nets in outputs.values() for out in nets if netlist.name(out)), instance)
     kinds = [end_kind]
@@ -344,7 +356,8 @@ def _module_depth(netlist):
         _, previous, kind, start = arrival[net]
         kinds.append(kind)
         if previous is None:
-            return ModuleDepth(_depth(depth), start, end, tuple(reversed(kinds)), unregistered_dsps, len(cells))
+            return ModuleDepth(_depth(depth), start, end, tuple(reversed(kinds)), unregistered_dsps, len(cells),
+                               **counts)
         net = previous
 
 
@@ -369,6 +382,8 @@ def timing_report(verilog_path, work_dir, *, top="top", family=ULTRASCALE_PLUS.s
         "worst": {"module": worst, **depths[worst].as_dict()},
         "over_target": [name for name, depth in depths.items() if depth.depth.levels > TARGET.levels],
         "unregistered_dsps": depths[top].unregistered_dsps,
+        "dsps": depths[top].dsps,
+        "dsps_with_m_and_p": depths[top].dsps_with_m_and_p,
     }
 
 

@@ -10,17 +10,18 @@ Every core has the same interface besides (:mod:`cores.model`): a bit-exact ``re
 from .contract import Schedule, TimingContract
 from .fixed import Q, convert
 from .ports import lanes_layout, lanes_signature
+from .dsp import DspPrimitive
 from .multiply import Multiplier
 from .pipelining import UNPIPELINED, Pipelining
 from .elementwise import Add, AddConst, Mul, MulAdd, MulConst, Neg, Scale, Sub
 from .matmul import MatVec
 from .nonlinear import Cos, Exp, Relu, Sigmoid, Sin, Softplus, Sqrt, Step, Tanh
 from .pacer import Pacer
-from .plumbing import Fork, Gather, LaneConverter, LaneSerializer, StreamFIFO
+from .plumbing import Fork, Gather, LaneConverter, LaneSerializer, RelayStation, StreamFIFO
 from .reduce import Accumulate, Sum
 
 __all__ = [
-    "Q", "convert", "TimingContract", "Schedule", "lanes_layout", "lanes_signature", "Multiplier", "Pipelining", "UNPIPELINED",
+    "Q", "convert", "TimingContract", "Schedule", "lanes_layout", "lanes_signature", "Multiplier", "DspPrimitive", "Pipelining", "UNPIPELINED",
     "Add", "Sub", "Mul", "Neg", "Scale", "MulAdd", "AddConst", "MulConst",
-    "Sin", "Cos", "Tanh", "Sigmoid", "Softplus", "Exp", "Sqrt", "Relu", "Step", "MatVec", "Pacer", "Fork", "Gather", "LaneSerializer", "LaneConverter", "StreamFIFO", "Sum", "Accumulate",
+    "Sin", "Cos", "Tanh", "Sigmoid", "Softplus", "Exp", "Sqrt", "Relu", "Step", "MatVec", "Pacer", "Fork", "Gather", "LaneSerializer", "LaneConverter", "RelayStation", "StreamFIFO", "Sum", "Accumulate",
 ]

@@ -27,6 +27,7 @@ from .elementwise import constant_format
 from .fixed import Q, convert_raw, exact_integers, exact_matmul
 from .model import ModelledComponent, Storage
 from .multiply import DSP48E2, Multiplier
+from .pipelining import UNPIPELINED
 from .ports import lanes_signature
 from .shared import Shared, module_name
 
@@ -40,12 +41,13 @@ class MatVecModel:
 
     pass_latency = 6
     """Cycles from the issue of a pass's last step to its first output: read, weight register,
-    multiply, accumulate, output buffer, saturation. An instance whose product is split adds the
-    adder stages of its :attr:`multiplier`: ``5 + multiplier.latency``. The first pass's last step issues the
-    cycle after a firing's last beat, so the latency is ``pass_latency + 1``."""
+    multiply, accumulate, output buffer, saturation. An instance whose product takes more than one
+    stage (split, with operand registers, or in a DSP48E2's M and P registers) adds them:
+    ``5 + multiplier.latency``. The first pass's last step issues the cycle after a firing's last
+    beat, so the latency is ``pass_latency + 1``."""
 
     def __init__(self, weights, in_format, out_format, *, channels=("forward",), parallel=8, lanes=1,
-                 weight_width=None, dsp_shape=DSP48E2, rounding="nearest", overflow="saturate"):
+                 weight_width=None, dsp_shape=DSP48E2, pipelining=UNPIPELINED, rounding="nearest", overflow="saturate"):
         weights = np.asarray(weights, dtype=np.float64)
         if weights.ndim != 2 or 0 in weights.shape:
             raise ValueError(f"weights must be a non-empty matrix, not of shape {weights.shape}")
@@ -70,7 +72,8 @@ class MatVecModel:
         # Built here, not on first use: the attributes are the core's module key in hierarchical
         # Verilog (cores.shared.module_name), which must not depend on whether reference() ran.
         self._weight_integers = exact_integers(self.weight_raw, self.weight_format.width)
-        self.multiplier = Multiplier(in_format.shape, self.weight_format.shape, dsp_shape=dsp_shape)
+        self.multiplier = Multiplier(in_format.shape, self.weight_format.shape, dsp_shape=dsp_shape,
+                                     pipelining=pipelining)
         self.pass_latency = type(self).pass_latency + self.multiplier.latency - 1
         rows, cols = weights.shape
         self.parallel = min(parallel, rows, cols)
@@ -188,6 +191,11 @@ class MatVec(ModelledComponent, MatVecModel):
         times an input of the wider port's width is one DSP.
     dsp_shape : (int, int)
         Widths of the signed operands of one DSP multiplier (see :class:`~cores.multiply.Multiplier`).
+    pipelining : Pipelining
+        Of :class:`~cores.pipelining.Pipelining`, the lanes' products take ``multiplier_inputs``
+        (registers at the multiplier, behind the weight and input registers, so that neither the
+        weight's nor the broadcast input's route shares the multiply's stage) and ``dsp``; none by
+        default.
     rounding, overflow : str
         How each result is brought to ``out_format`` (see :func:`cores.fixed.convert`).
 
@@ -207,7 +215,7 @@ class MatVec(ModelledComponent, MatVecModel):
     and ``passes = ceil(n_out / P)``:
     a firing reads ``n_in`` beats; output ``b * P + p`` (pass ``b``, lane ``p``) becomes valid
     ``1 + b * n_in + pass_latency + p`` cycles after the last beat (latency ``pass_latency + 1``;
-    ``pass_latency`` is 6, plus the adder stages of a split product). The first pass runs while
+    ``pass_latency`` is 6, plus the product's stages beyond one). The first pass runs while
     the vector loads: its step ``j`` issues the cycle after beat ``j`` was written to the input
     buffer (the buffer's read port is not transparent: a read in the cycle of the write gives the
     old word), so its last step issues the cycle after the last beat, whatever the gaps between
@@ -364,7 +372,7 @@ class MatVec(ModelledComponent, MatVecModel):
         m.d.comb += [getattr(banks, f"en{k}").eq(run), x_read.addr.eq(x_addr), x_read.en.eq(run)]
         valid1, first1, last1, last_block1 = (sig(1, n) for n in ("valid1_", "first1_", "last1_", "last_block1_"))
         # Stages 2 to 5 are in the lanes: 2, the weight registers; 3, products, after
-        # `multiplier.latency` register stages (one unless split); 4, accumulators; 5, the output
+        # `multiplier.latency` register stages (one unless pipelined or split); 4, accumulators; 5, the output
         # buffer, whose head is lane 0's slot. Step j finds the weight of output p in bank
         # (p + j) mod P, and the accumulators are a ring that moves each partial sum on one lane a
         # step, so lane q takes bank (q + n_in - 1) mod P: after a pass's last step lane p holds

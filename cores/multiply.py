@@ -15,7 +15,7 @@ from amaranth.hdl import Cat, Const, Mux, Shape, Signal, Value
 
 from .pipelining import UNPIPELINED
 
-__all__ = ["Multiplier", "Piece", "DSP48E2"]
+__all__ = ["Multiplier", "Piece", "DSP48E2", "LUT_PIECE_BITS"]
 
 DSP48E2 = (27, 18)
 """Operand widths of the signed multiplier of an UltraScale and UltraScale+ DSP48E2 slice: the
@@ -24,10 +24,17 @@ default ``dsp_shape`` of the cores, and the one place this fact is written."""
 
 @dataclass(frozen=True)
 class Piece:
-    """Bits ``[offset, offset + shape.width)`` of an operand, read as ``shape``."""
+    """Bits ``[offset, offset + shape.width)`` of an operand, read as ``shape``; ``dsp`` is False for
+    a low piece of at most 2 bits whose partial products are shift-and-adds in LUTs."""
 
     offset: int
     shape: Shape
+    dsp: bool = True
+
+
+#: The widest low piece of an operand that becomes shift-and-adds in LUTs instead of a DSP column:
+#: a product by a 2-bit piece is one add of two shifted copies of the other piece.
+LUT_PIECE_BITS = 2
 
 
 def _pieces(shape, port_width):
@@ -35,15 +42,25 @@ def _pieces(shape, port_width):
 
     A signed port holds ``port_width - 1`` unsigned bits, so every piece but the top one is
     unsigned and at most ``port_width - 1`` bits wide; the top piece carries the operand's sign
-    bit, if it has one, on top of those. The widths are balanced so that no piece is needlessly
-    narrow (a 2-bit piece would still take a whole DSP).
+    bit, if it has one, on top of those. Where the bits left over beyond one piece fewer are at most
+    :data:`LUT_PIECE_BITS`, they are a low piece of their own whose partial products are
+    shift-and-adds in LUTs, so that a 20-bit operand takes one 18-bit port, not two. The widths of
+    the other pieces are balanced so that no piece is needlessly narrow (a 2-bit piece would
+    still take a whole DSP).
     """
     magnitude = shape.width - shape.signed
     count = max(1, -(-magnitude // (port_width - 1)))
-    base, extra = divmod(magnitude, count)
+    lut_bits = 0
+    if count > 1 and -(-(magnitude - LUT_PIECE_BITS) // (port_width - 1)) < count:
+        count -= 1
+        lut_bits = magnitude - count * (port_width - 1)
+    base, extra = divmod(magnitude - lut_bits, count)
     widths = [base + (k >= count - extra) for k in range(count)]
     widths[-1] += shape.signed
     pieces, offset = [], 0
+    if lut_bits:
+        pieces.append(Piece(0, Shape(lut_bits, signed=False), dsp=False))
+        offset = lut_bits
     for k, width in enumerate(widths):
         top = k == count - 1
         pieces.append(Piece(offset, Shape(width, signed=shape.signed and top)))
@@ -84,10 +101,12 @@ class Multiplier:
 
     The operands are cut into pieces that each fit one port of the DSP multiplier (signed
     ``dsp_shape[0] × dsp_shape[1]``): the low pieces of an operand are unsigned, at most one bit
-    narrower than the port, its top piece keeps the sign. Each pair of an ``a`` piece and a ``b``
-    piece is one partial product. The operand order (which operand meets the wide port) is the
-    one with fewer partial products. A product whose operands each fit their port is not split:
-    it is one registered ``*``.
+    narrower than the port, its top piece keeps the sign; up to 2 bits left over beyond a port's
+    width are a low piece of their own that takes no DSP. Each pair of an ``a`` piece and a ``b``
+    piece is one partial product: in a DSP, or, with such a low piece, a shift-and-add in LUTs.
+    The operand order (which operand meets the wide port) is the one with fewer DSPs, then fewer
+    partial products. A product whose operands each fit their port is not split: it is one
+    registered ``*``.
 
     Hardware (:meth:`build`), with every register loaded while ``enable`` is high:
 
@@ -98,6 +117,12 @@ class Multiplier:
     3. a binary adder tree over the partial products, ordered by weight, one registered level per
        stage; each adder spans only the bits where its two summands overlap;
     4. with ``pipelining.post_multiply_add`` and an addend, the addend added in a stage of its own.
+
+    With a DSP primitive (``pipelining.dsp``, :class:`~cores.dsp.DspPrimitive`), each partial
+    product of steps 1 and 2 is one instance of it: the operand registers are the primitive's input
+    registers, one set per partial product, and the product's register is the primitive's output
+    register (the DSP48E2 keeps its M register before it: one cycle more). The addend then always
+    gets a stage of its own (step 4).
 
     A product with an operand of at most 2 bits is built as one registered shift-and-add instead:
     a few LUTs, where synthesis would otherwise spend a DSP on it.
@@ -111,27 +136,30 @@ class Multiplier:
     with_addend : bool
         Whether :meth:`build` is given an ``addend`` (which may take a stage of its own).
     pipelining : Pipelining
-        The optional registers (:class:`~cores.pipelining.Pipelining`): ``multiplier_inputs`` and
-        ``post_multiply_add`` apply here. None of them by default (:data:`~cores.pipelining.UNPIPELINED`);
+        The optional registers (:class:`~cores.pipelining.Pipelining`): ``multiplier_inputs``,
+        ``post_multiply_add`` and the DSP primitive ``dsp`` (whose ``shape`` must be
+        ``dsp_shape``) apply here. None of them by default (:data:`~cores.pipelining.UNPIPELINED`);
         the cores pass theirs.
 
     Attributes
     ----------
     a_pieces, b_pieces : tuple of Piece
         How the operands are cut (empty for a shift-and-add product).
+    a_wide : bool
+        Whether the ``a`` pieces meet the wide port of the DSP (``dsp_shape[0]``).
     partials : int
         Partial products: ``len(a_pieces) * len(b_pieces)``.
     latency : int
-        Register stages from the operands to the result: ``1 + ceil(log2(partials))`` (1 for a
-        product that is not split), plus 1 for the input registers (``multiplier_inputs``, but
-        not for a shift-and-add product) and 1 for the addend's own stage (``with_addend`` and
-        ``post_multiply_add``).
+        Register stages from the operands to the result: ``product_stages + ceil(log2(partials))``
+        (``product_stages`` for a product that is not split; 1, or 2 for the DSP48E2 primitive),
+        plus 1 for the input registers (``multiplier_inputs``, but not for a shift-and-add product)
+        and 1 for the addend's own stage (``with_addend`` and ``post_multiply_add`` or a primitive).
     dsps : int
-        DSP slices: one per partial product, none for a shift-and-add product (yosys
-        ``synth_xilinx`` maps each partial product to exactly one DSP48E2). For signed ``a``- and
-        ``b``-bit operands and the DSP48E2 this is
-        ``min(ceil((a-1)/26) * ceil((b-1)/17), ceil((a-1)/17) * ceil((b-1)/26))``, or 0 when
-        ``min(a, b) <= 2``: :meth:`devices.Device.dsps`.
+        DSP slices: one per partial product of two DSP pieces, none for a shift-and-add (yosys
+        ``synth_xilinx`` maps each such partial product to exactly one DSP48E2). For signed ``a``-
+        and ``b``-bit operands and the DSP48E2 this is
+        ``min(n(a, 27) * n(b, 18), n(a, 18) * n(b, 27))`` with ``n(w, port) = max(1,
+        ceil((w-3)/(port-1)))``, or 0 when ``min(a, b) <= 2``: :meth:`devices.Device.dsps`.
     shape : Shape
         Shape of the result of :meth:`build` without addend or shift: the exact range of ``a * b``.
     """
@@ -143,16 +171,21 @@ class Multiplier:
         if min(dsp_shape) < 2:
             raise ValueError(f"a DSP multiplier port has at least 2 bits, not {dsp_shape}")
         self.dsp_shape = tuple(dsp_shape)
+        if pipelining.dsp is not None and pipelining.dsp.shape != self.dsp_shape:
+            raise ValueError(f"the {pipelining.dsp.name} multiplies {pipelining.dsp.shape[0]} × "
+                             f"{pipelining.dsp.shape[1]} bits, not {self.dsp_shape[0]} × {self.dsp_shape[1]}")
         self.with_addend = with_addend
         self.pipelining = pipelining
         self.shift_and_add = min(self.a_shape.width, self.b_shape.width) <= 2
         if self.shift_and_add:
             self.a_pieces = self.b_pieces = ()
+            self.a_wide = True
         else:
             wide, narrow = self.dsp_shape
             order = (_pieces(self.a_shape, wide), _pieces(self.b_shape, narrow))
             swapped = (_pieces(self.a_shape, narrow), _pieces(self.b_shape, wide))
-            self.a_pieces, self.b_pieces = min(order, swapped, key=lambda cut: len(cut[0]) * len(cut[1]))
+            self.a_pieces, self.b_pieces = min(order, swapped, key=lambda cut: (_dsp_pairs(*cut), len(cut[0]) * len(cut[1])))
+            self.a_wide = (self.a_pieces, self.b_pieces) == order
         low, high = _product_bounds(_bounds(self.a_shape), _bounds(self.b_shape))
         self.shape = _shape_of(low, high)
 
@@ -162,7 +195,13 @@ class Multiplier:
 
     @property
     def dsps(self):
-        return self.partials
+        return _dsp_pairs(self.a_pieces, self.b_pieces)
+
+    @property
+    def primitive(self):
+        """The :class:`~cores.dsp.DspPrimitive` each partial product instantiates, or None (a
+        ``*`` for synthesis to map, and always for a shift-and-add product)."""
+        return None if self.shift_and_add else self.pipelining.dsp
 
     @property
     def registers_inputs(self):
@@ -170,13 +209,20 @@ class Multiplier:
         return self.pipelining.multiplier_inputs and not self.shift_and_add
 
     @property
+    def product_stages(self):
+        """Registers from the (registered) operands to the partial products: the primitive's, or one."""
+        return 1 if self.primitive is None else self.primitive.product_stages
+
+    @property
     def adds_apart(self):
-        """Whether :meth:`build` adds the addend in a stage of its own, after the product."""
-        return self.with_addend and self.pipelining.post_multiply_add
+        """Whether :meth:`build` adds the addend in a stage of its own, after the product (always
+        after a primitive's output register)."""
+        return self.with_addend and (self.pipelining.post_multiply_add or self.primitive is not None)
 
     @property
     def latency(self):
-        return self.registers_inputs + 1 + (max(self.partials, 1) - 1).bit_length() + self.adds_apart
+        return (self.registers_inputs + self.product_stages + (max(self.partials, 1) - 1).bit_length()
+                + self.adds_apart)
 
     def build(self, m, a, b, *, enable=None, addend=None, shift=0, name="product"):
         """Add the pipelined product to ``m``; return ``(a * b << shift) + addend``, exactly.
@@ -211,20 +257,33 @@ class Multiplier:
             raise ValueError(f"a multiplier built with with_addend={self.with_addend} takes "
                              f"{'an' if self.with_addend else 'no'} addend")
         if self.registers_inputs:
-            a = _hold(m, enable, a, f"{name}_a")
-            b = _hold(m, enable, b, f"{name}_b")
+            if self.primitive is None:
+                a = _hold(m, enable, a, f"{name}_a")
+                b = _hold(m, enable, b, f"{name}_b")
             if addend is not None:
                 addend = _hold(m, enable, addend, f"{name}_addend")
+        # Every partial product with the registers still to load before the adder tree: none for
+        # a primitive's (its output register), `product_stages` for one in the fabric.
         if self.shift_and_add:
             bounds = _product_bounds(_bounds(self.a_shape), _bounds(self.b_shape))
-            terms = [_Term(_shift_and_add(a, b), shift, *bounds)]
+            terms = [(_Term(_shift_and_add(a, b), shift, *bounds), 1, f"{name}_partial0")]
         else:
             terms = []
             for pa in self.a_pieces:
                 for pb in self.b_pieces:
                     bounds = _product_bounds(_bounds(pa.shape), _bounds(pb.shape))
-                    terms.append(_Term(_read(a, pa) * _read(b, pb), shift + pa.offset + pb.offset, *bounds))
-            terms.sort(key=lambda term: term.shift)
+                    part = f"{name}_partial{len(terms)}"
+                    if self.primitive is not None and pa.dsp and pb.dsp:
+                        value, stages = _fit(self._dsp_product(m, a, pa, b, pb, enable, part), *bounds), 0
+                    else:
+                        x, y = _read(a, pa), _read(b, pb)
+                        if self.primitive is not None and self.registers_inputs:
+                            x = x if isinstance(a, Const) else _hold(m, enable, x, f"{part}_a")
+                            y = y if isinstance(b, Const) else _hold(m, enable, y, f"{part}_b")
+                        value = x * y if pa.dsp and pb.dsp else _shift_and_add(x, y)
+                        stages = self.product_stages
+                    terms.append((_Term(value, shift + pa.offset + pb.offset, *bounds), stages, part))
+            terms.sort(key=lambda term: term[0].shift)
         # The range of the whole result, in units of its lowest summand's weight: the sum of the
         # partial products' ranges bounds it only loosely.
         low, high = _product_bounds(_bounds(self.a_shape), _bounds(self.b_shape))
@@ -232,30 +291,60 @@ class Multiplier:
             addend = Value.cast(addend)
             add_low, add_high = _bounds(addend.shape())
             low, high = (low << shift) + add_low, (high << shift) + add_high
-            first = terms[0]
-            terms[0] = _Term((first.value << first.shift) + addend, 0,
-                             (first.low << first.shift) + add_low, (first.high << first.shift) + add_high)
-        # One registered level per stage: the partial products, then each level of the adder tree.
+            (first, stages, part) = terms[0]
+            terms[0] = (_Term((first.value << first.shift) + addend, 0, (first.low << first.shift) + add_low,
+                              (first.high << first.shift) + add_high), stages, part)
+        if len(terms) == 1:
+            (only, stages, part), = terms
+            terms = [(_Term(only.value, only.shift, low, high), stages, part)]
+        terms = [_delay(m, enable, term, stages, part) for term, stages, part in terms]
+        # One registered level of the adder tree per stage.
         level = 0
-        while True:
-            if len(terms) == 1:
-                terms = [_Term(terms[0].value, terms[0].shift, low, high)]
-            terms = [_register(m, enable, term, f"{name}_sum{level}_{k}" if level else f"{name}_partial{k}")
-                     for k, term in enumerate(terms)]
-            if len(terms) == 1:
-                break
+        while len(terms) > 1:
             level += 1
             terms = [_add(*terms[k:k + 2]) if k + 1 < len(terms) else terms[k] for k in range(0, len(terms), 2)]
+            if len(terms) == 1:
+                terms = [_Term(terms[0].value, terms[0].shift, low, high)]
+            terms = [_register(m, enable, term, f"{name}_sum{level}_{k}") for k, term in enumerate(terms)]
         result = terms[0]
         product = result.value << result.shift if result.shift else result.value
         if not self.adds_apart:
             return product
         # the addend waits beside the product's stages, then is added in a stage of its own
-        for stage in range(level + 1):
+        for stage in range(self.product_stages + level):
             addend = _hold(m, enable, addend, f"{name}_addend{stage}")
         add_low, add_high = _bounds(addend.shape())
         total = _Term(product + addend, 0, (low << shift) + add_low, (high << shift) + add_high)
         return _register(m, enable, total, f"{name}_sum").value
+
+
+    def _dsp_product(self, m, a, pa, b, pb, enable, name):
+        """The partial product of pieces ``pa`` of ``a`` and ``pb`` of ``b`` in one instance of the
+        primitive, the operand registers inside it (none for a constant operand)."""
+        operands = [(_read(a, pa), self.registers_inputs and not isinstance(a, Const)),
+                    (_read(b, pb), self.registers_inputs and not isinstance(b, Const))]
+        (wide, hold_wide), (narrow, hold_narrow) = operands if self.a_wide else operands[::-1]
+        return self.primitive.build(m, wide, narrow, enable=enable, register_a=hold_wide, register_b=hold_narrow,
+                                    name=name)
+
+
+def _dsp_pairs(a_pieces, b_pieces):
+    """Partial products of two cuts that take a DSP: those of two DSP pieces."""
+    return sum(pa.dsp for pa in a_pieces) * sum(pb.dsp for pb in b_pieces)
+
+
+def _delay(m, enable, term, stages, name):
+    """``term`` after ``stages`` registers: the first named ``name``, the others after it."""
+    for stage in range(stages):
+        term = _register(m, enable, term, name if stage == 0 else f"{name}_{stage}")
+    return term
+
+
+def _fit(value, low, high):
+    """The low bits of ``value`` that hold every integer in ``[low, high]``, read as such."""
+    shape = _shape_of(low, high)
+    bits = value[:shape.width]
+    return bits.as_signed() if shape.signed else bits
 
 
 def _read(operand, piece):

@@ -2,6 +2,8 @@
 
 from dataclasses import asdict, dataclass
 
+from .dsp import DspPrimitive
+
 __all__ = ["Pipelining", "UNPIPELINED"]
 
 
@@ -32,15 +34,21 @@ class Pipelining:
         An add or a rounding after a product gets its own stage instead of sharing the product's:
         the addend of a multiply-add (a DSP's post-adder), and the rounding of a product to an
         output format (then saturated in the stage after). One cycle per such add.
+    dsp : DspPrimitive or None
+        The device's DSP primitive that every partial product instantiates, its operand
+        registers (``multiplier_inputs``) and its output registers inside it
+        (:class:`~cores.dsp.DspPrimitive`; the DSP48E2's M register is one cycle more); None
+        (the default) writes products as ``*`` between fabric registers, for synthesis to map.
     """
 
     memory_output: bool = True
     multiplier_inputs: bool = True
     post_multiply_add: bool = True
+    dsp: DspPrimitive = None
 
     def as_dict(self):
-        """The flags by name, as a report records them."""
-        return asdict(self)
+        """The flags by name, and the DSP primitive's name (or None), as a report records them."""
+        return {**asdict(self), "dsp": None if self.dsp is None else self.dsp.name}
 
 
 UNPIPELINED = Pipelining(memory_output=False, multiplier_inputs=False, post_multiply_add=False)

@@ -24,7 +24,7 @@ from .fixed import Q, convert, convert_raw
 from .model import ModelledComponent, Storage
 from .ports import lanes_layout, lanes_signature
 
-__all__ = ["Fork", "StreamFIFO", "Gather", "LaneSerializer", "LaneConverter"]
+__all__ = ["Fork", "StreamFIFO", "RelayStation", "RelayStationCycles", "Gather", "LaneSerializer", "LaneConverter"]
 
 
 class Fork(wiring.Component):
@@ -163,6 +163,84 @@ class StreamFIFO(wiring.Component):
             self.level.eq(fifo.level),
         ]
         return m
+
+
+class RelayStation(wiring.Component):
+    """One register stage on a stream, in both directions: a stream crossing between two dies.
+
+    A skid buffer of two registers: ``o.valid`` and ``o.payload`` are the output register's, and
+    ``i.ready`` is a register too (the skid register is empty), so no combinational path goes
+    through a relay station. Placed one in each die a stream passes (:mod:`boards.floorplan`),
+    every signal that crosses a die boundary goes from a register to a register.
+
+    Parameters
+    ----------
+    fmt : Q
+        Element format.
+    lanes : int
+        Elements per beat.
+
+    Ports
+    -----
+    i : In(stream.Signature(ArrayLayout(fmt.shape, lanes)))
+    o : Out(stream.Signature(ArrayLayout(fmt.shape, lanes)))
+
+    Timing
+    ------
+    A pipeline of latency 1 and initiation interval 1: ``TimingContract.pipeline(("i",), 1)``.
+    While ``o`` is held, the output register keeps its beat and the skid register takes the beat
+    accepted in that cycle; ``i.ready`` is low while the skid register is full, and the skid
+    register drains into the output register in the first cycle the output register is free
+    (:class:`RelayStationCycles` is this, register by register).
+    """
+
+    latency = 1
+
+    def __init__(self, fmt, *, lanes=1):
+        super().__init__({"i": In(lanes_signature(fmt, lanes)), "o": Out(lanes_signature(fmt, lanes))})
+        self.contract = TimingContract.pipeline(("i",), self.latency)
+
+    multipliers = memories = ()
+
+    def reference(self, i):
+        """The raw tokens out: the tokens in."""
+        return i
+
+    def cycle_model(self):
+        """This relay station, register by register (:class:`RelayStationCycles`)."""
+        return RelayStationCycles()
+
+    def elaborate(self, platform):
+        m = Module()
+        skid_valid = Signal()
+        skid = Signal.like(self.i.payload)
+        m.d.comb += self.i.ready.eq(~skid_valid)
+        with m.If(~self.o.valid | self.o.ready):
+            m.d.sync += [self.o.valid.eq(skid_valid | self.i.valid), skid_valid.eq(0),
+                         self.o.payload.eq(Mux(skid_valid, skid, self.i.payload))]
+        with m.Elif(self.i.valid & ~skid_valid):
+            m.d.sync += [skid_valid.eq(1), skid.eq(self.i.payload)]
+        return m
+
+
+class RelayStationCycles:
+    """:class:`RelayStation`, register by register, for :func:`inrarch.schedule.simulate`.
+
+    :meth:`ready` gives the input ports that take a token this cycle, given which are valid and
+    whether the output is taken; :meth:`clock` then advances the registers.
+    """
+
+    def __init__(self):
+        self.out_valid = self.skid_valid = False
+
+    def ready(self, valid, out_ready):
+        return ("i",) if valid["i"] and not self.skid_valid else ()
+
+    def clock(self, taken, out_ready):
+        if not self.out_valid or out_ready:
+            self.out_valid, self.skid_valid = self.skid_valid or taken, False
+        elif taken:
+            self.skid_valid = True
 
 
 class GatherModel:

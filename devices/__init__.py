@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from amaranth.hdl import signed
 
+from cores.dsp import DSP48E2_REGISTERED, MULT18X18D_REGISTERED, DspPrimitive
 from cores.multiply import DSP48E2, Multiplier
 from cores.pipelining import UNPIPELINED, Pipelining
 
@@ -108,6 +109,10 @@ class Device:
         The highest clock at which the cores without their optional pipeline registers
         (:class:`cores.pipelining.Pipelining`) meet timing on this device: :meth:`pipelining`
         leaves the registers out up to it. 0 (the default) builds them at every clock.
+    dsp : DspPrimitive, optional
+        The DSP primitive every partial product instantiates, with its registers
+        (:class:`cores.dsp.DspPrimitive`, whose ``shape`` is :attr:`multiplier`); None leaves
+        the products to synthesis.
     """
 
     family: str
@@ -120,6 +125,7 @@ class Device:
     capacity: dict = dataclasses.field(default=None, compare=False)
     usable_fraction: float = 1.0
     unpipelined_max_mhz: float = 0.0
+    dsp: DspPrimitive = None
 
     def part(self, *, capacity, usable_fraction=1.0, vitis=False):
         """This family's facts with one part's ``capacity`` (and a board's shell); a part without
@@ -142,8 +148,10 @@ class Device:
 
     def pipelining(self, clock_mhz):
         """The optional pipeline registers the cores need at ``clock_mhz`` on this device: none up
-        to :attr:`unpipelined_max_mhz` (fewer cycles of latency), all of them above."""
-        return UNPIPELINED if clock_mhz <= self.unpipelined_max_mhz else Pipelining()
+        to :attr:`unpipelined_max_mhz` (fewer cycles of latency), all of them above; in either
+        case the products are built in the device's :attr:`dsp` primitive."""
+        chosen = UNPIPELINED if clock_mhz <= self.unpipelined_max_mhz else Pipelining()
+        return dataclasses.replace(chosen, dsp=self.dsp)
 
     def dsps(self, a_bits, b_bits):
         """DSP slices of one signed ``a_bits × b_bits`` product, split as
@@ -177,12 +185,14 @@ def _blocks(width, depth, shape):
 
 
 #: UltraScale+ (Alveo, Zynq UltraScale+ MPSoC and RFSoC): DSP48E2, UltraRAM on most parts, MMCME4
-#: (DS923: VCO 800-1600 MHz, phase detector 10-500 MHz; BUFG up to 775 MHz).
+#: (DS923: VCO 800-1600 MHz, phase detector 10-500 MHz; BUFG up to 775 MHz). Every product is a
+#: DSP48E2 with its A, B, M and P registers: yosys packs none of them into a DSP48E2 it infers
+#: (cores.dsp), so that is the one way a design's registers are in its DSPs for every tool.
 ULTRASCALE_PLUS = Device("UltraScale+", DSP48E2, synth_family="xcup",
                          mmcm=Mmcm(vco_mhz=(800.0, 1600.0), pfd_mhz=(10.0, 500.0), output_mhz=(10.0, 775.0)),
-                         uram=True)
+                         uram=True, dsp=DSP48E2_REGISTERED)
 #: UltraScale (Kintex and Virtex UltraScale): DSP48E2, no UltraRAM.
-ULTRASCALE = Device("UltraScale", DSP48E2, synth_family="xcu")
+ULTRASCALE = Device("UltraScale", DSP48E2, synth_family="xcu", dsp=DSP48E2_REGISTERED)
 #: 7 series (Artix, Kintex, Virtex 7, Zynq-7000): DSP48E1.
 SERIES7 = Device("7 series", DSP48E1, synth_family="xc7")
 #: Lattice ECP5: 18 × 18 sysDSP multipliers. Its 18 Kbit block RAMs (DP16KD) have the RAMB18
@@ -196,7 +206,9 @@ SERIES7 = Device("7 series", DSP48E1, synth_family="xc7")
 #: DP16KD read into a MULT18X18D and an add in one stage) reach 89.6 MHz after nextpnr-ecp5 on the
 #: LFE5U-85F at speed grade 8 (bench.fmax). Grades 7 and 6 (the ULX3S carries grade 6) are slower
 #: and not measured here, so the registers are left out only up to 80 MHz, a margin below that.
+#: Every product is a MULT18X18D with its output register, and its input registers where the
+#: product has them: yosys synth_ecp5 sets none of them on a MULT18X18D it infers (cores.dsp).
 ECP5 = Device("ECP5", MULT18X18D,
               pll=Ehxplll(input_mhz=(8.0, 400.0), pfd_mhz=(3.125, 400.0), vco_mhz=(400.0, 800.0),
                           output_mhz=(10.0, 400.0), clki_div=(1, 128), clkfb_div=(1, 80), clkop_div=(1, 128)),
-              unpipelined_max_mhz=80.0)
+              unpipelined_max_mhz=80.0, dsp=MULT18X18D_REGISTERED)

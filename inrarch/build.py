@@ -369,7 +369,8 @@ def _timing_rows(report):
     return [("logic depth", f"{worst['levels']} levels in {worst['module']} ({worst['lut_levels']} LUT, "
                             f"{worst['carry_chains']} carry chains, {worst['dsp_stages']} DSP): {worst['path']}"),
             ("over target", f"{len(timing['over_target'])} of {len(timing['modules'])} modules deeper than "
-                            f"{TARGET.levels} levels; {timing['unregistered_dsps']} DSPs without registers")]
+                            f"{TARGET.levels} levels; {timing['unregistered_dsps']} DSPs without registers"),
+            ("DSP registers", f"{timing['dsps_with_m_and_p']} of {timing['dsps']} DSPs keep their M and P registers")]
 
 
 def _vendor_rows(report):

@@ -178,13 +178,14 @@ def _matmul_dsps(groups, parallel, device):
                * device.dsps(nodes[0].inputs[0].meta["format"].width, max(map(weight_width, nodes))) for nodes in groups)
 
 
-def _matmul_cores(groups, parallel, device, lanes):
+def _matmul_cores(groups, parallel, device, lanes, clock_mhz):
     cores = {}
     for nodes in groups:
         channels = tuple("transpose" if n.attrs["transposed"] else "forward" for n in nodes)
         core = MatVec(nodes[0].attrs["weight"].matrix, nodes[0].inputs[0].meta["format"], nodes[0].meta["format"],
                       channels=channels, parallel=_effective_parallel(nodes, parallel), lanes=lanes,
-                      weight_width=max(map(weight_width, nodes)), dsp_shape=device.multiplier)
+                      weight_width=max(map(weight_width, nodes)), dsp_shape=device.multiplier,
+                      pipelining=device.pipelining(clock_mhz))
         for k, node in enumerate(nodes):
             cores[node] = (core, (f"x{k}",), f"o{k}", core.contracts[k])
     return cores
@@ -273,7 +274,7 @@ class _Folding:
         one it then returns."""
         if (pace, lanes) not in self._netlists:
             cores = _fixed_cores(self.graph, self.device, lanes, self.clock_mhz)
-            cores.update(_matmul_cores(self.groups, self.parallelism(pace), self.device, lanes))
+            cores.update(_matmul_cores(self.groups, self.parallelism(pace), self.device, lanes, self.clock_mhz))
             self._netlists[pace, lanes] = _netlist(self.graph, cores, lanes)
         return self._netlists[pace, lanes]
 

@@ -2,9 +2,10 @@
 
 The cores split a product wider than a DSP multiplier themselves
 (:class:`cores.multiply.Multiplier`): every operand is cut into unsigned low pieces one bit
-narrower than a port and a signed top piece, one slice per pair of pieces (on a DSP48E2, 27 × 18,
-a signed ``a × b``-bit product takes ``ceil((a-1)/26) * ceil((b-1)/17)`` slices in the better of
-the two operand orders), and none when an operand has at most 2 bits (a shift-and-add). yosys
+narrower than a port and a signed top piece, one slice per pair of pieces, but up to 2 bits left
+over beyond a port are shift-and-adds in LUTs (on a DSP48E2, 27 × 18, a signed ``a × b``-bit
+product takes ``n(a, 27) * n(b, 18)`` slices in the better of the two operand orders, with
+``n(w, port) = max(1, ceil((w-3)/(port-1)))``), and none when an operand has at most 2 bits. yosys
 ``synth_xilinx`` maps each partial product to exactly one slice. Each core is counted by the
 products its datapath holds, which it lists in ``multipliers`` (:mod:`cores.model`): ``parallel``
 per MatVec channel, one per lane of ``Mul``, ``MulAdd``, ``Scale`` and ``MulConst``, and per lane of

@@ -53,7 +53,8 @@ from cocotb_tools.runner import Verilator, VerilatorControlFile
 
 from .progress import progress_bar
 
-__all__ = ["Toolchain", "toolchain", "Model", "build_model", "run_test", "verilator_runner", "cache_root", "top_ports",
+__all__ = ["Toolchain", "toolchain", "Model", "build_model", "with_primitive_models", "PRIMITIVE_MODELS", "run_test",
+           "verilator_runner", "cache_root", "top_ports",
            "BuildError", "VERILATOR_ARGS", "PARALLEL_BUILD_ARGS", "TRACE_ARGS"]
 
 #: Options that spread a build over the cores: Verilator verilates on all of them (``-j 0``), and
@@ -308,13 +309,27 @@ def _control_file(verilog, top):
     return "`verilator_config\n" + "".join(f'public_flat_rw -module "{top}" -var "{port}"\n' for port in ports)
 
 
+#: Verilog models of the vendor primitives the cores instantiate (:mod:`cores.dsp`), by name.
+PRIMITIVE_MODELS = {path.stem: path for path in sorted((Path(__file__).parent / "primitives").glob("*.v"))}
+
+
+def with_primitive_models(verilog):
+    """``verilog`` followed by the model (``sim/primitives/``) of every vendor primitive it
+    instantiates but does not define, for Verilator to simulate in place of the primitive."""
+    models = [path.read_text() for name, path in PRIMITIVE_MODELS.items()
+              if re.search(rf"^\s*{name}\s+[#\\\w]", verilog, re.MULTILINE)
+              and not re.search(rf"^\s*module\s+{name}\b", verilog, re.MULTILINE)]
+    return "\n".join([verilog, *models])
+
+
 def build_model(verilog, top="top", *, root=None, trace=False, progress=False):
     """Compile ``verilog`` (text) with top module ``top`` into a cocotb Verilator model, or reuse it.
 
     Parameters
     ----------
     verilog : str
-        Verilog source text.
+        Verilog source text. The vendor primitives it instantiates are simulated by their models
+        (:func:`with_primitive_models`).
     top : str
         Name of the top module.
     root : path, optional
@@ -331,6 +346,7 @@ def build_model(verilog, top="top", *, root=None, trace=False, progress=False):
     """
     tools = toolchain()
     root = cache_root(root)
+    verilog = with_primitive_models(verilog)
     control = _control_file(verilog, top)
     recipe = [*VERILATOR_ARGS, *(TRACE_ARGS if trace else ()), control or "all signals public"]
     key = hashlib.sha256("\0".join([verilog, top, *recipe, tools.identity]).encode()).hexdigest()[:24]

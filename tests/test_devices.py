@@ -1,6 +1,7 @@
 """The device model: DSP multiplier widths, the one memory rule, and both reaching the compiler."""
 
 import copy
+import dataclasses
 
 import numpy as np
 import pytest
@@ -9,6 +10,7 @@ import torch
 import inrarch
 from boards import board_device, get_board
 from boards.device import ECP5_USABLE_FRACTION
+from cores.dsp import DSP48E2_REGISTERED, MULT18X18D_REGISTERED
 from cores.pipelining import UNPIPELINED, Pipelining
 from devices import DSP48E1, DSP48E2, ECP5, MULT18X18D, SERIES7, ULTRASCALE, ULTRASCALE_PLUS
 from inrarch.resources import design_resources
@@ -119,16 +121,20 @@ def test_a_compile_for_a_board_folds_into_its_multipliers_by_default():
 
 
 def test_the_device_chooses_the_pipeline_registers_from_the_clock():
-    assert ECP5.pipelining(50.0) == ECP5.pipelining(ECP5.unpipelined_max_mhz) == UNPIPELINED
-    assert ECP5.pipelining(ECP5.unpipelined_max_mhz + 1) == ECP5.pipelining(150.0) == Pipelining()
+    in_mult18x18d = dataclasses.replace(UNPIPELINED, dsp=MULT18X18D_REGISTERED)
+    assert ECP5.pipelining(50.0) == ECP5.pipelining(ECP5.unpipelined_max_mhz) == in_mult18x18d
+    assert ECP5.pipelining(ECP5.unpipelined_max_mhz + 1) == ECP5.pipelining(150.0) == Pipelining(dsp=MULT18X18D_REGISTERED)
     # no placed evidence for the Xilinx families: every clock gets every register
-    assert all(device.pipelining(10.0) == Pipelining() for device in (ULTRASCALE_PLUS, ULTRASCALE, SERIES7))
+    assert all(device.pipelining(10.0) == Pipelining(dsp=DSP48E2_REGISTERED) for device in (ULTRASCALE_PLUS, ULTRASCALE))
+    # yosys packs the registers of the 7 series' DSP48E1 itself: its products stay a `*`
+    assert SERIES7.pipelining(10.0) == Pipelining()
 
 
 def test_a_slow_clock_builds_fewer_pipeline_stages_that_the_simulation_keeps_to():
     model = inrarch.models.siren(in_features=2, hidden=8, layers=1, out_features=3, w0=30.0, seed=0)
     slow, fast = (inrarch.compile(model, torch.zeros(4, 2), device=ECP5, clock_mhz=mhz) for mhz in (50.0, 150.0))
-    assert slow.report["pipelining"] == UNPIPELINED.as_dict() and fast.report["pipelining"] == Pipelining().as_dict()
+    assert slow.report["pipelining"] == {**UNPIPELINED.as_dict(), "dsp": "MULT18X18D"}
+    assert fast.report["pipelining"] == {**Pipelining().as_dict(), "dsp": "MULT18X18D"}
     for design in (slow, fast):
         sines = [i.core for i in design.netlist.instances if i.node.op == "sin"]
         assert sines and all(core.pipelining == design.options["pipelining"] for core in sines)

@@ -15,12 +15,15 @@ from boards.timing import TARGET, module_depths, timing_report
 # stages), at bench.logic_depth's small parameters: a core that gets deeper fails. The issue-13
 # target is 5 LUT levels plus one carry chain (6 levels) with every DSP registered. The cores that
 # multiply meet it with their optional pipeline registers (cores.Pipelining, all on by default; see
-# PIPELINED), MatVec and the plumbing without them, but every DSP slice yosys maps (Mul, Scale,
-# MulAdd, MulConst, the nonlinear cores, MatVec) has none of its registers.
+# PIPELINED), MatVec and the plumbing without them. Every DSP slice (Mul, Scale, MulAdd, MulConst,
+# the nonlinear cores, MatVec) is the DSP48E2 primitive with its A, B, M and P registers
+# (cores.dsp), as the compiler builds it for UltraScale+; Sigmoid's deepest path is the adder after
+# a 2-bit shift-and-add partial product, in 5 LUTs.
 BOUNDS = {
     "Add": 3, "Sub": 3, "Mul": 4, "Neg": 2, "Scale": 4, "MulAdd": 4, "AddConst": 3, "MulConst": 3,
-    "Sin": 4, "Cos": 4, "Tanh": 4, "Sigmoid": 4, "Softplus": 4, "Exp": 5, "Sqrt": 4, "Relu": 1, "Step": 2,
-    "MatVec": 5, "Sum": 3, "Accumulate": 3, "Fork": 1, "StreamFIFO": 3, "Gather": 4, "LaneConverter": 1,
+    "Sin": 4, "Cos": 4, "Tanh": 4, "Sigmoid": 5, "Softplus": 4, "Exp": 5, "Sqrt": 4, "Relu": 1, "Step": 2,
+    "MatVec": 5, "Sum": 3, "Accumulate": 3, "Fork": 1, "StreamFIFO": 3, "RelayStation": 1, "Gather": 4,
+    "LaneConverter": 1,
     "Pacer": 4, "LaneSerializer": 4,
 }
 # The cores built with every optional pipeline register (cores.Pipelining()), which must be within
@@ -63,7 +66,8 @@ def test_pipelined_cores_meet_the_target(core_depths, name):
 def test_every_core_has_a_register_to_register_path_that_starts_and_ends_at_registers(core_depths):
     for name, depth in core_depths.items():
         assert depth.depth.levels >= 1 and depth.start and depth.end, name
-        assert depth.cells[0] in ("FDRE", "FDSE") and depth.cells[-1] in ("FDRE", "FDSE", "DSP48E2"), name
+        # a DSP48E2's registers (its P register launches, its A and B registers capture) count too
+        assert depth.cells[0] in ("FDRE", "FDSE", "DSP48E2") and depth.cells[-1] in ("FDRE", "FDSE", "DSP48E2"), name
 
 
 @needs_yosys
@@ -73,8 +77,20 @@ def test_no_path_of_a_siren_is_deeper_than_the_target(tmp_path):
     model = inrarch.models.siren(in_features=2, hidden=4, layers=2, out_features=3, w0=30.0, seed=0)
     design = inrarch.compile(inrarch.derivatives(model, 1), torch.zeros(2, 2))
     (tmp_path / "top.v").write_text(design.verilog())
-    top = timing_report(tmp_path / "top.v", tmp_path / "timing")["modules"]["top"]
+    timing = timing_report(tmp_path / "top.v", tmp_path / "timing")
+    top = timing["modules"]["top"]
     assert top["lut_levels"] <= TARGET.lut_levels and top["carry_chains"] <= TARGET.carry_chains, top
+    # every DSP48E2 keeps its M and P registers, and no path crosses one without a register
+    assert timing["dsps_with_m_and_p"] == timing["dsps"] == design.report["dsp_estimate"] > 0
+    assert timing["unregistered_dsps"] == 0
+
+
+@needs_yosys
+def test_every_dsp_of_every_core_keeps_its_m_and_p_registers(core_depths):
+    with_dsps = {name: depth for name, depth in core_depths.items() if depth.dsps}
+    assert {"Mul", "MulAdd", "Sin", "MatVec"} <= set(with_dsps)
+    for name, depth in with_dsps.items():
+        assert depth.dsps_with_m_and_p == depth.dsps and depth.unregistered_dsps == 0, name
 
 
 # Small mapped netlists, as yosys's write_json writes them: net numbers, cells with port directions.

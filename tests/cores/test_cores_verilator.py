@@ -7,19 +7,29 @@ once in one simulation. Outputs are compared bit for bit with each core's model 
 ``reference()`` where it has one, else a numpy model of the documented arithmetic), under random
 valid-gaps and back-pressure; with an always-ready consumer every accept and emit cycle must be
 the one the core's :class:`~cores.TimingContract` predicts.
+
+The set also holds multiplying cores built for the ECP5's MULT18X18D and the UltraScale+'s DSP48E2
+primitives (:mod:`cores.dsp`): the Verilog instantiates the primitives, which Verilator simulates by
+their models in ``sim/primitives/``, so those models are checked bit for bit and cycle for cycle
+here too.
 """
+
+import dataclasses
 
 import numpy as np
 import pytest
-from amaranth.back import verilog
 from amaranth.hdl import Module
 from amaranth.lib import wiring
 
 import sim
 from cores import (Accumulate, Add, AddConst, Cos, Exp, Fork, Gather, LaneConverter, MatVec, Mul, MulAdd,
-                   MulConst, Neg, Pacer, Q, Relu, Scale, Sigmoid, Sin, Step, StreamFIFO, Sub, Sum, Tanh)
+                   MulConst, Neg, Pacer, Q, RelayStation, Relu, Scale, Sigmoid, Sin, Step, StreamFIFO, Sub, Sum,
+                   Tanh)
+from cores import shared
+from cores.dsp import DSP48E2_REGISTERED, MULT18X18D_REGISTERED
 from cores.elementwise import constant_format
 from cores.fixed import convert_raw
+from cores.pipelining import UNPIPELINED, Pipelining
 from cores.testing import pack_lanes, unpack_lanes
 
 A, B = Q(4, 8), Q(3, 6)
@@ -175,6 +185,42 @@ def matvec_case(rng, lanes=1):
     return Case(core, {"x0": x0, "x1": x1}, model)
 
 
+def primitive_cases(rng):
+    """Multiplying cores whose products are DSP primitives, with and without operand registers.
+
+    The operands are wider than the ports, so the products are split over several primitives."""
+    wide, out = Q(6, 14), Q(6, 12)
+    a, b, c = raw_tokens(rng, wide, 120, 2), raw_tokens(rng, wide, 120, 2), raw_tokens(rng, wide, 120, 2)
+    product_frac = 2 * wide.frac_bits
+    ecp5 = {"dsp_shape": MULT18X18D_REGISTERED.shape, "pipelining": Pipelining(dsp=MULT18X18D_REGISTERED)}
+    ecp5_slow = {"dsp_shape": MULT18X18D_REGISTERED.shape,
+                 "pipelining": dataclasses.replace(UNPIPELINED, dsp=MULT18X18D_REGISTERED)}
+    xcup = {"dsp_shape": DSP48E2_REGISTERED.shape, "pipelining": Pipelining(dsp=DSP48E2_REGISTERED)}
+    matvec = MatVec(rng.uniform(-1, 1, (6, 4)), wide, Q(6, 8), channels=("forward", "transpose"), parallel=2, **ecp5)
+    x0, x1 = raw_tokens(rng, wide, 20 * 4), raw_tokens(rng, wide, 20 * 6)
+
+    def matvec_model():
+        outputs = matvec.reference(x0.reshape(-1), x1.reshape(-1))
+        return {"o0": outputs[0].reshape(-1, 1), "o1": outputs[1].reshape(-1, 1)}, None
+
+    def single(output):
+        return lambda: ({"o": output[0]}, bool(np.any(output[1])))
+
+    sine = Sin(A, Q(2, 14), scale=1.0, **xcup)
+    angles = every_value(A)
+    return {
+        "mul_mult18x18d": Case(Mul(wide, wide, out, lanes=2, **ecp5), {"a": a, "b": b},
+                               single(fixed(a * b, product_frac, out))),
+        "muladd_mult18x18d": Case(MulAdd(wide, wide, wide, out, lanes=2, **ecp5_slow), {"a": a, "b": b, "c": c},
+                                  single(fixed(a * b + aligned(c, wide, product_frac), product_frac, out))),
+        "muladd_dsp48e2": Case(MulAdd(wide, wide, wide, out, lanes=2, **xcup), {"a": a, "b": b, "c": c},
+                               single(fixed(a * b + aligned(c, wide, product_frac), product_frac, out))),
+        "sin_dsp48e2": Case(sine, {"a": angles},
+                            lambda: ({"o": sine.reference(angles)}, bool(np.any(sine.reference_overflow(angles))))),
+        "matvec_mult18x18d": Case(matvec, {"x0": x0, "x1": x1}, matvec_model),
+    }
+
+
 def reduction_cases(rng):
     a = raw_tokens(rng, A, 3 * 40, 2)
     total = Sum(A, Q(6, 6), 3, lanes=2)
@@ -221,6 +267,7 @@ def plumbing_cases(rng):
     return {
         "fork": Case(Fork(A, 2, lanes=2), {"i": a}, passes(a, ("o0", "o1"))),
         "fifo": Case(StreamFIFO(A, 5, lanes=2), {"i": a}, passes(a)),
+        "relay": Case(RelayStation(A, lanes=2), {"i": a}, passes(a)),
         "gather": Case(gather, {"i0": i0, "i1": i1}, gather_model),
         "widen": Case(LaneConverter(A, 1, 3), {"i": scalars}, passes(scalars.reshape(-1, 3))),
         "narrow": Case(LaneConverter(A, 2, 1), {"i": a}, passes(a.reshape(-1, 1))),
@@ -232,13 +279,15 @@ def plumbing_cases(rng):
 def cases():
     rng = np.random.default_rng(RNG_SEED)
     return {**elementwise_cases(rng), **nonlinear_cases(), "matvec": matvec_case(rng),
-            **reduction_cases(rng), **plumbing_cases(rng), "matvec_lanes": matvec_case(rng, lanes=2)}
+            **reduction_cases(rng), **plumbing_cases(rng), "matvec_lanes": matvec_case(rng, lanes=2),
+            **primitive_cases(rng)}
 
 
 @pytest.fixture(scope="module")
 def design(cases):
+    # As the compiler writes a design: the DSP primitives instantiated, not their Amaranth models.
     wrapper = CoreSet({name: case.core for name, case in cases.items()})
-    return wrapper, verilog.convert(wrapper, name="cores")
+    return wrapper, shared.convert(wrapper, name="cores")
 
 
 def port_geometry(core, port):

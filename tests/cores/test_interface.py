@@ -51,6 +51,7 @@ CORES = {
     "LaneConverter": arguments(A, 4, 2),
     "LaneSerializer": arguments(A, 3, 2),
     "StreamFIFO": arguments(A, 5, lanes=2),
+    "RelayStation": arguments(A, lanes=2),
     "Sum": arguments(A, OUT, 3, lanes=2),
     "Accumulate": arguments(A, OUT, 3, lanes=2),
 }

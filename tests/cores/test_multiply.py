@@ -108,7 +108,8 @@ def test_each_optional_register_is_one_stage(pipelining, latencies):
 
 def test_dsp_count_rule():
     def rule(a, b):
-        pieces = lambda w, port: max(1, math.ceil((w - 1) / (port - 1)))
+        # a signed w-bit operand: w - 1 magnitude bits, up to 2 of them in a LUT piece
+        pieces = lambda w, port: max(1, math.ceil((w - 3) / (port - 1)))
         return 0 if min(a, b) <= 2 else min(pieces(a, 27) * pieces(b, 18), pieces(a, 18) * pieces(b, 27))
 
     for a, b in itertools.product(range(1, 90), repeat=2):
@@ -119,7 +120,15 @@ def test_dsp_count_rule():
         assert (multiplier.partials, multiplier.latency) == (1, 1)
     multipliers = [Multiplier(signed(a), signed(b), pipelining=UNPIPELINED)
                    for a, b in [(27, 27), (35, 20), (40, 40), (54, 36), (64, 64)]]
-    assert [(m.dsps, m.latency) for m in multipliers] == [(2, 2), (2, 2), (6, 4), (8, 4), (12, 5)]
+    assert [(m.dsps, m.latency) for m in multipliers] == [(2, 2), (2, 2), (6, 4), (4, 5), (12, 5)]
+
+
+def test_two_bits_beyond_a_port_are_shift_and_adds_not_a_dsp():
+    # 20 bits on an 18-bit port: 18 in the DSP, the low 2 in LUTs; 21 bits need a second DSP piece
+    multiplier = Multiplier(signed(20), signed(18), dsp_shape=(18, 18), pipelining=UNPIPELINED)
+    assert [(p.shape, p.dsp) for p in multiplier.a_pieces] == [(unsigned(2), False), (signed(18), True)]
+    assert (multiplier.dsps, multiplier.partials, multiplier.latency) == (1, 2, 2)
+    assert Multiplier(signed(21), signed(18), dsp_shape=(18, 18)).dsps == 2
 
 
 def test_narrow_operand_is_a_shift_and_add():
@@ -148,6 +157,7 @@ def test_the_addend_is_declared():
     (unsigned(6), signed(7), (4, 3)),
     (unsigned(7), unsigned(6), (6, 5)),
     (signed(8), signed(6), (6, 5)),
+    (signed(6), signed(5), (4, 3)),      # each with a 2-bit LUT piece: one DSP, three shift-and-adds
     (signed(2), signed(7), (4, 3)),      # shift-and-add
     (unsigned(1), signed(6), (4, 3)),
 ])
@@ -300,5 +310,5 @@ def test_synthesized_dsp_count_matches_the_prediction(tmp_path):
                    Multiplier(signed(54), signed(36))]
     (tmp_path / "top.v").write_text(verilog.convert(_Products(multipliers), name="top"))
     counts, cells, _ = synth_xilinx(tmp_path / "top.v", tmp_path / "synth", family="xcup")
-    assert [multiplier.dsps for multiplier in multipliers] == [2, 2, 8]
+    assert [multiplier.dsps for multiplier in multipliers] == [2, 2, 4]  # 54 x 36: 1-bit LUT pieces
     assert counts["DSP"] == sum(multiplier.dsps for multiplier in multipliers)

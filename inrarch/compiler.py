@@ -123,7 +123,8 @@ def compile(fn, example_input, *, format=None, width=None, tolerance=1e-3, margi
     search = None
     if format is None and width is None:
         search = search_formats(graph, tolerance=tolerance, margin=margin, domain=domain,
-                                weight_widths=device.weight_widths, progress=progress)
+                                weight_widths=device.weight_widths, operand_width=max(device.multiplier),
+                                progress=progress)
     else:
         assign_formats(graph, width=width, margin=margin, domain=domain, forced=format,
                        weight_widths=device.weight_widths)

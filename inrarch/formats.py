@@ -193,7 +193,7 @@ def _expect(bar, remaining):
 
 def search_formats(graph, *, tolerance=1e-3, safety=8.0, margin=2.0, domain=(-1.0, 1.0), samples=256,
                    search_samples=32, min_width=4, max_width=36, weight_widths=ULTRASCALE_PLUS.weight_widths,
-                   progress=False):
+                   operand_width=None, progress=False):
     """Give every node the fewest bits that keep each output within ``tolerance × max|ref|``.
 
     The ranges come from ``samples`` calibration points; the search measures errors on
@@ -202,7 +202,11 @@ def search_formats(graph, *, tolerance=1e-3, safety=8.0, margin=2.0, domain=(-1.
     edge gets one more bit (up to ``max_width``) until it does not. ``progress=True`` shows the
     trials on stderr, out of an upper bound that tightens as the search goes. Matmul weights take
     the narrowest of ``weight_widths`` (:attr:`devices.Device.weight_widths`) with which the widest
-    edges meet the target.
+    edges meet the target. With ``operand_width`` (the wide port of the device's DSP multiplier),
+    the edges that a multiplying core reads and that the one width leaves wider are first tried at
+    ``operand_width`` bits, matmul inputs first, each kept there where the target allows it: their
+    products then need not be split over several DSPs (on an 18 × 18 multiplier, a 19-bit operand
+    takes two). The edges are narrowed one by one after that.
 
     Returns a :class:`FormatSearch`; raises :class:`~inrarch.CompileError` when even
     ``max_width`` bits everywhere miss the target on the search points, or when the error on the
@@ -210,7 +214,7 @@ def search_formats(graph, *, tolerance=1e-3, safety=8.0, margin=2.0, domain=(-1.
     """
     with progress_bar("format search", enabled=progress, unit="trial") as bar:
         return _search(graph, tolerance, safety, margin, domain, samples, search_samples, min_width, max_width,
-                       weight_widths, bar)
+                       weight_widths, operand_width, bar)
 
 
 def _set_weight_width(graph, bits):
@@ -219,8 +223,19 @@ def _set_weight_width(graph, bits):
             node.meta["weight_width"] = bits
 
 
+def _operands(graph):
+    """The edges a multiplying core reads: matmul inputs first, then the others, each by elements per
+    sample (most first)."""
+    readers = {}
+    for node in graph.nodes:
+        if OPS[node.op].multiplies or node.op == "matmul":
+            for source in node.inputs:
+                readers[source] = min(readers.get(source, 1), int(node.op != "matmul"))
+    return sorted(readers, key=lambda n: (readers[n], -n.numel))
+
+
 def _search(graph, tolerance, safety, margin, domain, samples, search_samples, min_width, max_width, weight_widths,
-            bar):
+            operand_width, bar):
     x = calibration_inputs(graph.input.shape, domain, samples)
     values = evaluate(graph, x)
     ranges = _ranges(graph, values, margin, domain)
@@ -254,6 +269,11 @@ def _search(graph, tolerance, safety, margin, domain, samples, search_samples, m
     widths = uniform(high)
     trials.start(widths)
     bits = {"uniform": _bits(graph)}
+    wide_operands = [] if operand_width is None else [n for n in _operands(graph) if widths[n] > operand_width]
+    _expect(bar, len(wide_operands) + len(graph.nodes) * _bisections(min_width, high) + widening)
+    for node in wide_operands:
+        if trials.change({**widths, node: operand_width}, target):
+            widths[node] = operand_width
     for node in sorted(graph.nodes, key=lambda n: -n.numel):
         low = min_width
         while low < widths[node]:

@@ -3,9 +3,24 @@
 from amaranth.build import Attrs, Clock, DiffPairs, Pins, PinsN, Resource
 from amaranth.vendor import XilinxPlatform
 
-from devices import ULTRASCALE_PLUS
+from devices import ULTRASCALE_PLUS, Die
 
-__all__ = ["AlveoU280Platform"]
+__all__ = ["AlveoU280Platform", "U280_DIES"]
+
+# What each die (SLR) offers a kernel after the XDMA platform's shell: AMD UG1120 (Alveo Data Center
+# Accelerator Card Platforms User Guide), as FINN quotes it (src/finn/util/platforms.py,
+# Alveo_NxU280_Platform, "according to UG1120"): LUTs, registers, 36 Kb block RAMs, UltraRAMs and
+# DSP slices per SLR. The rest of each die (434,880 LUT, 3,008 DSP, 672 BRAM36 and 320 URAM per SLR,
+# DS963) is the shell's: PCIe and DMA, the HBM and DDR controllers and the memory interconnect. The
+# HBM stacks are attached to SLR0. Vitis platforms name each die's dynamic region pblock_dynamic_SLR<n>.
+U280_DIES = (
+    Die("SLR0", {"LUT": 369_000, "FF": 746_000, "DSP": 2_733, "BRAM36": 507, "URAM": 320}, memory=True,
+        pblock="pblock_dynamic_SLR0"),
+    Die("SLR1", {"LUT": 333_000, "FF": 675_000, "DSP": 2_877, "BRAM36": 468, "URAM": 320},
+        pblock="pblock_dynamic_SLR1"),
+    Die("SLR2", {"LUT": 367_000, "FF": 729_000, "DSP": 2_880, "BRAM36": 512, "URAM": 320},
+        pblock="pblock_dynamic_SLR2"),
+)
 
 
 class AlveoU280Platform(XilinxPlatform):
@@ -16,6 +31,7 @@ class AlveoU280Platform(XilinxPlatform):
     button, and HBM_CATTRIP, which a design without the HBM IP must drive low or the card's
     satellite controller powers the card down. ``fpga`` holds the device's facts and its
     programmable-logic capacity (DS963); a Vitis shell takes part of it, so plan for about 80%.
+    Its three dies (:data:`U280_DIES`) are what the compiler floorplans the design onto.
     """
 
     device = "xcu280"
@@ -23,7 +39,7 @@ class AlveoU280Platform(XilinxPlatform):
     speed = "2L-e"
     default_clk = "sysclk0"
     fpga = ULTRASCALE_PLUS.part(capacity={"LUT": 1_304_000, "FF": 2_607_000, "DSP": 9_024, "BRAM36": 2_016,
-                                          "URAM": 960}, usable_fraction=0.8, vitis=True)
+                                          "URAM": 960}, usable_fraction=0.8, vitis=True, dies=U280_DIES)
 
     resources = [
         Resource("sysclk0", 0, DiffPairs("BJ43", "BJ44", dir="i"), Clock(100e6),

@@ -1,307 +1,29 @@
-"""Floorplans of multi-die (SSI) parts: which die each core goes to, and the constraints Vivado reads.
+"""The constraints that place a floorplanned design's cores on their dies in the Vivado/v++ flow.
 
-An Alveo U280 is three dies (super logic regions, SLR0 at the bottom to SLR2), a U50 two. A signal
-between dies crosses the interposer on a super long line, which costs about a nanosecond more than
-a route inside a die, so a design that spreads over the dies without a plan loses much of its
-clock (AutoBridge, Guo et al., FPGA 2021: 147 → 297 MHz on average over 43 dataflow designs on the
-U250 and U280, by floorplanning and pipelining every crossing). Here:
+The compiler assigns every core to a die of a multi-die part (:mod:`inrarch.floorplan`); the board
+flow receives that as plain values, each die's pblock and the cells that go into it, and writes:
 
-* :class:`Die` holds what one die offers a kernel after the platform's shell, and whether the
-  card's memory (HBM) is attached to it; :data:`U280_DIES` and :data:`U50_DIES` are the Alveo
-  cards' (AMD UG1120);
-* :func:`floorplan` assigns every task (a core, with its DSP slices, block RAMs and UltraRAMs) to a
-  die: as few bits as possible cross a die boundary, every die stays within what it offers, the
-  memory-facing tasks stay in the memory die, and among the assignments with the fewest crossing
-  bits the one with the lowest peak share of a die wins. It solves this exactly as an integer
-  program with HiGHS (``highspy``);
-* :class:`Floorplan` counts, per boundary, the streams and bits that cross it, and per die what it
-  holds (the report's ``"floorplan"``), and :meth:`Floorplan.path` lists the dies a stream passes:
-  the compiler puts one register stage in each of them (a relay station), so that every crossing
-  is register to register;
-* :func:`write_vitis_constraints` writes the Tcl that puts each core into the platform's pblock
-  of its die's dynamic region, and the ``v++`` configuration that runs it.
+* ``floorplan.tcl``: finds the kernel's instance in the linked design and adds every cell to the
+  platform's pblock of its die's dynamic region (``pblock_dynamic_SLR0`` ...);
+* ``floorplan.cfg``: the ``v++ --link --config`` file that runs it before placement.
 """
 
-import os
-import sys
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["Die", "Task", "Link", "Floorplan", "FloorplanError", "floorplan", "U280_DIES", "U50_DIES",
-           "RESOURCES", "write_vitis_constraints", "FLOORPLAN_TCL", "FLOORPLAN_CONFIG"]
-
-#: The resources a floorplan accounts: the cores state them without synthesis
-#: (``multipliers`` and ``memories``, :mod:`inrarch.resources`).
-RESOURCES = ("DSP", "BRAM36", "URAM")
+__all__ = ["write_vitis_constraints", "FLOORPLAN_TCL", "FLOORPLAN_CONFIG"]
 
 FLOORPLAN_TCL = "floorplan.tcl"
 FLOORPLAN_CONFIG = "floorplan.cfg"
 
 
-@dataclass(frozen=True)
-class Die:
-    """One die (SLR) of a multi-die part, as a kernel sees it.
-
-    Parameters
-    ----------
-    name : str
-        ``"SLR0"``, ``"SLR1"``, ...: dies are stacked in this order, and a signal from die ``i``
-        to die ``j`` crosses ``|i - j|`` boundaries.
-    capacity : dict
-        ``{"LUT", "FF", "DSP", "BRAM36", "URAM"}`` the platform's dynamic region offers in this die.
-    memory : bool
-        Whether the card's memory is attached to this die: the kernel's memory ports are placed here.
-    pblock : str
-        The platform's pblock of this die's dynamic region, which the constraints add cells to.
-    """
-
-    name: str
-    capacity: dict = field(compare=False)
-    memory: bool = False
-    pblock: str = ""
-
-
-# AMD UG1120 (Alveo Data Center Accelerator Card Platforms User Guide), resources available to
-# kernels per SLR of the XDMA platforms, as FINN quotes them (src/finn/util/platforms.py,
-# "according to UG1120"): LUTs, registers, 36 Kb block RAMs, UltraRAMs, DSP slices. The rest of
-# each die (the U280 has 434,880 LUT, 3,008 DSP, 672 BRAM36 and 320 URAM per SLR) is the shell's:
-# PCIe and DMA in SLR0, the HBM and DDR controllers and the memory interconnect in SLR0 and SLR1.
-# The HBM stacks are attached to SLR0 on both cards.
-U280_DIES = (
-    Die("SLR0", {"LUT": 369_000, "FF": 746_000, "DSP": 2_733, "BRAM36": 507, "URAM": 320}, memory=True,
-        pblock="pblock_dynamic_SLR0"),
-    Die("SLR1", {"LUT": 333_000, "FF": 675_000, "DSP": 2_877, "BRAM36": 468, "URAM": 320},
-        pblock="pblock_dynamic_SLR1"),
-    Die("SLR2", {"LUT": 367_000, "FF": 729_000, "DSP": 2_880, "BRAM36": 512, "URAM": 320},
-        pblock="pblock_dynamic_SLR2"),
-)
-U50_DIES = (
-    Die("SLR0", {"LUT": 365_000, "FF": 730_000, "DSP": 2_580, "BRAM36": 564, "URAM": 304}, memory=True,
-        pblock="pblock_dynamic_SLR0"),
-    Die("SLR1", {"LUT": 365_000, "FF": 730_000, "DSP": 2_580, "BRAM36": 564, "URAM": 304},
-        pblock="pblock_dynamic_SLR1"),
-)
-
-
-@dataclass(frozen=True)
-class Task:
-    """What a floorplan places: a core (or cores that share hardware), by name.
-
-    ``resources`` gives its ``RESOURCES``; ``memory_facing`` tasks (the input pacer and the output
-    serializers, which the kernel's memory ports feed and drain) go to the memory die.
-    """
-
-    name: str
-    resources: dict
-    memory_facing: bool = False
-
-
-@dataclass(frozen=True)
-class Link:
-    """A stream of ``bits`` per beat from task ``source`` to task ``sink``."""
-
-    source: str
-    sink: str
-    bits: int
-    name: str = ""
-
-
-class FloorplanError(ValueError):
-    """The tasks do not fit the dies."""
-
-
-@dataclass
-class Floorplan:
-    """Tasks assigned to dies.
-
-    Attributes
-    ----------
-    dies : tuple of Die
-    assignment : dict
-        Task name → index of its die in ``dies``.
-    tasks, links : tuple
-        What was placed.
-    """
-
-    dies: tuple
-    assignment: dict
-    tasks: tuple = ()
-    links: tuple = ()
-
-    def die(self, task):
-        """The :class:`Die` of ``task`` (a name)."""
-        return self.dies[self.assignment[task]]
-
-    def path(self, link):
-        """Indices of the dies ``link`` passes, from its source's to its sink's (one for a link within a die)."""
-        start, end = self.assignment[link.source], self.assignment[link.sink]
-        step = 1 if end >= start else -1
-        return tuple(range(start, end + step, step))
-
-    def crossing_bits(self):
-        """Bits per beat summed over every boundary every link crosses: what :func:`floorplan` minimizes."""
-        return sum(link.bits * (len(self.path(link)) - 1) for link in self.links)
-
-    def use(self):
-        """``[{resource: amount}]`` per die."""
-        totals = [dict.fromkeys(RESOURCES, 0) for _ in self.dies]
-        for task in self.tasks:
-            for resource in RESOURCES:
-                totals[self.assignment[task.name]][resource] += task.resources.get(resource, 0)
-        return totals
-
-    def boundaries(self):
-        """Per boundary between die ``k`` and ``k + 1``: the links that cross it, and their bits."""
-        rows = []
-        for k in range(len(self.dies) - 1):
-            crossing = [link for link in self.links if _crosses(self.path(link), k)]
-            rows.append({"between": [self.dies[k].name, self.dies[k + 1].name], "streams": len(crossing),
-                         "bits": sum(link.bits for link in crossing)})
-        return rows
-
-    def as_dict(self):
-        """The report's ``"floorplan"``: each die's use and share of what it offers, each boundary's
-        crossings, and each task's die."""
-        dies = []
-        for die, use in zip(self.dies, self.use()):
-            row = {"name": die.name, "memory": die.memory}
-            for resource in RESOURCES:
-                available = die.capacity[resource]
-                row[resource] = use[resource]
-                row[f"{resource}_available"] = available
-                row[f"{resource}_share"] = round(use[resource] / available, 4) if available else None
-            row["tasks"] = sorted(task for task, index in self.assignment.items() if self.dies[index] is die)
-            dies.append(row)
-        return {"dies": dies, "boundaries": self.boundaries(), "crossing_bits": self.crossing_bits(),
-                "assignment": {task: self.dies[index].name for task, index in sorted(self.assignment.items())}}
-
-
-def _crosses(path, k):
-    """Whether a path of die indices crosses the boundary between die ``k`` and ``k + 1``."""
-    return any({a, b} == {k, k + 1} for a, b in zip(path, path[1:]))
-
-
-#: Share of what a die offers that a floorplan fills when it can: AMD's Vitis guide (UG1393,
-#: "Determining Where to Place the Kernels") reserves about 10% of each die's resources for the
-#: infrastructure that connects the kernels, and a die filled to the brim also routes poorly.
-FILL = 0.9
-
-
-def floorplan(tasks, links, dies, *, fill=FILL):
-    """Assign every task to a die: fewest crossing bits, then the lowest peak share of a die.
-
-    Parameters
-    ----------
-    tasks : sequence of Task
-    links : sequence of Link
-        Between tasks by name; a link's cost is its bits times the boundaries it crosses.
-    dies : sequence of Die
-        At least one; the first die with ``memory`` takes the memory-facing tasks.
-    fill : float
-        Every die holds at most this share of what it offers of each resource, or, where the
-        tasks need more, the lowest peak share that holds them all.
-
-    Returns a :class:`Floorplan`. Raises :class:`FloorplanError` naming the resource when the
-    tasks cannot fit: one task larger than any die, or all of them together.
-    """
-    tasks, links, dies = tuple(tasks), tuple(links), tuple(dies)
-    names = [task.name for task in tasks]
-    if len(set(names)) != len(names):
-        raise ValueError("task names must be unique")
-    memory_die = next((k for k, die in enumerate(dies) if die.memory), 0)
-    for resource in RESOURCES:
-        need = sum(task.resources.get(resource, 0) for task in tasks)
-        offered = sum(die.capacity[resource] for die in dies)
-        if need > offered:
-            raise FloorplanError(f"the design needs {need:g} {resource} and the dies offer {offered:g}")
-        largest = max(tasks, key=lambda task: task.resources.get(resource, 0), default=None)
-        if largest is not None and largest.resources.get(resource, 0) > max(die.capacity[resource] for die in dies):
-            raise FloorplanError(f"core {largest.name} needs {largest.resources[resource]:g} {resource}, more than "
-                                 f"any one die offers ({max(die.capacity[resource] for die in dies):g})")
-    if len(dies) == 1:
-        return Floorplan(dies, dict.fromkeys(names, 0), tasks, links)
-    problem = _Problem(tasks, links, dies, memory_die)
-    limit = max(fill, problem.solve("peak"))
-    crossing = problem.solve("crossing", peak_limit=limit)
-    return Floorplan(dies, problem.solve("peak", peak_limit=limit, crossing_limit=crossing, assignment=True),
-                     tasks, links)
-
-
-@contextmanager
-def _quiet():
-    """HiGHS prints its banner from C++ when a solver is made: keep it off the process's stdout."""
-    sys.stdout.flush()
-    saved, devnull = os.dup(1), os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 1)
-        yield
-    finally:
-        os.dup2(saved, 1)
-        os.close(saved)
-        os.close(devnull)
-
-
-class _Problem:
-    """The floorplan as an integer program: binary ``place[task][die]``, each task in one die (the
-    memory-facing ones in the memory die), a distance per link at least the difference of its ends'
-    die indices, and every die's use of every resource at most ``peak`` times what it offers."""
-
-    def __init__(self, tasks, links, dies, memory_die):
-        self.tasks, self.links, self.dies, self.memory_die = tasks, links, dies, memory_die
-
-    def solve(self, objective, *, peak_limit=None, crossing_limit=None, assignment=False):
-        """Minimize ``"peak"`` (the highest share of a die) or ``"crossing"`` (the bits times the
-        boundaries crossed) with the other bounded; return the optimum, or the assignment."""
-        import highspy  # noqa: PLC0415 -- only multi-die boards need it
-
-        with _quiet():
-            solver = highspy.Highs()
-        for option, value in (("output_flag", False), ("random_seed", 0), ("threads", 1), ("mip_rel_gap", 0.0)):
-            solver.setOptionValue(option, value)
-        dies = self.dies
-        place = {task.name: [solver.addBinary() for _ in dies] for task in self.tasks}
-        for task in self.tasks:
-            solver.addConstr(sum(place[task.name]) == 1)
-            if task.memory_facing:
-                solver.addConstr(place[task.name][self.memory_die] == 1)
-        position = {name: sum(k * x for k, x in enumerate(xs)) for name, xs in place.items()}
-        crossing = 0
-        for link in self.links:
-            if link.source != link.sink:
-                distance = solver.addVariable(lb=0)
-                solver.addConstr(distance >= position[link.source] - position[link.sink])
-                solver.addConstr(distance >= position[link.sink] - position[link.source])
-                crossing = crossing + link.bits * distance
-        peak = solver.addVariable(lb=0, ub=1 if peak_limit is None else peak_limit)
-        for k, die in enumerate(dies):
-            for resource in RESOURCES:
-                users = [task for task in self.tasks if task.resources.get(resource, 0)]
-                if users and die.capacity[resource]:
-                    solver.addConstr(sum(task.resources[resource] * place[task.name][k] for task in users)
-                                     <= die.capacity[resource] * peak)
-                elif users:
-                    solver.addConstr(sum(place[task.name][k] for task in users) == 0)
-        if crossing_limit is not None and not isinstance(crossing, int):
-            solver.addConstr(crossing <= crossing_limit)
-        solver.minimize(peak if objective == "peak" else crossing)
-        status = solver.getModelStatus()
-        if status != highspy.HighsModelStatus.kOptimal:
-            raise FloorplanError(f"no assignment of the cores to {', '.join(die.name for die in dies)} keeps every "
-                                 f"die within what it offers ({solver.modelStatusToString(status)})")
-        if assignment:
-            return {name: max(range(len(dies)), key=lambda k: solver.val(xs[k])) for name, xs in place.items()}
-        # A bound for the next solve, loose by a rounding error of the solver's.
-        return solver.getObjectiveValue() + 1e-6
-
-
-def write_vitis_constraints(plan, cells, directory, *, kernel="inrarch_kernel"):
+def write_vitis_constraints(placement, directory, *, kernel="inrarch_kernel"):
     """Write :data:`FLOORPLAN_TCL` and :data:`FLOORPLAN_CONFIG` into ``directory``; return their paths.
 
-    ``cells`` maps each task name to the instance paths of its cells inside the kernel (a core
-    and the FIFOs and relay stations that belong to it), ``/``-separated. The Tcl finds the kernel's
-    instance in the linked design and adds every cell to the platform's pblock of its die's dynamic
-    region (:attr:`Die.pblock`); ``v++ --config floorplan.cfg`` runs it before placement.
+    ``placement`` lists ``(die name, pblock, cell paths)`` per die, bottom die first: the instance
+    paths inside the kernel (``/``-separated) of every cell that goes to the die (a core, its FIFOs
+    and the relay stations placed there). The Tcl finds the kernel's instance in the linked design
+    and adds every cell to its die's pblock; ``v++ --config floorplan.cfg`` runs it before
+    placement.
 
     Pblocks rather than one kernel per die joined by AXI streams: the crossing registers are then
     the compiler's own relay stations, whose latency the latency solver counts, so the FIFOs are
@@ -311,19 +33,16 @@ def write_vitis_constraints(plan, cells, directory, *, kernel="inrarch_kernel"):
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     lines = [f"# inrarch floorplan: every cell of the {kernel} kernel in the pblock of its die",
-             f"# ({', '.join(die.name for die in plan.dies)}; the memory ports in "
-             f"{next((die.name for die in plan.dies if die.memory), plan.dies[0].name)}).",
+             f"# ({', '.join(die for die, _, _ in placement)}).",
              f"set kernel [get_cells -hierarchical -filter {{ORIG_REF_NAME == {kernel} || REF_NAME == {kernel}}}]",
              "if {[llength $kernel] == 0} { error \"inrarch floorplan: no instance of " + kernel + " in the design\" }",
              "foreach instance $kernel {"]
-    for die in plan.dies:
-        paths = sorted(path for task, index in plan.assignment.items() if plan.dies[index] is die
-                       for path in cells.get(task, ()))
+    for die, pblock, paths in placement:
         if not paths:
             continue
-        lines.append(f"    # {die.name}: {len(paths)} cells")
-        lines.append(f"    add_cells_to_pblock [get_pblocks {die.pblock}] [get_cells [list \\")
-        lines += [f"        $instance/{path} \\" for path in paths]
+        lines.append(f"    # {die}: {len(paths)} cells")
+        lines.append(f"    add_cells_to_pblock [get_pblocks {pblock}] [get_cells [list \\")
+        lines += [f"        $instance/{path} \\" for path in sorted(paths)]
         lines.append("    ]]")
     lines.append("}")
     tcl = directory / FLOORPLAN_TCL

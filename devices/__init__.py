@@ -14,7 +14,7 @@ the family of the Alveo U280 and U50.
 
 import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from amaranth.hdl import signed
 
@@ -22,7 +22,7 @@ from cores.dsp import DSP48E2_REGISTERED, MULT18X18D_REGISTERED, DspPrimitive
 from cores.multiply import DSP48E2, Multiplier
 from cores.pipelining import UNPIPELINED, Pipelining
 
-__all__ = ["Device", "Mmcm", "Ehxplll", "DSP48E1", "DSP48E2", "MULT18X18D", "ULTRASCALE_PLUS", "ULTRASCALE", "SERIES7",
+__all__ = ["Device", "Die", "Mmcm", "Ehxplll", "DSP48E1", "DSP48E2", "MULT18X18D", "ULTRASCALE_PLUS", "ULTRASCALE", "SERIES7",
            "ECP5"]
 
 DSP48E1 = (25, 18)
@@ -81,6 +81,30 @@ class Ehxplll:
 
 
 @dataclass(frozen=True)
+class Die:
+    """One die (SLR) of a multi-die part, as a kernel sees it.
+
+    Parameters
+    ----------
+    name : str
+        ``"SLR0"``, ``"SLR1"``, ...: dies are stacked in this order, and a signal from die ``i``
+        to die ``j`` crosses ``|i - j|`` boundaries.
+    capacity : dict
+        ``{"LUT", "FF", "DSP", "BRAM36", "URAM"}`` the platform's dynamic region offers in this die.
+    memory : bool
+        Whether the card's memory is attached to this die: the kernel's memory ports are placed here.
+    pblock : str
+        The platform's pblock of this die's dynamic region, which a floorplan's constraints add
+        cells to.
+    """
+
+    name: str
+    capacity: dict = field(compare=False)
+    memory: bool = False
+    pblock: str = ""
+
+
+@dataclass(frozen=True)
 class Device:
     """The facts of one FPGA device (or of a family, before :meth:`part` adds the capacity).
 
@@ -113,6 +137,10 @@ class Device:
         The DSP primitive every partial product instantiates, with its registers
         (:class:`cores.dsp.DspPrimitive`, whose ``shape`` is :attr:`multiplier`); None leaves
         the products to synthesis.
+    dies : tuple of Die
+        The dies of a multi-die part, bottom first, as a board's shell leaves them to a kernel: the
+        compiler then floorplans the design onto them (:mod:`inrarch.floorplan`). Empty for a
+        part of one die.
     """
 
     family: str
@@ -126,12 +154,13 @@ class Device:
     usable_fraction: float = 1.0
     unpipelined_max_mhz: float = 0.0
     dsp: DspPrimitive = None
+    dies: tuple = ()
 
-    def part(self, *, capacity, usable_fraction=1.0, vitis=False):
-        """This family's facts with one part's ``capacity`` (and a board's shell); a part without
-        UltraRAM (``capacity["URAM"] == 0``) maps no memory to it."""
+    def part(self, *, capacity, usable_fraction=1.0, vitis=False, dies=()):
+        """This family's facts with one part's ``capacity`` (and a board's shell, and its ``dies``);
+        a part without UltraRAM (``capacity["URAM"] == 0``) maps no memory to it."""
         return dataclasses.replace(self, capacity=dict(capacity), usable_fraction=usable_fraction, vitis=vitis,
-                                   uram=self.uram and capacity.get("URAM", 0) > 0)
+                                   uram=self.uram and capacity.get("URAM", 0) > 0, dies=tuple(dies))
 
     @property
     def usable(self):

@@ -1,13 +1,16 @@
-"""Floorplans of multi-die parts (:mod:`boards.floorplan`): the assignment, its accounting, and the
-constraints Vivado reads."""
+"""Floorplans of multi-die parts: the assignment and its accounting (:mod:`inrarch.floorplan`), the
+Alveo dies, and the constraints Vivado reads (:mod:`boards.floorplan`)."""
 
 import itertools
 import re
 
 import pytest
 
-from boards.floorplan import (FLOORPLAN_CONFIG, RESOURCES, U50_DIES, U280_DIES, Die, FloorplanError, Link, Task,
-                              floorplan, write_vitis_constraints)
+from boards.alveo_u50 import U50_DIES
+from boards.alveo_u280 import U280_DIES
+from boards.floorplan import FLOORPLAN_CONFIG, write_vitis_constraints
+from devices import Die
+from inrarch.floorplan import RESOURCES, FloorplanError, Link, Task, floorplan
 
 DIES = (Die("SLR0", {"DSP": 100, "BRAM36": 10, "URAM": 4}, memory=True, pblock="p0"),
         Die("SLR1", {"DSP": 100, "BRAM36": 10, "URAM": 4}, pblock="p1"),
@@ -104,7 +107,9 @@ def test_the_constraints_put_every_cell_in_the_pblock_of_its_die(tmp_path):
     tasks, links = chain([60, 60, 60])
     plan = floorplan(tasks, links, DIES)
     cells = {task.name: [f"dataflow/{task.name}", f"dataflow/fifo_{task.name}"] for task in tasks}
-    tcl, config = write_vitis_constraints(plan, cells, tmp_path)
+    placement = [(die.name, die.pblock, [path for task in tasks if plan.die(task.name) is die
+                                         for path in cells[task.name]]) for die in DIES]
+    tcl, config = write_vitis_constraints(placement, tmp_path)
     text = tcl.read_text()
     assigned = {}
     for pblock, body in re.findall(r"add_cells_to_pblock \[get_pblocks (\S+)\] \[get_cells \[list \\\n(.*?)\]\]",

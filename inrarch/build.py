@@ -44,6 +44,7 @@ from boards.harness import design_ports
 from boards.plan import PLAN_NAME, open_toolchain, run_build_plan, write_build_plan
 from boards.synth import check_fit, find_tool, synth_xilinx
 from boards.timing import TARGET, timing_report
+from boards.floorplan import write_vitis_constraints
 from boards.vitis_kernel import write_vitis_kernel
 from devices import ULTRASCALE_PLUS
 
@@ -290,6 +291,11 @@ def _board_outputs(args, board, device, design, verilog, staging, report, progre
         write_vitis_kernel(staging / _KERNEL_DIR, kernel_streams(design), design_ports(design.elaboratable), verilog,
                            clock_mhz=design.options["clock_mhz"], lanes=design.netlist.lanes)
         report["vitis_kernel"] = _KERNEL_DIR
+        placement = design.die_placement()
+        if placement:
+            tcl, config = write_vitis_constraints(placement, staging / _KERNEL_DIR,
+                                                  installed=Path(args.out) / _KERNEL_DIR)
+            report["floorplan"]["constraints"] = [f"{_KERNEL_DIR}/{tcl.name}", f"{_KERNEL_DIR}/{config.name}"]
 
     if args.synth:
         family = device.synth_family

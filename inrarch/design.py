@@ -72,6 +72,17 @@ class Design:
     def output_formats(self):
         return [node.meta["format"] for node in self.graph.outputs]
 
+    def die_placement(self):
+        """On a multi-die device, ``[(die name, pblock, cells, memory)]`` bottom die first: the
+        submodules of ``top`` (cores, forks, relay stations, FIFOs) in each die and whether the
+        card's memory is attached to it, as :func:`boards.floorplan.write_vitis_constraints`
+        takes them; ``[]`` on a single die."""
+        plan = self.netlist.floorplan
+        if plan is None:
+            return []
+        cells = self.elaboratable.cells_by_die(self.netlist.dies)
+        return [(die.name, die.pblock, cells.get(k, []), die.memory) for k, die in enumerate(plan.dies)]
+
     def verilog(self):
         """The design as Verilog text (module ``top``); the same inputs give the same bytes.
 

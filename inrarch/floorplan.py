@@ -23,7 +23,10 @@ import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-__all__ = ["Task", "Link", "Floorplan", "FloorplanError", "floorplan", "RESOURCES", "FILL"]
+from .resources import core_dsps
+
+__all__ = ["Task", "Link", "Floorplan", "FloorplanError", "floorplan", "RESOURCES", "FILL", "MEMORY_PORTS",
+           "netlist_tasks", "floorplan_netlist", "account"]
 
 #: The resources a floorplan accounts: the cores state them without synthesis
 #: (``multipliers`` and ``memories``, :mod:`inrarch.resources`).
@@ -114,7 +117,7 @@ class Floorplan:
             row = {"name": die.name, "memory": die.memory}
             for resource in RESOURCES:
                 available = die.capacity[resource]
-                row[resource] = use[resource]
+                row[resource] = round(use[resource], 1)
                 row[f"{resource}_available"] = available
                 row[f"{resource}_share"] = round(use[resource] / available, 4) if available else None
             row["tasks"] = sorted(task for task, index in self.assignment.items() if self.dies[index] is die)
@@ -239,3 +242,73 @@ class _Problem:
             return {name: max(range(len(dies)), key=lambda k: solver.val(xs[k])) for name, xs in place.items()}
         # A bound for the next solve, loose by a rounding error of the solver's.
         return solver.getObjectiveValue() + 1e-6
+
+
+#: The task that stands for the kernel's memory ports: the design's outputs and their FIFOs go to
+#: it, in the memory die.
+MEMORY_PORTS = "memory ports"
+
+
+def _core_resources(core, device):
+    """``{resource: amount}`` of a core: its DSP slices and its memories on ``device``."""
+    used = dict.fromkeys(RESOURCES, 0)
+    used["DSP"] = core_dsps(core)
+    for width, depth, initialized, copies in core.memories:
+        blocks = device.memory_blocks(width, depth, initialized=initialized)
+        used["BRAM36"] += copies * blocks["BRAM36"]
+        used["URAM"] += copies * blocks["URAM"]
+    return used
+
+
+def netlist_tasks(netlist, device, depths):
+    """The :class:`Task` and :class:`Link` of a netlist with FIFOs of ``depths`` (stream → depth),
+    and ``{instance name: task name}``.
+
+    A task is a core (the instances that share one, a MatVec's two channels, are one task) with
+    the FIFOs of the streams it reads, which sit in its die; the input pacer, which the kernel's
+    memory port feeds, is memory-facing, and the design's outputs are links to
+    :data:`MEMORY_PORTS`, which holds their FIFOs. Every stream is a link of its bits per beat.
+    """
+    task_of, resources = {}, {}
+    for instance in netlist.instances:
+        first = next(other for other in netlist.instances if other.core is instance.core)
+        task_of[instance.name] = first.name
+        if first is instance:
+            resources[instance.name] = _core_resources(instance.core, device)
+    resources[MEMORY_PORTS] = dict.fromkeys(RESOURCES, 0)
+    task_of[None] = MEMORY_PORTS
+    links = []
+    for stream in netlist.streams:
+        sink = task_of[stream.sink.name if stream.sink is not None else None]
+        fifo = _core_resources(stream.fifo(depths[stream]), device)
+        for resource in RESOURCES:
+            resources[sink][resource] += fifo[resource]
+        links.append(Link(task_of[stream.source.name], sink, stream.width,
+                          name=f"{stream.source.name} -> {stream.sink.name if stream.sink else stream.port}"))
+    tasks = [Task(name, used, memory_facing=name in (MEMORY_PORTS, netlist.source.name))
+             for name, used in resources.items()]
+    return tasks, links, task_of
+
+
+def floorplan_netlist(netlist, device, depths):
+    """Floorplan ``netlist`` (FIFOs of ``depths``) on ``device.dies``: set ``netlist.floorplan``,
+    ``netlist.dies`` (instance name → die index, ``None`` the memory ports) and every crossing
+    stream's ``path``, the dies whose relay stations it passes. Raises :class:`FloorplanError`
+    when the design does not fit the dies."""
+    tasks, links, task_of = netlist_tasks(netlist, device, depths)
+    plan = floorplan(tasks, links, device.dies)
+    for stream, link in zip(netlist.streams, links):
+        path = plan.path(link)
+        stream.path = path if len(path) > 1 else ()
+    netlist.floorplan = plan
+    netlist.dies = {name: plan.assignment[task] for name, task in task_of.items()}
+    return plan
+
+
+def account(netlist, device, depths):
+    """``netlist.floorplan`` with each task's resources counted again for FIFOs of ``depths``: the
+    solver sizes the FIFOs once more after the relay stations are in, and the report gives the
+    final figures."""
+    tasks, links, _ = netlist_tasks(netlist, device, depths)
+    netlist.floorplan = Floorplan(netlist.floorplan.dies, netlist.floorplan.assignment, tuple(tasks), tuple(links))
+    return netlist.floorplan

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from cores.matmul import MatVec
 from cores.pacer import Pacer
-from cores.plumbing import LaneSerializer, StreamFIFO
+from cores.plumbing import LaneSerializer, RelayStation, StreamFIFO
 from devices import ULTRASCALE_PLUS
 
 from .errors import CompileError
@@ -77,22 +77,43 @@ class Instance:
 @dataclass(eq=False)
 class Stream:
     """Tokens from ``source``'s output to port ``port`` of ``sink`` (``sink=None``: a design output),
-    ``lanes`` elements per beat."""
+    ``lanes`` elements per beat.
+
+    On its way the tokens pass a :class:`~cores.plumbing.RelayStation` in each die of ``path``
+    (the indices of the dies it passes, from its source's to its sink's, when a floorplan puts
+    them in different dies; :mod:`inrarch.floorplan`), then the stream's FIFO, in its sink's die.
+    """
 
     source: Instance
     sink: Instance
     port: str
     output_index: int = -1
     lanes: int = 1
+    path: tuple = ()
 
     @property
     def width(self):
         """Bits per beat."""
         return self.source.node.meta["format"].width * self.lanes
 
+    @property
+    def relay_latency(self):
+        """Cycles its relay stations add: one per die it passes, none within a die."""
+        return len(self.path) * RelayStation.latency
+
+    @property
+    def latency(self):
+        """Cycles from a token's emit at the source to its first cycle at the sink: the relay
+        stations' and the FIFO's."""
+        return self.relay_latency + StreamFIFO.latency
+
     def fifo(self, depth):
         """The model of the stream's FIFO of ``depth`` beats (:class:`~cores.plumbing.StreamFIFO`)."""
         return StreamFIFO.model(self.source.node.meta["format"], depth, lanes=self.lanes)
+
+    def relays(self):
+        """Its :class:`~cores.plumbing.RelayStation` cores, one per die of ``path``."""
+        return [RelayStation(self.source.node.meta["format"], lanes=self.lanes) for _ in self.path]
 
 
 @dataclass
@@ -104,6 +125,8 @@ class Netlist:
     period: int = 0               # cycles between groups of ``lanes`` samples
     dsps: int = 0
     lanes: int = 1                # samples per beat inside the design
+    floorplan: object = None      # on a multi-die device: the inrarch.floorplan.Floorplan
+    dies: dict = field(default_factory=dict)  # instance name (None: the memory ports) -> die index
 
     def samples(self, batch):
         """``batch`` rounded up to whole groups of :attr:`lanes` samples: the samples the design

@@ -59,4 +59,12 @@ def design_report(design):
         "formats": {node.name: str(node.meta["format"]) for node in design.graph.nodes},
         "format_search": design.options["format_search"],
         "compile_seconds": round(sum(v for k, v in design.timings.items() if k != "verilog_seconds"), 3),
+        **({"floorplan": floorplan_report(design.netlist)} if design.netlist.floorplan else {}),
     }, design.netlist, design.schedule, design.options["device"])
+
+
+def floorplan_report(netlist):
+    """``report["floorplan"]`` (:meth:`inrarch.floorplan.Floorplan.as_dict`) with the relay
+    stations: one per die each crossing stream passes."""
+    return {**netlist.floorplan.as_dict(), "relay_stations": sum(len(stream.path) for stream in netlist.streams),
+            "crossing_streams": sum(bool(stream.path) for stream in netlist.streams)}

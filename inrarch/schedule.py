@@ -6,7 +6,8 @@ that no core ever waits for room, the whole design's timing follows from the con
 1. The input pacer admits one sample per ``period`` cycles, the pace of the busiest core, from an
    always-valid source.
 2. In topological order, each core's input arrival times are its producers' emit times plus the
-   FIFO's latency; its contract gives its accept and emit times.
+   stream's latency (its FIFO's, and one cycle per relay station where it crosses dies); its
+   contract gives its accept and emit times.
 3. Each FIFO's depth is the largest occupancy this schedule gives it, computed from the exact
    behaviour of the design's FIFO (:meth:`cores.plumbing.StreamFIFO.depth_for`).
 
@@ -45,8 +46,12 @@ class SolvedSchedule:
         """The cycles ``stream``'s tokens leave its FIFO: its sink's accepts, or, at a design output,
         as soon as the FIFO gives them."""
         if stream.sink is None:
-            return self.emits[stream.source] + StreamFIFO.latency
+            return self.emits[stream.source] + stream.latency
         return self.accepts[stream.sink][stream.port]
+
+    def writes(self, stream):
+        """The cycles ``stream``'s tokens enter its FIFO: their emits, after its relay stations."""
+        return self.emits[stream.source] + stream.relay_latency
 
 
 def solve(netlist, batch):
@@ -56,15 +61,17 @@ def solve(netlist, batch):
     accepts, emits = {}, {}
     first = source.contract.schedule({"i": np.zeros(tokens, dtype=np.int64)})
     accepts[source], emits[source] = first.accepts, first.emits
-    producers = {(id(s.sink), s.port): s.source for s in netlist.streams if s.sink is not None}
+    streams = {(id(s.sink), s.port): s for s in netlist.streams if s.sink is not None}
+    producers = {key: stream.source for key, stream in streams.items()}
     for instance in netlist.instances[1:]:
-        arrivals = {port: emits[producers[id(instance), port]] + StreamFIFO.latency for port in instance.inputs}
+        arrivals = {port: emits[producers[id(instance), port]] + streams[id(instance), port].latency
+                    for port in instance.inputs}
         result = instance.contract.schedule(arrivals)
         accepts[instance], emits[instance] = result.accepts, result.emits
     solved = SolvedSchedule(batch=batch, period=netlist.period, cycles=0, first_accept=int(accepts[source]["i"][0]),
                             last_output=0, accepts=accepts, emits=emits)
     for stream in netlist.streams:
-        solved.depths[stream] = StreamFIFO.depth_for(emits[stream.source], solved.reads(stream))
+        solved.depths[stream] = StreamFIFO.depth_for(solved.writes(stream), solved.reads(stream))
     solved.last_output = int(max(solved.reads(s)[-1] for s in netlist.outputs))
     solved.cycles = solved.last_output - solved.first_accept + 1
     solved.critical = netlist.critical()

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 
-from cores.plumbing import StreamFIFO
 
 __all__ = ["fifo_entries", "buffer_bits_by_kind", "critical_path", "add_solver_report", "fifo_occupancy",
            "write_plots"]
@@ -23,8 +22,8 @@ def _sink_name(stream):
 
 
 def fifo_entries(netlist, depths, device):
-    """One dict per stream: endpoints, number format, depth (``depths[stream]``), width, bits and
-    its memory primitive.
+    """One dict per stream: endpoints, number format, depth (``depths[stream]``), width, bits, its
+    memory primitive and the relay stations before it (where it crosses dies).
 
     The primitive is where ``device`` (:meth:`devices.Device.memory_kind`) maps the FIFO's memory
     (:attr:`cores.plumbing.StreamFIFO.memories`): the memory the resource estimate counts.
@@ -36,7 +35,7 @@ def fifo_entries(netlist, depths, device):
         memory, = stream.fifo(depth).memories
         entries.append({"from": stream.source.name, "to": _sink_name(stream), "port": stream.port,
                         "format": str(fmt), "depth": depth, "width": width, "bits": depth * width,
-                        "memory": device.memory_kind(memory.width, memory.depth)})
+                        "memory": device.memory_kind(memory.width, memory.depth), "relays": len(stream.path)})
     return entries
 
 
@@ -74,7 +73,7 @@ def critical_path(netlist, schedule):
     bound = netlist.critical()
     paths = []
     for stream in netlist.outputs:
-        hops = [{"core": stream.port, "latency": StreamFIFO.latency}]
+        hops = [{"core": stream.port, "latency": stream.latency}]
         instance = stream.source
         while instance is not netlist.source:
             needs = instance.contract.consumes  # tokens per port of the first firing

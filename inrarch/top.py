@@ -50,6 +50,37 @@ class DataflowDesign(wiring.Component):
         super().__init__(members)
 
     @staticmethod
+    def stream_name(stream, k):
+        """The part of a stream's submodule names (``fifo_<name>``, ``relay<j>_<name>``) after its
+        ends: ``k`` is its index among its source's readers."""
+        sink_name = stream.sink.name if stream.sink is not None else stream.port
+        return f"{stream.source.name}_to_{sink_name}_{stream.port}_{k}"
+
+    def cells_by_die(self, assignment):
+        """``{die index: [submodule names]}``: every core, fork, relay station and FIFO of the design,
+        by the die it belongs to. ``assignment`` maps each instance's name to its die: a core's
+        fork is in its die, a stream's relay station ``j`` in die ``stream.path[j]``, its FIFO in
+        its sink's die, a design output's FIFO in the die the assignment gives ``None``."""
+        netlist = self._netlist
+        cells = {}
+        seen = set()
+        for instance in netlist.instances:
+            die = assignment[instance.name]
+            if id(instance.core) not in seen:
+                seen.add(id(instance.core))
+                cells.setdefault(die, []).append(instance.name)
+            readers = netlist.readers(instance)
+            if len(readers) > 1:
+                cells.setdefault(die, []).append(f"{instance.name}_fork")
+            for k, stream in enumerate(readers):
+                name = self.stream_name(stream, k)
+                for j, relay_die in enumerate(stream.path):
+                    cells.setdefault(relay_die, []).append(f"relay{j}_{name}")
+                sink_die = assignment[stream.sink.name if stream.sink is not None else None]
+                cells.setdefault(sink_die, []).append(f"fifo_{name}")
+        return cells
+
+    @staticmethod
     def _fifo_name(stream):
         sink = stream.sink.name if stream.sink is not None else "output"
         return f"{stream.source.name}->{sink}.{stream.port}"
@@ -77,9 +108,13 @@ class DataflowDesign(wiring.Component):
             else:
                 outputs = [output]
             for k, (stream, source) in enumerate(zip(readers, outputs)):
-                sink_name = stream.sink.name if stream.sink is not None else stream.port
+                name = self.stream_name(stream, k)
+                for j, relay in enumerate(stream.relays()):
+                    m.submodules[f"relay{j}_{name}"] = _shared(relay)
+                    wiring.connect(m, source, relay.i)
+                    source = relay.o
                 fifo = StreamFIFO(instance.node.meta["format"], self._depths[stream], lanes=stream.lanes)
-                m.submodules[f"fifo_{instance.name}_to_{sink_name}_{stream.port}_{k}"] = _shared(fifo)
+                m.submodules[f"fifo_{name}"] = _shared(fifo)
                 wiring.connect(m, source, fifo.i)
                 fifo_of[id(stream)] = fifo
                 if stream.sink is None:

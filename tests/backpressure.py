@@ -27,6 +27,37 @@ class BackpressureRun:
     peak_level: dict = field(default_factory=dict)  # stream -> largest FIFO level (StreamFIFO.level)
 
 
+class _Channel:
+    """A stream's relay stations (where it crosses dies) and its FIFO, as one FIFO-like model:
+    ``w_rdy`` whether it takes a token this cycle, ``out_valid`` and ``level`` its FIFO's."""
+
+    def __init__(self, stream, depth):
+        self.relays = [relay.cycle_model() for relay in stream.relays()]
+        self.fifo = stream.fifo(depth).cycle_model()
+
+    @property
+    def w_rdy(self):
+        return not self.relays[0].skid_valid if self.relays else self.fifo.w_rdy
+
+    @property
+    def out_valid(self):
+        return self.fifo.out_valid
+
+    @property
+    def level(self):
+        return self.fifo.level
+
+    def clock(self, write, r_en):
+        # Each stage's handshake from the state before the edge, then every stage clocks.
+        stages = self.relays + [self.fifo]
+        offers = [write] + [relay.out_valid for relay in self.relays]
+        readies = [bool(stage.ready({"i": True}, False)) for stage in stages]
+        taken = [offer and ready for offer, ready in zip(offers, readies)]
+        outs = taken[1:] + [r_en]
+        for stage, take, out_ready in zip(stages, taken, outs):
+            stage.clock(take, out_ready)
+
+
 def simulate(netlist, batch, depths, *, max_cycles=None):
     """Predict the cycle-level timing of ``batch`` samples with the given FIFO depths.
 
@@ -48,7 +79,7 @@ def simulate(netlist, batch, depths, *, max_cycles=None):
     idle_limit = max_cycles or 4 * netlist.period + 64
     groups = netlist.samples(batch) // netlist.lanes
     models = {instance: instance.cycle_model(groups * instance.firings_per_group) for instance in netlist.instances}
-    fifos = {stream: stream.fifo(depths[stream]).cycle_model() for stream in netlist.streams}
+    fifos = {stream: _Channel(stream, depths[stream]) for stream in netlist.streams}
     by_source = netlist.readers_by_source()
     readers = {instance: by_source.get(id(instance), []) for instance in netlist.instances}
     inputs = {instance: {} for instance in netlist.instances}

@@ -1,16 +1,22 @@
 """Floorplans of multi-die parts: the assignment and its accounting (:mod:`inrarch.floorplan`), the
 Alveo dies, and the constraints Vivado reads (:mod:`boards.floorplan`)."""
 
+import copy
+import dataclasses
 import itertools
 import re
 
+import numpy as np
 import pytest
+import torch
 
+import inrarch
+from boards import board_device, get_board
 from boards.alveo_u50 import U50_DIES
 from boards.alveo_u280 import U280_DIES
 from boards.floorplan import FLOORPLAN_CONFIG, write_vitis_constraints
-from devices import Die
-from inrarch.floorplan import RESOURCES, FloorplanError, Link, Task, floorplan
+from devices import ULTRASCALE_PLUS, Die
+from inrarch.floorplan import MEMORY_PORTS, RESOURCES, FloorplanError, Link, Task, floorplan
 
 DIES = (Die("SLR0", {"DSP": 100, "BRAM36": 10, "URAM": 4}, memory=True, pblock="p0"),
         Die("SLR1", {"DSP": 100, "BRAM36": 10, "URAM": 4}, pblock="p1"),
@@ -103,21 +109,110 @@ def test_the_alveo_dies_are_ug1120s():
     assert [die.name for die in U50_DIES] == ["SLR0", "SLR1"] and U50_DIES[0].memory
 
 
-def test_the_constraints_put_every_cell_in_the_pblock_of_its_die(tmp_path):
-    tasks, links = chain([60, 60, 60])
-    plan = floorplan(tasks, links, DIES)
-    cells = {task.name: [f"dataflow/{task.name}", f"dataflow/fifo_{task.name}"] for task in tasks}
-    placement = [(die.name, die.pblock, [path for task in tasks if plan.die(task.name) is die
-                                         for path in cells[task.name]]) for die in DIES]
-    tcl, config = write_vitis_constraints(placement, tmp_path)
-    text = tcl.read_text()
+def parse_constraints(text):
+    """``{cell path inside the kernel: pblock}`` from a written floorplan.tcl; fails on a cell in two pblocks."""
     assigned = {}
     for pblock, body in re.findall(r"add_cells_to_pblock \[get_pblocks (\S+)\] \[get_cells \[list \\\n(.*?)\]\]",
                                    text, re.S):
         for path in re.findall(r"\$instance/(\S+)", body):
             assert path not in assigned, f"{path} is in two pblocks"
             assigned[path] = pblock
+    return assigned
+
+
+def test_the_constraints_put_every_cell_in_the_pblock_of_its_die(tmp_path):
+    tasks, links = chain([60, 60, 60])
+    plan = floorplan(tasks, links, DIES)
+    cells = {task.name: [task.name, f"fifo_{task.name}"] for task in tasks}
+    placement = [(die.name, die.pblock, [path for task in tasks if plan.die(task.name) is die
+                                         for path in cells[task.name]], die.memory) for die in DIES]
+    tcl, config = write_vitis_constraints(placement, tmp_path, installed=tmp_path / "elsewhere")
+    text = tcl.read_text()
+    assigned = parse_constraints(text)
     for task, paths in cells.items():
         for path in paths:
-            assert assigned[path] == plan.die(task).pblock
-    assert f"OPT_DESIGN.TCL.PRE={tcl.resolve()}" in config.read_text() and config.name == FLOORPLAN_CONFIG
+            assert assigned[f"dataflow/{path}"] == plan.die(task).pblock
+    # the kernel's own cells (its memory ports) go to the memory die
+    assert 'add_cells_to_pblock [get_pblocks p0] [get_cells -filter "NAME != $instance/dataflow" $instance/*]' in text
+    assert f"OPT_DESIGN.TCL.PRE={(tmp_path / 'elsewhere' / 'floorplan.tcl').resolve()}" in config.read_text()
+    assert config.name == FLOORPLAN_CONFIG
+
+
+# Designs ------------------------------------------------------------------------------------------
+
+def three_dies(dsps):
+    """Three dies too small for a design of ``dsps`` DSPs in two: it spreads over all three."""
+    capacity = {"LUT": 10**6, "FF": 10**6, "DSP": int(dsps * 0.45) + 1, "BRAM36": 100, "URAM": 0}
+    return tuple(Die(f"SLR{k}", dict(capacity), memory=k == 0, pblock=f"pblock_dynamic_SLR{k}") for k in range(3))
+
+
+@pytest.fixture(scope="module")
+def spread_design():
+    model = inrarch.models.siren(in_features=2, hidden=8, layers=2, out_features=3, w0=30.0, seed=0)
+    fn = inrarch.derivatives(model, 1)
+    one_die = inrarch.compile(fn, torch.zeros(4, 2))
+    device = dataclasses.replace(ULTRASCALE_PLUS, dies=three_dies(one_die.report["dsp_estimate"]))
+    return model, one_die, inrarch.compile(fn, torch.zeros(4, 2), device=device)
+
+
+def test_every_crossing_stream_has_a_relay_station_in_each_die_it_passes(spread_design):
+    _, _, design = spread_design
+    netlist = design.netlist
+    floorplan = design.report["floorplan"]
+    assert floorplan["crossing_streams"] > 0 and all(row["streams"] for row in floorplan["boundaries"])
+    for stream in netlist.streams:
+        source = netlist.dies[stream.source.name]
+        sink = netlist.dies[stream.sink.name if stream.sink is not None else None]
+        if source == sink:
+            assert stream.path == ()
+        else:
+            assert stream.path[0] == source and stream.path[-1] == sink and len(stream.path) == abs(sink - source) + 1
+    assert floorplan["relay_stations"] == sum(len(stream.path) for stream in netlist.streams)
+    for die in floorplan["dies"]:
+        assert all(die[resource] <= die[f"{resource}_available"] for resource in RESOURCES)
+
+
+def test_the_relay_stations_add_latency_the_simulation_keeps_to(spread_design):
+    model, one_die, design = spread_design
+    # latency only: the same period, a few cycles more
+    assert design.netlist.period == one_die.netlist.period
+    assert one_die.report["cycles_predicted"] < design.report["cycles_predicted"] <= one_die.report["cycles_predicted"] + 12
+    x = torch.tensor(np.random.default_rng(0).uniform(-1.0, 1.0, size=(4, 2)), dtype=torch.float32)
+    result = design.simulate(x)
+    assert result.cycles == design.report["cycles_predicted"] and not result.overflow
+    reference = inrarch.derivatives(copy.deepcopy(model).double(), 1)(x.double())
+    for got, expected in zip(result.outputs, reference):
+        expected = expected.detach().numpy()
+        assert np.max(np.abs(got - expected)) <= 1e-3 * np.max(np.abs(expected))
+
+
+def test_the_written_constraints_give_every_core_a_die(spread_design, tmp_path):
+    _, _, design = spread_design
+    tcl, _ = write_vitis_constraints(design.die_placement(), tmp_path)
+    assigned = parse_constraints(tcl.read_text())
+    pblocks = {die.name: die.pblock for die in design.netlist.floorplan.dies}
+    floorplan = design.report["floorplan"]
+    for instance in design.netlist.instances:
+        task = floorplan["assignment"][next(i.name for i in design.netlist.instances if i.core is instance.core)]
+        assert assigned[f"dataflow/{next(i.name for i in design.netlist.instances if i.core is instance.core)}"] \
+            == pblocks[task]
+    # every submodule of the design is in exactly one pblock
+    submodules = {name for _, _, cells, _ in design.die_placement() for name in cells}
+    assert {path.removeprefix("dataflow/") for path in assigned} == submodules
+    assert any(name.startswith("relay") for name in submodules)
+
+
+@pytest.mark.parametrize("order", [1, 2])
+def test_the_default_design_fits_the_u280s_dies(order, full_mode):
+    if order == 2 and not full_mode:
+        pytest.skip("compiles the order-2 default design (about a minute): run with --full")
+    design = inrarch.compile(inrarch.derivatives(inrarch.models.siren(), order), torch.zeros(64, 2),
+                             device=board_device(get_board("alveo_u280")))
+    floorplan = design.report["floorplan"]
+    assert [die["name"] for die in floorplan["dies"]] == ["SLR0", "SLR1", "SLR2"]
+    for die in floorplan["dies"]:
+        assert all(die[resource] <= die[f"{resource}_available"] for resource in RESOURCES), die
+    assert floorplan["assignment"]["input"] == "SLR0" and floorplan["assignment"][MEMORY_PORTS] == "SLR0"
+    for stream in design.netlist.streams:
+        sink = stream.sink.name if stream.sink is not None else None
+        assert bool(stream.path) == (design.netlist.dies[stream.source.name] != design.netlist.dies[sink])

@@ -109,7 +109,7 @@ def add_solver_report(report, netlist, schedule, device):
 
 def fifo_occupancy(stream, schedule):
     """``(cycles, tokens)``: tokens written to ``stream``'s FIFO and not yet read, after each change."""
-    writes = np.asarray(schedule.emits[stream.source])
+    writes = np.asarray(schedule.writes(stream))
     reads = np.asarray(schedule.reads(stream))
     times = np.concatenate([writes, reads])
     steps = np.concatenate([np.ones(len(writes), dtype=np.int64), -np.ones(len(reads), dtype=np.int64)])
@@ -136,6 +136,8 @@ def write_plots(design, directory, *, fifos=6):
 
     ``timeline.png``: per core, the cycles in which it accepts or emits tokens.
     ``fifo_occupancy.png``: tokens held over time by the ``fifos`` deepest FIFOs, with their depths.
+    ``floorplan.png``, on a multi-die device: each die's share of DSPs, block RAM and UltraRAM, its
+    cores, and the streams and bits crossing each boundary (``report["floorplan"]``).
     """
     import matplotlib
     matplotlib.use("Agg")
@@ -178,4 +180,59 @@ def write_plots(design, directory, *, fifos=6):
     occupancy = directory / "fifo_occupancy.png"
     figure.savefig(occupancy, dpi=100)
     plt.close(figure)
-    return [timeline, occupancy]
+    written = [timeline, occupancy]
+    if design.netlist.floorplan is not None:
+        written.append(_draw_floorplan(design.report["floorplan"], directory / "floorplan.png", plt))
+    return written
+
+
+def _draw_floorplan(floorplan, path, plt):
+    """The dies bottom up (SLR0 at the bottom, as on the part): each die's share of what it offers
+    of every resource, its cores, and between the dies the streams and bits that cross."""
+    dies = floorplan["dies"]
+    resources = [key.removesuffix("_share") for key in dies[0] if key.endswith("_share")]
+    figure, (shares, layout) = plt.subplots(1, 2, figsize=(13, 1.6 + 2.2 * len(dies)),
+                                            gridspec_kw={"width_ratios": [1, 2]})
+    for row, die in enumerate(dies):
+        for k, resource in enumerate(resources):
+            share = die[f"{resource}_share"] or 0.0
+            y = row + 0.25 * (k - (len(resources) - 1) / 2)
+            shares.barh(y, share, height=0.22, color=f"C{k}", label=resource if row == 0 else None)
+            shares.text(share + 0.01, y, f"{die[resource]:g} / {die[f'{resource}_available']:g}", va="center",
+                        fontsize=7)
+    shares.axvline(1.0, color="black", linewidth=0.8)
+    shares.set_xlim(0, 1.35)
+    shares.set_yticks(range(len(dies)))
+    shares.set_yticklabels([die["name"] + (" (HBM)" if die["memory"] else "") for die in dies])
+    shares.set_xlabel("share of what the die offers after the shell")
+    shares.legend(fontsize=7, loc="lower right")
+    for row, die in enumerate(dies):
+        layout.add_patch(plt.Rectangle((0, row + 0.05), 1, 0.9, fill=False, linewidth=1.2))
+        cores = [task for task in die["tasks"]]
+        text = ", ".join(cores)
+        layout.text(0.01, row + 0.9, f"{die['name']}: {len(cores)} cores", fontsize=8, va="top", weight="bold")
+        layout.text(0.01, row + 0.75, "\n".join(_wrap(text, 110)), fontsize=6, va="top", family="monospace")
+    for k, boundary in enumerate(floorplan["boundaries"]):
+        layout.annotate(f"{boundary['streams']} streams, {boundary['bits']} bits per beat", (0.5, k + 1.0),
+                        ha="center", va="center", fontsize=8, color="tab:red",
+                        bbox={"boxstyle": "round", "facecolor": "white", "edgecolor": "tab:red"})
+    layout.set_xlim(0, 1)
+    layout.set_ylim(0, len(dies))
+    layout.axis("off")
+    layout.set_title(f"Floorplan: {floorplan['crossing_streams']} crossing streams, {floorplan['relay_stations']} "
+                     "relay stations")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
+
+
+def _wrap(text, width):
+    lines, line = [], ""
+    for word in text.split(" "):
+        if line and len(line) + len(word) + 1 > width:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}" if line else word
+    return lines + [line] if line else lines

@@ -17,6 +17,7 @@ from boards.alveo_u280 import U280_DIES
 from boards.floorplan import FLOORPLAN_CONFIG, write_vitis_constraints
 from devices import ULTRASCALE_PLUS, Die
 from inrarch.floorplan import MEMORY_PORTS, RESOURCES, FloorplanError, Link, Task, floorplan
+from inrarch.solver_report import write_plots
 
 DIES = (Die("SLR0", {"DSP": 100, "BRAM36": 10, "URAM": 4}, memory=True, pblock="p0"),
         Die("SLR1", {"DSP": 100, "BRAM36": 10, "URAM": 4}, pblock="p1"),
@@ -216,3 +217,10 @@ def test_the_default_design_fits_the_u280s_dies(order, full_mode):
     for stream in design.netlist.streams:
         sink = stream.sink.name if stream.sink is not None else None
         assert bool(stream.path) == (design.netlist.dies[stream.source.name] != design.netlist.dies[sink])
+
+
+def test_the_plots_draw_the_floorplan(spread_design, tmp_path):
+    _, one_die, design = spread_design
+    written = [path.name for path in write_plots(design, tmp_path)]
+    assert "floorplan.png" in written and (tmp_path / "floorplan.png").stat().st_size > 10_000
+    assert "floorplan.png" not in [path.name for path in write_plots(one_die, tmp_path / "one")]

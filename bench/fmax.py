@@ -1,19 +1,22 @@
-"""Fmax after place and route on an ECP5 LFE5U-85F, speed grade 8: every core, and two SIREN designs.
+"""Fmax after place and route on the ULX3S 85F's ECP5, LFE5U-85F-6: every core, and three SIREN designs.
 
-    python -m bench.fmax [--timeout SECONDS] [--only NAME ...]
+    python -m bench.fmax [--timeout SECONDS] [--speed-grades 6 [8]] [--only NAME ...]
 
 Each entry is synthesized by YoWASP yosys ``synth_ecp5`` and placed and routed by YoWASP
-``nextpnr-ecp5`` (single-threaded, ``--timing-allow-fail``) on the ULX3S 85F's part, LFE5U-85F in
-the CABGA381 package, at speed grade 8 (the board itself carries the slower grade 6), with the
-design clock made from the board's 25 MHz by the EHXPLLL at :data:`TARGET_MHZ` and constrained there.
+``nextpnr-ecp5`` (single-threaded, ``--timing-allow-fail``) on the ULX3S 85F's own part, LFE5U-85F
+in the CABGA381 package at speed grade 6, with the design clock made from the board's 25 MHz by the
+EHXPLLL at :data:`TARGET_MHZ` and constrained there. ``--speed-grades 6 8`` also places and routes
+every entry on the fastest grade, LFE5U-85F-8, recorded beside it.
 
-* The cores are those of :func:`bench.logic_depth.cores` with their products split for the ECP5's
-  18 × 18 multipliers (as the compiler builds them for an ECP5 device), each inside
-  :class:`RegisteredCore`: every port bit is a flip-flop, so that every path through the core is
-  register to register.
-* The designs are the order-1 SIREN 2→16→16→3 and the order-2 SIREN 2→8→8→3 at batch 8, built as
-  ``python -m inrarch.build --board ulx3s_85f --clock-mhz 150 --run-vendor`` builds them (the
-  self-test harness of :mod:`boards.harness` around the design), on the speed-grade-8 part.
+* The cores are those of :func:`bench.logic_depth.cores` as the compiler builds them for an ECP5 at
+  :data:`TARGET_MHZ` (products split for its 18 × 18 multipliers, each a registered MULT18X18D,
+  every optional pipeline register), each inside :class:`RegisteredCore`: every port bit is a
+  flip-flop, so that every path through the core is register to register.
+* The designs are the order-1 SIREN 2→16→16→3 and the order-2 SIREN 2→8→8→3 at batch 8, and
+  :data:`FILL_DESIGN`, the largest of them, each folded into the part's usable multipliers
+  (:data:`boards.device.ECP5_USABLE_FRACTION`), built as ``python -m inrarch.build --board
+  ulx3s_85f --clock-mhz 150 --run-vendor`` builds them (the self-test harness of
+  :mod:`boards.harness` around the design).
 
 Per entry it records nextpnr's Fmax for the design clock, whether that meets the target, the
 placed LUT4s (``TRELLIS_COMB``), flip-flops, MULT18X18D and DP16KD, the critical path, the seconds
@@ -54,16 +57,23 @@ NEXTPNR_OPTIONS = ("--threads", "1")
 # A core alone routes in seconds with either router; router1's timing-driven rip-up gives its Fmax.
 # The designs get the open flow's default (boards.plan.DEFAULT_ROUTER), which is what routes them.
 CORE_ROUTER = "router1"
+#: The largest SIREN folded into the part's usable multipliers that routes within the timeout.
+FILL_DESIGN = "SIREN 2→32→32→3, order 1"
 DESIGNS = {
     "SIREN 2→16→16→3, order 1": ({**WORKLOAD, "hidden": 16, "layers": 2}, 1),
     "SIREN 2→8→8→3, order 2": ({**WORKLOAD, "hidden": 8, "layers": 2}, 2),
+    FILL_DESIGN: ({**WORKLOAD, "hidden": 32, "layers": 2}, 1),
 }
 
 
 class SpeedGrade8ULX3S85F(ULX3S_85F_Platform):
-    """The ULX3S 85F with the fastest ECP5 speed grade, LFE5U-85F-8BG381C."""
+    """The ULX3S 85F with the fastest ECP5 speed grade, LFE5U-85F-8BG381C (the board carries grade 6)."""
 
     speed = "8"
+
+
+#: The part of each speed grade: the ULX3S 85F's own (grade 6), and the fastest.
+PLATFORMS = {"6": ULX3S_85F_Platform, "8": SpeedGrade8ULX3S85F}
 
 
 class RegisteredCore(Elaboratable):
@@ -113,32 +123,32 @@ class RegisteredCore(Elaboratable):
         return m
 
 
-def core_plan(core, directory):
-    """Write the build plan of ``core`` in :class:`RegisteredCore` into ``directory``."""
-    clock = design_clock(SpeedGrade8ULX3S85F, TARGET_MHZ)
-    extract_plan(SpeedGrade8ULX3S85F(), RegisteredCore(core, clock["pll"]), directory,
+def core_plan(core, directory, platform=ULX3S_85F_Platform):
+    """Write the build plan of ``core`` in :class:`RegisteredCore` for ``platform`` into ``directory``."""
+    clock = design_clock(platform, TARGET_MHZ)
+    extract_plan(platform(), RegisteredCore(core, clock["pll"]), directory,
                  nextpnr_options=NEXTPNR_OPTIONS, router=CORE_ROUTER)
 
 
-def design_plan(model_spec, order, directory):
-    """Write the build plan of the SIREN ``model_spec`` at ``order`` into ``directory``; returns its
-    compile report's figures."""
+def design_plan(model_spec, order, directory, platform=ULX3S_85F_Platform):
+    """Write the build plan of the SIREN ``model_spec`` at ``order`` for ``platform`` into
+    ``directory``; returns its compile report's figures."""
     fn = inrarch.derivatives(inrarch.models.siren(**model_spec), order)
     design = inrarch.compile(fn, torch.zeros(BATCH, model_spec["in_features"], dtype=torch.float64),
-                             clock_mhz=TARGET_MHZ, device=board_device(SpeedGrade8ULX3S85F))
-    write_build_plan(SpeedGrade8ULX3S85F, design.verilog(), design_ports(design.elaboratable), directory,
+                             clock_mhz=TARGET_MHZ, device=board_device(platform))
+    write_build_plan(platform, design.verilog(), design_ports(design.elaboratable), directory,
                      clock_mhz=TARGET_MHZ, nextpnr_options=NEXTPNR_OPTIONS)
     return {"multipliers": design.report["multipliers"], "lanes": design.report["lanes"],
-            "dsp_estimate": design.report["dsp_estimate"]}
+            "dsp_estimate": design.report["dsp_estimate"], "dsp_budget": design.report["dsp_budget"]}
 
 
-def place_and_route(directory, timeout):
+def place_and_route(directory, timeout, platform=ULX3S_85F_Platform):
     """Run the plan in ``directory``; the row's figures: Fmax, cells, critical path and seconds, or
     how far nextpnr got when it did not finish."""
     directory = Path(directory)
     start = time.perf_counter()
     try:
-        run_build_plan(SpeedGrade8ULX3S85F, directory, timeout=timeout)
+        run_build_plan(platform, directory, timeout=timeout)
         failure = None
     except BuildTimeout:
         failure = f"stopped after {timeout} s"
@@ -233,30 +243,46 @@ def router_progress(log_text):
     return "routing"
 
 
-def measure(names, timeout, scratch):
+def measure(names, timeout, scratch, grades=("6",)):
     """``{name: row}`` for the entries ``names`` (cores of :func:`bench.logic_depth.cores` and
-    :data:`DESIGNS`), one place and route at a time, cores first."""
+    :data:`DESIGNS`), one place and route at a time, cores first, on the part of the first of
+    ``grades``; each further grade's Fmax is ``row["speed_grade_<g>"]``."""
     rows = {}
     for name, (parameters, core) in cores(ECP5, TARGET_MHZ).items():
         if name in names:
-            directory = Path(scratch) / name
-            core_plan(core, directory)
-            rows[name] = {"kind": "core", "parameters": parameters, **place_and_route(directory, timeout)}
+            rows[name] = {"kind": "core", "parameters": parameters}
+            for grade in grades:
+                directory = Path(scratch) / grade / name
+                core_plan(core, directory, PLATFORMS[grade])
+                _record(rows[name], grade, grades, place_and_route(directory, timeout, PLATFORMS[grade]))
             _print(name, rows[name])
     for name, (model_spec, order) in DESIGNS.items():
         if name in names:
-            directory = Path(scratch) / f"design-order-{order}"
-            compiled = design_plan(model_spec, order, directory)
-            rows[name] = {"kind": "design", "parameters": f"order {order}, batch {BATCH}", **compiled,
-                          **place_and_route(directory, timeout)}
+            rows[name] = {"kind": "design", "parameters": f"order {order}, batch {BATCH}"}
+            for grade in grades:
+                directory = Path(scratch) / grade / f"design-{model_spec['hidden']}-order-{order}"
+                compiled = design_plan(model_spec, order, directory, PLATFORMS[grade])
+                rows[name].update(compiled)
+                _record(rows[name], grade, grades, place_and_route(directory, timeout, PLATFORMS[grade]))
             _print(name, rows[name])
     return rows
+
+
+def _record(row, grade, grades, figures):
+    """The first grade's figures in the row itself; another grade's Fmax under ``speed_grade_<g>``."""
+    if grade == grades[0]:
+        row.update(figures)
+    else:
+        row[f"speed_grade_{grade}"] = {key: figures[key] for key in ("routed", "fmax_mhz", "passes", "seconds")
+                                       if key in figures}
 
 
 def _print(name, row):
     outcome = (f"{row['fmax_mhz']:.1f} MHz ({'pass' if row['passes'] else 'FAIL'})" if row["routed"]
                else f"not routed: {row['failure']}, {row['progress']}")
-    print(f"{name:>26}: {outcome}, {row['cells']}, {row['seconds']:.0f} s", file=sys.stderr, flush=True)
+    extra = "".join(f", grade {key[-1]}: {other.get('fmax_mhz', 'not routed')}" for key, other in row.items()
+                    if key.startswith("speed_grade_"))
+    print(f"{name:>26}: {outcome}, {row['cells']}, {row['seconds']:.0f} s{extra}", file=sys.stderr, flush=True)
 
 
 def main(argv=None):
@@ -266,24 +292,28 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m bench.fmax", description=__doc__.splitlines()[0])
     parser.add_argument("--timeout", type=int, default=TIMEOUT_SECONDS,
                         help=f"seconds one place and route may take (default: {TIMEOUT_SECONDS})")
+    parser.add_argument("--speed-grades", nargs="+", choices=sorted(PLATFORMS), default=["6"],
+                        help="speed grades of the LFE5U-85F to place and route on, the first one in full "
+                             "(default: 6, the ULX3S's)")
     parser.add_argument("--only", nargs="+", choices=entries, metavar="NAME",
                         help="measure these entries and record nothing (default: all, recorded)")
     args = parser.parse_args(argv)
     load = results.machine_load()
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="fmax-") as scratch:
-        rows = measure(args.only or entries, args.timeout, scratch)
+        rows = measure(args.only or entries, args.timeout, scratch, tuple(args.speed_grades))
     seconds = time.perf_counter() - start
     print(f"{seconds:.0f} s in all", file=sys.stderr)
     if args.only:
         return
-    platform = SpeedGrade8ULX3S85F()
+    platforms = [PLATFORMS[grade]() for grade in args.speed_grades]
+    parts = [f"{platform.device}-{platform.speed}{platform.package}{platform.grade}" for platform in platforms]
     results.record("fmax", {"rows": [{"name": name, **row} for name, row in rows.items()], "seconds": round(seconds)},
-                   inputs={"part": f"{platform.device}-{platform.speed}{platform.package}{platform.grade}",
-                           "target_mhz": TARGET_MHZ, "pll": design_clock(SpeedGrade8ULX3S85F, TARGET_MHZ)["pll"],
+                   inputs={"part": parts[0], "other_parts": parts[1:], "target_mhz": TARGET_MHZ,
+                           "pll": design_clock(PLATFORMS[args.speed_grades[0]], TARGET_MHZ)["pll"],
                            "timeout_seconds": args.timeout, "nextpnr_options": " ".join(NEXTPNR_OPTIONS),
-                           "routers": {"cores": CORE_ROUTER, "designs": DEFAULT_ROUTER[platform.toolchain]},
-                           "tools": _tool_versions(), **load})
+                           "routers": {"cores": CORE_ROUTER, "designs": DEFAULT_ROUTER[platforms[0].toolchain]},
+                           "fill_design": FILL_DESIGN, "tools": _tool_versions(), **load})
 
 
 def _tool_versions():

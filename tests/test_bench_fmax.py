@@ -1,16 +1,19 @@
-"""``python -m bench.fmax``: each core's plan is for the speed-grade-8 LFE5U-85F at 150 MHz from the PLL,
-and what nextpnr printed or reported becomes the row's critical path or how far routing got."""
+"""``python -m bench.fmax``: each core's plan is for the ULX3S 85F's LFE5U-85F-6 (or the grade-8 part) at
+150 MHz from the PLL, and what nextpnr printed or reported becomes the row's critical path or how far
+routing got."""
 
 import pytest
 
 from bench import fmax
 from bench.logic_depth import cores
+from devices import ECP5
 
 
-def test_a_core_plan_is_for_lfe5u_85f_8_at_150_mhz_from_the_pll_with_one_nextpnr_thread(tmp_path):
-    fmax.core_plan(cores()["Add"][1], tmp_path)
+@pytest.mark.parametrize("grade", ["6", "8"])
+def test_a_core_plan_is_for_lfe5u_85f_at_150_mhz_from_the_pll_with_one_nextpnr_thread(tmp_path, grade):
+    fmax.core_plan(cores(ECP5, fmax.TARGET_MHZ)["Add"][1], tmp_path, fmax.PLATFORMS[grade])
     script = (tmp_path / "build_board_top.sh").read_text()
-    assert "--85k --package CABGA381 --speed 8" in script
+    assert f"--85k --package CABGA381 --speed {grade}" in script
     assert "--timing-allow-fail --report board_top.report.json --router router1 --threads 1" in script
     assert 'FREQUENCY NET "design_clock" 150000000.0 HZ;' in (tmp_path / "board_top.lpf").read_text()
     netlist = (tmp_path / "board_top.il").read_text()
@@ -65,7 +68,7 @@ def test_a_core_places_and_routes_register_to_register(tmp_path, full_mode):
     if not full_mode:
         pytest.skip("runs yosys and nextpnr (seconds; minutes on the first run of the WebAssembly tools): "
                     "run with --full")
-    fmax.core_plan(cores()["Add"][1], tmp_path)
+    fmax.core_plan(cores(ECP5, fmax.TARGET_MHZ)["Add"][1], tmp_path)
     row = fmax.place_and_route(tmp_path, timeout=900)
     assert row["routed"] and row["fmax_mhz"] > 0 and row["passes"] == (row["fmax_mhz"] >= fmax.TARGET_MHZ)
     assert row["cells"]["TRELLIS_FF"] > 0 and row["cells"]["EHXPLLL"] == 1

@@ -43,11 +43,12 @@ def mac_bound(macs_per_sample, batch, budget):
 
 def budget_row(model, order, batch, budget):
     """Compile the order-``order`` design for ``budget`` DSP slices; its figures as a dict."""
+    device = AlveoU280Platform.fpga
     start = time.perf_counter()
-    design = compile_design(derivatives(model, order), torch.zeros(batch, WORKLOAD["in_features"]), dsp_budget=budget)
+    design = compile_design(derivatives(model, order), torch.zeros(batch, WORKLOAD["in_features"]), dsp_budget=budget,
+                            device=device)
     seconds = time.perf_counter() - start
     report = design.report
-    device = AlveoU280Platform.fpga
     bram = design_resources(design.netlist, design.schedule.depths, device)["BRAM36"]
     bound = mac_bound(report["macs_per_sample"], batch, budget)
     return {

@@ -30,13 +30,14 @@ import time
 import numpy as np
 import torch
 
+from boards import AlveoU280Platform
 from cores.fixed import Q
 from inrarch import derivatives, models
 from inrarch.capture import capture
 from inrarch.compiler import compile as compile_design
 from inrarch.lower import lower
 from inrarch.passes import optimize
-from inrarch.schedule import solve
+from inrarch.floorplan import solve_on_dies
 from inrarch.verification import simulate_and_check
 
 from . import results
@@ -101,7 +102,7 @@ def compile_row(model, order, mode, batch, dsp_budget):
     """Compile one design; return ``(design, row)``, the row holding its compile-only figures."""
     fn = workload_function(model, order, mode)
     start = time.perf_counter()
-    design = compile_design(fn, _example(batch), dsp_budget=dsp_budget)
+    design = compile_design(fn, _example(batch), dsp_budget=dsp_budget, device=AlveoU280Platform.fpga)
     compile_seconds = time.perf_counter() - start
     report = design.report
     return design, {
@@ -117,7 +118,14 @@ def compile_row(model, order, mode, batch, dsp_budget):
         "weight_width": report["format_search"]["weight_width"],
         "formats": report["formats"],
         "compile_seconds": round(compile_seconds, 1),
+        "floorplan": _floorplan_summary(report["floorplan"]),
     }
+
+
+def _floorplan_summary(floorplan):
+    """The U280 floorplan's crossing streams and relay stations, and each die's DSP share."""
+    return {"crossing_streams": floorplan["crossing_streams"], "relay_stations": floorplan["relay_stations"],
+            "dsp_shares": {die["name"]: die["DSP_share"] for die in floorplan["dies"]}}
 
 
 def cycles_at_formats(fn, batch, formats, weight_width, dsp_budget):
@@ -129,7 +137,8 @@ def cycles_at_formats(fn, batch, formats, weight_width, dsp_budget):
         node.meta["format"] = Q.parse(formats[node.name])
         if node.op == "matmul":
             node.meta["weight_width"] = weight_width
-    return solve(lower(graph, dsp_budget=dsp_budget, batch=batch), batch).cycles
+    device = AlveoU280Platform.fpga
+    return solve_on_dies(lower(graph, device=device, dsp_budget=dsp_budget, batch=batch), device, batch).cycles
 
 
 def _simulate(design, fn, row, seed):

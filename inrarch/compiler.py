@@ -17,10 +17,9 @@ from .design import Design
 from .errors import CompileError
 from .evaluation import reference
 from .formats import assign_formats, calibration_inputs, search_formats
-from .floorplan import FloorplanError, account, floorplan_netlist
+from .floorplan import FloorplanError, solve_on_dies
 from .lower import lower
 from .passes import optimize
-from .schedule import solve
 
 __all__ = ["compile"]
 
@@ -133,16 +132,10 @@ def compile(fn, example_input, *, format=None, width=None, tolerance=1e-3, margi
     netlist = lower(graph, device=device, dsp_budget=dsp_budget, max_parallel=max_parallel,
                     batch=example_input.shape[0], lanes=lanes, clock_mhz=clock_mhz)
     lap("lower")
-    schedule = solve(netlist, example_input.shape[0])
-    if device.dies:
-        # The floorplan puts relay stations on the streams that cross dies; the solver then counts
-        # their latency and sizes the FIFOs behind them.
-        try:
-            floorplan_netlist(netlist, device, schedule.depths)
-        except FloorplanError as error:
-            raise CompileError(f"the design does not fit the dies of the {device.family} part: {error}") from None
-        schedule = solve(netlist, example_input.shape[0])
-        account(netlist, device, schedule.depths)
+    try:
+        schedule = solve_on_dies(netlist, device, example_input.shape[0])
+    except FloorplanError as error:
+        raise CompileError(f"the design does not fit the dies of the {device.family} part: {error}") from None
     lap("solve")
     options = {"format": str(format) if format else None, "width": width, "tolerance": tolerance,
                "format_search": search.as_dict() if search else None, "margin": margin,

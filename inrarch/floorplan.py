@@ -24,9 +24,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from .resources import core_dsps
+from .schedule import solve
 
 __all__ = ["Task", "Link", "Floorplan", "FloorplanError", "floorplan", "RESOURCES", "FILL", "MEMORY_PORTS",
-           "netlist_tasks", "floorplan_netlist", "account"]
+           "netlist_tasks", "floorplan_netlist", "solve_on_dies", "account"]
 
 #: The resources a floorplan accounts: the cores state them without synthesis
 #: (``multipliers`` and ``memories``, :mod:`inrarch.resources`).
@@ -303,6 +304,18 @@ def floorplan_netlist(netlist, device, depths):
     netlist.floorplan = plan
     netlist.dies = {name: plan.assignment[task] for name, task in task_of.items()}
     return plan
+
+
+def solve_on_dies(netlist, device, batch):
+    """The solved schedule of ``netlist`` for ``batch`` samples; on a device with dies, after its
+    floorplan (:func:`floorplan_netlist`) has put relay stations on the streams that cross dies,
+    so that the solver counts their latency and sizes the FIFOs behind them."""
+    schedule = solve(netlist, batch)
+    if device.dies:
+        floorplan_netlist(netlist, device, schedule.depths)
+        schedule = solve(netlist, batch)
+        account(netlist, device, schedule.depths)
+    return schedule
 
 
 def account(netlist, device, depths):

@@ -8,7 +8,9 @@ hierarchy kept (:func:`boards.timing.component_depths`); its deepest register-to
 LUT levels, carry chains and DSP stages, is recorded under ``"logic_depth"`` in
 ``bench/results.json`` (the table in docs/boards.md, "Logic depth"), with the deepest module of
 ``python -m inrarch.build --board alveo_u280 --width 16 --depth 2 --batch 8 --timing`` and the time
-that step took. ``tests/test_timing.py`` keeps the cores' depths as their regression bounds.
+that step took, and the deepest path of the default workload's largest MatVec (256 × 256, every
+lane of it), synthesized as a module of its own. Every figure includes the DSP slices that keep
+their M and P registers. ``tests/test_timing.py`` keeps the cores' depths as their regression bounds.
 """
 
 import json
@@ -19,15 +21,19 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
+import inrarch
+from boards import AlveoU280Platform
 from boards.synth import find_tool
 from boards.timing import TARGET, component_depths
 from cores import (Accumulate, Add, AddConst, Cos, Exp, Fork, Gather, LaneConverter, LaneSerializer, MatVec, Mul,
                    MulAdd, MulConst, Neg, Pacer, Q, RelayStation, Relu, Scale, Sigmoid, Sin, Softplus, Sqrt, Step,
                    StreamFIFO, Sub, Sum, Tanh)
 from devices import ULTRASCALE_PLUS
+from inrarch.resources import core_dsps
 from bench import results
-from bench.constants import QUICK
+from bench.constants import QUICK, WORKLOAD
 
 DESIGN = QUICK  # the SIREN 2→16→16→3 of the quick workload
 BUILD = ("--board", "alveo_u280", "--width", str(DESIGN["hidden"]), "--depth", str(DESIGN["layers"]), "--batch", "8",
@@ -85,6 +91,27 @@ def measure(work_dir):
     return {name: (parameters, depths[name]) for name, (parameters, _) in measured.items()}
 
 
+def workload_matvec():
+    """``(parameters, core)``: the largest MatVec of the default workload's order-1 design for the
+    U280 at batch 64 (a 256 × 256 matrix), as the compiler builds it."""
+    design = inrarch.compile(inrarch.derivatives(inrarch.models.siren(**WORKLOAD), 1),
+                             torch.zeros(64, WORKLOAD["in_features"]), device=AlveoU280Platform.fpga)
+    matvecs = {id(i.core): i.core for i in design.netlist.instances if isinstance(i.core, MatVec)}.values()
+    core = max(matvecs, key=core_dsps)
+    rows, cols = core.weights.shape
+    return (f"{rows}x{cols}, P={core.parallel}, {core.lanes} lanes, {'+'.join(core.channels)}, {core.in_format} x "
+            f"{core.weight_format.width}-bit weights, {core_dsps(core)} DSPs", core)
+
+
+def measure_workload_matvec(work_dir):
+    """The deepest path of :func:`workload_matvec`'s core, synthesized as a module of its own (the
+    whole design is too large for one yosys run here), with the seconds it took."""
+    parameters, core = workload_matvec()
+    start = time.perf_counter()
+    depth = component_depths({"MatVec": core}, work_dir)["MatVec"]
+    return {"parameters": parameters, "seconds": round(time.perf_counter() - start, 1), **depth.as_dict()}
+
+
 def build_design(out):
     """``report.json``'s timing of the SIREN :data:`DESIGN` built with ``--timing``, with the step's seconds."""
     subprocess.run([sys.executable, "-m", "inrarch.build", *BUILD, "--out", str(out)], check=True,
@@ -105,13 +132,16 @@ def main():
         measured = measure(Path(scratch) / "cores")
         seconds = time.perf_counter() - start
         design = build_design(Path(scratch) / "design")
+        matvec = measure_workload_matvec(Path(scratch) / "matvec")
     rows = [{"core": name, "parameters": parameters, **depth.as_dict()} for name, (parameters, depth) in measured.items()]
     for row in rows:
         print(f"{row['core']:>14}: {row['levels']} levels ({row['lut_levels']} LUT, {row['carry_chains']} carry chains, "
               f"{row['dsp_stages']} DSP), {row['unregistered_dsps']} unregistered DSPs, {row['dsps_with_m_and_p']} of "
               f"{row['dsps']} DSPs with M and P registers; {row['path']}", file=sys.stderr)
     print(f"design: {design}", file=sys.stderr)
-    results.record("logic_depth", {"rows": rows, "seconds": round(seconds, 1), "design": design},
+    print(f"workload MatVec: {matvec}", file=sys.stderr)
+    results.record("logic_depth", {"rows": rows, "seconds": round(seconds, 1), "design": design,
+                                   "workload_matvec": matvec},
                    inputs={"yosys": version, "family": "xcup", "target_levels": TARGET.levels, "model": DESIGN,
                            "build": " ".join(BUILD), **load})
 

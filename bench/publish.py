@@ -375,24 +375,35 @@ def _logic_depth(entries):
     worst = design["worst"]
     over = [row["core"] for row in rows if row["levels"] > inputs["target_levels"]]
     unregistered = [row["core"] for row in rows if row["unregistered_dsps"]]
+    partly = [row["core"] for row in rows if row["dsps_with_m_and_p"] < row["dsps"]]
+    matvec = figures["workload_matvec"]
     return "\n".join([
-        f"Every core at small parameters, synthesized with {_yosys(inputs['yosys'])} `synth_xilinx -family "
-        f"{inputs['family']}` in one run of {figures['seconds']:.0f} s on {inputs['cpu_count']} cores with a load "
-        f"average of {inputs['load_average']:g} from other work ({_source(entry)}):", "",
+        f"Every core at small parameters, as the compiler builds it for the U280 at 300 MHz, synthesized with "
+        f"{_yosys(inputs['yosys'])} `synth_xilinx -family {inputs['family']}` in one run of "
+        f"{figures['seconds']:.0f} s on {inputs['cpu_count']} cores with a load average of {inputs['load_average']:g} "
+        f"from other work ({_source(entry)}):", "",
         _table(["core", "parameters", "levels", "LUT levels", "carry chains (CARRY4 cells)", "DSP stages",
-                "DSPs without registers", "deepest path"],
+                "DSPs (with M and P registers)", "DSPs without registers", "deepest path"],
                [[row["core"], row["parameters"], row["levels"], row["lut_levels"],
-                 f"{row['carry_chains']} ({row['carry_cells']})", row["dsp_stages"], row["unregistered_dsps"],
-                 row["path"]] for row in rows]), "",
+                 f"{row['carry_chains']} ({row['carry_cells']})", row["dsp_stages"],
+                 f"{row['dsps']} ({row['dsps_with_m_and_p']})", row["unregistered_dsps"], row["path"]]
+                for row in rows]), "",
         f"Deeper than the target of {inputs['target_levels']} levels: {', '.join(over) or 'none'}. DSP slices "
-        f"without registers: {', '.join(unregistered) or 'none'}.", "",
+        f"without registers: {', '.join(unregistered) or 'none'}. Cores with a DSP48E2 that lacks its M or P "
+        f"register: {', '.join(partly) or 'none'}.", "",
         f"The order-1 {_siren(inputs['model'])} for the U280 at batch 8 (`python -m inrarch.build {inputs['build']}`, "
         f"the same run): the timing step took {design['seconds']:.0f} s for its {design['modules']} modules. Its "
         f"deepest path has {worst['levels']} levels ({worst['lut_levels']} LUT levels, {worst['carry_chains']} carry "
         f"chains, {worst['dsp_stages']} DSP stages) in `{worst['module']}`, from `{worst['from']}` to "
         f"`{worst['to']}` ({worst['path']}). Deeper than the target: "
         f"{', '.join(f'`{name}`' for name in design['over_target']) or 'no module'}; "
-        f"{design['unregistered_dsps']} DSP slices have no registers."])
+        f"{design['dsps_with_m_and_p']} of its {design['dsps']} DSP48E2 keep their M and P registers, and "
+        f"{design['unregistered_dsps']} DSP slices have no registers.", "",
+        f"The largest MatVec of the default workload (order 1, batch 64, U280 budget: {matvec['parameters']}), "
+        f"synthesized as a module of its own in {matvec['seconds']:.0f} s (the same run): its deepest path has "
+        f"{matvec['levels']} levels ({matvec['lut_levels']} LUT levels, {matvec['carry_chains']} carry chains, "
+        f"{matvec['dsp_stages']} DSP stages; {matvec['path']}); {matvec['dsps_with_m_and_p']} of its "
+        f"{matvec['dsps']} DSP48E2 keep their M and P registers."])
 
 
 def _fmax_row(row):
@@ -440,6 +451,30 @@ def _fmax(entries):
         f"{', '.join(below) or 'none'}. Not routed: {', '.join(unrouted) or 'none'}."])
 
 
+def _floorplan(entries):
+    """The U280 floorplans of the workload's designs at the U280 budget: each die's share of what it
+    offers after the shell, and what crosses each boundary."""
+    entry = _entry(entries, "workload")
+    rows = [row for row in entry["results"]["rows"] if row["dsp_budget"] == U280_DSP_BUDGET]
+    table = []
+    for row in rows:
+        plan = row["floorplan"]
+        for die in plan["dies"]:
+            table.append([row["order"], row["mode"], die["name"], die["cores"],
+                          *(f"{die[resource]:,.0f} of {die[f'{resource}_available']:,} "
+                            f"({die[f'{resource}_share']:.0%})" for resource in ("DSP", "BRAM36", "URAM"))])
+    crossings = [f"order {row['order']} {row['mode']}: "
+                 + ", ".join(f"{b['streams']} streams ({b['bits']} bits per beat) across {b['between'][0]}–"
+                             f"{b['between'][1]}" for b in row["floorplan"]["boundaries"])
+                 + f", {row['floorplan']['relay_stations']} relay stations, {row['cycles_predicted']:,} cycles"
+                 for row in rows]
+    return "\n".join([
+        f"The designs of the workload table at the U280 budget ({_siren(entry['inputs']['model'])}, batch "
+        f"{entry['inputs']['batch']}; {_source(entry)}), floorplanned onto the U280's three dies:", "",
+        _table(["order", "derivatives", "die", "cores", "DSP", "BRAM36", "URAM"], table), "",
+        "Crossings: " + "; ".join(crossings) + "."])
+
+
 BLOCKS = {
     "workload": _workload,
     "workload_simulated": _workload_simulated,
@@ -456,6 +491,7 @@ BLOCKS = {
     "budget": _budget_sweep,
     "logic_depth": _logic_depth,
     "fmax": _fmax,
+    "floorplan": _floorplan,
 }
 
 

@@ -123,9 +123,15 @@ def compile_row(model, order, mode, batch, dsp_budget):
 
 
 def _floorplan_summary(floorplan):
-    """The U280 floorplan's crossing streams and relay stations, and each die's DSP share."""
-    return {"crossing_streams": floorplan["crossing_streams"], "relay_stations": floorplan["relay_stations"],
-            "dsp_shares": {die["name"]: die["DSP_share"] for die in floorplan["dies"]}}
+    """The U280 floorplan: each die's use and share of DSP, BRAM36 and URAM and its core count,
+    each boundary's crossing streams and bits, and the relay stations."""
+    resources = ("DSP", "BRAM36", "URAM")
+    dies = [{"name": die["name"], "cores": len(die["tasks"]),
+             **{key: die[key] for resource in resources for key in (resource, f"{resource}_available",
+                                                                    f"{resource}_share")}}
+            for die in floorplan["dies"]]
+    return {"dies": dies, "boundaries": floorplan["boundaries"], "crossing_streams": floorplan["crossing_streams"],
+            "relay_stations": floorplan["relay_stations"]}
 
 
 def cycles_at_formats(fn, batch, formats, weight_width, dsp_budget):

@@ -53,7 +53,8 @@ from devices import ECP5
 TARGET_MHZ = 150.0
 TIMEOUT_SECONDS = 15 * 60
 BATCH = 8
-NEXTPNR_OPTIONS = ("--threads", "1")
+# The detailed report lists every net's delay to each sink: what to look at when a design misses.
+NEXTPNR_OPTIONS = ("--threads", "1", "--detailed-timing-report")
 # A core alone routes in seconds with either router; router1's timing-driven rip-up gives its Fmax.
 # The designs get the open flow's default (boards.plan.DEFAULT_ROUTER), which is what routes them.
 CORE_ROUTER = "router1"
@@ -297,11 +298,13 @@ def main(argv=None):
                              "(default: 6, the ULX3S's)")
     parser.add_argument("--only", nargs="+", choices=entries, metavar="NAME",
                         help="measure these entries and record nothing (default: all, recorded)")
+    parser.add_argument("--keep", metavar="DIR",
+                        help="keep every build plan and nextpnr's reports in DIR (default: a temporary directory)")
     args = parser.parse_args(argv)
     load = results.machine_load()
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="fmax-") as scratch:
-        rows = measure(args.only or entries, args.timeout, scratch, tuple(args.speed_grades))
+        rows = measure(args.only or entries, args.timeout, args.keep or scratch, tuple(args.speed_grades))
     seconds = time.perf_counter() - start
     print(f"{seconds:.0f} s in all", file=sys.stderr)
     if args.only:

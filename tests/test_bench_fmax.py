@@ -14,7 +14,8 @@ def test_a_core_plan_is_for_lfe5u_85f_at_150_mhz_from_the_pll_with_one_nextpnr_t
     fmax.core_plan(cores(ECP5, fmax.TARGET_MHZ)["Add"][1], tmp_path, fmax.PLATFORMS[grade])
     script = (tmp_path / "build_board_top.sh").read_text()
     assert f"--85k --package CABGA381 --speed {grade}" in script
-    assert "--timing-allow-fail --report board_top.report.json --router router1 --threads 1" in script
+    assert ("--timing-allow-fail --report board_top.report.json --router router1 --threads 1 --detailed-timing-report"
+            in script)
     assert 'FREQUENCY NET "design_clock" 150000000.0 HZ;' in (tmp_path / "board_top.lpf").read_text()
     netlist = (tmp_path / "board_top.il").read_text()
     assert "cell \\EHXPLLL \\pll" in netlist and "cell \\board_top.core \\core" in netlist

@@ -25,7 +25,7 @@ integer products.
 
 from dataclasses import dataclass
 
-from amaranth.hdl import C, Cat, ClockSignal, Elaboratable, Instance, Module, ResetSignal, Signal, Value, signed
+from amaranth.hdl import C, Cat, ClockSignal, Elaboratable, Instance, Module, Signal, Value, signed
 
 __all__ = ["DspPrimitive", "MULT18X18D_REGISTERED", "DSP48E2_REGISTERED"]
 
@@ -46,8 +46,8 @@ class DspPrimitive:
         output, each one cycle: 1 for the MULT18X18D's output register, 2 for the DSP48E2's M and
         P registers.
 
-    Every register loads while the clock enable is high and is cleared by the ``sync`` domain's
-    reset (synchronously), as the fabric registers it stands for.
+    Every register loads while the clock enable is high and has no reset, as the fabric registers
+    it stands for (they hold data, whose valid bits are the core's).
     """
 
     name: str
@@ -81,7 +81,7 @@ class _DspProduct(Elaboratable):
         self.enable = C(1) if enable is None else enable
         self.register_a, self.register_b = register_a, register_b
         self.p = Signal(signed(len(a) + (not a.shape().signed) + len(b) + (not b.shape().signed)),
-                        name=f"{primitive.name.lower()}_p")
+                        name=f"{primitive.name.lower()}_p", reset_less=True)
 
     def elaborate(self, platform):
         if platform is None:
@@ -119,14 +119,13 @@ class _DspProduct(Elaboratable):
             i_SIGNEDA=C(1), i_SIGNEDB=C(1), i_SOURCEA=C(0), i_SOURCEB=C(0),
             # One DSP block's multipliers share these nets (nextpnr places them accordingly); the
             # SRIA/SRIB shift inputs stay unconnected.
-            i_CLK0=ClockSignal("sync"), i_CE0=self.enable, i_RST0=ResetSignal("sync", allow_reset_less=True),
+            i_CLK0=ClockSignal("sync"), i_CE0=self.enable, i_RST0=C(0),
             **{f"o_P{k}": product[k] for k in range(36)})
         m.d.comb += self.p.eq(product[:len(self.p)])
         return m
 
     def _dsp48e2(self):
         product = Signal(48)
-        reset = ResetSignal("sync", allow_reset_less=True)
         zero = C(0)
         m = Module()
         m.submodules.dsp = Instance(
@@ -144,7 +143,7 @@ class _DspProduct(Elaboratable):
             i_CEB1=zero, i_CEB2=self.enable if self.register_b else zero,
             i_CEM=self.enable, i_CEP=self.enable, i_CEC=zero, i_CED=zero, i_CEAD=zero, i_CECTRL=zero,
             i_CEINMODE=zero, i_CEALUMODE=zero, i_CECARRYIN=zero,
-            i_RSTA=reset, i_RSTB=reset, i_RSTM=reset, i_RSTP=reset, i_RSTC=zero, i_RSTD=zero, i_RSTCTRL=zero,
+            i_RSTA=zero, i_RSTB=zero, i_RSTM=zero, i_RSTP=zero, i_RSTC=zero, i_RSTD=zero, i_RSTCTRL=zero,
             i_RSTINMODE=zero, i_RSTALUMODE=zero, i_RSTALLCARRYIN=zero,
             o_P=product)
         m.d.comb += self.p.eq(product[:len(self.p)])
@@ -158,7 +157,7 @@ def _extend(value, width):
 
 
 def _register(m, enable, value, name):
-    register = Signal(value.shape(), name=name)
+    register = Signal(value.shape(), name=name, reset_less=True)
     with m.If(enable):
         m.d.sync += register.eq(value)
     return register

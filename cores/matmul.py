@@ -755,13 +755,17 @@ class _Lane(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         control = self.control
-        weight = Signal.like(self.weight, name="weight2")
+        # Data registers, with no reset (the sequencer's valid bits go with them).
+        weight = Signal.like(self.weight, name="weight2", reset_less=True)
         with m.If(control.run):
             m.d.sync += weight.eq(self.weight)
         slots = list(zip(_each(self.x), _each(self.acc_in), _each(self.acc), _each(self.pending_in),
                          _each(self.pending)))
-        for s, (x, acc_in, acc, pending_in, pending) in enumerate(slots):
+        for s, (x, acc_in, acc_out, pending_in, pending_out) in enumerate(slots):
             suffix = "" if len(slots) == 1 else f"_{s}"
+            acc = Signal.like(acc_out, name=f"acc{suffix}", reset_less=True)
+            pending = Signal.like(pending_out, name=f"pending{suffix}", reset_less=True)
+            m.d.comb += [acc_out.eq(acc), pending_out.eq(pending)]
             product = self.multiplier.build(m, x, weight, enable=control.run, name=f"product3{suffix}")
             with m.If(control.accumulate):
                 m.d.sync += acc.eq(Mux(control.first, self.bias, acc_in) + product)

@@ -108,7 +108,8 @@ class Multiplier:
     partial products. A product whose operands each fit their port is not split: it is one
     registered ``*``.
 
-    Hardware (:meth:`build`), with every register loaded while ``enable`` is high:
+    Hardware (:meth:`build`), with every register loaded while ``enable`` is high and none reset
+(they hold data, whose valid bits are the core's; a reset would reach every one of them):
 
     1. with ``pipelining.multiplier_inputs``, the operands and the addend registered (the DSP's
        input registers; constant operands need none);
@@ -377,7 +378,7 @@ def _add(low, high):
 
 
 def _register(m, enable, term, name):
-    register = Signal(_shape_of(term.low, term.high), name=name)
+    register = Signal(_shape_of(term.low, term.high), name=name, reset_less=True)
     _load(m, enable, register, term.value)
     return _Term(register, term.shift, term.low, term.high)
 
@@ -387,7 +388,7 @@ def _hold(m, enable, value, name):
     value = Value.cast(value)
     if isinstance(value, Const):
         return value
-    register = Signal(value.shape(), name=name)
+    register = Signal(value.shape(), name=name, reset_less=True)
     _load(m, enable, register, value)
     return register
 

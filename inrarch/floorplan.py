@@ -38,8 +38,9 @@ RESOURCES = ("DSP", "BRAM36", "URAM")
 class Task:
     """What a floorplan places: a core (or cores that share hardware), by name.
 
-    ``resources`` gives its ``RESOURCES``; ``memory_facing`` tasks (the input pacer and the output
-    serializers, which the kernel's memory ports feed and drain) go to the memory die.
+    ``resources`` gives its ``RESOURCES``; ``memory_facing`` tasks go to the memory die: the input
+    pacer, which the kernel's memory port feeds, and :data:`MEMORY_PORTS`, the FIFOs of the
+    design's outputs, which the kernel's memory ports drain.
     """
 
     name: str
@@ -49,7 +50,7 @@ class Task:
 
 @dataclass(frozen=True)
 class Link:
-    """A stream of ``bits`` per beat from task ``source`` to task ``sink``."""
+    """A stream of ``bits`` per beat from task ``source`` to task ``sink``; ``name`` says which."""
 
     source: str
     sink: str

@@ -1,7 +1,8 @@
 // Simulation model of the Lattice ECP5 MULT18X18D for Verilator, as inrarch instantiates it
 // (cores/dsp.py): the 18 x 18 multiply with optional input and output registers on CLK0/CE0/RST0.
 // Each register clears on RST0 at the clock edge (RESETMODE "SYNC"; inrarch ties RST0 low) and
-// otherwise loads while CE0 is high. The shift, cascade and pipeline-register features are not modelled: inrarch uses none.
+// otherwise loads while CE0 is high. The shift, cascade and pipeline-register features are not
+// modelled: inrarch uses none.
 // yosys has only a blackbox for the primitive; nextpnr-ecp5 places the real one.
 module MULT18X18D #(
     parameter REG_INPUTA_CLK = "NONE", parameter REG_INPUTA_CE = "CE0", parameter REG_INPUTA_RST = "RST0",

@@ -391,8 +391,9 @@ class MatVec(ModelledComponent, MatVecModel):
         """The sequencer of channel ``k``: pass ``block``, input beat ``step``, one step per cycle
         while ``run`` and the step's beat is loaded. Stage 1 reads the step's weights and beat, and
         its control follows its data through the lanes' stages. The last pass of a vector frees its
-        half of the input buffer. Returns :class:`_Step`: the beat the lanes multiply (stage 2) and
-        the control of the step their accumulators take (stage 3)."""
+        half of the input buffer. Returns :class:`_Step`: the beat the lanes register and multiply
+        (stage 1's read) and the control of the step their accumulators take (stage 3), with its
+        value in the next cycle."""
         transpose = self.channels[k] == "transpose"
         P = self.parallel
         Rp, Cp = self.padded_shape
@@ -444,19 +445,17 @@ class MatVec(ModelledComponent, MatVecModel):
         m.d.comb += [getattr(banks, f"en{k}").eq(run), loader.read.addr.eq(x_addr), loader.read.en.eq(run)]
         valid1, first1, last1, last_block1 = (signal(1, n) for n in ("valid1_", "first1_", "last1_", "last_block1_"))
         valid2, first2, last2, last_block2 = (signal(1, n) for n in ("valid2_", "first2_", "last2_", "last_block2_"))
-        x2 = signal(_samples(self.in_format.shape, self.lanes), "x2_")
         control3 = Cat(valid2, first2, last2, last_block2)
         for stage in range(self.multiplier.latency):
             delayed = signal(len(control3), f"control3_{stage}_")
             with m.If(run):
                 m.d.sync += delayed.eq(control3)
-            control3 = delayed
+            control3, next3 = delayed, Mux(run, control3, delayed)
         valid3, first3, last3, last_block3 = (control3[bit] for bit in range(4))
         with m.If(run):
             m.d.sync += [valid1.eq(issue), first1.eq(step == 0), last1.eq(last_step), last_block1.eq(last_block)]
-            m.d.sync += [valid2.eq(valid1), first2.eq(first1), last2.eq(last1), last_block2.eq(last_block1),
-                         x2.eq(loader.read.data)]
-        return _Step(x2, valid3, first3, last3, last_block3)
+            m.d.sync += [valid2.eq(valid1), first2.eq(first1), last2.eq(last1), last_block2.eq(last_block1)]
+        return _Step(loader.read.data, valid3, first3, last3, last_block3, next3[0], next3[1])
 
     def _elaborate_drain(self, m, k, signal, banks, step, run):
         """The drain of channel ``k``. The lanes take the sequencer's ``step``; stage 5, their
@@ -488,17 +487,22 @@ class MatVec(ModelledComponent, MatVecModel):
         m.d.comb += [finished4_next.eq(Mux(run, step.valid & step.last, finished4)),
                      skid_next.eq(~out_free & (skid_valid | move)),
                      pending_next.eq(Mux(load, Mux(last_block4, n_out - (passes - 1) * P, P), pending_count - move))]
+        room_next = (pending_next == 0) | ((pending_next == 1) & ~skid_next)
+        run_next = ~finished4_next | room_next
         m.d.sync += [finished4.eq(finished4_next), pending_count.eq(pending_next), skid_valid.eq(skid_next),
-                     pending_any.eq(pending_next != 0), pending_one.eq(pending_next == 1),
-                     run.eq(~finished4_next | (pending_next == 0) | ((pending_next == 1) & ~skid_next))]
+                     pending_any.eq(pending_next != 0), pending_one.eq(pending_next == 1), run.eq(run_next)]
         # Step j finds the weight of output p in bank (p + j) mod P, and the accumulators are a ring
         # that moves each partial sum on one lane a step, so lane q takes bank (q + n_in - 1) mod P:
         # after a pass's last step lane p holds output p, and no lane needs a multiplexer to follow
         # the skew.
         rotation = (n_in - 1) % P
         m.d.comb += [lanes.banks[q].eq(getattr(banks, f"data{k}")[(q + rotation) % P]) for q in range(P)]
-        m.d.comb += [lanes.x.eq(step.x), lanes.control.run.eq(run), lanes.control.accumulate.eq(run & step.valid),
-                     lanes.control.first.eq(step.first), lanes.control.shift.eq(move), lanes.control.load.eq(load)]
+        # The lanes' control is the next cycle's, which each group of lanes registers for itself:
+        # no control net reaches every lane, and each is a register where it is used.
+        control = lanes.control_next
+        m.d.comb += [lanes.x.eq(step.x), control.run.eq(run_next), control.accumulate.eq(run_next & step.valid_next),
+                     control.first.eq(step.first_next), control.shift.eq((pending_next != 0) & ~skid_next),
+                     control.load.eq(finished4_next & room_next)]
         saturated = [_saturate(head, self.accumulator_format(k), self.out_format, self.overflow_mode)
                      for head in _each(lanes.head)]
         with m.If(out_free):
@@ -521,15 +525,18 @@ class _Loader(NamedTuple):
 
 
 class _Step(NamedTuple):
-    """A step of a channel's sequencer on its way through the lanes: its beat ``x`` (stage 2), and
-    at stage 3 whether it is ``valid``, the ``first`` or ``last`` step of its pass, and whether
-    the pass is its vector's ``last_block``."""
+    """A step of a channel's sequencer on its way through the lanes: its beat ``x`` (stage 1's
+    read), and at stage 3 whether it is ``valid``, the ``first`` or ``last`` step of its pass, and
+    whether the pass is its vector's ``last_block``; ``valid_next`` and ``first_next`` are what
+    ``valid`` and ``first`` will be in the next cycle."""
 
     x: Signal
     valid: object
     first: object
     last: object
     last_block: object
+    valid_next: object
+    first_next: object
 
 
 def _channel_signal(k, shape, name, **kwargs):
@@ -789,19 +796,26 @@ class _LaneGroup(wiring.Component):
         self.bias = bias
         slot = _samples(acc_shape, samples)
         super().__init__({"weights": In(data.ArrayLayout(weight_shape, size)), "x": In(_samples(x_shape, samples)),
-                          "control": In(_LANE_CONTROL), "acc_in": In(slot), "acc": Out(slot),
+                          "control_next": In(_LANE_CONTROL), "acc_in": In(slot), "acc": Out(slot),
                           "pending_in": In(slot), "head": Out(slot), "tail": Out(slot)})
 
     def elaborate(self, platform):
         m = Module()
         weight_shape, x_shape, acc_shape = self.shapes
         samples = len(_each(self.x))
+        # The group's own copies of the lanes' control and of the beat they multiply (stage 2), so
+        # that no net of them spans every lane of the channel.
+        control = Signal(_LANE_CONTROL, init={"run": 1})
+        m.d.sync += control.eq(self.control_next)
+        x = Signal.like(self.x, name="x2", reset_less=True)
+        with m.If(control.run):
+            m.d.sync += x.eq(self.x)
         lanes = []
         for p in range(self.size):
             lane = _Lane(weight_shape, x_shape, acc_shape, self.multiplier, samples, self.bias)
             name = f"matvec_lane{_tag(samples)}_x{x_shape.width}_w{weight_shape.width}_a{acc_shape.width}"
             m.submodules[f"lane{p}"] = Shared(lane, module_name(name, lane))
-            m.d.comb += [lane.weight.eq(self.weights[p]), lane.x.eq(self.x), lane.control.eq(self.control)]
+            m.d.comb += [lane.weight.eq(self.weights[p]), lane.x.eq(x), lane.control.eq(control)]
             lanes.append(lane)
         for lane, behind in zip(lanes, lanes[1:]):
             m.d.comb += [lane.pending_in.eq(behind.pending), behind.acc_in.eq(lane.acc)]
@@ -812,8 +826,10 @@ class _LaneGroup(wiring.Component):
 
 class _Lanes(wiring.Component):
     """A channel's ``parallel`` lanes of ``samples`` samples each, lane ``p`` fed bank word
-    ``banks[p]``, sharing ``x`` and the control; ``head`` is lane 0's output slot. The accumulators
-    are one ring, lane 0 after the last lane; a pass's first step starts each from ``bias``.
+    ``banks[p]``, sharing ``x`` (stage 1's read, which each group registers) and the control
+    (``control_next``, next cycle's, which each group registers); ``head`` is lane 0's output
+    slot. The accumulators are one ring, lane 0 after the last lane; a pass's first step starts
+    each from ``bias``.
 
     The lanes come in groups of about ``sqrt(parallel)``: hierarchical Verilog then converts about
     ``2 sqrt(parallel)`` instances (the groups here, the lanes of a group) instead of
@@ -826,7 +842,7 @@ class _Lanes(wiring.Component):
         self.multiplier = multiplier
         self.bias = bias
         super().__init__({"banks": In(data.ArrayLayout(weight_shape, parallel)),
-                          "x": In(_samples(x_shape, samples)), "control": In(_LANE_CONTROL),
+                          "x": In(_samples(x_shape, samples)), "control_next": In(_LANE_CONTROL),
                           "head": Out(_samples(acc_shape, samples))})
 
     def elaborate(self, platform):
@@ -842,7 +858,7 @@ class _Lanes(wiring.Component):
                     f"_a{acc_shape.width}")
             m.submodules[f"group{g}"] = Shared(group, module_name(name, group))
             m.d.comb += [group.weights.eq(Cat(self.banks[first + p] for p in range(group.size))),
-                         group.x.eq(self.x), group.control.eq(self.control)]
+                         group.x.eq(self.x), group.control_next.eq(self.control_next)]
             groups.append(group)
         for group, behind in zip(groups, groups[1:]):
             m.d.comb += [group.pending_in.eq(behind.head), behind.acc_in.eq(group.acc)]

@@ -32,7 +32,7 @@ from cores import (Accumulate, Add, AddConst, Cos, Exp, Fork, Gather, LaneConver
                    StreamFIFO, Sub, Sum, Tanh)
 from devices import ULTRASCALE_PLUS
 from inrarch.resources import core_dsps
-from bench import results
+from bench import registry, results
 from bench.constants import QUICK, WORKLOAD
 
 DESIGN = QUICK  # the SIREN 2→16→16→3 of the quick workload
@@ -45,14 +45,14 @@ ANGLE = Q(2, 14)
 
 
 def cores(device=ULTRASCALE_PLUS, clock_mhz=300.0):
-    """``{name: (parameters, core)}`` of every core class of :mod:`cores`, each at one small parameter point,
-    its products built as the compiler builds them for ``device`` at ``clock_mhz``: split for its DSP
-    multiplier, in its DSP primitive, with the pipeline registers the clock needs
-    (:meth:`devices.Device.pipelining`)."""
+    """``{name: (parameters, core)}`` of every core class of :mod:`cores` and every nonlinear core of the
+    registry (:mod:`bench.registry`), each at one small parameter point, its products built as the
+    compiler builds them for ``device`` at ``clock_mhz``: split for its DSP multiplier, in its DSP
+    primitive, with the pipeline registers the clock needs (:meth:`devices.Device.pipelining`)."""
     rng = np.random.default_rng(0)
     transpose = [(0, 4 * (j % 4) + j // 4) for j in range(16)]
     dsp = {"dsp_shape": device.multiplier, "pipelining": device.pipelining(clock_mhz)}
-    return {
+    listed = {
         "Add": ("q8.8 + q8.8 -> q8.8", Add(Q16, Q16, Q16)),
         "Sub": ("q8.8 - q8.8 -> q8.8", Sub(Q16, Q16, Q16)),
         "Mul": ("q8.8 * q8.8 -> q8.8", Mul(Q16, Q16, Q16, **dsp)),
@@ -82,6 +82,10 @@ def cores(device=ULTRASCALE_PLUS, clock_mhz=300.0):
         "Pacer": ("16-bit, 3 tokens / 8 cycles", Pacer(Q16, 3, 8)),
         "LaneSerializer": ("16-bit, 6 tokens of 3 lanes", LaneSerializer(Q16, 6, 3)),
     }
+    for cls in registry.missing([(cls,) for cls in registry.nonlinear_cores() if cls.__name__ in listed]):
+        out = Q.parse(registry.small_formats(cls)[1])
+        listed[cls.__name__] = (f"q4.12 -> {out}", cls(UNIT, out, **dsp))
+    return listed
 
 
 def measure(work_dir):
@@ -96,11 +100,12 @@ def workload_matvec():
     U280 at batch 64 (a 256 × 256 matrix), as the compiler builds it."""
     design = inrarch.compile(inrarch.derivatives(inrarch.models.siren(**WORKLOAD), 1),
                              torch.zeros(64, WORKLOAD["in_features"]), device=AlveoU280Platform.fpga)
-    matvecs = {id(i.core): i.core for i in design.netlist.instances if isinstance(i.core, MatVec)}.values()
-    core = max(matvecs, key=core_dsps)
+    matvecs = {id(i.blueprint): i.blueprint for i in design.netlist.instances if i.blueprint.core is MatVec}.values()
+    blueprint = max(matvecs, key=lambda blueprint: core_dsps(blueprint.model))
+    core = blueprint.model
     rows, cols = core.weights.shape
     return (f"{rows}x{cols}, P={core.parallel}, {core.lanes} lanes, {'+'.join(core.channels)}, {core.in_format} x "
-            f"{core.weight_format.width}-bit weights, {core_dsps(core)} DSPs", core)
+            f"{core.weight_format.width}-bit weights, {core_dsps(core)} DSPs", blueprint.build())
 
 
 def measure_workload_matvec(work_dir):

@@ -35,6 +35,7 @@ from cores.fixed import Q
 from inrarch import derivatives, models
 from inrarch.capture import capture
 from inrarch.compiler import compile as compile_design
+from inrarch.formats import Formats
 from inrarch.lower import lower
 from inrarch.passes import optimize
 from inrarch.floorplan import solve_on_dies
@@ -139,12 +140,11 @@ def cycles_at_formats(fn, batch, formats, weight_width, dsp_budget):
     format search: capture, passes, lowering and the solver as :func:`inrarch.compile` runs them."""
     graph, _ = capture(fn, _example(batch))
     graph = optimize(graph)
-    for node in graph.nodes:
-        node.meta["format"] = Q.parse(formats[node.name])
-        if node.op == "matmul":
-            node.meta["weight_width"] = weight_width
+    recorded = Formats({node: Q.parse(formats[node.name]) for node in graph.nodes},
+                       {node: weight_width for node in graph.nodes if "weight" in node.attrs})
     device = AlveoU280Platform.fpga
-    return solve_on_dies(lower(graph, device=device, dsp_budget=dsp_budget, batch=batch), device, batch).cycles
+    return solve_on_dies(lower(graph, recorded, device=device, dsp_budget=dsp_budget, batch=batch), device,
+                         batch).cycles
 
 
 def _simulate(design, fn, row, seed):

@@ -1,3 +1,6 @@
+# amaranth: UnusedElaboratable=no
+# (The banks and lanes built here become shared modules, cores.shared: a part that stands for its module is
+# not elaborated itself.)
 """Weight-stationary matrix-vector products with the weights in on-chip memory.
 
 :class:`MatVec` multiplies streamed vectors by a constant matrix ``W`` and, through a second
@@ -91,6 +94,11 @@ class MatVecModel:
         The weight banks are constants and not counted (see :attr:`padded_shape`).
         """
         return sum(2 * self.lengths(k)[0] * self.lanes * self.in_format.width for k in range(len(self.channels)))
+
+    @property
+    def weight_bits(self):
+        """Bits of the stored matrix: ``Rp x Cp`` weights of ``weight_format`` (see :attr:`padded_shape`)."""
+        return int(np.prod(self.padded_shape)) * self.weight_format.width
 
     def lengths(self, channel):
         """``(n_in, n_out)`` of a channel (its index or kind)."""

@@ -120,16 +120,15 @@ def compile(fn, example_input, *, format=None, width=None, tolerance=1e-3, margi
     graph = optimize(graph)
     output_shapes = _check_per_sample(fn, graph, example_input, domain)
     lap("passes")
-    search = None
     if format is None and width is None:
-        search = search_formats(graph, tolerance=tolerance, margin=margin, domain=domain,
-                                weight_widths=device.weight_widths, operand_width=max(device.multiplier),
-                                progress=progress)
+        formats = search_formats(graph, tolerance=tolerance, margin=margin, domain=domain,
+                                 weight_widths=device.weight_widths, operand_width=max(device.multiplier),
+                                 progress=progress)
     else:
-        assign_formats(graph, width=width, margin=margin, domain=domain, forced=format,
-                       weight_widths=device.weight_widths)
+        formats = assign_formats(graph, width=width, margin=margin, domain=domain, forced=format,
+                                 weight_widths=device.weight_widths)
     lap("formats")
-    netlist = lower(graph, device=device, dsp_budget=dsp_budget, max_parallel=max_parallel,
+    netlist = lower(graph, formats, device=device, dsp_budget=dsp_budget, max_parallel=max_parallel,
                     batch=example_input.shape[0], lanes=lanes, clock_mhz=clock_mhz)
     lap("lower")
     try:
@@ -138,7 +137,7 @@ def compile(fn, example_input, *, format=None, width=None, tolerance=1e-3, margi
         raise CompileError(f"the design does not fit the dies of the {device.family} part: {error}") from None
     lap("solve")
     options = {"format": str(format) if format else None, "width": width, "tolerance": tolerance,
-               "format_search": search.as_dict() if search else None, "margin": margin,
+               "format_search": formats.search.as_dict() if formats.search else None, "margin": margin,
                "domain": tuple(domain), "clock_mhz": clock_mhz, "max_parallel": max_parallel,
                "dsp_budget": dsp_budget, "lanes": netlist.lanes, "device": device,
                "pipelining": device.pipelining(clock_mhz)}

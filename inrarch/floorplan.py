@@ -273,7 +273,7 @@ def netlist_tasks(netlist, device, depths):
     """
     task_of, resources = {}, {}
     for instance in netlist.instances:
-        first = next(other for other in netlist.instances if other.core is instance.core)
+        first = next(other for other in netlist.instances if other.blueprint is instance.blueprint)
         task_of[instance.name] = first.name
         if first is instance:
             resources[instance.name] = _core_resources(instance.core, device)
@@ -282,7 +282,7 @@ def netlist_tasks(netlist, device, depths):
     links = []
     for stream in netlist.streams:
         sink = task_of[stream.sink.name if stream.sink is not None else None]
-        fifo = _core_resources(stream.fifo(depths[stream]), device)
+        fifo = _core_resources(stream.fifo(depths[stream]).model, device)
         for resource in RESOURCES:
             resources[sink][resource] += fifo[resource]
         links.append(Link(task_of[stream.source.name], sink, stream.width,
@@ -302,6 +302,7 @@ def floorplan_netlist(netlist, device, depths):
     for stream, link in zip(netlist.streams, links):
         path = plan.path(link)
         stream.path = path if len(path) > 1 else ()
+    netlist.schedules.clear()  # solved without the relay stations
     netlist.floorplan = plan
     netlist.dies = {name: plan.assignment[task] for name, task in task_of.items()}
     return plan

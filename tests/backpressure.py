@@ -33,7 +33,7 @@ class _Channel:
 
     def __init__(self, stream, depth):
         self.relays = [relay.cycle_model() for relay in stream.relays()]
-        self.fifo = stream.fifo(depth).cycle_model()
+        self.fifo = stream.fifo(depth).model.cycle_model()
 
     @property
     def w_rdy(self):

@@ -194,9 +194,9 @@ def test_the_written_constraints_give_every_core_a_die(spread_design, tmp_path):
     pblocks = {die.name: die.pblock for die in design.netlist.floorplan.dies}
     floorplan = design.report["floorplan"]
     for instance in design.netlist.instances:
-        task = floorplan["assignment"][next(i.name for i in design.netlist.instances if i.core is instance.core)]
-        assert assigned[f"dataflow/{next(i.name for i in design.netlist.instances if i.core is instance.core)}"] \
-            == pblocks[task]
+        # the core's submodule is named after the first instance of its blueprint
+        first = next(i.name for i in design.netlist.instances if i.blueprint is instance.blueprint)
+        assert assigned[f"dataflow/{first}"] == pblocks[floorplan["assignment"][first]]
     # every submodule of the design is in exactly one pblock
     submodules = {name for _, _, cells, _ in design.die_placement() for name in cells}
     assert {path.removeprefix("dataflow/") for path in assigned} == submodules

@@ -247,10 +247,17 @@ class _Runner(Verilator):
 
 
 class _UserRunner(_Runner):
-    """The runner :func:`verilator_runner` returns: builds take :data:`VERILATOR_ARGS` first."""
+    """The runner :func:`verilator_runner` returns: builds take :data:`VERILATOR_ARGS` first, and the
+    models of the vendor primitives their Verilog sources instantiate."""
 
-    def build(self, *args, build_args=(), **kwargs):
-        return super().build(*args, build_args=[*VERILATOR_ARGS, *build_args], **kwargs)
+    def build(self, *args, build_args=(), sources=(), verilog_sources=(), **kwargs):
+        paths = [Path(getattr(source, "value", source)) for source in [*sources, *verilog_sources]]
+        texts = [path.read_text(errors="replace") for path in paths if path.suffix in (".v", ".sv")]
+        models = [path for name, path in PRIMITIVE_MODELS.items()
+                  if any(_instantiates(text, name) for text in texts)
+                  and not any(_defines(text, name) for text in texts)]
+        return super().build(*args, build_args=[*VERILATOR_ARGS, *build_args], sources=[*sources, *models],
+                             verilog_sources=verilog_sources, **kwargs)
 
 
 def verilator_runner():
@@ -259,7 +266,9 @@ def verilator_runner():
     Its ``build`` and ``test`` work as cocotb documents them, with no environment to export: use
     it to run a cocotb test of your own on a generated ``top.v`` (see docs/cocotb.md). ``build``
     passes :data:`VERILATOR_ARGS` before your ``build_args``, so the lint warnings Amaranth's
-    Verilog raises do not stop it. It does not cache builds; :func:`sim.run_verilog` does.
+    Verilog raises do not stop it, and adds the model (``sim/primitives/``) of every DSP primitive
+    your Verilog instantiates (a design's products are DSP48E2 or MULT18X18D instances, see
+    :mod:`cores.dsp`). It does not cache builds; :func:`sim.run_verilog` does.
     """
     tools = toolchain()
     # The make variables fix the wheel's compiler and precompiled-header settings, which every model
@@ -317,9 +326,16 @@ def with_primitive_models(verilog):
     """``verilog`` followed by the model (``sim/primitives/``) of every vendor primitive it
     instantiates but does not define, for Verilator to simulate in place of the primitive."""
     models = [path.read_text() for name, path in PRIMITIVE_MODELS.items()
-              if re.search(rf"^\s*{name}\s+[#\\\w]", verilog, re.MULTILINE)
-              and not re.search(rf"^\s*module\s+{name}\b", verilog, re.MULTILINE)]
+              if _instantiates(verilog, name) and not _defines(verilog, name)]
     return "\n".join([verilog, *models])
+
+
+def _instantiates(verilog, module):
+    return re.search(rf"^\s*{module}\s+[#\\\w]", verilog, re.MULTILINE) is not None
+
+
+def _defines(verilog, module):
+    return re.search(rf"^\s*module\s+{module}\b", verilog, re.MULTILINE) is not None
 
 
 def build_model(verilog, top="top", *, root=None, trace=False, progress=False):

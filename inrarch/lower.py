@@ -148,8 +148,8 @@ class Stream:
         return Blueprint(StreamFIFO, (self.format, depth), {"lanes": self.lanes})
 
     def relays(self):
-        """Its :class:`~cores.plumbing.RelayStation` cores, one per die of ``path``."""
-        return [RelayStation(self.format, lanes=self.lanes) for _ in self.path]
+        """Its :class:`~cores.plumbing.RelayStation` cores to build, one per die of ``path``."""
+        return [Blueprint(RelayStation, (self.format,), {"lanes": self.lanes}) for _ in self.path]
 
 
 @dataclass

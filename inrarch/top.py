@@ -107,7 +107,8 @@ class DataflowDesign(wiring.Component):
                 outputs = [output]
             for k, (stream, source) in enumerate(zip(readers, outputs)):
                 name = self.stream_name(stream, k)
-                for j, relay in enumerate(stream.relays()):
+                for j, blueprint in enumerate(stream.relays()):
+                    relay = blueprint.build()
                     m.submodules[f"relay{j}_{name}"] = _shared(relay)
                     wiring.connect(m, source, relay.i)
                     source = relay.o

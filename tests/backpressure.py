@@ -32,7 +32,7 @@ class _Channel:
     ``w_rdy`` whether it takes a token this cycle, ``out_valid`` and ``level`` its FIFO's."""
 
     def __init__(self, stream, depth):
-        self.relays = [relay.cycle_model() for relay in stream.relays()]
+        self.relays = [relay.model.cycle_model() for relay in stream.relays()]
         self.fifo = stream.fifo(depth).model.cycle_model()
 
     @property

@@ -12,7 +12,8 @@ Ops
 ``add``, ``sub``, ``mul``   element-wise on two inputs of the same shape
 ``neg``                     element-wise
 ``scale``                   ``a * value``; attrs: ``value`` (float)
-``add_const``, ``mul_const`` ``a (+|*) values``; attrs: ``values`` (array of the node's shape)
+``add_const``, ``mul_const`` ``a (+|*) values``; attrs: ``values`` (array of the node's shape, or
+                            with runtime weights a :class:`~inrarch.ir.Weight` the design loads)
 ``sin`` ``cos`` ``tanh`` ``sigmoid`` ``exp`` ``relu`` ``step`` ``softplus`` ``sqrt``
                             ``f(scale * a)``; attrs: ``scale`` (float); ``sqrt`` is 0 for
                             arguments ≤ 0
@@ -49,7 +50,7 @@ from cores.reduce import Accumulate, Sum
 from .errors import CompileError
 
 __all__ = ["OpSpec", "OPS", "REFUSED", "register", "nonlinear", "captures", "refuse", "translation", "refusal",
-           "captured"]
+           "captured", "constant_values"]
 
 aten = torch.ops.aten
 
@@ -208,8 +209,15 @@ register(OpSpec("scale", semantics=lambda node, args: args[0] * node.attrs["valu
                 multiplies=True))
 
 
+def constant_values(node):
+    """The values of an ``add_const`` or ``mul_const``: its array, or a stored tensor's
+    (:class:`~inrarch.ir.Weight`, runtime weights) current values."""
+    values = node.attrs["values"]
+    return getattr(values, "matrix", values)
+
+
 def _constants(node, ins, fmt):
-    return (ins[0], fmt, node.attrs["values"].reshape(-1)), {}
+    return (ins[0], fmt, constant_values(node).reshape(-1)), {}
 
 
 def _constants_in_every_lane(core, args, kwargs, lanes):
@@ -219,9 +227,9 @@ def _constants_in_every_lane(core, args, kwargs, lanes):
     return core, (a_format, out_format, np.repeat(values, lanes)), {**kwargs, "lanes": lanes}
 
 
-register(OpSpec("add_const", semantics=lambda node, args: args[0] + node.attrs["values"],
+register(OpSpec("add_const", semantics=lambda node, args: args[0] + constant_values(node),
                 core=AddConst, arguments=_constants, sample_lanes=_constants_in_every_lane))
-register(OpSpec("mul_const", semantics=lambda node, args: args[0] * node.attrs["values"],
+register(OpSpec("mul_const", semantics=lambda node, args: args[0] * constant_values(node),
                 core=MulConst, arguments=_constants, multiplies=True, sample_lanes=_constants_in_every_lane,
                 refusals={"reciprocal": "division by a streamed value is not supported"}))
 

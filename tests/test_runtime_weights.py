@@ -1,0 +1,173 @@
+"""Runtime weights: capture with the parameters as values, the weight family and its checks.
+
+A graph captured with ``runtime_weights=True`` must compute, in float64, what torch computes for
+every network of the architecture once its stored tensors are those the weight program derives
+from that network: the example, other random initializations and a trained network.
+"""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch.func import hessian, jacrev, vmap
+
+import inrarch
+from inrarch import ir
+from inrarch.capture import capture, parameters
+from inrarch.capture.runtime import WeightProgram
+from inrarch.errors import CompileError
+from inrarch.passes import optimize
+from inrarch.weights import WeightError, WeightFamily, parameter_values
+
+
+def pinn(seed):
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Linear(2, 16), torch.nn.Tanh(), torch.nn.Linear(16, 16), torch.nn.Tanh(),
+                               torch.nn.Linear(16, 1)).eval()
+
+
+def reverse_gradients(model):
+    def fn(x):
+        x = x.clone().requires_grad_(True)
+        y = model(x)
+        return [y, torch.stack([torch.autograd.grad(y[:, o].sum(), x, create_graph=True)[0]
+                                for o in range(y.shape[1])], 1)]
+    return fn
+
+
+CASES = {
+    "siren order 1": (lambda seed: inrarch.models.siren(2, 8, 2, 3, 30.0, seed), lambda m: inrarch.derivatives(m, 1)),
+    "pinn order 2": (pinn, lambda m: inrarch.derivatives(m, 2)),
+    "siren reverse mode": (lambda seed: inrarch.models.siren(2, 8, 1, 2, 30.0, seed), reverse_gradients),
+    "siren torch.func": (lambda seed: inrarch.models.siren(2, 8, 1, 2, 30.0, seed),
+                         lambda m: lambda x: [vmap(jacrev(m))(x), vmap(hessian(m))(x)]),
+}
+
+
+def _names(model):
+    return [name for name, _ in parameters(model)]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_runtime_graph_computes_every_network_of_the_architecture(case):
+    build, derivatives = CASES[case]
+    example = build(0)
+    fn = derivatives(example)
+    graph, _ = capture(fn, torch.zeros(4, 2), runtime_weights=True)
+    graph = optimize(graph)
+    assert graph.program.names == _names(example)
+    x = torch.rand(7, 2) * 2 - 1
+    for other in (example, build(1), build(2)):
+        stored = graph.program.evaluate(parameter_values(other, graph.program.names))
+        with ir.loaded(graph, stored):
+            values = ir.evaluate(graph, x.numpy().reshape(7, *graph.input.shape))
+        for node, ref in zip(graph.outputs, inrarch.reference(fn, x, weights=other)):
+            ref = ref.numpy()
+            np.testing.assert_allclose(values[node].reshape(ref.shape), ref, rtol=0, atol=1e-10 * np.abs(ref).max())
+
+
+def test_parameters_are_values_and_python_numbers_structure():
+    """Every parameter is read at run time; w0 stays a scale of the structure; a derivative's
+    parameter-derived vector (a first-layer column times w0) is one stored tensor."""
+    model = inrarch.models.siren(2, 8, 2, 3, 30.0, 0)
+    graph, _ = capture(inrarch.derivatives(model, 1), torch.zeros(1, 2), runtime_weights=True)
+    graph = optimize(graph)
+    stored = ir.runtime_tensors(graph)
+    matmuls = [n for n in graph.nodes if n.op == "matmul"]
+    assert all(n.attrs["weight"].runtime is not None for n in matmuls)
+    assert len({id(n.attrs["weight"]) for n in matmuls}) == 3
+    assert all(isinstance(n.attrs["values"], ir.Weight) for n in graph.nodes if n.op in ("add_const", "mul_const"))
+    assert {n.attrs.get("scale") for n in graph.nodes if n.op in ("sin", "cos")} == {30.0}
+    first = model.body[0].linear.weight.detach().double().numpy()
+    columns = [w.matrix.reshape(-1) for w in stored if w.matrix.shape == (1, 8)][-2:]
+    np.testing.assert_allclose(columns, [30.0 * first[:, 0], 30.0 * first[:, 1]])
+
+
+def test_equal_example_values_stay_separate_tensors():
+    """Two zero-initialized biases are two tensors: another network gives them different values."""
+    model = pinn(0)
+    with torch.no_grad():
+        model[0].bias.zero_()
+        model[2].bias.zero_()
+    graph, _ = capture(inrarch.derivatives(model, 1), torch.zeros(1, 2), runtime_weights=True)
+    biases = [n.attrs["values"] for n in graph.nodes if n.op == "add_const" and isinstance(n.attrs["values"], ir.Weight)]
+    assert len({id(b) for b in biases}) == 3
+
+
+def test_weight_program_is_plain_data():
+    model = pinn(0)
+    graph, _ = capture(inrarch.derivatives(model, 2), torch.zeros(1, 2), runtime_weights=True)
+    again = WeightProgram.from_dict(json.loads(json.dumps(graph.program.as_dict())))
+    values = parameter_values(pinn(3), graph.program.names)
+    for a, b in zip(graph.program.evaluate(values), again.evaluate(values)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_stored_tensor_bounds_follow_from_the_parameters():
+    model = inrarch.models.siren(2, 8, 1, 3, 30.0, 0)
+    graph, _ = capture(inrarch.derivatives(model, 1), torch.zeros(1, 2), runtime_weights=True)
+    program = graph.program
+    bounds = {name: 0.5 for name in program.names}
+    found = program.bounds(bounds)
+    # every parameter at its bound gives the largest values: w0 times the first layer's columns, 15
+    at_bounds = program.evaluate({name: np.full(shape, 0.5) for name, shape in program.parameters})
+    assert found == [np.abs(tensor).max() for tensor in at_bounds]
+    assert max(found) == 15.0
+    # every network within the bounds stays within the stored tensors' bounds
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        values = {name: rng.uniform(-0.5, 0.5, shape) for name, shape in program.parameters}
+        for tensor, bound in zip(program.evaluate(values), found):
+            assert np.abs(tensor).max() <= bound
+
+
+def test_runtime_capture_needs_one_model():
+    with pytest.raises(CompileError, match="reaches no torch.nn.Module"):
+        capture(lambda x: torch.sin(3 * x), torch.zeros(1, 2), runtime_weights=True)
+    first, second = pinn(0), pinn(1)
+    with pytest.raises(CompileError, match="reaches 2"):
+        capture(lambda x: first(x) + second(x), torch.zeros(1, 2), runtime_weights=True)
+
+
+def test_reading_a_weight_in_python_is_refused():
+    model = pinn(0)
+
+    def fn(x):
+        return model(x) if model[0].weight.sum() > 0 else -model(x)
+
+    with pytest.raises(CompileError, match="data-dependent control flow.*model\[0\].weight.sum"):
+        capture(fn, torch.zeros(1, 2), runtime_weights=True)
+
+
+def test_family_and_checks():
+    examples = [inrarch.models.siren(2, 8, 1, 3, 30.0, seed) for seed in (0, 1)]
+    names = _names(examples[0])
+    shapes = [(name, tuple(t.shape)) for name, t in parameters(examples[0])]
+    values = [parameter_values(m, names) for m in examples]
+    family = WeightFamily.describe(shapes, values, bounds={"head.bias": 3.0})
+    largest = max(np.abs(v["body.0.linear.weight"]).max() for v in values)
+    assert family.bounds["body.0.linear.weight"] == 2 * largest
+    assert family.bounds["head.bias"] == 3.0
+    family.check(parameter_values(inrarch.models.siren(2, 8, 1, 3, 30.0, 5), names))
+    assert WeightFamily.from_dict(json.loads(json.dumps(family.as_dict()))) == family
+
+    def refusal(weights):
+        with pytest.raises(WeightError) as error:
+            family.check(parameter_values(weights, names))
+        assert "\n" not in str(error.value)
+        return str(error.value)
+
+    wide = inrarch.models.siren(2, 9, 1, 3, 30.0, 0)
+    assert "'body.0.linear.weight' has shape (9, 2)" in refusal(wide)
+    for value, word in ((float("nan"), "NaN"), (float("inf"), "infinite"), (7.0, "beyond the bound")):
+        model = inrarch.models.siren(2, 8, 1, 3, 30.0, 0)
+        with torch.no_grad():
+            model.head.weight[1, 2] = value
+        assert word in refusal(model) and "'head.weight'" in refusal(model)
+    state = dict(examples[0].state_dict())
+    del state["head.bias"]
+    assert "no tensor 'head.bias'" in refusal(state)
+    assert "'extra' is not one the design loads" in refusal({**examples[0].state_dict(), "extra": torch.zeros(2)})
+    with pytest.raises(WeightError, match="below the"):
+        WeightFamily.describe(shapes, values, bounds={"head.bias": 1e-6})

@@ -7,6 +7,9 @@ the input ``x`` first, then the outputs ``y0``, ``y1``, ...), its ports as
 The kernel reads the input samples from one buffer in device memory (HBM or DDR), streams them
 through the dataflow design, and writes each output stream to its own buffer. Every buffer has its
 own AXI4 master (``m_axi_x``, ``m_axi_y0``, ...), so each can sit in a different memory bank.
+A design with runtime weights also gets a ``weights`` buffer, read through a
+:data:`~cores.weights.WORD_BITS`-bit master ``m_axi_weights`` into the design's weight port at the
+start of a run whose ``reload_weights`` register is set.
 See docs/vitis.md for the register map, the data layout and a host-side example.
 """
 
@@ -19,12 +22,14 @@ from amaranth.hdl import Cat, ClockDomain, ClockSignal, Const, Instance, Module,
 from amaranth.lib import wiring
 from amaranth.lib.wiring import Flow, In, Out
 
-from .axi import (AxiBurstReader, AxiBurstWriter, AxiLiteRegisters, ElementsToWords, WordsToElements,
-                       axi4_lite_signature, axi4_signature)
+from cores.weights import WORD_BITS
+
+from .axi import (PAGE_BYTES, AxiBurstReader, AxiBurstWriter, AxiLiteRegisters, ElementsToWords, WordsToElements,
+                  axi4_lite_signature, axi4_signature)
 from .sample_groups import DropPadding, PadToGroups
 
 __all__ = ["VitisKernel", "KernelArgument", "kernel_arguments", "kernel_verilog", "kernel_xml", "write_vitis_kernel",
-           "DATA_WIDTH", "BURST_BEATS"]
+           "DATA_WIDTH", "BURST_BEATS", "WEIGHT_BURST_BEATS", "WEIGHT_FIFO_WORDS"]
 
 #: Bits per AXI4 data beat. The design moves at most one element per cycle per stream, so 64 bits
 #: (two 32-bit elements per beat) is twice the bandwidth a stream can use, at a fraction of the area of 512.
@@ -32,6 +37,13 @@ DATA_WIDTH = 64
 
 #: Longest AXI4 burst in beats (256 bytes at 64 bits).
 BURST_BEATS = 32
+
+#: Longest burst of the weights master: a whole 4 KiB page of :data:`~cores.weights.WORD_BITS`-bit words.
+WEIGHT_BURST_BEATS = PAGE_BYTES * 8 // WORD_BITS
+
+#: Words the weights master's FIFO holds: four bursts in flight, which hide a memory latency of up to three
+#: bursts' worth of cycles (192 at 512 bits), so that the weights stream one word a cycle from HBM or DDR.
+WEIGHT_FIFO_WORDS = 4 * WEIGHT_BURST_BEATS
 
 #: Bits of the s_axi_control address (a 4 KiB register window).
 CONTROL_ADDRESS_WIDTH = 12
@@ -52,10 +64,16 @@ class KernelArgument:
     element_bytes: int = 0  # of a buffer; 0 for a scalar
     elements_per_sample: int = 0
     format: object = None  # the cores.fixed.Q of a buffer's elements
+    words: int = 0  # of the weights buffer: its WORD_BITS-bit words, whatever the batch
 
     @property
     def is_buffer(self):
         return self.element_bytes > 0
+
+    @property
+    def data_width(self):
+        """Bits per beat of the buffer's AXI4 master."""
+        return WORD_BITS if self.words else DATA_WIDTH
 
 
 def element_bytes(fmt):
@@ -67,12 +85,14 @@ def _c_type(nbytes):
     return "int*" if nbytes == 4 else "long long*"
 
 
-def kernel_arguments(streams):
-    """The kernel's arguments in call order: one buffer per stream (``x``, ``y0``, ``y1``, ...), ``batch``.
+def kernel_arguments(streams, weight_words=0):
+    """The kernel's arguments in call order: one buffer per stream (``x``, ``y0``, ``y1``, ...), ``batch``,
+    and for a design with runtime weights (``weight_words``, the words of its weight image) the
+    ``weights`` buffer and ``reload_weights``.
 
     ``streams`` is ``[(name, format, elements per sample)]``, the input first. Buffer addresses
     are 64 bits at 0x10, 0x1C, 0x28, ... (12 bytes apart, as Vitis HLS lays them out); ``batch``
-    (32 bits) follows.
+    (32 bits) follows, then ``weights`` (64 bits) and ``reload_weights`` (32 bits).
     """
     arguments = []
     offset = 0x10
@@ -81,6 +101,11 @@ def kernel_arguments(streams):
         arguments.append(KernelArgument(name, offset, 8, f"m_axi_{name}", _c_type(nbytes), nbytes, numel, fmt))
         offset += 0xC
     arguments.append(KernelArgument("batch", offset, 4, "s_axi_control", "unsigned int"))
+    if weight_words:
+        offset += 0x8
+        arguments.append(KernelArgument("weights", offset, 8, "m_axi_weights", "void*", WORD_BITS // 8,
+                                        words=weight_words))
+        arguments.append(KernelArgument("reload_weights", offset + 0xC, 4, "s_axi_control", "unsigned int"))
     return arguments
 
 
@@ -124,6 +149,11 @@ class VitisKernel(wiring.Component):
         is completed with zero samples (:class:`boards.sample_groups.PadToGroups`) and their
         outputs are dropped (:class:`boards.sample_groups.DropPadding`), so any ``batch`` works.
 
+    A ``weights`` argument (a design with runtime weights) adds the master ``m_axi_weights``: when
+    a run starts with bit 0 of ``reload_weights`` set, it reads the argument's ``words`` words of
+    the weight image into the design's ``weights`` port, which takes no sample before the last
+    word; with the bit clear the run keeps the weights loaded before.
+
     Ports
     -----
     ap_clk : In(1)
@@ -138,6 +168,10 @@ class VitisKernel(wiring.Component):
     m_axi_x_*, m_axi_y0_*, ... : AXI4 masters, 64-bit address, :data:`DATA_WIDTH`-bit data
         ``m_axi_x`` only reads, the others only write; INCR bursts of up to :data:`BURST_BEATS`
         beats that never cross 4 KiB. Buffers must be :data:`DATA_WIDTH`/8-byte aligned.
+    m_axi_weights_* : AXI4 master, 64-bit address, :data:`~cores.weights.WORD_BITS`-bit data
+        Only with a ``weights`` argument; only reads, INCR bursts of up to
+        :data:`WEIGHT_BURST_BEATS` beats with :data:`WEIGHT_FIFO_WORDS` words in flight. The
+        weights buffer must be ``WORD_BITS``/8-byte aligned.
     """
 
     def __init__(self, arguments, ports, *, lanes=1):
@@ -148,7 +182,7 @@ class VitisKernel(wiring.Component):
         members |= _flat_members("s_axi_control", axi4_lite_signature(CONTROL_ADDRESS_WIDTH), flip=True)
         for argument in self.arguments:
             if argument.is_buffer:
-                members |= _flat_members(argument.port, axi4_signature(64, DATA_WIDTH), flip=False)
+                members |= _flat_members(argument.port, axi4_signature(64, argument.data_width), flip=False)
         super().__init__(members)
 
     def elaborate(self, platform):
@@ -173,6 +207,9 @@ class VitisKernel(wiring.Component):
 
         busy = []
         for argument in self.arguments:
+            if argument.words:
+                busy.append(self._weights(m, registers, ports, argument))
+                continue
             if not argument.is_buffer:
                 continue
             elements = registers.batch * argument.elements_per_sample
@@ -228,13 +265,27 @@ class VitisKernel(wiring.Component):
         m.d.comb += registers.done.eq(finished)
         return m
 
+    def _weights(self, m, registers, ports, argument):
+        """The weights master: a run whose ``reload_weights`` bit 0 is set first streams the image
+        into the design's ``weights`` port. Returns its busy signal."""
+        memory = m.submodules.weights_memory = AxiBurstReader(data_width=WORD_BITS, burst=WEIGHT_BURST_BEATS,
+                                                              count_width=_COUNT_WIDTH, depth=WEIGHT_FIFO_WORDS)
+        m.d.comb += [
+            memory.start.eq(registers.start & registers.reload_weights[0]),
+            memory.address.eq(registers.weights), memory.words.eq(argument.words),
+            ports["weights__payload"].eq(memory.o.payload), ports["weights__valid"].eq(memory.o.valid),
+            memory.o.ready.eq(ports["weights__ready"]),
+        ]
+        _connect_flat(m, self, argument.port, memory.axi)
+        return memory.busy
+
 
 def kernel_xml(arguments, name):
     """The Vitis kernel description: ``ap_ctrl_hs``, one AXI4-Lite and one AXI4 master per buffer."""
     ports = [f'      <port name="s_axi_control" mode="slave" range="0x{1 << CONTROL_ADDRESS_WIDTH:X}" '
              f'dataWidth="32" portType="addressable" base="0x0"/>']
     ports += [f'      <port name={quoteattr(a.port)} mode="master" range="0xFFFFFFFFFFFFFFFF" '
-              f'dataWidth="{DATA_WIDTH}" portType="addressable" base="0x0"/>' for a in arguments if a.is_buffer]
+              f'dataWidth="{a.data_width}" portType="addressable" base="0x0"/>' for a in arguments if a.is_buffer]
     args = [f'      <arg name={quoteattr(a.name)} addressQualifier="{1 if a.is_buffer else 0}" id="{index}" '
             f'port={quoteattr(a.port)} size="0x{a.size:X}" offset="0x{a.offset:X}" hostOffset="0x0" '
             f'hostSize="0x{a.size:X}" type={quoteattr(a.c_type)}/>' for index, a in enumerate(arguments)]
@@ -322,9 +373,14 @@ def readme(arguments, name):
     """What the directory holds, the register map and the buffer layout, as Markdown."""
     rows = []
     for a in arguments:
-        if a.is_buffer:
+        if a.words:
+            what = (f"address of `weights`: the weight image, {a.words} words of {WORD_BITS} bits "
+                    f"({a.words * WORD_BITS // 8} bytes, `weights.bin`), {WORD_BITS // 8}-byte aligned")
+        elif a.is_buffer:
             what = (f"address of `{a.name}`: `batch` × {a.elements_per_sample} × int{8 * a.element_bytes}, "
                     f"raw {a.format} values (real value = raw × 2^-{a.format.frac_bits})")
+        elif a.name == "reload_weights":
+            what = "bit 0: this run first loads the weight image (set it for the first run and after a new image)"
         else:
             what = "samples in this run (32 bits)"
         rows.append(f"| 0x{a.offset:02X} | {a.name} | {what} |")
@@ -352,11 +408,16 @@ def readme(arguments, name):
         f"buffers must be {DATA_WIDTH // 8}-byte aligned (XRT buffers are). Each buffer holds the "
         "samples one after another, each sample's elements in row-major order, as little-endian "
         "signed integers. Inputs outside a format's range saturate. See docs/vitis.md.",
+        *(["", f"`m_axi_weights` reads {WORD_BITS}-bit words in bursts of at most {WEIGHT_BURST_BEATS} beats. "
+            "The image's word layout is in cores/weights.py; `Design.weight_image(model)` writes it. A run "
+            "with `reload_weights` bit 0 set loads the image before it takes its first sample; a run with "
+            "it clear computes with the weights loaded last."] if any(a.words for a in arguments) else []),
         "",
     ])
 
 
-def write_vitis_kernel(directory, streams, ports, verilog, *, clock_mhz, name="inrarch_kernel", lanes=1):
+def write_vitis_kernel(directory, streams, ports, verilog, *, clock_mhz, name="inrarch_kernel", lanes=1,
+                       weight_words=0):
     """Write ``<name>.v``, ``kernel.xml``, ``package_xo.tcl`` and ``README.md`` into ``directory``.
 
     Parameters
@@ -376,6 +437,9 @@ def write_vitis_kernel(directory, streams, ports, verilog, *, clock_mhz, name="i
         Kernel and top-level module name.
     lanes : int
         Samples the design computes at once (see :class:`VitisKernel`).
+    weight_words : int
+        Words of the weight image of a design with runtime weights (0: constant weights), which
+        adds the ``weights`` and ``reload_weights`` arguments (:func:`kernel_arguments`).
 
     Returns
     -------
@@ -384,7 +448,7 @@ def write_vitis_kernel(directory, streams, ports, verilog, *, clock_mhz, name="i
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    arguments = kernel_arguments(streams)
+    arguments = kernel_arguments(streams, weight_words)
     files = {
         "verilog": (directory / f"{name}.v", kernel_verilog(arguments, ports, verilog, name, lanes=lanes)),
         "kernel_xml": (directory / "kernel.xml", kernel_xml(arguments, name)),

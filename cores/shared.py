@@ -126,8 +126,12 @@ def _encoded(value):
 
 def _is_parameter(owner, name, attribute):
     """Whether an attribute is keyed: not amaranth's use tracking, a component's signature and
-    ports (keyed by the signature's members), or hardware the object built (see module_name)."""
+    ports (keyed by the signature's members), hardware the object built (see module_name), or the
+    values a core with runtime weights was loaded with for its model (named in its ``loaded_values``,
+    never part of its hardware)."""
     if name.startswith("_MustUse__") or isinstance(attribute, (Value, ValueCastable, Elaboratable)):
+        return False
+    if name in getattr(owner, "loaded_values", ()):
         return False
     return not (isinstance(owner, wiring.Component)
                 and (name == "_Component__signature" or name in owner.signature.members))

@@ -20,8 +20,11 @@ byte ``i // 8``.
 """
 
 import numpy as np
+from amaranth.hdl import Mux, Signal
+from amaranth.lib import stream
 
-__all__ = ["WORD_BITS", "per_word", "words_per_row", "pack_rows", "unpack_rows", "image_bytes", "image_words"]
+__all__ = ["WORD_BITS", "per_word", "words_per_row", "pack_rows", "unpack_rows", "image_bytes", "image_words",
+           "load_signature", "segment_writes"]
 
 #: Bits per word of a weight image: one beat of a 512-bit AXI4 memory port.
 WORD_BITS = 512
@@ -84,3 +87,29 @@ def image_words(data, word_bits=WORD_BITS):
     if len(data) % size:
         raise ValueError(f"a weight image is whole {size}-byte words, not {len(data)} bytes")
     return [int.from_bytes(data[k:k + size], "little") for k in range(0, len(data), size)]
+
+
+def load_signature(word_bits=WORD_BITS):
+    """The port a core with runtime weights is loaded through: a stream of its segment's words that
+    is always ready (the core writes every word in the cycle it comes)."""
+    return stream.Signature(word_bits, always_ready=True)
+
+
+def segment_writes(m, load, elements, width, rows, name="load"):
+    """The writes of a segment of ``rows`` rows of ``elements`` elements of ``width`` bits, as its words
+    come on the ``load`` port: returns ``(row, enables, data)``, the row the current word belongs to,
+    and for each element the enable and data of its write. After the last row the count starts
+    again, for the next load."""
+    each = per_word(width, len(load.payload))
+    words = words_per_row(elements, width, len(load.payload))
+    row = Signal(range(max(rows, 2)), name=f"{name}_row")
+    part = Signal(range(max(words, 2)), name=f"{name}_part")
+    last_part = part == words - 1
+    with m.If(load.valid):
+        if words > 1:
+            m.d.sync += part.eq(Mux(last_part, 0, part + 1))
+        with m.If(last_part):
+            m.d.sync += row.eq(Mux(row == rows - 1, 0, row + 1))
+    enables = [load.valid & (part == k // each) if words > 1 else load.valid for k in range(elements)]
+    data = [load.payload[(k % each) * width:(k % each + 1) * width] for k in range(elements)]
+    return row, enables, data

@@ -20,11 +20,12 @@ byte ``i // 8``.
 """
 
 import numpy as np
-from amaranth.hdl import Mux, Signal
-from amaranth.lib import stream
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
+from amaranth.lib import enum, stream, wiring
+from amaranth.lib.wiring import In, Out
 
 __all__ = ["WORD_BITS", "per_word", "words_per_row", "pack_rows", "unpack_rows", "image_bytes", "image_words",
-           "load_signature", "segment_writes"]
+           "load_signature", "segment_writes", "WeightLoader", "LOAD_LATENCY"]
 
 #: Bits per word of a weight image: one beat of a 512-bit AXI4 memory port.
 WORD_BITS = 512
@@ -113,3 +114,137 @@ def segment_writes(m, load, elements, width, rows, name="load"):
     enables = [load.valid & (part == k // each) if words > 1 else load.valid for k in range(elements)]
     data = [load.payload[(k % each) * width:(k % each + 1) * width] for k in range(elements)]
     return row, enables, data
+
+
+#: Cycles a :class:`WeightLoader` adds to the words of an image when it loads an idle design: from
+#: the cycle the first word is offered to the cycle the design can take a sample again, less the
+#: image's words.
+LOAD_LATENCY = 3
+
+
+class _LoaderState(enum.Enum, shape=2):
+    RUN = 0     # samples pass
+    DRAIN = 1   # samples held at a group boundary until every sample taken has left
+    LOAD = 2    # image words taken, one a cycle, and sent to the segment they belong to
+    SETTLE = 3  # the last word's writes land
+
+
+class WeightLoader(wiring.Component):
+    """Loads a weight image into the cores of a design between batches.
+
+    The image comes on ``weights``, one word a cycle; word ``n`` belongs to the segment whose words
+    include it, segments following one another in the order of ``segments``, and goes out on that
+    segment's ``load{k}`` port a cycle later. A load never mixes with a run: once a word is offered,
+    the input stream is held at the next group boundary (so that no group is split), the loader
+    waits until every group taken has left on every output (the design is empty), takes the whole
+    image, lets its last writes land, and then lets samples in again. Samples computed before the
+    load saw only the old weights, samples after it only the new ones.
+
+    Parameters
+    ----------
+    segments : list of int
+        Words of each core's segment, in image order.
+    x_shape : shape
+        Payload shape of the input stream.
+    group_words : int
+        Words of the input stream per group of samples the design computes at once.
+    output_group_words : list of int
+        Words per group of samples on each output stream.
+    word_bits : int
+        Bits per image word.
+
+    Ports
+    -----
+    weights : In(stream.Signature(word_bits))
+        The image.
+    i : In(stream.Signature(x_shape)), o : Out(stream.Signature(x_shape))
+        The input stream, passed through unless held.
+    taken : In(len(output_group_words))
+        Bit ``k`` is high in a cycle in which output ``k`` moves a word.
+    load{k} : Out(load_signature(word_bits))
+        Segment ``k``'s words.
+    loading : Out(1)
+        The loader holds the input stream (draining, loading or settling).
+
+    Timing
+    ------
+    Loading an idle design takes ``len(image) + LOAD_LATENCY`` cycles from the cycle the first
+    word is offered (with the words offered back to back) to the first cycle it lets a sample in.
+    """
+
+    def __init__(self, segments, x_shape, group_words, output_group_words, *, word_bits=WORD_BITS):
+        if not segments or min(segments) < 1:
+            raise ValueError(f"a loader needs segments of at least one word, not {segments}")
+        self.segments = list(segments)
+        self.group_words = group_words
+        self.output_group_words = list(output_group_words)
+        self.word_bits = word_bits
+        members = {"weights": In(stream.Signature(word_bits)), "i": In(stream.Signature(x_shape)),
+                   "o": Out(stream.Signature(x_shape)), "taken": In(len(self.output_group_words)),
+                   "loading": Out(1)}
+        for k in range(len(self.segments)):
+            members[f"load{k}"] = Out(load_signature(word_bits))
+        super().__init__(members)
+
+    @property
+    def words(self):
+        """Words of the whole image."""
+        return sum(self.segments)
+
+    def elaborate(self, platform):
+        m = Module()
+        state = Signal(_LoaderState)
+        entered, at_boundary = _groups(m, self.i.valid & self.i.ready, self.group_words, "in")
+        left = [_groups(m, self.taken[k], words, f"out{k}")[0] for k, words in enumerate(self.output_group_words)]
+        drained = Signal()
+        m.d.sync += drained.eq(Cat(count == entered for count in left).all())
+
+        hold = state != _LoaderState.RUN
+        request = self.weights.valid & at_boundary
+        m.d.comb += [self.o.payload.eq(self.i.payload), self.o.valid.eq(self.i.valid & ~hold & ~request),
+                     self.i.ready.eq(self.o.ready & ~hold & ~request), self.loading.eq(hold)]
+
+        segment = Signal(range(len(self.segments)))
+        remaining = Signal(range(max(self.segments) + 1), init=self.segments[0])
+        lengths = Array(Const(words, len(remaining)) for words in self.segments)
+        taking = self.weights.valid & self.weights.ready
+        last_word = (segment == len(self.segments) - 1) & (remaining == 1)
+        m.d.comb += self.weights.ready.eq(state == _LoaderState.LOAD)
+        with m.If(taking):
+            with m.If(remaining == 1):
+                m.d.sync += [segment.eq(Mux(last_word, 0, segment + 1)),
+                             remaining.eq(lengths[Mux(last_word, 0, segment + 1)])]
+            with m.Else():
+                m.d.sync += remaining.eq(remaining - 1)
+        word, word_valid, word_segment = Signal(self.word_bits), Signal(), Signal.like(segment)
+        m.d.sync += [word.eq(self.weights.payload), word_valid.eq(taking), word_segment.eq(segment)]
+        for k in range(len(self.segments)):
+            port = getattr(self, f"load{k}")
+            m.d.comb += [port.payload.eq(word), port.valid.eq(word_valid & (word_segment == k))]
+
+        with m.Switch(state):
+            with m.Case(_LoaderState.RUN):
+                with m.If(request):
+                    m.d.sync += state.eq(_LoaderState.DRAIN)
+            with m.Case(_LoaderState.DRAIN):
+                with m.If(drained):
+                    m.d.sync += state.eq(_LoaderState.LOAD)
+            with m.Case(_LoaderState.LOAD):
+                with m.If(taking & last_word):
+                    m.d.sync += state.eq(_LoaderState.SETTLE)
+            with m.Case(_LoaderState.SETTLE):
+                m.d.sync += state.eq(_LoaderState.RUN)
+        return m
+
+
+def _groups(m, moved, group_words, name):
+    """A count of the whole groups of ``group_words`` words that ``moved``, and whether the next word
+    starts a group."""
+    position = Signal(range(max(group_words, 2)), name=f"{name}_position")
+    groups = Signal(32, name=f"{name}_groups")
+    with m.If(moved):
+        with m.If(position == group_words - 1):
+            m.d.sync += [position.eq(0), groups.eq(groups + 1)]
+        with m.Else():
+            m.d.sync += position.eq(position + 1)
+    return groups, position == 0

@@ -1,13 +1,19 @@
-"""Cores with runtime weights: the weight-image word layout, and vectors loaded through a core's ``load`` port."""
+"""Cores with runtime weights: the weight-image word layout, vectors loaded through a core's ``load`` port, and
+the loader that feeds a design's cores between batches."""
 
 import numpy as np
 import pytest
+from amaranth.hdl import Module, Signal
+from amaranth.lib import fifo, stream, wiring
+from amaranth.lib.wiring import In, Out
+from amaranth.sim import Simulator
 
 from cores.elementwise import AddConst, MulConst
 from cores.fixed import Q
 from cores.shared import module_name
 from cores.testing import check_contract, run_streams
-from cores.weights import WORD_BITS, image_bytes, image_words, pack_rows, unpack_rows, words_per_row
+from cores.weights import (LOAD_LATENCY, WORD_BITS, WeightLoader, image_bytes, image_words, pack_rows, unpack_rows,
+                           words_per_row)
 
 
 @pytest.mark.parametrize("elements, width", [(5, 18), (28, 18), (29, 18), (3, 27), (100, 32), (1, 512)])
@@ -57,3 +63,79 @@ def test_loaded_values_are_not_hardware():
     constant = MulConst(Q(3, 12), Q(4, 14), np.ones(16))
     assert module_name("m", first) == module_name("m", second) != module_name("m", constant)
     assert first.memories[0].initialized is False
+
+
+class _Delay(wiring.Component):
+    """A stand-in design: a WeightLoader before a FIFO whose every second word is an output word."""
+
+    def __init__(self, segments):
+        self.loader = WeightLoader(segments, 8, group_words=4, output_group_words=[2], word_bits=16)
+        super().__init__({"weights": In(stream.Signature(16)), "x": In(stream.Signature(8)),
+                          "y": Out(stream.Signature(8))})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.loader = loader = self.loader
+        m.submodules.queue = queue = fifo.SyncFIFOBuffered(width=8, depth=16)
+        wiring.connect(m, wiring.flipped(self.weights), loader.weights)
+        wiring.connect(m, wiring.flipped(self.x), loader.i)
+        m.d.comb += [queue.w_data.eq(loader.o.payload), queue.w_en.eq(loader.o.valid), loader.o.ready.eq(queue.w_rdy),
+                     self.y.payload.eq(queue.r_data), self.y.valid.eq(queue.r_rdy), queue.r_en.eq(self.y.ready)]
+        second = Signal()
+        with m.If(self.y.valid & self.y.ready):
+            m.d.sync += second.eq(~second)
+        m.d.comb += loader.taken.eq(self.y.valid & self.y.ready & second)
+        return m
+
+
+def test_loader_never_mixes_a_load_with_a_run():
+    """Image, batch, image, batch: each segment gets its words in order; a load starts only once every
+    sample taken has left, and no sample enters before its last word; an idle load takes
+    words + LOAD_LATENCY cycles."""
+    segments = [3, 1, 5]
+    design = _Delay(segments)
+    loader = design.loader
+    plan = [("weights", list(range(100, 109))), ("x", list(range(1, 9))),
+            ("weights", list(range(150, 159))), ("x", list(range(21, 29)))]
+    moved = {"weights": [], "x": [], "y": []}
+    loads = {k: [] for k in range(len(segments))}
+
+    async def bench(ctx):
+        cycle = 0
+        ctx.set(design.y.ready, 1)
+
+        async def clock():
+            nonlocal cycle
+            if ctx.get(design.y.valid):
+                moved["y"].append(cycle)
+            for k in loads:
+                port = getattr(loader, f"load{k}")
+                if ctx.get(port.valid):
+                    loads[k].append(ctx.get(port.payload))
+            await ctx.tick()
+            cycle += 1
+
+        for name, words in plan:
+            port = getattr(design, name)
+            for word in words:
+                ctx.set(port.valid, 1)
+                ctx.set(port.payload, word)
+                while not ctx.get(port.ready):
+                    await clock()
+                moved[name].append(cycle)
+                await clock()
+            ctx.set(port.valid, 0)
+        for _ in range(20):
+            await clock()
+
+    simulator = Simulator(design)
+    simulator.add_clock(1e-8)
+    simulator.add_testbench(bench)
+    simulator.run()
+    assert loads == {0: [100, 101, 102, 150, 151, 152], 1: [103, 153], 2: [104, 105, 106, 107, 108, 154, 155, 156,
+                                                                        157, 158]}
+    assert moved["x"][0] == sum(segments) + LOAD_LATENCY
+    first, second = moved["x"][:8], moved["x"][8:]
+    assert moved["weights"][9] > moved["y"][7] >= first[-1]
+    assert second[0] > moved["weights"][-1]
+    assert len(moved["y"]) == 16

@@ -206,11 +206,15 @@ class VitisKernel(wiring.Component):
         m.d.comb += registers.status.eq(Cat(ports["overflow"], Const(0, 7), ports["overflow_core"]))
 
         busy = []
+        # While a run loads the weights no sample goes in: the design then sees the whole image
+        # before the run's first sample.
+        loading = Const(0)
         for argument in self.arguments:
             if argument.words:
-                busy.append(self._weights(m, registers, ports, argument))
-                continue
-            if not argument.is_buffer:
+                loading = self._weights(m, registers, ports, argument)
+                busy.append(loading)
+        for argument in self.arguments:
+            if not argument.is_buffer or argument.words:
                 continue
             elements = registers.batch * argument.elements_per_sample
             words = (elements * argument.element_bytes + DATA_WIDTH // 8 - 1) // (DATA_WIDTH // 8)
@@ -233,8 +237,8 @@ class VitisKernel(wiring.Component):
                 if groups is not None:
                     wiring.connect(m, convert.o, groups.i)
                     elements_out = groups.o
-                m.d.comb += [payload.eq(elements_out.payload), valid.eq(elements_out.valid),
-                             elements_out.ready.eq(ready)]
+                m.d.comb += [payload.eq(elements_out.payload), valid.eq(elements_out.valid & ~loading),
+                             elements_out.ready.eq(ready & ~loading)]
             else:
                 memory = AxiBurstWriter(data_width=DATA_WIDTH, burst=BURST_BEATS, count_width=_COUNT_WIDTH)
                 convert = ElementsToWords(fmt, data_width=DATA_WIDTH, count_width=_COUNT_WIDTH)
@@ -267,17 +271,24 @@ class VitisKernel(wiring.Component):
 
     def _weights(self, m, registers, ports, argument):
         """The weights master: a run whose ``reload_weights`` bit 0 is set first streams the image
-        into the design's ``weights`` port. Returns its busy signal."""
+        into the design's ``weights`` port. Returns the signal that is high until the design took
+        the last word."""
         memory = m.submodules.weights_memory = AxiBurstReader(data_width=WORD_BITS, burst=WEIGHT_BURST_BEATS,
                                                               count_width=_COUNT_WIDTH, depth=WEIGHT_FIFO_WORDS)
+        reload = registers.start & registers.reload_weights[0]
+        loading = Signal()
+        with m.If(reload):
+            m.d.sync += loading.eq(1)
+        with m.Elif(~memory.busy):
+            m.d.sync += loading.eq(0)
         m.d.comb += [
-            memory.start.eq(registers.start & registers.reload_weights[0]),
+            memory.start.eq(reload),
             memory.address.eq(registers.weights), memory.words.eq(argument.words),
             ports["weights__payload"].eq(memory.o.payload), ports["weights__valid"].eq(memory.o.valid),
             memory.o.ready.eq(ports["weights__ready"]),
         ]
         _connect_flat(m, self, argument.port, memory.axi)
-        return memory.busy
+        return loading
 
 
 def kernel_xml(arguments, name):

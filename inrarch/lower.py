@@ -14,12 +14,11 @@ does not grow with the lanes. The input pacer interleaves each group of samples 
 design's ports carry one element per beat, sample after sample, whatever the lanes.
 """
 
-import math
 from dataclasses import dataclass, field
 
 from cores.matmul import MatVec
 from cores.pacer import Pacer
-from cores.plumbing import LaneSerializer
+from cores.plumbing import LaneSerializer, StreamFIFO
 from devices import ULTRASCALE_PLUS
 
 from .errors import CompileError
@@ -29,7 +28,7 @@ from .passes import weight_pairs
 from .resources import core_dsps, design_dsps
 from .schedule import solve
 
-__all__ = ["Instance", "Stream", "Netlist", "lower", "matmul_cycles", "choose_parallelism", "node_core",
+__all__ = ["Instance", "Stream", "Netlist", "lower", "choose_parallelism", "node_core",
            "weight_width", "choose_lanes", "LANE_CANDIDATES"]
 
 
@@ -41,20 +40,38 @@ def weight_width(node):
 
 @dataclass(eq=False)
 class Instance:
-    """One core in the design: what it computes (``node``), the core, and its port names."""
+    """One core in the design: what it computes (``node``), the core, and its port names.
+
+    ``actor`` is what computes the node: the core, or the channel of a core that computes several
+    nodes (:meth:`cores.matmul.MatVecModel.channel`); its ``contract`` and ``cycle_model`` are
+    the node's.
+    """
 
     name: str
     node: object
     core: object
     inputs: tuple          # input port names, in the order of node.inputs
     output: str            # output port name
-    contract: object
+    actor: object
+
+    @property
+    def contract(self):
+        return self.actor.contract
+
+    def cycle_model(self, firings):
+        """The node's :class:`~cores.contract.CycleModel`, for a run of ``firings`` firings."""
+        return self.actor.cycle_model(firings)
 
     @property
     def firings_per_group(self):
         """Firings per group of samples (one sample per lane): beats in, over beats per firing."""
         consumed = self.contract.consumes[self.inputs[0]]
         return self.node.inputs[0].numel // consumed if self.node.inputs else 1
+
+    @property
+    def busy_cycles(self):
+        """Cycles per group of samples in which the core is busy: no design can admit groups faster."""
+        return self.contract.ii * self.firings_per_group
 
 
 @dataclass(eq=False)
@@ -73,6 +90,10 @@ class Stream:
         """Bits per beat."""
         return self.source.node.meta["format"].width * self.lanes
 
+    def fifo(self, depth):
+        """The model of the stream's FIFO of ``depth`` beats (:class:`~cores.plumbing.StreamFIFO`)."""
+        return StreamFIFO.model(self.source.node.meta["format"], depth, lanes=self.lanes)
+
 
 @dataclass
 class Netlist:
@@ -89,6 +110,12 @@ class Netlist:
         computes for it (the last group is padded)."""
         return -(-batch // self.lanes) * self.lanes
 
+    def critical(self):
+        """The core with the most busy cycles per group of samples (:attr:`Instance.busy_cycles`):
+        it bounds the throughput. The input pacer when there is no other core; None before it."""
+        cores = [instance for instance in self.instances if instance is not self.source]
+        return max(cores, key=lambda instance: instance.busy_cycles, default=self.source)
+
     def readers(self, instance):
         """The streams that carry ``instance``'s output, in netlist order."""
         return self.readers_by_source().get(id(instance), [])
@@ -99,12 +126,6 @@ class Netlist:
         for stream in self.streams:
             readers.setdefault(id(stream.source), []).append(stream)
         return readers
-
-
-def matmul_cycles(rows, n_in, n_out, parallel):
-    """Cycles per sample of a MatVec channel: one firing per row of ``rows``."""
-    effective = max(1, min(parallel, n_in))
-    return rows * n_in * math.ceil(n_out / effective)
 
 
 def _stream_cycles(node):
@@ -128,7 +149,7 @@ def choose_parallelism(graph, pace, max_parallel=None):
         low, high = 1, limit
         while low < high:
             middle = (low + high) // 2
-            if matmul_cycles(rows, n_in, n_out, middle) <= pace:
+            if MatVec.cycles_per_sample(rows, n_in, n_out, middle) <= pace:
                 high = middle
             else:
                 low = middle + 1
@@ -151,7 +172,8 @@ def node_core(node, device=ULTRASCALE_PLUS, lanes=1, clock_mhz=300.0):
     core = spec.core
     if lanes > 1:
         core, args, kwargs = spec.sample_lanes(core, args, kwargs, lanes)
-    return core(*args, **kwargs), spec.ports(node), spec.output
+    core = core(*args, **kwargs)
+    return core, spec.ports(node), spec.output, core
 
 
 def _analysed_only(core):
@@ -186,7 +208,8 @@ def _matmul_cores(groups, parallel, device, lanes):
                       channels=channels, parallel=_effective_parallel(nodes, parallel), lanes=lanes,
                       weight_width=max(map(weight_width, nodes)), dsp_shape=device.multiplier)
         for k, node in enumerate(nodes):
-            cores[node] = (core, (f"x{k}",), f"o{k}", core.contracts[k])
+            channel = core.channel(k)
+            cores[node] = (core, channel.inputs, channel.output, channel)
     return cores
 
 
@@ -202,8 +225,8 @@ def _netlist(graph, cores, lanes):
     for node in graph.nodes:
         if node.op == "input":
             continue
-        core, inputs, output, contract = cores[node]
-        instance = Instance(node.name, node, _analysed_only(core), inputs, output, contract)
+        core, inputs, output, actor = cores[node]
+        instance = Instance(node.name, node, _analysed_only(core), inputs, output, actor)
         by_node[node] = instance
         netlist.instances.append(instance)
     outputs = []
@@ -213,15 +236,14 @@ def _netlist(graph, cores, lanes):
             continue
         serializer = _analysed_only(LaneSerializer(node.meta["format"], node.numel, lanes))
         serial = _serializer_node(node)
-        instance = Instance(serial.name, serial, serializer, ("i",), "o", serializer.contract)
+        instance = Instance(serial.name, serial, serializer, ("i",), "o", serializer)
         netlist.instances.append(instance)
         by_node[serial] = instance
         outputs.append(instance)
-    busiest = max((instance.contract.ii * instance.firings_per_group for instance in netlist.instances), default=1)
-    # The pacer collects a group of samples before it sends the group's first beat.
-    netlist.period = max(busiest, (lanes + 1) * graph.input.numel)
+    critical = netlist.critical()
+    netlist.period = max(critical.busy_cycles if critical else 1, Pacer.min_period(graph.input.numel, lanes))
     pacer = _analysed_only(Pacer(graph.input.meta["format"], graph.input.numel, netlist.period, lanes=lanes))
-    netlist.source = Instance("input", graph.input, pacer, ("i",), "o", pacer.contract)
+    netlist.source = Instance("input", graph.input, pacer, ("i",), "o", pacer)
     netlist.instances.insert(0, netlist.source)
     by_node[graph.input] = netlist.source
     for instance in netlist.instances[1:]:
@@ -240,8 +262,8 @@ def _fixed_cores(graph, device, lanes, clock_mhz):
     fixed = {}
     for node in graph.nodes:
         if node.op not in ("input", "matmul"):
-            core, inputs, output = node_core(node, device, lanes, clock_mhz)
-            fixed[node] = (_analysed_only(core), inputs, output, core.contract)
+            core, inputs, output, actor = node_core(node, device, lanes, clock_mhz)
+            fixed[node] = (_analysed_only(core), inputs, output, actor)
     return fixed
 
 
@@ -322,7 +344,7 @@ def choose_lanes(folding, budget, batch):
         pace = folding.fastest_pace(budget, lanes)
         if pace is None:
             break
-        period = max(pace, (lanes + 1) * tokens_in, lanes * tokens_out)
+        period = max(pace, Pacer.min_period(tokens_in, lanes), LaneSerializer.cycles_per_firing(tokens_out, lanes))
         estimates.append((-(-batch // lanes) * period, lanes, pace))
     for _, lanes, pace in sorted(estimates)[:LANE_CANDIDATES]:
         best = min(best, (solve(folding.netlist(pace, lanes), batch).cycles, lanes, pace))

@@ -11,9 +11,10 @@ import torch
 from amaranth.sim import Simulator
 
 import inrarch
-from inrarch.schedule import simulate
 from inrarch.solver_report import fifo_occupancy, write_plots
 from inrarch.top import DataflowDesign
+
+from backpressure import simulate
 
 BATCH = 4
 

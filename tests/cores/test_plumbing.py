@@ -123,6 +123,33 @@ def test_fifo_holds_depth_beats(depth):
     sim.run()
 
 
+@pytest.mark.parametrize("depth", [3, 5])
+@pytest.mark.parametrize("valid_prob, ready_prob", [(0.9, 0.3), (0.5, 0.8)])
+def test_fifo_cycle_model_is_the_hardware(depth, valid_prob, ready_prob):
+    """Under random valid-gaps and back-pressure, FifoCycles takes, holds and offers beats in the
+    cycles the SyncFIFOBuffered does."""
+    core = StreamFIFO(Q(8, 0), depth)
+    model = core.cycle_model()
+    rng = np.random.default_rng(depth)
+
+    async def testbench(ctx):
+        for cycle in range(400):
+            valid, out_ready = bool(rng.random() < valid_prob), bool(rng.random() < ready_prob)
+            ctx.set(core.i.valid, valid)
+            ctx.set(core.o.ready, out_ready)
+            taken = model.ready({"i": valid}, out_ready)
+            assert bool(ctx.get(core.i.ready) and valid) == bool(taken), f"cycle {cycle}: ready"
+            assert bool(ctx.get(core.o.valid)) == model.out_valid, f"cycle {cycle}: output valid"
+            assert ctx.get(core.level) == model.level, f"cycle {cycle}: level"
+            model.clock(taken, out_ready)
+            await ctx.tick()
+
+    sim = Simulator(core)
+    sim.add_clock(1e-8)
+    sim.add_testbench(testbench)
+    sim.run()
+
+
 def test_fifo_rejects_shallow_depth():
     with pytest.raises(ValueError):
         StreamFIFO(Q(4, 4), 2)

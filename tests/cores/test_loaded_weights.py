@@ -9,6 +9,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 
 from cores.elementwise import AddConst, MulConst
+from cores.matmul import MatVec
 from cores.fixed import Q
 from cores.shared import module_name
 from cores.testing import check_contract, run_streams
@@ -56,6 +57,35 @@ def test_loaded_vector_meets_the_stream_like_its_model(core, lanes):
                                                   load=words))
 
 
+@pytest.mark.parametrize("channels", [("forward",), ("forward", "transpose"), ("transpose", "forward")])
+@pytest.mark.parametrize("parallel, lanes", [(3, 2), (40, 1)])
+def test_loaded_matrix_computes_like_its_model(channels, parallel, lanes):
+    """The banks come through ``load`` (P = 40 weights of 18 bits take two words an address, P = 3
+    one), then both channels compute bit-exact with the model under random stalls."""
+    rng = np.random.default_rng(parallel)
+    weights = rng.uniform(-0.5, 0.5, (40, 37))
+    hardware = MatVec(np.zeros_like(weights), Q(2, 14), Q(4, 14), channels=channels, parallel=parallel, lanes=lanes,
+                      weight_bound=0.5)
+    model = MatVec.model(weights, Q(2, 14), Q(4, 14), channels=channels, parallel=parallel, lanes=lanes,
+                         weight_bound=0.5)
+    rows = hardware.weight_rows(weights)
+    padded_rows, padded_columns = hardware.padded_shape
+    assert rows.shape == (padded_rows * padded_columns // hardware.parallel, hardware.parallel)
+    words = pack_rows(rows, hardware.weight_format.width)
+    inputs, outputs, streams = {}, {}, []
+    for k in range(len(channels)):
+        n_in, n_out = hardware.lengths(k)
+        x = rng.integers(-2 ** 14, 2 ** 14, size=(3 * n_in, lanes))
+        inputs[f"x{k}"], outputs[f"o{k}"] = [tuple(t) for t in x], 3 * n_out
+        streams.append(x.reshape(-1))
+    run = run_streams(hardware, inputs, outputs, load=words, valid_prob=0.8, ready_prob=0.7, seed=lanes)
+    expected = model.reference(*streams)
+    for k, reference in enumerate(expected if len(channels) > 1 else [expected]):
+        np.testing.assert_array_equal(np.array(run.outputs[f"o{k}"]).reshape(-1), reference.reshape(-1))
+    if len(channels) == 1:
+        check_contract(hardware.contract, run_streams(hardware, inputs, outputs, load=words), output="o0")
+
+
 def test_loaded_values_are_not_hardware():
     """Two cores that differ only in the values their models compute with are one module."""
     first = MulConst(Q(3, 12), Q(4, 14), np.zeros(16), bound=2.0)
@@ -63,6 +93,9 @@ def test_loaded_values_are_not_hardware():
     constant = MulConst(Q(3, 12), Q(4, 14), np.ones(16))
     assert module_name("m", first) == module_name("m", second) != module_name("m", constant)
     assert first.memories[0].initialized is False
+    matrices = [MatVec(w, Q(2, 14), Q(4, 14), parallel=4, weight_bound=1.0) for w in (np.zeros((8, 8)), np.eye(8))]
+    assert module_name("m", matrices[0]) == module_name("m", matrices[1])
+    assert matrices[0].memories[0].initialized is False
 
 
 class _Delay(wiring.Component):

@@ -381,6 +381,16 @@ class _ConstantOperand(_Elementwise):
         each = min(per_word(self._const_format.width, self.word_bits), self.values.size)
         return each, -(-self.values.size // each)
 
+    @property
+    def loaded_format(self):
+        """The format of the elements of a loaded vector's segment."""
+        return self._const_format
+
+    @property
+    def segment_words(self):
+        """Words of a loaded vector's segment: one a row."""
+        return self._row_shape[1]
+
     def weight_rows(self, values):
         """The rows of the ``load`` segment that make the vector ``values`` (:mod:`cores.weights`)."""
         each, rows = self._row_shape

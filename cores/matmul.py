@@ -31,7 +31,7 @@ from .model import ModelledComponent, Storage
 from .multiply import DSP48E2, Multiplier
 from .ports import lanes_signature
 from .shared import Shared, module_name
-from .weights import WORD_BITS, load_signature, segment_writes
+from .weights import WORD_BITS, load_signature, segment_writes, words_per_row
 
 __all__ = ["MatVec", "MatVecChannel", "MatVecCycles"]
 
@@ -322,6 +322,17 @@ class MatVec(ModelledComponent, MatVecModel):
         contents = np.zeros((P, Rp * Cp // P), dtype=np.int64)
         contents[(r + c) % P, (r // P) * Cp + c] = padded
         return contents
+
+    @property
+    def loaded_format(self):
+        """The format of the weights a ``load`` segment holds."""
+        return self.weight_format
+
+    @property
+    def segment_words(self):
+        """Words of the ``load`` segment: one bank address (``P`` weights) after another."""
+        rows, cols = self.padded_shape
+        return rows * cols // self.parallel * words_per_row(self.parallel, self.weight_format.width, self.word_bits)
 
     def weight_rows(self, weights):
         """The rows of the ``load`` segment that store the matrix ``weights`` (:mod:`cores.weights`):

@@ -116,6 +116,16 @@ class Netlist:
         cores = [instance for instance in self.instances if instance is not self.source]
         return max(cores, key=lambda instance: instance.busy_cycles, default=self.source)
 
+    def loaded(self):
+        """The instances whose cores hold runtime weights (a ``load`` port), a core shared by two
+        instances once, in netlist order: the order of their segments in the weight image."""
+        found, seen = [], set()
+        for instance in self.instances:
+            if hasattr(instance.core, "load") and id(instance.core) not in seen:
+                seen.add(id(instance.core))
+                found.append(instance)
+        return found
+
     def readers(self, instance):
         """The streams that carry ``instance``'s output, in netlist order."""
         return self.readers_by_source().get(id(instance), [])

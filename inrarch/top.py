@@ -1,12 +1,13 @@
 """The top-level Amaranth component of a compiled design: cores, forks and FIFOs, wired."""
 
 from amaranth.hdl import Cat, Module, Signal
-from amaranth.lib import wiring
+from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from cores.plumbing import Fork, StreamFIFO
 from cores.ports import lanes_signature
 from cores.shared import Shared, module_name
+from cores.weights import WORD_BITS, WeightLoader
 
 __all__ = ["DataflowDesign"]
 
@@ -34,6 +35,12 @@ class DataflowDesign(wiring.Component):
     fifo_full, fifo_empty : Out(fifos)
         Bit ``k`` is set while FIFO ``fifo_names[k]`` is full (cannot take a word) or empty. A
         simulation that stops moving reads them to name the blocked FIFOs.
+    weights : In(stream.Signature(cores.weights.WORD_BITS))
+        Only in a design with runtime weights: the weight image, whose words fill the cores'
+        memories in the order of :meth:`inrarch.lower.Netlist.loaded` (layout: :mod:`cores.weights`).
+        A :class:`~cores.weights.WeightLoader` takes it between batches: it holds ``x`` at the next
+        group of samples, waits until every sample taken has left, loads the whole image, and then
+        takes samples again.
     """
 
     def __init__(self, netlist, depths):
@@ -47,6 +54,8 @@ class DataflowDesign(wiring.Component):
         self.fifo_names = [self._fifo_name(stream) for stream in netlist.streams]
         members["fifo_full"] = Out(len(self.fifo_names))
         members["fifo_empty"] = Out(len(self.fifo_names))
+        if netlist.loaded():
+            members["weights"] = In(stream.Signature(WORD_BITS))
         super().__init__(members)
 
     @staticmethod
@@ -62,7 +71,11 @@ class DataflowDesign(wiring.Component):
             if id(instance.core) not in added:  # two matmul channels may share one core
                 added.add(id(instance.core))
                 m.submodules[instance.name] = _shared(instance.core)
-        wiring.connect(m, wiring.flipped(self.x), netlist.source.core.i)
+        loaded = netlist.loaded()
+        if loaded:
+            self._connect_loader(m, loaded)
+        else:
+            wiring.connect(m, wiring.flipped(self.x), netlist.source.core.i)
 
         fifo_of = {}
         readers_of = netlist.readers_by_source()
@@ -105,6 +118,24 @@ class DataflowDesign(wiring.Component):
                         m.d.sync += first.eq(index + 1)
             m.d.comb += self.overflow_core.eq(first)
         return m
+
+
+    def _connect_loader(self, m, loaded):
+        netlist = self._netlist
+        outputs = [getattr(self, stream.port) for stream in netlist.outputs]
+        loader = m.submodules.weight_loader = WeightLoader(
+            [instance.core.segment_words for instance in loaded], self.x.payload.shape(),
+            group_words=netlist.lanes * netlist.source.node.numel,
+            output_group_words=[netlist.lanes * stream.source.node.numel for stream in netlist.outputs])
+        wiring.connect(m, wiring.flipped(self.weights), loader.weights)
+        m.d.comb += [loader.i.payload.eq(self.x.payload), loader.i.valid.eq(self.x.valid),
+                     self.x.ready.eq(loader.i.ready),
+                     loader.taken.eq(Cat(port.valid & port.ready for port in outputs))]
+        source = netlist.source.core.i
+        m.d.comb += [source.payload.eq(loader.o.payload), source.valid.eq(loader.o.valid),
+                     loader.o.ready.eq(source.ready)]
+        for k, instance in enumerate(loaded):
+            wiring.connect(m, getattr(loader, f"load{k}"), instance.core.load)
 
 
 def _shared(core):

@@ -288,7 +288,7 @@ def _board_outputs(args, board, device, design, verilog, staging, report, progre
     if device.vitis:
         progress.step("packaging the Vitis RTL kernel")
         write_vitis_kernel(staging / _KERNEL_DIR, kernel_streams(design), design_ports(design.elaboratable), verilog,
-                           clock_mhz=design.options["clock_mhz"], lanes=design.netlist.lanes)
+                           clock_mhz=design.options.clock_mhz, lanes=design.netlist.lanes)
         report["vitis_kernel"] = _KERNEL_DIR
 
     if args.synth:

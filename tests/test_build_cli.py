@@ -63,7 +63,7 @@ def test_a_simulation_that_fails_its_checks_exits_1_naming_every_problem(tmp_pat
 
 @pytest.mark.parametrize("args,message", [
     (["--board", "no_such_board"], "unknown board 'no_such_board'"),
-    (["--format", "q16"], "bad number format 'q16'"),
+    (["--format", "q16"], "format 'q16' is not a number format"),
     (["--order", "0"], "--order must be at least 1"),
     (["--model", "missing.py:net"], "no such file 'missing.py'"),
     (["--trace"], "--trace records the waveform of the --simulate run: add --simulate"),

@@ -11,7 +11,7 @@ LUT levels, carry chains and DSP stages, is recorded under ``"logic_depth"`` in
 that step took. ``tests/test_timing.py`` keeps the cores' depths as their regression bounds.
 """
 
-import json
+import dataclasses
 import subprocess
 import sys
 import tempfile
@@ -28,10 +28,10 @@ from cores import (Accumulate, Add, AddConst, Cos, Exp, Fork, Gather, LaneConver
 from cores.multiply import DSP48E2
 from bench import results
 from bench.constants import QUICK
+from inrarch.build import BuildConfig, build
 
 DESIGN = QUICK  # the SIREN 2→16→16→3 of the quick workload
-BUILD = ("--board", "alveo_u280", "--width", str(DESIGN["hidden"]), "--depth", str(DESIGN["layers"]), "--batch", "8",
-         "--timing", "--no-progress")
+BUILD = BuildConfig(board="alveo_u280", width=DESIGN["hidden"], depth=DESIGN["layers"], batch=8, timing=True)
 
 Q16 = Q(8, 8)
 UNIT = Q(4, 12)
@@ -83,13 +83,23 @@ def measure(work_dir):
 
 
 def build_design(out):
-    """``report.json``'s timing of the SIREN :data:`DESIGN` built with ``--timing``, with the step's seconds."""
-    subprocess.run([sys.executable, "-m", "inrarch.build", *BUILD, "--out", str(out)], check=True,
-                   stdout=subprocess.DEVNULL)
-    report = json.loads((Path(out) / "report.json").read_text())
+    """The report's timing of the SIREN :data:`DESIGN` built with ``timing``, with the step's seconds."""
+    report = build(dataclasses.replace(BUILD, out=out)).report
     timing = report["timing"]
     return {"seconds": report["timing_seconds"], "modules": len(timing["modules"]), "worst": timing["worst"],
             "over_target": timing["over_target"], "unregistered_dsps": timing["unregistered_dsps"]}
+
+
+def _command_line(config):
+    """The flags of ``python -m inrarch.build`` that build ``config``, as bench/results.json records them."""
+    defaults = BuildConfig()
+    flags = []
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if field.name != "out" and value != getattr(defaults, field.name):
+            flag = f"--{field.name.replace('_', '-')}"
+            flags += [flag] if value is True else [flag, str(value)]
+    return " ".join(flags)
 
 
 def main():
@@ -108,7 +118,7 @@ def main():
     print(f"design: {design}", file=sys.stderr)
     results.record("logic_depth", {"rows": rows, "seconds": round(seconds, 1), "design": design},
                    inputs={"yosys": version, "family": "xcup", "target_levels": TARGET.levels, "model": DESIGN,
-                           "build": " ".join(BUILD), **load})
+                           "build": _command_line(BUILD), **load})
 
 
 if __name__ == "__main__":

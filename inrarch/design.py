@@ -46,17 +46,29 @@ class Design:
         The solved timing of one batch of the example input's size.
     elaboratable : DataflowDesign
         The Amaranth component (stream ports ``x``, ``y0``, ``y1``, ...), ready to embed.
+    options : inrarch.CompileOptions
+        The options it was compiled with.
+    format_search : inrarch.formats.FormatSearch or None
+        What the format search found; None when the formats were given (``format``, ``width``).
+    output_shapes : list of tuple
+        Each output's shape per sample.
+    output_meanings : list of str
+        What each output is: ``"value"``, ``"gradient"``, ``"Hessian"``, ... for
+        ``inrarch.derivatives``, else ``"fn(x)[k]"``.
     report : dict
         Cycles, latency, buffer memory, multipliers, formats and more.
     """
 
-    def __init__(self, graph, netlist, schedule, output_shapes, single_output, options, timings):
+    def __init__(self, graph, netlist, schedule, output_shapes, single_output, options, timings, *,
+                 format_search=None, output_meanings=None):
         self.graph = graph
         self.netlist = netlist
         self.schedule = schedule
         self.output_shapes = output_shapes
         self.single_output = single_output
         self.options = options
+        self.format_search = format_search
+        self.output_meanings = output_meanings or [f"output {k}" for k in range(len(output_shapes))]
         self.elaboratable = DataflowDesign(netlist, schedule.depths)
         # Most designs are compiled to be reported or solved, not converted: not a forgotten module.
         self.elaboratable._MustUse__silence = True
@@ -165,15 +177,20 @@ class Design:
     def _warn_outside_domain(self, samples):
         import warnings
 
-        low, high = self.options["domain"]
-        smallest, largest = float(samples.min()), float(samples.max())
-        if smallest >= low and largest <= high:
+        flat = samples.reshape(len(samples), -1)
+        ranges = np.array(self.options.domain_ranges(flat.shape[1]))
+        outside = (flat < ranges[:, 0]) | (flat > ranges[:, 1])
+        if not outside.any():
             return
+        smallest, largest = float(samples.min()), float(samples.max())
         fmt = self.input_format
         clipped = (f"; values beyond ±{fmt.max_value:g} are clipped to the input format {fmt}"
                    if max(-smallest, largest) > fmt.max_value else "")
-        warnings.warn(f"inputs span [{smallest:g}, {largest:g}], outside the domain [{low}, {high}] the number "
-                      f"formats were derived for: results may saturate{clipped}", stacklevel=3)
+        element = int(np.flatnonzero(outside.any(axis=0))[0])
+        low, high = ranges[element]
+        warnings.warn(f"inputs span [{float(flat[:, element].min()):g}, {float(flat[:, element].max()):g}] in "
+                      f"element {element}, outside the domain [{low:g}, {high:g}] the number formats were derived "
+                      f"for: results may saturate{clipped}", stacklevel=3)
 
 
 def _as_samples(x, sample_shape):

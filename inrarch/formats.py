@@ -44,14 +44,27 @@ __all__ = ["calibration_inputs", "assign_formats", "search_formats", "FormatSear
 
 
 
+def _per_element(domain):
+    """Whether ``domain`` gives one ``(low, high)`` per input element rather than one for all."""
+    return isinstance(domain[0], (tuple, list))
+
+
 def calibration_inputs(shape, domain, samples=256, seed=0):
-    """Points of the input domain: all corners (up to 64), the centre, and uniform random points."""
-    low, high = domain
+    """Points of the input domain: all corners (up to 64), the centre, and uniform random points.
+
+    ``domain`` is one ``(low, high)`` for every input element, or one per element.
+    """
     features = int(np.prod(shape))
+    if _per_element(domain):
+        low, high = (np.array([pair[k] for pair in domain], dtype=np.float64) for k in (0, 1))
+        sides = list(zip(low, high))
+    else:
+        low, high = domain
+        sides = [(low, high)] * features
     rng = np.random.default_rng(seed)
-    corners = list(itertools.islice(itertools.product((low, high), repeat=features), 64))
+    corners = list(itertools.islice(itertools.product(*sides), 64))
     points = np.concatenate([np.asarray(corners, dtype=np.float64).reshape(-1, features),
-                             np.full((1, features), (low + high) / 2.0),
+                             np.broadcast_to((low + high) / 2.0, (1, features)),
                              rng.uniform(low, high, size=(samples, features))])
     return points.reshape(-1, *shape)
 
@@ -61,7 +74,8 @@ def _ranges(graph, values, margin, domain):
     ranges = {}
     for node in graph.nodes:
         if node.op == "input":
-            ranges[node] = max(abs(domain[0]), abs(domain[1]))
+            ranges[node] = max(abs(bound) for pair in (domain if _per_element(domain) else [domain])
+                               for bound in pair)
         elif OPS[node.op].bound is not None:
             ranges[node] = OPS[node.op].bound
         else:

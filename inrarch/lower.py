@@ -373,8 +373,6 @@ def lower(graph, *, device=ULTRASCALE_PLUS, dsp_budget=None, max_parallel=None, 
     multipliers of ``device`` (:class:`devices.Device`), and the cores that multiply get the
     pipeline registers they need at ``clock_mhz`` on it (:meth:`devices.Device.pipelining`).
     """
-    if lanes is not None and lanes < 1:
-        raise CompileError(f"lanes must be at least 1, not {lanes}")
     folding = _Folding(graph, device, max_parallel, clock_mhz)
     if lanes is None and dsp_budget is not None:
         lanes, pace = choose_lanes(folding, dsp_budget, batch)

@@ -30,8 +30,9 @@ def design_report(design):
     """The report of a :class:`~inrarch.design.Design`: cycles, latency, the optional pipeline
     registers of its cores (:class:`cores.pipelining.Pipelining`), buffer memory, multipliers,
     formats, the format search and the solver's figures (:func:`inrarch.solver_report.add_solver_report`)."""
-    clock = design.options["clock_mhz"]
-    fifos = fifo_entries(design.netlist, design.schedule.depths, design.options["device"])
+    options = design.options
+    clock = options.clock_mhz
+    fifos = fifo_entries(design.netlist, design.schedule.depths, options.device)
     weights = {id(n.attrs["weight"]): n for n in design.graph.nodes if n.op == "matmul"}
     weight_bits = sum(int(np.prod(core.padded_shape)) * core.weight_format.width
                       for core in {id(i.core): i.core for i in design.netlist.instances if i.node.op == "matmul"}.values())
@@ -39,7 +40,7 @@ def design_report(design):
         "batch": design.schedule.batch,
         "cycles_predicted": design.schedule.cycles,
         "clock_mhz": clock,
-        "pipelining": design.options["pipelining"].as_dict(),
+        "pipelining": options.pipelining.as_dict(),
         "latency_us": design.schedule.cycles / clock,
         "first_sample_cycles": solve(design.netlist, 1).cycles,
         "lanes": design.netlist.lanes,
@@ -49,14 +50,19 @@ def design_report(design):
         "fifo_count": len(fifos),
         "multipliers": count_multipliers(design.netlist),
         "dsp_estimate": design.netlist.dsps,
-        "dsp_budget": design.options["dsp_budget"],
+        "dsp_budget": options.budget,
         "macs_per_sample": design.graph.macs(),
         "weight_matrices": len(weights),
         "weight_bits": weight_bits,
         "ops": design.graph.op_counts(),
         "input_format": str(design.input_format),
         "output_formats": [str(f) for f in design.output_formats],
+        "input": {"port": "x", "shape": list(design.graph.input.shape[1:]), "format": str(design.input_format),
+                  "domain": options.as_dict()["domain"]},
+        "outputs": [{"port": stream.port, "shape": list(shape), "format": str(fmt), "meaning": meaning}
+                    for stream, shape, fmt, meaning in zip(design.netlist.outputs, design.output_shapes,
+                                                           design.output_formats, design.output_meanings)],
         "formats": {node.name: str(node.meta["format"]) for node in design.graph.nodes},
-        "format_search": design.options["format_search"],
+        "format_search": design.format_search.as_dict() if design.format_search else None,
         "compile_seconds": round(sum(v for k, v in design.timings.items() if k != "verilog_seconds"), 3),
-    }, design.netlist, design.schedule, design.options["device"])
+    }, design.netlist, design.schedule, options.device)

@@ -1,4 +1,4 @@
-"""``python -m inrarch.sweep``: a design-space sweep, one ``python -m inrarch.build`` per point, on Dask.
+"""``python -m inrarch.sweep``: a design-space sweep, one :func:`inrarch.build.build` per point, on Dask.
 
 Every flag of the grid (``--model``, ``--order``, ``--dsp-budget``, ``--tolerance``, ``--bits``,
 ``--board``, ``--batch`` and the default SIREN's ``--width``, ``--depth``, ``--w0``) takes several
@@ -7,7 +7,7 @@ values; the sweep builds every combination. Each point compiles and estimates; `
 
 The points run as tasks of a ``dask.distributed`` cluster: by default an embedded ``LocalCluster``
 with one single-threaded worker process per core (``--workers`` changes the count), or an existing
-cluster with ``--scheduler tcp://host:8786``. A point runs :func:`inrarch.build.main` into
+cluster with ``--scheduler tcp://host:8786``. A point runs :func:`inrarch.build.build` into
 ``OUT/points/KEY/``; a remote cluster's workers therefore need ``OUT`` on a shared file system.
 
 Writes ``OUT/results.csv`` and ``OUT/results.json`` (one row per point: its configuration,
@@ -24,7 +24,6 @@ Exit codes: 0 every point succeeded, 1 some point failed (its row says why), 2 a
 """
 
 import argparse
-import contextlib
 import csv
 import hashlib
 import importlib.metadata
@@ -45,8 +44,9 @@ from dask.distributed import progress as progress_bar
 
 from . import build
 from .errors import InrarchError
+from .evaluation import first_line
 
-__all__ = ["main", "grid", "model_digest", "point_key", "run_point", "run_sweep", "pareto_front", "write_results"]
+__all__ = ["main", "grid", "model_digest", "point_key", "point_config", "run_point", "run_sweep", "pareto_front", "write_results"]
 
 DEFAULT_MODEL = "siren"
 # Flag → value type of the grid's axes, in the order of the rows' columns.
@@ -63,7 +63,8 @@ _SOURCE_PACKAGES = ("inrarch", "cores", "devices", "boards", "sim")
 _RETRIES = 2
 # Workers that imported torch take seconds to exit on a loaded machine: Dask's default 5 s kills them noisily.
 _CLOSE_SECONDS = 30
-# A worker process runs one point at a time: the build's stdout and stderr are captured per point.
+# Capture patches torch's tracing and swaps the model's tensors for float64 copies while it runs:
+# a worker with several threads (a remote cluster's default) builds one point at a time.
 _BUILD_LOCK = threading.Lock()
 
 
@@ -76,16 +77,6 @@ def grid(axes, stages=()):
     names = [name for name in AXES if axes.get(name)]
     return [{"config": dict(zip(names, values)), "stages": sorted(stages)}
             for values in itertools.product(*(axes[name] for name in names))]
-
-
-def _build_argv(point, out):
-    argv = []
-    for name, value in point["config"].items():
-        if name == "model" and value == DEFAULT_MODEL:
-            continue
-        argv += [f"--{name.replace('_', '-')}", str(value)]
-    argv += [f"--{stage.replace('_', '-')}" for stage in point["stages"]]
-    return [*argv, "--no-progress", "--out", str(out)]
 
 
 def _source_revision():
@@ -130,12 +121,6 @@ def point_key(point, model_hash, revision):
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
-def _first_line(text):
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    errors = [line for line in lines if line.startswith("error:")]
-    return (errors or lines or ["failed with no message"])[-1].removeprefix("error:").strip()
-
-
 def _row(point, report, seconds, error):
     row = {**point["config"], "status": "failed" if error else "ok", "error": error,
            "total_seconds": round(seconds, 3)}
@@ -164,8 +149,15 @@ def _row(point, report, seconds, error):
     return row
 
 
+def point_config(point, directory):
+    """The :class:`inrarch.build.BuildConfig` of ``point``, building into ``directory``."""
+    values = {name: value for name, value in point["config"].items()
+              if not (name == "model" and value == DEFAULT_MODEL)}
+    return build.BuildConfig(**values, **dict.fromkeys(point["stages"], True), out=directory)
+
+
 def run_point(point, directory):
-    """Build ``point`` into ``directory`` with :func:`inrarch.build.main`; returns its row.
+    """Build ``point`` into ``directory`` with :func:`inrarch.build.build`; returns its row.
 
     A point that the build refuses or fails returns a row with ``status`` "failed" and the build's
     one-line error: the sweep goes on. The metrics of a simulation that failed its checks are kept,
@@ -175,18 +167,21 @@ def run_point(point, directory):
     directory = Path(directory)
     shutil.rmtree(directory, ignore_errors=True)
     directory.parent.mkdir(parents=True, exist_ok=True)
-    output = io.StringIO()
     with _BUILD_LOCK:
         start = time.perf_counter()
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(output):
-            try:
-                code = build.main(_build_argv(point, directory))
-            except SystemExit as exit:  # the build's argument parser refused a value
-                code = exit.code
+        report, error = None, None
+        try:
+            result = build.build(point_config(point, directory))
+            report = result.report
+            if result.problems:
+                error = f"the simulation failed: {'; '.join(result.problems)}"
+        except InrarchError as failure:
+            error = build.error_line(failure)
+        except build.ToolFailure as failure:
+            tail = failure.log_tail.splitlines()
+            error = f"{failure}{': ' + tail[-1].strip() if tail else ''}"
         seconds = time.perf_counter() - start
-    report_path = directory / "report.json"
-    report = json.loads(report_path.read_text()) if report_path.exists() else None
-    row = _row(point, report, seconds, _first_line(output.getvalue()) if code else None)
+    row = _row(point, report, seconds, error)
     row["directory"] = str(directory) if report is not None else None
     return row
 
@@ -233,7 +228,7 @@ def run_sweep(points, client, out, cache=None, progress=False):
                 _write_atomically(cache / f"{key}.json", json.dumps(row, sort_keys=True))
             else:
                 error = future.exception()
-                row = {**_row(pending[key], None, 0.0, f"{type(error).__name__}: {_first_line(str(error))}"),
+                row = {**_row(pending[key], None, 0.0, f"{type(error).__name__}: {first_line(error)}"),
                        "key": key}
             rows[key] = row
 

@@ -106,7 +106,7 @@ def kernel_run(request, tmp_path_factory):
     directory = tmp_path_factory.mktemp("vitis")
     streams = kernel_streams(design)
     files = write_vitis_kernel(directory, streams, design_ports(design.elaboratable), design.verilog(),
-                               clock_mhz=design.options["clock_mhz"], lanes=design.netlist.lanes)
+                               clock_mhz=design.options.clock_mhz, lanes=design.netlist.lanes)
     arguments = {a.name: a for a in kernel_arguments(streams)}
     buffers = [a for a in arguments.values() if a.is_buffer]
 

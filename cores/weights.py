@@ -25,7 +25,7 @@ from amaranth.lib import enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 __all__ = ["WORD_BITS", "per_word", "words_per_row", "pack_rows", "unpack_rows", "image_bytes", "image_words",
-           "load_signature", "segment_writes", "WeightLoader", "LOAD_LATENCY"]
+           "image_signature", "load_signature", "segment_writes", "WeightLoader", "LOAD_LATENCY", "LOAD_START"]
 
 #: Bits per word of a weight image: one beat of a 512-bit AXI4 memory port.
 WORD_BITS = 512
@@ -90,6 +90,11 @@ def image_words(data, word_bits=WORD_BITS):
     return [int.from_bytes(data[k:k + size], "little") for k in range(0, len(data), size)]
 
 
+def image_signature(word_bits=WORD_BITS):
+    """The port a design takes its weight image through: a stream of words."""
+    return stream.Signature(word_bits)
+
+
 def load_signature(word_bits=WORD_BITS):
     """The port a core with runtime weights is loaded through: a stream of its segment's words that
     is always ready (the core writes every word in the cycle it comes)."""
@@ -116,10 +121,13 @@ def segment_writes(m, load, elements, width, rows, name="load"):
     return row, enables, data
 
 
-#: Cycles a :class:`WeightLoader` adds to the words of an image when it loads an idle design: from
-#: the cycle the first word is offered to the cycle the design can take a sample again, less the
-#: image's words.
-LOAD_LATENCY = 3
+#: Cycles a :class:`WeightLoader` adds to the words of an image: from the cycle it takes the first
+#: word to the first cycle it can let a sample in, less the image's words.
+LOAD_LATENCY = 1
+
+#: Cycles from the first word offered to its taking when the design is idle (the loader holds the
+#: input, then sees the design empty).
+LOAD_START = 2
 
 
 class _LoaderState(enum.Enum, shape=2):
@@ -168,8 +176,10 @@ class WeightLoader(wiring.Component):
 
     Timing
     ------
-    Loading an idle design takes ``len(image) + LOAD_LATENCY`` cycles from the cycle the first
-    word is offered (with the words offered back to back) to the first cycle it lets a sample in.
+    The image's words are taken one a cycle, and ``len(image) + LOAD_LATENCY`` cycles after the
+    first was taken a sample may come in. The first word is taken :data:`LOAD_START` cycles after
+    it is offered to an idle design; a busy one takes it two cycles after the last output of the
+    samples it took.
     """
 
     def __init__(self, segments, x_shape, group_words, output_group_words, *, word_bits=WORD_BITS):
@@ -179,7 +189,7 @@ class WeightLoader(wiring.Component):
         self.group_words = group_words
         self.output_group_words = list(output_group_words)
         self.word_bits = word_bits
-        members = {"weights": In(stream.Signature(word_bits)), "i": In(stream.Signature(x_shape)),
+        members = {"weights": In(image_signature(word_bits)), "i": In(stream.Signature(x_shape)),
                    "o": Out(stream.Signature(x_shape)), "taken": In(len(self.output_group_words)),
                    "loading": Out(1)}
         for k in range(len(self.segments)):

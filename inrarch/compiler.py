@@ -9,15 +9,16 @@ import numpy as np
 import torch
 
 from . import ir
-from .capture import capture
+from .capture import capture, model_of
 from .design import Design
 from .errors import CompileError
 from .evaluation import reference
-from .formats import assign_formats, calibration_inputs, search_formats
+from .formats import assign_formats, calibration_inputs, search_formats, weight_set
 from .lower import lower
 from .options import CompileOptions
 from .passes import optimize
 from .schedule import solve
+from .weights import DEFAULT_HEADROOM, WeightError, WeightFamily, parameter_values
 
 __all__ = ["compile"]
 
@@ -84,19 +85,21 @@ def compile(fn, example_input, options=None, *, progress=False, **keywords):
         timings[f"{stage}_seconds"] = now - start
         start = now
 
-    graph, single = capture(fn, example_input)
+    runtime = options.weights == "runtime"
+    graph, single = capture(fn, example_input, runtime_weights=runtime)
     lap("capture")
     graph = optimize(graph)
     output_shapes = _check_per_sample(fn, graph, example_input, domain)
+    family, weight_sets, example = _weight_family(fn, graph, options) if runtime else (None, None, None)
     lap("passes")
     device = options.device
     search = None
     if options.format is None and options.width is None:
         search = search_formats(graph, tolerance=options.tolerance, margin=options.margin, domain=domain,
-                                weight_widths=device.weight_widths, progress=progress)
+                                weight_widths=device.weight_widths, weight_sets=weight_sets, progress=progress)
     else:
         assign_formats(graph, width=options.width, margin=options.margin, domain=domain, forced=options.format,
-                       weight_widths=device.weight_widths)
+                       weight_widths=device.weight_widths, weight_sets=weight_sets)
     lap("formats")
     netlist = lower(graph, device=device, dsp_budget=options.budget, max_parallel=options.max_parallel,
                     batch=example_input.shape[0], lanes=options.lanes, clock_mhz=options.clock_mhz)
@@ -104,7 +107,34 @@ def compile(fn, example_input, options=None, *, progress=False, **keywords):
     schedule = solve(netlist, example_input.shape[0])
     lap("solve")
     return Design(graph, netlist, schedule, output_shapes, single, options, timings, format_search=search,
-                  output_meanings=_output_meanings(fn, len(output_shapes), single))
+                  output_meanings=_output_meanings(fn, len(output_shapes), single), family=family,
+                  example_weights=example)
+
+
+def _weight_family(fn, graph, options):
+    """The family of a runtime-weight compile (:mod:`inrarch.weights`): the compiled model and the
+    ``weight_examples``, within ``weight_bounds``. Gives each node that reads a stored tensor
+    ``meta["bound"]``, the largest magnitude that tensor takes in the family, and returns the
+    family, the stored tensors of each example (:func:`inrarch.formats.weight_set`) and the
+    compiled model's parameters."""
+    program = graph.program
+    names = program.names
+    examples = [parameter_values(model_of(fn), names)]
+    for index, example in enumerate(options.weight_examples):
+        try:
+            examples.append(parameter_values(example, names))
+        except WeightError as error:
+            raise CompileError(f"weight_examples[{index}]: {error}") from None
+    try:
+        family = WeightFamily.describe(program.parameters, examples, dict(options.weight_bounds), DEFAULT_HEADROOM)
+    except WeightError as error:
+        raise CompileError(str(error)) from None
+    bounds = program.bounds(family.bounds)
+    for node in graph.nodes:
+        stored = node.attrs.get("weight", node.attrs.get("values"))
+        if isinstance(stored, ir.Weight) and stored.runtime is not None:
+            node.meta["bound"] = bounds[stored.runtime]
+    return family, [weight_set(graph, program.evaluate(example)) for example in examples], examples[0]
 
 
 def _output_meanings(fn, count, single):

@@ -34,7 +34,7 @@ def node_model(node):
     if node.op == "matmul":
         kind = "transpose" if attrs["transposed"] else "forward"
         return MatVec.model(attrs["weight"].matrix, node.inputs[0].meta["format"], fmt, channels=(kind,), parallel=1,
-                            weight_width=weight_width(node))
+                            weight_width=weight_width(node), weight_bound=node.meta.get("bound"))
     spec = OPS[node.op]
     if spec.core is None:
         raise CompileError(f"no core implements IR op {node.op!r}")
@@ -43,14 +43,16 @@ def node_model(node):
 
 
 def _core_key(node):
-    """What the core of ``node`` depends on: nodes with equal keys share one model."""
+    """What the core of ``node`` depends on: nodes with equal keys share one model. A runtime
+    tensor's values (those of the network loaded, :func:`inrarch.ir.loaded`) are part of it."""
     attrs = node.attrs
     if node.op == "matmul":
-        structure = (id(attrs["weight"]), attrs["transposed"], weight_width(node))
+        structure = (id(attrs["weight"]), id(attrs["weight"].matrix), attrs["transposed"], weight_width(node))
     elif all(isinstance(value, (int, float)) for value in attrs.values()):
         structure = tuple(sorted(attrs.items()))
     else:
-        structure = id(node)  # its own constants or entries
+        # its own constants or entries, or the values of its runtime vector
+        structure = (id(node), id(getattr(attrs.get("values"), "matrix", None)), node.meta.get("weight_width"))
     return (node.op, structure, node.meta["format"]) + tuple(source.meta["format"] for source in node.inputs)
 
 

@@ -180,7 +180,9 @@ def loaded(graph, tensors):
     try:
         for weight in runtime_tensors(graph):
             saved.append((weight, weight.matrix))
-            value = np.asarray(tensors[weight.runtime], dtype=np.float64).reshape(weight.matrix.shape)
+            value = np.asarray(tensors[weight.runtime], dtype=np.float64)
+            if value.shape != weight.matrix.shape:
+                value = value.reshape(weight.matrix.shape)
             object.__setattr__(weight, "matrix", value)
         yield
     finally:

@@ -216,7 +216,8 @@ def _matmul_cores(groups, parallel, device, lanes):
         channels = tuple("transpose" if n.attrs["transposed"] else "forward" for n in nodes)
         core = MatVec(nodes[0].attrs["weight"].matrix, nodes[0].inputs[0].meta["format"], nodes[0].meta["format"],
                       channels=channels, parallel=_effective_parallel(nodes, parallel), lanes=lanes,
-                      weight_width=max(map(weight_width, nodes)), dsp_shape=device.multiplier)
+                      weight_width=max(map(weight_width, nodes)), weight_bound=nodes[0].meta.get("bound"),
+                      dsp_shape=device.multiplier)
         for k, node in enumerate(nodes):
             channel = core.channel(k)
             cores[node] = (core, channel.inputs, channel.output, channel)

@@ -217,13 +217,23 @@ def constant_values(node):
 
 
 def _constants(node, ins, fmt):
-    return (ins[0], fmt, constant_values(node).reshape(-1)), {}
+    """A constant vector's core arguments: its values; a runtime vector's ``bound`` too
+    (:mod:`inrarch.weights`); a ``mul_const``'s ``const_width`` (:mod:`inrarch.formats`)."""
+    kwargs = {}
+    if "bound" in node.meta:
+        kwargs["bound"] = node.meta["bound"]
+    if node.op == "mul_const":
+        kwargs["const_width"] = node.meta["weight_width"]
+    return (ins[0], fmt, constant_values(node).reshape(-1)), kwargs
 
 
 def _constants_in_every_lane(core, args, kwargs, lanes):
     # The core's lanes hold consecutive elements of one constant vector; with a sample in every
-    # lane, each beat meets the same element in all of them.
+    # lane, each beat meets the same element in all of them. A loaded vector's core already
+    # gives every lane the beat's element.
     a_format, out_format, values = args
+    if "bound" in kwargs:
+        return core, args, {**kwargs, "lanes": lanes}
     return core, (a_format, out_format, np.repeat(values, lanes)), {**kwargs, "lanes": lanes}
 
 

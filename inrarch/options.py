@@ -9,6 +9,7 @@ place that checks them: the keyword arguments of :func:`inrarch.compile`, the co
 import dataclasses
 import math
 import numbers
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from cores.fixed import Q
@@ -65,6 +66,26 @@ def _domain(value):
     return ranges
 
 
+def _examples(value):
+    if isinstance(value, (list, tuple)):
+        return tuple(value)
+    raise OptionError("weight_examples", f"must be a list of networks (torch.nn.Module or state_dict), not "
+                                         f"{type(value).__name__}")
+
+
+def _bounds(value):
+    """``weight_bounds`` as sorted ``(name, bound)`` pairs: the options stay hashable."""
+    items = value.items() if isinstance(value, Mapping) else value
+    try:
+        pairs = tuple(sorted((str(name), bound) for name, bound in items))
+    except (TypeError, ValueError):
+        raise OptionError("weight_bounds", f"must map tensor names to bounds, not {value!r}") from None
+    for name, bound in pairs:
+        if not (_is_number(bound) and math.isfinite(bound) and bound > 0):
+            raise OptionError("weight_bounds", f"gives {name!r} the bound {bound!r}: a bound is a positive number")
+    return tuple((name, float(bound)) for name, bound in pairs)
+
+
 @dataclass(frozen=True)
 class CompileOptions:
     """The options of :func:`inrarch.compile`.
@@ -103,6 +124,18 @@ class CompileOptions:
         The FPGA the design is for: its DSP multipliers decide the matmul weight widths and how
         products are split, its memory rule the report's FIFO memories. UltraScale+ by default
         (the Alveo U280's family); ``boards.board_device(board)`` gives a board's part.
+    weights : "constant" or "runtime"
+        ``"constant"`` builds the model's parameters into the hardware; ``"runtime"`` makes every
+        parameter and floating-point buffer a value the design loads through its ``weights`` port,
+        so that one design serves every network of the architecture in its weight family
+        (:mod:`inrarch.weights`): ``design.weight_image(model)`` gives the words to load.
+    weight_examples : sequence of torch.nn.Module or state_dict
+        With runtime weights, more networks of the architecture than the compiled one: the family
+        holds them all, and the number formats meet ``tolerance`` on each.
+    weight_bounds : mapping of str to float
+        With runtime weights, the largest magnitude of some parameters and buffers, by their
+        ``state_dict`` names; the others get :data:`inrarch.weights.DEFAULT_HEADROOM` times their
+        largest magnitude in the examples.
     """
 
     format: object = None
@@ -115,6 +148,9 @@ class CompileOptions:
     dsp_budget: int = None
     lanes: int = None
     device: Device = ULTRASCALE_PLUS
+    weights: str = "constant"
+    weight_examples: tuple = ()
+    weight_bounds: tuple = ()
 
     def __post_init__(self):
         if self.format is not None:
@@ -138,6 +174,13 @@ class CompileOptions:
         _integer("lanes", self.lanes, 1)
         if not isinstance(self.device, Device):
             raise OptionError("device", f"must be a devices.Device, not {self.device!r}")
+        if self.weights not in ("constant", "runtime"):
+            raise OptionError("weights", f"must be 'constant' or 'runtime', not {self.weights!r}")
+        object.__setattr__(self, "weight_examples", _examples(self.weight_examples))
+        object.__setattr__(self, "weight_bounds", _bounds(self.weight_bounds))
+        for name in ("weight_examples", "weight_bounds"):
+            if getattr(self, name) and self.weights != "runtime":
+                raise OptionError(name, "describes the family of runtime weights: add {0}='runtime'", "weights")
 
     def replace(self, **changes):
         """These options with ``changes``; an unknown name raises TypeError naming it."""
@@ -175,4 +218,6 @@ class CompileOptions:
         values["domain"] = [list(pair) for pair in self.domain] if isinstance(self.domain[0], tuple) \
             else list(self.domain)
         values["device"] = self.device.family
+        values["weight_examples"] = len(self.weight_examples)
+        values["weight_bounds"] = dict(self.weight_bounds)
         return values

@@ -2,6 +2,8 @@
 
 import numpy as np
 
+from cores.weights import LOAD_LATENCY, WORD_BITS
+
 from .schedule import solve
 from .solver_report import add_solver_report, fifo_entries
 
@@ -65,4 +67,22 @@ def design_report(design):
         "formats": {node.name: str(node.meta["format"]) for node in design.graph.nodes},
         "format_search": design.format_search.as_dict() if design.format_search else None,
         "compile_seconds": round(sum(v for k, v in design.timings.items() if k != "verilog_seconds"), 3),
+        **weights_report(design),
     }, design.netlist, design.schedule, options.device)
+
+
+def weights_report(design):
+    """How a design takes its weights: ``"weights"`` (``"constant"`` or ``"runtime"``) and, for runtime
+    weights, the family it accepts (each tensor's name, shape, bound and largest magnitude in the
+    examples), its weight image (words, bytes, and each core's segment: words, element format and
+    the stored tensor's bound) and the cycles a load takes (:data:`cores.weights.LOAD_LATENCY`)."""
+    if not design.runtime_weights:
+        return {"weights": "constant"}
+    segments = []
+    for instance in design.netlist.loaded():
+        segments.append({"core": instance.name, "words": instance.core.segment_words,
+                         "format": str(instance.core.loaded_format), "bound": instance.node.meta["bound"]})
+    words = design.weight_words
+    return {"weights": "runtime", "weight_family": design.family.as_dict(),
+            "weight_image_words": words, "weight_image_bytes": words * WORD_BITS // 8,
+            "weight_segments": segments, "weight_load_cycles": words + LOAD_LATENCY}

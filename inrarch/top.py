@@ -1,13 +1,13 @@
 """The top-level Amaranth component of a compiled design: cores, forks and FIFOs, wired."""
 
 from amaranth.hdl import Cat, Module, Signal
-from amaranth.lib import stream, wiring
+from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from cores.plumbing import Fork, StreamFIFO
 from cores.ports import lanes_signature
 from cores.shared import Shared, module_name
-from cores.weights import WORD_BITS, WeightLoader
+from cores.weights import WeightLoader, image_signature
 
 __all__ = ["DataflowDesign"]
 
@@ -35,7 +35,7 @@ class DataflowDesign(wiring.Component):
     fifo_full, fifo_empty : Out(fifos)
         Bit ``k`` is set while FIFO ``fifo_names[k]`` is full (cannot take a word) or empty. A
         simulation that stops moving reads them to name the blocked FIFOs.
-    weights : In(stream.Signature(cores.weights.WORD_BITS))
+    weights : In(cores.weights.image_signature())
         Only in a design with runtime weights: the weight image, whose words fill the cores'
         memories in the order of :meth:`inrarch.lower.Netlist.loaded` (layout: :mod:`cores.weights`).
         A :class:`~cores.weights.WeightLoader` takes it between batches: it holds ``x`` at the next
@@ -55,7 +55,7 @@ class DataflowDesign(wiring.Component):
         members["fifo_full"] = Out(len(self.fifo_names))
         members["fifo_empty"] = Out(len(self.fifo_names))
         if netlist.loaded():
-            members["weights"] = In(stream.Signature(WORD_BITS))
+            members["weights"] = In(image_signature())
         super().__init__(members)
 
     @staticmethod

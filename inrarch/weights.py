@@ -8,7 +8,8 @@ The bounds come from the examples the user gives (``weight_examples``, the compi
 and from ``weight_bounds``:
 
 - a tensor named in ``weight_bounds`` takes that bound (it must hold every example's values);
-- any other tensor takes :data:`DEFAULT_HEADROOM` times the largest magnitude it has in any example.
+- any other tensor takes :data:`DEFAULT_HEADROOM` times the largest magnitude it has in any example,
+  or, where that is zero (a bias initialized to zero), times the largest magnitude of any tensor.
 
 The default headroom, 2, fits trained networks of the example's kind: training moves a network's
 weights from their initialization without changing their scale, and random initializations of one
@@ -92,17 +93,19 @@ class WeightFamily:
         if unknown:
             raise WeightError(f"weight_bounds names {unknown[0]!r}, which is not a parameter or buffer of the model "
                               f"(they are: {', '.join(name for name, _ in shapes)})")
+        largest = {name: max(float(np.max(np.abs(example[name]))) if example[name].size else 0.0
+                             for example in examples) for name, _ in shapes}
+        overall = max(largest.values(), default=0.0)
         tensors = []
         for name, shape in shapes:
-            largest = max(float(np.max(np.abs(example[name]))) if example[name].size else 0.0 for example in examples)
             if name in bounds:
                 bound = float(bounds[name])
-                if not bound >= largest:
-                    raise WeightError(f"weight_bounds[{name!r}] = {bound:g} is below the {largest:g} an example "
-                                      "reaches: the bound must hold every example")
+                if not bound >= largest[name]:
+                    raise WeightError(f"weight_bounds[{name!r}] = {bound:g} is below the {largest[name]:g} an "
+                                      "example reaches: the bound must hold every example")
             else:
-                bound = headroom * largest
-            tensors.append(TensorBound(name, tuple(shape), bound, largest))
+                bound = headroom * (largest[name] or overall)
+            tensors.append(TensorBound(name, tuple(shape), bound, largest[name]))
         return cls(tuple(tensors))
 
     def check(self, values):

@@ -13,7 +13,7 @@ from cores.matmul import MatVec
 from cores.fixed import Q
 from cores.shared import module_name
 from cores.testing import check_contract, run_streams
-from cores.weights import (LOAD_LATENCY, WORD_BITS, WeightLoader, image_bytes, image_words, pack_rows, unpack_rows,
+from cores.weights import (LOAD_LATENCY, LOAD_START, WORD_BITS, WeightLoader, image_bytes, image_words, pack_rows, unpack_rows,
                            words_per_row)
 
 
@@ -123,8 +123,9 @@ class _Delay(wiring.Component):
 
 def test_loader_never_mixes_a_load_with_a_run():
     """Image, batch, image, batch: each segment gets its words in order; a load starts only once every
-    sample taken has left, and no sample enters before its last word; an idle load takes
-    words + LOAD_LATENCY cycles."""
+    sample taken has left, and no sample enters before its last word; the next sample comes
+    words + LOAD_LATENCY cycles after the first word was taken, which an idle design takes
+    LOAD_START cycles after it was offered."""
     segments = [3, 1, 5]
     design = _Delay(segments)
     loader = design.loader
@@ -167,8 +168,9 @@ def test_loader_never_mixes_a_load_with_a_run():
     simulator.run()
     assert loads == {0: [100, 101, 102, 150, 151, 152], 1: [103, 153], 2: [104, 105, 106, 107, 108, 154, 155, 156,
                                                                         157, 158]}
-    assert moved["x"][0] == sum(segments) + LOAD_LATENCY
     first, second = moved["x"][:8], moved["x"][8:]
+    assert moved["weights"][0] == LOAD_START and first[0] == LOAD_START + sum(segments) + LOAD_LATENCY
+    assert second[0] == moved["weights"][9] + sum(segments) + LOAD_LATENCY
     assert moved["weights"][9] > moved["y"][7] >= first[-1]
     assert second[0] > moved["weights"][-1]
     assert len(moved["y"]) == 16

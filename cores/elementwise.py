@@ -22,7 +22,7 @@ from .model import ModelledComponent, Storage
 from .multiply import DSP48E2, Multiplier
 from .pipelining import Pipelining
 from .ports import lanes_signature
-from .weights import WORD_BITS, load_signature, per_word, segment_writes
+from .weights import WORD_BITS, WeightLayout, load_signature, segment_writes
 
 __all__ = ["Add", "Sub", "Mul", "Neg", "Scale", "MulAdd", "AddConst", "MulConst", "constant_format"]
 
@@ -378,25 +378,13 @@ class _ConstantOperand(_Elementwise):
     @property
     def _row_shape(self):
         """``(E, rows)`` of a loaded vector's memory."""
-        each = min(per_word(self._const_format.width, self.word_bits), self.values.size)
-        return each, -(-self.values.size // each)
+        layout = self.weight_layout
+        return layout.row_elements, layout.rows
 
     @property
-    def loaded_format(self):
-        """The format of the elements of a loaded vector's segment."""
-        return self._const_format
-
-    @property
-    def segment_words(self):
-        """Words of a loaded vector's segment: one a row."""
-        return self._row_shape[1]
-
-    def weight_rows(self, values):
-        """The rows of the ``load`` segment that make the vector ``values`` (:mod:`cores.weights`)."""
-        each, rows = self._row_shape
-        raw = np.zeros(each * rows, dtype=object)
-        raw[:self.values.size] = self._const_format.quantize(np.asarray(values, dtype=np.float64).reshape(-1))
-        return raw.reshape(rows, each)
+    def weight_layout(self):
+        """How a loaded vector's ``load`` segment stores it (:class:`cores.weights.WeightLayout`)."""
+        return WeightLayout("vector", self._const_format, elements=self.values.size, word_bits=self.word_bits)
 
     def extra_members(self):
         return {"load": In(load_signature(self.word_bits))} if self.bound is not None else {}

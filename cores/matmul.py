@@ -31,7 +31,7 @@ from .model import ModelledComponent, Storage
 from .multiply import DSP48E2, Multiplier
 from .ports import lanes_signature
 from .shared import Shared, module_name
-from .weights import WORD_BITS, load_signature, segment_writes, words_per_row
+from .weights import WORD_BITS, WeightLayout, load_signature, segment_writes, skewed_banks
 
 __all__ = ["MatVec", "MatVecChannel", "MatVecCycles"]
 
@@ -239,7 +239,7 @@ class MatVec(ModelledComponent, MatVecModel):
         Runtime weights: the largest magnitude a weight may have, which sets :attr:`weight_format`
         (by default the weights' own largest magnitude does). The banks then have no initial
         contents and are written through the ``load`` port, ``weights`` being only what the model
-        (:meth:`reference`) computes with. :meth:`weight_rows` gives the segment of a matrix.
+        (:meth:`reference`) computes with. :attr:`weight_layout` packs a matrix's segment.
     word_bits : int
         Bits of a ``load`` word (:mod:`cores.weights`).
     dsp_shape : (int, int)
@@ -310,34 +310,16 @@ class MatVec(ModelledComponent, MatVecModel):
             members["load"] = In(load_signature(self.word_bits))
         return members
 
-    def _bank_contents(self, raw=None):
-        """``contents[b, a]``: word ``a`` of bank ``b``, raw weights (int64): of :attr:`weight_raw`, or of
-        the raw matrix ``raw``."""
-        raw = self.weight_raw if raw is None else raw
-        P = self.parallel
-        Rp, Cp = self.padded_shape
-        padded = np.zeros((Rp, Cp), dtype=np.int64)
-        padded[:raw.shape[0], :raw.shape[1]] = raw
-        r, c = np.indices((Rp, Cp))
-        contents = np.zeros((P, Rp * Cp // P), dtype=np.int64)
-        contents[(r + c) % P, (r // P) * Cp + c] = padded
-        return contents
+    def _bank_contents(self):
+        """``contents[b, a]``: word ``a`` of bank ``b``, raw weights (int64)."""
+        return skewed_banks(self.weight_raw, self.parallel, self.padded_shape)
 
     @property
-    def loaded_format(self):
-        """The format of the weights a ``load`` segment holds."""
-        return self.weight_format
-
-    @property
-    def segment_words(self):
-        """Words of the ``load`` segment: one bank address (``P`` weights) after another."""
-        rows, cols = self.padded_shape
-        return rows * cols // self.parallel * words_per_row(self.parallel, self.weight_format.width, self.word_bits)
-
-    def weight_rows(self, weights):
-        """The rows of the ``load`` segment that store the matrix ``weights`` (:mod:`cores.weights`):
-        one per bank address, element ``b`` bank ``b``'s word."""
-        return self._bank_contents(self.weight_format.quantize(np.asarray(weights, dtype=np.float64))).T
+    def weight_layout(self):
+        """How the ``load`` segment stores a matrix (:class:`cores.weights.WeightLayout`): one bank
+        address (``P`` weights, bank ``b`` element ``b``) a row."""
+        return WeightLayout("banks", self.weight_format, parallel=self.parallel, padded_shape=self.padded_shape,
+                            word_bits=self.word_bits)
 
     def elaborate(self, platform):
         m = Module()

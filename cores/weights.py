@@ -19,13 +19,18 @@ As bytes (the image a host writes to device memory) word ``n`` is bytes ``n*W/8`
 byte ``i // 8``.
 """
 
+from dataclasses import dataclass
+
 import numpy as np
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
 from amaranth.lib import enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .fixed import Q
+
 __all__ = ["WORD_BITS", "per_word", "words_per_row", "pack_rows", "unpack_rows", "image_bytes", "image_words",
-           "image_signature", "load_signature", "segment_writes", "WeightLoader", "LOAD_LATENCY", "LOAD_START"]
+           "WeightLayout", "image_signature", "load_signature", "segment_writes", "WeightLoader", "LOAD_LATENCY",
+           "LOAD_START"]
 
 #: Bits per word of a weight image: one beat of a 512-bit AXI4 memory port.
 WORD_BITS = 512
@@ -74,6 +79,76 @@ def unpack_rows(words, elements, width, word_bits=WORD_BITS):
                 row.append(value - (1 << width) if value & sign else value)
         rows.append(row)
     return np.array(rows, dtype=np.int64).reshape(-1, elements)
+
+
+@dataclass(frozen=True)
+class WeightLayout:
+    """How a core's memory holds a stored tensor, as plain data: what a weight image needs of a core.
+
+    ``kind`` is ``"banks"``, the ``parallel`` skewed banks of a :class:`~cores.matmul.MatVec`
+    holding a matrix padded to ``padded_shape`` (its rows one bank address each), or ``"vector"``,
+    a constant vector of ``elements`` elements in rows of ``word_bits // format.width``. ``format``
+    is the elements' number format.
+    """
+
+    kind: str
+    format: Q
+    parallel: int = 0
+    padded_shape: tuple = ()
+    elements: int = 0
+    word_bits: int = WORD_BITS
+
+    @property
+    def row_elements(self):
+        """Elements a row holds."""
+        return self.parallel if self.kind == "banks" else min(per_word(self.format.width, self.word_bits),
+                                                             self.elements)
+
+    @property
+    def rows(self):
+        if self.kind == "banks":
+            return self.padded_shape[0] * self.padded_shape[1] // self.parallel
+        return -(-self.elements // self.row_elements)
+
+    @property
+    def words(self):
+        """Words of the segment."""
+        return self.rows * words_per_row(self.row_elements, self.format.width, self.word_bits)
+
+    def raw_rows(self, values):
+        """The rows that store ``values`` (real numbers), quantized to :attr:`format`."""
+        raw = self.format.quantize(np.asarray(values, dtype=np.float64))
+        if self.kind == "banks":
+            return skewed_banks(raw, self.parallel, self.padded_shape).T
+        rows = np.zeros(self.rows * self.row_elements, dtype=object)
+        rows[:self.elements] = raw.reshape(-1)
+        return rows.reshape(self.rows, self.row_elements)
+
+    def pack(self, values):
+        """The segment's words for ``values``."""
+        return pack_rows(self.raw_rows(values), self.format.width, self.word_bits)
+
+    def as_dict(self):
+        return {"kind": self.kind, "format": str(self.format), "parallel": self.parallel,
+                "padded_shape": list(self.padded_shape), "elements": self.elements, "word_bits": self.word_bits}
+
+    @classmethod
+    def from_dict(cls, data):
+        return cls(data["kind"], Q.parse(data["format"]), data["parallel"], tuple(data["padded_shape"]),
+                   data["elements"], data["word_bits"])
+
+
+def skewed_banks(raw, parallel, padded_shape):
+    """``contents[b, a]``: word ``a`` of bank ``b`` of a matrix of raw weights stored in ``parallel``
+    skewed banks (:class:`~cores.matmul.MatVec`): ``raw[r, c]`` in bank ``(r + c) mod P`` at address
+    ``(r // P) * Cp + c``, zeros in the padding to ``padded_shape`` ``(Rp, Cp)``."""
+    rows, columns = padded_shape
+    padded = np.zeros((rows, columns), dtype=np.int64)
+    padded[:raw.shape[0], :raw.shape[1]] = raw
+    r, c = np.indices((rows, columns))
+    contents = np.zeros((parallel, rows * columns // parallel), dtype=np.int64)
+    contents[(r + c) % parallel, (r // parallel) * columns + c] = padded
+    return contents
 
 
 def image_bytes(words, word_bits=WORD_BITS):

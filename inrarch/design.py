@@ -7,13 +7,14 @@ import numpy as np
 import torch
 
 from cores import shared
-from cores.weights import LOAD_LATENCY, WORD_BITS, image_bytes, image_words, pack_rows
+from cores.weights import WORD_BITS, image_bytes
+from cores.weights import image_words as words_of_image
 
 from .errors import InrarchError
 from .report import count_multipliers, design_report
 from .schedule import solve
 from .top import DataflowDesign
-from .weights import WeightError, parameter_values
+from .weights import WeightError, image_words, parameter_values, segments
 
 __all__ = ["Design", "SimulationResult"]
 
@@ -117,7 +118,13 @@ class Design:
     @property
     def weight_words(self):
         """Words of the design's weight image (:mod:`cores.weights`); 0 for constant weights."""
-        return sum(instance.core.segment_words for instance in self.netlist.loaded())
+        return sum(segment.layout.words for segment in self.segments)
+
+    @property
+    def segments(self):
+        """The parts of the weight image, one per core that holds a stored tensor
+        (:class:`inrarch.weights.Segment`), in image order; empty for constant weights."""
+        return segments(self.netlist)
 
     def check_weights(self, weights):
         """Refuse ``weights`` unless the design can load them; return their float64 values by name.
@@ -149,7 +156,7 @@ class Design:
         if len(image) != expected:
             raise WeightError(f"the weight image has {len(image)} bytes; the design takes {expected} "
                               f"({self.weight_words} words of {WORD_BITS // 8} bytes)")
-        return image_words(bytes(image))
+        return words_of_image(bytes(image))
 
     def _image_words(self, weights):
         if weights is None and self.runtime_weights:
@@ -158,13 +165,7 @@ class Design:
             return self.check_image(weights)
         else:
             values = self.check_weights(weights)
-        stored = self.graph.program.evaluate(values)
-        words = []
-        for instance in self.netlist.loaded():
-            tensor = instance.node.attrs.get("weight", instance.node.attrs.get("values"))
-            core = instance.core
-            words += pack_rows(core.weight_rows(stored[tensor.runtime]), core.loaded_format.width, WORD_BITS)
-        return words
+        return image_words(self.segments, self.graph.program.evaluate(values))
 
     def predict_cycles(self, batch):
         """Cycles the design takes for ``batch`` samples, from the latency solver."""

@@ -78,11 +78,10 @@ def weights_report(design):
     the stored tensor's bound) and the cycles a load takes (:data:`cores.weights.LOAD_LATENCY`)."""
     if not design.runtime_weights:
         return {"weights": "constant"}
-    segments = []
-    for instance in design.netlist.loaded():
-        segments.append({"core": instance.name, "words": instance.core.segment_words,
-                         "format": str(instance.core.loaded_format), "bound": instance.node.meta["bound"]})
+    bounds = {instance.name: instance.node.meta["bound"] for instance in design.netlist.loaded()}
+    parts = [{"core": segment.core, "words": segment.layout.words, "format": str(segment.layout.format),
+              "bound": bounds[segment.core]} for segment in design.segments]
     words = design.weight_words
     return {"weights": "runtime", "weight_family": design.family.as_dict(),
             "weight_image_words": words, "weight_image_bytes": words * WORD_BITS // 8,
-            "weight_segments": segments, "weight_load_cycles": words + LOAD_LATENCY}
+            "weight_segments": parts, "weight_load_cycles": words + LOAD_LATENCY}

@@ -124,7 +124,7 @@ class DataflowDesign(wiring.Component):
         netlist = self._netlist
         outputs = [getattr(self, stream.port) for stream in netlist.outputs]
         loader = m.submodules.weight_loader = WeightLoader(
-            [instance.core.segment_words for instance in loaded], self.x.payload.shape(),
+            [instance.core.weight_layout.words for instance in loaded], self.x.payload.shape(),
             group_words=netlist.lanes * netlist.source.node.numel,
             output_group_words=[netlist.lanes * stream.source.node.numel for stream in netlist.outputs])
         wiring.connect(m, wiring.flipped(self.weights), loader.weights)

@@ -31,11 +31,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from cores.weights import WeightLayout
+
 from .capture import parameters as model_parameters
 from .capture.runtime import held_tensor
 from .errors import InrarchError
 
-__all__ = ["DEFAULT_HEADROOM", "WeightError", "TensorBound", "WeightFamily", "parameter_values"]
+__all__ = ["DEFAULT_HEADROOM", "WeightError", "TensorBound", "WeightFamily", "parameter_values", "Segment",
+           "segments", "image_words"]
 
 #: Bound of a tensor not named in ``weight_bounds``: this times its largest magnitude in the examples.
 DEFAULT_HEADROOM = 2.0
@@ -178,3 +181,39 @@ def _held(module, name):
 def _is_floating(value):
     return isinstance(value, torch.Tensor) and value.dtype.is_floating_point or (
         isinstance(value, np.ndarray) and value.dtype.kind == "f")
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One core's part of a design's weight image: the core (its instance name), the stored tensor it
+    holds (its output index in the graph's weight program) and how its memory holds it."""
+
+    core: str
+    tensor: int
+    layout: WeightLayout
+
+    def as_dict(self):
+        return {"core": self.core, "tensor": self.tensor, "layout": self.layout.as_dict()}
+
+    @classmethod
+    def from_dict(cls, data):
+        return cls(data["core"], data["tensor"], WeightLayout.from_dict(data["layout"]))
+
+
+def segments(netlist):
+    """The segments of a netlist's weight image, in the order of
+    :meth:`inrarch.lower.Netlist.loaded` (the order its ``weights`` port fills them)."""
+    found = []
+    for instance in netlist.loaded():
+        stored = instance.node.attrs.get("weight", instance.node.attrs.get("values"))
+        found.append(Segment(instance.name, stored.runtime, instance.core.weight_layout))
+    return found
+
+
+def image_words(parts, stored):
+    """The words of a weight image: each of the segments ``parts`` packed with its tensor of ``stored``
+    (what the weight program computes for a network)."""
+    words = []
+    for part in parts:
+        words += part.layout.pack(stored[part.tensor])
+    return words

@@ -47,7 +47,7 @@ def test_loaded_vector_meets_the_stream_like_its_model(core, lanes):
     values = rng.uniform(-1.5, 1.5, 37)
     hardware = core(Q(3, 12), Q(4, 14), np.zeros(37), bound=1.5, lanes=lanes)
     model = core.model(Q(3, 12), Q(4, 14), values, bound=1.5, lanes=lanes)
-    words = pack_rows(hardware.weight_rows(values), hardware._const_format.width)
+    words = hardware.weight_layout.pack(values)
     tokens = rng.integers(-2 ** 14, 2 ** 14, size=(2 * 37 + 5, lanes))
     expected = model.reference(tokens.reshape(-1)).reshape(-1, lanes)
     run = run_streams(hardware, {"a": [tuple(t) for t in tokens]}, {"o": len(tokens)}, load=words,
@@ -68,10 +68,11 @@ def test_loaded_matrix_computes_like_its_model(channels, parallel, lanes):
                       weight_bound=0.5)
     model = MatVec.model(weights, Q(2, 14), Q(4, 14), channels=channels, parallel=parallel, lanes=lanes,
                          weight_bound=0.5)
-    rows = hardware.weight_rows(weights)
+    rows = hardware.weight_layout.raw_rows(weights)
     padded_rows, padded_columns = hardware.padded_shape
     assert rows.shape == (padded_rows * padded_columns // hardware.parallel, hardware.parallel)
-    words = pack_rows(rows, hardware.weight_format.width)
+    words = hardware.weight_layout.pack(weights)
+    assert len(words) == hardware.weight_layout.words == len(rows) * (2 if hardware.parallel > 28 else 1)
     inputs, outputs, streams = {}, {}, []
     for k in range(len(channels)):
         n_in, n_out = hardware.lengths(k)

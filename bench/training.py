@@ -50,4 +50,4 @@ def fit(model, coordinates, target, *, steps=300, lr=1e-4):
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    return model.eval(), float(loss)
+    return model.eval(), loss.item()

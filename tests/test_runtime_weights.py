@@ -1,10 +1,15 @@
-"""Runtime weights: capture with the parameters as values, the weight family and its checks.
+"""Runtime weights: capture with the parameters as values, the weight family and its checks, and
+one compiled design running many networks in Verilator.
 
 A graph captured with ``runtime_weights=True`` must compute, in float64, what torch computes for
 every network of the architecture once its stored tensors are those the weight program derives
-from that network: the example, other random initializations and a trained network.
+from that network. A design compiled once must then compute, in Verilator, each network loaded
+into it: the example, two other random initializations and a network trained for 300 Adam steps
+on a real signal, all loaded one after another between batches of one simulation, each within
+1e-3 × max|ref| of float64 torch, with the batch's and the load's cycles as predicted.
 """
 
+import copy
 import json
 
 import numpy as np
@@ -15,10 +20,13 @@ from torch.func import hessian, jacrev, vmap
 import inrarch
 from inrarch import ir
 from inrarch.capture import capture, parameters
+from bench.training import fit, image_patch, poisson_solution
 from inrarch.capture.runtime import WeightProgram
+from inrarch.emulate import relative_errors
 from inrarch.errors import CompileError
 from inrarch.passes import optimize
-from inrarch.weights import WeightError, WeightFamily, parameter_values
+from inrarch.verification import simulate_and_check
+from inrarch.weights import DEFAULT_HEADROOM, WeightError, WeightFamily, parameter_values
 
 
 def pinn(seed):
@@ -136,7 +144,7 @@ def test_reading_a_weight_in_python_is_refused():
     def fn(x):
         return model(x) if model[0].weight.sum() > 0 else -model(x)
 
-    with pytest.raises(CompileError, match="data-dependent control flow.*model\[0\].weight.sum"):
+    with pytest.raises(CompileError, match=r"data-dependent control flow.*model\[0\].weight.sum"):
         capture(fn, torch.zeros(1, 2), runtime_weights=True)
 
 
@@ -147,7 +155,7 @@ def test_family_and_checks():
     values = [parameter_values(m, names) for m in examples]
     family = WeightFamily.describe(shapes, values, bounds={"head.bias": 3.0})
     largest = max(np.abs(v["body.0.linear.weight"]).max() for v in values)
-    assert family.bounds["body.0.linear.weight"] == 2 * largest
+    assert family.bounds["body.0.linear.weight"] == DEFAULT_HEADROOM * largest
     assert family.bounds["head.bias"] == 3.0
     family.check(parameter_values(inrarch.models.siren(2, 8, 1, 3, 30.0, 5), names))
     assert WeightFamily.from_dict(json.loads(json.dumps(family.as_dict()))) == family
@@ -171,3 +179,103 @@ def test_family_and_checks():
     assert "'extra' is not one the design loads" in refusal({**examples[0].state_dict(), "extra": torch.zeros(2)})
     with pytest.raises(WeightError, match="below the"):
         WeightFamily.describe(shapes, values, bounds={"head.bias": 1e-6})
+
+
+# One design, many networks, in Verilator -----------------------------------------------------
+
+def _siren(seed):
+    return inrarch.models.siren(2, 16, 2, 3, 30.0, seed)
+
+
+def _trained(kind, seed, signal_seed):
+    """A network of ``kind`` trained for 300 Adam steps at the learning rate usual for it: a SIREN on
+    an image patch (lr 1e-4), a PINN on the analytic solution of a Poisson problem (lr 1e-3)."""
+    if kind == "siren":
+        patch = [(200, 250), (300, 100)][signal_seed]
+        return fit(_siren(seed), *image_patch(*patch, size=24), lr=1e-4)[0]
+    return fit(pinn(seed), *poisson_solution(points=512, seed=signal_seed), lr=1e-3)[0]
+
+
+FAMILIES = {
+    # name: (network builder, derivative order, lanes)
+    "siren order 1": ("siren", 1, 1),
+    "pinn order 2": ("pinn", 2, 2),
+}
+
+
+@pytest.fixture(scope="module", params=FAMILIES)
+def family_run(request):
+    """One design per architecture, compiled for the family of its example and of one trained
+    network; then, in one simulation, the example, two random initializations and a network trained
+    on another signal, each loaded between two batches."""
+    kind, order, lanes = FAMILIES[request.param]
+    build = _siren if kind == "siren" else pinn
+    example = build(0)
+    fn = inrarch.derivatives(example, order)
+    design = inrarch.compile(fn, torch.zeros(16, 2), weights="runtime", lanes=lanes,
+                             weight_examples=[_trained(kind, 3, signal_seed=1)])
+    networks = {"example": example, "init 1": build(1), "init 2": build(2),
+                "trained": _trained(kind, 4, signal_seed=0)}
+    x = torch.rand(15, 2, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    results = design.simulate_runs([(x, network) for network in networks.values()])
+    return design, fn, x, networks, results
+
+
+def test_one_design_computes_every_network_of_its_family(family_run):
+    design, fn, x, networks, results = family_run
+    for (name, network), result in zip(networks.items(), results):
+        errors = relative_errors(result.outputs, inrarch.reference(fn, x, weights=network))
+        print(f"{name}: errors {[f'{e:.1e}' for e in errors]}, {result.cycles} cycles, load {result.load_cycles}")
+        assert max(errors) <= 1e-3, f"{name}: {errors}"
+        assert result.cycles == design.predict_cycles(len(x)), name
+        assert result.load_cycles == design.report["weight_load_cycles"] == design.weight_words + 1, name
+        assert not result.overflow, name
+
+
+def test_the_report_states_the_family(family_run):
+    design, _, _, networks, _ = family_run
+    family = design.report["weight_family"]["tensors"]
+    assert [t["name"] for t in family] == [name for name, _ in parameters(networks["example"])]
+    for tensor, (_, value) in zip(family, parameters(networks["example"])):
+        assert tensor["shape"] == list(value.shape) and tensor["bound"] >= float(value.abs().max())
+    assert design.report["weight_image_bytes"] == len(design.weight_image(networks["trained"]))
+    assert sum(segment["words"] for segment in design.report["weight_segments"]) == design.weight_words
+
+
+def test_loads_and_batches_survive_random_stalls(family_run):
+    """Valid-gaps on the image and the samples, back-pressure on the outputs: two networks, each exact."""
+    design, fn, x, networks, _ = family_run
+    results = design.simulate_runs([(x, networks["trained"]), (x, networks["init 2"])], valid_prob=0.6,
+                                   ready_prob=0.7, seed=4)
+    for result, name in zip(results, ("trained", "init 2")):
+        assert max(relative_errors(result.outputs, inrarch.reference(fn, x, weights=networks[name]))) <= 1e-3
+
+
+def test_weights_outside_the_family_are_refused_before_anything_runs(family_run):
+    design, _, x, networks, _ = family_run
+    image = design.weight_image(networks["init 1"])
+    for bad, message in ((image[:-1], "has {} bytes; the design takes".format(len(image) - 1)),
+                         (image + bytes(64), "has {} bytes; the design takes".format(len(image) + 64))):
+        with pytest.raises(WeightError, match=message):
+            design.simulate(x, weights=bad)
+    broken = copy.deepcopy(networks["init 1"])
+    with torch.no_grad():
+        next(broken.parameters()).view(-1)[3] = float("nan")
+    with pytest.raises(WeightError, match="holds NaN values"):
+        design.weight_image(broken)
+
+
+def test_a_network_that_overflows_a_value_is_named_by_its_core():
+    """A family of the random initialization alone holds the trained network's weights, but not the
+    larger gradients it computes: the sticky overflow flag goes up, and simulate_and_check names
+    the core that saturated."""
+    example = _siren(0)
+    fn = inrarch.derivatives(example, 1)
+    design = inrarch.compile(fn, torch.zeros(8, 2), weights="runtime")
+    trained = _trained("siren", 4, signal_seed=0)
+    design.check_weights(trained)
+    x = torch.rand(8, 2, generator=torch.Generator().manual_seed(2)) * 2 - 1
+    verification = simulate_and_check(design, fn, x, tolerance=1e-3, weights=trained)
+    overflow = [problem for problem in verification.problems if problem.startswith("overflow: the ")]
+    assert overflow and verification.result.overflow_core in overflow[0], verification.problems
+    assert not simulate_and_check(design, fn, x, tolerance=1e-3, weights=_siren(1)).problems

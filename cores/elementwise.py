@@ -382,6 +382,11 @@ class _ConstantOperand(_Elementwise):
         return layout.row_elements, layout.rows
 
     @property
+    def runtime_weights(self):
+        """Whether the vector is loaded at run time (``bound``) rather than a constant."""
+        return self.bound is not None
+
+    @property
     def weight_layout(self):
         """How a loaded vector's ``load`` segment stores it (:class:`cores.weights.WeightLayout`)."""
         return WeightLayout("vector", self._const_format, elements=self.values.size, word_bits=self.word_bits)

@@ -1,3 +1,6 @@
+# amaranth: UnusedElaboratable=no
+# (The banks and lanes built here become shared modules, cores.shared: a part that stands for its module is
+# not elaborated itself.)
 """Weight-stationary matrix-vector products with the weights in on-chip memory.
 
 :class:`MatVec` multiplies streamed vectors by a constant matrix ``W`` and, through a second
@@ -97,6 +100,23 @@ class MatVecModel:
         The weight banks are constants and not counted (see :attr:`padded_shape`).
         """
         return sum(2 * self.lengths(k)[0] * self.lanes * self.in_format.width for k in range(len(self.channels)))
+
+    @property
+    def weight_bits(self):
+        """Bits of the stored matrix: ``Rp x Cp`` weights of ``weight_format`` (see :attr:`padded_shape`)."""
+        return int(np.prod(self.padded_shape)) * self.weight_format.width
+
+    @property
+    def runtime_weights(self):
+        """Whether the banks are loaded at run time (``weight_bound``) rather than initialized."""
+        return self.weight_bound is not None
+
+    @property
+    def weight_layout(self):
+        """How the ``load`` segment stores a matrix (:class:`cores.weights.WeightLayout`): one bank
+        address (``P`` weights, bank ``b`` element ``b``) a row."""
+        return WeightLayout("banks", self.weight_format, parallel=self.parallel, padded_shape=self.padded_shape,
+                            word_bits=self.word_bits)
 
     def lengths(self, channel):
         """``(n_in, n_out)`` of a channel (its index or kind)."""
@@ -313,13 +333,6 @@ class MatVec(ModelledComponent, MatVecModel):
     def _bank_contents(self):
         """``contents[b, a]``: word ``a`` of bank ``b``, raw weights (int64)."""
         return skewed_banks(self.weight_raw, self.parallel, self.padded_shape)
-
-    @property
-    def weight_layout(self):
-        """How the ``load`` segment stores a matrix (:class:`cores.weights.WeightLayout`): one bank
-        address (``P`` weights, bank ``b`` element ``b``) a row."""
-        return WeightLayout("banks", self.weight_format, parallel=self.parallel, padded_shape=self.padded_shape,
-                            word_bits=self.word_bits)
 
     def elaborate(self, platform):
         m = Module()

@@ -25,6 +25,11 @@ class PacerModel:
         self.contract = TimingContract(reads=((("i",), group),), writes=tuple(range(2, tokens + 2)),
                                        cooldown=period - group)
 
+    @property
+    def period(self):
+        """Cycles between the first tokens of consecutive groups."""
+        return self._period
+
     @staticmethod
     def min_period(tokens, lanes=1):
         """The shortest period of a pacer of ``lanes`` samples of ``tokens`` tokens: it collects the

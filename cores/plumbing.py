@@ -561,7 +561,52 @@ class PingPongCycles:
             self.out_valid = issue
 
 
-class LaneSerializer(wiring.Component):
+class LaneSerializerModel:
+    """The model of :class:`LaneSerializer`."""
+
+    latency = 2
+
+    def __init__(self, fmt, tokens, lanes):
+        if lanes < 2:
+            raise ValueError(f"a LaneSerializer of {lanes} lane would be a wire: it needs at least 2 lanes")
+        if tokens < 1:
+            raise ValueError(f"a firing carries at least one beat, not {tokens}")
+        self._fmt, self._tokens, self._lanes = fmt, tokens, lanes
+        self._local_bits = (tokens - 1).bit_length()
+        elements = lanes * tokens
+        self.contract = TimingContract(reads=((("i",), tokens),),
+                                       writes=tuple(range(self.latency, self.latency + elements)),
+                                       cooldown=self.cycles_per_firing(tokens, lanes) - tokens)
+
+    @staticmethod
+    def cycles_per_firing(tokens, lanes):
+        """Cycles a firing takes, the initiation interval: one per element sent."""
+        return lanes * tokens
+
+    def cycle_model(self, firings=None):
+        """The serializer register by register (:class:`PingPongCycles`); it runs for as long as it is fed."""
+        return PingPongCycles(self.contract)
+
+    multipliers = ()
+
+    @property
+    def memories(self):
+        """The ping-pong buffer."""
+        return (Storage(self._lanes * self._fmt.width, 2 << self._local_bits, False),)
+
+    @property
+    def buffer_bits(self):
+        """Bits of the ping-pong buffer: two halves of ``2**ceil(log2(tokens))`` words of ``lanes`` elements."""
+        return (2 << self._local_bits) * self._lanes * self._fmt.width
+
+    def reference(self, i):
+        """The raw elements out for the raw beats in: ``i[..., f * tokens * lanes]`` beat-major,
+        lane-minor (``f`` firings) to ``[..., f * lanes * tokens]`` sample-major."""
+        beats = np.reshape(i, np.shape(i)[:-1] + (-1, self._tokens, self._lanes))
+        return np.swapaxes(beats, -1, -2).reshape(np.shape(i))
+
+
+class LaneSerializer(ModelledComponent, LaneSerializerModel):
     """Send the ``lanes`` samples of a lane stream out one after the other, one element per beat.
 
     The inverse of the :class:`~cores.pacer.Pacer`'s interleaving, at the outputs of a design whose
@@ -600,47 +645,8 @@ class LaneSerializer(wiring.Component):
     writes=(2, 3, ..., M + 1), cooldown=(lanes - 1) * tokens)``.
     """
 
-    latency = 2
-
-    def __init__(self, fmt, tokens, lanes):
-        if lanes < 2:
-            raise ValueError(f"a LaneSerializer of {lanes} lane would be a wire: it needs at least 2 lanes")
-        if tokens < 1:
-            raise ValueError(f"a firing carries at least one beat, not {tokens}")
-        self._fmt, self._tokens, self._lanes = fmt, tokens, lanes
-        self._local_bits = (tokens - 1).bit_length()
-        super().__init__({"i": In(lanes_signature(fmt, lanes)), "o": Out(lanes_signature(fmt, 1))})
-        elements = lanes * tokens
-        self.contract = TimingContract(reads=((("i",), tokens),),
-                                       writes=tuple(range(self.latency, self.latency + elements)),
-                                       cooldown=self.cycles_per_firing(tokens, lanes) - tokens)
-
-    @staticmethod
-    def cycles_per_firing(tokens, lanes):
-        """Cycles a firing takes, the initiation interval: one per element sent."""
-        return lanes * tokens
-
-    def cycle_model(self, firings=None):
-        """The serializer register by register (:class:`PingPongCycles`); it runs for as long as it is fed."""
-        return PingPongCycles(self.contract)
-
-    multipliers = ()
-
-    @property
-    def memories(self):
-        """The ping-pong buffer."""
-        return (Storage(self._lanes * self._fmt.width, 2 << self._local_bits, False),)
-
-    @property
-    def buffer_bits(self):
-        """Bits of the ping-pong buffer: two halves of ``2**ceil(log2(tokens))`` words of ``lanes`` elements."""
-        return (2 << self._local_bits) * self._lanes * self._fmt.width
-
-    def reference(self, i):
-        """The raw elements out for the raw beats in: ``i[..., f * tokens * lanes]`` beat-major,
-        lane-minor (``f`` firings) to ``[..., f * lanes * tokens]`` sample-major."""
-        beats = np.reshape(i, np.shape(i)[:-1] + (-1, self._tokens, self._lanes))
-        return np.swapaxes(beats, -1, -2).reshape(np.shape(i))
+    def members(self):
+        return {"i": In(lanes_signature(self._fmt, self._lanes)), "o": Out(lanes_signature(self._fmt, 1))}
 
     def elaborate(self, platform):
         m = Module()

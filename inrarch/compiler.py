@@ -93,20 +93,19 @@ def compile(fn, example_input, options=None, *, progress=False, **keywords):
     family, weight_sets, example = _weight_family(fn, graph, options) if runtime else (None, None, None)
     lap("passes")
     device = options.device
-    search = None
     if options.format is None and options.width is None:
-        search = search_formats(graph, tolerance=options.tolerance, margin=options.margin, domain=domain,
-                                weight_widths=device.weight_widths, weight_sets=weight_sets, progress=progress)
+        formats = search_formats(graph, tolerance=options.tolerance, margin=options.margin, domain=domain,
+                                 weight_widths=device.weight_widths, weight_sets=weight_sets, progress=progress)
     else:
-        assign_formats(graph, width=options.width, margin=options.margin, domain=domain, forced=options.format,
-                       weight_widths=device.weight_widths, weight_sets=weight_sets)
+        formats = assign_formats(graph, width=options.width, margin=options.margin, domain=domain,
+                                 forced=options.format, weight_widths=device.weight_widths, weight_sets=weight_sets)
     lap("formats")
-    netlist = lower(graph, device=device, dsp_budget=options.budget, max_parallel=options.max_parallel,
+    netlist = lower(graph, formats, device=device, dsp_budget=options.budget, max_parallel=options.max_parallel,
                     batch=example_input.shape[0], lanes=options.lanes, clock_mhz=options.clock_mhz)
     lap("lower")
     schedule = solve(netlist, example_input.shape[0])
     lap("solve")
-    return Design(graph, netlist, schedule, output_shapes, single, options, timings, format_search=search,
+    return Design(graph, netlist, schedule, output_shapes, single, options, timings,
                   output_meanings=_output_meanings(fn, len(output_shapes), single), family=family,
                   example_weights=example)
 

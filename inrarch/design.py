@@ -1,5 +1,6 @@
 """A compiled design: its Verilog, its report, and its simulation in Verilator (:class:`Design`)."""
 
+import functools
 import time
 from dataclasses import dataclass
 
@@ -13,7 +14,7 @@ from cores.weights import image_words as words_of_image
 from .errors import InrarchError
 from .report import count_multipliers, design_report
 from .schedule import solve
-from .top import DataflowDesign
+from .top import DataflowDesign, fifo_names
 from .weights import WeightError, image_words, parameter_values, segments
 
 __all__ = ["Design", "SimulationResult"]
@@ -72,31 +73,44 @@ class Design:
     """
 
     def __init__(self, graph, netlist, schedule, output_shapes, single_output, options, timings, *,
-                 format_search=None, output_meanings=None, family=None, example_weights=None):
+                 output_meanings=None, family=None, example_weights=None):
         self.graph = graph
         self.netlist = netlist
         self.schedule = schedule
         self.output_shapes = output_shapes
         self.single_output = single_output
         self.options = options
-        self.format_search = format_search
         self.output_meanings = output_meanings or [f"output {k}" for k in range(len(output_shapes))]
         self.family = family
         self._example = example_weights
-        self.elaboratable = DataflowDesign(netlist, schedule.depths)
-        # Most designs are compiled to be reported or solved, not converted: not a forgotten module.
-        self.elaboratable._MustUse__silence = True
         self._verilog = None
         self.timings = dict(timings)
         self.report = design_report(self)
 
+    @functools.cached_property
+    def elaboratable(self):
+        """The Amaranth component, built when first asked for: most designs are compiled to be
+        reported or solved, not converted."""
+        return DataflowDesign(self.netlist, self.schedule.depths)
+
+    @property
+    def formats(self):
+        """The number format of every node (:class:`inrarch.formats.Formats`)."""
+        return self.netlist.formats
+
+    @property
+    def format_search(self):
+        """What the format search found (:class:`inrarch.formats.FormatSearch`); None when the
+        formats were given (``format``, ``width``)."""
+        return self.formats.search
+
     @property
     def input_format(self):
-        return self.graph.input.meta["format"]
+        return self.netlist.source.format
 
     @property
     def output_formats(self):
-        return [node.meta["format"] for node in self.graph.outputs]
+        return [stream.format for stream in self.netlist.outputs]
 
     def verilog(self):
         """The design as Verilog text (module ``top``); the same inputs give the same bytes.
@@ -249,7 +263,7 @@ class Design:
                 words = padded * stream.source.node.numel
                 start = taken[stream.port]
                 taken[stream.port] += words
-                out_fmt = stream.source.node.meta["format"]
+                out_fmt = stream.format
                 raw = out_fmt.from_unsigned(run.outputs[stream.port][start:start + words])
                 outputs.append(out_fmt.to_float(raw).reshape(padded, *shape)[:batch])
                 last = max(last, run.emits[stream.port][start + words - 1])
@@ -262,7 +276,7 @@ class Design:
 
     def blocked_fifos(self, status):
         """Which FIFOs were full and which empty, from the ``fifo_full``/``fifo_empty`` status words."""
-        names = self.elaboratable.fifo_names
+        names = fifo_names(self.netlist)
         full = [name for k, name in enumerate(names) if status.get("fifo_full", 0) >> k & 1]
         empty = [name for k, name in enumerate(names) if status.get("fifo_empty", 0) >> k & 1]
         return (f"full FIFOs: {', '.join(full) or 'none'}; "
@@ -281,7 +295,7 @@ class Design:
         # Matmul channels may share one core, whose flag then stands for all of them.
         sharing = [i.name for i in self.netlist.instances if i.core is culprit.core and i is not culprit]
         also = f" (a core shared with {', '.join(sharing)})" if sharing else ""
-        fmt = culprit.node.meta["format"]
+        fmt = culprit.format
         warnings.warn(f"overflow: the {culprit.node.op} core {culprit.name}{also} saturated values beyond the "
                       f"±{fmt.max_value:g} of its format {fmt}; outputs are wrong. Widen the formats (larger "
                       "`width` or `margin`, or a `format` with more integer bits) or narrow the inputs.",

@@ -22,8 +22,9 @@ The widths then come from one of three places:
 * :func:`assign_formats` with a ``width`` gives every edge that many bits;
 * :func:`assign_formats` with ``forced`` gives every edge one format.
 
-Either way every matmul and ``mul_const`` node gets ``meta["weight_width"]``, the bits of its
-stored weights or constants.
+Either way the result is a :class:`Formats`: the format of every node and the bits of every
+matmul's stored weights and every ``mul_const``'s constants, which lowering, emulation and the
+report read.
 
 A graph with runtime weights (``graph.program``) holds for a family of networks, given as
 ``weight_sets``: the stored tensors of each example network (:func:`weight_set`). The ranges are
@@ -35,6 +36,7 @@ formats meet the tolerance for every example. The stored tensors' own formats ho
 import functools
 import itertools
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -49,7 +51,51 @@ from .ir import evaluate, loaded, runtime_tensors
 from .ops import OPS
 from .passes import weight_pairs
 
-__all__ = ["calibration_inputs", "assign_formats", "search_formats", "FormatSearch", "weight_set"]
+__all__ = ["Formats", "calibration_inputs", "assign_formats", "search_formats", "FormatSearch", "weight_set"]
+
+
+class Formats(Mapping):
+    """The number format of every node of a graph (node → :class:`cores.fixed.Q`) and the bits of
+    the stored weights of every node with a matrix (the matmuls) and of the constants of every
+    ``mul_const``. Immutable: a change makes another (the format search compares many).
+
+    Parameters
+    ----------
+    formats : dict
+        Node → format.
+    weight_widths : dict
+        Node → bits of its stored weights, for the nodes with ``attrs["weight"]`` and the ``mul_const``
+        nodes.
+    search : FormatSearch, optional
+        What :func:`search_formats` found, when it chose these formats.
+    """
+
+    def __init__(self, formats, weight_widths, search=None):
+        self._formats = dict(formats)
+        self._weight_widths = dict(weight_widths)
+        self.search = search
+
+    def __getitem__(self, node):
+        return self._formats[node]
+
+    def __iter__(self):
+        return iter(self._formats)
+
+    def __len__(self):
+        return len(self._formats)
+
+    def weight_width(self, node):
+        """Bits of the stored matrix ``node`` reads, or of a ``mul_const``'s constants."""
+        return self._weight_widths[node]
+
+    def found_by(self, search):
+        """These formats, as what the format search ``search`` found."""
+        return Formats(self._formats, self._weight_widths, search)
+
+    def changed(self, other):
+        """The nodes whose format or weight bits differ in ``other``."""
+        return [node for node in self if other[node] != self[node]
+                or other._weight_widths.get(node) != self._weight_widths.get(node)]
 
 
 
@@ -76,6 +122,48 @@ def calibration_inputs(shape, domain, samples=256, seed=0):
                              np.broadcast_to((low + high) / 2.0, (1, features)),
                              rng.uniform(low, high, size=(samples, features))])
     return points.reshape(-1, *shape)
+
+
+def _ranges(graph, values, margin, domain):
+    """The magnitude each node's format must hold."""
+    ranges = {}
+    for node in graph.nodes:
+        if node is graph.input:
+            ranges[node] = max(abs(bound) for pair in (domain if _per_element(domain) else [domain])
+                               for bound in pair)
+        elif OPS[node.op].bound is not None:
+            ranges[node] = OPS[node.op].bound
+        else:
+            ranges[node] = float(np.max(np.abs(values[node]))) * margin
+    return ranges
+
+
+@functools.lru_cache(maxsize=None)
+def _format(magnitude, width):
+    return Q.for_range(magnitude, width)
+
+
+def _formats(graph, ranges, widths, weight_bits):
+    """``widths[node]`` bits over each node's range, and ``weight_bits[group]`` for each group of
+    :func:`_stored`."""
+    formats = unify_shared_weight_formats(graph, {node: _format(ranges[node], widths[node]) for node in graph.nodes})
+    return Formats(formats, _weight_widths(weight_bits))
+
+
+def _stored(graph):
+    """The stored operands whose width the search chooses, each a tuple of the nodes that share it:
+    the matmuls on one matrix, and each ``mul_const``."""
+    groups = {}
+    for node in graph.nodes:
+        if "weight" in node.attrs:
+            groups.setdefault(id(node.attrs["weight"]), []).append(node)
+        elif node.op == "mul_const":
+            groups[id(node)] = [node]
+    return [tuple(nodes) for nodes in groups.values()]
+
+
+def _weight_widths(weight_bits):
+    return {node: bits for group, bits in weight_bits.items() for node in group}
 
 
 def weight_set(graph, tensors):
@@ -109,62 +197,36 @@ def _references(graph, x, weight_sets):
                                                   for node in graph.outputs])
 
 
-def _ranges(graph, values, margin, domain):
-    """The magnitude each node's format must hold."""
-    ranges = {}
-    for node in graph.nodes:
-        if node.op == "input":
-            ranges[node] = max(abs(bound) for pair in (domain if _per_element(domain) else [domain])
-                               for bound in pair)
-        elif OPS[node.op].bound is not None:
-            ranges[node] = OPS[node.op].bound
-        else:
-            ranges[node] = float(np.max(np.abs(values[node]))) * margin
-    return ranges
-
-
-@functools.lru_cache(maxsize=None)
-def _format(magnitude, width):
-    return Q.for_range(magnitude, width)
-
-
-def _set_widths(graph, ranges, widths):
-    for node in graph.nodes:
-        node.meta["format"] = _format(ranges[node], widths[node])
-    unify_shared_weight_formats(graph)
-
-
 def assign_formats(graph, *, width=27, margin=2.0, domain=(-1.0, 1.0), forced=None, samples=256,
                    weight_widths=ULTRASCALE_PLUS.weight_widths, weight_sets=None):
-    """Give every node ``node.meta["format"]``: ``forced``, or ``width`` bits over its range (the
+    """The :class:`Formats` that give every node ``forced``, or ``width`` bits over its range (the
     largest over the networks of ``weight_sets``, for a graph with runtime weights).
 
     Stored matrices and ``mul_const`` vectors get the narrowest of ``weight_widths``
     (:attr:`devices.Device.weight_widths`).
     """
-    _set_weight_widths(graph, dict.fromkeys(_stored(graph), weight_widths[0]))
+    narrow = dict.fromkeys(_stored(graph), weight_widths[0])
     if forced is not None:
-        for node in graph.nodes:
-            node.meta["format"] = forced
-        return
+        return Formats(dict.fromkeys(graph.nodes, forced), _weight_widths(narrow))
     values = _largest_values(graph, calibration_inputs(graph.input.shape, domain, samples), weight_sets)
-    _set_widths(graph, _ranges(graph, values, margin, domain), dict.fromkeys(graph.nodes, width))
+    return _formats(graph, _ranges(graph, values, margin, domain), dict.fromkeys(graph.nodes, width), narrow)
 
 
-def unify_shared_weight_formats(graph):
-    """Give the matmuls that read one stored matrix the same input and output formats.
+def unify_shared_weight_formats(graph, formats):
+    """``formats`` (node → format), with the matmuls that read one stored matrix given the same
+    input and output formats.
 
     Two matmuls on one matrix share its memory banks as two channels of one core, which has one
     input and one output format. The wider range of the two wins (same width, fewer fractional
     bits), which is always safe.
     """
+    formats = dict(formats)
     for pair in weight_pairs(graph):
         for side in (lambda n: n.inputs[0], lambda n: n):
             nodes = [side(n) for n in pair]
-            widest = max((n.meta["format"] for n in nodes), key=lambda f: f.int_bits)
-            for n in nodes:
-                n.meta["format"] = widest
-    return graph
+            widest = max((formats[n] for n in nodes), key=lambda f: f.int_bits)
+            formats.update(dict.fromkeys(nodes, widest))
+    return formats
 
 
 @dataclass
@@ -191,59 +253,57 @@ class FormatSearch:
 
 class _Trials:
     """Bit-exact errors of width choices, the worst over the networks of ``weight_sets``,
-    recomputing only what a change touches."""
+    recomputing only what a change touches. ``formats`` are the ones started or changed to last,
+    ``weight_bits`` the bits of each group of :func:`_stored`."""
 
-    def __init__(self, graph, ranges, x, weight_sets, bar):
+    def __init__(self, graph, ranges, x, weight_sets, bar, weight_bits=None):
         self.graph, self.ranges, self.x = graph, ranges, x
         self.weight_sets = weight_sets
         self.references = _references(graph, x, weight_sets)
         self.bar = bar
+        self.weight_bits = weight_bits
         self.count = 0
         self.emulators = None
+        self.formats = None
         self.models = {}
 
-    def errors(self):
+    def _errors(self, emulators):
         return [max(errors) for errors in zip(*(relative_errors(emulator.outputs(), references)
-                                                for emulator, references in zip(self.emulators, self.references)))]
+                                                for emulator, references in zip(emulators, self.references)))]
+
+    def _try(self, widths):
+        self.count += 1
+        self.bar.update()
+        return _formats(self.graph, self.ranges, widths, self.weight_bits)
 
     def start(self, widths):
         """Emulate ``widths`` from scratch and return the errors (infinite where some core cannot
         be built at those widths, e.g. a function table too large for a very wide output)."""
-        _set_widths(self.graph, self.ranges, widths)
-        self.count += 1
-        self.bar.update()
+        self.formats = self._try(widths)
         try:
             self.emulators = _each_set(self.graph, self.weight_sets,
-                                       lambda: Emulator(self.graph, self.x, self.models))
+                                       lambda: Emulator(self.graph, self.formats, self.x, self.models))
         except ValueError:
             self.emulators = None
             return [math.inf] * len(self.graph.outputs)
-        return self.errors()
+        return self._errors(self.emulators)
 
     def change(self, widths, target):
         """Move to ``widths`` if its worst error is within ``target`` (return True); else stay."""
-        before = {node: node.meta["format"] for node in self.graph.nodes}
-        saved = [dict(emulator.raw) for emulator in self.emulators]
-        _set_widths(self.graph, self.ranges, widths)
-        self.count += 1
-        self.bar.update()
-        changed = [node for node in self.graph.nodes if node.meta["format"] != before[node]]
+        formats = self._try(widths)
         emulators = iter(self.emulators)
         try:
-            _each_set(self.graph, self.weight_sets, lambda: next(emulators).update(changed))
-            if max(self.errors()) <= target:
-                return True
+            updated = _each_set(self.graph, self.weight_sets, lambda: next(emulators).updated(formats))
         except ValueError:
-            pass
-        for node, fmt in before.items():
-            node.meta["format"] = fmt
-        for emulator, raw in zip(self.emulators, saved):
-            emulator.raw = raw
-        return False
+            return False
+        if max(self._errors(updated)) > target:
+            return False
+        self.formats, self.emulators = formats, updated
+        return True
 
 
-def _bits(graph):
-    return sum(node.meta["format"].width * node.numel for node in graph.nodes)
+def _bits(formats):
+    return sum(fmt.width * node.numel for node, fmt in formats.items())
 
 
 def _bisections(low, high):
@@ -260,7 +320,7 @@ def _expect(bar, remaining):
 def search_formats(graph, *, tolerance=1e-3, safety=8.0, margin=2.0, domain=(-1.0, 1.0), samples=256,
                    search_samples=32, min_width=4, max_width=36, weight_widths=ULTRASCALE_PLUS.weight_widths,
                    weight_sets=None, progress=False):
-    """Give every node the fewest bits that keep each output within ``tolerance × max|ref|``.
+    """The formats with the fewest bits per node that keep each output within ``tolerance × max|ref|``.
 
     The ranges come from ``samples`` calibration points; the search measures errors on
     ``search_samples`` of them (and the domain's corners and centre), then checks the result on
@@ -272,7 +332,8 @@ def search_formats(graph, *, tolerance=1e-3, safety=8.0, margin=2.0, domain=(-1.
     with runtime weights, ``weight_sets`` (:func:`weight_set`) are the networks whose worst error
     must meet it.
 
-    Returns a :class:`FormatSearch`; raises :class:`~inrarch.CompileError` when even
+    Returns the :class:`Formats`, with what the search found in their ``search``
+    (:class:`FormatSearch`); raises :class:`~inrarch.CompileError` when even
     ``max_width`` bits everywhere miss the target on the search points, or when the error on the
     check points stays above ``tolerance``.
     """
@@ -281,53 +342,31 @@ def search_formats(graph, *, tolerance=1e-3, safety=8.0, margin=2.0, domain=(-1.
                        weight_widths, weight_sets, bar)
 
 
-def _stored(graph):
-    """The stored operands whose width the search chooses, each a tuple of the nodes that share it:
-    the matmuls on one matrix, and each ``mul_const``."""
-    groups = {}
-    for node in graph.nodes:
-        if node.op == "matmul":
-            groups.setdefault(id(node.attrs["weight"]), []).append(node)
-        elif node.op == "mul_const":
-            groups[id(node)] = [node]
-    return [tuple(nodes) for nodes in groups.values()]
-
-
-def _set_weight_widths(graph, widths):
-    """``widths``: bits of each group of :func:`_stored`."""
-    for group, bits in widths.items():
-        for node in group:
-            node.meta["weight_width"] = bits
-
-
-def _weight_widths(graph, trials, uniform, weight_widths, target, tolerance, safety, max_width):
+def _stored_widths(graph, trials, uniform, weight_widths, target, tolerance, safety, max_width):
     """The width of each stored operand (:func:`_stored`): all the narrowest of ``weight_widths`` when
     that meets ``target`` at the widest edges; else all the widest, then each back to the narrowest,
     the largest first, wherever the target still holds."""
     groups = _stored(graph)
     narrow, wide = weight_widths[0], weight_widths[-1]
-    widths = dict.fromkeys(groups, narrow)
-    _set_weight_widths(graph, widths)
+    trials.weight_bits = dict.fromkeys(groups, narrow)
     if max(trials.start(uniform(max_width))) <= target or narrow == wide:
-        return widths
-    widths = dict.fromkeys(groups, wide)
-    _set_weight_widths(graph, widths)
+        return trials.weight_bits
+    trials.weight_bits = dict.fromkeys(groups, wide)
     widest = max(trials.start(uniform(max_width)))
     if widest > target:
         raise CompileError(f"even {max_width}-bit values and {wide}-bit weights miss the error target: "
                            f"{widest:.2e} × max|ref| on calibration inputs, over tolerance {tolerance:g} / "
                            f"safety {safety:g}")
     for group in sorted(groups, key=lambda nodes: -_stored_elements(nodes[0])):
-        _set_weight_widths(graph, {**widths, group: narrow})
-        if max(trials.start(uniform(max_width))) <= target:
-            widths[group] = narrow
-        else:
-            _set_weight_widths(graph, widths)
-    return widths
+        chosen = trials.weight_bits
+        trials.weight_bits = {**chosen, group: narrow}
+        if max(trials.start(uniform(max_width))) > target:
+            trials.weight_bits = chosen
+    return trials.weight_bits
 
 
 def _stored_elements(node):
-    return node.attrs["weight"].matrix.size if node.op == "matmul" else node.numel
+    return node.attrs["weight"].matrix.size if "weight" in node.attrs else node.numel
 
 
 def _search(graph, tolerance, safety, margin, domain, samples, search_samples, min_width, max_width, weight_widths,
@@ -342,9 +381,8 @@ def _search(graph, tolerance, safety, margin, domain, samples, search_samples, m
         return dict.fromkeys(graph.nodes, width)
 
     span, widening = _bisections(min_width, max_width), max_width - min_width + 1
-    stored = len(_stored(graph))
-    _expect(bar, 2 + stored + span + 1 + len(graph.nodes) * span + widening)
-    stored_widths = _weight_widths(graph, trials, uniform, weight_widths, target, tolerance, safety, max_width)
+    _expect(bar, 2 + len(_stored(graph)) + span + 1 + len(graph.nodes) * span + widening)
+    weights = _stored_widths(graph, trials, uniform, weight_widths, target, tolerance, safety, max_width)
     _expect(bar, span + 1 + len(graph.nodes) * span + widening)
     low, high = min_width, max_width
     while low < high:
@@ -356,7 +394,7 @@ def _search(graph, tolerance, safety, margin, domain, samples, search_samples, m
     _expect(bar, 1 + len(graph.nodes) * _bisections(min_width, high) + widening)
     widths = uniform(high)
     trials.start(widths)
-    bits = {"uniform": _bits(graph)}
+    bits = {"uniform": _bits(trials.formats)}
     for node in sorted(graph.nodes, key=lambda n: -n.numel):
         low = min_width
         while low < widths[node]:
@@ -366,7 +404,7 @@ def _search(graph, tolerance, safety, margin, domain, samples, search_samples, m
             else:
                 low = middle + 1
     x_check = calibration_inputs(graph.input.shape, domain, samples, seed=1)
-    check = _Trials(graph, ranges, x_check, weight_sets, bar)
+    check = _Trials(graph, ranges, x_check, weight_sets, bar, weights)
     _expect(bar, 1 + max_width - min(widths.values()))
     widened = 0
     errors = check.start(widths)
@@ -378,12 +416,13 @@ def _search(graph, tolerance, safety, margin, domain, samples, search_samples, m
         raise CompileError(f"no number formats of up to {max_width} bits meet the tolerance: "
                            f"{max(errors):.2e} × max|ref| on check inputs, over the tolerance {tolerance:g}; "
                            "try a larger tolerance or margin, or a narrower domain")
-    bits["searched"] = _bits(graph)
+    bits["searched"] = _bits(check.formats)
     _expect(bar, 0)
-    names = {group: group[0].attrs["weight"].name if group[0].op == "matmul" else group[0].name
-             for group in stored_widths}
-    return FormatSearch(tolerance=tolerance, target=target, uniform_width=high,
-                        weight_width=max(stored_widths.values(), default=weight_widths[0]),
-                        weight_widths={names[group]: bits for group, bits in stored_widths.items()},
-                        errors=errors, trials=trials.count + check.count, widened=widened, bits_per_sample=bits,
-                        networks=len(weight_sets or [None]))
+    names = {group: group[0].attrs["weight"].name if "weight" in group[0].attrs else group[0].name
+             for group in weights}
+    search = FormatSearch(tolerance=tolerance, target=target, uniform_width=high,
+                          weight_width=max(weights.values(), default=weight_widths[0]),
+                          weight_widths={names[group]: bits for group, bits in weights.items()}, errors=errors,
+                          trials=trials.count + check.count, widened=widened, bits_per_sample=bits,
+                          networks=len(weight_sets or [None]))
+    return check.formats.found_by(search)

@@ -38,8 +38,8 @@ class SolvedSchedule:
     accepts: dict = field(default_factory=dict)   # instance -> {port: times}
     emits: dict = field(default_factory=dict)     # instance -> times
     depths: dict = field(default_factory=dict)    # stream -> depth
-    occupancy_peak_cycle: dict = field(default_factory=dict)
     critical: object = None      # the instance with the most busy cycles per sample
+    first_sample_cycles: int = 0  # first input accepted → last output of the first group taken
 
     def reads(self, stream):
         """The cycles ``stream``'s tokens leave its FIFO: its sink's accepts, or, at a design output,
@@ -50,7 +50,17 @@ class SolvedSchedule:
 
 
 def solve(netlist, batch):
-    """Schedule ``batch`` samples through ``netlist``; the result holds every stream's FIFO depth."""
+    """Schedule ``batch`` samples through ``netlist``; the result holds every stream's FIFO depth.
+
+    A netlist keeps what it was solved for (:attr:`inrarch.lower.Netlist.schedules`), so asking
+    again for the same batch costs nothing.
+    """
+    if batch not in netlist.schedules:
+        netlist.schedules[batch] = _solve(netlist, batch)
+    return netlist.schedules[batch]
+
+
+def _solve(netlist, batch):
     source = netlist.source
     tokens = source.node.numel * netlist.samples(batch)
     accepts, emits = {}, {}
@@ -67,5 +77,9 @@ def solve(netlist, batch):
         solved.depths[stream] = StreamFIFO.depth_for(emits[stream.source], solved.reads(stream))
     solved.last_output = int(max(solved.reads(s)[-1] for s in netlist.outputs))
     solved.cycles = solved.last_output - solved.first_accept + 1
+    # Every core fires in order and no firing waits for a later one, so the first group of samples
+    # leaves as it would alone: its last output gives the latency of one sample.
+    first_group = max(solved.reads(s)[netlist.lanes * s.source.node.numel - 1] for s in netlist.outputs)
+    solved.first_sample_cycles = int(first_group) - solved.first_accept + 1
     solved.critical = netlist.critical()
     return solved

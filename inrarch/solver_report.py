@@ -31,9 +31,9 @@ def fifo_entries(netlist, depths, device):
     """
     entries = []
     for stream in netlist.streams:
-        fmt, depth = stream.source.node.meta["format"], depths[stream]
+        fmt, depth = stream.format, depths[stream]
         width = stream.width
-        memory, = stream.fifo(depth).memories
+        memory, = stream.fifo(depth).model.memories
         entries.append({"from": stream.source.name, "to": _sink_name(stream), "port": stream.port,
                         "format": str(fmt), "depth": depth, "width": width, "bits": depth * width,
                         "memory": device.memory_kind(memory.width, memory.depth)})
@@ -48,10 +48,10 @@ def buffer_bits_by_kind(netlist, fifos):
     channels that share one core count it once.
     """
     by_kind = {"FIFO": sum(entry["bits"] for entry in fifos)}
-    for core in {id(i.core): i.core for i in netlist.instances}.values():
-        if hasattr(core, "buffer_bits"):
-            kind = type(core).__name__
-            by_kind[kind] = by_kind.get(kind, 0) + core.buffer_bits
+    for blueprint in {id(i.blueprint): i.blueprint for i in netlist.instances}.values():
+        if hasattr(blueprint.model, "buffer_bits"):
+            kind = blueprint.core.__name__
+            by_kind[kind] = by_kind.get(kind, 0) + blueprint.model.buffer_bits
     return by_kind
 
 

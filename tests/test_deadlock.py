@@ -5,7 +5,7 @@ import torch
 
 import inrarch
 from cores.plumbing import StreamFIFO
-from inrarch.top import DataflowDesign
+from inrarch.top import DataflowDesign, fifo_names
 from inrarch.verification import simulate_and_check
 from sim import Deadlock
 
@@ -37,7 +37,7 @@ def test_watchdog_names_the_blocked_fifos():
         design.simulate(x, ready_prob=1e-12, watchdog=300)
     full = full_fifos(str(stopped.value))
     assert any(name.endswith("->output.y0") for name in full)
-    assert all(name in design.elaboratable.fifo_names for name in full)
+    assert all(name in fifo_names(design.netlist) for name in full)
 
 
 class Residual(torch.nn.Module):
@@ -62,7 +62,7 @@ def test_a_fifo_below_its_solved_depth_deadlocks_and_is_named():
     direct = next(stream for stream in design.netlist.streams
                   if stream.sink is not None and stream.sink.node.op == "add"
                   and design.schedule.depths[stream] > StreamFIFO.min_depth)
-    name = design.elaboratable.fifo_names[design.netlist.streams.index(direct)]
+    name = fifo_names(design.netlist)[design.netlist.streams.index(direct)]
     assert not simulate(design.netlist, BATCH, design.schedule.depths).deadlock
     shallow = {**design.schedule.depths, direct: StreamFIFO.min_depth}
     design.elaboratable = DataflowDesign(design.netlist, shallow)  # before the Verilog is written

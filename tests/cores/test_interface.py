@@ -1,3 +1,5 @@
+# amaranth: UnusedElaboratable=no
+# (Only some of the tests elaborate the cores they build.)
 """Every core has one interface (``cores.model``): ``contract``, ``reference(*inputs)`` with one raw
 array per input port, ``multipliers`` and ``memories``; its reference is what its hardware gives;
 a modelled core's model has the same interface with no amaranth component built."""
@@ -10,6 +12,7 @@ from amaranth.lib import wiring
 from amaranth.sim import Simulator
 
 import cores
+from bench.registry import nonlinear_cores, small_formats
 from cores import Q, TimingContract
 from cores.model import ModelledComponent, Storage
 from cores.multiply import Multiplier
@@ -55,10 +58,15 @@ CORES = {
     "Sum": arguments(A, OUT, 3, lanes=2),
     "Accumulate": arguments(A, OUT, 3, lanes=2),
 }
+# The registry's nonlinear cores that have no arguments above, at default formats.
+REGISTERED = {cls.__name__: cls for cls in nonlinear_cores()}
+CORES.update({name: arguments(A, Q.parse(small_formats(cls)[1]), scale=0.75)
+              for name, cls in REGISTERED.items() if name not in CORES})
 
 
 def core_class(name):
-    return getattr(cores, name.partition(" ")[0])
+    base = name.partition(" ")[0]
+    return REGISTERED[base] if base in REGISTERED else getattr(cores, base)
 
 
 def build(name, model=False):
@@ -66,9 +74,7 @@ def build(name, model=False):
     args, kwargs = CORES[name]
     if model:
         return cls.model(*args, **kwargs)
-    core = cls(*args, **kwargs)
-    core._MustUse__silence = True  # only some tests elaborate it
-    return core
+    return cls(*args, **kwargs)
 
 
 def stream_ports(core, flow):
@@ -91,10 +97,10 @@ def random_raw(rng, width, shape):
     return rng.integers(-(1 << (width - 1)), 1 << (width - 1), shape).astype(object)
 
 
-def test_every_exported_core_is_checked():
+def test_every_exported_and_every_registered_core_is_checked():
     exported = {name for name in cores.__all__ if isinstance(getattr(cores, name), type)
                 and issubclass(getattr(cores, name), wiring.Component)}
-    assert exported == {core_class(name).__name__ for name in CORES}
+    assert exported | set(REGISTERED) == {core_class(name).__name__ for name in CORES}
 
 
 @pytest.mark.parametrize("name", sorted(CORES))
@@ -164,8 +170,7 @@ SPLIT = {
 def test_products_split_for_the_device_multiplier_keep_values_and_contract(name):
     args, kwargs = SPLIT[name]
     core = getattr(cores, name)(*args, **kwargs)
-    default = getattr(cores, name)(*args, **{k: v for k, v in kwargs.items() if k != "dsp_shape"})
-    default._MustUse__silence = True
+    default = getattr(cores, name).model(*args, **{k: v for k, v in kwargs.items() if k != "dsp_shape"})
     assert all(multiplier.dsp_shape == ECP5_DSP for multiplier in core.multipliers)
     assert sum(m.dsps for m in core.multipliers) > sum(m.dsps for m in default.multipliers)
     rng = np.random.default_rng(7)

@@ -405,8 +405,7 @@ def test_lane_serializer_reference_is_bit_exact(tokens, lanes):
 
 
 def test_lane_serializer_contract_and_resource_numbers():
-    core, single_beat = LaneSerializer(Q(4, 4), 3, 4), LaneSerializer(Q(4, 4), 1, 2)
-    core._MustUse__silence = single_beat._MustUse__silence = True  # built only to be read
+    core, single_beat = LaneSerializer.model(Q(4, 4), 3, 4), LaneSerializer.model(Q(4, 4), 1, 2)
     contract = core.contract
     assert contract.reads == ((("i",), 3),) and contract.writes == tuple(range(2, 14))
     assert contract.cooldown == 9 and contract.ii == 12
@@ -417,4 +416,4 @@ def test_lane_serializer_contract_and_resource_numbers():
 
 def test_lane_serializer_needs_two_lanes():
     with pytest.raises(ValueError, match="wire"):
-        LaneSerializer(Q(4, 4), 3, 1)
+        LaneSerializer.model(Q(4, 4), 3, 1)

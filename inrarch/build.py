@@ -18,7 +18,12 @@ design does not fit the board; ``timing`` reports the logic depth of every modul
 open flow for ECP5/iCE40 boards). Boards that take a Vitis RTL kernel (the Alveo cards) also get
 ``OUT/vitis_kernel/``. Everything device-specific (the DSP multipliers, the memory rule, the
 synthesis family, the capacity) comes from the board's :class:`devices.Device`
-(``boards.board_device``).
+(``boards.board_device``). Every build also saves the design (``OUT/design.json`` and
+``OUT/design.npz``, :mod:`inrarch.saved`), so that :meth:`inrarch.Design.load` reopens it without
+compiling. With ``runtime_weights`` (``--runtime-weights``) the design loads its weights at run time
+and ``OUT/weights.bin`` is the image of the model built; ``--weights path.py:attr``
+(:func:`write_weights`) then writes the image of another model of the architecture into the same
+directory, with no compile and no Verilog.
 
 Output is written to a temporary directory beside ``OUT`` and moved into place only when
 everything succeeded, so a failed build leaves no half-written directory. A simulation that fails
@@ -59,12 +64,15 @@ from . import derivatives, models
 from .compiler import compile as compile_design
 from .errors import InrarchError, OptionError
 from .options import DEFAULT_DOMAIN, CompileOptions
+from .design import Design
 from .resources import design_resources
+from .saved import IMAGE_FILE
+from .saved import save as save_design
 from .solver_report import write_plots
 from .verification import simulate_and_check
 
-__all__ = ["BuildConfig", "BuildResult", "BuildLog", "ToolFailure", "build", "main", "error_line", "kernel_streams",
-           "load_model"]
+__all__ = ["BuildConfig", "BuildResult", "BuildLog", "ToolFailure", "build", "write_weights", "main", "error_line",
+           "kernel_streams", "load_model"]
 
 _PLAN_DIR = "board_plan"
 _PLOTS_DIR = "plots"
@@ -107,6 +115,9 @@ class BuildConfig:
     format, bits, tolerance, clock_mhz, max_parallel, lanes, dsp_budget
         As :class:`inrarch.CompileOptions` (``bits`` is its ``width``). ``dsp_budget`` defaults to
         the board's usable DSPs where its device is known.
+    runtime_weights : bool
+        Compile with ``weights="runtime"``: the design loads its weights through its ``weights``
+        port, and ``OUT/weights.bin`` is the image of the model built.
     out : str or Path
         The output directory; replaced when the build succeeds.
     simulate, trace, plots, synth, timing, run_vendor : bool
@@ -131,6 +142,7 @@ class BuildConfig:
     max_parallel: int = None
     lanes: int = None
     dsp_budget: int = None
+    runtime_weights: bool = False
     out: Path = Path("build")
     simulate: bool = False
     trace: bool = False
@@ -153,7 +165,7 @@ class BuildConfig:
         values = {_COMPILE_NAMES.get(name, name): getattr(self, name)
                   for name in ("format", "bits", "tolerance", "clock_mhz", "max_parallel", "lanes", "dsp_budget")}
         try:
-            return CompileOptions(**values, device=device)
+            return CompileOptions(**values, device=device, weights="runtime" if self.runtime_weights else "constant")
         except OptionError as error:
             raise error.renamed({compile_name: name for name, compile_name in _COMPILE_NAMES.items()}) from None
 
@@ -207,26 +219,27 @@ def _check_environment(config, device):
         raise OptionError("out", f"cannot write to {parent}")
 
 
-def _load_model(spec):
-    """``path.py:attr`` → the module or callable it names (called if it builds the model)."""
+def _load_model(spec, option="model"):
+    """``path.py:attr`` → the module or callable it names (called if it builds the model); errors name
+    ``option``."""
     path, _, attr = spec.partition(":")
     if not attr:
-        raise OptionError("model", f"{spec!r}: expected path.py:attribute")
+        raise OptionError(option, f"{spec!r}: expected path.py:attribute")
     if not Path(path).is_file():
-        raise OptionError("model", f"no such file {path!r}")
+        raise OptionError(option, f"no such file {path!r}")
     module_spec = importlib.util.spec_from_file_location("inrarch_user_model", path)
     module = importlib.util.module_from_spec(module_spec)
     try:
         module_spec.loader.exec_module(module)
     except Exception as error:
-        raise OptionError("model", f"loading {path} failed: {type(error).__name__}: {error}") from error
+        raise OptionError(option, f"loading {path} failed: {type(error).__name__}: {error}") from error
     if not hasattr(module, attr):
-        raise OptionError("model", f"{path} has no attribute {attr!r}")
+        raise OptionError(option, f"{path} has no attribute {attr!r}")
     model = getattr(module, attr)
     if not isinstance(model, torch.nn.Module) and callable(model):
         model = model()
     if not isinstance(model, torch.nn.Module):
-        raise OptionError("model", f"{spec} is not a torch.nn.Module nor a function returning one")
+        raise OptionError(option, f"{spec} is not a torch.nn.Module nor a function returning one")
     return model
 
 
@@ -308,6 +321,7 @@ def build(config, *, log=None):
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=parent))
     try:
         (staging / "top.v").write_text(verilog)
+        save_design(design, staging, board=config.board)
         if waves:
             os.replace(Path(waves.name) / _WAVES, staging / _WAVES)
             report["waves"] = _WAVES
@@ -323,6 +337,28 @@ def build(config, *, log=None):
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return BuildResult(config, report, design, out)
+
+
+def write_weights(directory, spec, *, path=None):
+    """Write the weight image of the model ``spec`` (``path.py:attr``, as ``--model`` takes it) for the
+    runtime-weight design built in ``directory``, without compiling: into ``path``, by default
+    ``directory/weights_<attr>.bin``. Returns the path and the design.
+
+    Raises :class:`inrarch.InrarchError` in one line, writing nothing, when ``directory`` holds no
+    runtime-weight design or the model is not a network of its family (another architecture,
+    values beyond its bounds, NaN or infinity).
+    """
+    directory = Path(directory)
+    design = Design.load(directory)
+    if not design.runtime_weights:
+        raise OptionError("weights", f"loads weights into a design with runtime weights, and {directory} holds one "
+                                     "with constant weights: build it with {0}", "runtime_weights")
+    image = design.weight_image(_load_model(spec, option="weights"))
+    path = Path(path) if path is not None else directory / f"weights_{spec.rpartition(':')[2]}.bin"
+    scratch = path.with_name(f".{path.name}.partial")
+    scratch.write_bytes(image)
+    scratch.replace(path)
+    return path, design
 
 
 def kernel_streams(design):
@@ -347,7 +383,8 @@ def _board_outputs(config, board, device, design, verilog, staging, report, log)
     if device.vitis:
         log.step("packaging the Vitis RTL kernel")
         write_vitis_kernel(staging / _KERNEL_DIR, kernel_streams(design), design_ports(design.elaboratable), verilog,
-                           clock_mhz=design.options.clock_mhz, lanes=design.netlist.lanes)
+                           clock_mhz=design.options.clock_mhz, lanes=design.netlist.lanes,
+                           weight_words=design.weight_words)
         report["vitis_kernel"] = _KERNEL_DIR
 
     if config.synth:
@@ -475,6 +512,7 @@ def _summary(report, out):
         ("buffer memory", f"{report['buffer_bits'] / 8 / 1024:.1f} KiB: " + ", ".join(
             f"{kind} {bits / 8 / 1024:.1f}" for kind, bits in report["buffer_bits_by_kind"].items())),
         ("weights", f"{report['weight_bits'] / 8 / 1024:.1f} KiB in {report['weight_matrices']} matrices"),
+        *_runtime_rows(report),
         ("max error", f"{report['max_error']:.2e} of max|ref|" if "max_error" in report else "-"),
         ("waveform", report.get("waves", "-")),
         ("plots", ", ".join(report.get("plots", [])) or "-"),
@@ -485,6 +523,16 @@ def _summary(report, out):
     ]
     width = max(len(name) for name, _ in rows)
     return "\n".join(f"  {name:<{width}}  {value}" for name, value in rows)
+
+
+def _runtime_rows(report):
+    if report["weights"] != "runtime":
+        return []
+    tensors = report["weight_family"]["tensors"]
+    return [("weight image", f"{IMAGE_FILE}: {report['weight_image_bytes'] / 1024:.1f} KiB, "
+                             f"{report['weight_image_words']} words; a load takes {report['weight_load_cycles']} "
+                             f"cycles ({report['weight_load_cycles'] / report['clock_mhz']:.1f} us)"),
+            ("weight family", f"{len(tensors)} tensors within their bounds (report.json's weight_family)")]
 
 
 def _parser():
@@ -516,6 +564,12 @@ def _parser():
     parser.add_argument("--dsp-budget", type=int,
                         help="DSP slices the design may use: matmul parallelism folds to fit "
                              "(default: the board's usable DSPs where known)")
+    parser.add_argument("--runtime-weights", action="store_true",
+                        help="load the weights at run time through the design's weights port: one design for every "
+                             f"network of the model's architecture in its family; writes OUT/{IMAGE_FILE}")
+    parser.add_argument("--weights", metavar="PATH.PY:ATTR",
+                        help="write the weight image of this model for the runtime-weight design built in --out, "
+                             "as OUT/weights_ATTR.bin: no compile, no Verilog")
     parser.add_argument("--out", default=str(defaults.out), help=f"output directory (default: {defaults.out})")
     parser.add_argument("--simulate", action="store_true", help="run the Verilog in Verilator and check it")
     parser.add_argument("--trace", action="store_true",
@@ -559,6 +613,8 @@ def main(argv=None):
     if args.list_boards:
         print("\n".join(list_boards()))
         return 0
+    if args.weights:
+        return _main_weights(args)
     fields = {field.name for field in dataclasses.fields(BuildConfig)} - {"progress"}
     log = _TerminalLog(sys.stderr)
     try:
@@ -581,6 +637,18 @@ def main(argv=None):
         print(f"error: the simulation failed: {'; '.join(result.problems)} (report in {config.out / 'report.json'})",
               file=sys.stderr)
         return 1
+    return 0
+
+
+def _main_weights(args):
+    """``--weights``: the image of another model for the design built in ``--out``."""
+    try:
+        path, design = write_weights(args.out, args.weights)
+    except InrarchError as error:
+        print(f"error: {error_line(error)}", file=sys.stderr)
+        return 2
+    print(f"  weight image  {path}: {path.stat().st_size / 1024:.1f} KiB, {design.weight_words} words "
+          f"(load it with the kernel's weights buffer and reload_weights = 1, or Design.simulate(x, weights=...))")
     return 0
 
 

@@ -83,6 +83,7 @@ class Design:
         self.output_meanings = output_meanings or [f"output {k}" for k in range(len(output_shapes))]
         self.family = family
         self._example = example_weights
+        self._example_image = None
         self._verilog = None
         self.timings = dict(timings)
         self.report = design_report(self)
@@ -111,6 +112,32 @@ class Design:
     @property
     def output_formats(self):
         return [stream.format for stream in self.netlist.outputs]
+
+    @classmethod
+    def load(cls, path):
+        """The design a build directory holds (``python -m inrarch.build``, or :meth:`save`), reopened
+        without compiling again (:mod:`inrarch.saved`): its graph is lowered again with the saved
+        choices and its Verilog read from ``top.v``. A design with runtime weights then takes the
+        weights of other networks (:meth:`weight_image`, :meth:`simulate`); without weights it
+        loads ``weights.bin``, the network it was compiled from."""
+        from .saved import load  # noqa: PLC0415 -- saved imports this module
+
+        return load(path)
+
+    def save(self, path, *, board=None):
+        """Write what :meth:`load` reopens into the directory ``path`` (``top.v`` too, if missing)."""
+        from .saved import save  # noqa: PLC0415
+
+        return save(self, path, board=board)
+
+    def adopt_verilog(self, text):
+        """Take ``text`` as the design's Verilog (read from a build directory) instead of converting it."""
+        self._verilog = text
+
+    def adopt_image(self, image):
+        """Take ``image`` (a build directory's ``weights.bin``) as the weights of the network the design
+        was compiled from, which it loads when given none."""
+        self._example_image = self.check_image(image)
 
     def verilog(self):
         """The design as Verilog text (module ``top``); the same inputs give the same bytes.
@@ -173,6 +200,8 @@ class Design:
         return words_of_image(bytes(image))
 
     def _image_words(self, weights):
+        if weights is None and self._example_image is not None:
+            return self._example_image
         if weights is None and self.runtime_weights:
             values = self._example
         elif isinstance(weights, (bytes, bytearray)):

@@ -10,6 +10,7 @@ on a real signal, all loaded one after another between batches of one simulation
 """
 
 import copy
+import importlib
 import json
 
 import numpy as np
@@ -279,3 +280,53 @@ def test_a_network_that_overflows_a_value_is_named_by_its_core():
     overflow = [problem for problem in verification.problems if problem.startswith("overflow: the ")]
     assert overflow and verification.result.overflow_core in overflow[0], verification.problems
     assert not simulate_and_check(design, fn, x, tolerance=1e-3, weights=_siren(1)).problems
+
+
+# The build directory: weights.bin, Design.load, --weights -------------------------------------
+
+OTHER_MODELS = """
+import inrarch
+
+def second():
+    return inrarch.models.siren(2, 8, 1, 3, 30.0, 7)
+
+def wider():
+    return inrarch.models.siren(2, 9, 1, 3, 30.0, 7)
+"""
+
+
+def test_a_build_directory_takes_other_networks_without_compiling(tmp_path, capsys):
+    """``--runtime-weights`` writes weights.bin beside top.v; ``--weights path.py:attr`` writes another
+    network's image with no compile and no Verilog (a network of another shape: one line, nothing
+    written); Design.load reopens the directory, and its images and simulations are the compiled
+    design's."""
+    from inrarch.build import main
+
+    out = tmp_path / "build"
+    assert main(["--width", "8", "--depth", "1", "--batch", "4", "--runtime-weights", "--out", str(out)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["weights"] == "runtime" and "weight image" in capsys.readouterr().out
+    assert (out / "weights.bin").stat().st_size == report["weight_image_bytes"]
+    (tmp_path / "others.py").write_text(OTHER_MODELS)
+    verilog = (out / "top.v").read_text()
+
+    assert main(["--out", str(out), "--weights", f"{tmp_path / 'others.py'}:second"]) == 0
+    second = importlib.import_module("inrarch").models.siren(2, 8, 1, 3, 30.0, 7)
+    design = inrarch.Design.load(out)
+    assert (out / "weights_second.bin").read_bytes() == design.weight_image(second)
+    assert main(["--out", str(out), "--weights", f"{tmp_path / 'others.py'}:wider"]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "'body.0.linear.weight' has shape (9, 2)" in error
+    assert not (out / "weights_wider.bin").exists() and (out / "top.v").read_text() == verilog
+
+    assert design.verilog() == verilog and design.weight_image() == (out / "weights.bin").read_bytes()
+    fn = inrarch.derivatives(_siren_8(0), 1)
+    x = torch.rand(4, 2, generator=torch.Generator().manual_seed(3)) * 2 - 1
+    assert not simulate_and_check(design, fn, x, tolerance=1e-3, weights=second).problems
+    result = design.simulate(x, weights=(out / "weights_second.bin").read_bytes())
+    assert max(relative_errors(result.outputs, inrarch.reference(fn, x, weights=second))) <= 1e-3
+    assert result.load_cycles == report["weight_load_cycles"]
+
+
+def _siren_8(seed):
+    return inrarch.models.siren(2, 8, 1, 3, 30.0, seed)

@@ -321,7 +321,7 @@ def build(config, *, log=None):
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=parent))
     try:
         (staging / "top.v").write_text(verilog)
-        save_design(design, staging, board=config.board)
+        save_design(design, staging)
         if waves:
             os.replace(Path(waves.name) / _WAVES, staging / _WAVES)
             report["waves"] = _WAVES

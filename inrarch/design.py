@@ -124,11 +124,11 @@ class Design:
 
         return load(path)
 
-    def save(self, path, *, board=None):
+    def save(self, path):
         """Write what :meth:`load` reopens into the directory ``path`` (``top.v`` too, if missing)."""
         from .saved import save  # noqa: PLC0415
 
-        return save(self, path, board=board)
+        return save(self, path)
 
     def adopt_verilog(self, text):
         """Take ``text`` as the design's Verilog (read from a build directory) instead of converting it."""

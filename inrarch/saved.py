@@ -10,10 +10,13 @@ no format search, no Verilog conversion. The reopened design computes weight ima
 networks, checks them and simulates like the one compiled.
 """
 
+import dataclasses
 import json
 from pathlib import Path
 
 import numpy as np
+
+from devices import Device, Ehxplll, Mmcm
 
 from cores.fixed import Q
 
@@ -35,10 +38,9 @@ VERILOG_FILE = "top.v"
 _VERSION = 1
 
 
-def save(design, directory, *, board=None):
+def save(design, directory):
     """Write ``design`` into ``directory`` (created if missing) so that :func:`load` reopens it.
 
-    ``board`` names the board the design was compiled for (its device), when there is one.
     Returns the paths written. ``top.v`` is written too unless it is there.
     """
     directory = Path(directory)
@@ -48,7 +50,7 @@ def save(design, directory, *, board=None):
         "version": _VERSION,
         "graph": _graph_data(design.graph, arrays),
         "formats": _formats_data(design.graph, design.formats),
-        "options": _options_data(design, board),
+        "options": _options_data(design),
         "batch": design.schedule.batch,
         "cycles_predicted": design.schedule.cycles,
         "output_shapes": [list(shape) for shape in design.output_shapes],
@@ -195,26 +197,27 @@ def _formats(graph, data):
                    {by_name[name]: bits for name, bits in data["weight_widths"].items()}, search)
 
 
-def _options_data(design, board):
+def _options_data(design):
     options = design.options
     values = options.as_dict()
     values.update(dsp_budget=options.budget, lanes=design.netlist.lanes, weight_examples=None,
-                  device={"family": options.device.family, "board": board})
+                  device=dataclasses.asdict(options.device))
     return values
 
 
-def _options(data):
-    from boards import board_device, get_board  # noqa: PLC0415 -- boards import the compiler's modules
-    from devices import ECP5, SERIES7, ULTRASCALE, ULTRASCALE_PLUS  # noqa: PLC0415
+def _device(data):
+    """The :class:`devices.Device` :func:`dataclasses.asdict` gave ``data`` of."""
+    values = {name: tuple(value) if isinstance(value, list) else value for name, value in data.items()}
+    for name, kind in (("mmcm", Mmcm), ("pll", Ehxplll)):
+        if values[name] is not None:
+            values[name] = kind(**{key: tuple(item) for key, item in values[name].items()})
+    return Device(**values)
 
+
+def _options(data):
     values = dict(data)
-    device = values.pop("device")
+    values["device"] = _device(values.pop("device"))
     values.pop("weight_examples")
-    if device["board"] is not None:
-        values["device"] = board_device(get_board(device["board"])) or ULTRASCALE_PLUS
-    else:
-        values["device"] = next(family for family in (ULTRASCALE_PLUS, ULTRASCALE, SERIES7, ECP5)
-                                if family.family == device["family"])
     if isinstance(values["domain"][0], list):
         values["domain"] = tuple(tuple(pair) for pair in values["domain"])
     else:

@@ -12,22 +12,20 @@ and from ``weight_bounds``:
   or, where that is zero (a bias initialized to zero), times the largest magnitude of any tensor.
 
 The default headroom, 4, holds random initializations of the example's architecture and networks
-trained from them: training moves weights without changing their scale much (a SIREN 2→16→16→3
-trained 300 Adam steps on an image patch has its largest weight 2.7 times its initialization's),
-and it costs no cycles and no DSP slices on the default workload (``python -m
-bench.runtime_weights``): every stored tensor's number format holds the bound of the tensor, or, for
-a tensor derived from parameters (a first layer's column times ``w0``), the bound that follows from
-theirs (:meth:`inrarch.capture.WeightProgram.bounds`), so that no network of the family saturates a
-stored weight, and the format search gives a matrix the wider DSP port where the narrower one
-loses too much precision.
+trained from them (training moves weights without changing their scale much), and it costs no
+cycles and no DSP slices on the default workload (``python -m bench.runtime_weights``): every stored
+tensor's number format holds the bound of the tensor, or, for a tensor derived from parameters (a
+first layer's column times ``w0``), the bound that follows from theirs
+(:meth:`inrarch.capture.WeightProgram.bounds`), so that no network of the family saturates a stored
+weight, and the format search gives a matrix the wider DSP port where the narrower one loses too
+much precision.
 
 The values computed from the weights (every edge of the design) are calibrated on the examples
-with the same ``margin`` as constant weights (2 by default). Training can grow them beyond that:
-the same SIREN's gradients reach 3.7 times its initialization's, and networks trained alike on
-different signals differ by up to 3 times. Give trained networks as ``weight_examples`` (one
-trained network of the kind holds the others, ``tests/test_runtime_weights.py``) or a larger
-``margin``; a network of the family that drives a value beyond its format raises the design's
-sticky overflow flag, which names the core, and never gives wrong outputs silently.
+with the same ``margin`` as constant weights (2 by default). Training can grow them beyond that,
+and networks trained alike on different signals differ: give trained networks as
+``weight_examples`` (``tests/test_runtime_weights.py`` compiles for one and runs another) or a
+larger ``margin``. A network of the family that drives a value beyond its format raises the
+design's sticky overflow flag, which names the core, and never gives wrong outputs silently.
 
 :meth:`WeightFamily.check` refuses a network outside the family with one line naming the tensor.
 """

@@ -175,3 +175,79 @@ def test_loader_never_mixes_a_load_with_a_run():
     assert moved["weights"][9] > moved["y"][7] >= first[-1]
     assert second[0] > moved["weights"][-1]
     assert len(moved["y"]) == 16
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_an_image_offered_mid_batch_waits_for_the_design_to_empty(seed):
+    """Samples and images offered independently, with random valid-gaps and back-pressure, images
+    offered while samples are in flight and in the middle of a group: every word of an image is
+    taken while the design holds no sample, no sample enters from an image's first word until its
+    last word's writes land, no load splits a group, and every sample and image word moves once,
+    in order."""
+    segments, group = [3, 1, 5], 4
+    design = _Delay(segments)
+    loader = design.loader
+    rng = np.random.default_rng(seed)
+    samples = list(range(1, 4 * 12 + 1))
+    images = [list(range(100 + 10 * k, 100 + 10 * k + sum(segments))) for k in range(4)]
+    taken = {"x": [], "weights": [], "y": []}
+    offered = []
+    loads = {k: [] for k in range(len(segments))}
+
+    async def bench(ctx):
+        async def clock():
+            for k in loads:
+                port = getattr(loader, f"load{k}")
+                if ctx.get(port.valid):
+                    loads[k].append(ctx.get(port.payload))
+            await ctx.tick()
+
+        pending = {"x": list(samples), "weights": []}
+        waits = list(rng.integers(3, 40, size=len(images)))
+        for cycle in range(2000):
+            if not pending["weights"] and waits:
+                waits[0] -= 1
+                if waits[0] == 0:
+                    waits.pop(0)
+                    pending["weights"] = list(images[len(offered)])
+                    offered.append(cycle)
+            for name in ("x", "weights"):
+                port = getattr(design, name)
+                if not ctx.get(port.valid) and pending[name] and rng.random() < 0.7:
+                    ctx.set(port.payload, pending[name][0])
+                    ctx.set(port.valid, 1)
+            ctx.set(design.y.ready, int(rng.random() < 0.7))
+            if ctx.get(design.y.valid) and ctx.get(design.y.ready):
+                taken["y"].append((cycle, ctx.get(design.y.payload)))
+            moved = [name for name in ("x", "weights")
+                     if ctx.get(getattr(design, name).valid) and ctx.get(getattr(design, name).ready)]
+            for name in moved:
+                taken[name].append((cycle, pending[name].pop(0)))
+            await clock()
+            for name in moved:
+                ctx.set(getattr(design, name).valid, 0)
+            if not waits and not pending["weights"] and len(taken["y"]) == len(samples):
+                break
+        for _ in range(1 + LOAD_LATENCY):
+            await clock()
+
+    simulator = Simulator(design)
+    simulator.add_clock(1e-8)
+    simulator.add_testbench(bench)
+    simulator.run()
+
+    assert [word for _, word in taken["x"]] == samples == [word for _, word in taken["y"]]
+    assert [word for _, word in taken["weights"]] == [word for image in images for word in image]
+    for k, words in loads.items():
+        start = sum(segments[:k])
+        assert words == [word for image in images for word in image[start:start + segments[k]]]
+    x_cycles, y_cycles = [cycle for cycle, _ in taken["x"]], [cycle for cycle, _ in taken["y"]]
+    in_flight = [sum(c < cycle for c in x_cycles) - sum(c < cycle for c in y_cycles) for cycle in offered]
+    assert any(in_flight), "no image was offered while samples were in flight"
+    for image in range(len(images)):
+        words = [cycle for cycle, _ in taken["weights"][image * sum(segments):(image + 1) * sum(segments)]]
+        entered = sum(cycle < words[0] for cycle in x_cycles)
+        assert entered % group == 0, "a load split a group of samples"
+        assert sum(cycle < words[0] for cycle in y_cycles) == entered, "a word was taken with samples in flight"
+        assert not [cycle for cycle in x_cycles if words[0] <= cycle < words[-1] + 1 + LOAD_LATENCY], \
+            "a sample entered during a load"

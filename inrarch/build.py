@@ -609,12 +609,13 @@ class _TerminalLog(BuildLog):
 
 
 def main(argv=None):
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     if args.list_boards:
         print("\n".join(list_boards()))
         return 0
     if args.weights:
-        return _main_weights(args)
+        return _main_weights(parser, args)
     fields = {field.name for field in dataclasses.fields(BuildConfig)} - {"progress"}
     log = _TerminalLog(sys.stderr)
     try:
@@ -640,8 +641,15 @@ def main(argv=None):
     return 0
 
 
-def _main_weights(args):
-    """``--weights``: the image of another model for the design built in ``--out``."""
+def _main_weights(parser, args):
+    """``--weights``: the image of another model for the design built in ``--out``. The design there was
+    built with its own options, so any other build flag is refused rather than silently ignored."""
+    given = [f"--{name.replace('_', '-')}" for name, value in vars(args).items()
+             if name not in ("weights", "out", "no_progress") and value != parser.get_default(name)]
+    if given:
+        print(f"error: --weights only writes a weight image for the design built in --out, with no compile: "
+              f"{', '.join(given)} {'does' if len(given) == 1 else 'do'} not apply", file=sys.stderr)
+        return 2
     try:
         path, design = write_weights(args.out, args.weights)
     except InrarchError as error:

@@ -318,6 +318,9 @@ def test_a_build_directory_takes_other_networks_without_compiling(tmp_path, caps
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and "'body.0.linear.weight' has shape (9, 2)" in error
     assert not (out / "weights_wider.bin").exists() and (out / "top.v").read_text() == verilog
+    assert main(["--out", str(out), "--weights", f"{tmp_path / 'others.py'}:second", "--order", "2", "--simulate"]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "--order, --simulate do not apply" in error
 
     assert design.verilog() == verilog and design.weight_image() == (out / "weights.bin").read_bytes()
     fn = inrarch.derivatives(_siren_8(0), 1)

@@ -1,7 +1,8 @@
 """A design's report: the figures ``report.json`` and :attr:`inrarch.Design.report` hold."""
 
-from cores.weights import LOAD_LATENCY, WORD_BITS
+from cores.weights import WORD_BITS
 
+from .schedule import solve_load
 from .solver_report import add_solver_report, fifo_entries
 
 __all__ = ["count_multipliers", "design_report", "weights_report"]
@@ -64,7 +65,7 @@ def weights_report(design):
     """How a design takes its weights: ``"weights"`` (``"constant"`` or ``"runtime"``) and, for runtime
     weights, the family it accepts (each tensor's name, shape, bound and largest magnitude in the
     examples), its weight image (words, bytes, and each core's segment: words, element format and
-    the stored tensor's bound) and the cycles a load takes (:data:`cores.weights.LOAD_LATENCY`)."""
+    the stored tensor's bound) and the cycles a load takes (:func:`inrarch.schedule.solve_load`)."""
     if not design.runtime_weights:
         return {"weights": "constant"}
     bounds = {instance.name: instance.node.meta["bound"] for instance in design.netlist.loaded()}
@@ -73,4 +74,4 @@ def weights_report(design):
     words = design.weight_words
     return {"weights": "runtime", "weight_family": design.family.as_dict(),
             "weight_image_words": words, "weight_image_bytes": words * WORD_BITS // 8,
-            "weight_segments": parts, "weight_load_cycles": words + LOAD_LATENCY}
+            "weight_segments": parts, "weight_load_cycles": solve_load(design.netlist)}

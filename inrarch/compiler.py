@@ -18,7 +18,7 @@ from .lower import lower
 from .options import CompileOptions
 from .passes import optimize
 from .schedule import solve
-from .weights import DEFAULT_HEADROOM, WeightError, WeightFamily, parameter_values
+from .weights import DEFAULT_HEADROOM, WeightError, WeightFamily, check_values, parameter_values
 
 __all__ = ["compile"]
 
@@ -122,6 +122,7 @@ def _weight_family(fn, graph, options):
     for index, example in enumerate(options.weight_examples):
         try:
             examples.append(parameter_values(example, names))
+            check_values(program.parameters, examples[-1])
         except WeightError as error:
             raise CompileError(f"weight_examples[{index}]: {error}") from None
     try:

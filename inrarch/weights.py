@@ -42,8 +42,8 @@ from .capture import parameters as model_parameters
 from .capture.runtime import held_tensor
 from .errors import InrarchError
 
-__all__ = ["DEFAULT_HEADROOM", "WeightError", "TensorBound", "WeightFamily", "parameter_values", "Segment",
-           "segments", "image_words"]
+__all__ = ["DEFAULT_HEADROOM", "WeightError", "TensorBound", "WeightFamily", "parameter_values", "check_values",
+           "Segment", "segments", "image_words"]
 
 #: Bound of a tensor not named in ``weight_bounds``: this times its largest magnitude in the examples.
 DEFAULT_HEADROOM = 4.0
@@ -119,14 +119,9 @@ class WeightFamily:
     def check(self, values):
         """Refuse ``values`` (:func:`parameter_values`) unless every tensor has its shape, finite values
         and a magnitude within its bound: :class:`WeightError`, one line naming the tensor."""
+        check_values([(tensor.name, tensor.shape) for tensor in self.tensors], values)
         for tensor in self.tensors:
             value = values[tensor.name]
-            if tuple(value.shape) != tensor.shape:
-                raise WeightError(f"tensor {tensor.name!r} has shape {tuple(value.shape)}, the design takes "
-                                  f"{tensor.shape}")
-            if not np.all(np.isfinite(value)):
-                kind = "NaN" if np.any(np.isnan(value)) else "infinite"
-                raise WeightError(f"tensor {tensor.name!r} holds {kind} values; the design takes only finite weights")
             largest = float(np.max(np.abs(value))) if value.size else 0.0
             if largest > tensor.bound:
                 raise WeightError(f"tensor {tensor.name!r} reaches {largest:.6g} in magnitude, beyond the bound "
@@ -140,6 +135,18 @@ class WeightFamily:
     def from_dict(cls, data):
         return cls(tuple(TensorBound(t["name"], tuple(t["shape"]), float(t["bound"]), float(t["example"]))
                          for t in data["tensors"]))
+
+
+def check_values(shapes, values):
+    """Refuse ``values`` (:func:`parameter_values`) unless each tensor of ``shapes`` (``[(name, shape)]``)
+    has its shape and only finite values: :class:`WeightError`, one line naming the tensor."""
+    for name, shape in shapes:
+        value = values[name]
+        if tuple(value.shape) != tuple(shape):
+            raise WeightError(f"tensor {name!r} has shape {tuple(value.shape)}, the design takes {tuple(shape)}")
+        if not np.all(np.isfinite(value)):
+            kind = "NaN" if np.any(np.isnan(value)) else "infinite"
+            raise WeightError(f"tensor {name!r} holds {kind} values; the design takes only finite weights")
 
 
 def parameter_values(weights, names):

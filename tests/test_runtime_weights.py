@@ -182,6 +182,20 @@ def test_family_and_checks():
         WeightFamily.describe(shapes, values, bounds={"head.bias": 1e-6})
 
 
+
+def test_weight_examples_of_another_shape_or_not_finite_are_refused_naming_the_tensor():
+    model = inrarch.models.siren(2, 8, 1, 3, 30.0, 0)
+    infinite = inrarch.models.siren(2, 8, 1, 3, 30.0, 1)
+    with torch.no_grad():
+        infinite.head.bias[0] = float("inf")
+    for example, message in ((inrarch.models.siren(2, 9, 1, 3, 30.0, 0),
+                              r"weight_examples\[1\]: tensor 'body.0.linear.weight' has shape \(9, 2\)"),
+                             (infinite, r"weight_examples\[1\]: tensor 'head.bias' holds infinite values")):
+        with pytest.raises(inrarch.CompileError, match=message):
+            inrarch.compile(inrarch.derivatives(model, 1), torch.zeros(4, 2), weights="runtime",
+                            weight_examples=[inrarch.models.siren(2, 8, 1, 3, 30.0, 2), example])
+
+
 # One design, many networks, in Verilator -----------------------------------------------------
 
 def _siren(seed):

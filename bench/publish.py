@@ -457,6 +457,11 @@ def _runtime_weights(entries):
                           f"{design['bram36']:g}", design["uram"], image, load])
     summary = "; ".join(f"order {row['order']}: cycles {row['cycles_increase']:+.2%}, DSP estimate "
                         f"{row['dsp_increase']:+.2%}" for row in figures["rows"])
+    widths = "; ".join(f"order {row['order']}, " + ", ".join(
+        f"{kind} {_wide_operands(row[kind]['weight_widths'])}" for kind in ("constant", "runtime"))
+        for row in figures["rows"])
+    loads = "; ".join(f"order {row['order']}, {_kib(row['runtime']['weight_bits'])} of weights in "
+                      f"{row['runtime']['load_cycles'] / clock:.1f} µs" for row in figures["rows"])
     return "\n".join([
         f"{_siren(inputs['model'])}, forward mode, batch {inputs['batch']}, DSP budget {inputs['dsp_budget']:,} "
         f"({inputs['board']}), with the weights built in and loaded at run time (the default family of the "
@@ -464,8 +469,19 @@ def _runtime_weights(entries):
         _table(["order", "weights", "cycles", "DSP estimate", "BRAM36", "URAM", "weight image",
                 f"load cycles (at {clock:g} MHz)"], table), "",
         f"Runtime weights against constant ones: {summary}. The load streams one 512-bit word of the image a "
-        "cycle; an image is larger than the weights it holds (each memory row fills whole words).",
+        "cycle; an image is larger than the weights it holds (each memory row fills whole words). At the "
+        f"kernel clock of {clock:g} MHz a network loads in: {loads}.", "",
+        "The format search gives each stored matrix and constant vector the narrower DSP port on its own unless "
+        f"that alone misses the error target; the ones it widened: {widths} (matrices are numbered in the order "
+        "the function first reads them, w0 the first layer's).",
     ])
+
+
+def _wide_operands(widths):
+    """The stored operands of ``widths`` (name → bits) wider than the narrowest, with their bits."""
+    narrow = min(widths.values(), default=0)
+    wide = [f"{name} ({bits} bits)" for name, bits in sorted(widths.items()) if bits > narrow]
+    return ", ".join(wide) if wide else f"none (all {narrow} bits)"
 
 
 def _runtime_weights_simulated(entries):

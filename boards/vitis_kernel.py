@@ -19,12 +19,13 @@ from amaranth.hdl import Cat, ClockDomain, ClockSignal, Const, Instance, Module,
 from amaranth.lib import wiring
 from amaranth.lib.wiring import Flow, In, Out
 
+from . import vitis_host
 from .axi import (AxiBurstReader, AxiBurstWriter, AxiLiteRegisters, ElementsToWords, WordsToElements,
                        axi4_lite_signature, axi4_signature)
 from .sample_groups import DropPadding, PadToGroups
 
-__all__ = ["VitisKernel", "KernelArgument", "kernel_arguments", "kernel_verilog", "kernel_xml", "write_vitis_kernel",
-           "DATA_WIDTH", "BURST_BEATS"]
+__all__ = ["VitisKernel", "KernelArgument", "kernel_arguments", "kernel_layout", "kernel_verilog", "kernel_xml",
+           "connectivity", "write_vitis_kernel", "DATA_WIDTH", "BURST_BEATS"]
 
 #: Bits per AXI4 data beat. The design moves at most one element per cycle per stream, so 64 bits
 #: (two 32-bit elements per beat) is twice the bandwidth a stream can use, at a fraction of the area of 512.
@@ -82,6 +83,19 @@ def kernel_arguments(streams):
         offset += 0xC
     arguments.append(KernelArgument("batch", offset, 4, "s_axi_control", "unsigned int"))
     return arguments
+
+
+def kernel_layout(arguments, name="inrarch_kernel"):
+    """The kernel's arguments as plain values, for a report: what ``host.py``
+    (:mod:`boards.vitis_host`) needs to fill and read the buffers and registers."""
+    rows = []
+    for a in arguments:
+        row = {"name": a.name, "offset": a.offset, "size": a.size}
+        if a.is_buffer:
+            row.update(direction="in" if a.name == "x" else "out", element_bytes=a.element_bytes,
+                       elements_per_sample=a.elements_per_sample, format=str(a.format))
+        rows.append(row)
+    return {"name": name, "arguments": rows, "status_offset": status_offset(arguments)}
 
 
 def status_offset(arguments):
@@ -318,7 +332,7 @@ def package_xo_tcl(arguments, name, clock_mhz):
     return "\n".join(lines)
 
 
-def readme(arguments, name):
+def readme(arguments, name, platform=None):
     """What the directory holds, the register map and the buffer layout, as Markdown."""
     rows = []
     for a in arguments:
@@ -337,6 +351,17 @@ def readme(arguments, name):
         + ", ".join(f"`{a.port}`" for a in arguments if a.is_buffer) + ", `interrupt`).",
         "- `kernel.xml`: the kernel description for `package_xo`.",
         f"- `package_xo.tcl`: `vivado -mode batch -source package_xo.tcl` writes `{name}.xo`.",
+        "- `connectivity.cfg`: `v++ -l --config connectivity.cfg` puts each buffer in its own memory bank.",
+        "- `host.py`: runs the kernel through pyxrt from the build's `report.json` alone: "
+        "`python host.py inrarch.xclbin samples.npy --out outputs.npz`.",
+        "",
+        "On a machine with Vitis and the card's platform:",
+        "",
+        "```sh",
+        "vivado -mode batch -source package_xo.tcl",
+        f"v++ -l -t hw --platform {platform or '<platform>'} --config connectivity.cfg {name}.xo -o inrarch.xclbin",
+        "python host.py inrarch.xclbin samples.npy --out outputs.npz",
+        "```",
         "",
         f"Host call: `{name}(" + ", ".join(a.name for a in arguments) + ")`, `ap_ctrl_hs`.",
         "",
@@ -356,8 +381,17 @@ def readme(arguments, name):
     ])
 
 
-def write_vitis_kernel(directory, streams, ports, verilog, *, clock_mhz, name="inrarch_kernel", lanes=1):
-    """Write ``<name>.v``, ``kernel.xml``, ``package_xo.tcl`` and ``README.md`` into ``directory``.
+def connectivity(arguments, name, memory="HBM"):
+    """A ``v++ --config`` file: one compute unit, each buffer in its own ``memory`` bank."""
+    buffers = [a for a in arguments if a.is_buffer]
+    return "\n".join(["[connectivity]", f"nk={name}:1:{name}_1",
+                      *(f"sp={name}_1.{a.name}:{memory}[{index}]" for index, a in enumerate(buffers)), ""])
+
+
+def write_vitis_kernel(directory, streams, ports, verilog, *, clock_mhz, name="inrarch_kernel", lanes=1,
+                       platform=None, memory="HBM"):
+    """Write ``<name>.v``, ``kernel.xml``, ``package_xo.tcl``, ``connectivity.cfg``, ``host.py`` and
+    ``README.md`` into ``directory``.
 
     Parameters
     ----------
@@ -376,11 +410,17 @@ def write_vitis_kernel(directory, streams, ports, verilog, *, clock_mhz, name="i
         Kernel and top-level module name.
     lanes : int
         Samples the design computes at once (see :class:`VitisKernel`).
+    platform : str, optional
+        The Vitis platform the README's ``v++`` command names (a board's ``vitis_platform``).
+    memory : str
+        The card's memory the buffers go to in ``connectivity.cfg`` (``HBM`` or ``DDR``).
 
     Returns
     -------
     dict of str to pathlib.Path
-        ``"verilog"``, ``"kernel_xml"``, ``"package_xo"``, ``"readme"``.
+        ``"verilog"``, ``"kernel_xml"``, ``"package_xo"``, ``"connectivity"``, ``"host"``, ``"readme"``.
+        ``host.py`` (:mod:`boards.vitis_host`) reads the build's ``report.json``, whose
+        ``"vitis_kernel"`` holds :func:`kernel_layout`.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -389,7 +429,9 @@ def write_vitis_kernel(directory, streams, ports, verilog, *, clock_mhz, name="i
         "verilog": (directory / f"{name}.v", kernel_verilog(arguments, ports, verilog, name, lanes=lanes)),
         "kernel_xml": (directory / "kernel.xml", kernel_xml(arguments, name)),
         "package_xo": (directory / "package_xo.tcl", package_xo_tcl(arguments, name, clock_mhz)),
-        "readme": (directory / "README.md", readme(arguments, name)),
+        "connectivity": (directory / "connectivity.cfg", connectivity(arguments, name, memory)),
+        "host": (directory / "host.py", Path(vitis_host.__file__).read_text()),
+        "readme": (directory / "README.md", readme(arguments, name, platform)),
     }
     for path, text in files.values():
         path.write_text(text)

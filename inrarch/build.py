@@ -632,7 +632,8 @@ def _parser():
                              "budget allows)")
     parser.add_argument("--dsp-budget", type=int,
                         help="DSP slices the design may use: matmul parallelism folds to fit "
-                             "(default: the board's usable DSPs where known)")
+                             "(default: the board's usable DSPs where known; the Python API's inrarch.compile sets "
+                             "none by default, one lane)")
     parser.add_argument("--out", default=str(defaults.out), help=f"output directory (default: {defaults.out})")
     parser.add_argument("--simulate", action="store_true", help="run the Verilog in Verilator and check it")
     parser.add_argument("--trace", action="store_true",

@@ -20,6 +20,7 @@ import contextlib
 import hashlib
 import importlib.util
 import inspect
+import itertools
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -213,13 +214,8 @@ def _layer(module):
 
 def _runs(items):
     """``items`` with each run of equal neighbours written once, ``item ×n``."""
-    runs = []
-    for item in items:
-        if runs and runs[-1][0] == item:
-            runs[-1][1] += 1
-        else:
-            runs.append([item, 1])
-    return [item if count == 1 else f"{item} ×{count}" for item, count in runs]
+    counted = ((item, sum(1 for _ in run)) for item, run in itertools.groupby(items))
+    return [item if count == 1 else f"{item} ×{count}" for item, count in counted]
 
 
 def parameter_hash(modules):

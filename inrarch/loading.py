@@ -113,7 +113,7 @@ def _run_file(path, option):
         module_spec.loader.exec_module(module)
     except Exception as error:
         del sys.modules[name]
-        raise OptionError(option, f"loading {path} failed: {type(error).__name__}: {error}") from None
+        raise OptionError(option, f"loading {path} failed: {type(error).__name__}: {first_line(error)}") from None
     return module
 
 
@@ -140,7 +140,8 @@ def _instantiate(spec, value, what, option):
         try:
             result = value()
         except Exception as error:
-            raise OptionError(option, f"{spec}: calling the {what} failed: {type(error).__name__}: {error}") from None
+            raise OptionError(option, f"{spec}: calling the {what} failed: {type(error).__name__}: "
+                                      f"{first_line(error)}") from None
     return result, "init" in calls and not {"load_state_dict", "torch.load"} & set(calls)
 
 

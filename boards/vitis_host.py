@@ -92,10 +92,12 @@ class Layout:
                 batch = (argument["offset"], index)
                 continue
             int_bits, frac_bits = (int(part) for part in _FORMAT.match(argument["format"]).groups())
-            stream = streams[argument["name"]]
+            # A buffer that is not a stream of the design says its shape and meaning itself.
+            stream = streams.get(argument["name"], argument)
             buffers.append(Buffer(argument["name"], index, argument["offset"], argument["direction"],
                                   argument["element_bytes"], argument["elements_per_sample"], int_bits, frac_bits,
-                                  tuple(stream["shape"]), stream["meaning"]))
+                                  tuple(stream.get("shape", [argument["elements_per_sample"]])),
+                                  stream.get("meaning", argument["name"])))
         return cls(kernel["name"], tuple(buffers), *batch, kernel["status_offset"], tuple(kernel["cores"]),
                    report["input"]["domain"])
 

@@ -9,13 +9,26 @@ builds (:mod:`inrarch.build`, ``boards/``) → simulation (``sim/``) and its che
 (:mod:`inrarch.verification`).
 """
 
-from . import models, verification
+import importlib
+
+from . import models
 from .derivatives import derivatives
-from .compiler import compile
-from .design import Design, SimulationResult
 from .errors import CompileError, InrarchError, OptionError
 from .evaluation import reference
-from .options import CompileOptions
 
 __all__ = ["models", "verification", "derivatives", "compile", "CompileOptions", "reference", "Design",
            "SimulationResult", "CompileError", "InrarchError", "OptionError"]
+
+# The hardware half of the package (and Amaranth with it) is imported when first used, so that the
+# IR, its passes and capture import without it.
+_HARDWARE = {"compile": ".compiler", "Design": ".design", "SimulationResult": ".design",
+             "CompileOptions": ".options"}
+_HARDWARE_MODULES = {"verification"}
+
+
+def __getattr__(name):
+    if name in _HARDWARE:
+        return getattr(importlib.import_module(_HARDWARE[name], __name__), name)
+    if name in _HARDWARE_MODULES:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

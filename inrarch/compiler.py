@@ -90,20 +90,19 @@ def compile(fn, example_input, options=None, *, progress=False, **keywords):
     output_shapes = _check_per_sample(fn, graph, example_input, domain)
     lap("passes")
     device = options.device
-    search = None
     if options.format is None and options.width is None:
-        search = search_formats(graph, tolerance=options.tolerance, margin=options.margin, domain=domain,
-                                weight_widths=device.weight_widths, progress=progress)
+        formats = search_formats(graph, tolerance=options.tolerance, margin=options.margin, domain=domain,
+                                 weight_widths=device.weight_widths, progress=progress)
     else:
-        assign_formats(graph, width=options.width, margin=options.margin, domain=domain, forced=options.format,
-                       weight_widths=device.weight_widths)
+        formats = assign_formats(graph, width=options.width, margin=options.margin, domain=domain,
+                                 forced=options.format, weight_widths=device.weight_widths)
     lap("formats")
-    netlist = lower(graph, device=device, dsp_budget=options.budget, max_parallel=options.max_parallel,
+    netlist = lower(graph, formats, device=device, dsp_budget=options.budget, max_parallel=options.max_parallel,
                     batch=example_input.shape[0], lanes=options.lanes, clock_mhz=options.clock_mhz)
     lap("lower")
     schedule = solve(netlist, example_input.shape[0])
     lap("solve")
-    return Design(graph, netlist, schedule, output_shapes, single, options, timings, format_search=search,
+    return Design(graph, netlist, schedule, output_shapes, single, options, timings,
                   output_meanings=_output_meanings(fn, len(output_shapes), single))
 
 

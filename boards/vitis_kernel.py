@@ -24,12 +24,13 @@ from amaranth.lib.wiring import Flow, In, Out
 
 from cores.weights import WORD_BITS
 
+from . import vitis_host
 from .axi import (PAGE_BYTES, AxiBurstReader, AxiBurstWriter, AxiLiteRegisters, ElementsToWords, WordsToElements,
                   axi4_lite_signature, axi4_signature)
 from .sample_groups import DropPadding, PadToGroups
 
-__all__ = ["VitisKernel", "KernelArgument", "kernel_arguments", "kernel_verilog", "kernel_xml", "write_vitis_kernel",
-           "DATA_WIDTH", "BURST_BEATS", "WEIGHT_BURST_BEATS", "WEIGHT_FIFO_WORDS"]
+__all__ = ["VitisKernel", "KernelArgument", "kernel_arguments", "kernel_layout", "kernel_verilog", "kernel_xml",
+           "connectivity", "write_vitis_kernel", "DATA_WIDTH", "BURST_BEATS", "WEIGHT_BURST_BEATS", "WEIGHT_FIFO_WORDS"]
 
 #: Bits per AXI4 data beat. The design moves at most one element per cycle per stream, so 64 bits
 #: (two 32-bit elements per beat) is twice the bandwidth a stream can use, at a fraction of the area of 512.
@@ -107,6 +108,22 @@ def kernel_arguments(streams, weight_words=0):
                                         words=weight_words))
         arguments.append(KernelArgument("reload_weights", offset + 0xC, 4, "s_axi_control", "unsigned int"))
     return arguments
+
+
+def kernel_layout(arguments, name="inrarch_kernel"):
+    """The kernel's arguments as plain values, for a report: what ``host.py``
+    (:mod:`boards.vitis_host`) needs to fill and read the buffers and registers (the ``weights``
+    buffer of a design with runtime weights gives the bytes of its image, ``image_bytes``)."""
+    rows = []
+    for a in arguments:
+        row = {"name": a.name, "offset": a.offset, "size": a.size}
+        if a.words:
+            row.update(direction="in", image_bytes=a.words * a.element_bytes)
+        elif a.is_buffer:
+            row.update(direction="in" if a.name == "x" else "out", element_bytes=a.element_bytes,
+                       elements_per_sample=a.elements_per_sample, format=str(a.format))
+        rows.append(row)
+    return {"name": name, "arguments": rows, "status_offset": status_offset(arguments)}
 
 
 def status_offset(arguments):
@@ -380,7 +397,7 @@ def package_xo_tcl(arguments, name, clock_mhz):
     return "\n".join(lines)
 
 
-def readme(arguments, name):
+def readme(arguments, name, platform=None):
     """What the directory holds, the register map and the buffer layout, as Markdown."""
     rows = []
     for a in arguments:
@@ -404,6 +421,17 @@ def readme(arguments, name):
         + ", ".join(f"`{a.port}`" for a in arguments if a.is_buffer) + ", `interrupt`).",
         "- `kernel.xml`: the kernel description for `package_xo`.",
         f"- `package_xo.tcl`: `vivado -mode batch -source package_xo.tcl` writes `{name}.xo`.",
+        "- `connectivity.cfg`: `v++ -l --config connectivity.cfg` puts each buffer in its own memory bank.",
+        "- `host.py`: runs the kernel through pyxrt from the build's `report.json` alone: "
+        "`python host.py inrarch.xclbin samples.npy --out outputs.npz`.",
+        "",
+        "On a machine with Vitis and the card's platform:",
+        "",
+        "```sh",
+        "vivado -mode batch -source package_xo.tcl",
+        f"v++ -l -t hw --platform {platform or '<platform>'} --config connectivity.cfg {name}.xo -o inrarch.xclbin",
+        "python host.py inrarch.xclbin samples.npy --out outputs.npz",
+        "```",
         "",
         f"Host call: `{name}(" + ", ".join(a.name for a in arguments) + ")`, `ap_ctrl_hs`.",
         "",
@@ -427,9 +455,17 @@ def readme(arguments, name):
     ])
 
 
+def connectivity(arguments, name, memory="HBM"):
+    """A ``v++ --config`` file: one compute unit, each buffer in its own ``memory`` bank."""
+    buffers = [a for a in arguments if a.is_buffer]
+    return "\n".join(["[connectivity]", f"nk={name}:1:{name}_1",
+                      *(f"sp={name}_1.{a.name}:{memory}[{index}]" for index, a in enumerate(buffers)), ""])
+
+
 def write_vitis_kernel(directory, streams, ports, verilog, *, clock_mhz, name="inrarch_kernel", lanes=1,
-                       weight_words=0):
-    """Write ``<name>.v``, ``kernel.xml``, ``package_xo.tcl`` and ``README.md`` into ``directory``.
+                       weight_words=0, platform=None, memory="HBM"):
+    """Write ``<name>.v``, ``kernel.xml``, ``package_xo.tcl``, ``connectivity.cfg``, ``host.py`` and
+    ``README.md`` into ``directory``.
 
     Parameters
     ----------
@@ -451,11 +487,17 @@ def write_vitis_kernel(directory, streams, ports, verilog, *, clock_mhz, name="i
     weight_words : int
         Words of the weight image of a design with runtime weights (0: constant weights), which
         adds the ``weights`` and ``reload_weights`` arguments (:func:`kernel_arguments`).
+    platform : str, optional
+        The Vitis platform the README's ``v++`` command names (a board's ``vitis_platform``).
+    memory : str
+        The card's memory the buffers go to in ``connectivity.cfg`` (``HBM`` or ``DDR``).
 
     Returns
     -------
     dict of str to pathlib.Path
-        ``"verilog"``, ``"kernel_xml"``, ``"package_xo"``, ``"readme"``.
+        ``"verilog"``, ``"kernel_xml"``, ``"package_xo"``, ``"connectivity"``, ``"host"``, ``"readme"``.
+        ``host.py`` (:mod:`boards.vitis_host`) reads the build's ``report.json``, whose
+        ``"vitis_kernel"`` holds :func:`kernel_layout`.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -464,7 +506,9 @@ def write_vitis_kernel(directory, streams, ports, verilog, *, clock_mhz, name="i
         "verilog": (directory / f"{name}.v", kernel_verilog(arguments, ports, verilog, name, lanes=lanes)),
         "kernel_xml": (directory / "kernel.xml", kernel_xml(arguments, name)),
         "package_xo": (directory / "package_xo.tcl", package_xo_tcl(arguments, name, clock_mhz)),
-        "readme": (directory / "README.md", readme(arguments, name)),
+        "connectivity": (directory / "connectivity.cfg", connectivity(arguments, name, memory)),
+        "host": (directory / "host.py", Path(vitis_host.__file__).read_text()),
+        "readme": (directory / "README.md", readme(arguments, name, platform)),
     }
     for path, text in files.values():
         path.write_text(text)

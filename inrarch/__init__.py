@@ -22,12 +22,14 @@ __all__ = ["models", "verification", "derivatives", "compile", "CompileOptions",
 
 # The hardware half of the package (and Amaranth with it) is imported when first used, so that the
 # IR, its passes and capture import without it.
-_HARDWARE = {"compile": ".compiler", "Design": ".design", "SimulationResult": ".design", "CompileOptions": ".options"}
+_HARDWARE = {"compile": ".compiler", "Design": ".design", "SimulationResult": ".design",
+             "CompileOptions": ".options"}
+_HARDWARE_MODULES = {"verification"}
 
 
 def __getattr__(name):
     if name in _HARDWARE:
         return getattr(importlib.import_module(_HARDWARE[name], __name__), name)
-    if name == "verification":
-        return importlib.import_module(".verification", __name__)
+    if name in _HARDWARE_MODULES:
+        return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

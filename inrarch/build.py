@@ -37,7 +37,6 @@ stderr), 1 a failed simulation, a failed tool run or an internal error.
 
 import argparse
 import dataclasses
-import importlib.util
 import json
 import os
 import shutil
@@ -57,22 +56,22 @@ from boards.harness import design_ports
 from boards.plan import PLAN_NAME, open_toolchain, run_build_plan, write_build_plan
 from boards.synth import check_fit, find_tool, synth_xilinx
 from boards.timing import TARGET, timing_report
-from boards.vitis_kernel import write_vitis_kernel
+from boards.vitis_kernel import kernel_arguments, kernel_layout, write_vitis_kernel
 from devices import ULTRASCALE_PLUS
 
-from . import derivatives, models
+from . import derivatives, loading, models
 from .compiler import compile as compile_design
+from .design import Design
 from .errors import InrarchError, OptionError
 from .options import DEFAULT_DOMAIN, CompileOptions
-from .design import Design
 from .resources import design_resources
 from .saved import IMAGE_FILE
 from .saved import save as save_design
 from .solver_report import write_plots
 from .verification import simulate_and_check
 
-__all__ = ["BuildConfig", "BuildResult", "BuildLog", "ToolFailure", "build", "write_weights", "main", "error_line",
-           "kernel_streams", "load_model"]
+__all__ = ["BuildConfig", "BuildResult", "BuildLog", "Subject", "ToolFailure", "build", "write_weights", "main",
+           "error_line", "kernel_streams", "load_subject", "summary", "domain_option"]
 
 _PLAN_DIR = "board_plan"
 _PLOTS_DIR = "plots"
@@ -104,17 +103,27 @@ class BuildConfig:
     board : str
         The target board (``boards.list_boards()``).
     model : str, optional
-        ``path.py:attr`` naming a ``torch.nn.Module`` or a function returning one; by default the
-        SIREN 2→``width``×``depth``→3 with ``w0``.
-    order : int
-        Highest derivative order built.
+        ``path.py:attr`` naming the model whose derivatives are built: a ``torch.nn.Module``, its
+        class, a function of no argument returning it, or a model written as a function of one
+        tensor (:func:`inrarch.loading.load`). By default the SIREN 2→``width``×``depth``→3 with ``w0``.
+    function : str, optional
+        ``path.py:attr`` naming a function of one tensor to build as it is (a Laplacian, a PINN
+        residual), or a function of no argument returning one. Not with ``model`` or ``order``.
+    order : int, optional
+        Highest derivative order built of the model (default 1).
     batch : int
         Samples per batch: the report's cycles are for one batch.
     width, depth, w0 : int, int, float
         The default SIREN's hidden width, sine layers and frequency.
+    inputs : int, optional
+        Inputs per sample; by default the model's first ``nn.Linear``'s, or the first width the
+        function runs on (:func:`inrarch.loading.input_features`).
+    domain : (float, float) or sequence of them, optional
+        The range of every input, or one range per input (:class:`inrarch.CompileOptions`);
+        default ``(-1, 1)``.
     format, bits, tolerance, clock_mhz, max_parallel, lanes, dsp_budget
         As :class:`inrarch.CompileOptions` (``bits`` is its ``width``). ``dsp_budget`` defaults to
-        the board's usable DSPs where its device is known.
+        the board's usable DSPs where its device is known, where ``inrarch.compile`` sets none.
     runtime_weights : bool
         Compile with ``weights="runtime"``: the design loads its weights through its ``weights``
         port, and ``OUT/weights.bin`` is the image of the model built.
@@ -130,11 +139,14 @@ class BuildConfig:
 
     board: str = "alveo_u280"
     model: str = None
-    order: int = 1
+    function: str = None
+    order: int = None
     batch: int = 64
     width: int = 256
     depth: int = 4
     w0: float = 30.0
+    inputs: int = None
+    domain: tuple = DEFAULT_DOMAIN
     format: str = None
     bits: int = None
     tolerance: float = 1e-3
@@ -159,11 +171,18 @@ class BuildConfig:
             raise OptionError("batch", f"must be at least 1, not {self.batch!r}")
         if self.trace and not self.simulate:
             raise OptionError("trace", "records the waveform of the simulation: add {0}", "simulate")
+        if self.model and self.function:
+            raise OptionError("model", "and {0} both name what to build: give one of them", "function")
+        if self.function and self.order is not None:
+            raise OptionError("order", "is the derivative order of a {0}; a {1} is built as it is", "model", "function")
+        if self.inputs is not None and (isinstance(self.inputs, bool) or not isinstance(self.inputs, int)
+                                        or self.inputs < 1):
+            raise OptionError("inputs", f"must be at least 1, not {self.inputs!r}")
 
     def compile_options(self, device):
         """The :class:`inrarch.CompileOptions` of this build for ``device``."""
-        values = {_COMPILE_NAMES.get(name, name): getattr(self, name)
-                  for name in ("format", "bits", "tolerance", "clock_mhz", "max_parallel", "lanes", "dsp_budget")}
+        values = {_COMPILE_NAMES.get(name, name): getattr(self, name) for name in
+                  ("format", "bits", "tolerance", "domain", "clock_mhz", "max_parallel", "lanes", "dsp_budget")}
         try:
             return CompileOptions(**values, device=device, weights="runtime" if self.runtime_weights else "constant")
         except OptionError as error:
@@ -197,9 +216,13 @@ class BuildResult:
 
 
 class BuildLog:
-    """Where :func:`build` says what it is doing: each step as it starts. Silent by default."""
+    """Where :func:`build` says what it is doing: each step as it starts, and one-line warnings
+    (also in ``report["warnings"]``). Silent by default."""
 
     def step(self, text):
+        pass
+
+    def warn(self, text):
         pass
 
 
@@ -219,48 +242,68 @@ def _check_environment(config, device):
         raise OptionError("out", f"cannot write to {parent}")
 
 
-def _load_model(spec, option="model"):
-    """``path.py:attr`` → the module or callable it names (called if it builds the model); errors name
-    ``option``."""
-    path, _, attr = spec.partition(":")
-    if not attr:
-        raise OptionError(option, f"{spec!r}: expected path.py:attribute")
-    if not Path(path).is_file():
-        raise OptionError(option, f"no such file {path!r}")
-    module_spec = importlib.util.spec_from_file_location("inrarch_user_model", path)
-    module = importlib.util.module_from_spec(module_spec)
-    try:
-        module_spec.loader.exec_module(module)
-    except Exception as error:
-        raise OptionError(option, f"loading {path} failed: {type(error).__name__}: {error}") from error
-    if not hasattr(module, attr):
-        raise OptionError(option, f"{path} has no attribute {attr!r}")
-    model = getattr(module, attr)
-    if not isinstance(model, torch.nn.Module) and callable(model):
-        model = model()
-    if not isinstance(model, torch.nn.Module):
-        raise OptionError(option, f"{spec} is not a torch.nn.Module nor a function returning one")
-    return model
+@dataclass(frozen=True)
+class Subject:
+    """What a build compiles: the function, its inputs per sample, how the report names it, and
+    what the user should know about it.
 
-
-def load_model(spec=None, *, width=256, depth=4, w0=30.0):
-    """The model a build compiles, and its input features.
-
-    Parameters
+    Attributes
     ----------
-    spec : str, optional
-        ``path.py:attr`` naming a ``torch.nn.Module`` or a function returning one (``--model``).
-    width, depth, w0 : int, int, float
-        The default SIREN 2→width→…→3 with ``depth`` sine layers, used when ``spec`` is None.
-
-    Returns
-    -------
-    (torch.nn.Module, int)
+    fn : callable
+        The function of one tensor that is compiled.
+    in_features : int
+        Inputs per sample.
+    built : dict
+        ``report["built"]``: ``description`` (one line), ``as`` ("model" or "function"), ``kind``
+        ("module", "class", "factory", "function" or "default SIREN"), ``spec``, ``order``, and
+        :func:`inrarch.loading.describe`'s ``layers``, ``parameters`` and ``parameter_hash``.
+    warnings : tuple of str
+        One line each: weights freshly initialized by a class or a factory.
     """
-    if spec:
-        model = _load_model(spec)
-        return model, next(m for m in model.modules() if isinstance(m, torch.nn.Linear)).in_features
-    return models.siren(in_features=2, hidden=width, layers=depth, out_features=3, w0=w0, seed=0), 2
+
+    fn: object
+    in_features: int
+    built: dict
+    warnings: tuple = ()
+
+
+def load_subject(config):
+    """The :class:`Subject` of ``config``: ``function``, the derivatives of ``model``, or those of
+    the default SIREN."""
+    warnings = []
+    if config.function:
+        loaded = loading.load(config.function, option="function")
+        fn = probe = loaded.value
+        built = {"as": "function", "kind": loaded.kind, "spec": loaded.spec, "order": None,
+                 "description": f"{loaded.kind} {loaded.spec}, built as it is"}
+    else:
+        order = 1 if config.order is None else config.order
+        if config.model:
+            loaded = loading.load(config.model, option="model")
+            model, kind, spec = loaded.value, loaded.kind, loaded.spec
+        else:
+            loaded = None
+            model = models.siren(in_features=2, hidden=config.width, layers=config.depth, out_features=3,
+                                 w0=config.w0, seed=0)
+            kind, spec = "default SIREN", f"2→{config.width}×{config.depth}→3, w0 = {config.w0:g}"
+        fn, probe = derivatives(model, order), model
+        built = {"as": "model", "kind": kind, "spec": spec, "order": order,
+                 "description": f"order-{order} derivatives of {'the ' if loaded is None else ''}{kind} {spec}"}
+    if loaded is not None and loaded.fresh:
+        what = "class" if loaded.kind == "class" else "function"
+        warnings.append(f"{loaded.spec} is a {what} that loaded no state (no load_state_dict or torch.load): "
+                        "the design computes with freshly initialized weights; name the trained instance, or a "
+                        "function that loads its state, to build the trained model")
+    built.update(loading.describe(probe), fresh_weights=bool(loaded and loaded.fresh))
+    if config.inputs is not None:
+        in_features = config.inputs
+    elif isinstance(config.domain[0], (tuple, list)):
+        in_features = len(config.domain)
+    elif config.function or config.model:
+        in_features = loading.input_features(probe, option="function" if config.function else "model")
+    else:
+        in_features = 2
+    return Subject(fn, in_features, built, tuple(warnings))
 
 
 def build(config, *, log=None):
@@ -283,15 +326,21 @@ def build(config, *, log=None):
     _check_environment(config, device)
     out = config.out
 
-    model, in_features = load_model(config.model, width=config.width, depth=config.depth, w0=config.w0)
-    fn = derivatives(model, config.order)
-    log.step(f"capturing order-{config.order} derivatives and compiling")
+    subject = load_subject(config)
+    for warning in subject.warnings:
+        log.warn(warning)
+    fn, in_features = subject.fn, subject.in_features
+    log.step(f"compiling the {subject.built['description']}")
     design = compile_design(fn, torch.zeros(config.batch, in_features, dtype=torch.float64), options,
                             progress=config.progress)
     log.step(f"solved: {design.report['cycles_predicted']} cycles for batch {config.batch}; estimating resources")
     report = dict(design.report)
     report["board"] = config.board
-    report["order"] = config.order
+    report["order"] = subject.built["order"]
+    report["built"] = subject.built
+    report["warnings"] = list(subject.warnings)
+    report["dsp_budget_source"] = ("dsp_budget" if config.dsp_budget is not None
+                                   else "board" if target.usable is not None else None)
     report["estimate"] = design_resources(design.netlist, design.schedule.depths, target)
     if target.usable is not None:
         report["capacity"] = target.usable
@@ -353,7 +402,12 @@ def write_weights(directory, spec, *, path=None):
     if not design.runtime_weights:
         raise OptionError("weights", f"loads weights into a design with runtime weights, and {directory} holds one "
                                      "with constant weights: build it with {0}", "runtime_weights")
-    image = design.weight_image(_load_model(spec, option="weights"))
+    loaded = loading.load(spec, option="weights")
+    if not isinstance(loaded.value, torch.nn.Module):
+        raise OptionError("weights", f"{spec} is a {loaded.kind} of one tensor; it takes a network of the design's "
+                                     "architecture: a torch.nn.Module, its class, or a function of no argument "
+                                     "returning it")
+    image = design.weight_image(loaded.value)
     path = Path(path) if path is not None else directory / f"weights_{spec.rpartition(':')[2]}.bin"
     scratch = path.with_name(f".{path.name}.partial")
     scratch.write_bytes(image)
@@ -382,10 +436,16 @@ def _board_outputs(config, board, device, design, verilog, staging, report, log)
 
     if device.vitis:
         log.step("packaging the Vitis RTL kernel")
-        write_vitis_kernel(staging / _KERNEL_DIR, kernel_streams(design), design_ports(design.elaboratable), verilog,
+        streams = kernel_streams(design)
+        platform = getattr(board, "vitis_platform", None)
+        write_vitis_kernel(staging / _KERNEL_DIR, streams, design_ports(design.elaboratable), verilog,
                            clock_mhz=design.options.clock_mhz, lanes=design.netlist.lanes,
-                           weight_words=design.weight_words)
-        report["vitis_kernel"] = _KERNEL_DIR
+                           weight_words=design.weight_words, platform=platform,
+                           memory=getattr(board, "vitis_memory", "HBM"))
+        # host.py runs the kernel from this alone; "cores" names the status register's overflow_core.
+        report["vitis_kernel"] = {"directory": _KERNEL_DIR, "platform": platform,
+                                  **kernel_layout(kernel_arguments(streams, design.weight_words)),
+                                  "cores": [f"{i.name} ({i.node.op})" for i in design.netlist.instances]}
 
     if config.synth:
         family = device.synth_family
@@ -445,8 +505,12 @@ def _resource_rows(report):
     estimate = report["estimate"]
     rows = [("estimate", f"{estimate['DSP']} DSP, {estimate['BRAM36']:g} BRAM36, {estimate['URAM']} URAM, "
                          f"{estimate['LUTRAM_bits'] / 1024:.1f} Kib LUTRAM")]
-    if "dsp_budget" in report and report["dsp_budget"] is not None:
-        rows.append(("DSP budget", report["dsp_budget"]))
+    if report.get("dsp_budget") is not None:
+        source = report.get("dsp_budget_source")
+        why = (" (--dsp-budget)" if source == "dsp_budget" else
+               f": the {report['board']}'s usable DSPs (inrarch.compile sets none unless given a board's device: "
+               "one lane)" if source == "board" else "")
+        rows.append(("DSP budget", f"{report['dsp_budget']}{why}"))
     if "synth" in report:
         synth = report["synth"]
         capacity = report.get("capacity", {})
@@ -468,7 +532,43 @@ def _timing_rows(report):
                             f"{TARGET.levels} levels; {timing['unregistered_dsps']} DSPs without registers")]
 
 
-def _vendor_rows(report):
+def _built_rows(report):
+    """What was built: the model or function, its layers and parameters, its input and outputs."""
+    built = report.get("built")
+    rows = []
+    if built is not None:
+        rows.append(("built", built["description"]))
+        rows.append(("model", f"{built['layers']}: {built['parameters']:,} parameters, sha256 "
+                              f"{built['parameter_hash'][:16]}" + (" (freshly initialized)" if built["fresh_weights"]
+                                                                  else "")))
+    port = report["input"]
+    domain = port["domain"]
+    domain = ("[" + ", ".join(f"{low:g}..{high:g}" for low, high in domain) + "]" if isinstance(domain[0], list)
+              else f"[{domain[0]:g}, {domain[1]:g}] each")
+    size = f"{port['shape'][0]} inputs" if len(port["shape"]) == 1 else f"shape {_shape(port['shape'])}"
+    rows.append(("input", f"x: {size} per sample, domain {domain}, format {port['format']}"))
+    rows.append(("outputs", "; ".join(f"{output['port']} {output['meaning']} {_shape(output['shape'])} "
+                                      f"{output['format']}" for output in report["outputs"])))
+    return rows
+
+
+def _shape(shape):
+    return "(" + "×".join(str(n) for n in shape) + ")" if shape else "scalar"
+
+
+def _checked_rows(report):
+    """What checked the design: the simulation, or the format search's emulation and how to simulate."""
+    if "max_error" in report:
+        return [("cycles (simulated)", report["cycles_simulated"]),
+                ("max error", f"{report['max_error']:.2e} of max|ref|, simulated in Verilator")]
+    search = report.get("format_search") or {}
+    emulated = f"{max(search['errors']):.2e} of max|ref|, emulated by the format search; " if search.get("errors") \
+        else ""
+    return [("cycles (simulated)", "-"),
+            ("max error", f"{emulated}not simulated: --simulate runs the Verilog in Verilator against float64 torch")]
+
+
+def _vendor_rows(report, out):
     plan = report.get("board_plan")
     rows = []
     if plan:
@@ -478,9 +578,17 @@ def _vendor_rows(report):
             clock += f" from the {plan['board_clock_mhz']:g} MHz board clock via {generator}"
             if plan["design_clock_mhz"] != plan["requested_clock_mhz"]:
                 clock += f", the closest it makes to {plan['requested_clock_mhz']:g} MHz"
-        rows.append(("board plan", f"{plan['directory']}/ ({plan['toolchain']}, {plan['part']}, {clock})"))
-    if "vitis_kernel" in report:
-        rows.append(("Vitis kernel", f"{report['vitis_kernel']}/"))
+        rows.append(("board plan", f"{plan['directory']}/: a timing and utilization harness around the design, not an "
+                                   f"accelerator ({plan['toolchain']}, {plan['part']}, {clock})"))
+    kernel = report.get("vitis_kernel")
+    if kernel:
+        folder = Path(out) / kernel["directory"]
+        rows.append(("Vitis kernel", f"{kernel['directory']}/: the deployable accelerator (README.md there)"))
+        rows.append(("next steps", "\n".join([
+            f"1. cd {folder} && vivado -mode batch -source package_xo.tcl",
+            f"2. v++ -l -t hw --platform {kernel['platform'] or '<platform>'} --config connectivity.cfg "
+            f"{kernel['name']}.xo -o inrarch.xclbin",
+            "3. python host.py inrarch.xclbin samples.npy --out outputs.npz  (pyxrt, on the card's host)"])))
     run = report.get("vendor_run")
     if run is not None and not run["ran"]:
         rows.append(("vendor run", run["how"]))
@@ -493,36 +601,38 @@ def _vendor_rows(report):
         if "cells" in run:
             rows.append(("placed cells", ", ".join(f"{count} {cell}" for cell, count in sorted(run["cells"].items()))))
     elif plan:
-        rows.append(("vendor run", f"cd {plan['directory']} && sh {plan['script']} (or --run-vendor)"))
+        rows.append(("harness run" if kernel else "next step",
+                     f"cd {Path(out) / plan['directory']} && sh {plan['script']} (or --run-vendor)"))
     return rows
 
 
-def _summary(report, out):
+def summary(report, out):
+    """The command line's summary of a build's ``report`` written to ``out``, one row per line."""
+    lanes = f"{report['lanes']} sample{'s' if report['lanes'] > 1 else ''}"
     rows = [
-        ("board", report["board"]),
-        ("order / batch", f"{report['order']} / {report['batch']}"),
+        *_built_rows(report),
+        ("board / batch", f"{report.get('board', '-')} / {report['batch']}"),
         ("cycles (predicted)", report["cycles_predicted"]),
-        ("cycles (simulated)", report.get("cycles_simulated", "-")),
         ("latency", f"{report['latency_us']:.2f} us at {report['clock_mhz']:g} MHz"),
         ("first sample", f"{report['first_sample_cycles']} cycles"),
-        ("lanes", f"{report['lanes']} sample{'s' if report['lanes'] > 1 else ''} per beat"),
-        ("pace", f"{report['period_cycles']} cycles per {report['lanes']} sample{'s' if report['lanes'] > 1 else ''} "
-                 f"(bound by {report['critical_core']})"),
+        ("lanes", f"{lanes} per beat"),
+        ("pace", f"{report['period_cycles']} cycles per {lanes} (bound by {report['critical_core']})"),
         ("multipliers", report["multipliers"]),
         ("buffer memory", f"{report['buffer_bits'] / 8 / 1024:.1f} KiB: " + ", ".join(
             f"{kind} {bits / 8 / 1024:.1f}" for kind, bits in report["buffer_bits_by_kind"].items())),
         ("weights", f"{report['weight_bits'] / 8 / 1024:.1f} KiB in {report['weight_matrices']} matrices"),
         *_runtime_rows(report),
-        ("max error", f"{report['max_error']:.2e} of max|ref|" if "max_error" in report else "-"),
-        ("waveform", report.get("waves", "-")),
-        ("plots", ", ".join(report.get("plots", [])) or "-"),
+        *_checked_rows(report),
+        *([("waveform", report["waves"])] if "waves" in report else []),
+        *([("plots", ", ".join(report["plots"]))] if report.get("plots") else []),
         *_resource_rows(report),
         *_timing_rows(report),
-        *_vendor_rows(report),
+        *_vendor_rows(report, out),
         ("output", str(out)),
     ]
     width = max(len(name) for name, _ in rows)
-    return "\n".join(f"  {name:<{width}}  {value}" for name, value in rows)
+    indent = "\n" + " " * (width + 4)
+    return "\n".join(f"  {name:<{width}}  {str(value).replace(chr(10), indent)}" for name, value in rows)
 
 
 def _runtime_rows(report):
@@ -539,14 +649,25 @@ def _parser():
     defaults = BuildConfig()
     parser = argparse.ArgumentParser(prog="python -m inrarch.build", description=__doc__.splitlines()[0])
     parser.add_argument("--board", default=defaults.board, help=f"target board (default: {defaults.board})")
-    parser.add_argument("--order", type=int, default=defaults.order,
-                        help=f"highest derivative order (default: {defaults.order})")
+    parser.add_argument("--order", type=int, help="highest derivative order of the model (default: 1)")
     parser.add_argument("--batch", type=int, default=defaults.batch,
                         help=f"samples per batch (default: {defaults.batch})")
     parser.add_argument("--width", type=int, default=defaults.width, help="hidden width of the default SIREN")
     parser.add_argument("--depth", type=int, default=defaults.depth, help="sine layers of the default SIREN")
     parser.add_argument("--w0", type=float, default=defaults.w0, help="w0 of the default SIREN")
-    parser.add_argument("--model", help="path.py:attr naming a torch.nn.Module (or a function returning one)")
+    parser.add_argument("--model",
+                        help="path.py:attr: the model whose derivatives are built: a torch.nn.Module, its class, a "
+                             "function of no argument returning it, or a model written as a function of x "
+                             "(default: a SIREN 2→WIDTH×DEPTH→3)")
+    parser.add_argument("--function",
+                        help="path.py:attr: a function of one tensor built as it is, e.g. a Laplacian or a PINN "
+                             "residual written with torch.autograd.grad (instead of --model and --order)")
+    parser.add_argument("--inputs", type=int,
+                        help="inputs per sample (default: the model's first nn.Linear's, or the first width the "
+                             "function runs on)")
+    parser.add_argument("--domain", type=float, nargs="+", metavar=("LO", "HI"),
+                        help="the range of every input the number formats are derived for, or one LO HI pair per "
+                             "input (default: -1 1)")
     parser.add_argument("--format", help="force one number format on every edge, e.g. q16.16")
     parser.add_argument("--bits", type=int,
                         help="give every edge this many bits over its calibrated range "
@@ -563,7 +684,8 @@ def _parser():
                              "budget allows)")
     parser.add_argument("--dsp-budget", type=int,
                         help="DSP slices the design may use: matmul parallelism folds to fit "
-                             "(default: the board's usable DSPs where known)")
+                             "(default: the board's usable DSPs where known; the Python API's inrarch.compile sets "
+                             "none by default, one lane)")
     parser.add_argument("--runtime-weights", action="store_true",
                         help="load the weights at run time through the design's weights port: one design for every "
                              f"network of the model's architecture in its family; writes OUT/{IMAGE_FILE}")
@@ -597,7 +719,7 @@ def error_line(error):
 
 
 class _TerminalLog(BuildLog):
-    """Step lines on ``stream``, each with the seconds since the build started."""
+    """Step lines on ``stream``, each with the seconds since the build started, and warnings."""
 
     def __init__(self, stream):
         self.stream = stream
@@ -606,6 +728,20 @@ class _TerminalLog(BuildLog):
     def step(self, text):
         self.stream.write(f"[{time.perf_counter() - self.start:7.1f}s] {text}\n")
         self.stream.flush()
+
+    def warn(self, text):
+        self.stream.write(f"warning: {text}\n")
+        self.stream.flush()
+
+
+def domain_option(values):
+    """``--domain LO HI`` or ``--domain LO HI LO HI ...`` (one pair per input) as BuildConfig takes it."""
+    if values is None:
+        return DEFAULT_DOMAIN
+    if len(values) % 2:
+        raise OptionError("domain", f"takes LO HI pairs, not {len(values)} numbers")
+    pairs = tuple(zip(values[::2], values[1::2]))
+    return pairs[0] if len(pairs) == 1 else pairs
 
 
 def main(argv=None):
@@ -616,11 +752,11 @@ def main(argv=None):
         return 0
     if args.weights:
         return _main_weights(parser, args)
-    fields = {field.name for field in dataclasses.fields(BuildConfig)} - {"progress"}
+    fields = {field.name for field in dataclasses.fields(BuildConfig)} - {"progress", "domain"}
     log = _TerminalLog(sys.stderr)
     try:
         config = BuildConfig(**{name: value for name, value in vars(args).items() if name in fields},
-                             progress=sys.stderr.isatty() and not args.no_progress)
+                             domain=domain_option(args.domain), progress=sys.stderr.isatty() and not args.no_progress)
         result = build(config, log=log)
     except InrarchError as error:
         print(f"error: {error_line(error)}", file=sys.stderr)
@@ -633,7 +769,7 @@ def main(argv=None):
         print("interrupted", file=sys.stderr)
         return 1
     log.step("done")
-    print(_summary(result.report, config.out))
+    print(summary(result.report, config.out))
     if result.problems:
         print(f"error: the simulation failed: {'; '.join(result.problems)} (report in {config.out / 'report.json'})",
               file=sys.stderr)

@@ -58,8 +58,6 @@ class Design:
         The Amaranth component (stream ports ``x``, ``y0``, ``y1``, ...), ready to embed.
     options : inrarch.CompileOptions
         The options it was compiled with.
-    format_search : inrarch.formats.FormatSearch or None
-        What the format search found; None when the formats were given (``format``, ``width``).
     output_shapes : list of tuple
         Each output's shape per sample.
     output_meanings : list of str

@@ -584,10 +584,17 @@ def _where(tr, target, args, kwargs):
 
 # Refusals of aten ops no op captures ---------------------------------------------------------
 refuse("there is no log core", "log", "log1p", "log_sigmoid_forward")
-refuse("there is no abs core", "abs")
-refuse("there is no sign core", "sign")
-refuse("there is no clamp core", "clamp")
-refuse("GELU needs erf, or for approximate='tanh' a division in its second derivative", "gelu")
+refuse("there is no abs core: write abs(x) as relu(x) + relu(-x)", "abs")
+refuse("there is no sign core: write sign(x) as (x > 0).to(x.dtype) - (x < 0).to(x.dtype)", "sign", "sgn")
+refuse("there is no clamp core: write clamp(x, lo, hi) as lo + relu(x - lo) - relu(x - hi)", "clamp")
+refuse("write clamp(x, min=lo) as lo + relu(x - lo)", "clamp_min")
+refuse("write clamp(x, max=hi) as hi - relu(hi - x)", "clamp_max")
+refuse("write maximum(a, b) as b + relu(a - b) and minimum(a, b) as a - relu(a - b)", "maximum", "minimum")
+refuse("GELU needs erf, or for approximate='tanh' a division in its second derivative: x * torch.sigmoid(1.702 * x) "
+       "is its sigmoid approximation, or use SiLU", "gelu")
+refuse("normalizing divides by a streamed standard deviation, and there is no reciprocal core: leave the "
+       "normalization out (SIREN and PINN MLPs need none)", "native_layer_norm", "native_group_norm")
+refuse("softmax divides by a streamed sum, and there is no reciprocal core", "_softmax", "_log_softmax")
 refuse("its output shape depends on the data (dynamic shapes are not supported)", "nonzero", "masked_select")
 refuse("indexing with a tensor is not supported (boolean masks give data-dependent shapes)", "index")
 refuse("data-dependent control flow is not supported: the function reads a tensor's value in Python "

@@ -206,8 +206,9 @@ class CompileOptions:
         """One ``(low, high)`` per input element of a sample of ``elements``."""
         if isinstance(self.domain[0], tuple):
             if len(self.domain) != elements:
-                raise OptionError("domain", f"gives {len(self.domain)} ranges for samples of {elements} inputs: "
-                                            "give one range for all of them, or one per input")
+                count = len(self.domain)
+                raise OptionError("domain", f"gives {count} range{'s' if count > 1 else ''} for samples of {elements} "
+                                            "inputs: give one range for all of them, or one per input")
             return self.domain
         return (self.domain,) * elements
 

@@ -15,8 +15,9 @@ from inrarch.build import BuildConfig, BuildResult, build, error_line
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("inrarch", "cores", "boards", "devices", "sim")
-# The command lines: the only modules of the packages that may read argv.
-CLI_ENTRY_POINTS = {"inrarch/build.py", "inrarch/sweep.py"}
+# The command lines: the only modules of the packages that may read argv (boards/vitis_host.py is
+# the host program a build writes beside its Vitis kernel).
+CLI_ENTRY_POINTS = {"inrarch/build.py", "inrarch/sweep.py", "boards/vitis_host.py"}
 TINY = dict(width=4, depth=1, batch=4, bits=12)
 
 

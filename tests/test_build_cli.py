@@ -188,7 +188,7 @@ class TwoTensors(Base):
 
 
 @pytest.mark.parametrize("model,message", [
-    ("UnsupportedOp", "unsupported op aten.special_bessel_j0 at "),
+    ("UnsupportedOp", "unsupported op torch.special.bessel_j0 at "),
     ("ControlFlow", "data-dependent control flow is not supported"),
     ("DynamicShape", "boolean masks give data-dependent shapes"),
     ("IntegerValues", "integer values are not supported"),

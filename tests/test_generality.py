@@ -263,7 +263,7 @@ def test_refuses_an_unsupported_op_naming_it_and_the_source_line():
         return torch.special.bessel_j0(SIREN(x))
 
     message = refusal(fn)
-    assert "unsupported op aten.special_bessel_j0 at " in message
+    assert "unsupported op torch.special.bessel_j0 at " in message
     assert "test_generality.py:" in message and "return torch.special.bessel_j0(SIREN(x))" in message
 
 
@@ -272,12 +272,12 @@ def test_refuses_a_derivative_of_a_norm_saying_why():
         return vmap(jacrev(lambda v: torch.linalg.vector_norm(jacrev(SIREN)(v))))(x)
 
     message = refusal(gradient_of_norm)
-    assert "aten.eq" in message and "derivative of a norm" in message and "test_generality.py:" in message
+    assert "torch.eq" in message and "derivative of a norm" in message and "test_generality.py:" in message
 
 
 def test_refuses_log_naming_the_missing_core():
     message = refusal(lambda x: torch.log(SIREN(x) + 2.0))
-    assert "aten.log" in message and "no log core" in message
+    assert "unsupported op torch.log (there is no log core)" in message
 
 
 def test_refuses_data_dependent_control_flow():

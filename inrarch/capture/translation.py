@@ -16,7 +16,8 @@ from .runtime import RuntimeTensor, WeightProgram
 from .source import source_line
 from .tracing import DECOMPOSED
 
-__all__ = ["translate", "supported", "unsupported_message", "first_unsupported", "NeedsPureGraph"]
+__all__ = ["translate", "supported", "user_name", "writable", "unsupported_message", "first_unsupported",
+           "NeedsPureGraph"]
 
 aten = torch.ops.aten
 
@@ -333,10 +334,43 @@ def supported():
     return sorted(ops.captured() | _CREATION_LIKE | DECOMPOSED)
 
 
+# Aten ops whose torch function has another name than the op's.
+_TORCH_NAMES = {"log_sigmoid_forward": "torch.nn.functional.logsigmoid", "_local_scalar_dense": "Tensor.item",
+                "linalg_vector_norm": "torch.linalg.vector_norm", "native_dropout": "torch.nn.functional.dropout"}
+
+
+def user_name(aten_name):
+    """The torch function a user writes for the aten op ``aten_name``: ``torch.layer_norm`` for
+    ``native_layer_norm``, ``torch.special.bessel_j0`` for ``special_bessel_j0``; else ``aten.<name>``."""
+    if aten_name in _TORCH_NAMES:
+        return _TORCH_NAMES[aten_name]
+    base = aten_name.removeprefix("native_").removeprefix("_").removesuffix("_forward")
+    for prefix, namespace in (("special_", torch.special), ("linalg_", torch.linalg), ("fft_", torch.fft)):
+        if base.startswith(prefix) and hasattr(namespace, base[len(prefix):]):
+            return f"{namespace.__name__}.{base[len(prefix):]}"
+    if hasattr(torch, base):
+        return f"torch.{base}"
+    if hasattr(torch.nn.functional, base):
+        return f"torch.nn.functional.{base}"
+    return f"aten.{aten_name}"
+
+
+def writable():
+    """What a user can write, in torch's terms, from the registry: its activations (the ops that
+    capture the aten op of their own name, and the activations torch decomposes into them) and the
+    arithmetic, matrix products, reductions and data movement that every op shares."""
+    activations = [name for name, spec in ops.OPS.items() if spec.scaled and name in spec.captures]
+    activations += sorted(name for name in DECOMPOSED if not name.endswith("_backward"))
+    return ("inrarch computes " + ", ".join(activations) + " (torch and torch.nn.functional functions, or their "
+            "torch.nn modules); +, - and * of tensors, / by constants, ** by integers 0..8; @, matmul and nn.Linear "
+            "with constant matrices; sum and torch.linalg.vector_norm; comparisons and torch.where; indexing, "
+            "reshapes, transposes, cat and stack")
+
+
 def unsupported_message(name, source):
     why = ops.refusal(name)
     why = f" ({why})" if why is not None else ""
-    return f"unsupported op aten.{name}{why} at {source}; supported: " + ", ".join(supported())
+    return f"unsupported op {user_name(name)}{why} at {source}; {writable()}"
 
 
 def _base_name(target):

@@ -10,19 +10,30 @@ from .base import _constant_multiplier, _constant_product, _fixed_constant, _Non
 from .table import _register
 
 
-class ReluModel(_Nonlinear):
-    """The model of :class:`Relu`."""
+class _ScaledProduct(_Nonlinear):
+    """The model of a core that multiplies by a constant, then takes ``stages`` more: the constant
+    ``factor`` has ``in.int_bits + out.frac_bits`` fractional bits (fewer if exact)."""
+
+    stages = 1
+
+    @property
+    def factor(self):
+        return self.scale
 
     def _configure(self):
         self.constant, self.constant_frac = _fixed_constant(
-            lambda bits: Fraction(self.scale), 0, max(0, self.in_format.int_bits + self.out_format.frac_bits))
+            lambda bits: Fraction(self.factor), 0, max(0, self.in_format.int_bits + self.out_format.frac_bits))
         self._product_point = _point(self.in_format.frac_bits + self.constant_frac)
         self.multiplier = _constant_multiplier(self.in_format.shape, self.constant, self.dsp_shape, self.pipelining)
-        self.latency = self.multiplier.latency + 1
+        self.latency = self.multiplier.latency + self.stages
 
     @property
     def lane_multipliers(self):
         return (self.multiplier,)
+
+
+class ReluModel(_ScaledProduct):
+    """The model of :class:`Relu`."""
 
     def _model(self, x):
         product = x * self.constant
@@ -86,20 +97,15 @@ class Step(_NonlinearCore, StepModel):
     """
 
 
-class AbsModel(_Nonlinear):
+class AbsModel(_ScaledProduct):
     """The model of :class:`Abs`."""
 
-    def _configure(self):
-        self.constant, self.constant_frac = _fixed_constant(
-            lambda bits: Fraction(abs(self.scale)), 0, max(0, self.in_format.int_bits + self.out_format.frac_bits))
-        self._product_point = _point(self.in_format.frac_bits + self.constant_frac)
-        self.multiplier = _constant_multiplier(self.in_format.shape, self.constant, self.dsp_shape, self.pipelining)
-        # the product, then its magnitude (a carry chain of its own), then the rounding to the output
-        self.latency = self.multiplier.latency + 2
+    # the magnitude takes a carry chain of its own before the rounding's
+    stages = 2
 
     @property
-    def lane_multipliers(self):
-        return (self.multiplier,)
+    def factor(self):
+        return abs(self.scale)
 
     def _model(self, x):
         product = x * self.constant

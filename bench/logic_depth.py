@@ -22,7 +22,7 @@ import numpy as np
 
 from boards.synth import find_tool
 from boards.timing import TARGET, component_depths
-from cores import (Accumulate, Add, AddConst, Cos, Exp, Fork, Gather, LaneConverter, LaneSerializer, MatVec, Mul,
+from cores import (Abs, Accumulate, Add, AddConst, Cos, Exp, Fork, Gather, LaneConverter, LaneSerializer, MatVec, Mul,
                    MulAdd, MulConst, Neg, Pacer, Q, Relu, Scale, Sigmoid, Sin, Softplus, Sqrt, Step, StreamFIFO, Sub,
                    Sum, Tanh)
 from cores.multiply import DSP48E2
@@ -62,6 +62,7 @@ def cores(dsp_shape=DSP48E2):
         "Sqrt": ("q4.12 -> q4.12", Sqrt(UNIT, UNIT, dsp_shape=dsp_shape)),
         "Relu": ("q4.12 -> q4.12", Relu(UNIT, UNIT, dsp_shape=dsp_shape)),
         "Step": ("q4.12 -> q4.12", Step(UNIT, UNIT)),
+        "Abs": ("-1.5 * q4.12 -> q4.12", Abs(UNIT, UNIT, scale=-1.5, dsp_shape=dsp_shape)),
         "MatVec": ("8x8, P=4, forward+transpose, q8.8", MatVec(rng.uniform(-1, 1, (8, 8)), Q16, Q16,
                                                                channels=("forward", "transpose"), parallel=4,
                                                                dsp_shape=dsp_shape)),

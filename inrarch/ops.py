@@ -18,7 +18,7 @@ Ops
 ``scale``                   ``a * value``; attrs: ``value`` (float)
 ``add_const``, ``mul_const`` ``a (+|*) values``; attrs: ``values`` (array of the node's shape, or
                             with runtime weights a :class:`~inrarch.ir.Weight` the design loads)
-``sin`` ``cos`` ``tanh`` ``sigmoid`` ``exp`` ``relu`` ``step`` ``softplus`` ``sqrt``
+``sin`` ``cos`` ``tanh`` ``sigmoid`` ``exp`` ``relu`` ``step`` ``softplus`` ``sqrt`` ``abs``
                             ``f(scale * a)``; attrs: ``scale`` (float); ``sqrt`` is 0 for
                             arguments ≤ 0
 ``matmul``                  rows of ``a`` (M, K) times a stored matrix: ``(M, N)``;
@@ -418,6 +418,7 @@ nonlinear("exp", np.exp, "cores.nonlinear.Exp")
 nonlinear("relu", lambda v: np.maximum(v, 0.0), "cores.nonlinear.Relu")
 nonlinear("step", lambda v: (v > 0).astype(np.float64), "cores.nonlinear.Step", bound=1.0, aten_names=())
 nonlinear("softplus", lambda v: np.logaddexp(0.0, v), "cores.nonlinear.Softplus", aten_names=())
+nonlinear("abs", np.abs, "cores.nonlinear.Abs")
 nonlinear("sqrt", lambda v: np.sqrt(np.maximum(v, 0.0)), "cores.nonlinear.Sqrt", refusals={
     "rsqrt": "there is no reciprocal square-root core (a derivative of sqrt needs one)",
     "norm": "use torch.linalg.vector_norm (the 2-norm is supported)",
@@ -582,10 +583,14 @@ def _where(tr, target, args, kwargs):
     return tr.where(*args)
 
 
+@captures("step", "sign", "sgn")
+def _sign(tr, target, args, kwargs):
+    # sign(x) = step(x) - step(-x); torch writes the derivative of abs with it.
+    return tr.binary("sub", tr.nonlinear("step", args[0]), tr.nonlinear("step", args[0], scale=-1.0))
+
+
 # Refusals of aten ops no op captures ---------------------------------------------------------
 refuse("there is no log core", "log", "log1p", "log_sigmoid_forward")
-refuse("there is no abs core: write abs(x) as relu(x) + relu(-x)", "abs")
-refuse("there is no sign core: write sign(x) as (x > 0).to(x.dtype) - (x < 0).to(x.dtype)", "sign", "sgn")
 refuse("there is no clamp core: write clamp(x, lo, hi) as lo + relu(x - lo) - relu(x - hi)", "clamp")
 refuse("write clamp(x, min=lo) as lo + relu(x - lo)", "clamp_min")
 refuse("write clamp(x, max=hi) as hi - relu(hi - x)", "clamp_max")

@@ -62,6 +62,8 @@ MODELS = {
     "fourier": (2, 1, lambda: inrarch.models.fourier_features(2, 3, 1.0, 10, 2, 1, "tanh", seed=8)),
     "skip": (4, 3, lambda: inrarch.models.skip_mlp(4, 10, 3, 3, "sigmoid", skip_at=1, seed=9)),
     "softplus": (2, 2, lambda: inrarch.models.mlp(2, 11, 2, 2, "softplus", seed=10)),
+    # FINER's sin((|z| + 1) z): abs, and sign (two steps) in its derivatives.
+    "finer": (2, 1, lambda: inrarch.models.mlp(2, 8, 2, 1, "finer", seed=14)),
     # Activations torch._decomp rewrites into supported ops while tracing.
     "silu": (2, 1, lambda: torch_mlp(2, 8, 1, torch.nn.SiLU(), seed=11)),
     "elu": (2, 2, lambda: torch_mlp(2, 8, 2, torch.nn.ELU(), seed=12)),

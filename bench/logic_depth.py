@@ -13,7 +13,7 @@ lane of it), synthesized as a module of its own. Every figure includes the DSP s
 their M and P registers. ``tests/test_timing.py`` keeps the cores' depths as their regression bounds.
 """
 
-import json
+import dataclasses
 import subprocess
 import sys
 import tempfile
@@ -27,17 +27,17 @@ import inrarch
 from boards import AlveoU280Platform
 from boards.synth import find_tool
 from boards.timing import TARGET, component_depths
-from cores import (Accumulate, Add, AddConst, Cos, Exp, Fork, Gather, LaneConverter, LaneSerializer, MatVec, Mul,
+from cores import (Abs, Accumulate, Add, AddConst, Cos, Exp, Fork, Gather, LaneConverter, LaneSerializer, MatVec, Mul,
                    MulAdd, MulConst, Neg, Pacer, Q, RelayStation, Relu, Scale, Sigmoid, Sin, Softplus, Sqrt, Step,
                    StreamFIFO, Sub, Sum, Tanh)
 from devices import ULTRASCALE_PLUS
+from inrarch.build import BuildConfig, build
 from inrarch.resources import core_dsps
 from bench import registry, results
 from bench.constants import QUICK, WORKLOAD
 
 DESIGN = QUICK  # the SIREN 2→16→16→3 of the quick workload
-BUILD = ("--board", "alveo_u280", "--width", str(DESIGN["hidden"]), "--depth", str(DESIGN["layers"]), "--batch", "8",
-         "--timing", "--no-progress")
+BUILD = BuildConfig(board="alveo_u280", width=DESIGN["hidden"], depth=DESIGN["layers"], batch=8, timing=True)
 
 Q16 = Q(8, 8)
 UNIT = Q(4, 12)
@@ -70,6 +70,7 @@ def cores(device=ULTRASCALE_PLUS, clock_mhz=300.0):
         "Sqrt": ("q4.12 -> q4.12", Sqrt(UNIT, UNIT, **dsp)),
         "Relu": ("q4.12 -> q4.12", Relu(UNIT, UNIT, **dsp)),
         "Step": ("q4.12 -> q4.12", Step(UNIT, UNIT)),
+        "Abs": ("-1.5 * q4.12 -> q4.12", Abs(UNIT, UNIT, scale=-1.5, **dsp)),
         "MatVec": ("8x8, P=4, forward+transpose, q8.8", MatVec(rng.uniform(-1, 1, (8, 8)), Q16, Q16,
                                                                channels=("forward", "transpose"), parallel=4, **dsp)),
         "Sum": ("q8.8, group 16", Sum(Q16, Q16, 16)),
@@ -118,14 +119,24 @@ def measure_workload_matvec(work_dir):
 
 
 def build_design(out):
-    """``report.json``'s timing of the SIREN :data:`DESIGN` built with ``--timing``, with the step's seconds."""
-    subprocess.run([sys.executable, "-m", "inrarch.build", *BUILD, "--out", str(out)], check=True,
-                   stdout=subprocess.DEVNULL)
-    report = json.loads((Path(out) / "report.json").read_text())
+    """The report's timing of the SIREN :data:`DESIGN` built with ``timing``, with the step's seconds."""
+    report = build(dataclasses.replace(BUILD, out=out)).report
     timing = report["timing"]
     return {"seconds": report["timing_seconds"], "modules": len(timing["modules"]), "worst": timing["worst"],
             "over_target": timing["over_target"], "unregistered_dsps": timing["unregistered_dsps"],
             "dsps": timing["dsps"], "dsps_with_m_and_p": timing["dsps_with_m_and_p"]}
+
+
+def _command_line(config):
+    """The flags of ``python -m inrarch.build`` that build ``config``, as bench/results.json records them."""
+    defaults = BuildConfig()
+    flags = []
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if field.name != "out" and value != getattr(defaults, field.name):
+            flag = f"--{field.name.replace('_', '-')}"
+            flags += [flag] if value is True else [flag, str(value)]
+    return " ".join(flags)
 
 
 def main():
@@ -148,7 +159,7 @@ def main():
     results.record("logic_depth", {"rows": rows, "seconds": round(seconds, 1), "design": design,
                                    "workload_matvec": matvec},
                    inputs={"yosys": version, "family": "xcup", "target_levels": TARGET.levels, "model": DESIGN,
-                           "build": " ".join(BUILD), **load})
+                           "build": _command_line(BUILD), **load})
 
 
 if __name__ == "__main__":

@@ -141,7 +141,7 @@ def cycles_at_formats(fn, batch, formats, weight_width, dsp_budget):
     graph, _ = capture(fn, _example(batch))
     graph = optimize(graph)
     recorded = Formats({node: Q.parse(formats[node.name]) for node in graph.nodes},
-                       {node: weight_width for node in graph.nodes if "weight" in node.attrs})
+                       {node: weight_width for node in graph.nodes if "weight" in node.attrs or node.op == "mul_const"})
     device = AlveoU280Platform.fpga
     return solve_on_dies(lower(graph, recorded, device=device, dsp_budget=dsp_budget, batch=batch), device,
                          batch).cycles

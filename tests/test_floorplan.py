@@ -203,6 +203,14 @@ def test_the_written_constraints_give_every_core_a_die(spread_design, tmp_path):
     assert any(name.startswith("relay") for name in submodules)
 
 
+def test_the_weight_loader_is_in_the_memory_die(spread_design):
+    model, one_die, _ = spread_design
+    device = dataclasses.replace(ULTRASCALE_PLUS, dies=three_dies(one_die.report["dsp_estimate"]))
+    design = inrarch.compile(inrarch.derivatives(model, 1), torch.zeros(4, 2), device=device, weights="runtime")
+    placement = {cell: die for die, _, cells, _ in design.die_placement() for cell in cells}
+    assert placement["weight_loader"] == "SLR0" and len(set(placement.values())) == 3
+
+
 @pytest.mark.parametrize("order", [1, 2])
 def test_the_default_design_fits_the_u280s_dies(order, full_mode):
     if order == 2 and not full_mode:

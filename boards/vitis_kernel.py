@@ -123,6 +123,10 @@ class VitisKernel(wiring.Component):
         Samples the design computes at once. Above 1, each run's last group of ``lanes`` samples
         is completed with zero samples (:class:`boards.sample_groups.PadToGroups`) and their
         outputs are dropped (:class:`boards.sample_groups.DropPadding`), so any ``batch`` works.
+    address_width, count_width, burst : int
+        Bits of the AXI4 masters' addresses (64) and of the element and word counters
+        (``_COUNT_WIDTH``), and the longest burst (:data:`BURST_BEATS`). Proofs
+        (:mod:`formal.kernel`) build the kernel narrower; a kernel for Vitis keeps the defaults.
 
     Ports
     -----
@@ -135,20 +139,23 @@ class VitisKernel(wiring.Component):
     s_axi_control_* : AXI4-Lite subordinate, 32-bit data, 12-bit address
         The register map of :class:`boards.axi.AxiLiteRegisters` plus the arguments of
         :func:`kernel_arguments` and the status register at :func:`status_offset`.
-    m_axi_x_*, m_axi_y0_*, ... : AXI4 masters, 64-bit address, :data:`DATA_WIDTH`-bit data
+    m_axi_x_*, m_axi_y0_*, ... : AXI4 masters, ``address_width``-bit address, :data:`DATA_WIDTH`-bit data
         ``m_axi_x`` only reads, the others only write; INCR bursts of up to :data:`BURST_BEATS`
         beats that never cross 4 KiB. Buffers must be :data:`DATA_WIDTH`/8-byte aligned.
     """
 
-    def __init__(self, arguments, ports, *, lanes=1):
+    def __init__(self, arguments, ports, *, lanes=1, address_width=64, count_width=_COUNT_WIDTH, burst=BURST_BEATS):
         self.arguments = arguments
         self._ports = ports
         self._lanes = lanes
+        self._address_width = address_width
+        self._count_width = count_width
+        self._burst = burst
         members = {"ap_clk": In(1), "ap_rst_n": In(1), "interrupt": Out(1)}
         members |= _flat_members("s_axi_control", axi4_lite_signature(CONTROL_ADDRESS_WIDTH), flip=True)
         for argument in self.arguments:
             if argument.is_buffer:
-                members |= _flat_members(argument.port, axi4_signature(64, DATA_WIDTH), flip=False)
+                members |= _flat_members(argument.port, axi4_signature(address_width, DATA_WIDTH), flip=False)
         super().__init__(members)
 
     def elaborate(self, platform):
@@ -184,13 +191,14 @@ class VitisKernel(wiring.Component):
             if self._lanes > 1:
                 groups = (PadToGroups if argument.name == "x" else DropPadding)(
                     fmt, elements_per_sample=argument.elements_per_sample, lanes=self._lanes,
-                    count_width=_COUNT_WIDTH)
+                    count_width=self._count_width)
                 m.submodules[f"{argument.name}_groups"] = groups
                 m.d.comb += [groups.start.eq(registers.start), groups.count.eq(elements)]
                 busy.append(groups.busy)
+            sizes = {"data_width": DATA_WIDTH, "count_width": self._count_width}
             if argument.name == "x":
-                memory = AxiBurstReader(data_width=DATA_WIDTH, burst=BURST_BEATS, count_width=_COUNT_WIDTH)
-                convert = WordsToElements(fmt, data_width=DATA_WIDTH, count_width=_COUNT_WIDTH)
+                memory = AxiBurstReader(burst=self._burst, address_width=self._address_width, **sizes)
+                convert = WordsToElements(fmt, **sizes)
                 wiring.connect(m, memory.o, convert.i)
                 elements_out = convert.o
                 if groups is not None:
@@ -199,8 +207,8 @@ class VitisKernel(wiring.Component):
                 m.d.comb += [payload.eq(elements_out.payload), valid.eq(elements_out.valid),
                              elements_out.ready.eq(ready)]
             else:
-                memory = AxiBurstWriter(data_width=DATA_WIDTH, burst=BURST_BEATS, count_width=_COUNT_WIDTH)
-                convert = ElementsToWords(fmt, data_width=DATA_WIDTH, count_width=_COUNT_WIDTH)
+                memory = AxiBurstWriter(burst=self._burst, address_width=self._address_width, **sizes)
+                convert = ElementsToWords(fmt, **sizes)
                 elements_in = convert.i
                 if groups is not None:
                     wiring.connect(m, groups.o, convert.i)
@@ -219,13 +227,7 @@ class VitisKernel(wiring.Component):
             busy += [memory.busy, convert.busy]
 
         # Counters load at the start edge, so from the next cycle on "nothing busy" means finished.
-        active = Signal()
-        finished = active & ~Cat(*busy).any()
-        with m.If(registers.start):
-            m.d.sync += active.eq(1)
-        with m.Elif(finished):
-            m.d.sync += active.eq(0)
-        m.d.comb += registers.done.eq(finished)
+        m.d.comb += registers.done.eq(registers.running & ~Cat(*busy).any())
         return m
 
 

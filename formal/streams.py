@@ -108,7 +108,8 @@ class StreamContractSpec(Elaboratable):
     Parameters
     ----------
     core : wiring.Component
-        The core; it needs ``contract`` (or ``contracts``) and, for ``payload``, ``reference``.
+        The core; it needs ``contract`` (or ``contracts``) for every property but ``protocol``,
+        and ``reference`` for ``payload``.
     bound : int
         The depth it is checked to: counters are sized for it.
     properties : sequence of str
@@ -133,7 +134,8 @@ class StreamContractSpec(Elaboratable):
         self.bound = bound
         self.properties = tuple(properties)
         self.firings = firings
-        self.channels = channels(core)
+        # the output protocol needs no contract: any stream component can be proved to keep it
+        self.channels = channels(core) if set(self.properties) - {"protocol"} else []
         self.unchecked = {}
         self.tables = None
         if "payload" in self.properties:

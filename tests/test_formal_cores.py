@@ -6,8 +6,8 @@ import pytest
 
 from formal.cores import INSTANCES, contract_proof, cover_proof, missing_instances, induction_proof
 
-#: Length of the k-induction of the output protocol: every core's closes at it.
-INDUCTION_DEPTH = 4
+#: Lengths of k-induction tried for the output protocol, shortest first (every core's closes at 1).
+INDUCTION_LENGTHS = (1, 2, 4)
 
 def test_formal_instance_of_every_exported_core():
     assert not missing_instances(), f"add a small instance of {missing_instances()} to formal.cores.INSTANCES"
@@ -22,7 +22,10 @@ def test_formal_stream_contract(name, tmp_path):
 
 @pytest.mark.parametrize("name", sorted(INSTANCES))
 def test_formal_output_protocol_by_induction(name, tmp_path):
-    result = induction_proof(name, depth=INDUCTION_DEPTH, directory=tmp_path)
+    for length in INDUCTION_LENGTHS:
+        result = induction_proof(name, depth=length, directory=tmp_path / str(length))
+        if result.status != "unknown":
+            break
     assert result.passed, result.summary()
 
 

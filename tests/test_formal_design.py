@@ -6,7 +6,7 @@ past the first outputs and shows that it fails with one FIFO one entry shallower
 
 from formal.design import fifo_sizing_proof, siren_design
 
-DEPTH = 24
+DEPTH = 40
 
 
 def test_formal_fifo_sizing_of_a_siren(tmp_path):

@@ -64,9 +64,10 @@ def cover(m, name, condition):
 class ProofResult:
     """What one ``sby`` run found.
 
-    ``status`` is ``"pass"``, ``"fail"`` (a counterexample: ``failed`` names the properties it
-    breaks, ``step`` is its last cycle and ``trace`` its VCD) or ``"unknown"`` (k-induction did
-    not close at this length: no counterexample from reset, but no proof either).
+    ``status`` is ``"pass"``, ``"fail"`` (a counterexample from reset: ``failed`` names the
+    properties it breaks, ``step`` is its cycle and ``trace`` its VCD) or ``"unknown"``
+    (k-induction did not close at this length: no counterexample from reset, but no proof
+    either; ``failed`` and ``trace`` are then the induction step's).
     """
 
     name: str
@@ -199,13 +200,15 @@ def prove(spec, *, name, mode="bmc", depth, solver=SOLVER, directory=None, modul
     log = run.stdout + run.stderr
     result = ProofResult(name=name, mode=mode, depth=depth, solver=solver, status=_status(log, mode),
                          seconds=seconds, log=log)
-    if result.status == "fail":
-        result.trace = _trace(job, mode)
+    if result.status in ("fail", "unknown"):
+        # a counterexample from reset, or the induction step's: a run of states in which the
+        # properties hold, then fail
+        result.trace = _trace(job, result.status)
         if result.trace is not None:
             result.step, result.failed = _low_properties(result.trace)
     if result.status == "error":
         raise RuntimeError(f"sby did not run {name}:\n{log[-4000:]}")
-    if temporary and result.status != "fail":
+    if temporary and result.status == "pass":
         shutil.rmtree(directory, ignore_errors=True)
     return result
 
@@ -226,9 +229,9 @@ def _status(log, mode):
     return "error"
 
 
-def _trace(job, mode):
+def _trace(job, status):
     for path in sorted(job.glob("engine_*/trace*.vcd")):
-        if "induct" not in path.name or mode == "prove":
+        if ("induct" in path.name) == (status == "unknown"):
             return path
     return None
 

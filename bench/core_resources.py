@@ -30,17 +30,18 @@ from boards.synth import FLIP_FLOPS, LUT_EQUIVALENT, find_tool, synth_xilinx
 from cores import (Accumulate, Add, AddConst, Cos, Exp, Fork, Gather, LaneConverter, LaneSerializer, MatVec, Mul,
                    MulAdd, MulConst, Neg, Pacer, Q, Relu, Scale, Sigmoid, Sin, Softplus, Sqrt, Step, StreamFIFO, Sub,
                    Sum, Tanh)
-from bench import results
+from bench import registry, results
 
 Q16 = Q(16, 16)
 COLUMNS = ("LUT", "LUTRAM/SRL", "FF", "DSP", "RAMB18", "RAMB36", "URAM")
 
 
 def cores():
-    """``(name, parameters, factory)`` of every measured configuration."""
+    """``(name, parameters, factory)`` of every measured configuration, and of every nonlinear core of the
+    registry that has none here at its wide default formats (:mod:`bench.registry`)."""
     rng = np.random.default_rng(0)
     transpose_4x4 = [(0, 4 * (j % 4) + j // 4) for j in range(16)]
-    return [
+    listed = [
         ("Add", "q16.16 + q16.16 -> q16.16", lambda: Add(Q16, Q16, Q16)),
         ("Sub", "q16.16 - q16.16 -> q16.16", lambda: Sub(Q16, Q16, Q16)),
         ("Mul", "q16.16 * q16.16 -> q16.16", lambda: Mul(Q16, Q16, Q16)),
@@ -79,6 +80,11 @@ def cores():
         ("Pacer", "32-bit, 3 tokens of 3 samples / 12 cycles", lambda: Pacer(Q16, 3, 12, lanes=3)),
         ("LaneSerializer", "32-bit, 6 tokens of 3 lanes", lambda: LaneSerializer(Q16, 6, 3)),
     ]
+    names = {name for name, _, _ in listed}
+    for cls in registry.missing([(cls,) for cls in registry.nonlinear_cores() if cls.__name__ in names]):
+        fin, fout = registry.wide_formats(cls)
+        listed.append((cls.__name__, f"{fin} -> {fout}", lambda cls=cls, fin=fin, fout=fout: cls(fin, fout)))
+    return listed
 
 
 def count(cells):

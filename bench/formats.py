@@ -38,9 +38,9 @@ TEST_SEED = 2026
 PLOT = results.REPOSITORY / "docs" / "formats.png"
 
 
-def mean_bits(graph):
+def mean_bits(graph, formats):
     elements = sum(node.numel for node in graph.nodes)
-    return sum(node.meta["format"].width * node.numel for node in graph.nodes) / elements
+    return sum(formats[node].width * node.numel for node in graph.nodes) / elements
 
 
 def measure(order, x):
@@ -48,15 +48,16 @@ def measure(order, x):
     graph = optimize(capture(fn, torch.zeros(2, 2, dtype=torch.float64))[0])
     sweep = []
     for width in WIDTHS:
-        assign_formats(graph, width=width)
-        sweep.append({"width": width, "mean_bits": mean_bits(graph),
-                      "error": max(emulation_errors(graph, x))})
+        formats = assign_formats(graph, width=width)
+        sweep.append({"width": width, "mean_bits": mean_bits(graph, formats),
+                      "error": max(emulation_errors(graph, formats, x))})
         print(f"order {order}: {width} bits everywhere: error {sweep[-1]['error']:.2e}", flush=True)
     start = time.perf_counter()
-    search = search_formats(graph, tolerance=TOLERANCE)
+    formats = search_formats(graph, tolerance=TOLERANCE)
+    search = formats.search
     seconds = time.perf_counter() - start
-    searched = {"mean_bits": mean_bits(graph), "error": max(emulation_errors(graph, x)),
-                "uniform_width": search.uniform_width, "widths": sorted({n.meta["format"].width for n in graph.nodes}),
+    searched = {"mean_bits": mean_bits(graph, formats), "error": max(emulation_errors(graph, formats, x)),
+                "uniform_width": search.uniform_width, "widths": sorted({fmt.width for fmt in formats.values()}),
                 "trials": search.trials, "seconds": round(seconds, 1)}
     return {"sweep": sweep, "searched": searched}
 

@@ -26,7 +26,7 @@ from cores import (Accumulate, Add, AddConst, Cos, Exp, Fork, Gather, LaneConver
                    MulAdd, MulConst, Neg, Pacer, Q, Relu, Scale, Sigmoid, Sin, Softplus, Sqrt, Step, StreamFIFO, Sub,
                    Sum, Tanh)
 from cores.multiply import DSP48E2
-from bench import results
+from bench import registry, results
 from bench.constants import QUICK
 
 DESIGN = QUICK  # the SIREN 2→16→16→3 of the quick workload
@@ -39,11 +39,12 @@ ANGLE = Q(2, 14)
 
 
 def cores(dsp_shape=DSP48E2):
-    """``{name: (parameters, core)}`` of every core class of :mod:`cores`, each at one small parameter point,
-    with its products split for a DSP multiplier of ``dsp_shape`` (see :class:`cores.Multiplier`)."""
+    """``{name: (parameters, core)}`` of every core class of :mod:`cores` and every nonlinear core of the
+    registry (:mod:`bench.registry`), each at one small parameter point, with its products split for a
+    DSP multiplier of ``dsp_shape`` (see :class:`cores.Multiplier`)."""
     rng = np.random.default_rng(0)
     transpose = [(0, 4 * (j % 4) + j // 4) for j in range(16)]
-    return {
+    listed = {
         "Add": ("q8.8 + q8.8 -> q8.8", Add(Q16, Q16, Q16)),
         "Sub": ("q8.8 - q8.8 -> q8.8", Sub(Q16, Q16, Q16)),
         "Mul": ("q8.8 * q8.8 -> q8.8", Mul(Q16, Q16, Q16, dsp_shape=dsp_shape)),
@@ -73,6 +74,10 @@ def cores(dsp_shape=DSP48E2):
         "Pacer": ("16-bit, 3 tokens / 8 cycles", Pacer(Q16, 3, 8)),
         "LaneSerializer": ("16-bit, 6 tokens of 3 lanes", LaneSerializer(Q16, 6, 3)),
     }
+    for cls in registry.missing([(cls,) for cls in registry.nonlinear_cores() if cls.__name__ in listed]):
+        out = Q.parse(registry.small_formats(cls)[1])
+        listed[cls.__name__] = (f"q4.12 -> {out}", cls(UNIT, out, dsp_shape=dsp_shape))
+    return listed
 
 
 def measure(work_dir):

@@ -18,7 +18,7 @@ import time
 
 from cores.fixed import Q
 from cores.nonlinear import Cos, Exp, Relu, Sigmoid, Sin, Softplus, Sqrt, Step, Tanh
-from bench import results
+from bench import registry, results
 from inrarch.resources import core_dsps
 
 RANDOM = 1_000_000
@@ -52,6 +52,10 @@ CASES = [
     (Relu, "q16.16", "q16.16", 30.0, None, None), (Relu, "q4.8", "q2.14", -0.3, None, "all"),
     (Step, "q4.8", "q2.14", 1.0, None, "all"),
 ]
+# The registry's other nonlinear cores, at default formats (bench.registry).
+CASES += [case for cls in registry.missing(CASES)
+          for case in ((cls, *registry.small_formats(cls), 1.0, None, "all"),
+                       (cls, *registry.wide_formats(cls), 1.0, None, registry.SPAN))]
 
 # (core, input format, output format, scale, span of the random inputs): every ``order=``.
 ORDER_CHOICES = [(Sin, "q16.16", "q2.30", 30.0, None), (Tanh, "q8.24", "q2.24", 1.0, 12.0)]

@@ -34,6 +34,7 @@ from cores.fixed import Q
 from inrarch import derivatives, models
 from inrarch.capture import capture
 from inrarch.compiler import compile as compile_design
+from inrarch.formats import Formats
 from inrarch.lower import lower
 from inrarch.passes import optimize
 from inrarch.schedule import solve
@@ -125,11 +126,9 @@ def cycles_at_formats(fn, batch, formats, weight_width, dsp_budget):
     format search: capture, passes, lowering and the solver as :func:`inrarch.compile` runs them."""
     graph, _ = capture(fn, _example(batch))
     graph = optimize(graph)
-    for node in graph.nodes:
-        node.meta["format"] = Q.parse(formats[node.name])
-        if node.op == "matmul":
-            node.meta["weight_width"] = weight_width
-    return solve(lower(graph, dsp_budget=dsp_budget, batch=batch), batch).cycles
+    recorded = Formats({node: Q.parse(formats[node.name]) for node in graph.nodes},
+                       {node: weight_width for node in graph.nodes if "weight" in node.attrs})
+    return solve(lower(graph, recorded, dsp_budget=dsp_budget, batch=batch), batch).cycles
 
 
 def _simulate(design, fn, row, seed):

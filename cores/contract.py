@@ -19,13 +19,26 @@ The firing's output tokens become valid at fixed offsets after the cycle its las
 accepted: token ``i`` at ``last_accept + writes[i]``. Every output port emits the same sequence of
 token times. A token stays valid until it is taken; with an always-ready consumer it is taken in
 the cycle it becomes valid.
+
+Under back-pressure
+-------------------
+A contract states the timing while outputs are always taken. A :class:`CycleModel` states it
+whatever the consumer does: cycle by cycle, which inputs a core takes and whether its output
+offers a token. The default, :class:`ContractCycles`, runs the contract on a local clock that stops
+while the output is stalled, which is exactly how a pipeline that holds under back-pressure behaves
+(the element-wise and nonlinear cores, the reductions, the lane converter). Cores that keep
+working while their output waits (a FIFO, the input pacer, a matrix-vector channel or a gather
+that loads its next input meanwhile) provide their own ``cycle_model``, register by register.
+tests/cores/test_interface.py checks every core's against its hardware, cycle by cycle.
 """
 
+from collections import deque
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
-__all__ = ["TimingContract", "Schedule"]
+__all__ = ["TimingContract", "Schedule", "CycleModel", "ContractCycles", "ContractTiming"]
 
 
 @dataclass(frozen=True)
@@ -147,3 +160,73 @@ class TimingContract:
         steps = np.arange(len(ready_at), dtype=np.int64)
         times = np.maximum.accumulate(ready_at - steps) + steps
         return Schedule({port: times for port in arrivals}, times + self.writes[0])
+
+
+class CycleModel(Protocol):
+    """A core's handshakes, cycle by cycle, whatever its producers and consumer do.
+
+    Each cycle, :meth:`ready` gives the input ports that take a token, given which of them offer
+    one and whether the output is taken; :meth:`clock` then advances the model by that cycle.
+    ``out_valid`` is whether the output offers a token in the current cycle. A core gives its model
+    with ``core.cycle_model(firings)``, for a run of ``firings`` firings.
+    """
+
+    out_valid: bool
+
+    def ready(self, valid, out_ready):
+        """The input ports that take a token this cycle; ``valid[port]`` tells whether ``port``
+        offers one (``valid`` is None for a core with no input port)."""
+
+    def clock(self, taken, out_ready):
+        """Advance by one cycle, in which the inputs of :meth:`ready` were ``taken`` (or not) and
+        the output was taken if it was valid and ``out_ready``."""
+
+
+class ContractCycles:
+    """The default :class:`CycleModel`: ``contract`` kept on a local clock that stops while the
+    output is stalled, for ``firings`` firings."""
+
+    def __init__(self, contract, firings):
+        self.runs = contract.reads
+        self.writes = contract.writes
+        self.cooldown = contract.cooldown
+        self.firings = firings
+        self.local = 0
+        self.ready_at = 0
+        self.run, self.beat, self.firing = 0, 0, 0
+        self.pending = deque()
+
+    @property
+    def out_valid(self):
+        return bool(self.pending) and self.pending[0] <= self.local
+
+    def ready(self, valid, out_ready):
+        if self.firing == self.firings or self.local < self.ready_at or (self.out_valid and not out_ready):
+            return ()
+        ports = self.runs[self.run][0]
+        return ports if all(valid[port] for port in ports) else ()
+
+    def clock(self, taken, out_ready):
+        advance = not self.out_valid or out_ready
+        if taken:
+            self.beat += 1
+            self.ready_at = self.local + 1
+            if self.beat == self.runs[self.run][1]:
+                self.beat, self.run = 0, self.run + 1
+                if self.run == len(self.runs):
+                    self.run, self.firing = 0, self.firing + 1
+                    self.pending.extend(self.local + w for w in self.writes)
+                    self.ready_at += self.cooldown
+        if self.out_valid and out_ready:
+            self.pending.popleft()
+        if advance:
+            self.local += 1
+
+
+class ContractTiming:
+    """What a core (or its model) whose timing under back-pressure is its contract's inherits:
+    :class:`ContractCycles` as its cycle model."""
+
+    def cycle_model(self, firings):
+        """Its :class:`CycleModel` for a run of ``firings`` firings."""
+        return ContractCycles(self.contract, firings)

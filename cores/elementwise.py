@@ -15,7 +15,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .contract import TimingContract
+from .contract import ContractTiming, TimingContract
 from .fixed import Q, convert, convert_raw, exact_integers
 from .model import ModelledComponent, Storage
 from .multiply import DSP48E2, Multiplier
@@ -30,7 +30,7 @@ def constant_format(values, width):
     return Q.for_range(float(np.max(np.abs(values))) if np.size(values) else 0.0, width)
 
 
-class _Elementwise:
+class _Elementwise(ContractTiming):
     """The model of an element-wise core: its formats, contract, exact arithmetic and resources
     (:meth:`prepare` and :meth:`constant_operand` build hardware for the core's elaboration).
 

@@ -1,3 +1,6 @@
+# amaranth: UnusedElaboratable=no
+# (The banks and lanes built here become shared modules, cores.shared: a part that stands for its module is
+# not elaborated itself.)
 """Weight-stationary matrix-vector products with the weights in on-chip memory.
 
 :class:`MatVec` multiplies streamed vectors by a constant matrix ``W`` and, through a second
@@ -14,7 +17,9 @@ The banks, and each channel's lanes and groups of lanes, are parts of their own
 the ``P`` lanes of a channel are identical, and cores on one matrix hold the same banks.
 """
 
+import functools
 import math
+from typing import NamedTuple
 
 import numpy as np
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
@@ -30,7 +35,7 @@ from .multiply import DSP48E2, Multiplier
 from .ports import lanes_signature
 from .shared import Shared, module_name
 
-__all__ = ["MatVec", "MatVecCycles"]
+__all__ = ["MatVec", "MatVecChannel", "MatVecCycles"]
 
 _KINDS = ("forward", "transpose")
 
@@ -87,6 +92,11 @@ class MatVecModel:
         """
         return sum(2 * self.lengths(k)[0] * self.lanes * self.in_format.width for k in range(len(self.channels)))
 
+    @property
+    def weight_bits(self):
+        """Bits of the stored matrix: ``Rp x Cp`` weights of ``weight_format`` (see :attr:`padded_shape`)."""
+        return int(np.prod(self.padded_shape)) * self.weight_format.width
+
     def lengths(self, channel):
         """``(n_in, n_out)`` of a channel (its index or kind)."""
         rows, cols = self.weights.shape
@@ -130,19 +140,56 @@ class MatVecModel:
                           overflow=self.overflow_mode)[0]
         return out.swapaxes(-1, -2).reshape(*x.shape[:-1], -1)
 
-    def cycle_model(self, channel):
-        """Channel ``channel`` (its index) register by register: :class:`MatVecCycles`."""
-        return MatVecCycles(self, channel)
+    def channel(self, k):
+        """Channel ``k`` as a core of its own (:class:`MatVecChannel`): its ports, contract, cycle
+        model and reference."""
+        return MatVecChannel(self, k)
+
+    @staticmethod
+    def cycles_per_sample(vectors, n_in, n_out, parallel):
+        """Cycles a channel of ``n_in`` inputs, ``n_out`` outputs and ``parallel`` multipliers is busy
+        with the ``vectors`` vectors of one sample: one firing each, ``ceil(n_out / P)`` passes of
+        ``n_in`` steps a firing (``P`` the clamped :attr:`parallel`)."""
+        return vectors * n_in * -(-n_out // max(1, min(parallel, n_in, n_out)))
 
     def _kind(self, channel):
         return self.channels[channel] if isinstance(channel, (int, np.integer)) else channel
 
     def _contract(self, k):
         n_in, n_out = self.lengths(k)
-        passes = -(-n_out // self.parallel)
         writes = tuple(1 + (p // self.parallel) * n_in + self.pass_latency + p % self.parallel for p in range(n_out))
         return TimingContract(reads=(((f"x{k}",), n_in),), writes=writes,
-                              cooldown=(passes - 1) * n_in)
+                              cooldown=self.cycles_per_sample(1, n_in, n_out, self.parallel) - n_in)
+
+
+class MatVecChannel:
+    """Channel ``index`` of the :class:`MatVec` (or model) ``core``, seen as a core of its own: a
+    node of a design that one channel computes."""
+
+    def __init__(self, core, index):
+        self.core, self.index = core, index
+
+    @property
+    def inputs(self):
+        """Its input port names."""
+        return (f"x{self.index}",)
+
+    @property
+    def output(self):
+        """Its output port name."""
+        return f"o{self.index}"
+
+    @property
+    def contract(self):
+        return self.core.contracts[self.index]
+
+    def cycle_model(self, firings=None):
+        """The channel register by register (:class:`MatVecCycles`); it runs for as long as it is fed."""
+        return MatVecCycles(self.core, self.index)
+
+    def reference(self, x):
+        """The channel's raw outputs for its raw inputs (see :meth:`MatVec.reference`)."""
+        return self.core._channel_reference(self.index, np.asarray(x))
 
 
 class MatVec(ModelledComponent, MatVecModel):
@@ -271,38 +318,59 @@ class MatVec(ModelledComponent, MatVecModel):
         return m
 
     def _elaborate_channel(self, m, k, banks):
-        """Build channel ``k``; return its one-cycle overflow flags, one per lane."""
-        kind = self.channels[k]
-        transpose = kind == "transpose"
-        P = self.parallel
-        Rp, Cp = self.padded_shape
-        depth = Rp * Cp // P
-        n_in, n_out = self.lengths(k)
-        passes = -(-n_out // P)
-        cooldown = self.contracts[k].cooldown
-        acc_format = self.accumulator_format(k)
-        # Rounding to nearest adds half an output ulp: the accumulators start from it, so that the
-        # output stage only drops bits and saturates, with no carry chain after the output buffer.
-        shift = acc_format.frac_bits - self.out_format.frac_bits
-        bias = 1 << (shift - 1) if self.rounding == "nearest" and shift > 0 else 0
+        """Build channel ``k``; return its one-cycle overflow flags, one per lane.
+
+        A channel is three parts, each with its counterpart in :class:`MatVecCycles`: the loader
+        writes the input beats into a ping-pong buffer; the sequencer walks each loaded vector
+        pass by pass, step by step, reading its weights and beats; the drain feeds each step to the
+        lanes, takes each finished pass out of them one element per cycle, and stops the sequencer
+        and the lanes (``run``) while it has no room for the next.
+        """
+        signal = functools.partial(_channel_signal, k)
+        loader = self._elaborate_loader(m, k, signal)
+        run = signal(1, "run", init=1)  # the compute pipeline advances; the drain drives it
+        step = self._elaborate_sequencer(m, k, signal, loader, banks, run)
+        return self._elaborate_drain(m, k, signal, banks, step, run)
+
+    def _bias(self, k):
+        """Rounding to nearest adds half an output ulp: the accumulators start from it, so that the
+        output stage only drops bits and saturates, with no carry chain after the output buffer."""
+        shift = self.accumulator_format(k).frac_bits - self.out_format.frac_bits
+        return 1 << (shift - 1) if self.rounding == "nearest" and shift > 0 else 0
+
+    def _elaborate_lanes(self, m, k):
+        """Stages 2 to 5 of channel ``k``, in the lanes: 2, the weight registers; 3, products, after
+        ``multiplier.latency`` register stages (one unless split); 4, accumulators; 5, the output
+        buffer, whose head is lane 0's slot."""
+        n_in, _ = self.lengths(k)
+        acc_format, bias = self.accumulator_format(k), self._bias(k)
         largest_sum = n_in * 2 ** (self.in_format.width + self.weight_format.width - 2) + bias
         acc_shape = signed(max(acc_format.width, largest_sum.bit_length() + 1))
-        x_port, o_port = getattr(self, f"x{k}"), getattr(self, f"o{k}")
+        lanes = _Lanes(self.parallel, self.weight_format.shape, self.in_format.shape, acc_shape, self.multiplier,
+                       self.lanes, bias)
+        widths = f"x{self.in_format.width}_w{self.weight_format.width}_a{acc_shape.width}"
+        m.submodules[f"lanes{k}"] = Shared(lanes, module_name(f"matvec_lanes_p{self.parallel}{_tag(self.lanes)}_{widths}",
+                                                              lanes))
+        return lanes
 
-        def sig(shape, name, **kwargs):
-            return Signal(shape, name=f"{name}{k}", **kwargs)
-
-        # Ping-pong input buffer of whole beats: half 0 at addresses [0, n_in), half 1 at [n_in, 2 n_in).
+    def _elaborate_loader(self, m, k, signal):
+        """The loader of channel ``k``: each input beat into the ping-pong input buffer of whole
+        beats, half 0 at addresses ``[0, n_in)`` and half 1 at ``[n_in, 2 n_in)``, a vector per
+        half, into a half whose previous vector has finished its last pass. Returns
+        :class:`_Loader`."""
+        n_in, _ = self.lengths(k)
+        cooldown = self.contracts[k].cooldown
+        x_port = getattr(self, f"x{k}")
         xbuf = Memory(shape=_samples(self.in_format.shape, self.lanes), depth=2 * n_in, init=[])
         m.submodules[f"xbuf{k}"] = xbuf
         x_write, x_read = xbuf.write_port(), xbuf.read_port()
-        full = sig(2, "full")  # half holds a loaded vector whose compute has not finished
-        load_half = sig(1, "load_half")
-        load_index = sig(range(n_in + 1), "load_index")
-        load_addr = sig(range(2 * n_in), "load_addr")
-        cool = sig(range(cooldown + 1), "cool")  # keeps the first beat to the contract's cooldown
+        full = signal(2, "full")  # half holds a loaded vector whose compute has not finished
+        load_half = signal(1, "load_half")
+        load_index = signal(range(n_in + 1), "load_index")
+        load_addr = signal(range(2 * n_in), "load_addr")
+        cool = signal(range(cooldown + 1), "cool")  # keeps the first beat to the contract's cooldown
         # `load_index != 0 | cool == 0` as a register, so that `ready` is one LUT of registers.
-        may_start = sig(1, "may_start", init=1)
+        may_start = signal(1, "may_start", init=1)
         m.d.comb += x_port.ready.eq(~full.bit_select(load_half, 1) & may_start)
         accept = x_port.valid & x_port.ready
         m.d.comb += [x_write.addr.eq(load_addr), x_write.data.eq(x_port.payload), x_write.en.eq(accept)]
@@ -317,25 +385,37 @@ class MatVec(ModelledComponent, MatVecModel):
                              full.bit_select(load_half, 1).eq(1), may_start.eq(cooldown == 0)]
             with m.Else():
                 m.d.sync += [load_index.eq(load_index + 1), may_start.eq(1)]
+        return _Loader(x_read, full, load_half, load_index)
 
-        # Step sequencer: pass `block`, input beat `step`.
-        run = sig(1, "run", init=1)  # the compute pipeline advances (low while a finished block cannot leave)
-        comp_half = sig(1, "comp_half")
-        step = sig(range(n_in + 1), "step")
-        block = sig(range(passes + 1), "block")
-        pass_base = sig(range(depth), "pass_base")
-        w_addr = sig(range(depth), "w_addr")  # forward: block*Cp + step; transpose: block*P + (step//P)*Cp
-        x_addr = sig(range(2 * n_in), "x_addr")
+    def _elaborate_sequencer(self, m, k, signal, loader, banks, run):
+        """The sequencer of channel ``k``: pass ``block``, input beat ``step``, one step per cycle
+        while ``run`` and the step's beat is loaded. Stage 1 reads the step's weights and beat, and
+        its control follows its data through the lanes' stages. The last pass of a vector frees its
+        half of the input buffer. Returns :class:`_Step`: the beat the lanes multiply (stage 2) and
+        the control of the step their accumulators take (stage 3)."""
+        transpose = self.channels[k] == "transpose"
+        P = self.parallel
+        Rp, Cp = self.padded_shape
+        depth = Rp * Cp // P
+        n_in, n_out = self.lengths(k)
+        passes = -(-n_out // P)
+        full = loader.full
+        comp_half = signal(1, "comp_half")
+        step = signal(range(n_in + 1), "step")
+        block = signal(range(passes + 1), "block")
+        pass_base = signal(range(depth), "pass_base")
+        w_addr = signal(range(depth), "w_addr")  # forward: block*Cp + step; transpose: block*P + (step//P)*Cp
+        x_addr = signal(range(2 * n_in), "x_addr")
         # The first pass follows the loading: step j reads beat j from the cycle after its write
         # (the read port is not transparent), from the half being loaded or a loaded one.
-        issue = sig(1, "issue")
-        loaded = full.bit_select(comp_half, 1) | ((load_half == comp_half) & (load_index > step))
+        issue = signal(1, "issue")
+        loaded = full.bit_select(comp_half, 1) | ((loader.half == comp_half) & (loader.index > step))
         m.d.comb += issue.eq(run & loaded)
         last_step, last_block = step == n_in - 1, block == passes - 1
         if transpose:
             # Bank b reads at `w_addr + (b - step) mod P`. The offsets are registers that follow
             # the step, so that an address is one addition.
-            offsets = [sig(range(P), f"offset{b}_", init=b) for b in range(P)]
+            offsets = [signal(range(P), f"offset{b}_", init=b) for b in range(P)]
             with m.If(issue):
                 m.d.sync += [offset.eq(Mux(last_step, b, Mux(offset == 0, P - 1, offset - 1)))
                              for b, offset in enumerate(offsets)]
@@ -361,62 +441,66 @@ class MatVec(ModelledComponent, MatVecModel):
             m.d.comb += [addr[b].eq(w_addr + offset) for b, offset in enumerate(offsets)]
         else:
             m.d.comb += addr.eq(w_addr)
-        m.d.comb += [getattr(banks, f"en{k}").eq(run), x_read.addr.eq(x_addr), x_read.en.eq(run)]
-        valid1, first1, last1, last_block1 = (sig(1, n) for n in ("valid1_", "first1_", "last1_", "last_block1_"))
-        # Stages 2 to 5 are in the lanes: 2, the weight registers; 3, products, after
-        # `multiplier.latency` register stages (one unless split); 4, accumulators; 5, the output
-        # buffer, whose head is lane 0's slot. Step j finds the weight of output p in bank
-        # (p + j) mod P, and the accumulators are a ring that moves each partial sum on one lane a
-        # step, so lane q takes bank (q + n_in - 1) mod P: after a pass's last step lane p holds
-        # output p, and no lane needs a multiplexer to follow the skew.
-        lanes = _Lanes(P, self.weight_format.shape, self.in_format.shape, acc_shape, self.multiplier, self.lanes,
-                       bias)
-        widths = f"x{self.in_format.width}_w{self.weight_format.width}_a{acc_shape.width}"
-        m.submodules[f"lanes{k}"] = Shared(lanes, module_name(f"matvec_lanes_p{P}{_tag(self.lanes)}_{widths}", lanes))
-        valid2, first2, last2, last_block2 = (sig(1, n) for n in ("valid2_", "first2_", "last2_", "last_block2_"))
-        x2 = sig(_samples(self.in_format.shape, self.lanes), "x2_")
+        m.d.comb += [getattr(banks, f"en{k}").eq(run), loader.read.addr.eq(x_addr), loader.read.en.eq(run)]
+        valid1, first1, last1, last_block1 = (signal(1, n) for n in ("valid1_", "first1_", "last1_", "last_block1_"))
+        valid2, first2, last2, last_block2 = (signal(1, n) for n in ("valid2_", "first2_", "last2_", "last_block2_"))
+        x2 = signal(_samples(self.in_format.shape, self.lanes), "x2_")
         control3 = Cat(valid2, first2, last2, last_block2)
         for stage in range(self.multiplier.latency):
-            delayed = sig(len(control3), f"control3_{stage}_")
+            delayed = signal(len(control3), f"control3_{stage}_")
             with m.If(run):
                 m.d.sync += delayed.eq(control3)
             control3 = delayed
         valid3, first3, last3, last_block3 = (control3[bit] for bit in range(4))
-        # `finished4` marks a completed block in the accumulators.
-        finished4, last_block4 = sig(1, "finished4_"), sig(1, "last_block4_")
         with m.If(run):
             m.d.sync += [valid1.eq(issue), first1.eq(step == 0), last1.eq(last_step), last_block1.eq(last_block)]
             m.d.sync += [valid2.eq(valid1), first2.eq(first1), last2.eq(last1), last_block2.eq(last_block1),
-                         x2.eq(x_read.data)]
-            m.d.sync += last_block4.eq(last_block3)
+                         x2.eq(loader.read.data)]
+        return _Step(x2, valid3, first3, last3, last_block3)
 
-        # Stage 5: output buffer, drained one element per cycle while the skid register is empty;
-        # stage 6: saturation into the output register, or into the skid register in a cycle the
-        # output register holds. So `move`, and the stall of the whole pipeline with it, is a
-        # function of registers, not of the consumer's ready.
-        pending_count = sig(range(P + 1), "pending_count")
+    def _elaborate_drain(self, m, k, signal, banks, step, run):
+        """The drain of channel ``k``. The lanes take the sequencer's ``step``; stage 5, their
+        output buffer, takes a finished pass and drains one element per cycle while the skid
+        register is empty; stage 6 saturates it into the output register, or into the skid
+        register in a cycle the output register holds. So ``move``, and the stall of the whole
+        pipeline (``run``) with it, is a function of registers, not of the consumer's ready.
+        Returns the one-cycle overflow flags, one per lane."""
+        P = self.parallel
+        n_in, n_out = self.lengths(k)
+        passes = -(-n_out // P)
+        lanes = self._elaborate_lanes(m, k)
+        o_port = getattr(self, f"o{k}")
+        finished4, last_block4 = signal(1, "finished4_"), signal(1, "last_block4_")  # a finished pass in the accumulators
+        with m.If(run):
+            m.d.sync += last_block4.eq(step.last_block)
+        pending_count = signal(range(P + 1), "pending_count")
         # `pending_count != 0` and `== 1` as registers: `move` and `load` are one LUT of registers.
-        pending_any, pending_one = sig(1, "pending_any"), sig(1, "pending_one")
-        skid_valid = sig(1, "skid_valid")
-        skid = sig(o_port.payload.shape(), "skid")
+        pending_any, pending_one = signal(1, "pending_any"), signal(1, "pending_one")
+        skid_valid = signal(1, "skid_valid")
+        skid = signal(o_port.payload.shape(), "skid")
         move = pending_any & ~skid_valid
         load = finished4 & (~pending_any | (pending_one & ~skid_valid))
         out_free = ~o_port.valid | o_port.ready
         # `run` enables every register of the compute pipeline, so it is a register too, set from
         # the next values of what decides it: `~finished4 | room`.
-        finished4_next, skid_next = sig(1, "finished4_next_"), sig(1, "skid_next")
-        pending_next = sig(range(P + 1), "pending_next")
-        m.d.comb += [finished4_next.eq(Mux(run, valid3 & last3, finished4)),
+        finished4_next, skid_next = signal(1, "finished4_next_"), signal(1, "skid_next")
+        pending_next = signal(range(P + 1), "pending_next")
+        m.d.comb += [finished4_next.eq(Mux(run, step.valid & step.last, finished4)),
                      skid_next.eq(~out_free & (skid_valid | move)),
                      pending_next.eq(Mux(load, Mux(last_block4, n_out - (passes - 1) * P, P), pending_count - move))]
         m.d.sync += [finished4.eq(finished4_next), pending_count.eq(pending_next), skid_valid.eq(skid_next),
                      pending_any.eq(pending_next != 0), pending_one.eq(pending_next == 1),
                      run.eq(~finished4_next | (pending_next == 0) | ((pending_next == 1) & ~skid_next))]
+        # Step j finds the weight of output p in bank (p + j) mod P, and the accumulators are a ring
+        # that moves each partial sum on one lane a step, so lane q takes bank (q + n_in - 1) mod P:
+        # after a pass's last step lane p holds output p, and no lane needs a multiplexer to follow
+        # the skew.
         rotation = (n_in - 1) % P
         m.d.comb += [lanes.banks[q].eq(getattr(banks, f"data{k}")[(q + rotation) % P]) for q in range(P)]
-        m.d.comb += [lanes.x.eq(x2), lanes.control.run.eq(run), lanes.control.accumulate.eq(run & valid3),
-                     lanes.control.first.eq(first3), lanes.control.shift.eq(move), lanes.control.load.eq(load)]
-        saturated = [_saturate(head, acc_format, self.out_format, self.overflow_mode) for head in _each(lanes.head)]
+        m.d.comb += [lanes.x.eq(step.x), lanes.control.run.eq(run), lanes.control.accumulate.eq(run & step.valid),
+                     lanes.control.first.eq(step.first), lanes.control.shift.eq(move), lanes.control.load.eq(load)]
+        saturated = [_saturate(head, self.accumulator_format(k), self.out_format, self.overflow_mode)
+                     for head in _each(lanes.head)]
         with m.If(out_free):
             m.d.sync += o_port.valid.eq(skid_valid | move)
             m.d.sync += [o_port.payload[s].eq(Mux(skid_valid, skid[s], value))
@@ -426,73 +510,153 @@ class MatVec(ModelledComponent, MatVecModel):
         return [move & overflowed for _, overflowed in saturated]
 
 
-class MatVecCycles:
-    """One channel of :class:`MatVec`, register by register (tokens are not tracked), for
-    :func:`inrarch.schedule.simulate`.
+class _Loader(NamedTuple):
+    """What a channel's loader gives its sequencer: the input buffer's read port, which halves are
+    ``full``, and the ``half`` being loaded and the ``index`` of its next beat."""
 
-    Each cycle, :meth:`ready` gives the input ports that take a token, given which are valid and
-    whether the output is taken; :meth:`clock` then advances the channel. ``out_valid`` is its
-    output register's valid bit, ``skid_valid`` its skid register's.
+    read: object
+    full: Signal
+    half: Signal
+    index: Signal
+
+
+class _Step(NamedTuple):
+    """A step of a channel's sequencer on its way through the lanes: its beat ``x`` (stage 2), and
+    at stage 3 whether it is ``valid``, the ``first`` or ``last`` step of its pass, and whether
+    the pass is its vector's ``last_block``."""
+
+    x: Signal
+    valid: object
+    first: object
+    last: object
+    last_block: object
+
+
+def _channel_signal(k, shape, name, **kwargs):
+    """A signal of channel ``k``, named ``{name}{k}``."""
+    return Signal(shape, name=f"{name}{k}", **kwargs)
+
+
+class MatVecCycles:
+    """Channel ``channel`` of :class:`MatVec`, register by register (tokens are not tracked): its
+    :class:`~cores.contract.CycleModel`.
+
+    Its three parts are those of the hardware (:meth:`MatVec._elaborate_channel`): the
+    :class:`_LoaderCycles`, the :class:`_SequencerCycles` and the :class:`_DrainCycles`.
+    ``out_valid`` is the output register's valid bit.
     """
 
     def __init__(self, core, channel):
         self.port = f"x{channel}"
-        self.n_in, self.n_out = core.lengths(channel)
-        self.parallel = core.parallel
-        self.passes = -(-self.n_out // self.parallel)
-        self.cooldown = core.contracts[channel].cooldown
-        self.full = [False, False]
-        self.load_half = self.load_index = self.cool = 0
-        self.comp_half = self.step = self.block = 0
-        # (valid, last step, last block) after stages 1, 2 and the multiplier's registers
-        self.stages = [(False, False, False)] * (2 + core.multiplier.latency)
-        self.finished, self.finished_last_block = False, False
-        self.pending = 0
-        self.out_valid = self.skid_valid = False
+        n_in, n_out = core.lengths(channel)
+        passes = -(-n_out // core.parallel)
+        self.loader = _LoaderCycles(n_in, core.contracts[channel].cooldown)
+        self.sequencer = _SequencerCycles(n_in, passes, 2 + core.multiplier.latency)
+        self.drain = _DrainCycles(n_out, core.parallel, passes)
 
-    def _run(self):
-        move = self.pending != 0 and not self.skid_valid
-        room = self.pending == 0 or (self.pending == 1 and move)
-        return not self.finished or room, move, room
+    @property
+    def out_valid(self):
+        return self.drain.out_valid
 
     def ready(self, valid, out_ready):
-        may_start = self.load_index != 0 or self.cool == 0
-        return (self.port,) if valid[self.port] and not self.full[self.load_half] and may_start else ()
+        return (self.port,) if valid[self.port] and self.loader.ready else ()
 
     def clock(self, taken, out_ready):
-        run, move, room = self._run()
-        loaded = self.full[self.comp_half] or (self.load_half == self.comp_half and self.load_index > self.step)
-        issue = run and loaded
-        last_step, last_block = self.step == self.n_in - 1, self.block == self.passes - 1
-        full = list(self.full)
+        run, move, room = self.drain.stall()
+        issue = run and self.loader.holds(self.sequencer.half, self.sequencer.step)
+        finished = self.sequencer.stages[-1]
+        freed = self.sequencer.clock(run, issue)
+        self.loader.clock(taken, freed)
+        self.drain.clock(run, move, room, finished, out_ready)
+
+
+class _LoaderCycles:
+    """A channel's loader: which halves of the input buffer are ``full``, the ``half`` being loaded,
+    the ``index`` of its next beat, and the ``cool`` cycles before a vector's first beat."""
+
+    def __init__(self, n_in, cooldown):
+        self.n_in, self.cooldown = n_in, cooldown
+        self.full = [False, False]
+        self.half = self.index = self.cool = 0
+
+    @property
+    def ready(self):
+        return not self.full[self.half] and (self.index != 0 or self.cool == 0)
+
+    def holds(self, half, step):
+        """Whether beat ``step`` of ``half`` is in the buffer, readable from this cycle on."""
+        return self.full[half] or (self.half == half and self.index > step)
+
+    def clock(self, taken, freed):
+        """A beat was ``taken``; the sequencer finished with half ``freed`` (or None)."""
         if self.cool:
             self.cool -= 1
         if taken:
-            if self.load_index == self.n_in - 1:
-                full[self.load_half] = True
-                self.load_index, self.load_half, self.cool = 0, 1 - self.load_half, self.cooldown
+            if self.index == self.n_in - 1:
+                self.full[self.half] = True
+                self.index, self.half, self.cool = 0, 1 - self.half, self.cooldown
             else:
-                self.load_index += 1
+                self.index += 1
+        if freed is not None:
+            self.full[freed] = False
+
+
+class _SequencerCycles:
+    """A channel's sequencer: the ``half`` of the input buffer it reads, its pass ``block`` and
+    ``step``, and ``stages``, the ``(valid, last step, last block)`` control of the steps in stages
+    1, 2 and the multiplier's registers, the last the step the accumulators take."""
+
+    def __init__(self, n_in, passes, stages):
+        self.n_in, self.passes = n_in, passes
+        self.half = self.step = self.block = 0
+        self.stages = [(False, False, False)] * stages
+
+    def clock(self, run, issue):
+        """Advance one cycle; return the half of the input buffer a vector's last step frees, or None."""
+        last_step, last_block = self.step == self.n_in - 1, self.block == self.passes - 1
+        freed = None
         if issue:
             if last_step:
                 self.step = 0
                 if last_block:
-                    full[self.comp_half] = False
-                    self.block, self.comp_half = 0, 1 - self.comp_half
+                    freed, self.block, self.half = self.half, 0, 1 - self.half
                 else:
                     self.block += 1
             else:
                 self.step += 1
-        self.full = full
+        if run:
+            self.stages = [(issue, last_step, last_block)] + self.stages[:-1]
+        return freed
+
+
+class _DrainCycles:
+    """A channel's drain: a ``finished`` pass in the accumulators (and whether it is the vector's
+    last), the ``pending`` elements of the output buffer, the output and skid registers."""
+
+    def __init__(self, n_out, parallel, passes):
+        self.parallel = parallel
+        self.last_pass = n_out - (passes - 1) * parallel
+        self.finished, self.finished_last_block = False, False
+        self.pending = 0
+        self.out_valid = self.skid_valid = False
+
+    def stall(self):
+        """``(run, move, room)``: whether the pipeline advances, an element leaves the output buffer,
+        and the output buffer has room for a finished pass."""
+        move = self.pending != 0 and not self.skid_valid
+        room = self.pending == 0 or (self.pending == 1 and move)
+        return not self.finished or room, move, room
+
+    def clock(self, run, move, room, finished, out_ready):
+        """Advance one cycle; ``finished`` is the sequencer's step in the accumulators' stage."""
         finished_now, finished_last = self.finished, self.finished_last_block
         if run:
-            valid3, last3, last_block3 = self.stages[-1]
-            self.finished, self.finished_last_block = valid3 and last3, last_block3
-            self.stages = [(issue, last_step, last_block)] + self.stages[:-1]
+            valid, last, last_block = finished
+            self.finished, self.finished_last_block = valid and last, last_block
         if move:
             self.pending -= 1
         if finished_now and room:
-            self.pending = self.n_out - (self.passes - 1) * self.parallel if finished_last else self.parallel
+            self.pending = self.last_pass if finished_last else self.parallel
         if not self.out_valid or out_ready:
             self.out_valid, self.skid_valid = self.skid_valid or move, False
         elif move:

@@ -1,3 +1,6 @@
+# amaranth: UnusedElaboratable=no
+# (Blueprint.build builds the cores of designs, where identical ones become one shared module, cores.shared:
+# a core that stands for its module is not elaborated itself.)
 """The interface every core has, and models that give it without building hardware.
 
 Every core in this library has
@@ -9,20 +12,25 @@ Every core in this library has
 * ``multipliers``: every :class:`~cores.multiply.Multiplier` its hardware builds, one entry per
   copy, so that its DSP slices are the sum of their ``dsps``;
 * ``memories``: every memory its hardware holds, as :class:`Storage`;
+* ``cycle_model(firings)``: its :class:`~cores.contract.CycleModel`, which inputs it takes and
+  whether its output is valid, cycle by cycle, under any back-pressure.
 
-and, where its timing under back-pressure needs more than its contract, a ``cycle_model``.
-
-A core whose arithmetic is worth having without hardware (the format search emulates whole
-designs with it) is a :class:`ModelledComponent`: a model class holds its parameters and all of
-the above, and the core adds the ports and the elaboration. ``Core.model(*args)`` takes the
-core's own arguments and builds the model alone, with no amaranth component.
+Every core the compiler places (all but the fork and the lane converter) is a
+:class:`ModelledComponent`: a model class holds its parameters and all of the above,
+and the core adds the ports and the elaboration. ``Core.model(*args)`` takes the core's own
+arguments and builds the model alone, with no amaranth component: the format search emulates
+whole designs with models, and the compiler explores and reports candidate designs with them. A
+:class:`Blueprint` holds a core's class and arguments, so that its model is built at once and its
+component only when a design is elaborated.
 """
 
+import functools
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from amaranth.lib import wiring
 
-__all__ = ["Storage", "ModelledComponent"]
+__all__ = ["Storage", "ModelledComponent", "Blueprint"]
 
 
 class Storage(NamedTuple):
@@ -60,3 +68,31 @@ class ModelledComponent(wiring.Component):
     def members(self):
         """The signature members of the core, from its parameters."""
         raise NotImplementedError
+
+
+@dataclass(frozen=True, eq=False)
+class Blueprint:
+    """A core to build: its class and arguments. Its :attr:`model` is built once, with no
+    hardware; :meth:`build` builds the component, each time it is called.
+
+    Parameters
+    ----------
+    core : type
+        A :class:`ModelledComponent` class.
+    args : tuple
+    kwargs : dict
+        The arguments of ``core(*args, **kwargs)`` and of ``core.model(*args, **kwargs)``.
+    """
+
+    core: type
+    args: tuple = ()
+    kwargs: dict = field(default_factory=dict)
+
+    @functools.cached_property
+    def model(self):
+        """The core's model (:meth:`ModelledComponent.model`)."""
+        return self.core.model(*self.args, **self.kwargs)
+
+    def build(self):
+        """The core itself, an amaranth component."""
+        return self.core(*self.args, **self.kwargs)

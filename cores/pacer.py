@@ -7,12 +7,50 @@ from amaranth.lib.wiring import In, Out
 
 from .contract import TimingContract
 from .fixed import Q
+from .model import ModelledComponent
 from .ports import lanes_layout, lanes_signature
 
 __all__ = ["Pacer", "PacerCycles"]
 
 
-class Pacer(wiring.Component):
+class PacerModel:
+    """The model of :class:`Pacer`: its contract, its shortest period and its cycle model."""
+
+    def __init__(self, fmt: Q, tokens: int, period: int, *, lanes=1):
+        group = lanes * tokens
+        if period < self.min_period(tokens, lanes):
+            raise ValueError(f"period {period} is shorter than the group of {lanes} x {tokens} tokens "
+                             f"followed by its {tokens} output beats")
+        self._fmt, self._tokens, self._period, self._lanes = fmt, tokens, period, lanes
+        self.contract = TimingContract(reads=((("i",), group),), writes=tuple(range(2, tokens + 2)),
+                                       cooldown=period - group)
+
+    @property
+    def period(self):
+        """Cycles between the first tokens of consecutive groups."""
+        return self._period
+
+    @staticmethod
+    def min_period(tokens, lanes=1):
+        """The shortest period of a pacer of ``lanes`` samples of ``tokens`` tokens: it collects the
+        group's ``lanes * tokens`` tokens, then emits its ``tokens`` beats, taking no token meanwhile."""
+        return (lanes + 1) * tokens
+
+    multipliers = memories = ()
+
+    def reference(self, i):
+        """The raw tokens out for the raw tokens in: ``i[..., g * lanes * tokens]`` sample-major
+        (``g`` groups) to ``[..., g * tokens * lanes]`` beat-major, lane-minor."""
+        samples = np.reshape(i, np.shape(i)[:-1] + (-1, self._lanes, self._tokens))
+        return np.swapaxes(samples, -1, -2).reshape(np.shape(i))
+
+    def cycle_model(self, firings):
+        """The pacer register by register (:class:`PacerCycles`), admitting ``firings`` groups from an
+        always-valid source."""
+        return PacerCycles(self._tokens, self._period, firings * self._lanes * self._tokens, lanes=self._lanes)
+
+
+class Pacer(ModelledComponent, PacerModel):
     """Admit one group of ``lanes`` samples of ``tokens`` tokens every ``period`` cycles.
 
     A dataflow design runs at the pace of its slowest core. Admitting samples no faster than that
@@ -32,7 +70,7 @@ class Pacer(wiring.Component):
         Tokens per sample.
     period : int
         Minimum cycles between the first tokens of consecutive groups; at least
-        ``(lanes + 1) * tokens`` (see Timing).
+        :meth:`min_period`, ``(lanes + 1) * tokens`` (see Timing).
     lanes : int
         Samples per group, the lanes of ``o``.
 
@@ -52,27 +90,8 @@ class Pacer(wiring.Component):
     ``period``.
     """
 
-    def __init__(self, fmt: Q, tokens: int, period: int, *, lanes=1):
-        group = lanes * tokens
-        if period < group + tokens:
-            raise ValueError(f"period {period} is shorter than the group of {lanes} x {tokens} tokens "
-                             f"followed by its {tokens} output beats")
-        self._fmt, self._tokens, self._period, self._lanes = fmt, tokens, period, lanes
-        super().__init__({"i": In(lanes_signature(fmt, 1)), "o": Out(lanes_signature(fmt, lanes))})
-        self.contract = TimingContract(reads=((("i",), group),), writes=tuple(range(2, tokens + 2)),
-                                       cooldown=period - group)
-
-    multipliers = memories = ()
-
-    def reference(self, i):
-        """The raw tokens out for the raw tokens in: ``i[..., g * lanes * tokens]`` sample-major
-        (``g`` groups) to ``[..., g * tokens * lanes]`` beat-major, lane-minor."""
-        samples = np.reshape(i, np.shape(i)[:-1] + (-1, self._lanes, self._tokens))
-        return np.swapaxes(samples, -1, -2).reshape(np.shape(i))
-
-    def cycle_model(self, tokens):
-        """The pacer register by register, admitting ``tokens`` tokens from an always-valid source."""
-        return PacerCycles(self._tokens, self._period, tokens, lanes=self._lanes)
+    def members(self):
+        return {"i": In(lanes_signature(self._fmt, 1)), "o": Out(lanes_signature(self._fmt, self._lanes))}
 
     def elaborate(self, platform):
         m = Module()
@@ -104,7 +123,7 @@ class Pacer(wiring.Component):
 
 
 class PacerCycles:
-    """:class:`Pacer`, register by register, for :func:`inrarch.schedule.simulate`.
+    """:class:`Pacer`, register by register: its :class:`~cores.contract.CycleModel`.
 
     Each cycle, :meth:`ready` tells whether the pacer takes a token; :meth:`clock` then advances
     it, given whether it took one and whether its output was taken. ``out_valid`` is its output

@@ -19,12 +19,12 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .contract import TimingContract
+from .contract import ContractTiming, TimingContract
 from .fixed import Q, convert, convert_raw
 from .model import ModelledComponent, Storage
 from .ports import lanes_layout, lanes_signature
 
-__all__ = ["Fork", "StreamFIFO", "Gather", "LaneSerializer", "LaneConverter"]
+__all__ = ["Fork", "StreamFIFO", "FifoCycles", "Gather", "PingPongCycles", "LaneSerializer", "LaneConverter"]
 
 
 class Fork(wiring.Component):
@@ -88,7 +88,62 @@ class Fork(wiring.Component):
         return m
 
 
-class StreamFIFO(wiring.Component):
+class StreamFIFOModel:
+    """The model of :class:`StreamFIFO`: its timing, the depth a schedule needs, its memory."""
+
+    latency = 2
+    """Cycles from a write into an empty FIFO to the beat at its output."""
+
+    min_depth = 3
+    """The shallowest FIFO that passes a beat every cycle (see :class:`StreamFIFO`, Timing)."""
+
+    def __init__(self, fmt, depth, *, lanes=1):
+        if depth < self.min_depth:
+            raise ValueError(f"StreamFIFO needs a depth of at least {self.min_depth} to pass a beat every cycle, "
+                             f"not {depth}")
+        self._width = fmt.width * lanes
+        self._depth = depth
+        self.contract = TimingContract.pipeline(("i",), self.latency)
+
+    @property
+    def depth(self):
+        return self._depth
+
+    multipliers = ()
+
+    @property
+    def memories(self):
+        """The memory of ``depth - 1`` entries (the output register is not a memory)."""
+        return (Storage(self._width, self._depth - 1, False),)
+
+    def reference(self, i):
+        """The raw tokens out: the tokens in."""
+        return i
+
+    def cycle_model(self, firings=None):
+        """The FIFO register by register (:class:`FifoCycles`); it runs for as long as it is fed."""
+        return FifoCycles(self.memories[0].depth)
+
+    @classmethod
+    def depth_for(cls, writes, reads):
+        """The shallowest FIFO that accepts every write on time: ``writes[k]`` is the cycle token
+        ``k`` is written, ``reads[k]`` the cycle it is read.
+
+        The FIFO moves a token from its memory to its output register at
+        ``max(writes[k] + 1, reads[k - 1])``; a write is accepted while fewer than ``depth - 1``
+        tokens sit in the memory. At least :attr:`min_depth`.
+        """
+        writes = np.asarray(writes, dtype=np.int64)
+        reads = np.asarray(reads, dtype=np.int64)
+        if len(writes) == 0:
+            return cls.min_depth
+        previous_read = np.concatenate([[np.iinfo(np.int64).min // 4], reads[:-1]])
+        moved = np.maximum(writes + 1, previous_read)
+        in_memory = np.arange(len(writes)) - np.searchsorted(moved, writes, side="left")
+        return max(cls.min_depth, int(in_memory.max()) + 2)  # room for one more in a memory of depth - 1
+
+
+class StreamFIFO(ModelledComponent, StreamFIFOModel):
     """A first-in first-out queue between two streams, on :class:`amaranth.lib.fifo.SyncFIFOBuffered`.
 
     Parameters
@@ -119,36 +174,15 @@ class StreamFIFO(wiring.Component):
     when the memory holds ``depth - 1`` beats; it does not look at a read in the same cycle, so a
     full FIFO accepts again one cycle after the read that frees a place. With depth 2 or 1 the
     memory (depth 1 or 0) fills after one write, halving the throughput, hence ``depth >= 3``.
+    :meth:`depth_for` gives the depth a schedule of writes and reads needs, :class:`FifoCycles`
+    the FIFO under any schedule.
     """
 
-    latency = 2
-
     def __init__(self, fmt, depth, *, lanes=1):
-        if depth < 3:
-            raise ValueError(f"StreamFIFO needs a depth of at least 3 to pass a beat every cycle, not {depth}")
-        self._width = fmt.width * lanes
-        self._depth = depth
-        super().__init__({
-            "i": In(lanes_signature(fmt, lanes)),
-            "o": Out(lanes_signature(fmt, lanes)),
-            "level": Out(range(depth + 1)),
-        })
-        self.contract = TimingContract.pipeline(("i",), self.latency)
-
-    @property
-    def depth(self):
-        return self._depth
-
-    multipliers = ()
-
-    @property
-    def memories(self):
-        """The memory of ``depth - 1`` entries (the output register is not a memory)."""
-        return (Storage(self._width, self._depth - 1, False),)
-
-    def reference(self, i):
-        """The raw tokens out: the tokens in."""
-        return i
+        # The ports need the element format, which the model does not keep (only the width it stores).
+        StreamFIFOModel.__init__(self, fmt, depth, lanes=lanes)
+        wiring.Component.__init__(self, {"i": In(lanes_signature(fmt, lanes)), "o": Out(lanes_signature(fmt, lanes)),
+                                         "level": Out(range(depth + 1))})
 
     def elaborate(self, platform):
         m = Module()
@@ -163,6 +197,36 @@ class StreamFIFO(wiring.Component):
             self.level.eq(fifo.level),
         ]
         return m
+
+
+class FifoCycles:
+    """:class:`StreamFIFO`'s :class:`~cores.contract.CycleModel`: ``SyncFIFOBuffered``, a memory of
+    ``capacity`` entries and an output register. ``w_rdy`` is its input's ready, ``level`` the
+    beats it holds."""
+
+    def __init__(self, capacity):
+        self.capacity = capacity
+        self.held = 0
+        self.out_valid = False
+
+    @property
+    def w_rdy(self):
+        return self.held != self.capacity
+
+    @property
+    def level(self):
+        return self.held + self.out_valid
+
+    def ready(self, valid, out_ready):
+        return ("i",) if valid["i"] and self.w_rdy else ()
+
+    def clock(self, taken, out_ready):
+        move = self.held != 0 and (not self.out_valid or out_ready)
+        self.held += int(bool(taken)) - int(move)
+        if move:
+            self.out_valid = True
+        elif out_ready:
+            self.out_valid = False
 
 
 class GatherModel:
@@ -223,6 +287,10 @@ class GatherModel:
     @property
     def cooldown(self):
         return max(0, self.tokens_out - self.tokens_in)
+
+    def cycle_model(self, firings=None):
+        """The gather register by register (:class:`PingPongCycles`); it runs for as long as it is fed."""
+        return PingPongCycles(self.contract)
 
     @property
     def buffer_bits(self):
@@ -449,7 +517,96 @@ class _PingPong:
                 m.d.sync += self.full[half].eq(0)
 
 
-class LaneSerializer(wiring.Component):
+class PingPongCycles:
+    """The :class:`~cores.contract.CycleModel` of a core built on :class:`_PingPong` (:class:`Gather`,
+    :class:`LaneSerializer`), register by register, from its ``contract``: a firing writes the beats
+    of its reads into one half, port after port, and the output side reads the ``M`` outputs of the
+    other half. Unlike a pipeline, the input side goes on while the output is stalled."""
+
+    def __init__(self, contract):
+        self.ports = [port for (port,), count in contract.reads for _ in range(count)]
+        self.outputs = contract.produces
+        self.cooldown = contract.cooldown
+        self.full = [False, False]
+        self.write_local = self.write_half = self.cooldown_left = 0
+        self.read_half = self.slot = 0
+        self.out_valid = False
+
+    def ready(self, valid, out_ready):
+        port = self.ports[self.write_local]
+        can_write = not self.full[self.write_half] and self.cooldown_left == 0
+        return (port,) if valid[port] and can_write else ()
+
+    def clock(self, taken, out_ready):
+        advance = not self.out_valid or out_ready
+        issue = self.full[self.read_half] and advance
+        last_write = bool(taken) and self.write_local == len(self.ports) - 1
+        last_read = issue and self.slot == self.outputs - 1
+        for half in (0, 1):
+            if last_write and self.write_half == half:
+                self.full[half] = True
+            elif last_read and self.read_half == half:
+                self.full[half] = False
+        if taken:
+            self.write_local = 0 if last_write else self.write_local + 1
+        if last_write:
+            self.write_half, self.cooldown_left = 1 - self.write_half, self.cooldown
+        elif self.cooldown_left:
+            self.cooldown_left -= 1
+        if issue:
+            self.slot = 0 if last_read else self.slot + 1
+        if last_read:
+            self.read_half = 1 - self.read_half
+        if advance:
+            self.out_valid = issue
+
+
+class LaneSerializerModel:
+    """The model of :class:`LaneSerializer`."""
+
+    latency = 2
+
+    def __init__(self, fmt, tokens, lanes):
+        if lanes < 2:
+            raise ValueError(f"a LaneSerializer of {lanes} lane would be a wire: it needs at least 2 lanes")
+        if tokens < 1:
+            raise ValueError(f"a firing carries at least one beat, not {tokens}")
+        self._fmt, self._tokens, self._lanes = fmt, tokens, lanes
+        self._local_bits = (tokens - 1).bit_length()
+        elements = lanes * tokens
+        self.contract = TimingContract(reads=((("i",), tokens),),
+                                       writes=tuple(range(self.latency, self.latency + elements)),
+                                       cooldown=self.cycles_per_firing(tokens, lanes) - tokens)
+
+    @staticmethod
+    def cycles_per_firing(tokens, lanes):
+        """Cycles a firing takes, the initiation interval: one per element sent."""
+        return lanes * tokens
+
+    def cycle_model(self, firings=None):
+        """The serializer register by register (:class:`PingPongCycles`); it runs for as long as it is fed."""
+        return PingPongCycles(self.contract)
+
+    multipliers = ()
+
+    @property
+    def memories(self):
+        """The ping-pong buffer."""
+        return (Storage(self._lanes * self._fmt.width, 2 << self._local_bits, False),)
+
+    @property
+    def buffer_bits(self):
+        """Bits of the ping-pong buffer: two halves of ``2**ceil(log2(tokens))`` words of ``lanes`` elements."""
+        return (2 << self._local_bits) * self._lanes * self._fmt.width
+
+    def reference(self, i):
+        """The raw elements out for the raw beats in: ``i[..., f * tokens * lanes]`` beat-major,
+        lane-minor (``f`` firings) to ``[..., f * lanes * tokens]`` sample-major."""
+        beats = np.reshape(i, np.shape(i)[:-1] + (-1, self._tokens, self._lanes))
+        return np.swapaxes(beats, -1, -2).reshape(np.shape(i))
+
+
+class LaneSerializer(ModelledComponent, LaneSerializerModel):
     """Send the ``lanes`` samples of a lane stream out one after the other, one element per beat.
 
     The inverse of the :class:`~cores.pacer.Pacer`'s interleaving, at the outputs of a design whose
@@ -488,38 +645,8 @@ class LaneSerializer(wiring.Component):
     writes=(2, 3, ..., M + 1), cooldown=(lanes - 1) * tokens)``.
     """
 
-    latency = 2
-
-    def __init__(self, fmt, tokens, lanes):
-        if lanes < 2:
-            raise ValueError(f"a LaneSerializer of {lanes} lane would be a wire: it needs at least 2 lanes")
-        if tokens < 1:
-            raise ValueError(f"a firing carries at least one beat, not {tokens}")
-        self._fmt, self._tokens, self._lanes = fmt, tokens, lanes
-        self._local_bits = (tokens - 1).bit_length()
-        super().__init__({"i": In(lanes_signature(fmt, lanes)), "o": Out(lanes_signature(fmt, 1))})
-        elements = lanes * tokens
-        self.contract = TimingContract(reads=((("i",), tokens),),
-                                       writes=tuple(range(self.latency, self.latency + elements)),
-                                       cooldown=elements - tokens)
-
-    multipliers = ()
-
-    @property
-    def memories(self):
-        """The ping-pong buffer."""
-        return (Storage(self._lanes * self._fmt.width, 2 << self._local_bits, False),)
-
-    @property
-    def buffer_bits(self):
-        """Bits of the ping-pong buffer: two halves of ``2**ceil(log2(tokens))`` words of ``lanes`` elements."""
-        return (2 << self._local_bits) * self._lanes * self._fmt.width
-
-    def reference(self, i):
-        """The raw elements out for the raw beats in: ``i[..., f * tokens * lanes]`` beat-major,
-        lane-minor (``f`` firings) to ``[..., f * lanes * tokens]`` sample-major."""
-        beats = np.reshape(i, np.shape(i)[:-1] + (-1, self._tokens, self._lanes))
-        return np.swapaxes(beats, -1, -2).reshape(np.shape(i))
+    def members(self):
+        return {"i": In(lanes_signature(self._fmt, self._lanes)), "o": Out(lanes_signature(self._fmt, 1))}
 
     def elaborate(self, platform):
         m = Module()
@@ -547,7 +674,7 @@ class LaneSerializer(wiring.Component):
         return m
 
 
-class LaneConverter(wiring.Component):
+class LaneConverter(ContractTiming, wiring.Component):
     """Change the number of lanes of a stream, when one lane count divides the other.
 
     Widening (``out_lanes = k * in_lanes``) collects ``k`` input beats into one output beat, the

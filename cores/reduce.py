@@ -14,7 +14,7 @@ lost or repeated.
 from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib.wiring import In, Out
 
-from .contract import TimingContract
+from .contract import ContractTiming, TimingContract
 from .fixed import Q, convert, convert_raw, exact_integers
 from .model import ModelledComponent
 from .ports import lanes_signature
@@ -27,7 +27,7 @@ def _growth(terms):
     return (terms - 1).bit_length()
 
 
-class _Reduction:
+class _Reduction(ContractTiming):
     """The model of a reduction core: its formats, contract, exact sums and resources.
 
     Parameters

@@ -141,10 +141,7 @@ class _Library:
 
     def instance(self, component, key):
         ports = _ports(component)
-        if key in self.modules:
-            # The module exists, so this component is never elaborated; it is used all the same.
-            component._MustUse__silence = True
-        else:
+        if key not in self.modules:
             self.modules[key] = _convert_module(component, key, ports, self)
         module = self.modules[key]
         if _widths(ports) != module.ports:

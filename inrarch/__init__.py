@@ -7,12 +7,22 @@ sizing (:mod:`inrarch.schedule`) → top-level component, Verilog and report (:m
 (:mod:`inrarch.compiler`) → board builds (:mod:`inrarch.build`, ``boards/``) → simulation (``sim/``).
 """
 
+import importlib
+
 from . import models
 from .derivatives import derivatives
-from .compiler import compile
-from .design import Design, SimulationResult
 from .errors import CompileError, InrarchError
 from .evaluation import reference
 
 __all__ = ["models", "derivatives", "compile", "reference", "Design", "SimulationResult", "CompileError",
            "InrarchError"]
+
+# The hardware half of the package (and Amaranth with it) is imported when first used, so that the
+# IR, its passes and capture import without it.
+_HARDWARE = {"compile": ".compiler", "Design": ".design", "SimulationResult": ".design"}
+
+
+def __getattr__(name):
+    if name in _HARDWARE:
+        return getattr(importlib.import_module(_HARDWARE[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

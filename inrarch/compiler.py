@@ -120,21 +120,20 @@ def compile(fn, example_input, *, format=None, width=None, tolerance=1e-3, margi
     graph = optimize(graph)
     output_shapes = _check_per_sample(fn, graph, example_input, domain)
     lap("passes")
-    search = None
     if format is None and width is None:
-        search = search_formats(graph, tolerance=tolerance, margin=margin, domain=domain,
-                                weight_widths=device.weight_widths, progress=progress)
+        formats = search_formats(graph, tolerance=tolerance, margin=margin, domain=domain,
+                                 weight_widths=device.weight_widths, progress=progress)
     else:
-        assign_formats(graph, width=width, margin=margin, domain=domain, forced=format,
-                       weight_widths=device.weight_widths)
+        formats = assign_formats(graph, width=width, margin=margin, domain=domain, forced=format,
+                                 weight_widths=device.weight_widths)
     lap("formats")
-    netlist = lower(graph, device=device, dsp_budget=dsp_budget, max_parallel=max_parallel,
+    netlist = lower(graph, formats, device=device, dsp_budget=dsp_budget, max_parallel=max_parallel,
                     batch=example_input.shape[0], lanes=lanes, clock_mhz=clock_mhz)
     lap("lower")
     schedule = solve(netlist, example_input.shape[0])
     lap("solve")
     options = {"format": str(format) if format else None, "width": width, "tolerance": tolerance,
-               "format_search": search.as_dict() if search else None, "margin": margin,
+               "format_search": formats.search.as_dict() if formats.search else None, "margin": margin,
                "domain": tuple(domain), "clock_mhz": clock_mhz, "max_parallel": max_parallel,
                "dsp_budget": dsp_budget, "lanes": netlist.lanes, "device": device,
                "pipelining": device.pipelining(clock_mhz)}

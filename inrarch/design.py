@@ -1,5 +1,6 @@
 """A compiled design: its Verilog, its report, and its simulation in Verilator (:class:`Design`)."""
 
+import functools
 import time
 from dataclasses import dataclass
 
@@ -11,7 +12,7 @@ from cores import shared
 from .errors import InrarchError
 from .report import count_multipliers, design_report
 from .schedule import solve
-from .top import DataflowDesign
+from .top import DataflowDesign, fifo_names
 
 __all__ = ["Design", "SimulationResult"]
 
@@ -57,20 +58,28 @@ class Design:
         self.output_shapes = output_shapes
         self.single_output = single_output
         self.options = options
-        self.elaboratable = DataflowDesign(netlist, schedule.depths)
-        # Most designs are compiled to be reported or solved, not converted: not a forgotten module.
-        self.elaboratable._MustUse__silence = True
         self._verilog = None
         self.timings = dict(timings)
         self.report = design_report(self)
 
+    @functools.cached_property
+    def elaboratable(self):
+        """The Amaranth component, built when first asked for: most designs are compiled to be
+        reported or solved, not converted."""
+        return DataflowDesign(self.netlist, self.schedule.depths)
+
+    @property
+    def formats(self):
+        """The number format of every node (:class:`inrarch.formats.Formats`)."""
+        return self.netlist.formats
+
     @property
     def input_format(self):
-        return self.graph.input.meta["format"]
+        return self.netlist.source.format
 
     @property
     def output_formats(self):
-        return [node.meta["format"] for node in self.graph.outputs]
+        return [stream.format for stream in self.netlist.outputs]
 
     def verilog(self):
         """The design as Verilog text (module ``top``); the same inputs give the same bytes.
@@ -123,7 +132,7 @@ class Design:
             raise Deadlock(f"{error}\n{self.blocked_fifos(error.status)}", status=error.status) from None
         outputs = []
         for stream, shape in zip(self.netlist.outputs, self.output_shapes):
-            out_fmt = stream.source.node.meta["format"]
+            out_fmt = stream.format
             raw = out_fmt.from_unsigned(run.outputs[stream.port])
             outputs.append(out_fmt.to_float(raw).reshape(len(padded), *shape)[:batch])
         result = SimulationResult(outputs=outputs, cycles=run.cycles, overflow=bool(run.status["overflow"]), run=run)
@@ -133,7 +142,7 @@ class Design:
 
     def blocked_fifos(self, status):
         """Which FIFOs were full and which empty, from the ``fifo_full``/``fifo_empty`` status words."""
-        names = self.elaboratable.fifo_names
+        names = fifo_names(self.netlist)
         full = [name for k, name in enumerate(names) if status.get("fifo_full", 0) >> k & 1]
         empty = [name for k, name in enumerate(names) if status.get("fifo_empty", 0) >> k & 1]
         return (f"full FIFOs: {', '.join(full) or 'none'}; "
@@ -152,7 +161,7 @@ class Design:
         # Matmul channels may share one core, whose flag then stands for all of them.
         sharing = [i.name for i in self.netlist.instances if i.core is culprit.core and i is not culprit]
         also = f" (a core shared with {', '.join(sharing)})" if sharing else ""
-        fmt = culprit.node.meta["format"]
+        fmt = culprit.format
         warnings.warn(f"overflow: the {culprit.node.op} core {culprit.name}{also} saturated values beyond the "
                       f"±{fmt.max_value:g} of its format {fmt}; outputs are wrong. Widen the formats (larger "
                       "`width` or `margin`, or a `format` with more integer bits) or narrow the inputs.",

@@ -7,8 +7,8 @@ outputs the generated Verilog computes, in a fraction of a second and with no si
 number-format search (:mod:`inrarch.formats`) measures the error of candidate formats this way,
 and the tests check it against Verilator word for word.
 
-:class:`Emulator` keeps the raw values of every node, so after the format of one node changes,
-:meth:`Emulator.update` recomputes only what depends on that node.
+:class:`Emulator` keeps the raw values of every node, so that the emulator of formats that differ
+in a few nodes (:meth:`Emulator.updated`) recomputes only what depends on those nodes.
 """
 
 import math
@@ -16,51 +16,47 @@ import math
 import numpy as np
 
 from cores.fixed import exact_integers
-from cores.matmul import MatVec
 
-from .errors import CompileError
 from .ir import evaluate
-from .lower import weight_width
+from .lower import Target
 from .ops import OPS
 
 __all__ = ["Emulator", "node_model", "emulate", "relative_errors", "emulation_errors"]
 
-
-def node_model(node):
-    """The model of the core that computes ``node`` (any op but ``input``), built from the op's
-    registered core and arguments (:data:`inrarch.ops.OPS`), with no hardware. A matmul is a core
-    of its own on one multiplier: its timing does not matter here."""
-    attrs, fmt = node.attrs, node.meta["format"]
-    if node.op == "matmul":
-        kind = "transpose" if attrs["transposed"] else "forward"
-        return MatVec.model(attrs["weight"].matrix, node.inputs[0].meta["format"], fmt, channels=(kind,), parallel=1,
-                            weight_width=weight_width(node))
-    spec = OPS[node.op]
-    if spec.core is None:
-        raise CompileError(f"no core implements IR op {node.op!r}")
-    args, kwargs = spec.arguments(node, [source.meta["format"] for source in node.inputs], fmt)
-    return spec.core.model(*args, **kwargs)
+# The arithmetic of a core does not depend on the device it is built for (only how its products are
+# split and pipelined does), so the emulation lowers every node for the default one.
+_TARGET = Target()
 
 
-def _core_key(node):
+def node_model(node, formats):
+    """The model of what computes ``node`` (any node but the graph's input) with ``formats``: the
+    part of the core its registry entry lowers it to (:meth:`inrarch.ops.OpSpec.lower`), with no
+    hardware. Its timing does not matter here."""
+    return OPS[node.op].lower(node, formats, _TARGET, 1).endpoints[node].actor
+
+
+def _core_key(node, formats):
     """What the core of ``node`` depends on: nodes with equal keys share one model."""
     attrs = node.attrs
-    if node.op == "matmul":
-        structure = (id(attrs["weight"]), attrs["transposed"], weight_width(node))
+    if "weight" in attrs:  # a channel of the core of its weight pair, which has the pair's first formats
+        group = node.meta.get("weight_pair", (node,))
+        kinds = tuple(n.attrs["transposed"] for n in group)
+        structure = (id(attrs["weight"]), kinds, group.index(node), formats.weight_width(node),
+                     formats[group[0]], formats[group[0].inputs[0]])
     elif all(isinstance(value, (int, float)) for value in attrs.values()):
         structure = tuple(sorted(attrs.items()))
     else:
         structure = id(node)  # its own constants or entries
-    return (node.op, structure, node.meta["format"]) + tuple(source.meta["format"] for source in node.inputs)
+    return (node.op, structure, formats[node]) + tuple(formats[source] for source in node.inputs)
 
 
 class Emulator:
-    """Raw fixed-point values of every node of ``graph`` (formats assigned) for samples ``x``.
+    """Raw fixed-point values of every node of ``graph`` with ``formats`` for samples ``x``.
 
     Parameters
     ----------
     graph : Graph
-        With ``node.meta["format"]`` set on every node.
+    formats : inrarch.formats.Formats
     x : array
         Samples, shape ``(batch, *graph.input.shape)``.
     models : dict, optional
@@ -68,8 +64,9 @@ class Emulator:
         the same graph so that each model is built once.
     """
 
-    def __init__(self, graph, x, models=None):
+    def __init__(self, graph, formats, x, models=None):
         self.graph = graph
+        self.formats = formats
         self.x = np.asarray(x, dtype=np.float64).reshape(-1, *graph.input.shape)
         self._batch = self.x.shape[0]
         self._models = {} if models is None else models
@@ -79,38 +76,42 @@ class Emulator:
 
     def values(self, node):
         """Real values of ``node``, shape ``(batch, *node.shape)``."""
-        return node.meta["format"].to_float(self.raw[node]).reshape(self._batch, *node.shape)
+        return self.formats[node].to_float(self.raw[node]).reshape(self._batch, *node.shape)
 
     def outputs(self):
         return [self.values(node) for node in self.graph.outputs]
 
-    def update(self, changed):
-        """Recompute every node that depends on a node of ``changed`` (whose formats changed)."""
-        dirty = set(changed)
+    def updated(self, formats):
+        """The emulator with ``formats`` instead: a new one, which recomputes only the nodes that
+        depend on a node whose format changed and shares the others' values with this one."""
+        new = Emulator.__new__(Emulator)
+        new.__dict__.update(self.__dict__, formats=formats, raw=dict(self.raw))
+        dirty = set(self.formats.changed(formats))
         for node in self.graph.nodes:
             if node in dirty or any(source in dirty for source in node.inputs):
                 dirty.add(node)
-                self.raw[node] = self._compute(node)
+                new.raw[node] = new._compute(node)
+        return new
 
     def _model(self, node):
-        key = _core_key(node)
+        key = _core_key(node, self.formats)
         if key not in self._models:
-            self._models[key] = node_model(node)
+            self._models[key] = node_model(node, self.formats)
         return self._models[key]
 
     def _compute(self, node):
         """Raw values of ``node``, shape ``(batch, numel)``: int64, or Python ints if too wide."""
-        fmt = node.meta["format"]
-        if node.op == "input":
+        fmt = self.formats[node]
+        if node is self.graph.input:
             raw = fmt.quantize(self.x.reshape(self._batch, -1))
         else:
             raw = self._model(node).reference(*(self.raw[source] for source in node.inputs))
         return exact_integers(raw, fmt.width).reshape(self._batch, -1)
 
 
-def emulate(graph, x):
+def emulate(graph, formats, x):
     """The outputs the hardware computes for samples ``x``, as float64 arrays (one per output)."""
-    return Emulator(graph, x).outputs()
+    return Emulator(graph, formats, x).outputs()
 
 
 def relative_errors(outputs, references):
@@ -128,7 +129,7 @@ def relative_errors(outputs, references):
     return errors
 
 
-def emulation_errors(graph, x):
-    """:func:`relative_errors` of the hardware's outputs for samples ``x`` against float64."""
+def emulation_errors(graph, formats, x):
+    """:func:`relative_errors` of the hardware's outputs with ``formats`` for samples ``x`` against float64."""
     values = evaluate(graph, x)
-    return relative_errors(emulate(graph, x), [values[node] for node in graph.outputs])
+    return relative_errors(emulate(graph, formats, x), [values[node] for node in graph.outputs])

@@ -20,12 +20,14 @@ The widths then come from one of three places:
 * :func:`assign_formats` with a ``width`` gives every edge that many bits;
 * :func:`assign_formats` with ``forced`` gives every edge one format.
 
-Either way every matmul node gets ``meta["weight_width"]``, the bits of its stored weights.
+Either way the result is a :class:`Formats`: the format of every node and the bits of every
+matmul's stored weights, which lowering, emulation and the report read.
 """
 
 import functools
 import itertools
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -40,7 +42,50 @@ from .ir import evaluate
 from .ops import OPS
 from .passes import weight_pairs
 
-__all__ = ["calibration_inputs", "assign_formats", "search_formats", "FormatSearch"]
+__all__ = ["Formats", "calibration_inputs", "assign_formats", "search_formats", "FormatSearch"]
+
+
+class Formats(Mapping):
+    """The number format of every node of a graph (node → :class:`cores.fixed.Q`) and the bits of
+    the stored weights of every node with a matrix (the matmuls). Immutable: a change makes
+    another (the format search compares many).
+
+    Parameters
+    ----------
+    formats : dict
+        Node → format.
+    weight_widths : dict
+        Node → bits of its stored weights, for the nodes with ``attrs["weight"]``.
+    search : FormatSearch, optional
+        What :func:`search_formats` found, when it chose these formats.
+    """
+
+    def __init__(self, formats, weight_widths, search=None):
+        self._formats = dict(formats)
+        self._weight_widths = dict(weight_widths)
+        self.search = search
+
+    def __getitem__(self, node):
+        return self._formats[node]
+
+    def __iter__(self):
+        return iter(self._formats)
+
+    def __len__(self):
+        return len(self._formats)
+
+    def weight_width(self, node):
+        """Bits of the stored matrix ``node`` reads."""
+        return self._weight_widths[node]
+
+    def found_by(self, search):
+        """These formats, as what the format search ``search`` found."""
+        return Formats(self._formats, self._weight_widths, search)
+
+    def changed(self, other):
+        """The nodes whose format or weight bits differ in ``other``."""
+        return [node for node in self if other[node] != self[node]
+                or other._weight_widths.get(node) != self._weight_widths.get(node)]
 
 
 
@@ -60,7 +105,7 @@ def _ranges(graph, values, margin, domain):
     """The magnitude each node's format must hold."""
     ranges = {}
     for node in graph.nodes:
-        if node.op == "input":
+        if node is graph.input:
             ranges[node] = max(abs(domain[0]), abs(domain[1]))
         elif OPS[node.op].bound is not None:
             ranges[node] = OPS[node.op].bound
@@ -74,41 +119,43 @@ def _format(magnitude, width):
     return Q.for_range(magnitude, width)
 
 
-def _set_widths(graph, ranges, widths):
-    for node in graph.nodes:
-        node.meta["format"] = _format(ranges[node], widths[node])
-    unify_shared_weight_formats(graph)
+def _formats(graph, ranges, widths, weight_bits):
+    """``widths[node]`` bits over each node's range, and ``weight_bits`` for every stored matrix."""
+    formats = unify_shared_weight_formats(graph, {node: _format(ranges[node], widths[node]) for node in graph.nodes})
+    return Formats(formats, _weight_widths(graph, weight_bits))
+
+
+def _weight_widths(graph, bits):
+    return {node: bits for node in graph.nodes if "weight" in node.attrs}
 
 
 def assign_formats(graph, *, width=27, margin=2.0, domain=(-1.0, 1.0), forced=None, samples=256,
                    weight_widths=ULTRASCALE_PLUS.weight_widths):
-    """Give every node ``node.meta["format"]``: ``forced``, or ``width`` bits over its range.
+    """The :class:`Formats` that give every node ``forced``, or ``width`` bits over its range.
 
     Matmul weights get the narrowest of ``weight_widths`` (:attr:`devices.Device.weight_widths`).
     """
-    _set_weight_width(graph, weight_widths[0])
     if forced is not None:
-        for node in graph.nodes:
-            node.meta["format"] = forced
-        return
+        return Formats(dict.fromkeys(graph.nodes, forced), _weight_widths(graph, weight_widths[0]))
     values = evaluate(graph, calibration_inputs(graph.input.shape, domain, samples))
-    _set_widths(graph, _ranges(graph, values, margin, domain), dict.fromkeys(graph.nodes, width))
+    return _formats(graph, _ranges(graph, values, margin, domain), dict.fromkeys(graph.nodes, width), weight_widths[0])
 
 
-def unify_shared_weight_formats(graph):
-    """Give the matmuls that read one stored matrix the same input and output formats.
+def unify_shared_weight_formats(graph, formats):
+    """``formats`` (node → format), with the matmuls that read one stored matrix given the same
+    input and output formats.
 
     Two matmuls on one matrix share its memory banks as two channels of one core, which has one
     input and one output format. The wider range of the two wins (same width, fewer fractional
     bits), which is always safe.
     """
+    formats = dict(formats)
     for pair in weight_pairs(graph):
         for side in (lambda n: n.inputs[0], lambda n: n):
             nodes = [side(n) for n in pair]
-            widest = max((n.meta["format"] for n in nodes), key=lambda f: f.int_bits)
-            for n in nodes:
-                n.meta["format"] = widest
-    return graph
+            widest = max((formats[n] for n in nodes), key=lambda f: f.int_bits)
+            formats.update(dict.fromkeys(nodes, widest))
+    return formats
 
 
 @dataclass
@@ -131,53 +178,50 @@ class FormatSearch:
 
 
 class _Trials:
-    """Bit-exact errors of width choices, recomputing only what a change touches."""
+    """Bit-exact errors of width choices, recomputing only what a change touches. ``formats`` are
+    the ones started or changed to last, ``weight_bits`` the bits of every stored matrix."""
 
-    def __init__(self, graph, ranges, x, references, bar):
+    def __init__(self, graph, ranges, x, references, bar, weight_bits=None):
         self.graph, self.ranges, self.x = graph, ranges, x
         self.references = references
         self.bar = bar
+        self.weight_bits = weight_bits
         self.count = 0
         self.emulator = None
+        self.formats = None
         self.models = {}
 
-    def errors(self):
-        return relative_errors(self.emulator.outputs(), self.references)
+    def _try(self, widths):
+        self.count += 1
+        self.bar.update()
+        return _formats(self.graph, self.ranges, widths, self.weight_bits)
 
     def start(self, widths):
         """Emulate ``widths`` from scratch and return the errors (infinite where some core cannot
         be built at those widths, e.g. a function table too large for a very wide output)."""
-        _set_widths(self.graph, self.ranges, widths)
-        self.count += 1
-        self.bar.update()
+        self.formats = self._try(widths)
         try:
-            self.emulator = Emulator(self.graph, self.x, self.models)
+            self.emulator = Emulator(self.graph, self.formats, self.x, self.models)
         except ValueError:
             self.emulator = None
             return [math.inf] * len(self.references)
-        return self.errors()
+        return relative_errors(self.emulator.outputs(), self.references)
 
     def change(self, widths, target):
         """Move to ``widths`` if its worst error is within ``target`` (return True); else stay."""
-        before = {node: node.meta["format"] for node in self.graph.nodes}
-        saved = dict(self.emulator.raw)
-        _set_widths(self.graph, self.ranges, widths)
-        self.count += 1
-        self.bar.update()
+        formats = self._try(widths)
         try:
-            self.emulator.update([node for node in self.graph.nodes if node.meta["format"] != before[node]])
-            if max(self.errors()) <= target:
-                return True
+            emulator = self.emulator.updated(formats)
         except ValueError:
-            pass
-        for node, fmt in before.items():
-            node.meta["format"] = fmt
-        self.emulator.raw = saved
-        return False
+            return False
+        if max(relative_errors(emulator.outputs(), self.references)) > target:
+            return False
+        self.formats, self.emulator = formats, emulator
+        return True
 
 
-def _bits(graph):
-    return sum(node.meta["format"].width * node.numel for node in graph.nodes)
+def _bits(formats):
+    return sum(fmt.width * node.numel for node, fmt in formats.items())
 
 
 def _bisections(low, high):
@@ -194,7 +238,7 @@ def _expect(bar, remaining):
 def search_formats(graph, *, tolerance=1e-3, safety=8.0, margin=2.0, domain=(-1.0, 1.0), samples=256,
                    search_samples=32, min_width=4, max_width=36, weight_widths=ULTRASCALE_PLUS.weight_widths,
                    progress=False):
-    """Give every node the fewest bits that keep each output within ``tolerance × max|ref|``.
+    """The formats with the fewest bits per node that keep each output within ``tolerance × max|ref|``.
 
     The ranges come from ``samples`` calibration points; the search measures errors on
     ``search_samples`` of them (and the domain's corners and centre), then checks the result on
@@ -204,19 +248,14 @@ def search_formats(graph, *, tolerance=1e-3, safety=8.0, margin=2.0, domain=(-1.
     the narrowest of ``weight_widths`` (:attr:`devices.Device.weight_widths`) with which the widest
     edges meet the target.
 
-    Returns a :class:`FormatSearch`; raises :class:`~inrarch.CompileError` when even
+    Returns the :class:`Formats`, with what the search found in their ``search``
+    (:class:`FormatSearch`); raises :class:`~inrarch.CompileError` when even
     ``max_width`` bits everywhere miss the target on the search points, or when the error on the
     check points stays above ``tolerance``.
     """
     with progress_bar("format search", enabled=progress, unit="trial") as bar:
         return _search(graph, tolerance, safety, margin, domain, samples, search_samples, min_width, max_width,
                        weight_widths, bar)
-
-
-def _set_weight_width(graph, bits):
-    for node in graph.nodes:
-        if node.op == "matmul":
-            node.meta["weight_width"] = bits
 
 
 def _search(graph, tolerance, safety, margin, domain, samples, search_samples, min_width, max_width, weight_widths,
@@ -234,7 +273,7 @@ def _search(graph, tolerance, safety, margin, domain, samples, search_samples, m
     span, widening = _bisections(min_width, max_width), max_width - min_width + 1
     _expect(bar, len(weight_widths) + span + 1 + len(graph.nodes) * span + widening)
     for weights in weight_widths:
-        _set_weight_width(graph, weights)
+        trials.weight_bits = weights
         widest = max(trials.start(uniform(max_width)))
         if widest <= target:
             break
@@ -253,7 +292,7 @@ def _search(graph, tolerance, safety, margin, domain, samples, search_samples, m
     _expect(bar, 1 + len(graph.nodes) * _bisections(min_width, high) + widening)
     widths = uniform(high)
     trials.start(widths)
-    bits = {"uniform": _bits(graph)}
+    bits = {"uniform": _bits(trials.formats)}
     for node in sorted(graph.nodes, key=lambda n: -n.numel):
         low = min_width
         while low < widths[node]:
@@ -263,7 +302,7 @@ def _search(graph, tolerance, safety, margin, domain, samples, search_samples, m
             else:
                 low = middle + 1
     x_check = calibration_inputs(graph.input.shape, domain, samples, seed=1)
-    check = _Trials(graph, ranges, x_check, [evaluate(graph, x_check)[node] for node in graph.outputs], bar)
+    check = _Trials(graph, ranges, x_check, [evaluate(graph, x_check)[node] for node in graph.outputs], bar, weights)
     _expect(bar, 1 + max_width - min(widths.values()))
     widened = 0
     errors = check.start(widths)
@@ -275,8 +314,8 @@ def _search(graph, tolerance, safety, margin, domain, samples, search_samples, m
         raise CompileError(f"no number formats of up to {max_width} bits meet the tolerance: "
                            f"{max(errors):.2e} × max|ref| on check inputs, over the tolerance {tolerance:g}; "
                            "try a larger tolerance or margin, or a narrower domain")
-    bits["searched"] = _bits(graph)
+    bits["searched"] = _bits(check.formats)
     _expect(bar, 0)
-    return FormatSearch(tolerance=tolerance, target=target, uniform_width=high, weight_width=weights,
-                        errors=errors,
-                        trials=trials.count + check.count, widened=widened, bits_per_sample=bits)
+    search = FormatSearch(tolerance=tolerance, target=target, uniform_width=high, weight_width=weights, errors=errors,
+                          trials=trials.count + check.count, widened=widened, bits_per_sample=bits)
+    return check.formats.found_by(search)

@@ -43,7 +43,7 @@ class Node:
         The op's parameters (:mod:`inrarch.ops`): part of its meaning, compared by the passes.
     meta : dict
         What the stages after the IR passes record about the node, never part of its meaning:
-        ``"weight_partner"`` (the other matmul on the same stored matrix, by
+        ``"weight_pair"`` (the two matmuls on one stored matrix, by
         :func:`inrarch.passes.pair_shared_weights`), ``"format"`` (its number format, a
         :class:`cores.fixed.Q`, by :mod:`inrarch.formats`) and ``"weight_width"`` (bits of a
         matmul's stored weights, by :mod:`inrarch.formats`).
@@ -122,8 +122,8 @@ class Graph:
         return self
 
     def macs(self):
-        """Multiply-accumulates per sample done by matmuls."""
-        return sum(node.numel * node.inputs[0].shape[-1] for node in self.nodes if node.op == "matmul")
+        """Multiply-accumulates per sample done by the folded cores (the matmuls: :attr:`OpSpec.fold`)."""
+        return sum(OPS[node.op].fold.macs(node) for node in self.nodes if OPS[node.op].fold is not None)
 
 
 def evaluate(graph, x):

@@ -14,47 +14,95 @@ does not grow with the lanes. The input pacer interleaves each group of samples 
 design's ports carry one element per beat, sample after sample, whatever the lanes.
 """
 
-import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from cores.matmul import MatVec
-from cores.pacer import Pacer
-from cores.plumbing import LaneSerializer
-from devices import ULTRASCALE_PLUS
+from cores.model import Blueprint
+from cores.plumbing import LaneSerializer, StreamFIFO
+from devices import ULTRASCALE_PLUS, Device
 
 from .errors import CompileError
 from .ir import Node
 from .ops import OPS
-from .passes import weight_pairs
 from .resources import core_dsps, design_dsps
 from .schedule import solve
 
-__all__ = ["Instance", "Stream", "Netlist", "lower", "matmul_cycles", "choose_parallelism", "node_core",
-           "weight_width", "choose_lanes", "LANE_CANDIDATES"]
+__all__ = ["Target", "Instance", "Stream", "Netlist", "lower", "choose_parallelism", "choose_lanes",
+           "LANE_CANDIDATES"]
 
 
-def weight_width(node):
-    """Bits of the stored matrix a matmul node reads: ``meta["weight_width"]``, which the number
-    formats (:mod:`inrarch.formats`) set."""
-    return node.meta["weight_width"]
+@dataclass(frozen=True)
+class Target:
+    """What the registry's lowerings build cores for (:meth:`inrarch.ops.OpSpec.lower`): the device
+    at its clock, and the choices lowering made for the whole design.
+
+    Attributes
+    ----------
+    device : devices.Device
+    clock_mhz : float
+    parallel : dict
+        Node → multipliers per lane, for the nodes of a folded op (:class:`inrarch.ops.Fold`);
+        one for a node it does not name.
+    period : int
+        Cycles per group of samples that the design's cores need: the input admits groups no faster.
+    """
+
+    device: Device = ULTRASCALE_PLUS
+    clock_mhz: float = 300.0
+    parallel: dict = field(default_factory=dict)
+    period: int = 1
+
+    @property
+    def multiplier(self):
+        """The operand widths of the device's DSP multiplier, which products are split for."""
+        return self.device.multiplier
+
+    @property
+    def pipelining(self):
+        """The optional pipeline registers the cores need at the clock (:meth:`devices.Device.pipelining`)."""
+        return self.device.pipelining(self.clock_mhz)
 
 
 @dataclass(eq=False)
 class Instance:
-    """One core in the design: what it computes (``node``), the core, and its port names."""
+    """One core in the design: what it computes (``node``), the core, and its port names.
+
+    ``blueprint`` builds the core (:class:`cores.model.Blueprint`): ``core`` is its model, and
+    the component exists only once the design is elaborated (:class:`inrarch.top.DataflowDesign`).
+    ``actor`` is what computes the node: the core's model, or the channel of a core that computes
+    several nodes (:meth:`cores.matmul.MatVecModel.channel`); its ``contract`` and ``cycle_model``
+    are the node's. ``format`` is the number format of its output.
+    """
 
     name: str
     node: object
-    core: object
+    blueprint: Blueprint
     inputs: tuple          # input port names, in the order of node.inputs
     output: str            # output port name
-    contract: object
+    actor: object
+    format: object
+
+    @property
+    def core(self):
+        return self.blueprint.model
+
+    @property
+    def contract(self):
+        return self.actor.contract
+
+    def cycle_model(self, firings):
+        """The node's :class:`~cores.contract.CycleModel`, for a run of ``firings`` firings."""
+        return self.actor.cycle_model(firings)
 
     @property
     def firings_per_group(self):
         """Firings per group of samples (one sample per lane): beats in, over beats per firing."""
         consumed = self.contract.consumes[self.inputs[0]]
         return self.node.inputs[0].numel // consumed if self.node.inputs else 1
+
+    @property
+    def busy_cycles(self):
+        """Cycles per group of samples in which the core is busy: no design can admit groups faster."""
+        return self.contract.ii * self.firings_per_group
 
 
 @dataclass(eq=False)
@@ -69,9 +117,18 @@ class Stream:
     lanes: int = 1
 
     @property
+    def format(self):
+        """The number format of its elements."""
+        return self.source.format
+
+    @property
     def width(self):
         """Bits per beat."""
-        return self.source.node.meta["format"].width * self.lanes
+        return self.format.width * self.lanes
+
+    def fifo(self, depth):
+        """The stream's FIFO of ``depth`` beats (:class:`~cores.plumbing.StreamFIFO`)."""
+        return Blueprint(StreamFIFO, (self.format, depth), {"lanes": self.lanes})
 
 
 @dataclass
@@ -83,11 +140,19 @@ class Netlist:
     period: int = 0               # cycles between groups of ``lanes`` samples
     dsps: int = 0
     lanes: int = 1                # samples per beat inside the design
+    formats: object = None        # the number formats it was lowered with (inrarch.formats.Formats)
+    schedules: dict = field(default_factory=dict)  # batch -> its SolvedSchedule, as solved so far
 
     def samples(self, batch):
         """``batch`` rounded up to whole groups of :attr:`lanes` samples: the samples the design
         computes for it (the last group is padded)."""
         return -(-batch // self.lanes) * self.lanes
+
+    def critical(self):
+        """The core with the most busy cycles per group of samples (:attr:`Instance.busy_cycles`):
+        it bounds the throughput. The input pacer when there is no other core; None before it."""
+        cores = [instance for instance in self.instances if instance is not self.source]
+        return max(cores, key=lambda instance: instance.busy_cycles, default=self.source)
 
     def readers(self, instance):
         """The streams that carry ``instance``'s output, in netlist order."""
@@ -101,12 +166,6 @@ class Netlist:
         return readers
 
 
-def matmul_cycles(rows, n_in, n_out, parallel):
-    """Cycles per sample of a MatVec channel: one firing per row of ``rows``."""
-    effective = max(1, min(parallel, n_in))
-    return rows * n_in * math.ceil(n_out / effective)
-
-
 def _stream_cycles(node):
     return max([node.numel] + [source.numel for source in node.inputs])
 
@@ -116,19 +175,22 @@ def stream_pace(graph):
     return max(_stream_cycles(node) for node in graph.nodes)
 
 
+def _folded(graph):
+    """The nodes whose op folds to a DSP budget (:class:`inrarch.ops.Fold`)."""
+    return [node for node in graph.nodes if OPS[node.op].fold is not None]
+
+
 def choose_parallelism(graph, pace, max_parallel=None):
-    """Multipliers per matmul so that none takes more than ``pace`` cycles per sample."""
+    """Multipliers per lane of every folded node (the matmuls), the fewest that take no more than
+    ``pace`` cycles per sample."""
     choice = {}
-    for node in graph.nodes:
-        if node.op != "matmul":
-            continue
-        n_in, n_out = node.inputs[0].shape[-1], node.shape[-1]
-        rows = node.numel // n_out
-        limit = min(n_in, n_out) if max_parallel is None else max(1, min(n_in, n_out, max_parallel))
+    for node in _folded(graph):
+        fold = OPS[node.op].fold
+        limit = fold.limit(node) if max_parallel is None else max(1, min(fold.limit(node), max_parallel))
         low, high = 1, limit
         while low < high:
             middle = (low + high) // 2
-            if matmul_cycles(rows, n_in, n_out, middle) <= pace:
+            if fold.cycles(node, middle) <= pace:
                 high = middle
             else:
                 low = middle + 1
@@ -136,74 +198,25 @@ def choose_parallelism(graph, pace, max_parallel=None):
     return choice
 
 
-def node_core(node, device=ULTRASCALE_PLUS, lanes=1, clock_mhz=300.0):
-    """The core that computes ``node`` (any op but ``input`` and ``matmul``) on ``device`` for
-    ``lanes`` samples per beat, its input port names in the order of ``node.inputs``, and its
-    output port name. A core that multiplies gets the pipeline registers it needs at
-    ``clock_mhz`` on ``device`` (:meth:`devices.Device.pipelining`)."""
-    spec = OPS[node.op]
-    if spec.core is None:
-        raise CompileError(f"no core implements IR op {node.op!r}")
-    args, kwargs = spec.arguments(node, [source.meta["format"] for source in node.inputs], node.meta["format"])
-    if spec.multiplies:
-        kwargs["dsp_shape"] = device.multiplier
-        kwargs["pipelining"] = device.pipelining(clock_mhz)
-    core = spec.core
-    if lanes > 1:
-        core, args, kwargs = spec.sample_lanes(core, args, kwargs, lanes)
-    return core(*args, **kwargs), spec.ports(node), spec.output
-
-
-def _analysed_only(core):
-    """Mark ``core`` as fine to leave unelaborated: a design may be solved and reported without
-    ever being converted to Verilog, and amaranth would warn about every core it never used."""
-    core._MustUse__silence = True
-    return core
-
-
-def _matmul_groups(graph):
-    """Matmuls that become one MatVec: pairs on the same matrix (two channels), then the rest alone."""
-    pairs = weight_pairs(graph)
-    paired = {id(n) for pair in pairs for n in pair}
-    return pairs + [[n] for n in graph.nodes if n.op == "matmul" and id(n) not in paired]
-
-
-def _effective_parallel(nodes, parallel):
-    rows, cols = nodes[0].attrs["weight"].matrix.shape
-    return min(max(parallel[n] for n in nodes), rows, cols)
-
-
-def _matmul_dsps(groups, parallel, device):
-    return sum(_effective_parallel(nodes, parallel) * len(nodes)
-               * device.dsps(nodes[0].inputs[0].meta["format"].width, max(map(weight_width, nodes))) for nodes in groups)
-
-
-def _matmul_cores(groups, parallel, device, lanes):
-    cores = {}
-    for nodes in groups:
-        channels = tuple("transpose" if n.attrs["transposed"] else "forward" for n in nodes)
-        core = MatVec(nodes[0].attrs["weight"].matrix, nodes[0].inputs[0].meta["format"], nodes[0].meta["format"],
-                      channels=channels, parallel=_effective_parallel(nodes, parallel), lanes=lanes,
-                      weight_width=max(map(weight_width, nodes)), dsp_shape=device.multiplier)
-        for k, node in enumerate(nodes):
-            cores[node] = (core, (f"x{k}",), f"o{k}", core.contracts[k])
-    return cores
-
-
 def _serializer_node(node):
     """The node a design output's :class:`~cores.plumbing.LaneSerializer` stands for: ``node`` again,
     in sample order. Not part of the graph."""
-    return Node("serialize", [node], node.shape, meta={"format": node.meta["format"]}, name=f"{node.name}_serial")
+    return Node("serialize", [node], node.shape, name=f"{node.name}_serial")
 
 
-def _netlist(graph, cores, lanes):
-    netlist = Netlist(lanes=lanes)
-    by_node = {}
+def _netlist(graph, formats, target, lanes):
+    """The design of ``graph`` with ``lanes`` lanes: every node lowered by its registry entry for
+    ``target``, the input last, at the pace the other cores need."""
+    netlist = Netlist(lanes=lanes, formats=formats)
+    by_node, endpoints = {}, {}
     for node in graph.nodes:
-        if node.op == "input":
+        if node is graph.input:
             continue
-        core, inputs, output, contract = cores[node]
-        instance = Instance(node.name, node, _analysed_only(core), inputs, output, contract)
+        if node not in endpoints:
+            lowered = OPS[node.op].lower(node, formats, target, lanes)
+            endpoints.update({n: (lowered.blueprint, endpoint) for n, endpoint in lowered.endpoints.items()})
+        blueprint, endpoint = endpoints[node]
+        instance = Instance(node.name, node, blueprint, endpoint.inputs, endpoint.output, endpoint.actor, formats[node])
         by_node[node] = instance
         netlist.instances.append(instance)
     outputs = []
@@ -211,17 +224,19 @@ def _netlist(graph, cores, lanes):
         if lanes == 1:
             outputs.append(by_node[node])
             continue
-        serializer = _analysed_only(LaneSerializer(node.meta["format"], node.numel, lanes))
+        serializer = Blueprint(LaneSerializer, (formats[node], node.numel, lanes))
         serial = _serializer_node(node)
-        instance = Instance(serial.name, serial, serializer, ("i",), "o", serializer.contract)
+        instance = Instance(serial.name, serial, serializer, ("i",), "o", serializer.model, formats[node])
         netlist.instances.append(instance)
         by_node[serial] = instance
         outputs.append(instance)
-    busiest = max((instance.contract.ii * instance.firings_per_group for instance in netlist.instances), default=1)
-    # The pacer collects a group of samples before it sends the group's first beat.
-    netlist.period = max(busiest, (lanes + 1) * graph.input.numel)
-    pacer = _analysed_only(Pacer(graph.input.meta["format"], graph.input.numel, netlist.period, lanes=lanes))
-    netlist.source = Instance("input", graph.input, pacer, ("i",), "o", pacer.contract)
+    critical = netlist.critical()
+    pace = replace(target, period=critical.busy_cycles if critical else 1)
+    lowered = OPS[graph.input.op].lower(graph.input, formats, pace, lanes)
+    (endpoint,) = lowered.endpoints.values()
+    netlist.source = Instance("input", graph.input, lowered.blueprint, endpoint.inputs, endpoint.output,
+                              endpoint.actor, formats[graph.input])
+    netlist.period = netlist.source.core.period
     netlist.instances.insert(0, netlist.source)
     by_node[graph.input] = netlist.source
     for instance in netlist.instances[1:]:
@@ -235,47 +250,47 @@ def _netlist(graph, cores, lanes):
     return netlist
 
 
-def _fixed_cores(graph, device, lanes, clock_mhz):
-    """Every core but the matmuls', for ``lanes`` samples per beat at ``clock_mhz``."""
-    fixed = {}
-    for node in graph.nodes:
-        if node.op not in ("input", "matmul"):
-            core, inputs, output = node_core(node, device, lanes, clock_mhz)
-            fixed[node] = (_analysed_only(core), inputs, output, core.contract)
-    return fixed
-
-
 class _Folding:
     """The DSP slices a design needs at each pace (cycles per group of samples) and lane count."""
 
-    def __init__(self, graph, device, max_parallel, clock_mhz=300.0):
-        self.graph, self.device, self.max_parallel, self.clock_mhz = graph, device, max_parallel, clock_mhz
-        self.groups = _matmul_groups(graph)
+    def __init__(self, graph, formats, device, max_parallel, clock_mhz=300.0):
+        self.graph, self.formats, self.max_parallel = graph, formats, max_parallel
+        self.target = Target(device, clock_mhz)
+        self.folded = _folded(graph)
         # Every multiplier of every core is replicated per lane, so one lane's count scales.
-        self.fixed_dsps = sum(core_dsps(core) for core, *_ in _fixed_cores(graph, device, 1, clock_mhz).values())
+        fixed = [node for node in graph.nodes if node is not graph.input and node not in self.folded]
+        self.fixed_dsps = sum(core_dsps(OPS[node.op].lower(node, formats, self.target, 1).blueprint.model)
+                              for node in fixed)
         self.fastest = stream_pace(graph)
-        self._matmul_dsps = {}
+        self._folded_dsps = {}
         self._netlists = {}
-        self.slowest = max([self.fastest] + [node.numel * node.inputs[0].shape[-1]
-                                             for node in graph.nodes if node.op == "matmul"])
+        self.slowest = max([self.fastest] + [OPS[node.op].fold.cycles(node, 1) for node in self.folded])
 
     def parallelism(self, pace):
         return choose_parallelism(self.graph, pace, self.max_parallel)
 
     def dsps(self, pace, lanes=1):
-        # Every lane count bisects over the same paces: count each pace's matmul DSPs once.
-        if pace not in self._matmul_dsps:
-            self._matmul_dsps[pace] = _matmul_dsps(self.groups, self.parallelism(pace), self.device)
-        return lanes * (self.fixed_dsps + self._matmul_dsps[pace])
+        # Every lane count bisects over the same paces: count each pace's folded DSPs once.
+        if pace not in self._folded_dsps:
+            target = replace(self.target, parallel=self.parallelism(pace))
+            self._folded_dsps[pace] = sum(OPS[node.op].fold.dsps(node, self.formats, target) for node in self.folded)
+        return lanes * (self.fixed_dsps + self._folded_dsps[pace])
 
     def netlist(self, pace, lanes):
         """The design at ``pace`` with ``lanes`` lanes, built once: :func:`choose_lanes` solves the
         one it then returns."""
         if (pace, lanes) not in self._netlists:
-            cores = _fixed_cores(self.graph, self.device, lanes, self.clock_mhz)
-            cores.update(_matmul_cores(self.groups, self.parallelism(pace), self.device, lanes))
-            self._netlists[pace, lanes] = _netlist(self.graph, cores, lanes)
+            target = replace(self.target, parallel=self.parallelism(pace))
+            self._netlists[pace, lanes] = _netlist(self.graph, self.formats, target, lanes)
         return self._netlists[pace, lanes]
+
+    def period(self, pace, lanes):
+        """The period of the design at ``pace`` with ``lanes`` lanes, from its input's and outputs'
+        own limits alone (no design is built): what :func:`choose_lanes` estimates with."""
+        graph = self.graph
+        lowered = OPS[graph.input.op].lower(graph.input, self.formats, replace(self.target, period=pace), lanes)
+        tokens_out = max(node.numel for node in graph.outputs)
+        return max(lowered.blueprint.model.period, LaneSerializer.cycles_per_firing(tokens_out, lanes))
 
     def fastest_pace(self, budget, lanes=1):
         """The fastest pace whose design fits ``budget`` with ``lanes`` lanes, or None."""
@@ -310,9 +325,6 @@ def choose_lanes(folding, budget, batch):
     the fastest pace, the lowest latency. Returns ``(lanes, pace)``, ``pace`` None when not even
     one lane fits.
     """
-    graph = folding.graph
-    tokens_in = graph.input.numel
-    tokens_out = max(node.numel for node in graph.outputs)
     pace = folding.fastest_pace(budget)
     if pace is None:
         return 1, None
@@ -322,16 +334,16 @@ def choose_lanes(folding, budget, batch):
         pace = folding.fastest_pace(budget, lanes)
         if pace is None:
             break
-        period = max(pace, (lanes + 1) * tokens_in, lanes * tokens_out)
-        estimates.append((-(-batch // lanes) * period, lanes, pace))
+        estimates.append((-(-batch // lanes) * folding.period(pace, lanes), lanes, pace))
     for _, lanes, pace in sorted(estimates)[:LANE_CANDIDATES]:
         best = min(best, (solve(folding.netlist(pace, lanes), batch).cycles, lanes, pace))
     return best[1], best[2]
 
 
-def lower(graph, *, device=ULTRASCALE_PLUS, dsp_budget=None, max_parallel=None, batch=1, lanes=None,
+def lower(graph, formats, *, device=ULTRASCALE_PLUS, dsp_budget=None, max_parallel=None, batch=1, lanes=None,
           clock_mhz=300.0):
-    """Lower ``graph`` (formats assigned) to a :class:`Netlist` that fills ``dsp_budget``.
+    """Lower ``graph`` with the number formats ``formats`` (:class:`inrarch.formats.Formats`) to a
+    :class:`Netlist` that fills ``dsp_budget``.
 
     This is FINN-style folding done automatically. Every matmul gets its own multiplier count,
     the fewest that keep up with a common pace (cycles per group of samples); with a DSP budget,
@@ -343,7 +355,7 @@ def lower(graph, *, device=ULTRASCALE_PLUS, dsp_budget=None, max_parallel=None, 
     """
     if lanes is not None and lanes < 1:
         raise CompileError(f"lanes must be at least 1, not {lanes}")
-    folding = _Folding(graph, device, max_parallel, clock_mhz)
+    folding = _Folding(graph, formats, device, max_parallel, clock_mhz)
     if lanes is None and dsp_budget is not None:
         lanes, pace = choose_lanes(folding, dsp_budget, batch)
     else:

@@ -2,9 +2,13 @@
 
 A spec gives the op's float64 semantics (read by :func:`inrarch.ir.evaluate`), the aten ops it
 captures and how they translate (:mod:`inrarch.capture`), its range bound (:mod:`inrarch.formats`),
-and the core that computes it with its port names (:func:`inrarch.lower.node_core`). As with
-``torch._inductor``'s lowerings, one call registers an op and one decorator a translation; no other
-module names an op's semantics, core or bound. ``docs/adding-an-op.md`` walks through adding one.
+and its lowering: the core that computes it, built for the device (:mod:`inrarch.lower`, and the
+emulation, :mod:`inrarch.emulate`). As with ``torch._inductor``'s lowerings, one call registers an
+op and one decorator a translation; no other module names an op's semantics, core or bound.
+``docs/adding-an-op.md`` walks through adding one.
+
+The registry imports the core library (and with it Amaranth) only when an op is first lowered, so
+that the IR, its semantics and capture import without it.
 
 Ops
 ---
@@ -24,6 +28,15 @@ Ops
 ``gather``                  data movement: each output element is an element of one input or a
                             constant; attrs: ``entries`` (tuple of ``(port, element)`` or float)
 
+Lowerings
+---------
+A lowering ``lowering(node, formats, target, lanes)`` gives the core that computes ``node`` with
+the number formats ``formats`` (:class:`inrarch.formats.Formats`) on ``target``
+(:class:`inrarch.lower.Target`: the device, its clock, and the choices lowering made for the whole
+design) for ``lanes`` samples per beat, as a :class:`Lowered`: a
+:class:`~cores.model.Blueprint` of the core, and for each node it computes (one, or two matmuls
+that share one stored matrix) its ports and its part of the core's model.
+
 Translations
 ------------
 A translation ``translate(tr, target, args, kwargs)`` turns one call of an aten op whose arguments
@@ -35,35 +48,72 @@ include a streamed value into IR, through the translator ``tr`` of :mod:`inrarch
 """
 
 import functools
+import importlib
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 import torch
 
-from cores.elementwise import Add, AddConst, Mul, MulConst, Neg, Scale, Sub
-from cores.nonlinear import Cos, Exp, Relu, Sigmoid, Sin, Softplus, Sqrt, Step, Tanh
-from cores.plumbing import Gather
-from cores.reduce import Accumulate, Sum
-
 from .errors import CompileError
 
-__all__ = ["OpSpec", "OPS", "REFUSED", "register", "nonlinear", "captures", "refuse", "translation", "refusal",
-           "captured"]
+__all__ = ["OpSpec", "Fold", "Lowered", "Endpoint", "OPS", "REFUSED", "register", "nonlinear", "computed_alone",
+           "multiplying", "captures", "refuse", "translation", "refusal", "captured", "core_class"]
 
 aten = torch.ops.aten
 
 
-def _one_port(node):
-    return ("a",)
+@functools.cache
+def core_class(path):
+    """The class at the dotted ``path`` (``"cores.nonlinear.Sin"``), imported on first use."""
+    module, _, name = path.rpartition(".")
+    return getattr(importlib.import_module(module), name)
 
 
-def _one_input(node, ins, fmt):
-    return (ins[0], fmt), {}
+class Endpoint(NamedTuple):
+    """How a node meets the core that computes it."""
+
+    inputs: tuple
+    """The core's input port names, in the order of ``node.inputs``."""
+    output: str
+    """The core's output port name."""
+    actor: object
+    """What computes the node: the core's model, or the part of it that computes the node (a
+    channel of a :class:`~cores.matmul.MatVec`). It has the node's ``contract``,
+    ``cycle_model(firings)`` and ``reference(*inputs)``."""
 
 
-def _lanes_keyword(core, args, kwargs, lanes):
-    return core, args, {**kwargs, "lanes": lanes}
+@dataclass(frozen=True, eq=False)
+class Lowered:
+    """What a lowering gives: the core to build, and the :class:`Endpoint` of each node it computes."""
+
+    blueprint: object
+    endpoints: dict
+
+
+@dataclass(frozen=True)
+class Fold:
+    """An op whose core's multipliers per lane (its *parallelism*) lowering chooses to fill a DSP
+    budget (:mod:`inrarch.lower`).
+
+    Attributes
+    ----------
+    cycles : callable
+        ``cycles(node, parallel)``: cycles per sample of the node's core with ``parallel``
+        multipliers per lane.
+    limit : callable
+        ``limit(node)``: the most multipliers per lane that make it faster.
+    dsps : callable
+        ``dsps(node, formats, target)``: DSP slices per lane of the node's share of its core, with
+        the parallelism ``target.parallel`` gives.
+    macs : callable
+        ``macs(node)``: multiply-accumulates per sample.
+    """
+
+    cycles: Callable
+    limit: Callable
+    dsps: Callable
+    macs: Callable
 
 
 @dataclass(eq=False)
@@ -75,17 +125,12 @@ class OpSpec:
     semantics : callable or None
         ``semantics(node, args)``: the node's float64 values from its inputs' (each of shape
         ``(batch, *shape)``). None for ``input``, which is the sample itself.
-    core : type or None
-        The core class that computes the node. None where :mod:`inrarch.lower` builds the core
-        itself (``input``: a pacer; ``matmul``: MatVecs that two matmuls on one matrix share).
-    arguments : callable
-        ``arguments(node, in_formats, out_format)``: the ``(args, kwargs)`` the core is built
-        with, as ``core(*args, **kwargs)``, and its hardware-free model with, as
-        ``core.model(*args, **kwargs)`` (:mod:`cores.model`). Default: ``(in_formats[0], out_format)``.
-    ports : callable
-        ``ports(node)``: the core's input port names, in the order of ``node.inputs``.
-    output : str
-        The core's output port name.
+    core : str or type or None
+        The core class that computes the op, or its dotted path (``"cores.nonlinear.Sin"``),
+        imported when first needed (:func:`core_class`); :attr:`core_class` gives the class.
+    lowering : callable or None
+        ``lowering(node, formats, target, lanes)``: the :class:`Lowered` core that computes the
+        node (see the module docstring). None for an op with no hardware.
     bound : float or None
         Largest magnitude of any value of the op, whatever its inputs: formats take it instead
         of a calibrated range.
@@ -93,15 +138,8 @@ class OpSpec:
         The op is ``f(scale * a)``; a ``scale`` node before it fuses into its ``scale`` attribute.
     commutative : bool
         The op's two inputs may be swapped: common-subexpression merging compares them unordered.
-    multiplies : bool
-        The core multiplies: lowering builds it with ``dsp_shape=``, the device's DSP multiplier
-        (:attr:`devices.Device.multiplier`), which its products are split for, and with
-        ``pipelining=``, the pipeline registers it needs at the design's clock
-        (:meth:`devices.Device.pipelining`).
-    sample_lanes : callable
-        ``sample_lanes(core, args, kwargs, lanes)``: the ``(core, args, kwargs)`` that compute the
-        op on ``lanes`` samples at once, one sample per lane (:mod:`inrarch.lower`). Default: the
-        same core with ``lanes=lanes``, right for every core whose lanes are independent.
+    fold : Fold or None
+        The op's core is folded to a DSP budget (:class:`Fold`).
     captures : dict
         Aten op name → translation (see the module docstring).
     refusals : dict
@@ -110,17 +148,24 @@ class OpSpec:
 
     name: str
     semantics: Callable | None = None
-    core: type | None = None
-    arguments: Callable = _one_input
-    ports: Callable = _one_port
-    output: str = "o"
+    core: str | type | None = None
+    lowering: Callable | None = None
     bound: float | None = None
     scaled: bool = False
     commutative: bool = False
-    multiplies: bool = False
-    sample_lanes: Callable = _lanes_keyword
+    fold: Fold | None = None
     captures: dict = field(default_factory=dict)
     refusals: dict = field(default_factory=dict)
+
+    @property
+    def core_class(self):
+        return core_class(self.core) if isinstance(self.core, str) else self.core
+
+    def lower(self, node, formats, target, lanes):
+        """The :class:`Lowered` core that computes ``node`` (see :attr:`lowering`)."""
+        if self.lowering is None:
+            raise CompileError(f"no core implements IR op {self.name!r}")
+        return self.lowering(node, formats, target, lanes)
 
 
 OPS = {}
@@ -173,16 +218,39 @@ def captured():
     return {name for spec in OPS.values() for name in spec.captures}
 
 
+def computed_alone(core, arguments, ports=("a",)):
+    """The lowering of an op whose core computes each node on its own: the core class ``core`` (or
+    its dotted path), built with ``arguments(node, formats, target, lanes)``, the ``(args, kwargs)``
+    of ``core(*args, **kwargs)``, with input ports ``ports`` (or ``ports(node)``) and output ``o``."""
+    def lowering(node, formats, target, lanes):
+        from cores.model import Blueprint
+
+        args, kwargs = arguments(node, formats, target, lanes)
+        blueprint = Blueprint(core_class(core) if isinstance(core, str) else core, args, kwargs)
+        inputs = ports(node) if callable(ports) else ports
+        return Lowered(blueprint, {node: Endpoint(inputs, "o", blueprint.model)})
+    return lowering
+
+
+def multiplying(target):
+    """The keywords of a core that multiplies: the device's DSP multiplier, which its products are
+    split for, and the pipeline registers it needs at the design's clock."""
+    return {"dsp_shape": target.multiplier, "pipelining": target.pipelining}
+
+
 def _scale(node):
     return node.attrs.get("scale", 1.0)
 
 
 def nonlinear(name, function, core, *, bound=None, aten_names=None, refusals=None):
-    """Register ``name(a) = function(scale * a)``, computed by ``core(in_format, out_format, scale=)``;
-    it captures the aten ops ``aten_names`` (default: the op of the same name) applied to one tensor."""
-    spec = register(OpSpec(name, semantics=lambda node, args: function(args[0] * _scale(node)),
-                           core=core, arguments=lambda node, ins, fmt: ((ins[0], fmt), {"scale": _scale(node)}),
-                           bound=bound, scaled=True, multiplies=True,
+    """Register ``name(a) = function(scale * a)``, computed by ``core(in_format, out_format, scale=)``
+    (a class or its dotted path); it captures the aten ops ``aten_names`` (default: the op of the
+    same name) applied to one tensor."""
+    def arguments(node, formats, target, lanes):
+        return (formats[node.inputs[0]], formats[node]), {"scale": _scale(node), "lanes": lanes, **multiplying(target)}
+
+    spec = register(OpSpec(name, semantics=lambda node, args: function(args[0] * _scale(node)), core=core,
+                           lowering=computed_alone(core, arguments), bound=bound, scaled=True,
                            refusals=refusals or {}))
     captures(name, *((name,) if aten_names is None else aten_names))(
         lambda tr, target, args, kwargs: tr.nonlinear(name, args[0]))
@@ -190,39 +258,50 @@ def nonlinear(name, function, core, *, bound=None, aten_names=None, refusals=Non
 
 
 # Inputs, arithmetic and matmuls -------------------------------------------------------------
-register(OpSpec("input"))
+def _pacer(node, formats, target, lanes):
+    # The pacer admits a group of samples per period, no faster than it can collect and send one.
+    pacer = core_class("cores.pacer.Pacer")
+    return (formats[node], node.numel, max(target.period, pacer.min_period(node.numel, lanes))), {"lanes": lanes}
+
+
+register(OpSpec("input", core="cores.pacer.Pacer", lowering=computed_alone("cores.pacer.Pacer", _pacer, ports=("i",))))
 
 
 def _binary(name, function, core, commutative=False, multiplies=False):
-    register(OpSpec(name, semantics=lambda node, args: function(args[0], args[1]),
-                    core=core, arguments=lambda node, ins, fmt: ((ins[0], ins[1], fmt), {}),
-                    ports=lambda node: ("a", "b"), commutative=commutative, multiplies=multiplies))
+    def arguments(node, formats, target, lanes):
+        return (formats[node.inputs[0]], formats[node.inputs[1]], formats[node]), \
+            {"lanes": lanes, **(multiplying(target) if multiplies else {})}
+
+    register(OpSpec(name, semantics=lambda node, args: function(args[0], args[1]), core=core,
+                    lowering=computed_alone(core, arguments, ports=("a", "b")), commutative=commutative))
 
 
-_binary("add", np.add, Add, commutative=True)
-_binary("sub", np.subtract, Sub)
-_binary("mul", np.multiply, Mul, commutative=True, multiplies=True)
-register(OpSpec("neg", semantics=lambda node, args: -args[0], core=Neg))
-register(OpSpec("scale", semantics=lambda node, args: args[0] * node.attrs["value"],
-                core=Scale, arguments=lambda node, ins, fmt: ((ins[0], fmt, node.attrs["value"]), {}),
-                multiplies=True))
+_binary("add", np.add, "cores.elementwise.Add", commutative=True)
+_binary("sub", np.subtract, "cores.elementwise.Sub")
+_binary("mul", np.multiply, "cores.elementwise.Mul", commutative=True, multiplies=True)
+register(OpSpec("neg", semantics=lambda node, args: -args[0], core="cores.elementwise.Neg",
+                lowering=computed_alone("cores.elementwise.Neg", lambda node, formats, target, lanes: (
+                    (formats[node.inputs[0]], formats[node]), {"lanes": lanes}))))
+register(OpSpec("scale", semantics=lambda node, args: args[0] * node.attrs["value"], core="cores.elementwise.Scale",
+                lowering=computed_alone("cores.elementwise.Scale", lambda node, formats, target, lanes: (
+                    (formats[node.inputs[0]], formats[node], node.attrs["value"]),
+                    {"lanes": lanes, **multiplying(target)}))))
 
 
-def _constants(node, ins, fmt):
-    return (ins[0], fmt, node.attrs["values"].reshape(-1)), {}
-
-
-def _constants_in_every_lane(core, args, kwargs, lanes):
-    # The core's lanes hold consecutive elements of one constant vector; with a sample in every
-    # lane, each beat meets the same element in all of them.
-    a_format, out_format, values = args
-    return core, (a_format, out_format, np.repeat(values, lanes)), {**kwargs, "lanes": lanes}
+def _constants(multiplies):
+    def arguments(node, formats, target, lanes):
+        # The core's lanes hold consecutive elements of one constant vector; with a sample in every
+        # lane, each beat meets the same element in all of them.
+        values = np.repeat(node.attrs["values"].reshape(-1), lanes)
+        return (formats[node.inputs[0]], formats[node], values), \
+            {"lanes": lanes, **(multiplying(target) if multiplies else {})}
+    return arguments
 
 
 register(OpSpec("add_const", semantics=lambda node, args: args[0] + node.attrs["values"],
-                core=AddConst, arguments=_constants, sample_lanes=_constants_in_every_lane))
+                core="cores.elementwise.AddConst", lowering=computed_alone("cores.elementwise.AddConst", _constants(False))))
 register(OpSpec("mul_const", semantics=lambda node, args: args[0] * node.attrs["values"],
-                core=MulConst, arguments=_constants, multiplies=True, sample_lanes=_constants_in_every_lane,
+                core="cores.elementwise.MulConst", lowering=computed_alone("cores.elementwise.MulConst", _constants(True)),
                 refusals={"reciprocal": "division by a streamed value is not supported"}))
 
 
@@ -231,7 +310,51 @@ def _matmul(node, args):
     return args[0] @ (w if node.attrs["transposed"] else w.T)
 
 
-register(OpSpec("matmul", semantics=_matmul))
+def _matmul_sizes(node):
+    """``(vectors, n_in, n_out)`` of a matmul node: vectors per sample, and each one's lengths."""
+    n_in, n_out = node.inputs[0].shape[-1], node.shape[-1]
+    return node.numel // n_out, n_in, n_out
+
+
+def _weight_group(node):
+    """The matmuls that share ``node``'s core, in channel order: the pair on one stored matrix
+    (:func:`inrarch.passes.pair_shared_weights`), or the node alone."""
+    return node.meta.get("weight_pair", (node,))
+
+
+def _matmul_parallel(node, target):
+    """Multipliers per lane of the core of ``node``'s group: the most its nodes were given, at most
+    the matrix's smaller side."""
+    group = _weight_group(node)
+    return min(max(target.parallel.get(n, 1) for n in group), *group[0].attrs["weight"].matrix.shape)
+
+
+def _lower_matmul(node, formats, target, lanes):
+    """One :class:`~cores.matmul.MatVec` for the group of ``node``, a channel per matmul."""
+    from cores.model import Blueprint
+
+    group = _weight_group(node)
+    first = group[0]
+    blueprint = Blueprint(core_class("cores.matmul.MatVec"),
+                          (first.attrs["weight"].matrix, formats[first.inputs[0]], formats[first]),
+                          {"channels": tuple("transpose" if n.attrs["transposed"] else "forward" for n in group),
+                           "parallel": _matmul_parallel(node, target), "lanes": lanes,
+                           "weight_width": max(formats.weight_width(n) for n in group), "dsp_shape": target.multiplier})
+    channels = [blueprint.model.channel(k) for k in range(len(group))]
+    return Lowered(blueprint, {n: Endpoint(channel.inputs, channel.output, channel) for n, channel in zip(group, channels)})
+
+
+def _matmul_cycles(node, parallel):
+    return core_class("cores.matmul.MatVec").cycles_per_sample(*_matmul_sizes(node), parallel)
+
+
+def _matmul_dsps(node, formats, target):
+    return _matmul_parallel(node, target) * target.device.dsps(formats[node.inputs[0]].width, formats.weight_width(node))
+
+
+register(OpSpec("matmul", semantics=_matmul, core="cores.matmul.MatVec", lowering=_lower_matmul,
+                fold=Fold(cycles=_matmul_cycles, limit=lambda node: min(_matmul_sizes(node)[1:]), dsps=_matmul_dsps,
+                          macs=lambda node: node.numel * node.inputs[0].shape[-1])))
 
 
 def _sum(node, args):
@@ -239,14 +362,14 @@ def _sum(node, args):
     return args[0].reshape(batch, -1, node.attrs["group"]).sum(axis=-1).reshape(batch, *node.shape)
 
 
-def _sum_in_every_lane(core, args, kwargs, lanes):
+def _lower_sum(node, formats, target, lanes):
     # Sum adds its lanes together; with a sample in every lane each lane is summed on its own.
-    return Accumulate, args, {**kwargs, "lanes": lanes}
+    core = "cores.reduce.Sum" if lanes == 1 else "cores.reduce.Accumulate"
+    return computed_alone(core, lambda node, formats, target, lanes: (
+        (formats[node.inputs[0]], formats[node], node.attrs["group"]), {"lanes": lanes}))(node, formats, target, lanes)
 
 
-register(OpSpec("sum", semantics=_sum, core=Sum,
-                arguments=lambda node, ins, fmt: ((ins[0], fmt, node.attrs["group"]), {}),
-                sample_lanes=_sum_in_every_lane))
+register(OpSpec("sum", semantics=_sum, core="cores.reduce.Sum", lowering=_lower_sum))
 
 
 def _gather_table(node):
@@ -266,22 +389,21 @@ def _gather(node, args):
     return flat[:, index].reshape(batch, *node.shape)
 
 
-register(OpSpec("gather", semantics=_gather,
-                core=Gather,
-                arguments=lambda node, ins, fmt: (([(source.meta["format"], source.numel) for source in node.inputs],
-                                                   fmt, node.attrs["entries"]), {}),
-                ports=lambda node: tuple(f"i{k}" for k in range(len(node.inputs)))))
+register(OpSpec("gather", semantics=_gather, core="cores.plumbing.Gather",
+                lowering=computed_alone("cores.plumbing.Gather", lambda node, formats, target, lanes: (
+                    ([(formats[source], source.numel) for source in node.inputs], formats[node], node.attrs["entries"]),
+                    {"lanes": lanes}), ports=lambda node: tuple(f"i{k}" for k in range(len(node.inputs))))))
 
 # Nonlinear functions ------------------------------------------------------------------------
-nonlinear("sin", np.sin, Sin, bound=1.0)
-nonlinear("cos", np.cos, Cos, bound=1.0)
-nonlinear("tanh", np.tanh, Tanh, bound=1.0)
-nonlinear("sigmoid", lambda v: 1.0 / (1.0 + np.exp(-v)), Sigmoid, bound=1.0)
-nonlinear("exp", np.exp, Exp)
-nonlinear("relu", lambda v: np.maximum(v, 0.0), Relu)
-nonlinear("step", lambda v: (v > 0).astype(np.float64), Step, bound=1.0, aten_names=())
-nonlinear("softplus", lambda v: np.logaddexp(0.0, v), Softplus, aten_names=())
-nonlinear("sqrt", lambda v: np.sqrt(np.maximum(v, 0.0)), Sqrt, refusals={
+nonlinear("sin", np.sin, "cores.nonlinear.Sin", bound=1.0)
+nonlinear("cos", np.cos, "cores.nonlinear.Cos", bound=1.0)
+nonlinear("tanh", np.tanh, "cores.nonlinear.Tanh", bound=1.0)
+nonlinear("sigmoid", lambda v: 1.0 / (1.0 + np.exp(-v)), "cores.nonlinear.Sigmoid", bound=1.0)
+nonlinear("exp", np.exp, "cores.nonlinear.Exp")
+nonlinear("relu", lambda v: np.maximum(v, 0.0), "cores.nonlinear.Relu")
+nonlinear("step", lambda v: (v > 0).astype(np.float64), "cores.nonlinear.Step", bound=1.0, aten_names=())
+nonlinear("softplus", lambda v: np.logaddexp(0.0, v), "cores.nonlinear.Softplus", aten_names=())
+nonlinear("sqrt", lambda v: np.sqrt(np.maximum(v, 0.0)), "cores.nonlinear.Sqrt", refusals={
     "rsqrt": "there is no reciprocal square-root core (a derivative of sqrt needs one)",
     "norm": "use torch.linalg.vector_norm (the 2-norm is supported)",
     "eq": "equality tests of streamed values are not supported (torch writes the derivative of a norm with "
@@ -342,26 +464,26 @@ def _pow(tr, target, args, kwargs):
 
 @captures("matmul", "mm")
 def _mm(tr, target, args, kwargs):
-    return tr.matmul(args[0], args[1])
+    return tr.matmul("matmul", args[0], args[1])
 
 
 @captures("matmul", "bmm")
 def _bmm(tr, target, args, kwargs):
-    return tr.batched_matmul(args[0], args[1])
+    return tr.batched_matmul("matmul", args[0], args[1])
 
 
 @captures("matmul", "mv")
 def _mv(tr, target, args, kwargs):
     matrix, vector = args
     column = tr.structural(aten.unsqueeze.default, [vector, 1], {}) if tr.streamed(vector) else vector[:, None]
-    product = tr.matmul(matrix, column)
+    product = tr.matmul("matmul", matrix, column)
     return tr.structural(aten.squeeze.dim, [product, 1], {}) if tr.streamed(product) else product[:, 0]
 
 
 @captures("matmul", "addmm")
 def _addmm(tr, target, args, kwargs):
     alpha, beta = kwargs.get("alpha", 1), kwargs.get("beta", 1)
-    product = tr.matmul(args[1], args[2])
+    product = tr.matmul("matmul", args[1], args[2])
     product = tr.binary("mul", product, tr.constant(alpha)) if alpha != 1 else product
     bias = args[0] if beta == 1 else tr.binary("mul", args[0], tr.constant(beta))
     return tr.binary("add", product, bias)

@@ -1,29 +1,19 @@
 """A design's report: the figures ``report.json`` and :attr:`inrarch.Design.report` hold."""
 
-import numpy as np
-
-from .schedule import solve
 from .solver_report import add_solver_report, fifo_entries
 
 __all__ = ["count_multipliers", "design_report"]
 
-_MULTIPLYING_OPS = {"mul", "scale", "mul_const"}
+
+def _cores(netlist):
+    """Every core of ``netlist`` once (two matmul channels may share one), as its model."""
+    return list({id(instance.core): instance.core for instance in netlist.instances}.values())
 
 
 def count_multipliers(netlist):
-    """Multipliers in the datapath: the matmuls' parallel multipliers, and one per element-wise
-    multiplying core, each once per sample lane."""
-    count, seen = 0, set()
-    for instance in netlist.instances:
-        if id(instance.core) in seen:
-            continue
-        seen.add(id(instance.core))
-        op = instance.node.op
-        if op == "matmul":
-            count += instance.core.parallel * len(instance.core.channels)
-        elif op in _MULTIPLYING_OPS:
-            count += 1
-    return count * netlist.lanes
+    """Multipliers in the datapath: every multiplier every core builds (its ``multipliers``), each
+    copy of it in every sample lane counted."""
+    return sum(len(core.multipliers) for core in _cores(netlist))
 
 
 def design_report(design):
@@ -32,16 +22,14 @@ def design_report(design):
     formats, the format search and the solver's figures (:func:`inrarch.solver_report.add_solver_report`)."""
     clock = design.options["clock_mhz"]
     fifos = fifo_entries(design.netlist, design.schedule.depths, design.options["device"])
-    weights = {id(n.attrs["weight"]): n for n in design.graph.nodes if n.op == "matmul"}
-    weight_bits = sum(int(np.prod(core.padded_shape)) * core.weight_format.width
-                      for core in {id(i.core): i.core for i in design.netlist.instances if i.node.op == "matmul"}.values())
+    weights = {id(node.attrs["weight"]) for node in design.graph.nodes if "weight" in node.attrs}
     return add_solver_report({
         "batch": design.schedule.batch,
         "cycles_predicted": design.schedule.cycles,
         "clock_mhz": clock,
         "pipelining": design.options["pipelining"].as_dict(),
         "latency_us": design.schedule.cycles / clock,
-        "first_sample_cycles": solve(design.netlist, 1).cycles,
+        "first_sample_cycles": design.schedule.first_sample_cycles,
         "lanes": design.netlist.lanes,
         "period_cycles": design.netlist.period,
         "critical_core": design.schedule.critical.name,
@@ -52,11 +40,11 @@ def design_report(design):
         "dsp_budget": design.options["dsp_budget"],
         "macs_per_sample": design.graph.macs(),
         "weight_matrices": len(weights),
-        "weight_bits": weight_bits,
+        "weight_bits": sum(getattr(core, "weight_bits", 0) for core in _cores(design.netlist)),
         "ops": design.graph.op_counts(),
         "input_format": str(design.input_format),
         "output_formats": [str(f) for f in design.output_formats],
-        "formats": {node.name: str(node.meta["format"]) for node in design.graph.nodes},
+        "formats": {node.name: str(design.formats[node]) for node in design.graph.nodes},
         "format_search": design.options["format_search"],
         "compile_seconds": round(sum(v for k, v in design.timings.items() if k != "verilog_seconds"), 3),
     }, design.netlist, design.schedule, design.options["device"])

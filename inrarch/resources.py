@@ -43,7 +43,7 @@ def design_resources(netlist, depths, device=ULTRASCALE_PLUS):
     totals = {"DSP": 0, "BRAM36": 0.0, "URAM": 0, "LUTRAM_bits": 0}
     cores = {id(instance.core): instance.core for instance in netlist.instances}.values()
     memories = [memory for core in cores for memory in core.memories]
-    memories += [(stream.width, depths[stream] - 1, False, 1) for stream in netlist.streams]
+    memories += [memory for stream in netlist.streams for memory in stream.fifo(depths[stream]).model.memories]
     for width, depth, initialized, copies in memories:
         for key, amount in device.memory_blocks(width, depth, initialized=initialized).items():
             totals[key] += copies * amount

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .schedule import FIFO_LATENCY
+from cores.plumbing import StreamFIFO
 
 __all__ = ["fifo_entries", "buffer_bits_by_kind", "critical_path", "add_solver_report", "fifo_occupancy",
            "write_plots"]
@@ -26,17 +26,17 @@ def fifo_entries(netlist, depths, device):
     """One dict per stream: endpoints, number format, depth (``depths[stream]``), width, bits and
     its memory primitive.
 
-    The primitive is where ``device`` (:meth:`devices.Device.memory_kind`) maps the FIFO's memory,
-    ``depth - 1`` entries (its last beat is in the output register): the memory the resource
-    estimate counts.
+    The primitive is where ``device`` (:meth:`devices.Device.memory_kind`) maps the FIFO's memory
+    (:attr:`cores.plumbing.StreamFIFO.memories`): the memory the resource estimate counts.
     """
     entries = []
     for stream in netlist.streams:
-        fmt, depth = stream.source.node.meta["format"], depths[stream]
+        fmt, depth = stream.format, depths[stream]
         width = stream.width
+        memory, = stream.fifo(depth).model.memories
         entries.append({"from": stream.source.name, "to": _sink_name(stream), "port": stream.port,
                         "format": str(fmt), "depth": depth, "width": width, "bits": depth * width,
-                        "memory": device.memory_kind(width, depth - 1)})
+                        "memory": device.memory_kind(memory.width, memory.depth)})
     return entries
 
 
@@ -48,10 +48,10 @@ def buffer_bits_by_kind(netlist, fifos):
     channels that share one core count it once.
     """
     by_kind = {"FIFO": sum(entry["bits"] for entry in fifos)}
-    for core in {id(i.core): i.core for i in netlist.instances}.values():
-        if hasattr(core, "buffer_bits"):
-            kind = type(core).__name__
-            by_kind[kind] = by_kind.get(kind, 0) + core.buffer_bits
+    for blueprint in {id(i.blueprint): i.blueprint for i in netlist.instances}.values():
+        if hasattr(blueprint.model, "buffer_bits"):
+            kind = blueprint.core.__name__
+            by_kind[kind] = by_kind.get(kind, 0) + blueprint.model.buffer_bits
     return by_kind
 
 
@@ -62,8 +62,8 @@ def _producers(netlist):
 def critical_path(netlist, schedule):
     """The throughput bound and, per output, the path that sets the first sample's latency.
 
-    The throughput bound is the instance with the most busy cycles per sample
-    (``contract.ii * firings_per_group``). The latency path of an output walks back from it
+    The throughput bound is the instance with the most busy cycles per group of samples
+    (:meth:`inrarch.lower.Netlist.critical`). The latency path of an output walks back from it
     through, at every core, the input whose last token for the core's first firing arrived last
     (the input that made the first firing wait); each hop's latency is the cycles from the
     producer's first token to the core's first token, FIFO included, so the hops add up to the
@@ -71,10 +71,10 @@ def critical_path(netlist, schedule):
     """
     producers = _producers(netlist)
     emits = schedule.emits
-    bound = max(netlist.instances[1:], key=lambda i: i.contract.ii * i.firings_per_group, default=netlist.source)
+    bound = netlist.critical()
     paths = []
     for stream in netlist.outputs:
-        hops = [{"core": stream.port, "latency": FIFO_LATENCY}]
+        hops = [{"core": stream.port, "latency": StreamFIFO.latency}]
         instance = stream.source
         while instance is not netlist.source:
             needs = instance.contract.consumes  # tokens per port of the first firing
@@ -87,7 +87,7 @@ def critical_path(netlist, schedule):
         paths.append({"output": stream.port, "latency": sum(h["latency"] for h in hops), "path": hops})
     return {
         "throughput_bound": bound.name,
-        "busy_cycles_per_group": bound.contract.ii * bound.firings_per_group,
+        "busy_cycles_per_group": bound.busy_cycles,
         "period_cycles": netlist.period,
         "outputs": paths,
         "longest": max(paths, key=lambda p: p["latency"])["output"] if paths else None,
@@ -108,15 +108,10 @@ def add_solver_report(report, netlist, schedule, device):
     return report
 
 
-def _reads(stream, schedule):
-    writes = schedule.emits[stream.source]
-    return writes + FIFO_LATENCY if stream.sink is None else schedule.accepts[stream.sink][stream.port]
-
-
 def fifo_occupancy(stream, schedule):
     """``(cycles, tokens)``: tokens written to ``stream``'s FIFO and not yet read, after each change."""
     writes = np.asarray(schedule.emits[stream.source])
-    reads = np.asarray(_reads(stream, schedule))
+    reads = np.asarray(schedule.reads(stream))
     times = np.concatenate([writes, reads])
     steps = np.concatenate([np.ones(len(writes), dtype=np.int64), -np.ones(len(reads), dtype=np.int64)])
     order = np.lexsort((steps, times))  # a read and a write in one cycle: read first

@@ -1,14 +1,16 @@
+# amaranth: UnusedElaboratable=no
+# (Identical parts become one shared module, cores.shared: a part that stands for its module is not elaborated.)
 """The top-level Amaranth component of a compiled design: cores, forks and FIFOs, wired."""
 
 from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from cores.plumbing import Fork, StreamFIFO
+from cores.plumbing import Fork
 from cores.ports import lanes_signature
 from cores.shared import Shared, module_name
 
-__all__ = ["DataflowDesign"]
+__all__ = ["DataflowDesign", "fifo_names"]
 
 
 class DataflowDesign(wiring.Component):
@@ -39,38 +41,34 @@ class DataflowDesign(wiring.Component):
     def __init__(self, netlist, depths):
         self._netlist = netlist
         self._depths = depths
-        members = {"x": In(lanes_signature(netlist.source.node.meta["format"]))}
+        members = {"x": In(lanes_signature(netlist.source.format))}
         for stream in netlist.outputs:
-            members[stream.port] = Out(lanes_signature(stream.source.node.meta["format"]))
+            members[stream.port] = Out(lanes_signature(stream.format))
         members["overflow"] = Out(1)
         members["overflow_core"] = Out(range(len(netlist.instances) + 1))
-        self.fifo_names = [self._fifo_name(stream) for stream in netlist.streams]
+        self.fifo_names = fifo_names(netlist)
         members["fifo_full"] = Out(len(self.fifo_names))
         members["fifo_empty"] = Out(len(self.fifo_names))
         super().__init__(members)
 
-    @staticmethod
-    def _fifo_name(stream):
-        sink = stream.sink.name if stream.sink is not None else "output"
-        return f"{stream.source.name}->{sink}.{stream.port}"
-
     def elaborate(self, platform):
         m = Module()
         netlist = self._netlist
-        added = set()
+        built = {}  # every core built once: two matmul channels may share one
         for instance in netlist.instances:
-            if id(instance.core) not in added:  # two matmul channels may share one core
-                added.add(id(instance.core))
-                m.submodules[instance.name] = _shared(instance.core)
-        wiring.connect(m, wiring.flipped(self.x), netlist.source.core.i)
+            if id(instance.blueprint) not in built:
+                built[id(instance.blueprint)] = core = instance.blueprint.build()
+                m.submodules[instance.name] = _shared(core)
+        cores = {instance: built[id(instance.blueprint)] for instance in netlist.instances}
+        wiring.connect(m, wiring.flipped(self.x), cores[netlist.source].i)
 
         fifo_of = {}
         readers_of = netlist.readers_by_source()
         for instance in netlist.instances:
             readers = readers_of.get(id(instance), [])
-            output = getattr(instance.core, instance.output)
+            output = getattr(cores[instance], instance.output)
             if len(readers) > 1:
-                fork = Fork(instance.node.meta["format"], len(readers), lanes=readers[0].lanes)
+                fork = Fork(instance.format, len(readers), lanes=readers[0].lanes)
                 m.submodules[f"{instance.name}_fork"] = _shared(fork)
                 wiring.connect(m, output, fork.i)
                 outputs = [getattr(fork, f"o{k}") for k in range(len(readers))]
@@ -78,14 +76,14 @@ class DataflowDesign(wiring.Component):
                 outputs = [output]
             for k, (stream, source) in enumerate(zip(readers, outputs)):
                 sink_name = stream.sink.name if stream.sink is not None else stream.port
-                fifo = StreamFIFO(instance.node.meta["format"], self._depths[stream], lanes=stream.lanes)
+                fifo = stream.fifo(self._depths[stream]).build()
                 m.submodules[f"fifo_{instance.name}_to_{sink_name}_{stream.port}_{k}"] = _shared(fifo)
                 wiring.connect(m, source, fifo.i)
                 fifo_of[id(stream)] = fifo
                 if stream.sink is None:
                     wiring.connect(m, fifo.o, wiring.flipped(getattr(self, stream.port)))
                 else:
-                    wiring.connect(m, fifo.o, getattr(stream.sink.core, stream.port))
+                    wiring.connect(m, fifo.o, getattr(cores[stream.sink], stream.port))
 
         fifos = [fifo_of[id(stream)] for stream in netlist.streams]
         m.d.comb += [self.fifo_full.eq(Cat(~fifo.i.ready for fifo in fifos)),
@@ -93,9 +91,9 @@ class DataflowDesign(wiring.Component):
 
         flags, seen = [], set()
         for index, instance in enumerate(netlist.instances):
-            if hasattr(instance.core, "overflow") and id(instance.core) not in seen:
-                seen.add(id(instance.core))
-                flags.append((index, instance.core.overflow))
+            if hasattr(cores[instance], "overflow") and id(instance.blueprint) not in seen:
+                seen.add(id(instance.blueprint))
+                flags.append((index, cores[instance].overflow))
         if flags:
             m.d.comb += self.overflow.eq(Cat(flag for _, flag in flags).any())
             first = Signal.like(self.overflow_core)
@@ -105,6 +103,11 @@ class DataflowDesign(wiring.Component):
                         m.d.sync += first.eq(index + 1)
             m.d.comb += self.overflow_core.eq(first)
         return m
+
+
+def fifo_names(netlist):
+    """The name of every stream's FIFO in ``netlist``, in order: ``source->sink.port``."""
+    return [f"{s.source.name}->{s.sink.name if s.sink is not None else 'output'}.{s.port}" for s in netlist.streams]
 
 
 def _shared(core):

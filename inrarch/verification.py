@@ -56,7 +56,7 @@ def check_simulation(design, result, references, tolerance):
 def _overflow_problem(design, result):
     if result.overflow_core is None:
         return "the overflow flag is set, but no core said it saturated"
-    fmt = next(i.node.meta["format"] for i in design.netlist.instances if i.name == result.overflow_core)
+    fmt = next(i.format for i in design.netlist.instances if i.name == result.overflow_core)
     return (f"overflow: the {result.overflow_op} core {result.overflow_core} saturated values beyond the "
             f"±{fmt.max_value:g} of its format {fmt}")
 

@@ -4,11 +4,12 @@ import pytest
 import torch
 
 import inrarch
-from inrarch import schedule
-from inrarch.schedule import MIN_FIFO_DEPTH
-from inrarch.top import DataflowDesign
+from cores.plumbing import StreamFIFO
+from inrarch.top import DataflowDesign, fifo_names
 from inrarch.verification import simulate_and_check
 from sim import Deadlock
+
+from backpressure import simulate
 
 MODEL = inrarch.models.siren(in_features=2, hidden=8, layers=1, out_features=3, w0=30.0, seed=0)
 BATCH = 4
@@ -22,7 +23,7 @@ def full_fifos(message):
 
 def test_the_solved_depths_never_block_a_write():
     design = inrarch.compile(inrarch.derivatives(MODEL, 1), torch.zeros(BATCH, 2, dtype=torch.float64))
-    run = schedule.simulate(design.netlist, BATCH, design.schedule.depths)
+    run = simulate(design.netlist, BATCH, design.schedule.depths)
     assert not run.deadlock and run.cycles == design.report["cycles_predicted"]
     assert all(not blocked for blocked in run.blocked.values())
 
@@ -36,7 +37,7 @@ def test_watchdog_names_the_blocked_fifos():
         design.simulate(x, ready_prob=1e-12, watchdog=300)
     full = full_fifos(str(stopped.value))
     assert any(name.endswith("->output.y0") for name in full)
-    assert all(name in design.elaboratable.fifo_names for name in full)
+    assert all(name in fifo_names(design.netlist) for name in full)
 
 
 class Residual(torch.nn.Module):
@@ -60,10 +61,10 @@ def test_a_fifo_below_its_solved_depth_deadlocks_and_is_named():
     design = inrarch.compile(model, torch.zeros(BATCH, 2))
     direct = next(stream for stream in design.netlist.streams
                   if stream.sink is not None and stream.sink.node.op == "add"
-                  and design.schedule.depths[stream] > MIN_FIFO_DEPTH)
-    name = design.elaboratable.fifo_names[design.netlist.streams.index(direct)]
-    assert not schedule.simulate(design.netlist, BATCH, design.schedule.depths).deadlock
-    shallow = {**design.schedule.depths, direct: MIN_FIFO_DEPTH}
+                  and design.schedule.depths[stream] > StreamFIFO.min_depth)
+    name = fifo_names(design.netlist)[design.netlist.streams.index(direct)]
+    assert not simulate(design.netlist, BATCH, design.schedule.depths).deadlock
+    shallow = {**design.schedule.depths, direct: StreamFIFO.min_depth}
     design.elaboratable = DataflowDesign(design.netlist, shallow)  # before the Verilog is written
     x = torch.rand(BATCH, 2) * 2 - 1
     with pytest.raises(Deadlock) as stopped:

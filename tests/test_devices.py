@@ -84,12 +84,12 @@ def test_7_series_multipliers_reach_lowering():
     x = torch.zeros(4, 2)
     wide = inrarch.compile(fn, x, width=27)
     seven = inrarch.compile(fn, x, width=27, device=SERIES7)
-    cores = list({id(i.core): i.core for i in seven.netlist.instances}.values())
-    multipliers = [multiplier for core in cores for multiplier in core.multipliers]
+    blueprints = list({id(i.blueprint): i.blueprint for i in seven.netlist.instances}.values())
+    multipliers = [multiplier for blueprint in blueprints for multiplier in blueprint.model.multipliers]
     # Every multiplier of every core (matmuls, sines, element-wise products) is split for the DSP48E1.
-    assert {type(core).__name__ for core in cores if core.multipliers} >= {"MatVec", "Sin"}
+    assert {blueprint.core.__name__ for blueprint in blueprints if blueprint.model.multipliers} >= {"MatVec", "Sin"}
     assert multipliers and all(multiplier.dsp_shape == DSP48E1 for multiplier in multipliers)
-    matvecs = [core for core in cores if type(core).__name__ == "MatVec"]
+    matvecs = [blueprint.model for blueprint in blueprints if blueprint.core.__name__ == "MatVec"]
     assert all(core.weight_format.width == 18 for core in matvecs)
     # 27-bit inputs times 18-bit weights: one DSP48E2 per product, two DSP48E1s.
     assert all(core.multiplier.dsps == 2 for core in matvecs)

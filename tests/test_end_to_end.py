@@ -31,7 +31,7 @@ def test_siren_gradients_run_in_verilator_and_match_torch(model, order):
     assert not result.overflow
     assert result.cycles == design.report["cycles_predicted"]
     # The software emulation the format search relies on is the hardware, word for word.
-    for got, emulated in zip(result.outputs, emulate(design.graph, x.numpy())):
+    for got, emulated in zip(result.outputs, emulate(design.graph, design.formats, x.numpy())):
         assert np.array_equal(got.reshape(BATCH, -1), emulated.reshape(BATCH, -1))
 
 

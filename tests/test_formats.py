@@ -12,7 +12,8 @@ from cores.fixed import Q
 from inrarch.capture import capture
 from inrarch.emulate import Emulator, emulate, emulation_errors
 from inrarch.errors import CompileError
-from inrarch.formats import _Trials, _ranges, assign_formats, calibration_inputs, search_formats
+from inrarch.formats import (Formats, _Trials, _ranges, assign_formats, calibration_inputs, search_formats,
+                             unify_shared_weight_formats)
 from inrarch.ir import evaluate
 from inrarch.passes import optimize
 from sim.progress import progress_bar
@@ -32,15 +33,17 @@ def search_trials(graph):
     x = calibration_inputs(graph.input.shape, (-1.0, 1.0), 32)
     values = evaluate(graph, x)
     ranges = _ranges(graph, evaluate(graph, calibration_inputs(graph.input.shape, (-1.0, 1.0))), 2.0, (-1.0, 1.0))
-    return _Trials(graph, ranges, x, [values[n] for n in graph.outputs], progress_bar("trials", enabled=False))
+    return _Trials(graph, ranges, x, [values[n] for n in graph.outputs], progress_bar("trials", enabled=False),
+                   weight_bits=18)
 
 
 @pytest.mark.parametrize("order, activation", [(1, "sin"), (2, "sin"), (2, "tanh")])
 def test_search_meets_the_bar_on_unseen_inputs(order, activation):
     graph = graph_of(order, activation)
-    search = search_formats(graph, tolerance=1e-3)
+    formats = search_formats(graph, tolerance=1e-3)
+    search = formats.search
     x = np.random.default_rng(42).uniform(-1, 1, size=(500, 2))
-    errors = emulation_errors(graph, x)
+    errors = emulation_errors(graph, formats, x)
     assert max(errors) <= 1e-3, errors
     assert max(search.errors) <= 2 * search.target
     assert search.bits_per_sample["searched"] <= search.bits_per_sample["uniform"]
@@ -48,8 +51,9 @@ def test_search_meets_the_bar_on_unseen_inputs(order, activation):
 
 def test_searched_edges_meet_the_target_with_fewer_bits_than_uniform():
     graph = graph_of(1)
-    search = search_formats(graph, tolerance=1e-3)
-    widths = {node: node.meta["format"].width - search.widened for node in graph.nodes}
+    formats = search_formats(graph, tolerance=1e-3)
+    search = formats.search
+    widths = {node: formats[node].width - search.widened for node in graph.nodes}
     trials = search_trials(graph)
     assert max(trials.start(widths)) <= search.target
     assert max(widths.values()) == search.uniform_width > min(widths.values())
@@ -58,7 +62,7 @@ def test_searched_edges_meet_the_target_with_fewer_bits_than_uniform():
 
 def test_uniform_width_is_the_narrowest_that_passes():
     graph = graph_of(1)
-    search = search_formats(graph, tolerance=1e-3)
+    search = search_formats(graph, tolerance=1e-3).search
     trials = search_trials(graph)
     assert max(trials.start(dict.fromkeys(graph.nodes, search.uniform_width))) <= search.target
     assert max(trials.start(dict.fromkeys(graph.nodes, search.uniform_width - 1))) > search.target
@@ -66,15 +70,15 @@ def test_uniform_width_is_the_narrowest_that_passes():
 
 def test_tighter_tolerance_needs_more_bits_and_then_wider_weights():
     loose, tight, tighter = graph_of(1), graph_of(1), graph_of(1)
-    loose_search = search_formats(loose, tolerance=1e-3)
-    tight_search = search_formats(tight, tolerance=5e-4)
+    loose_search = search_formats(loose, tolerance=1e-3).search
+    tight_search = search_formats(tight, tolerance=5e-4).search
     assert tight_search.bits_per_sample["searched"] > loose_search.bits_per_sample["searched"]
     assert loose_search.weight_width == tight_search.weight_width == 18
     # 18-bit weights alone hold the error above 3e-5 of max|ref|; 27-bit ones get below.
-    tighter_search = search_formats(tighter, tolerance=1e-4)
-    assert tighter_search.weight_width == 27
+    tighter_formats = search_formats(tighter, tolerance=1e-4)
+    assert tighter_formats.search.weight_width == 27
     x = np.random.default_rng(5).uniform(-1, 1, size=(300, 2))
-    assert max(emulation_errors(tighter, x)) <= 1e-4
+    assert max(emulation_errors(tighter, tighter_formats, x)) <= 1e-4
 
 
 def test_unreachable_tolerance_is_a_clear_error():
@@ -105,37 +109,36 @@ def test_compile_refuses_formats_that_miss_the_tolerance_on_the_check_inputs():
 
 def test_width_and_forced_formats_skip_the_search():
     graph = graph_of(1)
-    assign_formats(graph, width=19)
-    assert {node.meta["format"].width for node in graph.nodes} == {19}
-    assign_formats(graph, forced=Q.parse("q8.12"))
-    assert {str(node.meta["format"]) for node in graph.nodes} == {"q8.12"}
+    assert {fmt.width for fmt in assign_formats(graph, width=19).values()} == {19}
+    assert {str(fmt) for fmt in assign_formats(graph, forced=Q.parse("q8.12")).values()} == {"q8.12"}
 
 
 def test_emulator_updates_only_what_changed():
     graph = graph_of(2)
-    assign_formats(graph, width=20)
+    formats = assign_formats(graph, width=20)
     x = calibration_inputs(graph.input.shape, (-1.0, 1.0), 16)
-    emulator = Emulator(graph, x)
+    emulator = Emulator(graph, formats, x)
     node = next(n for n in graph.nodes if n.op == "sin")
-    node.meta["format"] = Q(node.meta["format"].int_bits, 8)
-    emulator.update([node])
-    fresh = Emulator(graph, x)
-    for a, b in zip(emulator.outputs(), fresh.outputs()):
+    narrower = Formats(unify_shared_weight_formats(graph, {**formats, node: Q(formats[node].int_bits, 8)}),
+                       {n: formats.weight_width(n) for n in graph.nodes if "weight" in n.attrs})
+    updated = emulator.updated(narrower)
+    assert sum(updated.raw[n] is not emulator.raw[n] for n in graph.nodes) < len(graph.nodes)
+    for a, b in zip(updated.outputs(), Emulator(graph, narrower, x).outputs()):
         assert np.array_equal(a, b)
 
 
 def test_emulation_builds_no_hardware(monkeypatch):
     """The emulator computes with the cores' models (cores.model): no amaranth component is built."""
     graph = graph_of(2, "tanh")
-    assign_formats(graph, width=20)
+    formats = assign_formats(graph, width=20)
     x = calibration_inputs(graph.input.shape, (-1.0, 1.0), 8)
-    expected = emulate(graph, x)
+    expected = emulate(graph, formats, x)
 
     def no_component(*args, **kwargs):
         raise AssertionError("emulation built an amaranth component")
 
     monkeypatch.setattr(wiring.Component, "__init__", no_component)
-    for got, want in zip(emulate(graph, x), expected):
+    for got, want in zip(emulate(graph, formats, x), expected):
         assert np.array_equal(got, want)
 
 
@@ -160,7 +163,8 @@ def test_tight_tolerance_design_runs_in_verilator_within_it():
     assert design.report["format_search"]["weight_width"] == 27
     x = np.random.default_rng(9).uniform(-1, 1, size=(8, 2))
     result = design.simulate(torch.tensor(x))
-    for got, emulated, reference in zip(result.outputs, emulate(design.graph, x), inrarch.reference(fn, x)):
+    for got, emulated, reference in zip(result.outputs, emulate(design.graph, design.formats, x),
+                                        inrarch.reference(fn, x)):
         assert np.array_equal(got.reshape(8, -1), emulated.reshape(8, -1))
         reference = reference.detach().numpy()
         assert np.max(np.abs(got - reference)) <= 1e-4 * np.max(np.abs(reference))

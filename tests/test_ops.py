@@ -15,7 +15,7 @@ from inrarch.capture import capture, source, supported
 from inrarch.errors import CompileError
 from inrarch.formats import assign_formats
 from inrarch.ir import evaluate
-from inrarch.lower import node_core
+from inrarch.lower import Target
 from inrarch.passes import optimize
 from cores.fixed import Q
 
@@ -38,9 +38,10 @@ def test_every_documented_ir_op_has_exactly_one_spec():
     assert all(name == spec.name for name, spec in ops.OPS.items())
 
 
-def test_every_op_but_input_has_float64_semantics_and_every_op_but_input_and_matmul_a_core():
+def test_every_op_but_input_has_float64_semantics_and_every_op_a_lowering_to_a_core():
     assert {name for name, spec in ops.OPS.items() if spec.semantics is None} == {"input"}
-    assert {name for name, spec in ops.OPS.items() if spec.core is None} == {"input", "matmul"}
+    assert all(spec.lowering is not None and spec.core_class.__module__.startswith("cores.")
+               for spec in ops.OPS.values())
 
 
 def test_capture_supports_exactly_one_translation_of_every_registered_aten_op():
@@ -88,10 +89,10 @@ def test_a_new_op_registered_in_one_place_flows_through_capture_passes_evaluatio
     expected = inrarch.reference(fn, x)[0].numpy()
     values = evaluate(graph, x.numpy())[graph.outputs[0]].reshape(expected.shape)
     np.testing.assert_allclose(values, expected, rtol=0, atol=1e-12)
-    assign_formats(graph, width=16)
-    assert node.meta["format"] == Q.for_range(1.0, 16)   # the bound, not a calibrated range
+    formats = assign_formats(graph, width=16)
+    assert formats[node] == Q.for_range(1.0, 16)   # the bound, not a calibrated range
     with pytest.raises(CompileError, match="no core implements IR op 'erf'"):
-        node_core(node)
+        spec.lower(node, formats, Target(), 1)
 
 
 def frame(path):

@@ -140,10 +140,10 @@ def test_overflow_names_the_core_that_saturated(narrow, fn, x):
     assert f"the {culprit.node.op} core {culprit.name}" in message and "q2.6" in message
     problems = check_simulation(narrow, result, inrarch.reference(fn, x), 1e-3)
     assert problems[-1] == (f"overflow: the {culprit.node.op} core {culprit.name} saturated values beyond the "
-                            f"±{culprit.node.meta['format'].max_value:g} of its format q2.6")
+                            f"±{culprit.format.max_value:g} of its format q2.6")
     # The flagged node really leaves its format's range in exact arithmetic.
     values = ir.evaluate(narrow.graph, x.numpy().reshape(BATCH, *narrow.graph.input.shape))[culprit.node]
-    assert np.max(np.abs(values)) > culprit.node.meta["format"].max_value
+    assert np.max(np.abs(values)) > culprit.format.max_value
 
 
 class _Simulated(Exception):

@@ -6,7 +6,6 @@ from amaranth.sim import Simulator
 
 from cores.fixed import Q
 from cores.plumbing import StreamFIFO
-from inrarch.schedule import FIFO_LATENCY, fifo_depth
 
 FMT = Q(8, 8)
 
@@ -15,7 +14,7 @@ def _consumer_reads(writes, rng, max_wait):
     """A consumer that takes token k no earlier than it can (write + 2) and after a random wait."""
     reads, last = [], -10
     for w in writes:
-        last = max(w + FIFO_LATENCY, last + 1) + int(rng.integers(0, max_wait + 1))
+        last = max(w + StreamFIFO.latency, last + 1) + int(rng.integers(0, max_wait + 1))
         reads.append(last)
     return np.array(reads)
 
@@ -59,7 +58,7 @@ def test_solved_depth_is_enough_and_one_less_is_not(seed):
     gaps = rng.integers(1, 3, size=40)
     writes = np.cumsum(gaps)
     reads = _consumer_reads(writes, rng, max_wait=int(rng.integers(0, 6)))
-    depth = fifo_depth(writes, reads)
+    depth = StreamFIFO.depth_for(writes, reads)
     assert _replay(max(3, depth), writes, reads) == []
     if depth > 3:
         assert _replay(depth - 1, writes, reads) != []
@@ -67,4 +66,4 @@ def test_solved_depth_is_enough_and_one_less_is_not(seed):
 
 def test_a_full_rate_stream_needs_three_entries():
     writes = np.arange(20)
-    assert fifo_depth(writes, writes + FIFO_LATENCY) == 3
+    assert StreamFIFO.depth_for(writes, writes + StreamFIFO.latency) == 3

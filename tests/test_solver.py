@@ -1,3 +1,5 @@
+# amaranth: UnusedElaboratable=no
+# (The design is elaborated by hand, so that the FIFOs' level signals can be watched.)
 """The latency solver's report, plots and back-pressure prediction, checked in Amaranth's simulator.
 
 One small design is used throughout: the first and second derivatives of SIREN 2→8→8→3, where the
@@ -11,9 +13,10 @@ import torch
 from amaranth.sim import Simulator
 
 import inrarch
-from inrarch.schedule import simulate
 from inrarch.solver_report import fifo_occupancy, write_plots
 from inrarch.top import DataflowDesign
+
+from backpressure import simulate
 
 BATCH = 4
 
@@ -56,7 +59,6 @@ def _simulate_amaranth(netlist, depths, words, max_cycles=5000):
     cycles of its FIFO writes (from the first accept), its blocked write cycles and peak level.
     """
     top = DataflowDesign(netlist, depths)
-    top._MustUse__silence = True  # elaborated here, so that the FIFOs' level signals can be watched
     module = top.elaborate(None)
     fifos = {stream: module._named_submodules[_fifo_name(netlist, stream)][0].component for stream in netlist.streams}
     expected = {s.port: len(words) // netlist.source.node.numel * s.source.node.numel for s in netlist.outputs}

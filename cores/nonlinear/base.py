@@ -7,7 +7,7 @@ import numpy as np
 from amaranth.hdl import Cat, Const, Module, Signal, signed
 from amaranth.lib.wiring import In, Out
 
-from ..contract import TimingContract
+from ..contract import ContractTiming, TimingContract
 from ..fixed import Q
 from ..model import ModelledComponent, Storage
 from ..multiply import DSP48E2, Multiplier
@@ -74,7 +74,7 @@ def _point(frac_bits):
     return Q(64, frac_bits)
 
 
-class _Nonlinear:
+class _Nonlinear(ContractTiming):
     """The model of a nonlinear core: its constants, contract, bit-exact reference and resources.
 
     Subclasses implement :meth:`_configure` (derive constants and set ``self.latency``),

@@ -208,30 +208,32 @@ class _Translator:
             return -a
         return self.sym("neg", [a], a.shape)
 
-    def matmul(self, a, b):
+    def matmul(self, op, a, b):
+        """``a @ b`` with one operand constant: an ``op`` node (the registry's matrix product) that
+        streams the other through the stored matrix."""
         if isinstance(a, _Sym) and isinstance(b, _Sym):
             raise CompileError(f"a matrix product of two streamed tensors is not supported at {self.source}")
         if isinstance(b, torch.Tensor):
             if not b.detach().numpy().any():
                 return torch.zeros((a.shape[0], b.shape[1]), dtype=torch.float64)
             weight, transposed = self.weight(b.T)
-            return self.sym("matmul", [a], (a.shape[0], b.shape[1]), weight=weight, transposed=transposed)
+            return self.sym(op, [a], (a.shape[0], b.shape[1]), weight=weight, transposed=transposed)
         # (A @ b) = (bᵀ @ Aᵀ)ᵀ: stream bᵀ through the stored Aᵀ.
         b_t = self.structural(aten.t.default, [b], {})
-        product = self.matmul(b_t, a.T)
+        product = self.matmul(op, b_t, a.T)
         return product.T if isinstance(product, torch.Tensor) else self.structural(aten.t.default, [product], {})
 
-    def batched_matmul(self, a, b):
+    def batched_matmul(self, op, a, b):
         """``bmm``: one matmul over all rows when every batch entry has the same constant matrix
         (vmap of a per-sample function), else one matmul per batch entry."""
         batch, rows, inner = a.shape
         columns = b.shape[-1]
         if isinstance(b, torch.Tensor) and bool((b == b[:1]).all()):
             flat = self.structural(aten.reshape.default, [a, [batch * rows, inner]], {})
-            product = self.matmul(flat, b[0])
+            product = self.matmul(op, flat, b[0])
             return self.structural(aten.reshape.default, [product, [batch, rows, columns]], {}) \
                 if isinstance(product, _Sym) else product.reshape(batch, rows, columns)
-        parts = [self.matmul(self.structural(aten.select.int, [a, 0, k], {}),
+        parts = [self.matmul(op, self.structural(aten.select.int, [a, 0, k], {}),
                              self.structural(aten.select.int, [b, 0, k], {}) if isinstance(b, _Sym) else b[k])
                  for k in range(batch)]
         if not any(isinstance(p, _Sym) for p in parts):

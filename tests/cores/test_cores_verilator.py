@@ -16,6 +16,7 @@ from amaranth.hdl import Module
 from amaranth.lib import wiring
 
 import sim
+from bench.registry import float64, missing, small_formats
 from cores import (Accumulate, Add, AddConst, Cos, Exp, Fork, Gather, LaneConverter, MatVec, Mul, MulAdd,
                    MulConst, Neg, Pacer, Q, Relu, Scale, Sigmoid, Sin, Step, StreamFIFO, Sub, Sum, Tanh)
 from cores.elementwise import constant_format
@@ -142,6 +143,10 @@ def nonlinear_cases():
     functions = {"sin": lambda z: np.sin(z), "cos": lambda z: np.cos(30 * z), "tanh": np.tanh,
                  "sigmoid": lambda z: 1 / (1 + np.exp(-z)), "exp": np.exp,
                  "relu": lambda z: np.maximum(-0.3 * z, 0), "step": lambda z: (z > 0).astype(float)}
+    # The registry's other nonlinear cores, at default formats.
+    for cls in missing([(type(core),) for core in cores.values()]):
+        cores[cls.__name__.lower()] = cls(A, Q.parse(small_formats(cls)[1]))
+        functions[cls.__name__.lower()] = float64(cls)
     cases = {}
     for name, core in cores.items():
         # Every input value; two lanes get the values in two different orders.

@@ -113,7 +113,7 @@ def test_the_first_pass_runs_while_the_vector_loads(rows, cols, parallel, kind):
 def cycle_model_matches(core, k, firings, valid_prob, ready_prob, seed):
     """Drive channel ``k`` with random valid-gaps and back-pressure; assert every cycle that its
     :class:`MatVecCycles` takes inputs and offers outputs as the hardware does."""
-    model = core.cycle_model(k)
+    model = core.channel(k).cycle_model()
     rng = np.random.default_rng(seed)
     n_in, n_out = core.lengths(k)
     x_port = f"x{k}"

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from amaranth.back import verilog
 
+from bench.registry import SPAN, float64, missing, nonlinear_cores, small_formats, wide_formats
 from boards.estimate import estimate
 from boards.synth import find_tool, synth_xilinx
 from cores.fixed import Q
@@ -22,17 +23,10 @@ from cores.pipelining import UNPIPELINED, Pipelining
 from cores.testing import check_contract, run_streams
 from inrarch.resources import core_dsps
 
-FLOAT64 = {
-    Sin: np.sin,
-    Cos: np.cos,
-    Tanh: np.tanh,
-    Sigmoid: lambda z: 1.0 / (1.0 + np.exp(-z)),
-    Softplus: lambda z: np.logaddexp(0.0, z),
-    Exp: np.exp,
-    Sqrt: lambda z: np.sqrt(np.maximum(z, 0.0)),
-    Relu: lambda z: np.maximum(z, 0.0),
-    Step: lambda z: (z > 0).astype(np.float64),
-}
+# Every nonlinear core of the registry (bench.registry), with the float64 function it computes. The
+# tables of cases below name cases for the cores they know and add default ones for the others, so
+# that a core registered later is tested with no edit here.
+FLOAT64 = {cls: float64(cls) for cls in nonlinear_cores()}
 
 
 def ulp_errors(core, raw):
@@ -81,6 +75,7 @@ SMALL = [
     (Relu, "q4.8", "q4.12", 1.0, 0), (Relu, "q4.8", "q8.8", 30.0, 0.5), (Relu, "q4.8", "q2.14", -0.3, 0.5),
     (Step, "q4.8", "q2.14", 1.0, 0), (Step, "q4.8", "q2.6", -2.0, 0),
 ]
+SMALL += [(cls, *small_formats(cls), 1.0, 2) for cls in missing(SMALL)]
 
 # (core, input format, output format, scale, span of real inputs or None for all, worst ulps)
 LARGE = [
@@ -95,6 +90,7 @@ LARGE = [
     (Softplus, "q8.19", "q2.25", 1.0, None, 2), (Softplus, "q12.20", "q4.28", -0.5, 60.0, 2),
     (Relu, "q16.16", "q16.16", 30.0, None, 0.5),
 ]
+LARGE += [(cls, *wide_formats(cls), 1.0, SPAN, 2) for cls in missing(LARGE)]
 
 
 def _ident(case):
@@ -204,6 +200,7 @@ HARDWARE = [
     (Step, "q4.8", "q1.7", 1.0), (Softplus, "q4.8", "q2.14", 1.0), (Sqrt, "q4.8", "q4.12", 1.0),
     (Sqrt, "q4.8", "q2.14", -3.0),
 ]
+HARDWARE += [(cls, *small_formats(cls), 1.0) for cls in missing(HARDWARE)]
 
 
 @pytest.mark.parametrize("case", HARDWARE, ids=_ident)
@@ -232,6 +229,7 @@ HARDWARE_RANDOM = [
     (Sqrt, "q8.24", "q4.28", 1.0, None, None), (Sqrt, "q16.16", "q8.24", 0.3, None, 3),
     (Sqrt, "q3.5", "q2.20", 0.01, None, None),
 ]
+HARDWARE_RANDOM += [(cls, *wide_formats(cls), 1.0, SPAN, None) for cls in missing(HARDWARE_RANDOM)]
 
 
 @pytest.mark.parametrize("case", HARDWARE_RANDOM, ids=_ident)
@@ -252,6 +250,12 @@ TIMING = [(Sin, "q16.16", "q2.30", 30.0), (Sin, "q4.8", "q2.14", 1.0), (Tanh, "q
           (Sigmoid, "q4.8", "q2.14", 1.0), (Exp, "q8.24", "q8.24", 1.0), (Exp, "q4.12", "q2.14", -1.0),
           (Relu, "q4.8", "q4.8", 1.0), (Step, "q4.8", "q2.14", 1.0), (Softplus, "q8.24", "q8.24", 1.0),
           (Sqrt, "q8.24", "q4.28", 1.0), (Sqrt, "q4.8", "q2.14", -1.0)]
+TIMING += [(cls, *small_formats(cls), 1.0) for cls in missing(TIMING)]
+
+
+@pytest.mark.parametrize("table", [SMALL, LARGE, HARDWARE, HARDWARE_RANDOM, TIMING])
+def test_every_registered_nonlinear_core_has_cases(table):
+    assert not missing(table)
 
 
 # every optional pipeline register, and none

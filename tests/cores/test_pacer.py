@@ -46,8 +46,7 @@ def test_pacer_moves_every_item_once_under_stalls(lanes):
 
 
 def test_pacer_reference_interleaves_samples():
-    pacer = Pacer(FMT, 2, 9, lanes=3)
-    pacer._MustUse__silence = True  # only its reference is used
+    pacer = Pacer.model(FMT, 2, 9, lanes=3)
     # two batches of one group: samples a, b, c of elements (x0, x1)
     raw = np.array([[10, 11, 20, 21, 30, 31], [40, 41, 50, 51, 60, 61]])
     assert pacer.reference(raw).tolist() == [[10, 20, 30, 11, 21, 31], [40, 50, 60, 41, 51, 61]]

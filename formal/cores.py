@@ -4,7 +4,10 @@ Each exported core class has a small instance here (:data:`INSTANCES`): formats 
 two or three tokens a firing, so that a proof covers whole firings in a few dozen cycles and
 every output element's reference fits a table. Nothing else is written per core: the properties
 (:class:`~formal.streams.StreamContractSpec`) read the core's ports, contracts and reference.
-:func:`missing_instances` names an exported core without one, which a test turns into a failure.
+The nonlinear cores of the op registry (:data:`inrarch.ops.OPS`) need no entry: one without is
+proved at :func:`registered_arguments`, so a new op's core (``docs/adding-an-op.md``) is proved
+with no edit here. :func:`missing_instances` names any other exported core without an instance,
+which a test turns into a failure: its constructor's arguments cannot be guessed.
 
 Two proofs per instance:
 
@@ -22,11 +25,14 @@ from amaranth.lib import wiring
 
 import cores
 from cores import Q
+from inrarch.ir import Node
+from inrarch.ops import OPS
 
 from .proof import prove
 from .streams import PROPERTIES, StreamContractSpec, firing_cycles
 
-__all__ = ["INSTANCES", "missing_instances", "build", "contract_depth", "contract_proof", "induction_proof"]
+__all__ = ["INSTANCES", "REGISTERED_SCALE", "registered_arguments", "instance_names", "arguments", "missing_instances",
+           "build", "contract_depth", "contract_proof", "cover_proof", "induction_proof"]
 
 A, B, C, OUT = Q(2, 2), Q(1, 2), Q(1, 1), Q(3, 2)
 
@@ -70,6 +76,53 @@ INSTANCES = {
 }
 
 
+#: The ``scale`` of a registered nonlinear core's instance made by :func:`registered_arguments`.
+REGISTERED_SCALE = 0.75
+_REGISTERED_WIDTH = 5
+
+
+def _registered():
+    """``{class name: (class, op spec)}`` of the registry's nonlinear cores without an entry in
+    :data:`INSTANCES` (read each time: a test may register an op)."""
+    have = {name.partition(" ")[0] for name in INSTANCES}
+    found = {}
+    for spec in OPS.values():
+        if spec.scaled and spec.core_class.__name__ not in have:
+            found[spec.core_class.__name__] = (spec.core_class, spec)
+    return found
+
+
+def registered_arguments(spec):
+    """The arguments of a small instance of the core of the registered nonlinear op ``spec``: the
+    input in ``A``, ``scale`` :data:`REGISTERED_SCALE`, the output 5 bits wide over the op's
+    bound, or over the function's largest magnitude on every value of ``A``."""
+    bound = spec.bound
+    if bound is None:
+        values = np.arange(-(1 << (A.width - 1)), 1 << (A.width - 1)) * 2.0 ** -A.frac_bits
+        node = Node(spec.name, [], (1,), attrs={"scale": REGISTERED_SCALE})
+        with np.errstate(all="ignore"):
+            bound = float(np.max(np.abs(spec.semantics(node, [values]))))
+    return _arguments(A, Q.for_range(bound, _REGISTERED_WIDTH), scale=REGISTERED_SCALE)
+
+
+def instance_names():
+    """Every instance that is proved: :data:`INSTANCES`, and the registry's other nonlinear cores."""
+    return sorted([*INSTANCES, *_registered()])
+
+
+def arguments(name):
+    """``(args, kwargs)`` of instance ``name``."""
+    if name in INSTANCES:
+        return INSTANCES[name]
+    return registered_arguments(_registered()[name][1])
+
+
+def _core_class(name):
+    base = name.partition(" ")[0]
+    registered = _registered()
+    return registered[base][0] if base in registered else getattr(cores, base)
+
+
 def exported_cores():
     """The names of the core classes :mod:`cores` exports."""
     return sorted(name for name in cores.__all__ if isinstance(getattr(cores, name), type)
@@ -77,15 +130,15 @@ def exported_cores():
 
 
 def missing_instances():
-    """Exported core classes without an instance in :data:`INSTANCES`."""
-    have = {name.partition(" ")[0] for name in INSTANCES}
+    """Exported core classes without an instance: neither in :data:`INSTANCES` nor registered."""
+    have = {name.partition(" ")[0] for name in instance_names()}
     return [name for name in exported_cores() if name not in have]
 
 
 def build(name):
     """A new core of instance ``name``."""
-    args, kwargs = INSTANCES[name]
-    return getattr(cores, name.partition(" ")[0])(*args, **kwargs)
+    args, kwargs = arguments(name)
+    return _core_class(name)(*args, **kwargs)
 
 
 def contract_depth(name, firings=2):

@@ -78,7 +78,7 @@ class FifoSizingSpec(Elaboratable):
 
         for name, fifo in self._fifos(body):
             check(m, f"{name}_takes_every_token", ~fifo.i.valid | fifo.i.ready)
-        pacer = self.netlist.source.core
+        pacer = body.submodules[self.netlist.source.name].component
         check(m, "pacer_never_waits", ~pacer.o.valid | pacer.o.ready)
 
         # A trace in which `groups` whole groups came out of the first output.

@@ -36,6 +36,7 @@ RECORDED_BY = {
     "budget": "python -m bench.budget",
     "logic_depth": "python -m bench.logic_depth",
     "fmax": "python -m bench.fmax",
+    "formal": "python -m bench.formal --solvers",
 }
 
 
@@ -440,6 +441,60 @@ def _fmax(entries):
         f"{', '.join(below) or 'none'}. Not routed: {', '.join(unrouted) or 'none'}."])
 
 
+def _proof_result(row):
+    status = {"pass": "holds", "fail": "**fails**", "unknown": "open"}[row["status"]]
+    return status if not row.get("failed") else f"{status} at cycle {row['step']}: {', '.join(row['failed'])}"
+
+
+def _formal(entries):
+    entry = _entry(entries, "formal")
+    inputs, figures = entry["inputs"], entry["results"]
+    lines = [f"Proved with SymbiYosys (YoWASP) and {inputs['solver_version']} (`{entry['command']}`, commit "
+             f"{entry['commit'][:10]}{'+' if '+' in entry['commit'] else ''}, {entry['date'][:10]}, "
+             f"{figures['seconds'] / 60:.0f} minutes in all on {inputs['cpu_count']} cores with a load average of "
+             f"{inputs['load_average']:g} from other work). Each core's whole stream contract is bounded to "
+             f"{inputs['firings']} whole firings of every channel; a cover shows a run within that bound taking them "
+             "and emitting all their tokens; its output protocol is proved by k-induction, at the shortest length "
+             "that closes:", ""]
+    rows = []
+    for row in figures["cores"]:
+        contract, cover, induction = row["contract"], row["cover"], row["induction"]
+        rows.append([row["core"], row["parameters"], contract["depth"], _proof_result(contract),
+                     f"{contract['seconds']:.1f}", "reached" if cover["status"] == "pass" else "**not reached**",
+                     "proved" if induction["status"] == "pass" else _proof_result(induction), induction["depth"],
+                     f"{induction['seconds']:.1f}"])
+    lines += [_table(["core", "parameters", "cycles", "stream contract", "s", "cover", "output protocol", "k", "s"],
+                     rows), ""]
+    unchecked = [f"{row['core']} ({', '.join(row['contract']['unchecked'])})" for row in figures["cores"]
+                 if row["contract"].get("unchecked")]
+    lines += [f"Properties not checked: {', '.join(unchecked) or 'none'}.", ""]
+    kernel = figures["kernel"]
+    narrow = ", ".join(f"{name.replace('_', ' ')} {value}" for name, value in inputs["kernel_narrow"].items())
+    lines += [f"The Vitis kernel of the order-{inputs['design']['order']} {_siren(inputs['design'])} "
+              f"(narrow: {narrow}):", ""]
+    modes = {"prove": "k-induction of length {depth}", "bmc": "bounded to {depth} cycles",
+             "cover": "covers within {depth} cycles"}
+    lines += [f"- {row['proof']}: {modes[row['mode']].format(depth=row['depth'])}: "
+              f"{'reached' if row['mode'] == 'cover' and row['status'] == 'pass' else _proof_result(row)}, "
+              f"{row['seconds']:.0f} s" for row in kernel]
+    design = figures["design"]
+    solved, shallow = design["solved"], design["shallower"]
+    lines += ["", f"FIFO sizing of the same design ({design['fifos']} FIFOs, period {design['period']} cycles): "
+              f"with the solver's depths no FIFO refuses a token and the pacer never waits, bounded to "
+              f"{solved['depth']} cycles (its first outputs and two periods more): {_proof_result(solved)}, "
+              f"{solved['seconds']:.0f} s. With `{shallow['fifo']}` at {shallow['depth_tried']} instead of "
+              f"{shallow['solved_depth']}: {_proof_result(shallow)}, {shallow['seconds']:.0f} s."]
+    if figures.get("solvers"):
+        by_proof = {}
+        for row in figures["solvers"]:
+            by_proof.setdefault(row["proof"], {})[row["version"]] = f"{row['seconds']:.1f}"
+        versions = list(dict.fromkeys(row["version"] for row in figures["solvers"]))
+        lines += ["", "Seconds of the same proofs with each SMT solver from PyPI:", "",
+                  _table(["proof", *versions], [[proof, *(times.get(v, "-") for v in versions)]
+                                                for proof, times in by_proof.items()])]
+    return "\n".join(lines)
+
+
 BLOCKS = {
     "workload": _workload,
     "workload_simulated": _workload_simulated,
@@ -456,6 +511,7 @@ BLOCKS = {
     "budget": _budget_sweep,
     "logic_depth": _logic_depth,
     "fmax": _fmax,
+    "formal": _formal,
 }
 
 

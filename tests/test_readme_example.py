@@ -1,4 +1,4 @@
-"""The README's "Using the cores in your own design" example runs as written."""
+"""The README's examples of "Using the cores in your own design" and "Formal proofs" run as written."""
 
 import math
 import re
@@ -18,3 +18,15 @@ def test_readme_core_example_converts_and_simulates(capsys):
     inputs = [0, 1 << 10, -(1 << 12)]
     expected = [math.sin(30.0 * 2.0 * v * 2.0 ** -16) for v in inputs]
     assert all(abs(a - b) <= 2 * 2.0 ** -18 for a, b in zip(printed, expected))
+
+
+def test_formal_readme_example_proves_the_output_protocol(capsys):
+    """The "Formal proofs" example, on the component of the example before it."""
+    text = README.read_text()
+    cores_example = re.search(r"```python\n(.*?)```", text[text.index("## Using the cores in your own design"):], re.S)
+    formal_example = re.search(r"```python\n(.*?)```", text[text.index("## Formal proofs"):], re.S)
+    namespace = {}
+    exec(compile(cores_example.group(1), str(README), "exec"), namespace)
+    capsys.readouterr()
+    exec(compile(formal_example.group(1), str(README), "exec"), namespace)
+    assert capsys.readouterr().out.strip().startswith("activation: k-induction at length 2: PASS")

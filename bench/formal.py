@@ -3,8 +3,12 @@ built, and the FIFO sizing of a whole design.
 
     python -m bench.formal [--firings N] [--solvers] [--only cores kernel design]
 
+``--only`` runs some sections again and keeps the others' records; each section's record names
+the command and the commit that produced it.
+
 * Every core of :mod:`formal.cores`: its whole stream contract bounded to ``--firings`` (4) whole
-  firings of every channel, a cover showing that a run within that bound takes them and emits all
+  firings of every channel (or as many, down to CI's two, as finish within
+  :data:`CONTRACT_TIMEOUT` seconds), a cover showing that a run within that bound takes them and emits all
   their tokens, and the shortest k-induction that proves its output protocol.
 * The Vitis kernel of :data:`formal.design.SIREN` (:mod:`formal.kernel`): its memory properties by
   k-induction as built (64-bit addresses, 48-bit counters), and at CI's narrow widths; its byte-exact
@@ -27,13 +31,16 @@ import warnings
 import numpy as np
 
 from bench import results
-from formal.cores import arguments, build, contract_proof, cover_proof, induction_proof, instance_names
+from formal.cores import arguments, contract_depth, contract_proof, cover_proof, induction_proof, instance_names
 from formal.design import SIREN, fifo_sizing_proof, shallower, siren_design
 from formal.kernel import BYTES, MEMORY, NARROW, kernel_proof
 from formal.proof import SOLVER, solver_version
-from formal.streams import firing_cycles
 
 INDUCTION_LENGTHS = (1, 2, 3, 4, 6, 8)
+#: Seconds a core's contract proof may take at more than two firings before one firing fewer is tried.
+CONTRACT_TIMEOUT = 180
+#: Seconds each FIFO-sizing proof may take.
+DESIGN_TIMEOUT = 1200
 KERNEL_INDUCTION = 2
 KERNEL_BYTES_DEPTH = 16
 SOLVERS = ("yices", "z3", "boolector")
@@ -65,26 +72,33 @@ def _parameters(name):
 
 
 def core_proofs(firings, solver):
+    """Every core's proofs at ``firings`` firings, or as many as its contract proof finishes within
+    :data:`CONTRACT_TIMEOUT` (CI's two always)."""
     rows = []
     for name in instance_names():
-        depth = firing_cycles(_silenced(build(name)), firings)
-        contract, spec = contract_proof(name, depth=depth, firings=firings, solver=solver)
-        cover = cover_proof(name, depth=depth, firings=firings, solver=solver)
+        timed_out = []
+        for reached in range(firings, 1, -1):
+            depth = contract_depth(name, reached)
+            contract, spec = _say_both(contract_proof(name, depth=depth, firings=reached, solver=solver,
+                                                      timeout=CONTRACT_TIMEOUT if reached > 2 else None))
+            if contract.status != "timeout":
+                break
+            timed_out.append(reached)
+        cover = _say(cover_proof(name, depth=depth, firings=reached, solver=solver))
         for length in INDUCTION_LENGTHS:
             induction = induction_proof(name, depth=length, solver=solver)
             if induction.status != "unknown":
                 break
-        for result in (contract, cover, induction):
-            _say(result)
-        rows.append({"core": name, "parameters": _parameters(name), "firings": firings,
+        _say(induction)
+        rows.append({"core": name, "parameters": _parameters(name), "firings": reached, "timed_out": timed_out,
                      "contract": _row(contract, unchecked=spec.unchecked), "cover": _row(cover),
                      "induction": _row(induction)})
     return rows
 
 
-def _silenced(core):
-    core._MustUse__silence = True
-    return core
+def _say_both(proof):
+    result, spec = proof
+    return _say(result), spec
 
 
 def kernel_proofs(solver):
@@ -114,11 +128,12 @@ def design_proofs(solver):
     design = siren_design()
     depth = design_depth(design)
     netlist, depths = design.netlist, design.schedule.depths
-    sized = _say(fifo_sizing_proof(netlist, depths, depth=depth, solver=solver, name="FIFO sizing, solved depths"))
+    sized = _say(fifo_sizing_proof(netlist, depths, depth=depth, solver=solver, name="FIFO sizing, solved depths",
+                                   timeout=DESIGN_TIMEOUT))
     shallow_depths, stream = shallower(depths)
     fifo = design.elaboratable.fifo_names[netlist.streams.index(stream)]
     shallow = _say(fifo_sizing_proof(netlist, shallow_depths, depth=depth, solver=solver,
-                                     name=f"FIFO sizing, {fifo} at {shallow_depths[stream]}"))
+                                     name=f"FIFO sizing, {fifo} at {shallow_depths[stream]}", timeout=DESIGN_TIMEOUT))
     return {"fifos": len(depths), "depths": sorted(depths.values()), "period": netlist.period,
             "solved": _row(sized), "shallower": _row(shallow, fifo=fifo, solved_depth=depths[stream],
                                                       depth_tried=shallow_depths[stream])}
@@ -149,24 +164,27 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m bench.formal", description=__doc__.splitlines()[0])
     parser.add_argument("--firings", type=int, default=4, help="whole firings each core's proof covers (4)")
     parser.add_argument("--solvers", action="store_true", help="also compare the installed SMT solvers")
-    parser.add_argument("--only", nargs="+", choices=("cores", "kernel", "design"), default=("cores", "kernel", "design"))
+    parser.add_argument("--only", nargs="+", choices=("design", "cores", "kernel"), default=("design", "cores", "kernel"))
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")
-    started = time.perf_counter()
-    load_before = results.machine_load()
+    sections = {"cores": lambda: core_proofs(args.firings, SOLVER), "kernel": lambda: kernel_proofs(SOLVER),
+                "design": lambda: design_proofs(SOLVER), "solvers": solver_comparison}
+    # the commit of the code this process runs (the tree may move on while the proofs run)
+    commit, command = results.commit(), results.command_line()
+    figures, runs = {}, {}
+    for section in [*args.only, *(["solvers"] if args.solvers else [])]:
+        load_before = results.machine_load()["load_average"]
+        started = time.perf_counter()
+        figures[section] = sections[section]()
+        runs[section] = {"seconds": round(time.perf_counter() - started, 1), "load_average": load_before,
+                         "commit": commit, "command": command}
+    # A section run again alone keeps the others' records, each with its own command and commit
+    # (read now: another run may have recorded a section meanwhile).
     previous = results.load().get("formal", {}).get("results", {})
-    figures = {key: previous[key] for key in ("cores", "kernel", "design", "solvers") if key in previous}
-    if "cores" in args.only:
-        figures["cores"] = core_proofs(args.firings, SOLVER)
-    if "kernel" in args.only:
-        figures["kernel"] = kernel_proofs(SOLVER)
-    if "design" in args.only:
-        figures["design"] = design_proofs(SOLVER)
-    if args.solvers:
-        figures["solvers"] = solver_comparison()
-    figures["seconds"] = round(time.perf_counter() - started, 1)
+    figures = {**{key: previous[key] for key in sections if key in previous}, **figures}
+    figures["runs"] = {**previous.get("runs", {}), **runs}
     inputs = {"solver": SOLVER, "solver_version": solver_version(SOLVER), "firings": args.firings,
-              "design": SIREN, "kernel_narrow": NARROW, **load_before}
+              "design": SIREN, "kernel_narrow": NARROW, "cpu_count": results.machine_load()["cpu_count"]}
     results.record("formal", figures, inputs=inputs)
     failures = [row for row in figures.get("cores", []) if row["contract"]["status"] != "pass"
                 or row["cover"]["status"] != "pass" or row["induction"]["status"] != "pass"]

@@ -442,29 +442,45 @@ def _fmax(entries):
 
 
 def _proof_result(row):
-    status = {"pass": "holds", "fail": "**fails**", "unknown": "open"}[row["status"]]
+    status = {"pass": "holds", "fail": "**fails**", "unknown": "open", "timeout": "timed out"}[row["status"]]
     return status if not row.get("failed") else f"{status} at cycle {row['step']}: {', '.join(row['failed'])}"
+
+
+def _formal_runs(entry):
+    """Which command, at which commit, gave each section of the formal entry, and how long it took."""
+    runs = entry["results"]["runs"]
+    groups = {}
+    for section, run in runs.items():
+        groups.setdefault((run["command"], run["commit"]), []).append(section)
+    said = [f"`{command}` at commit {commit[:10]}{'+' if '+' in commit else ''} ({', '.join(sections)})"
+            for (command, commit), sections in groups.items()]
+    loads = sorted({run["load_average"] for run in runs.values()})
+    load = f"{loads[0]:g}" if len(loads) == 1 else f"{loads[0]:g} to {loads[-1]:g}"
+    minutes = sum(run["seconds"] for run in runs.values()) / 60
+    return (f"{'; '.join(said)}, {entry['date'][:10]}, {minutes:.0f} minutes in all on "
+            f"{entry['inputs']['cpu_count']} cores with a load average of {load} from other work")
 
 
 def _formal(entries):
     entry = _entry(entries, "formal")
     inputs, figures = entry["inputs"], entry["results"]
-    lines = [f"Proved with SymbiYosys (YoWASP) and {inputs['solver_version']} (`{entry['command']}`, commit "
-             f"{entry['commit'][:10]}{'+' if '+' in entry['commit'] else ''}, {entry['date'][:10]}, "
-             f"{figures['seconds'] / 60:.0f} minutes in all on {inputs['cpu_count']} cores with a load average of "
-             f"{inputs['load_average']:g} from other work). Each core's whole stream contract is bounded to "
-             f"{inputs['firings']} whole firings of every channel; a cover shows a run within that bound taking them "
-             "and emitting all their tokens; its output protocol is proved by k-induction, at the shortest length "
-             "that closes:", ""]
+    lines = [f"Proved with SymbiYosys (YoWASP) and {inputs['solver_version']} ({_formal_runs(entry)}). Each core's "
+             f"whole stream contract is bounded to {inputs['firings']} whole firings of every channel, or as many as "
+             "finish within the bench's time limit; a cover shows a run within that bound taking them and emitting "
+             "all their tokens; its output protocol is proved by k-induction, at the shortest length that closes:",
+             ""]
     rows = []
     for row in figures["cores"]:
         contract, cover, induction = row["contract"], row["cover"], row["induction"]
-        rows.append([row["core"], row["parameters"], contract["depth"], _proof_result(contract),
+        rows.append([row["core"], row["parameters"], row["firings"], contract["depth"], _proof_result(contract),
                      f"{contract['seconds']:.1f}", "reached" if cover["status"] == "pass" else "**not reached**",
                      "proved" if induction["status"] == "pass" else _proof_result(induction), induction["depth"],
                      f"{induction['seconds']:.1f}"])
-    lines += [_table(["core", "parameters", "cycles", "stream contract", "s", "cover", "output protocol", "k", "s"],
-                     rows), ""]
+    lines += [_table(["core", "parameters", "firings", "cycles", "stream contract", "s", "cover", "output protocol",
+                      "k", "s"], rows), ""]
+    slow = [f"{row['core']} ({', '.join(map(str, row['timed_out']))} firings)" for row in figures["cores"]
+            if row["timed_out"]]
+    lines += [f"Not finished within the time limit: {', '.join(slow) or 'none'}.", ""]
     unchecked = [f"{row['core']} ({', '.join(row['contract']['unchecked'])})" for row in figures["cores"]
                  if row["contract"].get("unchecked")]
     lines += [f"Properties not checked: {', '.join(unchecked) or 'none'}.", ""]

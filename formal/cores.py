@@ -149,7 +149,7 @@ def contract_depth(name, firings=2):
     return firing_cycles(core, firings)
 
 
-def contract_proof(name, *, depth=None, firings=2, solver=None, directory=None):
+def contract_proof(name, *, depth=None, firings=2, solver=None, directory=None, timeout=None):
     """Every stream-contract property of the instance, bounded to ``depth`` (by default
     :func:`contract_depth`), the payload checked over its first ``firings`` firings.
 
@@ -160,7 +160,7 @@ def contract_proof(name, *, depth=None, firings=2, solver=None, directory=None):
     spec = StreamContractSpec(build(name), bound=depth, properties=PROPERTIES, firings=firings)
     options = {} if solver is None else {"solver": solver}
     return prove(spec, name=f"{name}: stream contract", mode="bmc", depth=depth, directory=directory,
-                 **options), spec
+                 timeout=timeout, **options), spec
 
 
 def cover_proof(name, *, depth=None, firings=2, solver=None, directory=None):

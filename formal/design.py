@@ -104,9 +104,10 @@ def _identifier(name):
     return "".join(c if c.isalnum() else "_" for c in name)
 
 
-def fifo_sizing_proof(netlist, depths, *, depth, mode="bmc", solver=None, directory=None, name="design"):
+def fifo_sizing_proof(netlist, depths, *, depth, mode="bmc", solver=None, directory=None, name="design", timeout=None):
     """The FIFO-sizing properties of ``netlist`` with ``depths``, bounded to ``depth`` cycles
-    (``mode="bmc"``), or a trace in which two groups come out (``mode="cover"``)."""
+    (``mode="bmc"``), or a trace in which two groups come out (``mode="cover"``); ``timeout`` as
+    :func:`~formal.proof.prove`'s."""
     options = {} if solver is None else {"solver": solver}
     spec = FifoSizingSpec(netlist, depths)
-    return prove(spec, name=name, mode=mode, depth=depth, directory=directory, **options)
+    return prove(spec, name=name, mode=mode, depth=depth, directory=directory, timeout=timeout, **options)

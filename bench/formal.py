@@ -38,9 +38,9 @@ from formal.proof import SOLVER, solver_version
 
 INDUCTION_LENGTHS = (1, 2, 3, 4, 6, 8)
 #: Seconds a core's contract proof may take at more than two firings before one firing fewer is tried.
-CONTRACT_TIMEOUT = 180
+CONTRACT_TIMEOUT = 120
 #: Seconds each FIFO-sizing proof may take.
-DESIGN_TIMEOUT = 1200
+DESIGN_TIMEOUT = 600
 KERNEL_INDUCTION = 2
 KERNEL_BYTES_DEPTH = 16
 SOLVERS = ("yices", "z3", "boolector")

@@ -442,6 +442,8 @@ def _fmax(entries):
 
 
 def _proof_result(row):
+    if row["status"] == "timeout" and "reached" in row:
+        return f"holds for the first {row['reached']} cycles (of {row['depth']}: time limit)"
     status = {"pass": "holds", "fail": "**fails**", "unknown": "open", "timeout": "timed out"}[row["status"]]
     return status if not row.get("failed") else f"{status} at cycle {row['step']}: {', '.join(row['failed'])}"
 
@@ -495,9 +497,13 @@ def _formal(entries):
               f"{row['seconds']:.0f} s" for row in kernel]
     design = figures["design"]
     solved, shallow = design["solved"], design["shallower"]
+    if solved["status"] == "timeout":
+        bound = (f"bounded to {solved['reached']} cycles, as far as the time limit let it go of the {solved['depth']} "
+                 "that reach its first outputs and two periods more: holds")
+    else:
+        bound = f"bounded to {solved['depth']} cycles (its first outputs and two periods more): {_proof_result(solved)}"
     lines += ["", f"FIFO sizing of the same design ({design['fifos']} FIFOs, period {design['period']} cycles): "
-              f"with the solver's depths no FIFO refuses a token and the pacer never waits, bounded to "
-              f"{solved['depth']} cycles (its first outputs and two periods more): {_proof_result(solved)}, "
+              f"with the solver's depths no FIFO refuses a token and the pacer never waits, {bound}, "
               f"{solved['seconds']:.0f} s. With `{shallow['fifo']}` at {shallow['depth_tried']} instead of "
               f"{shallow['solved_depth']}: {_proof_result(shallow)}, {shallow['seconds']:.0f} s."]
     if figures.get("solvers"):

@@ -68,7 +68,8 @@ class ProofResult:
     properties it breaks, ``step`` is its cycle and ``trace`` its VCD), ``"unknown"``
     (k-induction did not close at this length: no counterexample from reset, but no proof
     either; ``failed`` and ``trace`` are then the induction step's) or ``"timeout"`` (``sby``
-    gave up after ``prove``'s ``timeout``).
+    gave up after ``prove``'s ``timeout``; a bounded check then holds for its first ``reached``
+    cycles).
     """
 
     name: str
@@ -80,6 +81,7 @@ class ProofResult:
     failed: tuple = ()
     step: int = None
     trace: Path = None
+    reached: int = None
     log: str = field(default="", repr=False)
 
     @property
@@ -93,6 +95,8 @@ class ProofResult:
         line = f"{self.name}: {what}: {self.status.upper()} in {self.seconds:.1f} s"
         if self.failed:
             line += f"; at cycle {self.step}: {', '.join(self.failed)} ({self.trace})"
+        if self.reached is not None:
+            line += f"; holds for the first {self.reached} cycles"
         return line
 
 
@@ -212,6 +216,10 @@ def prove(spec, *, name, mode="bmc", depth, solver=SOLVER, directory=None, modul
             result.step, result.failed = _low_properties(result.trace)
     if result.status == "error":
         raise RuntimeError(f"sby did not run {name}:\n{log[-4000:]}")
+    if result.status == "timeout" and mode == "bmc":
+        # every step before the one under way when time ran out was checked
+        steps = [int(step) for step in re.findall(r"Checking assertions in step (\d+)", log)]
+        result.reached = max(steps, default=0)
     if temporary and result.status == "pass":
         shutil.rmtree(directory, ignore_errors=True)
     return result

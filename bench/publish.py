@@ -497,7 +497,7 @@ def _formal(entries):
               f"{row['seconds']:.0f} s" for row in kernel]
     design = figures["design"]
     solved, shallow = design["solved"], design["shallower"]
-    if solved["status"] == "timeout":
+    if solved["status"] == "timeout" and "reached" in solved:
         bound = (f"bounded to {solved['reached']} cycles, as far as the time limit let it go of the {solved['depth']} "
                  "that reach its first outputs and two periods more: holds")
     else:

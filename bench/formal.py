@@ -39,6 +39,8 @@ from formal.proof import SOLVER, solver_version
 INDUCTION_LENGTHS = (1, 2, 3, 4, 6, 8)
 #: Seconds a core's contract proof may take at more than two firings before one firing fewer is tried.
 CONTRACT_TIMEOUT = 120
+#: Seconds each kernel proof may take.
+KERNEL_TIMEOUT = 600
 #: Seconds each FIFO-sizing proof may take.
 DESIGN_TIMEOUT = 600
 KERNEL_INDUCTION = 2
@@ -113,7 +115,7 @@ def kernel_proofs(solver):
     ]
     rows = []
     for label, options, widths in proofs:
-        result = _say(kernel_proof(design, solver=solver, **options, **widths))
+        result = _say(kernel_proof(design, solver=solver, timeout=KERNEL_TIMEOUT, **options, **widths))
         rows.append(_row(result, proof=label, widths=widths or "as built"))
     return rows
 

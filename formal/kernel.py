@@ -349,10 +349,12 @@ class KernelSpec(Elaboratable):
 NARROW = {"address_width": 16, "count_width": 16, "batch_bits": 8}
 
 
-def kernel_proof(design, *, properties=(MEMORY, BYTES), mode="bmc", depth, solver=None, directory=None, **widths):
+def kernel_proof(design, *, properties=(MEMORY, BYTES), mode="bmc", depth, solver=None, directory=None, timeout=None,
+                 **widths):
     """A proof of the Vitis kernel of the compiled ``design``: ``mode="bmc"`` bounded to ``depth``
     cycles, ``"prove"`` by k-induction of length ``depth``, ``"cover"`` the covers within
-    ``depth``. ``widths`` are :class:`KernelSpec`'s (the kernel as built by default)."""
+    ``depth``. ``widths`` are :class:`KernelSpec`'s (the kernel as built by default); ``timeout``
+    as :func:`~formal.proof.prove`'s."""
     arguments = kernel_arguments(kernel_streams(design))
     stand_in = rtlil.convert(DesignStandIn(design.elaboratable.signature), name="top", platform="formal")
     spec = KernelSpec(arguments, design_ports(design.elaboratable), lanes=design.netlist.lanes,
@@ -360,4 +362,4 @@ def kernel_proof(design, *, properties=(MEMORY, BYTES), mode="bmc", depth, solve
     options = {} if solver is None else {"solver": solver}
     name = f"Vitis kernel ({', '.join(f'{k} {v}' for k, v in widths.items()) or 'as built'}): {' and '.join(properties)}"
     return prove(spec, name=name, mode=mode, depth=depth, directory=directory, modules=[stand_in],
-                 ports=[spec.clock], **options)
+                 ports=[spec.clock], timeout=timeout, **options)

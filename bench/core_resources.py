@@ -27,7 +27,7 @@ import numpy as np
 from amaranth.back import verilog
 
 from boards.synth import FLIP_FLOPS, LUT_EQUIVALENT, find_tool, synth_xilinx
-from cores import (Accumulate, Add, AddConst, Cos, Exp, Fork, Gather, LaneConverter, LaneSerializer, MatVec, Mul,
+from cores import (Abs, Accumulate, Add, AddConst, Cos, Exp, Fork, Gather, LaneConverter, LaneSerializer, MatVec, Mul,
                    MulAdd, MulConst, Neg, Pacer, Q, Relu, Scale, Sigmoid, Sin, Softplus, Sqrt, Step, StreamFIFO, Sub,
                    Sum, Tanh)
 from bench import registry, results
@@ -62,6 +62,7 @@ def cores():
         ("Mul", "q20.20 * q20.20 -> q16.16 (split over DSPs)", lambda: Mul(Q(20, 20), Q(20, 20), Q16)),
         ("Relu", "q16.16 -> q16.16", lambda: Relu(Q16, Q16)),
         ("Step", "q16.16 -> q16.16", lambda: Step(Q16, Q16)),
+        ("Abs", "|-1.5 a|, q16.16 -> q16.16", lambda: Abs(Q16, Q16, scale=-1.5)),
         ("MatVec", "16x16, P=4, forward+transpose, q16.16", lambda: MatVec(
             rng.uniform(-1, 1, (16, 16)), Q16, Q16, channels=("forward", "transpose"), parallel=4)),
         ("MatVec", "64x64, P=16, forward+transpose, q16.16", lambda: MatVec(

@@ -10,9 +10,10 @@ the command and the commit that produced it.
   firings of every channel (or as many, down to CI's two, as finish within
   :data:`CONTRACT_TIMEOUT` seconds), a cover showing that a run within that bound takes them and emits all
   their tokens, and the shortest k-induction that proves its output protocol.
-* The Vitis kernel of :data:`formal.design.SIREN` (:mod:`formal.kernel`): its memory properties by
-  k-induction as built (64-bit addresses, 48-bit counters), and at CI's narrow widths; its byte-exact
-  writes bounded over whole runs at the narrow widths, and the covers of those runs.
+* The Vitis kernels of :data:`formal.design.SIREN` with constant and with runtime weights (a
+  weights buffer) (:mod:`formal.kernel`): their memory properties by k-induction as built (64-bit
+  addresses, 48-bit counters), and at CI's narrow widths; their byte-exact writes bounded over
+  whole runs at the narrow widths, and the covers of those runs.
 * The FIFO sizing of :data:`formal.design.SIREN` (:mod:`formal.design`): bounded past its first
   outputs by two periods with the solver's depths, and the same proof with one FIFO one entry
   shallower, which must fail.
@@ -106,7 +107,6 @@ def _say_both(proof):
 
 
 def kernel_proofs(solver):
-    design = siren_design()
     proofs = [
         ("memory, as built", dict(properties=(MEMORY,), mode="prove", depth=KERNEL_INDUCTION), {}),
         ("memory, narrow", dict(properties=(MEMORY,), mode="prove", depth=KERNEL_INDUCTION), NARROW),
@@ -114,9 +114,11 @@ def kernel_proofs(solver):
         ("runs, narrow", dict(properties=(BYTES,), mode="cover", depth=KERNEL_BYTES_DEPTH), NARROW),
     ]
     rows = []
-    for label, options, widths in proofs:
-        result = _say(kernel_proof(design, solver=solver, timeout=KERNEL_TIMEOUT, **options, **widths))
-        rows.append(_row(result, proof=label, widths=widths or "as built"))
+    for weights in ("constant", "runtime"):
+        design = siren_design(weights)
+        for label, options, widths in proofs:
+            result = _say(kernel_proof(design, solver=solver, timeout=KERNEL_TIMEOUT, **options, **widths))
+            rows.append(_row(result, proof=f"{weights} weights: {label}", widths=widths or "as built"))
     return rows
 
 

@@ -75,8 +75,8 @@ BATCH = 4
 
 #: The documented refusals (README, "Python API") a case can be built to meet, and the message each gives.
 REFUSALS = {
-    "log": re.compile(r"^unsupported op aten\.log \(there is no log core\) at "),
-    "derivative of a norm": re.compile(r"^unsupported op aten\.eq \(.*the derivative of a norm.*\) at "),
+    "log": re.compile(r"^unsupported op torch\.log \(there is no log core\) at "),
+    "derivative of a norm": re.compile(r"^unsupported op torch\.eq \(.*the derivative of a norm.*\) at "),
     "derivative of sqrt": re.compile(r"^division by a streamed tensor is not supported at "),
 }
 

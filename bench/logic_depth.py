@@ -11,7 +11,7 @@ LUT levels, carry chains and DSP stages, is recorded under ``"logic_depth"`` in
 that step took. ``tests/test_timing.py`` keeps the cores' depths as their regression bounds.
 """
 
-import json
+import dataclasses
 import subprocess
 import sys
 import tempfile
@@ -22,16 +22,16 @@ import numpy as np
 
 from boards.synth import find_tool
 from boards.timing import TARGET, component_depths
-from cores import (Accumulate, Add, AddConst, Cos, Exp, Fork, Gather, LaneConverter, LaneSerializer, MatVec, Mul,
+from cores import (Abs, Accumulate, Add, AddConst, Cos, Exp, Fork, Gather, LaneConverter, LaneSerializer, MatVec, Mul,
                    MulAdd, MulConst, Neg, Pacer, Q, Relu, Scale, Sigmoid, Sin, Softplus, Sqrt, Step, StreamFIFO, Sub,
                    Sum, Tanh)
 from cores.multiply import DSP48E2
 from bench import registry, results
 from bench.constants import QUICK
+from inrarch.build import BuildConfig, build
 
 DESIGN = QUICK  # the SIREN 2→16→16→3 of the quick workload
-BUILD = ("--board", "alveo_u280", "--width", str(DESIGN["hidden"]), "--depth", str(DESIGN["layers"]), "--batch", "8",
-         "--timing", "--no-progress")
+BUILD = BuildConfig(board="alveo_u280", width=DESIGN["hidden"], depth=DESIGN["layers"], batch=8, timing=True)
 
 Q16 = Q(8, 8)
 UNIT = Q(4, 12)
@@ -62,6 +62,7 @@ def cores(dsp_shape=DSP48E2):
         "Sqrt": ("q4.12 -> q4.12", Sqrt(UNIT, UNIT, dsp_shape=dsp_shape)),
         "Relu": ("q4.12 -> q4.12", Relu(UNIT, UNIT, dsp_shape=dsp_shape)),
         "Step": ("q4.12 -> q4.12", Step(UNIT, UNIT)),
+        "Abs": ("-1.5 * q4.12 -> q4.12", Abs(UNIT, UNIT, scale=-1.5, dsp_shape=dsp_shape)),
         "MatVec": ("8x8, P=4, forward+transpose, q8.8", MatVec(rng.uniform(-1, 1, (8, 8)), Q16, Q16,
                                                                channels=("forward", "transpose"), parallel=4,
                                                                dsp_shape=dsp_shape)),
@@ -88,13 +89,23 @@ def measure(work_dir):
 
 
 def build_design(out):
-    """``report.json``'s timing of the SIREN :data:`DESIGN` built with ``--timing``, with the step's seconds."""
-    subprocess.run([sys.executable, "-m", "inrarch.build", *BUILD, "--out", str(out)], check=True,
-                   stdout=subprocess.DEVNULL)
-    report = json.loads((Path(out) / "report.json").read_text())
+    """The report's timing of the SIREN :data:`DESIGN` built with ``timing``, with the step's seconds."""
+    report = build(dataclasses.replace(BUILD, out=out)).report
     timing = report["timing"]
     return {"seconds": report["timing_seconds"], "modules": len(timing["modules"]), "worst": timing["worst"],
             "over_target": timing["over_target"], "unregistered_dsps": timing["unregistered_dsps"]}
+
+
+def _command_line(config):
+    """The flags of ``python -m inrarch.build`` that build ``config``, as bench/results.json records them."""
+    defaults = BuildConfig()
+    flags = []
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if field.name != "out" and value != getattr(defaults, field.name):
+            flag = f"--{field.name.replace('_', '-')}"
+            flags += [flag] if value is True else [flag, str(value)]
+    return " ".join(flags)
 
 
 def main():
@@ -113,7 +124,7 @@ def main():
     print(f"design: {design}", file=sys.stderr)
     results.record("logic_depth", {"rows": rows, "seconds": round(seconds, 1), "design": design},
                    inputs={"yosys": version, "family": "xcup", "target_levels": TARGET.levels, "model": DESIGN,
-                           "build": " ".join(BUILD), **load})
+                           "build": _command_line(BUILD), **load})
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import sys
 import time
 
 from cores.fixed import Q
-from cores.nonlinear import Cos, Exp, Relu, Sigmoid, Sin, Softplus, Sqrt, Step, Tanh
+from cores.nonlinear import Abs, Cos, Exp, Relu, Sigmoid, Sin, Softplus, Sqrt, Step, Tanh
 from bench import registry, results
 from inrarch.resources import core_dsps
 
@@ -51,6 +51,7 @@ CASES = [
     (Sqrt, "q16.16", "q8.24", 1.0, None, "lengths"), (Sqrt, "q8.24", "q2.30", 1.0, None, "lengths"),
     (Relu, "q16.16", "q16.16", 30.0, None, None), (Relu, "q4.8", "q2.14", -0.3, None, "all"),
     (Step, "q4.8", "q2.14", 1.0, None, "all"),
+    (Abs, "q16.16", "q16.16", -30.0, None, None), (Abs, "q4.8", "q2.14", 0.3, None, "all"),
 ]
 # The registry's other nonlinear cores, at default formats (bench.registry).
 CASES += [case for cls in registry.missing(CASES)

@@ -37,6 +37,8 @@ RECORDED_BY = {
     "logic_depth": "python -m bench.logic_depth",
     "fmax": "python -m bench.fmax",
     "formal": "python -m bench.formal --solvers",
+    "runtime_weights": "python -m bench.runtime_weights",
+    "runtime_weights_simulated": "python -m bench.runtime_weights --simulate",
 }
 
 
@@ -488,8 +490,8 @@ def _formal(entries):
     lines += [f"Properties not checked: {', '.join(unchecked) or 'none'}.", ""]
     kernel = figures["kernel"]
     narrow = ", ".join(f"{name.replace('_', ' ')} {value}" for name, value in inputs["kernel_narrow"].items())
-    lines += [f"The Vitis kernel of the order-{inputs['design']['order']} {_siren(inputs['design'])} "
-              f"(narrow: {narrow}):", ""]
+    lines += [f"The Vitis kernels of the order-{inputs['design']['order']} {_siren(inputs['design'])}, with constant "
+              f"and with runtime weights (narrow: {narrow}):", ""]
     modes = {"prove": "k-induction of length {depth}", "bmc": "bounded to {depth} cycles",
              "cover": "covers within {depth} cycles"}
     lines += [f"- {row['proof']}: {modes[row['mode']].format(depth=row['depth'])}: "
@@ -514,6 +516,61 @@ def _formal(entries):
         lines += ["", "Seconds of the same proofs with each SMT solver from PyPI:", "",
                   _table(["proof", *versions], [[proof, *(times.get(v, "-") for v in versions)]
                                                 for proof, times in by_proof.items()])]
+def _runtime_weights(entries):
+    entry = _entry(entries, "runtime_weights")
+    figures, inputs = entry["results"], entry["inputs"]
+    clock = figures["clock_mhz"]
+    table = []
+    for row in figures["rows"]:
+        for kind in ("constant", "runtime"):
+            design = row[kind]
+            image = (f"{design['image_bytes'] / 1024:.1f} KiB" if kind == "runtime" else "-")
+            load = (f"{design['load_cycles']:,} ({design['load_cycles'] / clock:.1f} µs)" if kind == "runtime"
+                    else "-")
+            table.append([row["order"], kind, f"{design['cycles']:,}", f"{design['dsp_estimate']:,}",
+                          f"{design['bram36']:g}", design["uram"], image, load])
+    summary = "; ".join(f"order {row['order']}: cycles {row['cycles_increase']:+.2%}, DSP estimate "
+                        f"{row['dsp_increase']:+.2%}" for row in figures["rows"])
+    widths = "; ".join(f"order {row['order']}, " + ", ".join(
+        f"{kind} {_wide_operands(row[kind]['weight_widths'])}" for kind in ("constant", "runtime"))
+        for row in figures["rows"])
+    loads = "; ".join(f"order {row['order']}, {_kib(row['runtime']['weight_bits'])} of weights in "
+                      f"{row['runtime']['load_cycles'] / clock:.1f} µs" for row in figures["rows"])
+    return "\n".join([
+        f"{_siren(inputs['model'])}, forward mode, batch {inputs['batch']}, DSP budget {inputs['dsp_budget']:,} "
+        f"({inputs['board']}), with the weights built in and loaded at run time (the default family of the "
+        f"compiled network); measured by {_source(entry)}:", "",
+        _table(["order", "weights", "cycles", "DSP estimate", "BRAM36", "URAM", "weight image",
+                f"load cycles (at {clock:g} MHz)"], table), "",
+        f"Runtime weights against constant ones: {summary}. The load streams one 512-bit word of the image a "
+        "cycle; an image is larger than the weights it holds (each memory row fills whole words). At the "
+        f"kernel clock of {clock:g} MHz a network loads in: {loads}.", "",
+        "The format search gives each stored matrix and constant vector the narrower DSP port on its own unless "
+        f"that alone misses the error target; the ones it widened: {widths} (matrices are numbered in the order "
+        "the function first reads them, w0 the first layer's).",
+    ])
+
+
+def _wide_operands(widths):
+    """The stored operands of ``widths`` (name → bits) wider than the narrowest, with their bits."""
+    narrow = min(widths.values(), default=0)
+    wide = [f"{name} ({bits} bits)" for name, bits in sorted(widths.items()) if bits > narrow]
+    return ", ".join(wide) if wide else f"none (all {narrow} bits)"
+
+
+def _runtime_weights_simulated(entries):
+    entry = _entry(entries, "runtime_weights_simulated")
+    figures = entry["results"]
+    lines = [f"The full-size order-1 design with runtime weights ran in Verilator with two networks loaded one after "
+             f"the other in one simulation ({_source(entry)}), against float64 torch with each network's weights:", ""]
+    for name, row in zip(figures["networks"], figures["rows"]):
+        lines.append(f"- {name}: {row['cycles_simulated']:,} batch cycles simulated, equal to the "
+                     f"{row['cycles_predicted']:,} predicted; the load {row['load_cycles_simulated']:,} cycles, equal "
+                     f"to the {row['load_cycles_predicted']:,} predicted; maximum error {row['max_error']:.1e} of "
+                     f"max|ref|; overflow flag {'set' if row['overflow'] else 'clear'}.")
+    lines += ["", f"Image {figures['image_bytes'] / 1024:.1f} KiB; wall time {figures['compile_seconds']:g} s to compile, "
+                  f"{figures['verilog_seconds']:g} s for the Verilog, {figures['verilator_build_seconds']:g} s to build "
+                  f"the Verilator model and {figures['verilator_run_seconds']:g} s to run."]
     return "\n".join(lines)
 
 
@@ -534,6 +591,8 @@ BLOCKS = {
     "logic_depth": _logic_depth,
     "fmax": _fmax,
     "formal": _formal,
+    "runtime_weights": _runtime_weights,
+    "runtime_weights_simulated": _runtime_weights_simulated,
 }
 
 

@@ -127,7 +127,7 @@ def cycles_at_formats(fn, batch, formats, weight_width, dsp_budget):
     graph, _ = capture(fn, _example(batch))
     graph = optimize(graph)
     recorded = Formats({node: Q.parse(formats[node.name]) for node in graph.nodes},
-                       {node: weight_width for node in graph.nodes if "weight" in node.attrs})
+                       {node: weight_width for node in graph.nodes if "weight" in node.attrs or node.op == "mul_const"})
     return solve(lower(graph, recorded, dsp_budget=dsp_budget, batch=batch), batch).cycles
 
 

@@ -25,6 +25,10 @@ class AlveoU280Platform(XilinxPlatform):
     fpga = ULTRASCALE_PLUS.part(capacity={"LUT": 1_304_000, "FF": 2_607_000, "DSP": 9_024, "BRAM36": 2_016,
                                           "URAM": 960}, usable_fraction=0.8, vitis=True)
 
+    #: The Vitis platform its kernel links against (``v++ --platform``), and where its buffers go.
+    vitis_platform = "xilinx_u280_gen3x16_xdma_1_202211_1"
+    vitis_memory = "HBM"
+
     resources = [
         Resource("sysclk0", 0, DiffPairs("BJ43", "BJ44", dir="i"), Clock(100e6),
                  Attrs(IOSTANDARD="LVDS")),

@@ -25,6 +25,10 @@ class AlveoU50Platform(XilinxPlatform):
     fpga = ULTRASCALE_PLUS.part(capacity={"LUT": 872_000, "FF": 1_743_000, "DSP": 5_952, "BRAM36": 1_344,
                                           "URAM": 640}, usable_fraction=0.8, vitis=True)
 
+    #: The Vitis platform its kernel links against (``v++ --platform``), and where its buffers go.
+    vitis_platform = "xilinx_u50_gen3x16_xdma_5_202210_1"
+    vitis_memory = "HBM"
+
     resources = [
         Resource("sysclk2", 0, DiffPairs("G17", "G16", dir="i"), Clock(100e6), Attrs(IOSTANDARD="LVDS")),
         Resource("hbm_cattrip", 0, Pins("J18", dir="o"), Attrs(IOSTANDARD="LVCMOS18", PULLTYPE="PULLDOWN")),

@@ -69,7 +69,8 @@ class AxiBurstReader(wiring.Component):
     """Reads ``words`` consecutive ``data_width``-bit words from memory into a stream, in bursts.
 
     A burst is requested only when the internal FIFO has room for all of it, so the read-data
-    channel is never back-pressured and several bursts can be in flight.
+    channel is never back-pressured and several bursts can be in flight: as many as the FIFO's
+    ``depth`` holds, which is what hides the memory's latency.
 
     Parameters
     ----------
@@ -79,6 +80,8 @@ class AxiBurstReader(wiring.Component):
         Longest burst in beats (at most 256).
     count_width : int
         Bits of the word count.
+    depth : int, optional
+        Words the FIFO holds; at least ``burst``, ``2 * burst`` by default.
     address_width : int
         Bits of a byte address (64 on the AXI4 masters of a kernel; fewer in a proof).
 
@@ -102,12 +105,15 @@ class AxiBurstReader(wiring.Component):
         memory-safety proof (:mod:`formal.kernel`) relates each request to.
     """
 
-    def __init__(self, *, data_width=64, burst=32, count_width=40, address_width=64):
+    def __init__(self, *, data_width=64, burst=32, count_width=40, depth=None, address_width=64):
         if not 1 <= burst <= 256:
             raise ValueError(f"AXI4 bursts hold 1 to 256 beats, not {burst}")
+        depth = 2 * burst if depth is None else depth
+        if depth < burst:
+            raise ValueError(f"a FIFO of {depth} words cannot take a burst of {burst}")
         self._data_width = data_width
         self._burst = burst
-        self._depth = 2 * burst
+        self._depth = depth
         super().__init__({
             "start": In(1), "address": In(address_width), "words": In(count_width), "busy": Out(1),
             "axi": Out(axi4_signature(address_width, data_width)),

@@ -7,6 +7,9 @@ the input ``x`` first, then the outputs ``y0``, ``y1``, ...), its ports as
 The kernel reads the input samples from one buffer in device memory (HBM or DDR), streams them
 through the dataflow design, and writes each output stream to its own buffer. Every buffer has its
 own AXI4 master (``m_axi_x``, ``m_axi_y0``, ...), so each can sit in a different memory bank.
+A design with runtime weights also gets a ``weights`` buffer, read through a
+:data:`~cores.weights.WORD_BITS`-bit master ``m_axi_weights`` into the design's weight port at the
+start of a run whose ``reload_weights`` register is set.
 See docs/vitis.md for the register map, the data layout and a host-side example.
 """
 
@@ -19,12 +22,15 @@ from amaranth.hdl import Cat, ClockDomain, ClockSignal, Const, Instance, Module,
 from amaranth.lib import wiring
 from amaranth.lib.wiring import Flow, In, Out
 
-from .axi import (AxiBurstReader, AxiBurstWriter, AxiLiteRegisters, ElementsToWords, WordsToElements,
-                       axi4_lite_signature, axi4_signature)
+from cores.weights import WORD_BITS
+
+from . import vitis_host
+from .axi import (PAGE_BYTES, AxiBurstReader, AxiBurstWriter, AxiLiteRegisters, ElementsToWords, WordsToElements,
+                  axi4_lite_signature, axi4_signature)
 from .sample_groups import DropPadding, PadToGroups
 
-__all__ = ["VitisKernel", "KernelArgument", "kernel_arguments", "kernel_verilog", "kernel_xml", "write_vitis_kernel",
-           "DATA_WIDTH", "BURST_BEATS"]
+__all__ = ["VitisKernel", "KernelArgument", "kernel_arguments", "kernel_layout", "kernel_verilog", "kernel_xml",
+           "connectivity", "write_vitis_kernel", "DATA_WIDTH", "BURST_BEATS", "WEIGHT_BURST_BEATS", "WEIGHT_FIFO_WORDS"]
 
 #: Bits per AXI4 data beat. The design moves at most one element per cycle per stream, so 64 bits
 #: (two 32-bit elements per beat) is twice the bandwidth a stream can use, at a fraction of the area of 512.
@@ -32,6 +38,13 @@ DATA_WIDTH = 64
 
 #: Longest AXI4 burst in beats (256 bytes at 64 bits).
 BURST_BEATS = 32
+
+#: Longest burst of the weights master: a whole 4 KiB page of :data:`~cores.weights.WORD_BITS`-bit words.
+WEIGHT_BURST_BEATS = PAGE_BYTES * 8 // WORD_BITS
+
+#: Words the weights master's FIFO holds: four bursts in flight, which hide a memory latency of up to three
+#: bursts' worth of cycles (192 at 512 bits), so that the weights stream one word a cycle from HBM or DDR.
+WEIGHT_FIFO_WORDS = 4 * WEIGHT_BURST_BEATS
 
 #: Bits of the s_axi_control address (a 4 KiB register window).
 CONTROL_ADDRESS_WIDTH = 12
@@ -52,10 +65,16 @@ class KernelArgument:
     element_bytes: int = 0  # of a buffer; 0 for a scalar
     elements_per_sample: int = 0
     format: object = None  # the cores.fixed.Q of a buffer's elements
+    words: int = 0  # of the weights buffer: its WORD_BITS-bit words, whatever the batch
 
     @property
     def is_buffer(self):
         return self.element_bytes > 0
+
+    @property
+    def data_width(self):
+        """Bits per beat of the buffer's AXI4 master."""
+        return WORD_BITS if self.words else DATA_WIDTH
 
 
 def element_bytes(fmt):
@@ -67,12 +86,14 @@ def _c_type(nbytes):
     return "int*" if nbytes == 4 else "long long*"
 
 
-def kernel_arguments(streams):
-    """The kernel's arguments in call order: one buffer per stream (``x``, ``y0``, ``y1``, ...), ``batch``.
+def kernel_arguments(streams, weight_words=0):
+    """The kernel's arguments in call order: one buffer per stream (``x``, ``y0``, ``y1``, ...), ``batch``,
+    and for a design with runtime weights (``weight_words``, the words of its weight image) the
+    ``weights`` buffer and ``reload_weights``.
 
     ``streams`` is ``[(name, format, elements per sample)]``, the input first. Buffer addresses
     are 64 bits at 0x10, 0x1C, 0x28, ... (12 bytes apart, as Vitis HLS lays them out); ``batch``
-    (32 bits) follows.
+    (32 bits) follows, then ``weights`` (64 bits) and ``reload_weights`` (32 bits).
     """
     arguments = []
     offset = 0x10
@@ -81,7 +102,28 @@ def kernel_arguments(streams):
         arguments.append(KernelArgument(name, offset, 8, f"m_axi_{name}", _c_type(nbytes), nbytes, numel, fmt))
         offset += 0xC
     arguments.append(KernelArgument("batch", offset, 4, "s_axi_control", "unsigned int"))
+    if weight_words:
+        offset += 0x8
+        arguments.append(KernelArgument("weights", offset, 8, "m_axi_weights", "void*", WORD_BITS // 8,
+                                        words=weight_words))
+        arguments.append(KernelArgument("reload_weights", offset + 0xC, 4, "s_axi_control", "unsigned int"))
     return arguments
+
+
+def kernel_layout(arguments, name="inrarch_kernel"):
+    """The kernel's arguments as plain values, for a report: what ``host.py``
+    (:mod:`boards.vitis_host`) needs to fill and read the buffers and registers (the ``weights``
+    buffer of a design with runtime weights gives the bytes of its image, ``image_bytes``)."""
+    rows = []
+    for a in arguments:
+        row = {"name": a.name, "offset": a.offset, "size": a.size}
+        if a.words:
+            row.update(direction="in", image_bytes=a.words * a.element_bytes)
+        elif a.is_buffer:
+            row.update(direction="in" if a.name == "x" else "out", element_bytes=a.element_bytes,
+                       elements_per_sample=a.elements_per_sample, format=str(a.format))
+        rows.append(row)
+    return {"name": name, "arguments": rows, "status_offset": status_offset(arguments)}
 
 
 def status_offset(arguments):
@@ -128,6 +170,11 @@ class VitisKernel(wiring.Component):
         (``_COUNT_WIDTH``), and the longest burst (:data:`BURST_BEATS`). Proofs
         (:mod:`formal.kernel`) build the kernel narrower; a kernel for Vitis keeps the defaults.
 
+    A ``weights`` argument (a design with runtime weights) adds the master ``m_axi_weights``: when
+    a run starts with bit 0 of ``reload_weights`` set, it reads the argument's ``words`` words of
+    the weight image into the design's ``weights`` port, which takes no sample before the last
+    word; with the bit clear the run keeps the weights loaded before.
+
     Ports
     -----
     ap_clk : In(1)
@@ -142,6 +189,16 @@ class VitisKernel(wiring.Component):
     m_axi_x_*, m_axi_y0_*, ... : AXI4 masters, ``address_width``-bit address, :data:`DATA_WIDTH`-bit data
         ``m_axi_x`` only reads, the others only write; INCR bursts of up to :data:`BURST_BEATS`
         beats that never cross 4 KiB. Buffers must be :data:`DATA_WIDTH`/8-byte aligned.
+    m_axi_weights_* : AXI4 master, ``address_width``-bit address, :data:`~cores.weights.WORD_BITS`-bit data
+        Only with a ``weights`` argument; only reads, INCR bursts of up to
+        :data:`WEIGHT_BURST_BEATS` beats with :data:`WEIGHT_FIFO_WORDS` words in flight. The
+        weights buffer must be ``WORD_BITS``/8-byte aligned.
+
+    Attributes
+    ----------
+    loading_weights : Signal
+        High from a reloading run's start until the design took the image's last word: the state
+        that the memory-safety proof (:mod:`formal.kernel`) relates the weights master to.
     """
 
     def __init__(self, arguments, ports, *, lanes=1, address_width=64, count_width=_COUNT_WIDTH, burst=BURST_BEATS):
@@ -151,11 +208,12 @@ class VitisKernel(wiring.Component):
         self._address_width = address_width
         self._count_width = count_width
         self._burst = burst
+        self.loading_weights = Signal()
         members = {"ap_clk": In(1), "ap_rst_n": In(1), "interrupt": Out(1)}
         members |= _flat_members("s_axi_control", axi4_lite_signature(CONTROL_ADDRESS_WIDTH), flip=True)
         for argument in self.arguments:
             if argument.is_buffer:
-                members |= _flat_members(argument.port, axi4_signature(address_width, DATA_WIDTH), flip=False)
+                members |= _flat_members(argument.port, axi4_signature(address_width, argument.data_width), flip=False)
         super().__init__(members)
 
     def elaborate(self, platform):
@@ -179,8 +237,15 @@ class VitisKernel(wiring.Component):
         m.d.comb += registers.status.eq(Cat(ports["overflow"], Const(0, 7), ports["overflow_core"]))
 
         busy = []
+        # While a run loads the weights no sample goes in: the design then sees the whole image
+        # before the run's first sample.
+        loading = Const(0)
         for argument in self.arguments:
-            if not argument.is_buffer:
+            if argument.words:
+                loading = self._weights(m, registers, ports, argument)
+                busy.append(loading)
+        for argument in self.arguments:
+            if not argument.is_buffer or argument.words:
                 continue
             elements = registers.batch * argument.elements_per_sample
             words = (elements * argument.element_bytes + DATA_WIDTH // 8 - 1) // (DATA_WIDTH // 8)
@@ -204,8 +269,8 @@ class VitisKernel(wiring.Component):
                 if groups is not None:
                     wiring.connect(m, convert.o, groups.i)
                     elements_out = groups.o
-                m.d.comb += [payload.eq(elements_out.payload), valid.eq(elements_out.valid),
-                             elements_out.ready.eq(ready)]
+                m.d.comb += [payload.eq(elements_out.payload), valid.eq(elements_out.valid & ~loading),
+                             elements_out.ready.eq(ready & ~loading)]
             else:
                 memory = AxiBurstWriter(burst=self._burst, address_width=self._address_width, **sizes)
                 convert = ElementsToWords(fmt, **sizes)
@@ -230,13 +295,35 @@ class VitisKernel(wiring.Component):
         m.d.comb += registers.done.eq(registers.running & ~Cat(*busy).any())
         return m
 
+    def _weights(self, m, registers, ports, argument):
+        """The weights master: a run whose ``reload_weights`` bit 0 is set first streams the image
+        into the design's ``weights`` port. Returns the signal that is high until the design took
+        the last word."""
+        memory = m.submodules.weights_memory = AxiBurstReader(
+            data_width=WORD_BITS, burst=WEIGHT_BURST_BEATS, count_width=self._count_width, depth=WEIGHT_FIFO_WORDS,
+            address_width=self._address_width)
+        reload = registers.start & registers.reload_weights[0]
+        loading = self.loading_weights
+        with m.If(reload):
+            m.d.sync += loading.eq(1)
+        with m.Elif(~memory.busy):
+            m.d.sync += loading.eq(0)
+        m.d.comb += [
+            memory.start.eq(reload),
+            memory.address.eq(registers.weights), memory.words.eq(argument.words),
+            ports["weights__payload"].eq(memory.o.payload), ports["weights__valid"].eq(memory.o.valid),
+            memory.o.ready.eq(ports["weights__ready"]),
+        ]
+        _connect_flat(m, self, argument.port, memory.axi)
+        return loading
+
 
 def kernel_xml(arguments, name):
     """The Vitis kernel description: ``ap_ctrl_hs``, one AXI4-Lite and one AXI4 master per buffer."""
     ports = [f'      <port name="s_axi_control" mode="slave" range="0x{1 << CONTROL_ADDRESS_WIDTH:X}" '
              f'dataWidth="32" portType="addressable" base="0x0"/>']
     ports += [f'      <port name={quoteattr(a.port)} mode="master" range="0xFFFFFFFFFFFFFFFF" '
-              f'dataWidth="{DATA_WIDTH}" portType="addressable" base="0x0"/>' for a in arguments if a.is_buffer]
+              f'dataWidth="{a.data_width}" portType="addressable" base="0x0"/>' for a in arguments if a.is_buffer]
     args = [f'      <arg name={quoteattr(a.name)} addressQualifier="{1 if a.is_buffer else 0}" id="{index}" '
             f'port={quoteattr(a.port)} size="0x{a.size:X}" offset="0x{a.offset:X}" hostOffset="0x0" '
             f'hostSize="0x{a.size:X}" type={quoteattr(a.c_type)}/>' for index, a in enumerate(arguments)]
@@ -320,13 +407,18 @@ def package_xo_tcl(arguments, name, clock_mhz):
     return "\n".join(lines)
 
 
-def readme(arguments, name):
+def readme(arguments, name, platform=None):
     """What the directory holds, the register map and the buffer layout, as Markdown."""
     rows = []
     for a in arguments:
-        if a.is_buffer:
+        if a.words:
+            what = (f"address of `weights`: the weight image, {a.words} words of {WORD_BITS} bits "
+                    f"({a.words * WORD_BITS // 8} bytes, `weights.bin`), {WORD_BITS // 8}-byte aligned")
+        elif a.is_buffer:
             what = (f"address of `{a.name}`: `batch` × {a.elements_per_sample} × int{8 * a.element_bytes}, "
                     f"raw {a.format} values (real value = raw × 2^-{a.format.frac_bits})")
+        elif a.name == "reload_weights":
+            what = "bit 0: this run first loads the weight image (set it for the first run and after a new image)"
         else:
             what = "samples in this run (32 bits)"
         rows.append(f"| 0x{a.offset:02X} | {a.name} | {what} |")
@@ -339,6 +431,17 @@ def readme(arguments, name):
         + ", ".join(f"`{a.port}`" for a in arguments if a.is_buffer) + ", `interrupt`).",
         "- `kernel.xml`: the kernel description for `package_xo`.",
         f"- `package_xo.tcl`: `vivado -mode batch -source package_xo.tcl` writes `{name}.xo`.",
+        "- `connectivity.cfg`: `v++ -l --config connectivity.cfg` puts each buffer in its own memory bank.",
+        "- `host.py`: runs the kernel through pyxrt from the build's `report.json` alone: "
+        "`python host.py inrarch.xclbin samples.npy --out outputs.npz`.",
+        "",
+        "On a machine with Vitis and the card's platform:",
+        "",
+        "```sh",
+        "vivado -mode batch -source package_xo.tcl",
+        f"v++ -l -t hw --platform {platform or '<platform>'} --config connectivity.cfg {name}.xo -o inrarch.xclbin",
+        "python host.py inrarch.xclbin samples.npy --out outputs.npz",
+        "```",
         "",
         f"Host call: `{name}(" + ", ".join(a.name for a in arguments) + ")`, `ap_ctrl_hs`.",
         "",
@@ -354,12 +457,25 @@ def readme(arguments, name):
         f"buffers must be {DATA_WIDTH // 8}-byte aligned (XRT buffers are). Each buffer holds the "
         "samples one after another, each sample's elements in row-major order, as little-endian "
         "signed integers. Inputs outside a format's range saturate. See docs/vitis.md.",
+        *(["", f"`m_axi_weights` reads {WORD_BITS}-bit words in bursts of at most {WEIGHT_BURST_BEATS} beats. "
+            "The image's word layout is in cores/weights.py; `Design.weight_image(model)` writes it. A run "
+            "with `reload_weights` bit 0 set loads the image before it takes its first sample; a run with "
+            "it clear computes with the weights loaded last."] if any(a.words for a in arguments) else []),
         "",
     ])
 
 
-def write_vitis_kernel(directory, streams, ports, verilog, *, clock_mhz, name="inrarch_kernel", lanes=1):
-    """Write ``<name>.v``, ``kernel.xml``, ``package_xo.tcl`` and ``README.md`` into ``directory``.
+def connectivity(arguments, name, memory="HBM"):
+    """A ``v++ --config`` file: one compute unit, each buffer in its own ``memory`` bank."""
+    buffers = [a for a in arguments if a.is_buffer]
+    return "\n".join(["[connectivity]", f"nk={name}:1:{name}_1",
+                      *(f"sp={name}_1.{a.name}:{memory}[{index}]" for index, a in enumerate(buffers)), ""])
+
+
+def write_vitis_kernel(directory, streams, ports, verilog, *, clock_mhz, name="inrarch_kernel", lanes=1,
+                       weight_words=0, platform=None, memory="HBM"):
+    """Write ``<name>.v``, ``kernel.xml``, ``package_xo.tcl``, ``connectivity.cfg``, ``host.py`` and
+    ``README.md`` into ``directory``.
 
     Parameters
     ----------
@@ -378,20 +494,31 @@ def write_vitis_kernel(directory, streams, ports, verilog, *, clock_mhz, name="i
         Kernel and top-level module name.
     lanes : int
         Samples the design computes at once (see :class:`VitisKernel`).
+    weight_words : int
+        Words of the weight image of a design with runtime weights (0: constant weights), which
+        adds the ``weights`` and ``reload_weights`` arguments (:func:`kernel_arguments`).
+    platform : str, optional
+        The Vitis platform the README's ``v++`` command names (a board's ``vitis_platform``).
+    memory : str
+        The card's memory the buffers go to in ``connectivity.cfg`` (``HBM`` or ``DDR``).
 
     Returns
     -------
     dict of str to pathlib.Path
-        ``"verilog"``, ``"kernel_xml"``, ``"package_xo"``, ``"readme"``.
+        ``"verilog"``, ``"kernel_xml"``, ``"package_xo"``, ``"connectivity"``, ``"host"``, ``"readme"``.
+        ``host.py`` (:mod:`boards.vitis_host`) reads the build's ``report.json``, whose
+        ``"vitis_kernel"`` holds :func:`kernel_layout`.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    arguments = kernel_arguments(streams)
+    arguments = kernel_arguments(streams, weight_words)
     files = {
         "verilog": (directory / f"{name}.v", kernel_verilog(arguments, ports, verilog, name, lanes=lanes)),
         "kernel_xml": (directory / "kernel.xml", kernel_xml(arguments, name)),
         "package_xo": (directory / "package_xo.tcl", package_xo_tcl(arguments, name, clock_mhz)),
-        "readme": (directory / "README.md", readme(arguments, name)),
+        "connectivity": (directory / "connectivity.cfg", connectivity(arguments, name, memory)),
+        "host": (directory / "host.py", Path(vitis_host.__file__).read_text()),
+        "readme": (directory / "README.md", readme(arguments, name, platform)),
     }
     for path, text in files.values():
         path.write_text(text)

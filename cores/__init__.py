@@ -14,7 +14,7 @@ from .multiply import Multiplier
 from .pipelining import UNPIPELINED, Pipelining
 from .elementwise import Add, AddConst, Mul, MulAdd, MulConst, Neg, Scale, Sub
 from .matmul import MatVec
-from .nonlinear import Cos, Exp, Relu, Sigmoid, Sin, Softplus, Sqrt, Step, Tanh
+from .nonlinear import Abs, Cos, Exp, Relu, Sigmoid, Sin, Softplus, Sqrt, Step, Tanh
 from .pacer import Pacer
 from .plumbing import Fork, Gather, LaneConverter, LaneSerializer, StreamFIFO
 from .reduce import Accumulate, Sum
@@ -22,5 +22,5 @@ from .reduce import Accumulate, Sum
 __all__ = [
     "Q", "convert", "TimingContract", "Schedule", "lanes_layout", "lanes_signature", "Multiplier", "Pipelining", "UNPIPELINED",
     "Add", "Sub", "Mul", "Neg", "Scale", "MulAdd", "AddConst", "MulConst",
-    "Sin", "Cos", "Tanh", "Sigmoid", "Softplus", "Exp", "Sqrt", "Relu", "Step", "MatVec", "Pacer", "Fork", "Gather", "LaneSerializer", "LaneConverter", "StreamFIFO", "Sum", "Accumulate",
+    "Sin", "Cos", "Tanh", "Sigmoid", "Softplus", "Exp", "Sqrt", "Relu", "Step", "Abs", "MatVec", "Pacer", "Fork", "Gather", "LaneSerializer", "LaneConverter", "StreamFIFO", "Sum", "Accumulate",
 ]

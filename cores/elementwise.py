@@ -12,6 +12,7 @@ lost or repeated.
 
 import numpy as np
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.lib import data
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
@@ -21,6 +22,7 @@ from .model import ModelledComponent, Storage
 from .multiply import DSP48E2, Multiplier
 from .pipelining import Pipelining
 from .ports import lanes_signature
+from .weights import WORD_BITS, WeightLayout, load_signature, segment_writes
 
 __all__ = ["Add", "Sub", "Mul", "Neg", "Scale", "MulAdd", "AddConst", "MulConst", "constant_format"]
 
@@ -120,6 +122,10 @@ class _Elementwise(ContractTiming):
     def constant_operand(self, m, lane):
         """The raw constant operand ``"const"`` of one lane in hardware, if the core has one."""
 
+    def extra_members(self):
+        """Ports besides the streams and ``overflow`` (a loaded vector's ``load``)."""
+        return {}
+
     def reference_constant(self, elements):
         """The raw constant operand ``"const"`` met by each of ``elements`` stream elements, if any."""
 
@@ -152,7 +158,7 @@ class _ElementwiseCore(ModelledComponent):
         members = {name: In(lanes_signature(fmt, self._lanes)) for name, fmt in self._in_formats.items()}
         members["o"] = Out(lanes_signature(self._out_format, self._lanes))
         members["overflow"] = Out(1)
-        return members
+        return members | self.extra_members()
 
     def elaborate(self, platform):
         m = Module()
@@ -339,32 +345,95 @@ class _ConstantOperand(_Elementwise):
 
     Element ``i`` of the stream meets ``values[i % len(values)]``; the vector is held in a small
     read-only memory (LUTRAM) per lane, indexed by a beat counter.
+
+    With a ``bound`` the vector is loaded at run time instead (runtime weights): its format holds
+    ``bound``, ``values`` are only what the model computes with (the memory has no initial
+    contents), and beat ``j`` meets ``values[j % len(values)]`` in every lane, each lane a sample
+    of its own. The memory takes a row of ``E = WORD_BITS // const_width`` elements from each word
+    of the ``load`` port (:mod:`cores.weights`); a register holds the element of the coming beat,
+    read from it one cycle ahead.
     """
 
-    def __init__(self, a_format, out_format, values, const_format, **kwargs):
+    def __init__(self, a_format, out_format, values, const_format, *, bound=None, word_bits=WORD_BITS, **kwargs):
         values = np.asarray(values, dtype=np.float64).reshape(-1)
         lanes = kwargs.get("lanes", 1)
-        if values.size % lanes:
+        if bound is None and values.size % lanes:
             raise ValueError(f"constant of {values.size} elements does not fill whole beats of {lanes} lanes")
         self._const_format = const_format
-        self._const_raw = const_format.quantize(values).reshape(-1, lanes)
+        self.bound = bound
+        self.word_bits = word_bits
+        self._const_raw = const_format.quantize(values).reshape(-1, 1 if bound is not None else lanes)
         self.values = values
+        if bound is not None:
+            self.loaded_values = ("values", "_const_raw")
         super().__init__({"a": a_format}, out_format, **kwargs)
 
     @property
     def memories(self):
+        if self.bound is not None:
+            each, rows = self._row_shape
+            return (Storage(self._const_format.width * each, rows, False),)
         return (Storage(self._const_format.width, self._const_raw.shape[0], True, self._lanes),)
+
+    @property
+    def _row_shape(self):
+        """``(E, rows)`` of a loaded vector's memory."""
+        layout = self.weight_layout
+        return layout.row_elements, layout.rows
+
+    @property
+    def runtime_weights(self):
+        """Whether the vector is loaded at run time (``bound``) rather than a constant."""
+        return self.bound is not None
+
+    @property
+    def weight_layout(self):
+        """How a loaded vector's ``load`` segment stores it (:class:`cores.weights.WeightLayout`)."""
+        return WeightLayout("vector", self._const_format, elements=self.values.size, word_bits=self.word_bits)
+
+    def extra_members(self):
+        return {"load": In(load_signature(self.word_bits))} if self.bound is not None else {}
 
     def prepare(self, m, fire):
         beats = self._const_raw.shape[0]
         self._beat = Signal(range(beats), name="beat")
         with m.If(fire):
             m.d.sync += self._beat.eq(Mux(self._beat == beats - 1, 0, self._beat + 1))
+        if self.bound is not None:
+            self._loaded = self._loaded_operand(m, fire)
+
+    def _loaded_operand(self, m, fire):
+        each, rows = self._row_shape
+        shape = self._const_format.shape
+        memory = m.submodules.vector = Memory(shape=data.ArrayLayout(shape, each), depth=rows, init=[])
+        write = memory.write_port()
+        row, enables, _ = segment_writes(m, self.load, each, self._const_format.width, rows)
+        m.d.comb += [write.addr.eq(row), write.en.eq(enables[0]),
+                     write.data.eq(self.load.payload[:each * self._const_format.width])]
+        # The element of the beat the core fires next, read a cycle ahead: the next element in a
+        # cycle that fires, else the current one (so it also follows a load). Row and slot are
+        # counters of their own: no division by E.
+        beats = self._const_raw.shape[0]
+        row_now, slot_now = Signal(range(rows), name="row_now"), Signal(range(each), name="slot_now")
+        last = self._beat == beats - 1
+        row_next, slot_next = Signal.like(row_now), Signal.like(slot_now)
+        m.d.comb += [slot_next.eq(Mux(last | (slot_now == each - 1), 0, slot_now + 1)),
+                     row_next.eq(Mux(last, 0, Mux(slot_now == each - 1, row_now + 1, row_now)))]
+        with m.If(fire):
+            m.d.sync += [row_now.eq(row_next), slot_now.eq(slot_next)]
+        read = memory.read_port(domain="comb")
+        m.d.comb += read.addr.eq(Mux(fire, row_next, row_now))
+        operand = Signal(shape, name="operand")
+        m.d.sync += operand.eq(read.data[Mux(fire, slot_next, slot_now)])
+        return operand
 
     def reference_constant(self, elements):
-        return np.resize(self._const_raw.reshape(-1), elements)
+        raw = self._const_raw.reshape(-1)
+        return np.resize(np.repeat(raw, self._lanes) if self.bound is not None else raw, elements)
 
     def constant_operand(self, m, lane):
+        if self.bound is not None:
+            return self._loaded
         beats = self._const_raw.shape[0]
         if beats == 1:
             return Const(int(self._const_raw[0, lane]), self._const_format.shape)
@@ -376,11 +445,17 @@ class _ConstantOperand(_Elementwise):
         return port.data
 
 
+def _vector_format(values, bound, width):
+    """The format of a constant vector: its values', or a loaded vector's ``bound``."""
+    return constant_format(values, width) if bound is None else Q.for_range(bound, width)
+
+
 class AddConstModel(_ConstantOperand):
     """The model of :class:`AddConst`."""
 
-    def __init__(self, a_format, out_format, values, *, const_width=32, **kwargs):
-        super().__init__(a_format, out_format, values, constant_format(values, const_width), **kwargs)
+    def __init__(self, a_format, out_format, values, *, const_width=32, bound=None, **kwargs):
+        super().__init__(a_format, out_format, values, _vector_format(values, bound, const_width), bound=bound,
+                         **kwargs)
 
     def compute(self, operands):
         a, c = self._in_formats["a"], self._const_format
@@ -394,17 +469,20 @@ class AddConst(_ElementwiseCore, AddConstModel):
 
     Error: at most 1/2 ulp of ``out_format`` plus the constant's quantization, 2**-(frac+1) of the
     ``const_width``-bit constant format.
+
+    With ``bound`` (runtime weights) ``c`` is loaded through the ``load`` port: see
+    :class:`_ConstantOperand` and :mod:`cores.weights`. The timing is the same.
     """
 
 
 class MulConstModel(_ConstantOperand):
     """The model of :class:`MulConst`."""
 
-    def __init__(self, a_format, out_format, values, *, const_width=18, dsp_shape=DSP48E2, pipelining=Pipelining(),
-                 **kwargs):
-        const_format = constant_format(values, const_width)
+    def __init__(self, a_format, out_format, values, *, const_width=18, bound=None, dsp_shape=DSP48E2,
+                 pipelining=Pipelining(), **kwargs):
+        const_format = _vector_format(values, bound, const_width)
         self.multiplier = Multiplier(a_format.shape, const_format.shape, dsp_shape=dsp_shape, pipelining=pipelining)
-        super().__init__(a_format, out_format, values, const_format, **kwargs)
+        super().__init__(a_format, out_format, values, const_format, bound=bound, **kwargs)
 
     def product(self, operands):
         a, c = self._in_formats["a"], self._const_format
@@ -415,4 +493,7 @@ class MulConst(_ElementwiseCore, MulConstModel):
     """``o = a * c`` with a constant vector ``c`` repeated along the stream.
 
     Error: at most 1/2 ulp of ``out_format`` plus ``|a| * 2**-(frac+1)`` of the constant format.
+
+    With ``bound`` (runtime weights) ``c`` is loaded through the ``load`` port: see
+    :class:`_ConstantOperand` and :mod:`cores.weights`. The timing is the same.
     """

@@ -22,7 +22,7 @@ import math
 from typing import NamedTuple
 
 import numpy as np
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -34,6 +34,7 @@ from .model import ModelledComponent, Storage
 from .multiply import DSP48E2, Multiplier
 from .ports import lanes_signature
 from .shared import Shared, module_name
+from .weights import WORD_BITS, WeightLayout, load_signature, segment_writes, skewed_banks
 
 __all__ = ["MatVec", "MatVecChannel", "MatVecCycles"]
 
@@ -50,7 +51,8 @@ class MatVecModel:
     cycle after a firing's last beat, so the latency is ``pass_latency + 1``."""
 
     def __init__(self, weights, in_format, out_format, *, channels=("forward",), parallel=8, lanes=1,
-                 weight_width=None, dsp_shape=DSP48E2, rounding="nearest", overflow="saturate"):
+                 weight_width=None, weight_bound=None, word_bits=WORD_BITS, dsp_shape=DSP48E2, rounding="nearest",
+                 overflow="saturate"):
         weights = np.asarray(weights, dtype=np.float64)
         if weights.ndim != 2 or 0 in weights.shape:
             raise ValueError(f"weights must be a non-empty matrix, not of shape {weights.shape}")
@@ -70,8 +72,15 @@ class MatVecModel:
         self.lanes = lanes
         self.rounding = rounding
         self.overflow_mode = overflow
-        self.weight_format = constant_format(weights, min(dsp_shape) if weight_width is None else weight_width)
+        width = min(dsp_shape) if weight_width is None else weight_width
+        self.weight_bound = weight_bound
+        self.word_bits = word_bits
+        self.weight_format = (constant_format(weights, width) if weight_bound is None
+                              else Q.for_range(weight_bound, width))
         self.weight_raw = self.weight_format.quantize(weights)
+        if weight_bound is not None:
+            # what the model computes with; the hardware is loaded through ``load``
+            self.loaded_values = ("weights", "weight_raw", "_weight_integers")
         # Built here, not on first use: the attributes are the core's module key in hierarchical
         # Verilog (cores.shared.module_name), which must not depend on whether reference() ran.
         self._weight_integers = exact_integers(self.weight_raw, self.weight_format.width)
@@ -97,6 +106,18 @@ class MatVecModel:
         """Bits of the stored matrix: ``Rp x Cp`` weights of ``weight_format`` (see :attr:`padded_shape`)."""
         return int(np.prod(self.padded_shape)) * self.weight_format.width
 
+    @property
+    def runtime_weights(self):
+        """Whether the banks are loaded at run time (``weight_bound``) rather than initialized."""
+        return self.weight_bound is not None
+
+    @property
+    def weight_layout(self):
+        """How the ``load`` segment stores a matrix (:class:`cores.weights.WeightLayout`): one bank
+        address (``P`` weights, bank ``b`` element ``b``) a row."""
+        return WeightLayout("banks", self.weight_format, parallel=self.parallel, padded_shape=self.padded_shape,
+                            word_bits=self.word_bits)
+
     def lengths(self, channel):
         """``(n_in, n_out)`` of a channel (its index or kind)."""
         rows, cols = self.weights.shape
@@ -116,7 +137,8 @@ class MatVecModel:
     def memories(self):
         """The ``P`` weight banks, and every channel's ping-pong input buffer of whole beats."""
         rows, cols = self.padded_shape
-        banks = Storage(self.weight_format.width, math.ceil(rows * cols / self.parallel), True, self.parallel)
+        banks = Storage(self.weight_format.width, math.ceil(rows * cols / self.parallel), self.weight_bound is None,
+                        self.parallel)
         return (banks,) + tuple(Storage(self.in_format.width * self.lanes, 2 * max(self.lengths(k)[0], 1), False)
                                 for k in range(len(self.channels)))
 
@@ -233,6 +255,13 @@ class MatVec(ModelledComponent, MatVecModel):
     weight_width : int, optional
         Bits per stored weight; by default the narrower port of ``dsp_shape``, so that a weight
         times an input of the wider port's width is one DSP.
+    weight_bound : float, optional
+        Runtime weights: the largest magnitude a weight may have, which sets :attr:`weight_format`
+        (by default the weights' own largest magnitude does). The banks then have no initial
+        contents and are written through the ``load`` port, ``weights`` being only what the model
+        (:meth:`reference`) computes with. :attr:`weight_layout` packs a matrix's segment.
+    word_bits : int
+        Bits of a ``load`` word (:mod:`cores.weights`).
     dsp_shape : (int, int)
         Widths of the signed operands of one DSP multiplier (see :class:`~cores.multiply.Multiplier`).
     rounding, overflow : str
@@ -247,6 +276,10 @@ class MatVec(ModelledComponent, MatVecModel):
         Channel ``k``'s output vectors, element 0 first, lane by lane like the inputs.
     overflow : Out(1)
         Sticky: set once any emitted result of any channel did not fit ``out_format``.
+    load : In(cores.weights.load_signature(word_bits))
+        Only with ``weight_bound``: the banks' contents, one bank address (``P`` weights, one per
+        bank, in ``ceil(P / (word_bits // weight_width))`` words) after another, addresses in
+        order. Words may come only while no channel is computing.
 
     Timing
     ------
@@ -293,25 +326,26 @@ class MatVec(ModelledComponent, MatVecModel):
             members[f"x{k}"] = In(lanes_signature(self.in_format, self.lanes))
             members[f"o{k}"] = Out(lanes_signature(self.out_format, self.lanes))
         members["overflow"] = Out(1)
+        if self.weight_bound is not None:
+            members["load"] = In(load_signature(self.word_bits))
         return members
 
     def _bank_contents(self):
         """``contents[b, a]``: word ``a`` of bank ``b``, raw weights (int64)."""
-        P = self.parallel
-        Rp, Cp = self.padded_shape
-        padded = np.zeros((Rp, Cp), dtype=np.int64)
-        padded[:self.weight_raw.shape[0], :self.weight_raw.shape[1]] = self.weight_raw
-        r, c = np.indices((Rp, Cp))
-        contents = np.zeros((P, Rp * Cp // P), dtype=np.int64)
-        contents[(r + c) % P, (r // P) * Cp + c] = padded
-        return contents
+        return skewed_banks(self.weight_raw, self.parallel, self.padded_shape)
 
     def elaborate(self, platform):
         m = Module()
-        banks = _WeightBanks(self._bank_contents(), self.weight_format.shape, self.channels)
-        P, depth = banks.contents.shape
-        m.submodules.banks = Shared(banks, module_name(f"matvec_banks_p{P}_d{depth}_w{self.weight_format.width}",
-                                                       banks))
+        P = self.parallel
+        depth = self.padded_shape[0] * self.padded_shape[1] // P
+        loaded = self.weight_bound is not None
+        banks = _WeightBanks(None if loaded else self._bank_contents(), P, depth, self.weight_format.shape,
+                             self.channels, self.word_bits if loaded else None)
+        kind = "loaded_" if loaded else ""
+        m.submodules.banks = Shared(banks, module_name(
+            f"matvec_{kind}banks_p{P}_d{depth}_w{self.weight_format.width}", banks))
+        if loaded:
+            wiring.connect(m, wiring.flipped(self.load), banks.load)
         overflowed = [flag for k in range(len(self.channels)) for flag in self._elaborate_channel(m, k, banks)]
         with m.If(Cat(overflowed).any()):
             m.d.sync += self.overflow.eq(1)
@@ -664,32 +698,51 @@ class _DrainCycles:
 
 
 class _WeightBanks(wiring.Component):
-    """The ``P`` banks of a :class:`MatVec`, ``contents[b]`` in bank ``b``, each with one synchronous
-    read port per channel: ``addr{k}`` (one address for all banks on a forward channel, one per
-    bank on a transposed one), ``en{k}``, and ``data{k}[b]`` a cycle later."""
+    """The ``P`` banks of ``depth`` words of a :class:`MatVec`, each with one synchronous read port
+    per channel: ``addr{k}`` (one address for all banks on a forward channel, one per bank on a
+    transposed one), ``en{k}``, and ``data{k}[b]`` a cycle later.
 
-    def __init__(self, contents, shape, channels):
+    The banks hold ``contents[b]`` from the start, or, with ``word_bits`` (runtime weights), what
+    comes on the ``load`` port: each of its words brings the elements of one address of some of the
+    banks (:func:`cores.weights.segment_writes`). A write takes channel 0's port of the bank, whose
+    address then follows the load's, so a bank is still one memory of two ports (a BRAM's two):
+    the design loads weights only while no channel reads them.
+    """
+
+    def __init__(self, contents, parallel, depth, shape, channels, word_bits=None):
         self.contents = contents
+        self.parallel = parallel
+        self.depth = depth
         self.shape = shape
         self.channels = channels
-        P, depth = contents.shape
         members = {}
         for k, kind in enumerate(channels):
             address = range(depth)
-            members[f"addr{k}"] = In(data.ArrayLayout(address, P) if kind == "transpose" else address)
+            members[f"addr{k}"] = In(data.ArrayLayout(address, parallel) if kind == "transpose" else address)
             members[f"en{k}"] = In(1)
-            members[f"data{k}"] = Out(data.ArrayLayout(shape, P))
+            members[f"data{k}"] = Out(data.ArrayLayout(shape, parallel))
+        if word_bits is not None:
+            members["load"] = In(load_signature(word_bits))
         super().__init__(members)
 
     def elaborate(self, platform):
         m = Module()
-        for b, words in enumerate(self.contents.tolist()):
-            bank = m.submodules[f"bank{b}"] = Memory(shape=self.shape, depth=len(words), init=words)
+        loaded = self.contents is None
+        if loaded:
+            row, enables, words = segment_writes(m, self.load, self.parallel, Shape.cast(self.shape).width, self.depth)
+        for b in range(self.parallel):
+            init = [] if loaded else self.contents[b].tolist()
+            bank = m.submodules[f"bank{b}"] = Memory(shape=self.shape, depth=self.depth, init=init)
             for k, kind in enumerate(self.channels):
                 port = bank.read_port()
                 addr = getattr(self, f"addr{k}")
-                m.d.comb += [port.addr.eq(addr[b] if kind == "transpose" else addr),
-                             port.en.eq(getattr(self, f"en{k}")), getattr(self, f"data{k}")[b].eq(port.data)]
+                addr = addr[b] if kind == "transpose" else addr
+                if loaded and k == 0:
+                    addr = Mux(self.load.valid, row, addr)
+                    write = bank.write_port()
+                    m.d.comb += [write.addr.eq(addr), write.en.eq(enables[b]), write.data.eq(words[b])]
+                m.d.comb += [port.addr.eq(addr), port.en.eq(getattr(self, f"en{k}")),
+                             getattr(self, f"data{k}")[b].eq(port.data)]
         return m
 
 

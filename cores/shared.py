@@ -17,7 +17,7 @@ import re
 
 import numpy as np
 from amaranth.back import rtlil, verilog
-from amaranth.hdl import ClockSignal, Elaboratable, Fragment, Instance, ResetSignal, Shape, ShapeCastable, Value
+from amaranth.hdl import ClockSignal, Const, Elaboratable, Fragment, Instance, ResetSignal, Shape, ShapeCastable, Value
 from amaranth.hdl import ValueCastable
 # Private, like verilog._convert_rtlil_text below: the port directions amaranth's own converters
 # pass when they convert a fragment with its ports.
@@ -126,8 +126,12 @@ def _encoded(value):
 
 def _is_parameter(owner, name, attribute):
     """Whether an attribute is keyed: not amaranth's use tracking, a component's signature and
-    ports (keyed by the signature's members), or hardware the object built (see module_name)."""
+    ports (keyed by the signature's members), hardware the object built (see module_name), or the
+    values a core with runtime weights was loaded with for its model (named in its ``loaded_values``,
+    never part of its hardware)."""
     if name.startswith("_MustUse__") or isinstance(attribute, (Value, ValueCastable, Elaboratable)):
+        return False
+    if name in getattr(owner, "loaded_values", ()):
         return False
     return not (isinstance(owner, wiring.Component)
                 and (name == "_Component__signature" or name in owner.signature.members))
@@ -181,11 +185,14 @@ def _convert_module(component, key, ports, library):
 
 
 def _ports(component):
-    """``{name: (value, direction)}`` of the component's ports, named as amaranth's converters do."""
+    """``{name: (value, direction)}`` of the component's ports, named as amaranth's converters do; a
+    member that is a constant (the ``ready`` of an always-ready stream) is no port."""
     ports = {}
     for path, member, value in component.signature.flatten(component):
         if isinstance(value, ValueCastable):
             value = value.as_value()
+        if isinstance(value, Const):
+            continue
         direction = PortDirection.Input if member.flow == wiring.In else PortDirection.Output
         ports["__".join(map(str, path))] = (value, direction)
     return ports

@@ -59,7 +59,7 @@ class StreamRun:
 
 
 def run_streams(core, inputs, outputs, *, valid_prob=1.0, ready_prob=1.0, seed=0, max_cycles=200_000,
-                watch=(), vcd=None):
+                watch=(), vcd=None, load=()):
     """Simulate ``core`` with the given input tokens until every expected output token is out.
 
     Parameters
@@ -78,6 +78,9 @@ def run_streams(core, inputs, outputs, *, valid_prob=1.0, ready_prob=1.0, seed=0
         Probability that an output port is ready in a given cycle (random back-pressure below 1).
     watch : iterable of str
         Names of extra signals of ``core`` whose final values are returned in ``signals``.
+    load : list of int
+        Words for the ``load`` port of a core with runtime weights (:mod:`cores.weights`), one a
+        cycle before any stream moves; cycle 0 is the cycle after the last.
 
     Returns
     -------
@@ -110,6 +113,12 @@ def run_streams(core, inputs, outputs, *, valid_prob=1.0, ready_prob=1.0, seed=0
         return unpack_lanes(value, width, lanes)
 
     async def testbench(ctx):
+        for load_word in load:
+            ctx.set(core.load.valid, 1)
+            ctx.set(core.load.payload, int(load_word))
+            await ctx.tick()
+        if load:
+            ctx.set(core.load.valid, 0)
         sent = dict.fromkeys(inputs, 0)
         offered = dict.fromkeys(inputs, False)
         next_offer = dict.fromkeys(inputs, 0)

@@ -35,13 +35,15 @@ SIREN = {"in_features": 2, "hidden": 4, "layers": 2, "out_features": 1, "w0": 30
 
 
 @functools.cache
-def siren_design():
-    """:data:`SIREN`, compiled (once per process)."""
+def siren_design(weights="constant"):
+    """:data:`SIREN`, compiled (once per process and ``weights``: ``"runtime"`` gives its kernel a
+    weights buffer)."""
     spec = dict(SIREN)
     order, batch = spec.pop("order"), spec.pop("batch")
     model = inrarch.models.siren(spec["in_features"], spec["hidden"], spec["layers"], spec["out_features"],
                                  spec["w0"], 0)
-    return inrarch.compile(inrarch.derivatives(model, order), torch.zeros(batch, spec["in_features"]))
+    return inrarch.compile(inrarch.derivatives(model, order), torch.zeros(batch, spec["in_features"]),
+                           weights=weights)
 
 
 def shallower(depths):

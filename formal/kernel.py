@@ -18,7 +18,8 @@ the buffer's extent in bytes (``batch`` × bytes per sample), the properties are
 the register values:
 
 * ``<port>_reads_inside``: every read burst lies in ``[B, B + E)`` rounded up to whole
-  ``DATA_WIDTH`` words (a beat reads a whole word): no read past the input buffer;
+  words of its master's data width (a beat reads a whole word): no read past the input buffer,
+  nor past the weights buffer;
 * ``<port>_words_inside``: every write beat's word lies in that range;
 * ``<port>_<channel>_inside_page``: no burst crosses a 4 KiB boundary;
 * ``<port>_<channel>_holds``: AR, AW and W keep VALID and their payload until READY, and so do the
@@ -37,13 +38,17 @@ the register values:
   run's last, partly filled word included. (Its induction would need invariants over the write
   FIFO's contents.)
 
-Preconditions, assumed of the values a run starts with: every buffer is ``DATA_WIDTH / 8``-byte
-aligned (as the kernel documents and XRT's buffers are) and ends below the top of the address
+Preconditions, assumed of the values a run starts with: every buffer is aligned to its master's
+words (as the kernel documents and XRT's buffers are) and ends below the top of the address
 space, and ``batch`` fits ``batch_bits``.
 
-Which buffers are read is :data:`READ_EXTENTS`: a further read master (a weights buffer) is
-covered by adding its name and byte extent there; every other buffer is a written output.
+Which buffers are read is :data:`READ_EXTENTS`, with the extent of each; every other buffer is
+a written output. The ``weights`` buffer of a design with runtime weights is read only by a run
+that starts with ``reload_weights`` bit 0 set (:data:`READ_IF`), its extent the weight image's
+words, whatever the batch, each word :data:`~cores.weights.WORD_BITS` bits wide.
 """
+
+from dataclasses import dataclass
 
 from amaranth.asserts import AnySeq
 from amaranth.back import rtlil
@@ -53,29 +58,51 @@ from amaranth.utils import ceil_log2
 
 from boards.axi import PAGE_BYTES
 from boards.harness import design_ports
-from boards.vitis_kernel import BURST_BEATS, DATA_WIDTH, VitisKernel, kernel_arguments
+from boards.vitis_kernel import BURST_BEATS, VitisKernel, kernel_arguments
 from inrarch.build import kernel_streams
 
 from .proof import check, cover, prove
 
-__all__ = ["READ_EXTENTS", "MEMORY", "BYTES", "NARROW", "DesignStandIn", "KernelSpec", "kernel_proof"]
+__all__ = ["READ_EXTENTS", "READ_IF", "MEMORY", "BYTES", "NARROW", "DesignStandIn", "KernelSpec", "kernel_proof"]
 
 #: The buffers the kernel reads, each with its extent in bytes from its argument and the run's
 #: ``batch``. Every other buffer argument is written, ``batch`` samples of its elements.
 READ_EXTENTS = {
     "x": lambda argument, batch: batch * (argument.elements_per_sample * argument.element_bytes),
+    "weights": lambda argument, batch: argument.words * argument.element_bytes,
+}
+
+#: Buffers that a run reads only if a register it started with says so (the register file given).
+READ_IF = {
+    "weights": lambda registers: registers.reload_weights[0],
 }
 
 MEMORY, BYTES = "memory", "bytes"
-
-_WORD_BYTES = DATA_WIDTH // 8
-_WORD_BITS = ceil_log2(_WORD_BYTES)
 
 
 def _extent(argument, batch):
     if argument.name in READ_EXTENTS:
         return READ_EXTENTS[argument.name](argument, batch)
     return batch * (argument.elements_per_sample * argument.element_bytes)
+
+
+@dataclass
+class _Buffer:
+    """A buffer in the current run: its words' address bits (``shift``: log2 of the bytes in a
+    beat), and, as the spec's own registers, its base address, words and end byte address."""
+
+    shift: int
+    base: Signal
+    words: Signal
+    end: Signal
+
+    def words_of(self, extent):
+        return (extent + (1 << self.shift) - 1) >> self.shift
+
+    @property
+    def top(self):
+        """The byte address after its last word."""
+        return self.base + (self.words << self.shift)
 
 
 class DesignStandIn(wiring.Component):
@@ -183,15 +210,22 @@ class KernelSpec(Elaboratable):
             axi = lambda member, prefix=name: port(prefix, member)
             master = body.submodules[f"{argument.name}_memory"]
             read = argument.name in READ_EXTENTS
-            base, words, end = self._buffer(m, argument, getattr(registers, argument.name), start,
-                                            registers.batch, batch)
+            reads = READ_IF[argument.name](registers) if argument.name in READ_IF else None
+            buffer = self._buffer(m, argument, getattr(registers, argument.name), start, reads,
+                                  registers.batch, batch)
             self._memory(m, name, axi)
             if read:
-                self._reader(m, name, axi, master, base, words)
+                self._reader(m, name, axi, master, buffer)
+                if argument.name == "weights":
+                    # the weights master requests only while the run loads them, which ends within the run
+                    requesting = (master.words_left != 0) | axi("arvalid")
+                    self._check(m, MEMORY, "weights_invariant_loading",
+                                (~requesting | kernel.loading_weights) & (~kernel.loading_weights | running))
+                    cover(m, "weights_read_requested", axi("arvalid") & axi("arready"))
             else:
                 # a run's last word is partly written when a sample is not whole words
-                partial = (argument.elements_per_sample * argument.element_bytes) % _WORD_BYTES != 0
-                self._writer(m, name, axi, master, base, words, end, partial)
+                partial = (argument.elements_per_sample * argument.element_bytes) % (1 << buffer.shift) != 0
+                self._writer(m, name, axi, master, buffer, partial)
             idle = ~axi("arvalid") if read else ~axi("awvalid") & ~axi("wvalid") & ~master.sending
             self._check(m, MEMORY, f"{name}_idle_outside_runs", running | (idle & (master.words_left == 0)))
         return top
@@ -210,27 +244,29 @@ class KernelSpec(Elaboratable):
         cover(m, "run_of_two_samples_done", registers.done & (batch == 2))
         return running
 
-    def _buffer(self, m, argument, register, start, start_batch, batch):
-        """The base address, words and end byte address of the buffer in the current run, as the
-        spec's own registers, and the invariants that tie them to ``batch``."""
+    def _buffer(self, m, argument, register, start, reads, start_batch, batch):
+        """The buffer in the current run (a :class:`_Buffer`), taken from ``register`` at a
+        ``start`` (one with ``reads`` high, if given: a run without it leaves the buffer alone),
+        and the invariants that tie it to ``batch``."""
         width = self.address_width
-        base = Signal(width, name=f"{argument.name}_base")
-        words = Signal(self.count_width, name=f"{argument.name}_words")
-        end = Signal(width + 1, name=f"{argument.name}_end")
-
-        def words_of(extent):
-            return (extent + _WORD_BYTES - 1) >> _WORD_BITS
-
-        with m.If(start):
+        buffer = _Buffer(shift=ceil_log2(argument.data_width // 8), base=Signal(width, name=f"{argument.name}_base"),
+                         words=Signal(self.count_width, name=f"{argument.name}_words"),
+                         end=Signal(width + 1, name=f"{argument.name}_end"))
+        shift, base, words, end = buffer.shift, buffer.base, buffer.words, buffer.end
+        with m.If(start if reads is None else start & reads):
             extent = _extent(argument, start_batch)
-            m.d.sync += [base.eq(register), words.eq(words_of(extent)), end.eq(register + extent)]
+            m.d.sync += [base.eq(register), words.eq(buffer.words_of(extent)), end.eq(register + extent)]
             # the buffer is aligned and lies in the address space (as XRT's buffers do)
-            m.d.comb += Assume((register[:_WORD_BITS] == 0) & (register[width:] == 0)
-                               & (register + (words_of(extent) << _WORD_BITS) < (1 << width)))
+            m.d.comb += Assume((register[:shift] == 0) & (register[width:] == 0)
+                               & (register + (buffer.words_of(extent) << shift) < (1 << width)))
         extent = _extent(argument, batch)
-        self._check(m, MEMORY, f"{argument.name}_invariant_run", (base[:_WORD_BITS] == 0) & (words == words_of(extent))
-                    & (end == base + extent) & (base + (words << _WORD_BITS) < (1 << width)))
-        return base, words, end
+        taken = (words == buffer.words_of(extent)) & (end == base + extent)
+        if reads is not None:
+            # or no run has read it yet
+            taken |= (words == 0) & (base == 0) & (end == 0)
+        self._check(m, MEMORY, f"{argument.name}_invariant_run",
+                    (base[:shift] == 0) & taken & (buffer.top < (1 << width)))
+        return buffer
 
     def _check(self, m, group, name, condition):
         """Check ``condition`` as property ``name`` if the spec checks ``group``."""
@@ -259,22 +295,23 @@ class KernelSpec(Elaboratable):
         m.d.sync += responses_owed.eq(responses_owed + written - (axi("bvalid") & axi("bready")))
         _offers(m, f"{name}_b", axi("bvalid"), axi("bready"), only_if=responses_owed != 0)
 
-    def _request(self, m, name, channel, axi, master, words):
+    def _request(self, m, name, channel, axi, master, buffer):
         """The AR or AW channel's rules, and its request tied to the master's next burst."""
+        shift, words = buffer.shift, buffer.words
         valid, ready = axi(f"{channel}valid"), axi(f"{channel}ready")
         address, length = axi(f"{channel}addr"), axi(f"{channel}len")
         payload = Cat(address, length, axi(f"{channel}size"), axi(f"{channel}burst"))
         waiting = self._holds(m, f"{name}_{channel}", valid, ready, payload)
         beats = length + 1
         self._check(m, MEMORY, f"{name}_{channel}_inside_page",
-                    ~valid | (address[:12] + (beats << _WORD_BITS) <= PAGE_BYTES))
+                    ~valid | (address[:12] + (beats << shift) <= PAGE_BYTES))
         self._check(m, MEMORY, f"{name}_{channel}_whole_words",
-                    ~valid | ((axi(f"{channel}size") == _WORD_BITS) & (axi(f"{channel}burst") == 0b01)
-                              & (address[:_WORD_BITS] == 0)))
+                    ~valid | ((axi(f"{channel}size") == shift) & (axi(f"{channel}burst") == 0b01)
+                              & (address[:shift] == 0)))
         # The master's next burst starts where the presented one ends, and words remain for it.
         self._check(m, MEMORY, f"{name}_invariant_next_burst",
-              (master.next_address[:_WORD_BITS] == 0) & (master.words_left <= words)
-              & (~valid | ((address + (beats << _WORD_BITS) == master.next_address)
+              (master.next_address[:shift] == 0) & (master.words_left <= words)
+              & (~valid | ((address + (beats << shift) == master.next_address)
                            & (master.words_left + beats <= words))))
         return valid & ~waiting
 
@@ -284,23 +321,24 @@ class KernelSpec(Elaboratable):
         self._check(m, MEMORY, f"{name}_holds", ~waiting | (valid & (payload == shown)))
         return waiting
 
-    def _ends_where_it_began(self, m, name, master, base, words):
+    def _ends_where_it_began(self, m, name, master, buffer):
         self._check(m, MEMORY, f"{name}_invariant_addresses",
-              master.next_address + (master.words_left << _WORD_BITS) == base + (words << _WORD_BITS))
+                    master.next_address + (master.words_left << buffer.shift) == buffer.top)
 
-    def _inside(self, m, name, what, valid, address, beats, base, words):
-        self._check(m, MEMORY, f"{name}_{what}_inside", ~valid | ((address >= base)
-                                                   & (address + (beats << _WORD_BITS) <= base + (words << _WORD_BITS))))
+    def _inside(self, m, name, what, valid, address, beats, buffer):
+        self._check(m, MEMORY, f"{name}_{what}_inside",
+                    ~valid | ((address >= buffer.base) & (address + (beats << buffer.shift) <= buffer.top)))
 
-    def _reader(self, m, name, axi, master, base, words):
-        self._request(m, name, "ar", axi, master, words)
-        self._ends_where_it_began(m, name, master, base, words)
-        self._inside(m, name, "reads", axi("arvalid"), axi("araddr"), axi("arlen") + 1, base, words)
+    def _reader(self, m, name, axi, master, buffer):
+        self._request(m, name, "ar", axi, master, buffer)
+        self._ends_where_it_began(m, name, master, buffer)
+        self._inside(m, name, "reads", axi("arvalid"), axi("araddr"), axi("arlen") + 1, buffer)
         self._check(m, MEMORY, f"{name}_one_direction", ~axi("awvalid") & ~axi("wvalid"))
 
-    def _writer(self, m, name, axi, master, base, words, end, partial):
-        new_request = self._request(m, name, "aw", axi, master, words)
-        self._ends_where_it_began(m, name, master, base, words)
+    def _writer(self, m, name, axi, master, buffer, partial):
+        shift, base, words, end = buffer.shift, buffer.base, buffer.words, buffer.end
+        new_request = self._request(m, name, "aw", axi, master, buffer)
+        self._ends_where_it_began(m, name, master, buffer)
         self._holds(m, f"{name}_w", axi("wvalid"), axi("wready"), Cat(axi("wdata"), axi("wstrb"), axi("wlast")))
         self._check(m, MEMORY, f"{name}_one_direction", ~axi("arvalid"))
 
@@ -327,14 +365,14 @@ class KernelSpec(Elaboratable):
         length = Mux(ahead != 0, Mux(head, entries[1][1], entries[0][1]), axi("awlen"))
         self._check(m, MEMORY, f"{name}_w_follows_aw", ~axi("wvalid") | (ahead != 0) | new_request)
         self._check(m, MEMORY, f"{name}_wlast_on_last_beat", ~axi("wvalid") | (axi("wlast") == (beat == length)))
-        beat_address = address + (beat << _WORD_BITS)
-        self._inside(m, name, "words", axi("wvalid"), beat_address, 1, base, words)
+        beat_address = address + (beat << shift)
+        self._inside(m, name, "words", axi("wvalid"), beat_address, 1, buffer)
         # this writer presents the next burst only once the last one's beats are out
         self._check(m, MEMORY, f"{name}_invariant_one_burst",
                     (ahead <= 1) & (master.sending == ((ahead == 1) | new_request)) & ((head ^ ahead[0]) == slot)
                     & (~axi("awvalid") | (ahead == 0) | ((address == axi("awaddr")) & (length == axi("awlen")))))
         self._check(m, MEMORY, f"{name}_invariant_beats", Mux(
-            master.sending, (address + ((length + 1) << _WORD_BITS) == master.next_address)
+            master.sending, (address + ((length + 1) << shift) == master.next_address)
             & (master.words_left + length + 1 <= words) & (beat + master.beats_left == length + 1)
             & (master.beats_left != 0) & (length < self.burst), beat == 0))
         strobes = axi("wstrb")
@@ -355,7 +393,7 @@ def kernel_proof(design, *, properties=(MEMORY, BYTES), mode="bmc", depth, solve
     cycles, ``"prove"`` by k-induction of length ``depth``, ``"cover"`` the covers within
     ``depth``. ``widths`` are :class:`KernelSpec`'s (the kernel as built by default); ``timeout``
     as :func:`~formal.proof.prove`'s."""
-    arguments = kernel_arguments(kernel_streams(design))
+    arguments = kernel_arguments(kernel_streams(design), design.weight_words)
     stand_in = rtlil.convert(DesignStandIn(design.elaboratable.signature), name="top", platform="formal")
     spec = KernelSpec(arguments, design_ports(design.elaboratable), lanes=design.netlist.lanes,
                       properties=properties, bound=depth, **widths)

@@ -8,18 +8,17 @@ import time
 import numpy as np
 import torch
 
-from cores.fixed import Q
-from devices import ULTRASCALE_PLUS
-
 from . import ir
-from .capture import capture
+from .capture import capture, model_of
 from .design import Design
 from .errors import CompileError
 from .evaluation import reference
-from .formats import assign_formats, calibration_inputs, search_formats
+from .formats import assign_formats, calibration_inputs, search_formats, weight_set
 from .lower import lower
+from .options import CompileOptions
 from .passes import optimize
 from .schedule import solve
+from .weights import DEFAULT_HEADROOM, WeightError, WeightFamily, check_values, parameter_values
 
 __all__ = ["compile"]
 
@@ -54,8 +53,7 @@ def _check_per_sample(fn, graph, example_input, domain, tolerance=1e-9):
     return shapes
 
 
-def compile(fn, example_input, *, format=None, width=None, tolerance=1e-3, margin=2.0, domain=(-1.0, 1.0),
-            clock_mhz=300.0, max_parallel=None, dsp_budget=None, lanes=None, device=ULTRASCALE_PLUS, progress=False):
+def compile(fn, example_input, options=None, *, progress=False, **keywords):
     """Compile ``fn`` (a function of one ``(batch, in)`` tensor) to a streaming :class:`Design`.
 
     Parameters
@@ -65,47 +63,19 @@ def compile(fn, example_input, *, format=None, width=None, tolerance=1e-3, margi
         torch autograd or torch.func (``inrarch.derivatives`` builds such a function).
     example_input : torch.Tensor
         Shape ``(batch, in_features)``; its batch is the one the report's cycles are for.
-    format : str or Q, optional
-        Force one number format (``"q16.16"``) on every edge instead of range analysis.
-    width : int, optional
-        Give every edge this many bits (over its calibrated range) instead of searching for the
-        fewest bits per edge that meet ``tolerance``.
-    tolerance : float
-        Error the format search allows each output, as a fraction of its largest magnitude; the
-        search aims at a quarter of it on calibration inputs (see :mod:`inrarch.formats`).
-    margin : float
-        Safety factor on calibrated magnitudes.
-    domain : (float, float)
-        Range of every input element the formats are derived for.
-    clock_mhz : float
-        Clock the report's latency is given at, and that the cores' optional pipeline registers
-        are chosen for (:meth:`devices.Device.pipelining`; the report's ``"pipelining"``).
-    max_parallel : int, optional
-        Cap on the multipliers of any one matmul.
-    dsp_budget : int, optional
-        Estimated DSP slices the design may use. The compiler fills it: it picks the number of
-        sample lanes and the multipliers of every matmul that finish the example's batch soonest
-        within it (:func:`inrarch.lower.choose_lanes`). By default the device's usable DSPs when
-        it states a capacity (a board's device does), else no limit.
-    lanes : int, optional
-        Samples the design computes at once, one per lane of every stream inside it, instead of
-        the number the budget gives (one without a budget). The design then takes samples in
-        whole groups of ``lanes``: a batch is padded up to the next group.
-    device : devices.Device
-        The FPGA the design is for: its DSP multipliers decide the matmul weight widths and how
-        products are split, its memory rule the report's FIFO memories. UltraScale+ by default
-        (the Alveo U280's); ``boards.board_device(board)`` gives a board's.
+    options : CompileOptions, optional
+        How to compile (:class:`inrarch.CompileOptions`: formats, tolerance, domain, clock, DSP
+        budget, lanes, device).
     progress : bool
         Show the format search's progress on stderr.
+    **keywords
+        Fields of :class:`inrarch.CompileOptions`, each replacing the one of ``options``:
+        ``compile(fn, x, tolerance=1e-2, lanes=2)``.
     """
+    options = (options or CompileOptions()).replace(**keywords) if keywords else options or CompileOptions()
     _check_example(example_input)
-    if dsp_budget is None and device.usable is not None:
-        dsp_budget = device.usable["DSP"]
-    if format is not None:
-        try:
-            format = Q.parse(format)
-        except ValueError as error:
-            raise CompileError(str(error)) from None
+    options.domain_ranges(int(np.prod(example_input.shape[1:])))  # one range per input, if per input
+    domain = options.domain
     timings = {}
     start = time.perf_counter()
 
@@ -115,26 +85,63 @@ def compile(fn, example_input, *, format=None, width=None, tolerance=1e-3, margi
         timings[f"{stage}_seconds"] = now - start
         start = now
 
-    graph, single = capture(fn, example_input)
+    runtime = options.weights == "runtime"
+    graph, single = capture(fn, example_input, runtime_weights=runtime)
     lap("capture")
     graph = optimize(graph)
     output_shapes = _check_per_sample(fn, graph, example_input, domain)
+    family, weight_sets, example = _weight_family(fn, graph, options) if runtime else (None, None, None)
     lap("passes")
-    if format is None and width is None:
-        formats = search_formats(graph, tolerance=tolerance, margin=margin, domain=domain,
-                                 weight_widths=device.weight_widths, progress=progress)
+    device = options.device
+    if options.format is None and options.width is None:
+        formats = search_formats(graph, tolerance=options.tolerance, margin=options.margin, domain=domain,
+                                 weight_widths=device.weight_widths, weight_sets=weight_sets, progress=progress)
     else:
-        formats = assign_formats(graph, width=width, margin=margin, domain=domain, forced=format,
-                                 weight_widths=device.weight_widths)
+        formats = assign_formats(graph, width=options.width, margin=options.margin, domain=domain,
+                                 forced=options.format, weight_widths=device.weight_widths, weight_sets=weight_sets)
     lap("formats")
-    netlist = lower(graph, formats, device=device, dsp_budget=dsp_budget, max_parallel=max_parallel,
-                    batch=example_input.shape[0], lanes=lanes, clock_mhz=clock_mhz)
+    netlist = lower(graph, formats, device=device, dsp_budget=options.budget, max_parallel=options.max_parallel,
+                    batch=example_input.shape[0], lanes=options.lanes, clock_mhz=options.clock_mhz)
     lap("lower")
     schedule = solve(netlist, example_input.shape[0])
     lap("solve")
-    options = {"format": str(format) if format else None, "width": width, "tolerance": tolerance,
-               "format_search": formats.search.as_dict() if formats.search else None, "margin": margin,
-               "domain": tuple(domain), "clock_mhz": clock_mhz, "max_parallel": max_parallel,
-               "dsp_budget": dsp_budget, "lanes": netlist.lanes, "device": device,
-               "pipelining": device.pipelining(clock_mhz)}
-    return Design(graph, netlist, schedule, output_shapes, single, options, timings)
+    return Design(graph, netlist, schedule, output_shapes, single, options, timings,
+                  output_meanings=_output_meanings(fn, len(output_shapes), single), family=family,
+                  example_weights=example)
+
+
+def _weight_family(fn, graph, options):
+    """The family of a runtime-weight compile (:mod:`inrarch.weights`): the compiled model and the
+    ``weight_examples``, within ``weight_bounds``. Gives each node that reads a stored tensor
+    ``meta["bound"]``, the largest magnitude that tensor takes in the family, and returns the
+    family, the stored tensors of each example (:func:`inrarch.formats.weight_set`) and the
+    compiled model's parameters."""
+    program = graph.program
+    names = program.names
+    examples = [parameter_values(model_of(fn), names)]
+    for index, example in enumerate(options.weight_examples):
+        try:
+            examples.append(parameter_values(example, names))
+            check_values(program.parameters, examples[-1])
+        except WeightError as error:
+            raise CompileError(f"weight_examples[{index}]: {error}") from None
+    try:
+        family = WeightFamily.describe(program.parameters, examples, dict(options.weight_bounds), DEFAULT_HEADROOM)
+    except WeightError as error:
+        raise CompileError(str(error)) from None
+    bounds = program.bounds(family.bounds)
+    for node in graph.nodes:
+        stored = node.attrs.get("weight", node.attrs.get("values"))
+        if isinstance(stored, ir.Weight) and stored.runtime is not None:
+            node.meta["bound"] = bounds[stored.runtime]
+    return family, [weight_set(graph, program.evaluate(example)) for example in examples], examples[0]
+
+
+def _output_meanings(fn, count, single):
+    """What each output is: the function's own ``output_meanings`` (``inrarch.derivatives`` sets them:
+    value, gradient, Hessian, ...), else ``name(x)`` or ``name(x)[k]``."""
+    meanings = getattr(fn, "output_meanings", None)
+    if meanings is not None and len(meanings) == count:
+        return list(meanings)
+    name = getattr(fn, "__name__", type(fn).__name__)
+    return [f"{name}(x)"] if single else [f"{name}(x)[{k}]" for k in range(count)]

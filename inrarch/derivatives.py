@@ -13,7 +13,7 @@ import torch
 from torch.func import jvp
 
 from .capture import check_signature
-from .errors import CompileError
+from .errors import OptionError
 
 __all__ = ["derivatives"]
 
@@ -37,7 +37,8 @@ def derivatives(model, order):
     """Return ``fn(x) -> [value, D1, ..., D_order]`` for a model of ``x`` with shape ``(batch, in)``.
 
     ``D_k`` has shape ``(batch, out, in, ..., in)`` with ``k`` trailing ``in`` axes and holds
-    ``d^k model(x)[b, o] / dx_{i1} ... dx_{ik}``.
+    ``d^k model(x)[b, o] / dx_{i1} ... dx_{ik}``. The function's ``output_meanings`` names them
+    (``["value", "gradient", "Hessian", "3rd derivatives", ...]``), as the design's report does.
 
     Parameters
     ----------
@@ -48,7 +49,7 @@ def derivatives(model, order):
         Highest derivative order, at least 1 (else :class:`~inrarch.CompileError`).
     """
     if isinstance(order, bool) or not isinstance(order, int) or order < 1:
-        raise CompileError(f"derivative order must be an integer >= 1, not {order!r}")
+        raise OptionError("order", f"must be an integer >= 1, not {order!r}")
     check_signature(model)
 
     def fn(x):
@@ -70,4 +71,14 @@ def derivatives(model, order):
             results = [r.squeeze(1) for r in results]
         return results
 
+    fn.output_meanings = [_meaning(k) for k in range(order + 1)]
     return fn
+
+
+def _meaning(k):
+    """What the ``k``-th derivative output is called: value, gradient, Hessian, 3rd derivatives, ..."""
+    named = {0: "value", 1: "gradient", 2: "Hessian"}
+    if k in named:
+        return named[k]
+    suffix = "th" if 10 <= k % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(k % 10, "th")
+    return f"{k}{suffix} derivatives"

@@ -36,17 +36,20 @@ def node_model(node, formats):
 
 
 def _core_key(node, formats):
-    """What the core of ``node`` depends on: nodes with equal keys share one model."""
+    """What the core of ``node`` depends on: nodes with equal keys share one model. A runtime
+    tensor's values (those of the network loaded, :func:`inrarch.ir.loaded`) are part of it."""
     attrs = node.attrs
     if "weight" in attrs:  # a channel of the core of its weight pair, which has the pair's first formats
         group = node.meta.get("weight_pair", (node,))
         kinds = tuple(n.attrs["transposed"] for n in group)
-        structure = (id(attrs["weight"]), kinds, group.index(node), formats.weight_width(node),
-                     formats[group[0]], formats[group[0].inputs[0]])
+        structure = (id(attrs["weight"]), id(attrs["weight"].matrix), kinds, group.index(node),
+                     formats.weight_width(node), formats[group[0]], formats[group[0].inputs[0]])
     elif all(isinstance(value, (int, float)) for value in attrs.values()):
         structure = tuple(sorted(attrs.items()))
     else:
-        structure = id(node)  # its own constants or entries
+        # its own constants or entries, or the values of its runtime vector, and a mul_const's width
+        structure = (id(node), id(getattr(attrs.get("values"), "matrix", None)),
+                     formats.weight_width(node) if node.op == "mul_const" else None)
     return (node.op, structure, formats[node]) + tuple(formats[source] for source in node.inputs)
 
 

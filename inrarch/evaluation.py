@@ -174,21 +174,42 @@ def float64_tensors(fn):
         swaps.restore()
 
 
-def reference(fn, x):
+def reference(fn, x, weights=None):
     """``fn(x)`` computed in float64, whatever the dtype of the model and of ``x``.
 
     Returns a list of float64 tensors (one per output of ``fn``), detached from autograd. This is
-    what inrarch compares its hardware with.
+    what inrarch compares its hardware with. ``weights``, a ``torch.nn.Module`` of the same
+    architecture as the model ``fn`` computes with or a ``state_dict`` of one, replaces that
+    model's parameters and buffers for the call (a runtime-weight design loaded with ``weights``
+    computes this).
     """
     if not isinstance(x, torch.Tensor):
         x = torch.as_tensor(x)
-    with float64_tensors(fn), torch.enable_grad(), single_threaded():
+    with float64_tensors(fn) as modules, torch.enable_grad(), single_threaded(), _weights_of(modules, weights):
         try:
             outputs = fn(x.detach().to(torch.float64))
         except RuntimeError as error:
             raise CompileError(f"the function fails in float64: {first_line(error)}") from None
     outputs = [outputs] if isinstance(outputs, torch.Tensor) else list(flatten(outputs))
     return [output.detach().to(torch.float64) for output in outputs]
+
+
+@contextlib.contextmanager
+def _weights_of(modules, weights):
+    """Inside the block, the model among ``modules`` computes with ``weights`` (nothing changes for None)."""
+    if weights is None:
+        yield
+        return
+    # capture imports this module, and the weights module capture.
+    from .capture import one_model, parameters  # noqa: PLC0415
+    from .capture.runtime import substituted  # noqa: PLC0415
+    from .weights import parameter_values  # noqa: PLC0415
+
+    module = one_model(modules)
+    names = [name for name, _ in parameters(module)]
+    values = parameter_values(weights, names)
+    with substituted(module, names, [torch.from_numpy(values[name]) for name in names]):
+        yield
 
 
 @contextlib.contextmanager

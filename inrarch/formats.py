@@ -8,9 +8,11 @@ tanh, sigmoid, step: ``OpSpec.bound``) get that bound instead.
 The widths then come from one of three places:
 
 * :func:`search_formats` (what :func:`inrarch.compile` does by default) finds the fewest bits per
-  edge that keep every output within ``tolerance × max|reference|``, with matmul weights as
-  wide as the narrower port of the device's DSP multiplier (18 bits on a DSP48E2) or, where
-  those bound the error above the target, as wide as its wider port (27 bits). It measures the error of
+  edge that keep every output within ``tolerance × max|reference|``, with each stored matrix (and
+  each ``mul_const`` vector) as wide as the narrower port of the device's DSP multiplier (18 bits
+  on a DSP48E2) or, where that alone bounds the error above the target, as wide as its wider port
+  (27 bits): first all narrow; if that misses the target even with the widest edges, all wide,
+  and then each one back to narrow, the largest first, wherever the target still holds. It measures the error of
   candidate formats by bit-exact emulation of the hardware (:mod:`inrarch.emulate`) on the
   calibration samples against float64, and aims at ``tolerance / safety`` there so that inputs it
   never saw stay within the bar. First it bisects on one width for every edge; then, edge by edge
@@ -21,7 +23,14 @@ The widths then come from one of three places:
 * :func:`assign_formats` with ``forced`` gives every edge one format.
 
 Either way the result is a :class:`Formats`: the format of every node and the bits of every
-matmul's stored weights, which lowering, emulation and the report read.
+matmul's stored weights and every ``mul_const``'s constants, which lowering, emulation and the
+report read.
+
+A graph with runtime weights (``graph.program``) holds for a family of networks, given as
+``weight_sets``: the stored tensors of each example network (:func:`weight_set`). The ranges are
+the largest over all of them, and the search's errors the worst over all of them, so that the
+formats meet the tolerance for every example. The stored tensors' own formats hold their bounds
+(``node.meta["bound"]``, set by :func:`inrarch.compile` from the family), whatever the examples.
 """
 
 import functools
@@ -38,24 +47,25 @@ from sim.progress import progress_bar
 
 from .emulate import Emulator, relative_errors
 from .errors import CompileError
-from .ir import evaluate
+from .ir import evaluate, loaded, runtime_tensors
 from .ops import OPS
 from .passes import weight_pairs
 
-__all__ = ["Formats", "calibration_inputs", "assign_formats", "search_formats", "FormatSearch"]
+__all__ = ["Formats", "calibration_inputs", "assign_formats", "search_formats", "FormatSearch", "weight_set"]
 
 
 class Formats(Mapping):
     """The number format of every node of a graph (node → :class:`cores.fixed.Q`) and the bits of
-    the stored weights of every node with a matrix (the matmuls). Immutable: a change makes
-    another (the format search compares many).
+    the stored weights of every node with a matrix (the matmuls) and of the constants of every
+    ``mul_const``. Immutable: a change makes another (the format search compares many).
 
     Parameters
     ----------
     formats : dict
         Node → format.
     weight_widths : dict
-        Node → bits of its stored weights, for the nodes with ``attrs["weight"]``.
+        Node → bits of its stored weights, for the nodes with ``attrs["weight"]`` and the ``mul_const``
+        nodes.
     search : FormatSearch, optional
         What :func:`search_formats` found, when it chose these formats.
     """
@@ -75,7 +85,7 @@ class Formats(Mapping):
         return len(self._formats)
 
     def weight_width(self, node):
-        """Bits of the stored matrix ``node`` reads."""
+        """Bits of the stored matrix ``node`` reads, or of a ``mul_const``'s constants."""
         return self._weight_widths[node]
 
     def found_by(self, search):
@@ -89,14 +99,27 @@ class Formats(Mapping):
 
 
 
+def _per_element(domain):
+    """Whether ``domain`` gives one ``(low, high)`` per input element rather than one for all."""
+    return isinstance(domain[0], (tuple, list))
+
+
 def calibration_inputs(shape, domain, samples=256, seed=0):
-    """Points of the input domain: all corners (up to 64), the centre, and uniform random points."""
-    low, high = domain
+    """Points of the input domain: all corners (up to 64), the centre, and uniform random points.
+
+    ``domain`` is one ``(low, high)`` for every input element, or one per element.
+    """
     features = int(np.prod(shape))
+    if _per_element(domain):
+        low, high = (np.array([pair[k] for pair in domain], dtype=np.float64) for k in (0, 1))
+        sides = list(zip(low, high))
+    else:
+        low, high = domain
+        sides = [(low, high)] * features
     rng = np.random.default_rng(seed)
-    corners = list(itertools.islice(itertools.product((low, high), repeat=features), 64))
+    corners = list(itertools.islice(itertools.product(*sides), 64))
     points = np.concatenate([np.asarray(corners, dtype=np.float64).reshape(-1, features),
-                             np.full((1, features), (low + high) / 2.0),
+                             np.broadcast_to((low + high) / 2.0, (1, features)),
                              rng.uniform(low, high, size=(samples, features))])
     return points.reshape(-1, *shape)
 
@@ -106,7 +129,8 @@ def _ranges(graph, values, margin, domain):
     ranges = {}
     for node in graph.nodes:
         if node is graph.input:
-            ranges[node] = max(abs(domain[0]), abs(domain[1]))
+            ranges[node] = max(abs(bound) for pair in (domain if _per_element(domain) else [domain])
+                               for bound in pair)
         elif OPS[node.op].bound is not None:
             ranges[node] = OPS[node.op].bound
         else:
@@ -120,25 +144,72 @@ def _format(magnitude, width):
 
 
 def _formats(graph, ranges, widths, weight_bits):
-    """``widths[node]`` bits over each node's range, and ``weight_bits`` for every stored matrix."""
+    """``widths[node]`` bits over each node's range, and ``weight_bits[group]`` for each group of
+    :func:`_stored`."""
     formats = unify_shared_weight_formats(graph, {node: _format(ranges[node], widths[node]) for node in graph.nodes})
-    return Formats(formats, _weight_widths(graph, weight_bits))
+    return Formats(formats, _weight_widths(weight_bits))
 
 
-def _weight_widths(graph, bits):
-    return {node: bits for node in graph.nodes if "weight" in node.attrs}
+def _stored(graph):
+    """The stored operands whose width the search chooses, each a tuple of the nodes that share it:
+    the matmuls on one matrix, and each ``mul_const``."""
+    groups = {}
+    for node in graph.nodes:
+        if "weight" in node.attrs:
+            groups.setdefault(id(node.attrs["weight"]), []).append(node)
+        elif node.op == "mul_const":
+            groups[id(node)] = [node]
+    return [tuple(nodes) for nodes in groups.values()]
+
+
+def _weight_widths(weight_bits):
+    return {node: bits for group, bits in weight_bits.items() for node in group}
+
+
+def weight_set(graph, tensors):
+    """The stored tensors of ``graph`` for one network: ``tensors`` (what ``graph.program`` computes
+    for it), each shaped like the graph's runtime tensor it replaces."""
+    return [np.asarray(tensors[weight.runtime], dtype=np.float64).reshape(weight.matrix.shape)
+            for weight in runtime_tensors(graph)]
+
+
+def _each_set(graph, weight_sets, function):
+    """``function()`` for each network of ``weight_sets`` (None: the graph's own values), as a list."""
+    results = []
+    for tensors in weight_sets or [None]:
+        if tensors is None:
+            results.append(function())
+            continue
+        with loaded(graph, dict(zip((w.runtime for w in runtime_tensors(graph)), tensors))):
+            results.append(function())
+    return results
+
+
+def _largest_values(graph, x, weight_sets):
+    """Each node's values on ``x``, the largest magnitude over the networks of ``weight_sets``."""
+    runs = _each_set(graph, weight_sets, lambda: evaluate(graph, x))
+    return {node: np.max([np.abs(run[node]) for run in runs], axis=0) for node in graph.nodes}
+
+
+def _references(graph, x, weight_sets):
+    """The float64 outputs on ``x`` of each network of ``weight_sets``."""
+    return _each_set(graph, weight_sets, lambda: [values[node] for values in [evaluate(graph, x)]
+                                                  for node in graph.outputs])
 
 
 def assign_formats(graph, *, width=27, margin=2.0, domain=(-1.0, 1.0), forced=None, samples=256,
-                   weight_widths=ULTRASCALE_PLUS.weight_widths):
-    """The :class:`Formats` that give every node ``forced``, or ``width`` bits over its range.
+                   weight_widths=ULTRASCALE_PLUS.weight_widths, weight_sets=None):
+    """The :class:`Formats` that give every node ``forced``, or ``width`` bits over its range (the
+    largest over the networks of ``weight_sets``, for a graph with runtime weights).
 
-    Matmul weights get the narrowest of ``weight_widths`` (:attr:`devices.Device.weight_widths`).
+    Stored matrices and ``mul_const`` vectors get the narrowest of ``weight_widths``
+    (:attr:`devices.Device.weight_widths`).
     """
+    narrow = dict.fromkeys(_stored(graph), weight_widths[0])
     if forced is not None:
-        return Formats(dict.fromkeys(graph.nodes, forced), _weight_widths(graph, weight_widths[0]))
-    values = evaluate(graph, calibration_inputs(graph.input.shape, domain, samples))
-    return _formats(graph, _ranges(graph, values, margin, domain), dict.fromkeys(graph.nodes, width), weight_widths[0])
+        return Formats(dict.fromkeys(graph.nodes, forced), _weight_widths(narrow))
+    values = _largest_values(graph, calibration_inputs(graph.input.shape, domain, samples), weight_sets)
+    return _formats(graph, _ranges(graph, values, margin, domain), dict.fromkeys(graph.nodes, width), narrow)
 
 
 def unify_shared_weight_formats(graph, formats):
@@ -166,30 +237,39 @@ class FormatSearch:
     target: float
     uniform_width: int              # the narrowest single width for every edge that meets the target
     errors: list                    # per output: max |emulated - float64| / max |float64|, check points
-    weight_width: int               # bits of every stored matmul weight
+    weight_width: int               # bits of the widest stored matrix or mul_const vector
     trials: int                     # emulations run
     widened: int                    # bits the final check added to every edge
     bits_per_sample: dict = field(default_factory=dict)   # "uniform" / "searched": Σ width × elements
+    weight_widths: dict = field(default_factory=dict)     # bits of each stored matrix and mul_const vector
+    networks: int = 1               # networks the errors are the worst of (the examples of a weight family)
 
     def as_dict(self):
         return {"tolerance": self.tolerance, "target": self.target, "uniform_width": self.uniform_width,
-                "weight_width": self.weight_width, "errors": self.errors, "trials": self.trials,
-                "widened": self.widened, "bits_per_sample": self.bits_per_sample}
+                "weight_width": self.weight_width, "weight_widths": self.weight_widths, "errors": self.errors,
+                "trials": self.trials, "widened": self.widened, "bits_per_sample": self.bits_per_sample,
+                "networks": self.networks}
 
 
 class _Trials:
-    """Bit-exact errors of width choices, recomputing only what a change touches. ``formats`` are
-    the ones started or changed to last, ``weight_bits`` the bits of every stored matrix."""
+    """Bit-exact errors of width choices, the worst over the networks of ``weight_sets``,
+    recomputing only what a change touches. ``formats`` are the ones started or changed to last,
+    ``weight_bits`` the bits of each group of :func:`_stored`."""
 
-    def __init__(self, graph, ranges, x, references, bar, weight_bits=None):
+    def __init__(self, graph, ranges, x, weight_sets, bar, weight_bits=None):
         self.graph, self.ranges, self.x = graph, ranges, x
-        self.references = references
+        self.weight_sets = weight_sets
+        self.references = _references(graph, x, weight_sets)
         self.bar = bar
         self.weight_bits = weight_bits
         self.count = 0
-        self.emulator = None
+        self.emulators = None
         self.formats = None
         self.models = {}
+
+    def _errors(self, emulators):
+        return [max(errors) for errors in zip(*(relative_errors(emulator.outputs(), references)
+                                                for emulator, references in zip(emulators, self.references)))]
 
     def _try(self, widths):
         self.count += 1
@@ -201,22 +281,24 @@ class _Trials:
         be built at those widths, e.g. a function table too large for a very wide output)."""
         self.formats = self._try(widths)
         try:
-            self.emulator = Emulator(self.graph, self.formats, self.x, self.models)
+            self.emulators = _each_set(self.graph, self.weight_sets,
+                                       lambda: Emulator(self.graph, self.formats, self.x, self.models))
         except ValueError:
-            self.emulator = None
-            return [math.inf] * len(self.references)
-        return relative_errors(self.emulator.outputs(), self.references)
+            self.emulators = None
+            return [math.inf] * len(self.graph.outputs)
+        return self._errors(self.emulators)
 
     def change(self, widths, target):
         """Move to ``widths`` if its worst error is within ``target`` (return True); else stay."""
         formats = self._try(widths)
+        emulators = iter(self.emulators)
         try:
-            emulator = self.emulator.updated(formats)
+            updated = _each_set(self.graph, self.weight_sets, lambda: next(emulators).updated(formats))
         except ValueError:
             return False
-        if max(relative_errors(emulator.outputs(), self.references)) > target:
+        if max(self._errors(updated)) > target:
             return False
-        self.formats, self.emulator = formats, emulator
+        self.formats, self.emulators = formats, updated
         return True
 
 
@@ -237,16 +319,18 @@ def _expect(bar, remaining):
 
 def search_formats(graph, *, tolerance=1e-3, safety=8.0, margin=2.0, domain=(-1.0, 1.0), samples=256,
                    search_samples=32, min_width=4, max_width=36, weight_widths=ULTRASCALE_PLUS.weight_widths,
-                   progress=False):
+                   weight_sets=None, progress=False):
     """The formats with the fewest bits per node that keep each output within ``tolerance × max|ref|``.
 
     The ranges come from ``samples`` calibration points; the search measures errors on
     ``search_samples`` of them (and the domain's corners and centre), then checks the result on
     ``samples`` other points: where the error there exceeds ``2 * tolerance / safety``, every
     edge gets one more bit (up to ``max_width``) until it does not. ``progress=True`` shows the
-    trials on stderr, out of an upper bound that tightens as the search goes. Matmul weights take
-    the narrowest of ``weight_widths`` (:attr:`devices.Device.weight_widths`) with which the widest
-    edges meet the target.
+    trials on stderr, out of an upper bound that tightens as the search goes. Each stored matrix
+    and ``mul_const`` vector takes the narrowest of ``weight_widths``
+    (:attr:`devices.Device.weight_widths`) with which the widest edges meet the target. For a graph
+    with runtime weights, ``weight_sets`` (:func:`weight_set`) are the networks whose worst error
+    must meet it.
 
     Returns the :class:`Formats`, with what the search found in their ``search``
     (:class:`FormatSearch`); raises :class:`~inrarch.CompileError` when even
@@ -255,32 +339,50 @@ def search_formats(graph, *, tolerance=1e-3, safety=8.0, margin=2.0, domain=(-1.
     """
     with progress_bar("format search", enabled=progress, unit="trial") as bar:
         return _search(graph, tolerance, safety, margin, domain, samples, search_samples, min_width, max_width,
-                       weight_widths, bar)
+                       weight_widths, weight_sets, bar)
+
+
+def _stored_widths(graph, trials, uniform, weight_widths, target, tolerance, safety, max_width):
+    """The width of each stored operand (:func:`_stored`): all the narrowest of ``weight_widths`` when
+    that meets ``target`` at the widest edges; else all the widest, then each back to the narrowest,
+    the largest first, wherever the target still holds."""
+    groups = _stored(graph)
+    narrow, wide = weight_widths[0], weight_widths[-1]
+    trials.weight_bits = dict.fromkeys(groups, narrow)
+    if max(trials.start(uniform(max_width))) <= target or narrow == wide:
+        return trials.weight_bits
+    trials.weight_bits = dict.fromkeys(groups, wide)
+    widest = max(trials.start(uniform(max_width)))
+    if widest > target:
+        raise CompileError(f"even {max_width}-bit values and {wide}-bit weights miss the error target: "
+                           f"{widest:.2e} × max|ref| on calibration inputs, over tolerance {tolerance:g} / "
+                           f"safety {safety:g}")
+    for group in sorted(groups, key=lambda nodes: -_stored_elements(nodes[0])):
+        chosen = trials.weight_bits
+        trials.weight_bits = {**chosen, group: narrow}
+        if max(trials.start(uniform(max_width))) > target:
+            trials.weight_bits = chosen
+    return trials.weight_bits
+
+
+def _stored_elements(node):
+    return node.attrs["weight"].matrix.size if "weight" in node.attrs else node.numel
 
 
 def _search(graph, tolerance, safety, margin, domain, samples, search_samples, min_width, max_width, weight_widths,
-            bar):
+            weight_sets, bar):
     x = calibration_inputs(graph.input.shape, domain, samples)
-    values = evaluate(graph, x)
-    ranges = _ranges(graph, values, margin, domain)
+    ranges = _ranges(graph, _largest_values(graph, x, weight_sets), margin, domain)
     x_search = calibration_inputs(graph.input.shape, domain, search_samples)
-    trials = _Trials(graph, ranges, x_search, [evaluate(graph, x_search)[node] for node in graph.outputs], bar)
+    trials = _Trials(graph, ranges, x_search, weight_sets, bar)
     target = tolerance / safety
 
     def uniform(width):
         return dict.fromkeys(graph.nodes, width)
 
     span, widening = _bisections(min_width, max_width), max_width - min_width + 1
-    _expect(bar, len(weight_widths) + span + 1 + len(graph.nodes) * span + widening)
-    for weights in weight_widths:
-        trials.weight_bits = weights
-        widest = max(trials.start(uniform(max_width)))
-        if widest <= target:
-            break
-    else:
-        raise CompileError(f"even {max_width}-bit values and {weights}-bit weights miss the error target: "
-                           f"{widest:.2e} × max|ref| on calibration inputs, over tolerance {tolerance:g} / "
-                           f"safety {safety:g}")
+    _expect(bar, 2 + len(_stored(graph)) + span + 1 + len(graph.nodes) * span + widening)
+    weights = _stored_widths(graph, trials, uniform, weight_widths, target, tolerance, safety, max_width)
     _expect(bar, span + 1 + len(graph.nodes) * span + widening)
     low, high = min_width, max_width
     while low < high:
@@ -302,7 +404,7 @@ def _search(graph, tolerance, safety, margin, domain, samples, search_samples, m
             else:
                 low = middle + 1
     x_check = calibration_inputs(graph.input.shape, domain, samples, seed=1)
-    check = _Trials(graph, ranges, x_check, [evaluate(graph, x_check)[node] for node in graph.outputs], bar, weights)
+    check = _Trials(graph, ranges, x_check, weight_sets, bar, weights)
     _expect(bar, 1 + max_width - min(widths.values()))
     widened = 0
     errors = check.start(widths)
@@ -316,6 +418,11 @@ def _search(graph, tolerance, safety, margin, domain, samples, search_samples, m
                            "try a larger tolerance or margin, or a narrower domain")
     bits["searched"] = _bits(check.formats)
     _expect(bar, 0)
-    search = FormatSearch(tolerance=tolerance, target=target, uniform_width=high, weight_width=weights, errors=errors,
-                          trials=trials.count + check.count, widened=widened, bits_per_sample=bits)
+    names = {group: group[0].attrs["weight"].name if "weight" in group[0].attrs else group[0].name
+             for group in weights}
+    search = FormatSearch(tolerance=tolerance, target=target, uniform_width=high,
+                          weight_width=max(weights.values(), default=weight_widths[0]),
+                          weight_widths={names[group]: bits for group, bits in weights.items()}, errors=errors,
+                          trials=trials.count + check.count, widened=widened, bits_per_sample=bits,
+                          networks=len(weight_sets or [None]))
     return check.formats.found_by(search)

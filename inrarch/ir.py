@@ -6,6 +6,7 @@ Parameters are not nodes: they are constants held in the attributes of the ops t
 The ops, their attributes and their meaning are registered in :mod:`inrarch.ops`.
 """
 
+import contextlib
 import hashlib
 from dataclasses import dataclass, field
 
@@ -13,18 +14,38 @@ import numpy as np
 
 from .ops import OPS
 
-__all__ = ["Node", "Graph", "Weight", "evaluate"]
+__all__ = ["Node", "Graph", "Weight", "evaluate", "runtime_tensors", "loaded"]
 
 
 @dataclass(frozen=True, eq=False)
 class Weight:
-    """A stored matrix, shared by every matmul that reads it (as W or as Wᵀ)."""
+    """A stored tensor: a matrix, shared by every matmul that reads it (as W or as Wᵀ), or the
+    constant vector of an ``add_const`` or ``mul_const`` that a runtime-weight design loads.
+
+    Attributes
+    ----------
+    name : str
+    matrix : numpy.ndarray
+        Its values; for a runtime tensor, those of the model it was captured from (the example).
+    runtime : int or None
+        For a tensor the design loads at run time, its output index in the graph's
+        :class:`~inrarch.capture.runtime.WeightProgram`, which computes it from any model's
+        parameters; None for a constant of the hardware.
+    fingerprint : str
+        For a runtime tensor, the digest of its values at the example and at the probes
+        (:attr:`~inrarch.capture.runtime.RuntimeTensor.fingerprint`).
+    """
 
     name: str
     matrix: np.ndarray
+    runtime: int = None
+    fingerprint: str = ""
 
     @property
     def digest(self):
+        """Equal for equal tensors: the values of a constant, the function of the parameters of a runtime tensor."""
+        if self.runtime is not None:
+            return self.fingerprint
         return hashlib.sha256(np.ascontiguousarray(self.matrix).tobytes() + str(self.matrix.shape).encode()).hexdigest()
 
 
@@ -71,11 +92,13 @@ class Node:
 class Graph:
     """A DAG of :class:`Node` with one ``input`` node and an ordered list of outputs."""
 
-    def __init__(self, input_node, outputs, nodes, weights=()):
+    def __init__(self, input_node, outputs, nodes, weights=(), program=None):
         self.input = input_node
         self.outputs = list(outputs)
         self.nodes = list(nodes)
         self.weights = list(weights)
+        #: The :class:`~inrarch.capture.runtime.WeightProgram` of a runtime-weight graph, else None.
+        self.program = program
 
     def users(self):
         users = {node: [] for node in self.nodes}
@@ -137,3 +160,31 @@ def evaluate(graph, x):
             continue
         values[node] = OPS[node.op].semantics(node, [values[source] for source in node.inputs])
     return values
+
+
+def runtime_tensors(graph):
+    """The stored tensors of ``graph`` that a runtime-weight design loads, by their program output."""
+    found = {}
+    for node in graph.nodes:
+        for value in node.attrs.values():
+            if isinstance(value, Weight) and value.runtime is not None:
+                found.setdefault(value.runtime, value)
+    return [found[index] for index in sorted(found)]
+
+
+@contextlib.contextmanager
+def loaded(graph, tensors):
+    """Inside the block, every runtime stored tensor of ``graph`` holds ``tensors[weight.runtime]`` (what
+    ``graph.program`` computes for another model), as a design does once it loaded that model."""
+    saved = []
+    try:
+        for weight in runtime_tensors(graph):
+            saved.append((weight, weight.matrix))
+            value = np.asarray(tensors[weight.runtime], dtype=np.float64)
+            if value.shape != weight.matrix.shape:
+                value = value.reshape(weight.matrix.shape)
+            object.__setattr__(weight, "matrix", value)
+        yield
+    finally:
+        for weight, matrix in saved:
+            object.__setattr__(weight, "matrix", matrix)

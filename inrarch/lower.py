@@ -154,6 +154,17 @@ class Netlist:
         cores = [instance for instance in self.instances if instance is not self.source]
         return max(cores, key=lambda instance: instance.busy_cycles, default=self.source)
 
+    def loaded(self):
+        """The instances whose cores hold runtime weights (their models' ``runtime_weights``), a core
+        shared by two instances once, in netlist order: the order of their segments in the weight
+        image."""
+        found, seen = [], set()
+        for instance in self.instances:
+            if getattr(instance.core, "runtime_weights", False) and id(instance.blueprint) not in seen:
+                seen.add(id(instance.blueprint))
+                found.append(instance)
+        return found
+
     def readers(self, instance):
         """The streams that carry ``instance``'s output, in netlist order."""
         return self.readers_by_source().get(id(instance), [])
@@ -353,8 +364,6 @@ def lower(graph, formats, *, device=ULTRASCALE_PLUS, dsp_budget=None, max_parall
     multipliers of ``device`` (:class:`devices.Device`), and the cores that multiply get the
     pipeline registers they need at ``clock_mhz`` on it (:meth:`devices.Device.pipelining`).
     """
-    if lanes is not None and lanes < 1:
-        raise CompileError(f"lanes must be at least 1, not {lanes}")
     folding = _Folding(graph, formats, device, max_parallel, clock_mhz)
     if lanes is None and dsp_budget is not None:
         lanes, pace = choose_lanes(folding, dsp_budget, batch)

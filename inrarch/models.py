@@ -12,7 +12,7 @@ import math
 import torch
 from torch import nn
 
-__all__ = ["Siren", "siren", "default_siren", "mlp", "Gaussian", "FourierFeatures", "fourier_features", "SkipMLP",
+__all__ = ["Siren", "siren", "default_siren", "mlp", "Gaussian", "Finer", "FourierFeatures", "fourier_features", "SkipMLP",
            "skip_mlp", "ACTIVATIONS"]
 
 
@@ -103,10 +103,17 @@ class _Cosine(nn.Module):
         return torch.cos(x)
 
 
+class Finer(nn.Module):
+    """FINER's variable-periodic activation ``sin((|x| + 1) x)`` (Liu et al., 2024)."""
+
+    def forward(self, x):
+        return torch.sin((torch.abs(x) + 1) * x)
+
+
 #: Activation names accepted by :func:`mlp`, :func:`fourier_features` and :func:`skip_mlp`.
 ACTIVATIONS = {"tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "relu": nn.ReLU, "softplus": nn.Softplus, "sin": _Sine,
                "cos": _Cosine, "gaussian": Gaussian, "silu": nn.SiLU, "elu": nn.ELU, "leaky_relu": nn.LeakyReLU,
-               "identity": nn.Identity}
+               "finer": Finer, "identity": nn.Identity}
 
 
 def _activation(name):

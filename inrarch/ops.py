@@ -16,8 +16,9 @@ Ops
 ``add``, ``sub``, ``mul``   element-wise on two inputs of the same shape
 ``neg``                     element-wise
 ``scale``                   ``a * value``; attrs: ``value`` (float)
-``add_const``, ``mul_const`` ``a (+|*) values``; attrs: ``values`` (array of the node's shape)
-``sin`` ``cos`` ``tanh`` ``sigmoid`` ``exp`` ``relu`` ``step`` ``softplus`` ``sqrt``
+``add_const``, ``mul_const`` ``a (+|*) values``; attrs: ``values`` (array of the node's shape, or
+                            with runtime weights a :class:`~inrarch.ir.Weight` the design loads)
+``sin`` ``cos`` ``tanh`` ``sigmoid`` ``exp`` ``relu`` ``step`` ``softplus`` ``sqrt`` ``abs``
                             ``f(scale * a)``; attrs: ``scale`` (float); ``sqrt`` is 0 for
                             arguments ≤ 0
 ``matmul``                  rows of ``a`` (M, K) times a stored matrix: ``(M, N)``;
@@ -58,7 +59,7 @@ import torch
 from .errors import CompileError
 
 __all__ = ["OpSpec", "Fold", "Lowered", "Endpoint", "OPS", "REFUSED", "register", "nonlinear", "computed_alone",
-           "multiplying", "captures", "refuse", "translation", "refusal", "captured", "core_class"]
+           "multiplying", "captures", "refuse", "translation", "refusal", "captured", "core_class", "constant_values"]
 
 aten = torch.ops.aten
 
@@ -288,19 +289,32 @@ register(OpSpec("scale", semantics=lambda node, args: args[0] * node.attrs["valu
                     {"lanes": lanes, **multiplying(target)}))))
 
 
+def constant_values(node):
+    """The values of an ``add_const`` or ``mul_const``: its array, or a stored tensor's
+    (:class:`~inrarch.ir.Weight`, runtime weights) current values."""
+    values = node.attrs["values"]
+    return getattr(values, "matrix", values)
+
+
 def _constants(multiplies):
     def arguments(node, formats, target, lanes):
+        values = constant_values(node).reshape(-1)
+        kwargs = {"lanes": lanes, **(multiplying(target) if multiplies else {})}
+        if multiplies:
+            kwargs["const_width"] = formats.weight_width(node)
+        if "bound" in node.meta:
+            # A loaded vector (runtime weights, inrarch.weights): its core gives every lane the
+            # beat's element.
+            return (formats[node.inputs[0]], formats[node], values), {**kwargs, "bound": node.meta["bound"]}
         # The core's lanes hold consecutive elements of one constant vector; with a sample in every
         # lane, each beat meets the same element in all of them.
-        values = np.repeat(node.attrs["values"].reshape(-1), lanes)
-        return (formats[node.inputs[0]], formats[node], values), \
-            {"lanes": lanes, **(multiplying(target) if multiplies else {})}
+        return (formats[node.inputs[0]], formats[node], np.repeat(values, lanes)), kwargs
     return arguments
 
 
-register(OpSpec("add_const", semantics=lambda node, args: args[0] + node.attrs["values"],
+register(OpSpec("add_const", semantics=lambda node, args: args[0] + constant_values(node),
                 core="cores.elementwise.AddConst", lowering=computed_alone("cores.elementwise.AddConst", _constants(False))))
-register(OpSpec("mul_const", semantics=lambda node, args: args[0] * node.attrs["values"],
+register(OpSpec("mul_const", semantics=lambda node, args: args[0] * constant_values(node),
                 core="cores.elementwise.MulConst", lowering=computed_alone("cores.elementwise.MulConst", _constants(True)),
                 refusals={"reciprocal": "division by a streamed value is not supported"}))
 
@@ -339,7 +353,8 @@ def _lower_matmul(node, formats, target, lanes):
                           (first.attrs["weight"].matrix, formats[first.inputs[0]], formats[first]),
                           {"channels": tuple("transpose" if n.attrs["transposed"] else "forward" for n in group),
                            "parallel": _matmul_parallel(node, target), "lanes": lanes,
-                           "weight_width": max(formats.weight_width(n) for n in group), "dsp_shape": target.multiplier})
+                           "weight_width": max(formats.weight_width(n) for n in group),
+                           "weight_bound": first.meta.get("bound"), "dsp_shape": target.multiplier})
     channels = [blueprint.model.channel(k) for k in range(len(group))]
     return Lowered(blueprint, {n: Endpoint(channel.inputs, channel.output, channel) for n, channel in zip(group, channels)})
 
@@ -403,6 +418,7 @@ nonlinear("exp", np.exp, "cores.nonlinear.Exp")
 nonlinear("relu", lambda v: np.maximum(v, 0.0), "cores.nonlinear.Relu")
 nonlinear("step", lambda v: (v > 0).astype(np.float64), "cores.nonlinear.Step", bound=1.0, aten_names=())
 nonlinear("softplus", lambda v: np.logaddexp(0.0, v), "cores.nonlinear.Softplus", aten_names=())
+nonlinear("abs", np.abs, "cores.nonlinear.Abs")
 nonlinear("sqrt", lambda v: np.sqrt(np.maximum(v, 0.0)), "cores.nonlinear.Sqrt", refusals={
     "rsqrt": "there is no reciprocal square-root core (a derivative of sqrt needs one)",
     "norm": "use torch.linalg.vector_norm (the 2-norm is supported)",
@@ -567,12 +583,23 @@ def _where(tr, target, args, kwargs):
     return tr.where(*args)
 
 
+@captures("step", "sign", "sgn")
+def _sign(tr, target, args, kwargs):
+    # sign(x) = step(x) - step(-x); torch writes the derivative of abs with it.
+    return tr.binary("sub", tr.nonlinear("step", args[0]), tr.nonlinear("step", args[0], scale=-1.0))
+
+
 # Refusals of aten ops no op captures ---------------------------------------------------------
 refuse("there is no log core", "log", "log1p", "log_sigmoid_forward")
-refuse("there is no abs core", "abs")
-refuse("there is no sign core", "sign")
-refuse("there is no clamp core", "clamp")
-refuse("GELU needs erf, or for approximate='tanh' a division in its second derivative", "gelu")
+refuse("there is no clamp core: write clamp(x, lo, hi) as lo + relu(x - lo) - relu(x - hi)", "clamp")
+refuse("write clamp(x, min=lo) as lo + relu(x - lo)", "clamp_min")
+refuse("write clamp(x, max=hi) as hi - relu(hi - x)", "clamp_max")
+refuse("write maximum(a, b) as b + relu(a - b) and minimum(a, b) as a - relu(a - b)", "maximum", "minimum")
+refuse("GELU needs erf, or for approximate='tanh' a division in its second derivative: x * torch.sigmoid(1.702 * x) "
+       "is its sigmoid approximation, or use SiLU", "gelu")
+refuse("normalizing divides by a streamed standard deviation, and there is no reciprocal core: leave the "
+       "normalization out (SIREN and PINN MLPs need none)", "native_layer_norm", "native_group_norm")
+refuse("softmax divides by a streamed sum, and there is no reciprocal core", "_softmax", "_log_softmax")
 refuse("its output shape depends on the data (dynamic shapes are not supported)", "nonzero", "masked_select")
 refuse("indexing with a tensor is not supported (boolean masks give data-dependent shapes)", "index")
 refuse("data-dependent control flow is not supported: the function reads a tensor's value in Python "

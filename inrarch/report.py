@@ -1,8 +1,11 @@
 """A design's report: the figures ``report.json`` and :attr:`inrarch.Design.report` hold."""
 
+from cores.weights import WORD_BITS
+
+from .schedule import solve_load
 from .solver_report import add_solver_report, fifo_entries
 
-__all__ = ["count_multipliers", "design_report"]
+__all__ = ["count_multipliers", "design_report", "weights_report"]
 
 
 def _cores(netlist):
@@ -19,15 +22,17 @@ def count_multipliers(netlist):
 def design_report(design):
     """The report of a :class:`~inrarch.design.Design`: cycles, latency, the optional pipeline
     registers of its cores (:class:`cores.pipelining.Pipelining`), buffer memory, multipliers,
-    formats, the format search and the solver's figures (:func:`inrarch.solver_report.add_solver_report`)."""
-    clock = design.options["clock_mhz"]
-    fifos = fifo_entries(design.netlist, design.schedule.depths, design.options["device"])
+    formats, the format search, how it takes its weights (:func:`weights_report`) and the solver's
+    figures (:func:`inrarch.solver_report.add_solver_report`)."""
+    options = design.options
+    clock = options.clock_mhz
+    fifos = fifo_entries(design.netlist, design.schedule.depths, options.device)
     weights = {id(node.attrs["weight"]) for node in design.graph.nodes if "weight" in node.attrs}
     return add_solver_report({
         "batch": design.schedule.batch,
         "cycles_predicted": design.schedule.cycles,
         "clock_mhz": clock,
-        "pipelining": design.options["pipelining"].as_dict(),
+        "pipelining": options.pipelining.as_dict(),
         "latency_us": design.schedule.cycles / clock,
         "first_sample_cycles": design.schedule.first_sample_cycles,
         "lanes": design.netlist.lanes,
@@ -37,14 +42,36 @@ def design_report(design):
         "fifo_count": len(fifos),
         "multipliers": count_multipliers(design.netlist),
         "dsp_estimate": design.netlist.dsps,
-        "dsp_budget": design.options["dsp_budget"],
+        "dsp_budget": options.budget,
         "macs_per_sample": design.graph.macs(),
         "weight_matrices": len(weights),
         "weight_bits": sum(getattr(core, "weight_bits", 0) for core in _cores(design.netlist)),
         "ops": design.graph.op_counts(),
         "input_format": str(design.input_format),
         "output_formats": [str(f) for f in design.output_formats],
+        "input": {"port": "x", "shape": list(design.graph.input.shape[1:]), "format": str(design.input_format),
+                  "domain": options.as_dict()["domain"]},
+        "outputs": [{"port": stream.port, "shape": list(shape), "format": str(fmt), "meaning": meaning}
+                    for stream, shape, fmt, meaning in zip(design.netlist.outputs, design.output_shapes,
+                                                           design.output_formats, design.output_meanings)],
         "formats": {node.name: str(design.formats[node]) for node in design.graph.nodes},
-        "format_search": design.options["format_search"],
+        "format_search": design.format_search.as_dict() if design.format_search else None,
         "compile_seconds": round(sum(v for k, v in design.timings.items() if k != "verilog_seconds"), 3),
-    }, design.netlist, design.schedule, design.options["device"])
+        **weights_report(design),
+    }, design.netlist, design.schedule, options.device)
+
+
+def weights_report(design):
+    """How a design takes its weights: ``"weights"`` (``"constant"`` or ``"runtime"``) and, for runtime
+    weights, the family it accepts (each tensor's name, shape, bound and largest magnitude in the
+    examples), its weight image (words, bytes, and each core's segment: words, element format and
+    the stored tensor's bound) and the cycles a load takes (:func:`inrarch.schedule.solve_load`)."""
+    if not design.runtime_weights:
+        return {"weights": "constant"}
+    bounds = {instance.name: instance.node.meta["bound"] for instance in design.netlist.loaded()}
+    parts = [{"core": segment.core, "words": segment.layout.words, "format": str(segment.layout.format),
+              "bound": bounds[segment.core]} for segment in design.segments]
+    words = design.weight_words
+    return {"weights": "runtime", "weight_family": design.family.as_dict(),
+            "weight_image_words": words, "weight_image_bytes": words * WORD_BITS // 8,
+            "weight_segments": parts, "weight_load_cycles": solve_load(design.netlist)}

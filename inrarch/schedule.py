@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from cores.plumbing import StreamFIFO
+from cores.weights import LOAD_LATENCY
 
-__all__ = ["SolvedSchedule", "solve"]
+__all__ = ["SolvedSchedule", "solve", "solve_load"]
 
 
 @dataclass
@@ -58,6 +59,18 @@ def solve(netlist, batch):
     if batch not in netlist.schedules:
         netlist.schedules[batch] = _solve(netlist, batch)
     return netlist.schedules[batch]
+
+
+def solve_load(netlist):
+    """Cycles a weight load takes in ``netlist``, from the cycle its ``weights`` port takes an image's
+    first word to the first cycle it can take a sample; None for a netlist without runtime weights.
+
+    The design's :class:`cores.weights.WeightLoader` takes the image one word a cycle, the segment
+    of every core that holds runtime weights in turn, and lets samples in
+    :data:`cores.weights.LOAD_LATENCY` cycles after the last word.
+    """
+    words = sum(instance.core.weight_layout.words for instance in netlist.loaded())
+    return words + LOAD_LATENCY if words else None
 
 
 def _solve(netlist, batch):

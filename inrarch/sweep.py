@@ -1,19 +1,23 @@
-"""``python -m inrarch.sweep``: a design-space sweep, one ``python -m inrarch.build`` per point, on Dask.
+"""``python -m inrarch.sweep``: a design-space sweep, one :func:`inrarch.build.build` per point, on Dask.
 
-Every flag of the grid (``--model``, ``--order``, ``--dsp-budget``, ``--tolerance``, ``--bits``,
-``--board``, ``--batch`` and the default SIREN's ``--width``, ``--depth``, ``--w0``) takes several
-values; the sweep builds every combination. Each point compiles and estimates; ``--synth``,
-``--simulate`` and ``--run-vendor`` add those stages, as they do to the build.
+Every flag of the grid (``--model`` or ``--function``, ``--order``, ``--dsp-budget``,
+``--tolerance``, ``--bits``, ``--board``, ``--batch`` and the default SIREN's ``--width``,
+``--depth``, ``--w0``) takes several values; the sweep builds every combination, with ``--domain``
+and ``--inputs`` for all of them. Each point compiles and estimates; ``--synth``, ``--simulate``
+and ``--run-vendor`` add those stages, as they do to the build.
 
 The points run as tasks of a ``dask.distributed`` cluster: by default an embedded ``LocalCluster``
 with one single-threaded worker process per core (``--workers`` changes the count), or an existing
-cluster with ``--scheduler tcp://host:8786``. A point runs :func:`inrarch.build.main` into
-``OUT/points/KEY/``; a remote cluster's workers therefore need ``OUT`` on a shared file system.
+cluster with ``--scheduler tcp://host:8786``. A point runs :func:`inrarch.build.build` into
+``OUT/points/NAME/``, named by its values (``o2_b16_dsp1000``, :func:`point_name`); a remote
+cluster's workers therefore need ``OUT`` on a shared file system.
 
-Writes ``OUT/results.csv`` and ``OUT/results.json`` (one row per point: its configuration,
-cycles, first-sample latency, DSPs, BRAM, buffer memory, max error, Fmax when run, the wall time
-of each stage, and the one-line error of a point that failed), ``OUT/pareto.png`` (cycles against
-DSPs, coloured by error) and prints the Pareto front.
+Writes ``OUT/results.csv`` and ``OUT/results.json`` (one row per point: its folder's name, its
+configuration, cycles, lanes, first-sample latency, DSPs, BRAM, buffer memory, max error, Fmax
+when run, the wall time of each stage, the one-line error of a point that failed and its cache
+key), ``OUT/pareto.png`` (cycles against DSPs, one panel per thing computed: each function, each
+model at each order; labelled points coloured by error on whole decades) and prints the Pareto
+front of each.
 
 Each point's row is cached in ``OUT/cache/`` (or ``--cache DIR``) under a hash of the model's
 parameters, the point's options and the project's version and source revision, as soon as it
@@ -24,13 +28,14 @@ Exit codes: 0 every point succeeded, 1 some point failed (its row says why), 2 a
 """
 
 import argparse
-import contextlib
+import collections
 import csv
 import hashlib
 import importlib.metadata
 import io
 import itertools
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -39,22 +44,27 @@ import threading
 import time
 from pathlib import Path
 
-import torch
 from dask.distributed import Client, LocalCluster, as_completed
 from dask.distributed import progress as progress_bar
 
 from . import build
 from .errors import InrarchError
+from .evaluation import first_line
 
-__all__ = ["main", "grid", "model_digest", "point_key", "run_point", "run_sweep", "pareto_front", "write_results"]
+__all__ = ["main", "grid", "model_digest", "point_key", "point_name", "point_config", "run_point", "run_sweep",
+           "pareto_front", "pareto_fronts", "write_results"]
 
 DEFAULT_MODEL = "siren"
 # Flag → value type of the grid's axes, in the order of the rows' columns.
-AXES = {"model": str, "order": int, "batch": int, "dsp_budget": int, "tolerance": float, "bits": int,
-        "board": str, "width": int, "depth": int, "w0": float}
+AXES = {"model": str, "function": str, "order": int, "batch": int, "dsp_budget": int, "tolerance": float,
+        "bits": int, "board": str, "width": int, "depth": int, "w0": float}
+# How a point's folder names the value of each axis: o2_dsp1000_b16.
+_FOLDER_PREFIXES = {"order": "o", "batch": "b", "dsp_budget": "dsp", "tolerance": "tol", "bits": "bits",
+                    "width": "w", "depth": "d", "w0": "w0_"}
 STAGES = ("synth", "simulate", "run_vendor")
 STAGE_SECONDS = ("compile_seconds", "verilog_seconds", "simulate_seconds", "synth_seconds", "vendor_seconds")
-METRICS = ("status", "cycles", "first_sample_latency_cycles", "latency_us", "dsp", "bram36", "uram", "buffer_kib",
+METRICS = ("status", "cycles", "lanes", "first_sample_latency_cycles", "latency_us", "dsp", "bram36", "uram",
+           "buffer_kib",
            "max_error", "error_source", "synth_dsp", "synth_lut", "fmax_mhz", *STAGE_SECONDS, "total_seconds",
            "error", "key", "directory")
 # The packages whose source decides a point's result: uncommitted changes to them change the keys.
@@ -63,29 +73,41 @@ _SOURCE_PACKAGES = ("inrarch", "cores", "devices", "boards", "sim")
 _RETRIES = 2
 # Workers that imported torch take seconds to exit on a loaded machine: Dask's default 5 s kills them noisily.
 _CLOSE_SECONDS = 30
-# A worker process runs one point at a time: the build's stdout and stderr are captured per point.
+# Capture patches torch's tracing and swaps the model's tensors for float64 copies while it runs:
+# a worker with several threads (a remote cluster's default) builds one point at a time.
 _BUILD_LOCK = threading.Lock()
 
 
-def grid(axes, stages=()):
-    """Every combination of the ``axes`` values, as point dicts: ``{"config": {...}, "stages": [...]}``.
+def grid(axes, stages=(), options=None):
+    """Every combination of the ``axes`` values, as point dicts:
+    ``{"config": {...}, "stages": [...], "options": {...}}``.
 
     ``axes`` maps axis names (keys of :data:`AXES`) to lists of values; an axis left out keeps the
-    build's default and does not appear in the configs.
+    build's default and does not appear in the configs. ``options`` holds fields of
+    :class:`inrarch.build.BuildConfig` that every point shares (``domain``, ``inputs``).
     """
     names = [name for name in AXES if axes.get(name)]
-    return [{"config": dict(zip(names, values)), "stages": sorted(stages)}
+    return [{"config": dict(zip(names, values)), "stages": sorted(stages), "options": dict(options or {})}
             for values in itertools.product(*(axes[name] for name in names))]
 
 
-def _build_argv(point, out):
-    argv = []
+def _spec_name(spec):
+    """A short name for a ``path.py:attr`` spec: its attribute."""
+    return spec if spec == DEFAULT_MODEL else spec.rpartition(":")[2]
+
+
+def point_name(point):
+    """A readable folder name for ``point``: its axes' values, ``o2_dsp1000_b16`` (the model or
+    function by its attribute, the board by its name)."""
+    parts = []
     for name, value in point["config"].items():
-        if name == "model" and value == DEFAULT_MODEL:
-            continue
-        argv += [f"--{name.replace('_', '-')}", str(value)]
-    argv += [f"--{stage.replace('_', '-')}" for stage in point["stages"]]
-    return [*argv, "--no-progress", "--out", str(out)]
+        if name in ("model", "function"):
+            parts.append(_spec_name(value))
+        elif name == "board":
+            parts.append(value)
+        else:
+            parts.append(f"{_FOLDER_PREFIXES[name]}{value:g}")
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in "_".join(parts)) or "default"
 
 
 def _source_revision():
@@ -108,18 +130,14 @@ def _project_version():
         return "unknown"
 
 
-def model_digest(config):
-    """A digest of the parameters and buffers of the model a point compiles (and of its file, if any)."""
-    spec = config.get("model", DEFAULT_MODEL)
-    options = {name: config[name] for name in ("width", "depth", "w0") if name in config}
-    model, _ = build.load_model(None if spec == DEFAULT_MODEL else spec, **options)
-    digest = hashlib.sha256()
-    if spec != DEFAULT_MODEL:
-        digest.update(Path(spec.partition(":")[0]).read_bytes())
-    for name, tensor in model.state_dict().items():
-        tensor = tensor.detach().cpu().contiguous()
-        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
-        digest.update(tensor.view(-1).view(dtype=torch.uint8).numpy().tobytes())
+def model_digest(point):
+    """A digest of the parameters and buffers of the model or function a point compiles (and of its file,
+    if any): :func:`inrarch.loading.parameter_hash`, as the build's report gives it."""
+    config = point_config(point, ".")
+    digest = hashlib.sha256(build.load_subject(config).built["parameter_hash"].encode())
+    for spec in (config.model, config.function):
+        if spec:
+            digest.update(Path(spec.rpartition(":")[0]).read_bytes())
     return digest.hexdigest()
 
 
@@ -128,12 +146,6 @@ def point_key(point, model_hash, revision):
     text = json.dumps({"point": point, "model": model_hash, "version": _project_version(), "revision": revision},
                       sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:20]
-
-
-def _first_line(text):
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    errors = [line for line in lines if line.startswith("error:")]
-    return (errors or lines or ["failed with no message"])[-1].removeprefix("error:").strip()
 
 
 def _row(point, report, seconds, error):
@@ -148,6 +160,7 @@ def _row(point, report, seconds, error):
     fmax = [clock["achieved_mhz"] for clock in report.get("vendor_run", {}).get("fmax_mhz", {}).values()]
     row.update({
         "cycles": report["cycles_predicted"],
+        "lanes": report["lanes"],
         "first_sample_latency_cycles": max((path["latency"] for path in paths), default=None),
         "latency_us": report["latency_us"],
         "dsp": estimate["DSP"],
@@ -164,8 +177,16 @@ def _row(point, report, seconds, error):
     return row
 
 
+def point_config(point, directory):
+    """The :class:`inrarch.build.BuildConfig` of ``point``, building into ``directory``."""
+    values = {name: value for name, value in point["config"].items()
+              if not (name == "model" and value == DEFAULT_MODEL)}
+    return build.BuildConfig(**point.get("options", {}), **values, **dict.fromkeys(point["stages"], True),
+                             out=directory)
+
+
 def run_point(point, directory):
-    """Build ``point`` into ``directory`` with :func:`inrarch.build.main`; returns its row.
+    """Build ``point`` into ``directory`` with :func:`inrarch.build.build`; returns its row.
 
     A point that the build refuses or fails returns a row with ``status`` "failed" and the build's
     one-line error: the sweep goes on. The metrics of a simulation that failed its checks are kept,
@@ -175,18 +196,21 @@ def run_point(point, directory):
     directory = Path(directory)
     shutil.rmtree(directory, ignore_errors=True)
     directory.parent.mkdir(parents=True, exist_ok=True)
-    output = io.StringIO()
     with _BUILD_LOCK:
         start = time.perf_counter()
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(output):
-            try:
-                code = build.main(_build_argv(point, directory))
-            except SystemExit as exit:  # the build's argument parser refused a value
-                code = exit.code
+        report, error = None, None
+        try:
+            result = build.build(point_config(point, directory))
+            report = result.report
+            if result.problems:
+                error = f"the simulation failed: {'; '.join(result.problems)}"
+        except InrarchError as failure:
+            error = build.error_line(failure)
+        except build.ToolFailure as failure:
+            tail = failure.log_tail.splitlines()
+            error = f"{failure}{': ' + tail[-1].strip() if tail else ''}"
         seconds = time.perf_counter() - start
-    report_path = directory / "report.json"
-    report = json.loads(report_path.read_text()) if report_path.exists() else None
-    row = _row(point, report, seconds, _first_line(output.getvalue()) if code else None)
+    row = _row(point, report, seconds, error)
     row["directory"] = str(directory) if report is not None else None
     return row
 
@@ -213,28 +237,30 @@ def run_sweep(points, client, out, cache=None, progress=False):
     digests = {}
     keyed = {}
     for point in points:
-        model = tuple(point["config"].get(name) for name in ("model", "width", "depth", "w0"))
+        model = json.dumps([point["config"].get(name) for name in ("model", "function", "width", "depth", "w0")]
+                           + [point.get("options", {})], sort_keys=True)
         if model not in digests:
-            digests[model] = model_digest(point["config"])
+            digests[model] = model_digest(point)
         keyed.setdefault(point_key(point, digests[model], revision), point)
+    folders = _folders(keyed)
     rows = {}
     for key in keyed:
         if (cache / f"{key}.json").exists():
-            rows[key] = json.loads((cache / f"{key}.json").read_text())
+            rows[key] = {**json.loads((cache / f"{key}.json").read_text()), "name": folders[key]}
     pending = {key: point for key, point in keyed.items() if key not in rows}
-    futures = {client.submit(run_point, point, out / "points" / key, retries=_RETRIES, pure=False): key
+    futures = {client.submit(run_point, point, out / "points" / folders[key], retries=_RETRIES, pure=False): key
                for key, point in pending.items()}
 
     def collect():
         for future in as_completed(list(futures)):
             key = futures[future]
             if future.status == "finished":
-                row = {**future.result(), "key": key}
+                row = {**future.result(), "key": key, "name": folders[key]}
                 _write_atomically(cache / f"{key}.json", json.dumps(row, sort_keys=True))
             else:
                 error = future.exception()
-                row = {**_row(pending[key], None, 0.0, f"{type(error).__name__}: {_first_line(str(error))}"),
-                       "key": key}
+                row = {**_row(pending[key], None, 0.0, f"{type(error).__name__}: {first_line(error)}"),
+                       "key": key, "name": folders[key]}
             rows[key] = row
 
     collector = threading.Thread(target=collect, name="sweep-results", daemon=True)
@@ -243,6 +269,13 @@ def run_sweep(points, client, out, cache=None, progress=False):
         progress_bar(list(futures))
     collector.join()
     return [rows[key] for key in keyed], len(futures)
+
+
+def _folders(keyed):
+    """``{key: folder name}``: :func:`point_name`, with the key's start added where two points share one."""
+    names = {key: point_name(point) for key, point in keyed.items()}
+    counts = collections.Counter(names.values())
+    return {key: name if counts[name] == 1 else f"{name}_{key[:8]}" for key, name in names.items()}
 
 
 def pareto_front(rows):
@@ -254,8 +287,25 @@ def pareto_front(rows):
     return sorted(front, key=lambda row: (row["dsp"], row["cycles"]))
 
 
+def computes(row):
+    """What a point computes, which only points computing the same compare with: its function, or
+    its model and derivative order ("siren, order 2")."""
+    if row.get("function"):
+        return _spec_name(row["function"])
+    return f"{_spec_name(row.get('model', DEFAULT_MODEL))}, order {row.get('order', 1)}"
+
+
+def pareto_fronts(rows):
+    """``{what a point computes: its Pareto front}`` (:func:`computes`, :func:`pareto_front`), in
+    the order the rows first name them."""
+    groups = {}
+    for row in rows:
+        groups.setdefault(computes(row), []).append(row)
+    return {what: pareto_front(group) for what, group in groups.items()}
+
+
 def _columns(rows):
-    return [name for name in (*AXES, *METRICS) if any(name in row for row in rows)]
+    return [name for name in ("name", *AXES, *METRICS) if any(name in row for row in rows)]
 
 
 def write_results(rows, out):
@@ -274,54 +324,80 @@ def write_results(rows, out):
     return [out / "results.csv", out / "results.json", out / "pareto.png"]
 
 
+def _error_scale(errors):
+    """A logarithmic colour scale of whole decades around ``errors``, so that errors that differ by
+    noise (1.354e-4 and 1.380e-4) get one colour and only orders of magnitude stand out."""
+    import matplotlib.colors
+
+    low = 10.0 ** math.floor(math.log10(min(errors)))
+    high = 10.0 ** math.ceil(math.log10(max(errors)))
+    return matplotlib.colors.LogNorm(low, max(high, 10 * low))
+
+
 def _plot(rows, path):
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.colors
     import matplotlib.pyplot as plt
 
+    fronts = pareto_fronts(rows)
     done = [row for row in rows if row["status"] == "ok"]
-    measured = [row for row in done if row.get("max_error")]
-    unmeasured = [row for row in done if not row.get("max_error")]
-    figure, axes = plt.subplots(figsize=(7, 4.5))
-    if measured:
-        errors = [row["max_error"] for row in measured]
-        scatter = axes.scatter([row["dsp"] for row in measured], [row["cycles"] for row in measured], c=errors,
-                               cmap="viridis", norm=matplotlib.colors.LogNorm(min(errors), max(errors) * 1.0001),
-                               zorder=3)
-        figure.colorbar(scatter, ax=axes, label="max error (× max|ref|)")
-    if unmeasured:
-        axes.scatter([row["dsp"] for row in unmeasured], [row["cycles"] for row in unmeasured], color="grey",
-                     label="error not measured", zorder=3)
-        axes.legend()
-    front = pareto_front(rows)
-    if front:
-        axes.step([row["dsp"] for row in front], [row["cycles"] for row in front], where="post", color="black",
-                  linewidth=0.8, label="Pareto front", zorder=2)
-    axes.set_xlabel("DSP48E2 (estimate)")
-    axes.set_ylabel("cycles per batch")
-    failed = len(rows) - len(done)
-    axes.set_title(f"{len(done)} points" + (f", {failed} failed (not shown)" if failed else ""))
-    axes.grid(True, alpha=0.3)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    # Points are labelled by the axes that vary within a panel (model, function and order name it).
+    varying = [name for name in AXES if name not in ("model", "function", "order")
+               and len({json.dumps(row.get(name)) for row in rows}) > 1]
+    errors = [row["max_error"] for row in done if row.get("max_error")]
+    scale = _error_scale(errors) if errors else None
+    columns = min(len(fronts), 3)
+    lines = -(-len(fronts) // columns)
+    figure, grid = plt.subplots(lines, columns, figsize=(6.5 * columns, 4.8 * lines), squeeze=False)
+    scatter = None
+    for axes, (what, front) in zip(grid.flat, fronts.items()):
+        group = [row for row in done if computes(row) == what]
+        measured = [row for row in group if row.get("max_error")]
+        unmeasured = [row for row in group if not row.get("max_error")]
+        if measured:
+            scatter = axes.scatter([row["dsp"] for row in measured], [row["cycles"] for row in measured],
+                                   c=[row["max_error"] for row in measured], cmap="viridis", norm=scale, zorder=3)
+        if unmeasured:
+            axes.scatter([row["dsp"] for row in unmeasured], [row["cycles"] for row in unmeasured], color="grey",
+                         label="error not measured", zorder=3)
+        for row in group:
+            label = point_name({"config": {name: row[name] for name in varying if name in row}})
+            axes.annotate(label, (row["dsp"], row["cycles"]), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        axes.margins(0.2)
+        if front:
+            axes.step([row["dsp"] for row in front], [row["cycles"] for row in front], where="post", color="black",
+                      linewidth=0.8, label="Pareto front", zorder=2)
+            axes.legend(fontsize=8)
+        failed = sum(1 for row in rows if computes(row) == what and row["status"] != "ok")
+        axes.set_title(f"{what}: {len(group)} points" + (f", {failed} failed (not shown)" if failed else ""))
+        axes.set_xlabel("DSP48E2 (estimate)")
+        axes.set_ylabel("cycles per batch")
+        axes.grid(True, alpha=0.3)
+    for axes in list(grid.flat)[len(fronts):]:
+        axes.set_visible(False)
+    if scatter is not None:
+        figure.colorbar(scatter, ax=grid.ravel().tolist(), label="max error (× max|ref|), whole decades")
+    figure.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(figure)
 
 
 def _summary(rows, out):
-    front = pareto_front(rows)
+    fronts = pareto_fronts(rows)
     failed = [row for row in rows if row["status"] != "ok"]
     axes = [name for name in AXES if any(name in row for row in rows)]
-    lines = [f"{len(rows)} points, {len(failed)} failed; Pareto front (cycles against DSPs), {len(front)} points:"]
-    for row in front:
-        config = ", ".join(f"{name} {row[name]}" for name in axes)
-        error = f"{row['max_error']:.1e} ({row['error_source']})" if row.get("max_error") is not None else "-"
-        lines.append(f"  {config}: {row['cycles']} cycles, first sample {row['first_sample_latency_cycles']} "
-                     f"cycles, {row['dsp']} DSP, {row['bram36']:g} BRAM36, {row['buffer_kib']:.1f} KiB buffers, "
-                     f"max error {error}")
+    lines = [f"{len(rows)} points, {len(failed)} failed; the Pareto front (cycles against DSPs) of each thing "
+             "computed:"]
+    for what, front in fronts.items():
+        lines.append(f"  {what}: {len(front)} points")
+        for row in front:
+            error = f"{row['max_error']:.1e} ({row['error_source']})" if row.get("max_error") is not None else "-"
+            lines.append(f"    {row.get('name', '')}: {row['cycles']} cycles, {row['lanes']} lane"
+                         f"{'s' if row['lanes'] > 1 else ''}, first sample "
+                         f"{row['first_sample_latency_cycles']} cycles, {row['dsp']} DSP, {row['bram36']:g} BRAM36, "
+                         f"{row['buffer_kib']:.1f} KiB buffers, max error {error}")
     for row in failed:
-        lines.append(f"  failed: {', '.join(f'{name} {row[name]}' for name in axes)}: {row['error']}")
+        lines.append(f"  failed: {', '.join(f'{name} {row[name]}' for name in axes if name in row)}: {row['error']}")
     lines.append(f"results: {out / 'results.csv'}, {out / 'results.json'}, {out / 'pareto.png'}")
     return "\n".join(lines)
 
@@ -330,10 +406,16 @@ def _parser():
     parser = argparse.ArgumentParser(prog="python -m inrarch.sweep", description=__doc__.splitlines()[0])
     parser.add_argument("--model", nargs="+", type=str,
                         help=f"models: path.py:attr as the build takes, or {DEFAULT_MODEL!r} (the default SIREN)")
+    parser.add_argument("--function", nargs="+", type=str,
+                        help="functions of one tensor built as they are (a Laplacian, a PINN residual): path.py:attr "
+                             "as the build takes (instead of --model and --order)")
     for name, kind in AXES.items():
-        if name != "model":
+        if name not in ("model", "function"):
             parser.add_argument(f"--{name.replace('_', '-')}", nargs="+", type=kind, metavar=name.upper(),
                                 help=f"values of the build's --{name.replace('_', '-')}")
+    parser.add_argument("--domain", type=float, nargs="+", metavar=("LO", "HI"),
+                        help="the build's --domain, for every point")
+    parser.add_argument("--inputs", type=int, help="the build's --inputs, for every point")
     parser.add_argument("--synth", action="store_true", help="each point also synthesizes (yosys synth_xilinx)")
     parser.add_argument("--simulate", action="store_true", help="each point also runs in Verilator, checked against torch")
     parser.add_argument("--run-vendor", action="store_true", help="each point also runs the board's P&R flow")
@@ -358,10 +440,22 @@ def _client(args):
 def main(argv=None):
     args = _parser().parse_args(argv)
     stages = [stage for stage in STAGES if getattr(args, stage)]
-    # Workers import a user's model file by its path: absolute, so that their working directory does not matter.
-    args.model = [model if model == DEFAULT_MODEL else f"{Path(model.partition(':')[0]).resolve()}:{model.partition(':')[2]}"
-                  for model in args.model or ()]
-    points = grid({name: getattr(args, name) for name in AXES}, stages)
+    # Workers import a user's file by its path: absolute, so that their working directory does not matter.
+    for name in ("model", "function"):
+        setattr(args, name, [spec if spec == DEFAULT_MODEL else
+                             f"{Path(spec.rpartition(':')[0]).resolve()}:{spec.rpartition(':')[2]}"
+                             for spec in getattr(args, name) or ()])
+    if args.model and args.function:
+        print("error: --model and --function both name what to build: sweep one of them", file=sys.stderr)
+        return 2
+    try:
+        options = {"domain": build.domain_option(args.domain)} if args.domain else {}
+    except InrarchError as error:
+        print(f"error: {build.error_line(error)}", file=sys.stderr)
+        return 2
+    if args.inputs is not None:
+        options["inputs"] = args.inputs
+    points = grid({name: getattr(args, name) for name in AXES}, stages, options)
     if args.workers is not None and (args.workers < 1 or args.scheduler):
         print("error: --workers sizes the embedded cluster: a positive count, without --scheduler", file=sys.stderr)
         return 2
@@ -371,14 +465,16 @@ def main(argv=None):
         return 2
     client, cluster = None, None
     try:
-        for model in args.model:
-            if model != DEFAULT_MODEL:
-                model_digest({"model": model})  # a bad --model fails here, once, not in every point
+        # A bad --model or --function fails here, once, not in every point.
+        for name in ("model", "function"):
+            for spec in getattr(args, name):
+                if spec != DEFAULT_MODEL:
+                    model_digest({"config": {name: spec}, "stages": [], "options": options})
         client, cluster = _client(args)
         rows, computed = run_sweep(points, client, out, args.cache,
                                    progress=sys.stdout.isatty() and not args.no_progress)
     except InrarchError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {build.error_line(error)}", file=sys.stderr)
         return 2
     except OSError as error:
         print(f"error: {args.scheduler or 'the local cluster'}: {error}", file=sys.stderr)

@@ -9,6 +9,7 @@ from amaranth.lib.wiring import In, Out
 from cores.plumbing import Fork
 from cores.ports import lanes_signature
 from cores.shared import Shared, module_name
+from cores.weights import WeightLoader, image_signature
 
 __all__ = ["DataflowDesign", "fifo_names"]
 
@@ -36,6 +37,12 @@ class DataflowDesign(wiring.Component):
     fifo_full, fifo_empty : Out(fifos)
         Bit ``k`` is set while FIFO ``fifo_names[k]`` is full (cannot take a word) or empty. A
         simulation that stops moving reads them to name the blocked FIFOs.
+    weights : In(cores.weights.image_signature())
+        Only in a design with runtime weights: the weight image, whose words fill the cores'
+        memories in the order of :meth:`inrarch.lower.Netlist.loaded` (layout: :mod:`cores.weights`).
+        A :class:`~cores.weights.WeightLoader` takes it between batches: it holds ``x`` at the next
+        group of samples, waits until every sample taken has left, loads the whole image, and then
+        takes samples again.
     """
 
     def __init__(self, netlist, depths):
@@ -49,6 +56,8 @@ class DataflowDesign(wiring.Component):
         self.fifo_names = fifo_names(netlist)
         members["fifo_full"] = Out(len(self.fifo_names))
         members["fifo_empty"] = Out(len(self.fifo_names))
+        if netlist.loaded():
+            members["weights"] = In(image_signature())
         super().__init__(members)
 
     def elaborate(self, platform):
@@ -60,7 +69,11 @@ class DataflowDesign(wiring.Component):
                 built[id(instance.blueprint)] = core = instance.blueprint.build()
                 m.submodules[instance.name] = _shared(core)
         cores = {instance: built[id(instance.blueprint)] for instance in netlist.instances}
-        wiring.connect(m, wiring.flipped(self.x), cores[netlist.source].i)
+        loaded = netlist.loaded()
+        if loaded:
+            self._connect_loader(m, [cores[instance] for instance in loaded], cores[netlist.source].i)
+        else:
+            wiring.connect(m, wiring.flipped(self.x), cores[netlist.source].i)
 
         fifo_of = {}
         readers_of = netlist.readers_by_source()
@@ -103,6 +116,24 @@ class DataflowDesign(wiring.Component):
                         m.d.sync += first.eq(index + 1)
             m.d.comb += self.overflow_core.eq(first)
         return m
+
+    def _connect_loader(self, m, loaded, source):
+        """A :class:`~cores.weights.WeightLoader` between ``x`` and the ``source`` pacer's input that
+        fills the ``loaded`` cores from ``weights``."""
+        netlist = self._netlist
+        outputs = [getattr(self, stream.port) for stream in netlist.outputs]
+        loader = m.submodules.weight_loader = WeightLoader(
+            [core.weight_layout.words for core in loaded], self.x.payload.shape(),
+            group_words=netlist.lanes * netlist.source.node.numel,
+            output_group_words=[netlist.lanes * stream.source.node.numel for stream in netlist.outputs])
+        wiring.connect(m, wiring.flipped(self.weights), loader.weights)
+        m.d.comb += [loader.i.payload.eq(self.x.payload), loader.i.valid.eq(self.x.valid),
+                     self.x.ready.eq(loader.i.ready),
+                     loader.taken.eq(Cat(port.valid & port.ready for port in outputs)),
+                     source.payload.eq(loader.o.payload), source.valid.eq(loader.o.valid),
+                     loader.o.ready.eq(source.ready)]
+        for k, core in enumerate(loaded):
+            wiring.connect(m, getattr(loader, f"load{k}"), core.load)
 
 
 def fifo_names(netlist):

@@ -36,7 +36,8 @@ def check_simulation(design, result, references, tolerance):
     -------
     list of str
         An output beyond the tolerance (each one named by its port), simulated cycles that differ
-        from the predicted ones, and a set overflow flag (naming the core that saturated).
+        from the predicted ones (of the batch, and of the weight load before it), and a set
+        overflow flag (naming the core that saturated).
     """
     problems = []
     errors = relative_errors(result.outputs, references)
@@ -48,6 +49,9 @@ def check_simulation(design, result, references, tolerance):
     predicted = design.schedule.cycles if batch == design.schedule.batch else design.predict_cycles(batch)
     if result.cycles != predicted:
         problems.append(f"{result.cycles} cycles simulated, {predicted} predicted")
+    if result.load_cycles is not None and result.load_cycles != design.report["weight_load_cycles"]:
+        problems.append(f"the weight load took {result.load_cycles} cycles, {design.report['weight_load_cycles']} "
+                        "predicted")
     if result.overflow:
         problems.append(_overflow_problem(design, result))
     return problems
@@ -80,11 +84,13 @@ class Verification:
     problems: list
 
 
-def simulate_and_check(design, fn, x, *, tolerance, **simulate_options):
+def simulate_and_check(design, fn, x, *, tolerance, weights=None, **simulate_options):
     """Run ``design`` on the samples ``x`` in Verilator and check it against float64 ``fn``.
 
     A run the watchdog stops (:class:`sim.Deadlock`) is a problem that names the full FIFOs, not
-    an exception; so is a set overflow flag, reported here instead of warned about.
+    an exception; so is a set overflow flag, reported here instead of warned about. A design with
+    runtime weights first loads ``weights`` (by default the network it was compiled from), ``fn``
+    is evaluated with them, and a load that takes other cycles than predicted is a problem too.
 
     Parameters
     ----------
@@ -95,6 +101,8 @@ def simulate_and_check(design, fn, x, *, tolerance, **simulate_options):
         Samples, shape ``(batch, *in)``.
     tolerance : float
         See :func:`check_simulation`.
+    weights : torch.nn.Module or state_dict, optional
+        For a design with runtime weights: the network to load (:meth:`inrarch.Design.weight_image`).
     **simulate_options
         Passed to :meth:`inrarch.Design.simulate` (``valid_prob``, ``watchdog``, ...).
 
@@ -107,9 +115,9 @@ def simulate_and_check(design, fn, x, *, tolerance, **simulate_options):
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="overflow: ", category=RuntimeWarning)
-            result = design.simulate(x, **simulate_options)
+            result = design.simulate(x, weights=weights, **simulate_options)
     except Deadlock as error:
         return Verification(None, None, [f"the watchdog stopped the simulation: {'; '.join(str(error).splitlines())}"])
-    references = reference(fn, x)
+    references = reference(fn, x, weights=weights)
     return Verification(result, relative_errors(result.outputs, references),
                         check_simulation(design, result, references, tolerance))

@@ -156,6 +156,7 @@ class StreamDriver(_Port):
     def __init__(self, dut, name, *, clock="clk", valid_prob=1.0, seed=0):
         super().__init__(dut, name, clock, valid_prob, seed)
         self.words = []
+        self.limit = None  # offer no word beyond this many (None: all of them)
         self.sent = 0
         self.offered = False
         self.valid_high = False
@@ -179,7 +180,7 @@ class StreamDriver(_Port):
 
     def drive(self):
         """Just after a rising edge: offer the next word if there is one (and the gap draw allows)."""
-        if not self.offered and self.sent < len(self.words):
+        if not self.offered and self.sent < (len(self.words) if self.limit is None else self.limit):
             if self.draw is None or self.draw() < self.probability:
                 self.set_payload(self.words[self.sent])
                 self.offered = True
@@ -318,6 +319,15 @@ class _Streamer:
             self.sinks.append(StreamMonitor(dut, name, ready_prob=job["ready_prob"], seed=seed))
             self.sinks[-1].wanted = count
         self.ports = self.sources + self.sinks
+        # Phases: the words each source may have offered once every earlier phase was accepted.
+        self.phase_ends = []
+        totals = dict.fromkeys(job["inputs"], 0)
+        for phase in job.get("phases") or [{name: len(words) for name, words in job["inputs"].items()}]:
+            for name, count in phase.items():
+                totals[name] += count
+            self.phase_ends.append(dict(totals))
+        self.phase = 0
+        self._open_phase()
         self.pending = sum(len(s.words) for s in self.sources) + sum(s.wanted for s in self.sinks)
         self.cycle = 0
         self.last_move = 0
@@ -326,9 +336,22 @@ class _Streamer:
         self.error = None
         self.started = self.finished = time.perf_counter()
 
+    def _open_phase(self):
+        ends = self.phase_ends[self.phase]
+        for source in self.sources:
+            source.limit = ends[source.name]
+
+    def _advance_phase(self):
+        """Open the next phase once every word of the current one was accepted."""
+        while (self.phase + 1 < len(self.phase_ends)
+               and all(source.sent >= source.limit for source in self.sources)):
+            self.phase += 1
+            self._open_phase()
+
     def drive(self):
         """Just after a rising edge: set the inputs of the new cycle."""
         try:
+            self._advance_phase()
             for port in self.ports:
                 port.drive()
             simulator.register_readonly_callback(self.sample)

@@ -122,10 +122,12 @@ def run_verilog(verilog: str, *, top: str = "top", inputs: dict, outputs: dict, 
         Verilog source text, e.g. ``amaranth.back.verilog.convert(component, name="top")``.
     top : str
         Name of the top module.
-    inputs : dict of str to list of int
+    inputs : dict of str to list of int, or list of such dicts
         For each input stream port, the payload words to send in order, as unsigned integers of
         the payload's width (pack signed lanes first, e.g. with ``cores.testing.pack_lanes``).
-        All ports stream at once, each on its own.
+        All ports stream at once, each on its own. A list of dicts is a sequence of *phases*: no
+        word of a phase is offered before the design accepted every word of the phases before it
+        (a weight load, then a batch, then another load and batch, say).
     outputs : dict of str to int
         For each output stream port, how many words to collect.
     status : tuple of str
@@ -161,6 +163,11 @@ def run_verilog(verilog: str, *, top: str = "top", inputs: dict, outputs: dict, 
     ------
     Deadlock, CycleLimitExceeded, SimulationError, sim.verilator.BuildError
     """
+    phases = [inputs] if isinstance(inputs, dict) else list(inputs)
+    inputs = {}
+    for phase in phases:
+        for name, words in phase.items():
+            inputs.setdefault(name, []).extend(words)
     _check_arguments(inputs, outputs, valid_prob, ready_prob, watchdog, max_cycles)
     model = build_model(verilog, top, root=build_dir, trace=trace is not None, progress=progress)
     runs = model.directory / "runs"
@@ -170,6 +177,7 @@ def run_verilog(verilog: str, *, top: str = "top", inputs: dict, outputs: dict, 
     result_path = run_dir / "result.json"
     job_path.write_text(json.dumps({
         "inputs": {name: [format(int(word), "x") for word in words] for name, words in inputs.items()},
+        "phases": [{name: len(words) for name, words in phase.items()} for phase in phases],
         "outputs": {name: int(count) for name, count in outputs.items()},
         "status": list(status),
         "valid_prob": float(valid_prob),

@@ -167,7 +167,10 @@ def test_vivado_plan_targets_the_u50_part_with_a_vitis_kernel(tmp_path):
     assert "MMCME4_BASE" in wrapper and "assign hbm_cattrip_0__o = 1'h0;" in wrapper
     report = json.loads((out / "report.json").read_text())
     assert report["board_plan"]["design_clock_mhz"] == 300.0
-    assert report["vitis_kernel"] == "vitis_kernel" and (out / "vitis_kernel" / "kernel.xml").exists()
+    kernel = report["vitis_kernel"]
+    assert kernel["directory"] == "vitis_kernel" and (out / "vitis_kernel" / "kernel.xml").exists()
+    assert kernel["platform"] == "xilinx_u50_gen3x16_xdma_5_202210_1"
+    assert "--platform xilinx_u50_gen3x16_xdma_5_202210_1" in (out / "vitis_kernel" / "README.md").read_text()
     assert report["capacity"] == {"LUT": 697_600, "FF": 1_394_400, "DSP": 4_761, "BRAM36": 1_075, "URAM": 512}
 
 

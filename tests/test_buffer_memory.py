@@ -7,7 +7,7 @@ from amaranth.hdl import Fragment, Shape
 from amaranth.lib.memory import Memory
 
 import inrarch
-from inrarch.build import _summary
+from inrarch.build import summary
 from inrarch.resources import design_resources
 
 
@@ -47,6 +47,6 @@ def test_buffer_bits_are_every_writable_memory_of_the_design(small_design):
 def test_build_summary_shows_buffer_memory(small_design):
     report = {**small_design.report, "board": "alveo_u280", "order": 1,
               "estimate": design_resources(small_design.netlist, small_design.schedule.depths)}
-    line = next(line for line in _summary(report, "out").splitlines() if "buffer memory" in line)
+    line = next(line for line in summary(report, "out").splitlines() if "buffer memory" in line)
     assert f"{report['buffer_bits'] / 8 / 1024:.1f} KiB" in line
     assert all(kind in line for kind in report["buffer_bits_by_kind"])

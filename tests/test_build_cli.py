@@ -63,10 +63,12 @@ def test_a_simulation_that_fails_its_checks_exits_1_naming_every_problem(tmp_pat
 
 @pytest.mark.parametrize("args,message", [
     (["--board", "no_such_board"], "unknown board 'no_such_board'"),
-    (["--format", "q16"], "bad number format 'q16'"),
-    (["--order", "0"], "--order must be at least 1"),
+    (["--format", "q16"], "--format 'q16' is not a number format"),
+    (["--order", "0"], "--order must be an integer >= 1, not 0"),
+    (["--lanes", "0"], "--lanes must be at least 1, not 0"),
+    (["--bits", "12", "--format", "q8.8"], "--format and --bits both set the number formats"),
     (["--model", "missing.py:net"], "no such file 'missing.py'"),
-    (["--trace"], "--trace records the waveform of the --simulate run: add --simulate"),
+    (["--trace"], "--trace records the waveform of the simulation: add --simulate"),
     (["--board", "ulx3s_85f", "--timing"], "--timing counts AMD/Xilinx primitives; ulx3s_85f is not"),
 ])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args, message):
@@ -186,7 +188,7 @@ class TwoTensors(Base):
 
 
 @pytest.mark.parametrize("model,message", [
-    ("UnsupportedOp", "unsupported op aten.special_bessel_j0 at "),
+    ("UnsupportedOp", "unsupported op torch.special.bessel_j0 at "),
     ("ControlFlow", "data-dependent control flow is not supported"),
     ("DynamicShape", "boolean masks give data-dependent shapes"),
     ("IntegerValues", "integer values are not supported"),

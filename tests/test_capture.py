@@ -6,8 +6,9 @@ import torch
 from torch.func import hessian, jacfwd, jacrev, vmap
 
 import inrarch
-from inrarch import ir
+from inrarch import ir, ops
 from inrarch.capture import capture
+from inrarch.capture.translation import user_name, writable
 from inrarch.errors import CompileError
 from inrarch.passes import PIPELINE, optimize
 
@@ -79,10 +80,42 @@ def test_unsupported_op_is_named_with_the_supported_set():
     def fn(x):
         return torch.special.bessel_j0(MODEL(x))
 
-    with pytest.raises(CompileError, match=r"unsupported op aten\.special_bessel_j0.*supported: "):
+    with pytest.raises(CompileError, match=r"unsupported op torch\.special\.bessel_j0 at .*; inrarch computes sin, cos, "):
         capture(fn, torch.zeros(2, 2))
 
 
 def test_matmul_of_two_streamed_tensors_is_refused():
     with pytest.raises(CompileError, match="two streamed tensors"):
         capture(lambda x: x @ x.T, torch.zeros(2, 2))
+
+
+def test_ops_are_named_as_users_write_them():
+    assert [user_name(name) for name in ("native_layer_norm", "special_bessel_j0", "_softmax", "abs", "gelu",
+                                         "log_sigmoid_forward", "no_such_op")] == [
+        "torch.layer_norm", "torch.special.bessel_j0", "torch.softmax", "torch.abs", "torch.nn.functional.gelu",
+        "torch.nn.functional.logsigmoid", "aten.no_such_op"]
+
+
+def test_what_users_can_write_lists_every_registered_activation():
+    listed = writable()
+    activations = [name for name, spec in ops.OPS.items() if spec.scaled and name in spec.captures]
+    assert {"sin", "tanh", "softplus", "sqrt"} <= set(activations)
+    assert listed.startswith("inrarch computes " + ", ".join(activations) + ", elu, leaky_relu, silu (")
+    assert "aten" not in listed and "_backward" not in listed
+
+
+def test_a_torch_layer_is_named_at_the_users_line_that_calls_it():
+    class Normed(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.norm = torch.nn.LayerNorm(2)
+
+        def forward(self, x):
+            return torch.sin(self.norm(x))
+
+    with pytest.raises(CompileError) as refused:
+        capture(Normed(), torch.zeros(2, 2))
+    message = str(refused.value)
+    assert message.startswith("unsupported op torch.layer_norm (normalizing divides by a streamed standard deviation")
+    assert "test_capture.py:" in message and "return torch.sin(self.norm(x)), in nn.LayerNorm 'norm';" in message
+    assert "torch/nn/functional.py" not in message

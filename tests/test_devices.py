@@ -131,7 +131,7 @@ def test_a_slow_clock_builds_fewer_pipeline_stages_that_the_simulation_keeps_to(
     assert slow.report["pipelining"] == UNPIPELINED.as_dict() and fast.report["pipelining"] == Pipelining().as_dict()
     for design in (slow, fast):
         sines = [i.core for i in design.netlist.instances if i.node.op == "sin"]
-        assert sines and all(core.pipelining == design.options["pipelining"] for core in sines)
+        assert sines and all(core.pipelining == design.options.pipelining for core in sines)
     assert slow.report["first_sample_cycles"] < fast.report["first_sample_cycles"]
     assert slow.report["cycles_predicted"] < fast.report["cycles_predicted"]
     x = torch.tensor(np.random.default_rng(0).uniform(-1.0, 1.0, size=(4, 2)), dtype=torch.float32)

@@ -12,7 +12,7 @@ from cores.fixed import Q
 from inrarch.capture import capture
 from inrarch.emulate import Emulator, emulate, emulation_errors
 from inrarch.errors import CompileError
-from inrarch.formats import (Formats, _Trials, _ranges, assign_formats, calibration_inputs, search_formats,
+from inrarch.formats import (Formats, _Trials, _ranges, _stored, assign_formats, calibration_inputs, search_formats,
                              unify_shared_weight_formats)
 from inrarch.ir import evaluate
 from inrarch.passes import optimize
@@ -33,8 +33,8 @@ def search_trials(graph):
     x = calibration_inputs(graph.input.shape, (-1.0, 1.0), 32)
     values = evaluate(graph, x)
     ranges = _ranges(graph, evaluate(graph, calibration_inputs(graph.input.shape, (-1.0, 1.0))), 2.0, (-1.0, 1.0))
-    return _Trials(graph, ranges, x, [values[n] for n in graph.outputs], progress_bar("trials", enabled=False),
-                   weight_bits=18)
+    return _Trials(graph, ranges, x, None, progress_bar("trials", enabled=False),
+                   weight_bits=dict.fromkeys(_stored(graph), 18))
 
 
 @pytest.mark.parametrize("order, activation", [(1, "sin"), (2, "sin"), (2, "tanh")])
@@ -77,6 +77,8 @@ def test_tighter_tolerance_needs_more_bits_and_then_wider_weights():
     # 18-bit weights alone hold the error above 3e-5 of max|ref|; 27-bit ones get below.
     tighter_formats = search_formats(tighter, tolerance=1e-4)
     assert tighter_formats.search.weight_width == 27
+    # Each stored operand is widened alone: those whose 18 bits still meet the target keep them.
+    assert 18 in tighter_formats.search.weight_widths.values(), tighter_formats.search.weight_widths
     x = np.random.default_rng(5).uniform(-1, 1, size=(300, 2))
     assert max(emulation_errors(tighter, tighter_formats, x)) <= 1e-4
 
@@ -120,7 +122,7 @@ def test_emulator_updates_only_what_changed():
     emulator = Emulator(graph, formats, x)
     node = next(n for n in graph.nodes if n.op == "sin")
     narrower = Formats(unify_shared_weight_formats(graph, {**formats, node: Q(formats[node].int_bits, 8)}),
-                       {n: formats.weight_width(n) for n in graph.nodes if "weight" in n.attrs})
+                       {n: formats.weight_width(n) for n in graph.nodes if "weight" in n.attrs or n.op == "mul_const"})
     updated = emulator.updated(narrower)
     assert sum(updated.raw[n] is not emulator.raw[n] for n in graph.nodes) < len(graph.nodes)
     for a, b in zip(updated.outputs(), Emulator(graph, narrower, x).outputs()):

@@ -1,4 +1,6 @@
-"""The README's examples of "Using the cores in your own design" and "Formal proofs" run as written."""
+"""The README's examples run as written: the Python API (its design is tests/test_end_to_end.py's
+order-2 SIREN, so the Verilator build is shared), "Using the cores in your own design" and "Formal
+proofs"."""
 
 import math
 import re
@@ -7,12 +9,19 @@ from pathlib import Path
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
-def test_readme_core_example_converts_and_simulates(capsys):
+def run_readme_example(heading, namespace=None):
+    """Run the first Python block of the README's section ``heading`` (in ``namespace``, a new one
+    by default); returns its namespace."""
     text = README.read_text()
-    section = text[text.index("## Using the cores in your own design"):]
+    section = text[text.index(heading):]
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
-    namespace = {}
+    namespace = {} if namespace is None else namespace
     exec(compile(code, str(README), "exec"), namespace)
+    return namespace
+
+
+def test_readme_core_example_converts_and_simulates(capsys):
+    namespace = run_readme_example("## Using the cores in your own design")
     assert "module activation" in namespace["text"]
     printed = eval(capsys.readouterr().out.strip())
     inputs = [0, 1 << 10, -(1 << 12)]
@@ -22,11 +31,15 @@ def test_readme_core_example_converts_and_simulates(capsys):
 
 def test_formal_readme_example_proves_the_output_protocol(capsys):
     """The "Formal proofs" example, on the component of the example before it."""
-    text = README.read_text()
-    cores_example = re.search(r"```python\n(.*?)```", text[text.index("## Using the cores in your own design"):], re.S)
-    formal_example = re.search(r"```python\n(.*?)```", text[text.index("## Formal proofs"):], re.S)
-    namespace = {}
-    exec(compile(cores_example.group(1), str(README), "exec"), namespace)
+    namespace = run_readme_example("## Using the cores in your own design")
     capsys.readouterr()
-    exec(compile(formal_example.group(1), str(README), "exec"), namespace)
+    run_readme_example("## Formal proofs", namespace)
     assert capsys.readouterr().out.strip().startswith("activation: k-induction at length 2: PASS")
+def test_readme_python_api_example_runs(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # it writes top.v
+    namespace = run_readme_example("## Python API")
+    assert namespace["check"].problems == []
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[-1] == "within 1e-3 of float64 torch, as many cycles as predicted, no overflow"
+    assert eval(printed[1])[2] == ("y2", "Hessian", [3, 2, 2], namespace["design"].report["output_formats"][2])
+    assert (tmp_path / "top.v").read_text() == namespace["design"].verilog()

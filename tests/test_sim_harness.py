@@ -143,6 +143,33 @@ def test_second_run_reuses_the_build(cache):
     assert first.outputs == second.outputs == {"o": words}
 
 
+class Pair(wiring.Component):
+    """Two independent register stages: ``a`` to ``o``, ``b`` to ``p``."""
+
+    def __init__(self):
+        super().__init__({"a": In(stream.Signature(8)), "o": Out(stream.Signature(8)),
+                          "b": In(stream.Signature(8)), "p": Out(stream.Signature(8))})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.first, m.submodules.second = first, second = Register(8), Register(8)
+        wiring.connect(m, wiring.flipped(self.a), first.a)
+        wiring.connect(m, first.o, wiring.flipped(self.o))
+        wiring.connect(m, wiring.flipped(self.b), second.a)
+        wiring.connect(m, second.o, wiring.flipped(self.p))
+        return m
+
+
+def test_phases_start_once_the_phase_before_was_accepted(cache):
+    """A list of input dicts runs in phases: ``b``'s words wait for every word of ``a`` before them."""
+    text = verilog.convert(Pair(), name="top")
+    run = sim.run_verilog(text, inputs=[{"a": [1, 2, 3]}, {"b": [4, 5]}, {"a": [6, 7], "b": [8]}],
+                          outputs={"o": 5, "p": 3}, valid_prob=0.6, ready_prob=0.7, seed=3, build_dir=cache)
+    assert run.outputs == {"o": [1, 2, 3, 6, 7], "p": [4, 5, 8]}
+    a, b = run.accepts["a"], run.accepts["b"]
+    assert b[0] > a[2] and min(a[3], b[2]) > b[1]
+
+
 def test_deadlock_names_the_stalled_ports(cache):
     text = verilog.convert(Stuck(), name="top")
     with pytest.raises(sim.Deadlock) as caught:

@@ -21,7 +21,7 @@ from boards.timing import TARGET, module_depths, timing_report
 # MulAdd, MulConst, the nonlinear cores, MatVec) has none of its registers.
 BOUNDS = {
     "Add": 3, "Sub": 3, "Mul": 4, "Neg": 2, "Scale": 4, "MulAdd": 4, "AddConst": 3, "MulConst": 3,
-    "Sin": 4, "Cos": 4, "Tanh": 4, "Sigmoid": 4, "Softplus": 4, "Exp": 5, "Sqrt": 4, "Relu": 1, "Step": 2,
+    "Sin": 4, "Cos": 4, "Tanh": 4, "Sigmoid": 4, "Softplus": 4, "Exp": 5, "Sqrt": 4, "Relu": 1, "Step": 2, "Abs": 4,
     "MatVec": 5, "Sum": 3, "Accumulate": 3, "Fork": 1, "StreamFIFO": 3, "Gather": 4, "LaneConverter": 1,
     "Pacer": 4, "LaneSerializer": 4,
 }

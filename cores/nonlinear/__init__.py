@@ -1,5 +1,5 @@
 """Element-wise nonlinear functions: sin, cos, tanh, sigmoid, softplus, exp, sqrt, relu and its
-derivative step.
+derivative step, and abs.
 
 Every core here is a token pipeline that computes ``o = f(scale * a)`` lane by lane, where
 ``scale`` is a real constant folded into the core (a SIREN layer computes ``sin(30 * z)``). Sin,
@@ -32,12 +32,12 @@ against float64 to measure the error. ``Sin.model(...)`` (and so on) builds the 
 the hardware (:mod:`cores.model`). See ``docs/nonlinear.md`` for the measured errors.
 
 The package holds the table fitting (``table``), the shared base (``base``), the sinusoids, the
-saturating functions (tanh, sigmoid, softplus), exp and sqrt (``powers``), and relu and step.
+saturating functions (tanh, sigmoid, softplus), exp and sqrt (``powers``), and relu, step and abs.
 """
 
 from .powers import Exp, Sqrt
-from .relu import Relu, Step
+from .relu import Abs, Relu, Step
 from .saturating import Sigmoid, Softplus, Tanh
 from .sinusoid import Cos, Sin
 
-__all__ = ["Sin", "Cos", "Tanh", "Sigmoid", "Softplus", "Exp", "Sqrt", "Relu", "Step"]
+__all__ = ["Sin", "Cos", "Tanh", "Sigmoid", "Softplus", "Exp", "Sqrt", "Relu", "Step", "Abs"]

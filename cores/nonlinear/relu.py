@@ -1,27 +1,39 @@
-"""Relu and its derivative, step: no table."""
+"""Relu and its derivative, step, and abs: no table."""
 
 from fractions import Fraction
 
 import numpy as np
-from amaranth.hdl import Const, Mux
+from amaranth.hdl import Const, Mux, signed
 
 from ..fixed import convert, convert_raw
 from .base import _constant_multiplier, _constant_product, _fixed_constant, _Nonlinear, _NonlinearCore, _point
+from .table import _register
 
 
-class ReluModel(_Nonlinear):
-    """The model of :class:`Relu`."""
+class _ScaledProduct(_Nonlinear):
+    """The model of a core that multiplies by a constant, then takes ``stages`` more: the constant
+    ``factor`` has ``in.int_bits + out.frac_bits`` fractional bits (fewer if exact)."""
+
+    stages = 1
+
+    @property
+    def factor(self):
+        return self.scale
 
     def _configure(self):
         self.constant, self.constant_frac = _fixed_constant(
-            lambda bits: Fraction(self.scale), 0, max(0, self.in_format.int_bits + self.out_format.frac_bits))
+            lambda bits: Fraction(self.factor), 0, max(0, self.in_format.int_bits + self.out_format.frac_bits))
         self._product_point = _point(self.in_format.frac_bits + self.constant_frac)
         self.multiplier = _constant_multiplier(self.in_format.shape, self.constant, self.dsp_shape, self.pipelining)
-        self.latency = self.multiplier.latency + 1
+        self.latency = self.multiplier.latency + self.stages
 
     @property
     def lane_multipliers(self):
         return (self.multiplier,)
+
+
+class ReluModel(_ScaledProduct):
+    """The model of :class:`Relu`."""
 
     def _model(self, x):
         product = x * self.constant
@@ -82,4 +94,46 @@ class Step(_NonlinearCore, StepModel):
     Timing
     ------
     ``TimingContract.pipeline(("a",), 1)``. Exact.
+    """
+
+
+class AbsModel(_ScaledProduct):
+    """The model of :class:`Abs`."""
+
+    # the magnitude takes a carry chain of its own before the rounding's
+    stages = 2
+
+    @property
+    def factor(self):
+        return abs(self.scale)
+
+    def _model(self, x):
+        product = x * self.constant
+        return convert_raw(np.where(product < 0, -product, product), self._product_point, self.out_format)
+
+    def _lane(self, m, advance, x, lane):
+        product = _constant_product(m, advance, self.multiplier, x, self.constant, f"product{lane}")
+        magnitude = _register(m, advance, Mux(product < 0, -product, product), f"magnitude{lane}",
+                              shape=signed(len(product) + 1))
+        return convert(magnitude, self._product_point, self.out_format)
+
+
+class Abs(_NonlinearCore, AbsModel):
+    """``o = |scale * a|``, element-wise (FINER's activations ``sin((|z| + 1) z)`` use it).
+
+    As :class:`Relu`, with the scale's magnitude (``|scale * a| = |scale| |a|``), and one more
+    stage: the magnitude of the product takes a carry chain of its own before the rounding's.
+
+    Parameters, ports as :class:`Sin`. ``overflow`` is set when a magnitude exceeds
+    ``out_format`` (it then saturates to the largest value).
+
+    Timing
+    ------
+    ``TimingContract.pipeline(("a",), latency)``: the product (``multiplier.latency`` stages),
+    its magnitude, then rounding to ``out_format``; latency 3 where the product fits one DSP
+    without the optional registers.
+
+    Error
+    -----
+    At most 1/2 ulp of ``out_format`` plus the constant's rounding (none for exact scales).
     """

@@ -26,36 +26,64 @@ import torch
 
 from ..errors import CompileError
 from ..evaluation import float64_tensors, single_threaded
+from .runtime import WeightProgram, parameters
 from .source import occurrences, source_line
 from .tracing import check_input, check_signature, check_train_mode, functional, trace
 from .translation import NeedsPureGraph, first_unsupported, supported, translate, unsupported_message
 
-__all__ = ["capture", "check_signature", "supported"]
+__all__ = ["capture", "check_signature", "supported", "model_of", "one_model", "parameters", "WeightProgram"]
 
 
-def capture(fn, example_input):
+def capture(fn, example_input, *, runtime_weights=False):
     """Trace ``fn`` on one sample of ``example_input`` and translate it to an :class:`ir.Graph`.
 
     Returns the graph and whether ``fn`` returns a single tensor (rather than a list or tuple).
     Raises :class:`CompileError` naming the op and the user's source line for anything the
     hardware cannot compute.
+
+    With ``runtime_weights`` the parameters and floating-point buffers of the model ``fn`` uses
+    (:func:`model_of`) are values of the running design, not constants: the graph's stored tensors
+    are then computed from them by ``graph.program`` (:mod:`.runtime`), and Python numbers, such as
+    a SIREN's ``w0``, stay part of the structure.
     """
     check_signature(fn)
     check_input(example_input)
     with single_threaded(), float64_tensors(fn) as modules:
         check_train_mode(modules)
-        return _capture(fn, example_input[:1].detach().to(torch.float64).clone())
+        module = one_model(modules) if runtime_weights else None
+        found = parameters(module) if runtime_weights else ()
+        return _capture(fn, example_input[:1].detach().to(torch.float64).clone(), module, found)
 
 
-def _capture(fn, sample):
-    traced = trace(fn, sample)
+def model_of(fn):
+    """The one ``torch.nn.Module`` whose parameters ``fn`` computes with (found as
+    :func:`inrarch.evaluation.float64_tensors` finds it); :class:`CompileError` if there is none or several."""
+    with float64_tensors(fn) as modules:
+        pass
+    return one_model(modules)
+
+
+def one_model(modules):
+    """The one module of ``modules`` (the models a function reaches), or :class:`CompileError`."""
+    if not modules:
+        raise CompileError("runtime weights need a model: the function reaches no torch.nn.Module whose parameters "
+                           "could be loaded")
+    if len(modules) > 1:
+        names = ", ".join(type(module).__name__ for module in modules)
+        raise CompileError(f"runtime weights need the parameters in one torch.nn.Module, and the function reaches "
+                           f"{len(modules)} ({names}): hold them in one module (an nn.ModuleDict, for example)")
+    return modules[0]
+
+
+def _capture(fn, sample, module=None, found=()):
+    traced = trace(fn, sample, module, found)
     occurrence = occurrences(traced.graph)
     fx_node, name = first_unsupported(traced.graph)
     if fx_node is not None:
         raise CompileError(unsupported_message(name, source_line(fn, sample, fx_node.target, occurrence[fx_node])))
     traced.graph.eliminate_dead_code()
     try:
-        return translate(traced, fn, sample, occurrence)
+        return translate(traced, fn, sample, occurrence, found)
     except NeedsPureGraph:
-        return translate(functional(traced, sample), fn, sample, None)
+        return translate(functional(traced, sample, *(value for _, value in found)), fn, sample, None, found)
 

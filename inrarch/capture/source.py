@@ -1,9 +1,11 @@
 """Where an op came from: the user's source line, ``file:line: code``, for capture's errors."""
 
+import contextlib
 import os
 import traceback
 
 import torch
+from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
 from torch.utils._python_dispatch import TorchDispatchMode
 
 __all__ = ["source_line", "raising_line", "occurrences"]
@@ -22,16 +24,36 @@ def _is_user_frame(frame):
 
 
 class _OpLocator(TorchDispatchMode):
-    """Runs the function eagerly and keeps the Python stack of every call of ``target``."""
+    """Runs the function eagerly and keeps, at every call of ``target``, the Python stack and the
+    ``torch.nn.Module`` calls in progress (outermost first)."""
 
     def __init__(self, target):
         super().__init__()
-        self.target, self.stacks = target, []
+        self.target, self.stacks, self.module_stacks = target, [], []
+        self.calls = []
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         if func is self.target:
             self.stacks.append(traceback.extract_stack())
+            self.module_stacks.append(list(self.calls))
         return func(*args, **(kwargs or {}))
+
+    @contextlib.contextmanager
+    def following_modules(self):
+        """Keep :attr:`calls`, the modules being called, up to date inside the block."""
+        def enter(module, args):
+            self.calls.append(module)
+
+        def leave(module, args, output):
+            if self.calls and self.calls[-1] is module:
+                self.calls.pop()
+
+        handles = [register_module_forward_pre_hook(enter), register_module_forward_hook(leave, always_call=True)]
+        try:
+            yield
+        finally:
+            for handle in handles:
+                handle.remove()
 
 
 def _describe_frame(frame):
@@ -40,31 +62,50 @@ def _describe_frame(frame):
     return f"{path}:{frame.lineno}: {(frame.line or '').strip()}"
 
 
+def _torch_module(module):
+    return type(module).__module__.startswith("torch.nn")
+
+
+def _module_context(modules):
+    """``nn.LayerNorm 'norm'``: the innermost torch.nn module being called, by its name in the outermost."""
+    inner = modules[-1]
+    names = {id(sub): name for name, sub in modules[0].named_modules()}
+    name = names.get(id(inner), "")
+    return f"nn.{type(inner).__name__}" + (f" {name!r}" if name else "")
+
+
 def source_line(fn, sample, target, occurrence):
-    """``file:line: code`` of the user's line that ran the ``occurrence``-th ``target`` op.
+    """Where the ``occurrence``-th ``target`` op comes from, in the user's terms: ``file:line: code``
+    of the user's line that ran it, and the torch.nn module it ran in when one did
+    (``file:line: code, in nn.LayerNorm 'norm'``); a torch.nn module that no line of the user's
+    calls (a layer of an ``nn.Sequential``) is named by its place in the model. Never a line of torch.
 
     make_fx only records stack traces inside ``forward`` methods, and recording them costs a
-    third of the tracing time, so the line is found only when an error needs it: the function
+    third of the tracing time, so the place is found only when an error needs it: the function
     runs once more, eagerly, under a dispatch mode that records the Python stack at that op.
     """
     locator = _OpLocator(target)
     try:
-        with torch.enable_grad(), locator:
+        with torch.enable_grad(), locator.following_modules(), locator:
             fn(sample.clone())
     except Exception:
         pass
     # eager runs may call an op a different number of times than the trace recorded
     stacks = locator.stacks
-    stack = stacks[min(occurrence, len(stacks) - 1)] if stacks else []
+    index = min(occurrence, len(stacks) - 1)
+    stack = stacks[index] if stacks else []
+    modules = locator.module_stacks[index] if stacks else []
     # keep only the frames inside ``fn``: those after this function's own frame
     inside = [k for k, f in enumerate(stack) if f.filename == __file__ and f.name == "source_line"]
     stack = stack[inside[-1] + 1:] if inside else stack
     user = [f for f in stack if _is_user_frame(f)]
-    modules = [f for f in stack if f.filename.startswith(os.path.join(_TORCH_DIR, "nn", ""))]
-    frames = user or modules
-    if not frames:
-        return "(source line not found: the op may come from torch's decomposition of another op)"
-    return _describe_frame(frames[-1])
+    in_module = _module_context(modules) if modules and _torch_module(modules[-1]) else None
+    if user:
+        return _describe_frame(user[-1]) + (f", in {in_module}" if in_module else "")
+    if modules:
+        return (f"{_module_context(modules)} of the {type(modules[0]).__name__} model (torch calls it: "
+                "no line of yours does)")
+    return "(source line not found: the op may come from torch's decomposition of another op)"
 
 
 def raising_line(error):

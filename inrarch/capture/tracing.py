@@ -11,6 +11,7 @@ from torch.func import functionalize
 
 from ..errors import CompileError
 from ..evaluation import first_line
+from .runtime import substituted
 from .source import raising_line
 
 __all__ = ["DECOMPOSED", "trace", "functional", "check_signature", "check_input", "check_train_mode"]
@@ -44,10 +45,20 @@ def _decompositions():
     return torch._decomp.get_decompositions([getattr(aten, name) for name in sorted(DECOMPOSED)])
 
 
-def trace(fn, sample):
+def trace(fn, sample, module=None, parameters=()):
+    """``fn`` on ``sample`` as an aten graph; ``parameters`` (``[(name, tensor)]`` of ``module``) are
+    inputs of the graph after the sample (runtime weights), else constants of it."""
+    names = [name for name, _ in parameters]
+
+    def traced(x, *values):
+        with substituted(module, names, values):
+            return fn(x)
+
     try:
         with _lean_tracing():
-            return make_fx(fn, decomposition_table=_decompositions())(sample)
+            if not parameters:
+                return make_fx(fn, decomposition_table=_decompositions())(sample)
+            return make_fx(traced, decomposition_table=_decompositions())(sample, *(value for _, value in parameters))
     except CompileError:
         raise
     except Exception as error:
@@ -59,10 +70,11 @@ def trace(fn, sample):
         raise CompileError(f"could not trace the function: {type(error).__name__}: {message}") from None
 
 
-def functional(graph_module, sample):
+def functional(graph_module, sample, *values):
+    """The graph of ``graph_module`` (inputs ``sample`` and ``values``) without mutations or views."""
     with _lean_tracing():
         pure = make_fx(functionalize(graph_module, remove="mutations_and_views"),
-                       decomposition_table=_decompositions())(sample)
+                       decomposition_table=_decompositions())(sample, *values)
     pure.graph.eliminate_dead_code()
     return pure
 

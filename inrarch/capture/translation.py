@@ -12,10 +12,12 @@ import torch
 from .. import ir, ops
 from ..errors import CompileError
 from ..evaluation import flatten
+from .runtime import RuntimeTensor, WeightProgram
 from .source import source_line
 from .tracing import DECOMPOSED
 
-__all__ = ["translate", "supported", "unsupported_message", "first_unsupported", "NeedsPureGraph"]
+__all__ = ["translate", "supported", "user_name", "writable", "unsupported_message", "first_unsupported",
+           "NeedsPureGraph"]
 
 aten = torch.ops.aten
 
@@ -53,6 +55,7 @@ class _Translator:
     def __init__(self, sample_shape):
         self.nodes = []
         self.weights = {}
+        self.vectors = {}
         self.input = self._new("input", [], tuple(sample_shape))
         self.source = ""
         self.masks = set()   # nodes holding only 0 and 1: results of comparisons
@@ -88,6 +91,10 @@ class _Translator:
                 idx = torch.arange(offset, offset + value.node.numel, dtype=torch.float64).reshape(value.shape)
                 offset += value.node.numel
                 return idx
+            if isinstance(value, RuntimeTensor):
+                raise CompileError(f"values computed from the parameters are moved together with streamed values "
+                                   f"at {self.source}; with runtime weights only matmuls and element-wise "
+                                   "arithmetic may read parameters")
             if isinstance(value, torch.Tensor):
                 flat = value.detach().to(torch.float64).reshape(-1)
                 sources.append(("const", flat, offset))
@@ -155,6 +162,8 @@ class _Translator:
     # constants ---------------------------------------------------------------------------
     def weight(self, matrix):
         """The stored matrix for ``matrix`` (R × C) and whether it is read transposed."""
+        if isinstance(matrix, RuntimeTensor):
+            return self._runtime_weight(matrix)
         matrix = np.ascontiguousarray(matrix.detach().numpy().astype(np.float64))
         key = ir.Weight("w", matrix).digest
         if key in self.weights:
@@ -165,6 +174,24 @@ class _Translator:
         weight = ir.Weight(f"w{len(self.weights)}", matrix)
         self.weights[key] = weight
         return weight, False
+
+    def _runtime_weight(self, matrix):
+        if matrix.fingerprint in self.weights:
+            return self.weights[matrix.fingerprint], False
+        transposed = matrix.T
+        if transposed.fingerprint in self.weights:
+            return self.weights[transposed.fingerprint], True
+        weight = ir.Weight(f"w{len(self.weights)}", matrix.example.numpy().copy(), runtime=matrix.index,
+                           fingerprint=matrix.fingerprint)
+        self.weights[matrix.fingerprint] = weight
+        return weight, False
+
+    def vector(self, values):
+        """The stored vector of a runtime ``add_const`` or ``mul_const`` operand."""
+        if values.fingerprint not in self.vectors:
+            self.vectors[values.fingerprint] = ir.Weight(f"v{len(self.vectors)}", values.example.numpy().copy(),
+                                                         runtime=values.index, fingerprint=values.fingerprint)
+        return self.vectors[values.fingerprint]
 
     # arithmetic --------------------------------------------------------------------------
     def binary(self, name, a, b, alpha=1):
@@ -189,6 +216,9 @@ class _Translator:
             name, const = "add", -const
         if name == "div":
             name, const = "mul", 1.0 / const
+        if isinstance(const, RuntimeTensor):
+            # The values change with the weights: no folding of zeros, ones or a common factor.
+            return self.sym(f"{name}_const", [a], shape, values=self.vector(const))
         values = const.numpy()
         if name == "add":
             return a if not np.any(values) else self.sym("add_const", [a], shape, values=values.copy())
@@ -214,7 +244,7 @@ class _Translator:
         if isinstance(a, _Sym) and isinstance(b, _Sym):
             raise CompileError(f"a matrix product of two streamed tensors is not supported at {self.source}")
         if isinstance(b, torch.Tensor):
-            if not b.detach().numpy().any():
+            if not isinstance(b, RuntimeTensor) and not b.detach().numpy().any():
                 return torch.zeros((a.shape[0], b.shape[1]), dtype=torch.float64)
             weight, transposed = self.weight(b.T)
             return self.sym(op, [a], (a.shape[0], b.shape[1]), weight=weight, transposed=transposed)
@@ -279,11 +309,13 @@ class _Translator:
 
 def _translate_call(tr, target, args, kwargs):
     name = _op_name(target.overloadpacket if hasattr(target, "overloadpacket") else target)
-    streamed = any(isinstance(v, _Sym) for v in flatten(args)) or any(isinstance(v, _Sym) for v in flatten(kwargs.values()))
+    values = list(flatten(args)) + list(flatten(kwargs.values()))
+    streamed = any(isinstance(v, _Sym) for v in values)
+    mutable = isinstance(target, torch._ops.OpOverload) and target._schema.is_mutable
+    if mutable and (streamed or any(isinstance(v, RuntimeTensor) for v in values)):
+        raise NeedsPureGraph()
     if not streamed:
         return target(*args, **kwargs)
-    if isinstance(target, torch._ops.OpOverload) and target._schema.is_mutable:
-        raise NeedsPureGraph()
     translation = ops.translation(name)
     if translation is not None:
         return translation(tr, target, args, kwargs)
@@ -302,10 +334,43 @@ def supported():
     return sorted(ops.captured() | _CREATION_LIKE | DECOMPOSED)
 
 
+# Aten ops whose torch function has another name than the op's.
+_TORCH_NAMES = {"log_sigmoid_forward": "torch.nn.functional.logsigmoid", "_local_scalar_dense": "Tensor.item",
+                "linalg_vector_norm": "torch.linalg.vector_norm", "native_dropout": "torch.nn.functional.dropout"}
+
+
+def user_name(aten_name):
+    """The torch function a user writes for the aten op ``aten_name``: ``torch.layer_norm`` for
+    ``native_layer_norm``, ``torch.special.bessel_j0`` for ``special_bessel_j0``; else ``aten.<name>``."""
+    if aten_name in _TORCH_NAMES:
+        return _TORCH_NAMES[aten_name]
+    base = aten_name.removeprefix("native_").removeprefix("_").removesuffix("_forward")
+    for prefix, namespace in (("special_", torch.special), ("linalg_", torch.linalg), ("fft_", torch.fft)):
+        if base.startswith(prefix) and hasattr(namespace, base[len(prefix):]):
+            return f"{namespace.__name__}.{base[len(prefix):]}"
+    if hasattr(torch, base):
+        return f"torch.{base}"
+    if hasattr(torch.nn.functional, base):
+        return f"torch.nn.functional.{base}"
+    return f"aten.{aten_name}"
+
+
+def writable():
+    """What a user can write, in torch's terms, from the registry: its activations (the ops that
+    capture the aten op of their own name, and the activations torch decomposes into them) and the
+    arithmetic, matrix products, reductions and data movement that every op shares."""
+    activations = [name for name, spec in ops.OPS.items() if spec.scaled and name in spec.captures]
+    activations += sorted(name for name in DECOMPOSED if not name.endswith("_backward"))
+    return ("inrarch computes " + ", ".join(activations) + " (torch and torch.nn.functional functions, or their "
+            "torch.nn modules); +, - and * of tensors, / by constants, ** by integers 0..8; @, matmul and nn.Linear "
+            "with constant matrices; sum and torch.linalg.vector_norm; comparisons and torch.where; indexing, "
+            "reshapes, transposes, cat and stack")
+
+
 def unsupported_message(name, source):
     why = ops.refusal(name)
     why = f" ({why})" if why is not None else ""
-    return f"unsupported op aten.{name}{why} at {source}; supported: " + ", ".join(supported())
+    return f"unsupported op {user_name(name)}{why} at {source}; {writable()}"
 
 
 def _base_name(target):
@@ -327,16 +392,27 @@ def first_unsupported(graph):
     return None, None
 
 
-def translate(module, fn, sample, occurrence):
+def translate(module, fn, sample, occurrence, parameters=()):
     """The IR graph of the aten graph ``module`` of ``fn`` traced on ``sample``, and whether ``fn`` returns
-    one tensor; ``occurrence`` (or None) numbers the calls of each op, to find their source lines."""
+    one tensor; ``occurrence`` (or None) numbers the calls of each op, to find their source lines.
+
+    ``parameters`` (``[(name, tensor)]``) are the trace's inputs after the sample: runtime weights,
+    which the graph's :class:`~inrarch.capture.runtime.WeightProgram` computes the stored tensors from.
+    """
     tr = _Translator(tuple(sample.shape))
+    program = WeightProgram() if parameters else None
+    placeholders = iter([None, *parameters])
     env = {}
     outputs = None
     for fx_node in module.graph.nodes:
         tr.source = f"aten.{_op_name(fx_node.target)}" if fx_node.op == "call_function" else ""
         if fx_node.op == "placeholder":
-            env[fx_node] = _Sym(tr.input)
+            parameter = next(placeholders)
+            if parameter is None:
+                env[fx_node] = _Sym(tr.input)
+            else:
+                name, value = parameter
+                env[fx_node] = RuntimeTensor.parameter(program, name, value, seed=len(program.parameters))
         elif fx_node.op == "get_attr":
             env[fx_node] = getattr(module, fx_node.target).detach().to(torch.float64)
         elif fx_node.op == "call_function":
@@ -362,11 +438,29 @@ def translate(module, fn, sample, occurrence):
     for value in outputs:
         if not isinstance(value, (torch.Tensor, _Sym)):
             raise CompileError(f"the function returns a {type(value).__name__}; only tensors are supported as outputs")
+        if isinstance(value, RuntimeTensor):
+            raise CompileError("an output of the function depends on the parameters alone, not on the input; with "
+                               "runtime weights every output must be computed from the input")
         if isinstance(value, torch.Tensor):
             # a constant output still streams once per sample: emit it behind the input
             value = tr.sym("gather", [_Sym(tr.input)], tuple(value.shape),
                            entries=tuple(float(v) for v in value.reshape(-1).tolist()))
         out_nodes.append(value.node)
     graph = ir.Graph(tr.input, out_nodes, tr.nodes, tr.weights.values())
+    if program is not None:
+        _store_runtime_tensors(graph, program, list(tr.weights.values()) + list(tr.vectors.values()))
     graph.topological().rename()
     return graph, single
+
+
+def _store_runtime_tensors(graph, program, tensors):
+    """Give ``graph`` the program of its runtime tensors, each tensor's ``runtime`` its output there."""
+    runtime = [tensor for tensor in tensors if tensor.runtime is not None]
+    graph.program = program.pruned([tensor.runtime for tensor in runtime])
+    renamed = {id(tensor): ir.Weight(tensor.name, tensor.matrix, runtime=k, fingerprint=tensor.fingerprint)
+               for k, tensor in enumerate(runtime)}
+    for node in graph.nodes:
+        for key, value in node.attrs.items():
+            if id(value) in renamed:
+                node.attrs[key] = renamed[id(value)]
+    graph.weights = [renamed.get(id(weight), weight) for weight in graph.weights]

@@ -17,7 +17,7 @@ from amaranth.lib import wiring
 
 import sim
 from bench.registry import float64, missing, small_formats
-from cores import (Accumulate, Add, AddConst, Cos, Exp, Fork, Gather, LaneConverter, MatVec, Mul, MulAdd,
+from cores import (Abs, Accumulate, Add, AddConst, Cos, Exp, Fork, Gather, LaneConverter, MatVec, Mul, MulAdd,
                    MulConst, Neg, Pacer, Q, Relu, Scale, Sigmoid, Sin, Step, StreamFIFO, Sub, Sum, Tanh)
 from cores.elementwise import constant_format
 from cores.fixed import convert_raw
@@ -139,10 +139,12 @@ def nonlinear_cases():
         "exp": Exp(A, Q(8, 16)),
         "relu": Relu(A, out, scale=-0.3),
         "step": Step(A, out),
+        "abs": Abs(A, out, scale=-0.3),
     }
     functions = {"sin": lambda z: np.sin(z), "cos": lambda z: np.cos(30 * z), "tanh": np.tanh,
                  "sigmoid": lambda z: 1 / (1 + np.exp(-z)), "exp": np.exp,
-                 "relu": lambda z: np.maximum(-0.3 * z, 0), "step": lambda z: (z > 0).astype(float)}
+                 "relu": lambda z: np.maximum(-0.3 * z, 0), "step": lambda z: (z > 0).astype(float),
+                 "abs": lambda z: np.abs(-0.3 * z)}
     # The registry's other nonlinear cores, at default formats.
     for cls in missing([(type(core),) for core in cores.values()]):
         cores[cls.__name__.lower()] = cls(A, Q.parse(small_formats(cls)[1]))

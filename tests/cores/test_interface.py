@@ -45,6 +45,7 @@ CORES = {
     "Sqrt": arguments(A, OUT, scale=2.0),
     "Relu": arguments(A, OUT, scale=3.0),
     "Step": arguments(A, OUT),
+    "Abs": arguments(A, OUT, scale=-1.5),
     "MatVec": arguments(np.linspace(-1, 1, 12).reshape(3, 4), A, OUT, channels=("forward", "transpose"),
                         parallel=2, lanes=2),
     "Pacer": arguments(A, 3, 7),

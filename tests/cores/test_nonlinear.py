@@ -17,7 +17,7 @@ from bench.registry import SPAN, float64, missing, nonlinear_cores, small_format
 from boards.estimate import estimate
 from boards.synth import find_tool, synth_xilinx
 from cores.fixed import Q
-from cores.nonlinear import Cos, Exp, Relu, Sigmoid, Sin, Softplus, Sqrt, Step, Tanh
+from cores.nonlinear import Abs, Cos, Exp, Relu, Sigmoid, Sin, Softplus, Sqrt, Step, Tanh
 from cores.nonlinear.base import _ln2, _pi
 from cores.pipelining import UNPIPELINED, Pipelining
 from cores.testing import check_contract, run_streams
@@ -74,6 +74,8 @@ SMALL = [
     (Sqrt, "q4.8", "q4.12", 1.0, 2), (Sqrt, "q5.7", "q3.20", 1.0, 2), (Sqrt, "q4.8", "q2.14", -3.0, 2),
     (Relu, "q4.8", "q4.12", 1.0, 0), (Relu, "q4.8", "q8.8", 30.0, 0.5), (Relu, "q4.8", "q2.14", -0.3, 0.5),
     (Step, "q4.8", "q2.14", 1.0, 0), (Step, "q4.8", "q2.6", -2.0, 0),
+    (Abs, "q4.8", "q4.12", 1.0, 0), (Abs, "q4.8", "q8.8", -30.0, 0.5), (Abs, "q4.8", "q2.14", -0.3, 0.5),
+    (Abs, "q4.8", "q3.5", 1.0, 0.5),
 ]
 SMALL += [(cls, *small_formats(cls), 1.0, 2) for cls in missing(SMALL)]
 
@@ -88,7 +90,7 @@ LARGE = [
     (Exp, "q8.24", "q2.24", -1.0, 4.0, 2),
     (Softplus, "q8.24", "q8.24", 1.0, 20.0, 2), (Softplus, "q8.19", "q8.19", 1.0, None, 2),
     (Softplus, "q8.19", "q2.25", 1.0, None, 2), (Softplus, "q12.20", "q4.28", -0.5, 60.0, 2),
-    (Relu, "q16.16", "q16.16", 30.0, None, 0.5),
+    (Relu, "q16.16", "q16.16", 30.0, None, 0.5), (Abs, "q16.16", "q16.16", -30.0, None, 0.5),
 ]
 LARGE += [(cls, *wide_formats(cls), 1.0, SPAN, 2) for cls in missing(LARGE)]
 
@@ -198,7 +200,7 @@ HARDWARE = [
     (Sin, "q4.8", "q2.14", 1.0), (Cos, "q4.8", "q2.30", 30.0), (Tanh, "q4.8", "q2.14", 1.0),
     (Sigmoid, "q4.8", "q2.24", 1.0), (Exp, "q4.8", "q8.16", 1.0), (Relu, "q4.8", "q2.14", 30.0),
     (Step, "q4.8", "q1.7", 1.0), (Softplus, "q4.8", "q2.14", 1.0), (Sqrt, "q4.8", "q4.12", 1.0),
-    (Sqrt, "q4.8", "q2.14", -3.0),
+    (Sqrt, "q4.8", "q2.14", -3.0), (Abs, "q4.8", "q2.14", -3.0), (Abs, "q4.8", "q3.5", 1.0),
 ]
 HARDWARE += [(cls, *small_formats(cls), 1.0) for cls in missing(HARDWARE)]
 
@@ -220,7 +222,7 @@ HARDWARE_RANDOM = [
     (Cos, "q12.20", "q2.22", 30.0, None, None),
     (Tanh, "q8.24", "q2.24", 1.0, 12.0, None), (Sigmoid, "q8.24", "q2.24", 2.0, 12.0, None),
     (Exp, "q8.24", "q8.24", 1.0, 8.0, None), (Exp, "q12.20", "q16.16", -3.0, 8.0, None),
-    (Relu, "q16.16", "q16.16", 30.0, None, None),
+    (Relu, "q16.16", "q16.16", 30.0, None, None), (Abs, "q16.16", "q16.16", -30.0, None, None),
     # products narrower than the reduced argument: the bits above it must be sign extensions
     (Sigmoid, "q2.6", "q2.28", -1.0, None, None), (Sin, "q2.6", "q2.14", 1e-3, None, None),
     (Exp, "q3.5", "q2.20", 0.01, None, None), (Tanh, "q2.6", "q2.26", 2.0 ** -10, None, None),
@@ -249,7 +251,7 @@ def test_hardware_random(case):
 TIMING = [(Sin, "q16.16", "q2.30", 30.0), (Sin, "q4.8", "q2.14", 1.0), (Tanh, "q8.24", "q2.24", 1.0),
           (Sigmoid, "q4.8", "q2.14", 1.0), (Exp, "q8.24", "q8.24", 1.0), (Exp, "q4.12", "q2.14", -1.0),
           (Relu, "q4.8", "q4.8", 1.0), (Step, "q4.8", "q2.14", 1.0), (Softplus, "q8.24", "q8.24", 1.0),
-          (Sqrt, "q8.24", "q4.28", 1.0), (Sqrt, "q4.8", "q2.14", -1.0)]
+          (Sqrt, "q8.24", "q4.28", 1.0), (Sqrt, "q4.8", "q2.14", -1.0), (Abs, "q4.8", "q4.8", -1.5)]
 TIMING += [(cls, *small_formats(cls), 1.0) for cls in missing(TIMING)]
 
 
@@ -337,7 +339,7 @@ def test_unreachable_precision_is_refused():
 # Products split over DSPs ------------------------------------------------------------------------
 
 # Latency when every product fits one DSP, before adding the table's order.
-UNSPLIT_LATENCY = {Sin: 4, Cos: 4, Tanh: 4, Sigmoid: 4, Softplus: 4, Exp: 5, Sqrt: 6, Relu: 2}
+UNSPLIT_LATENCY = {Sin: 4, Cos: 4, Tanh: 4, Sigmoid: 4, Softplus: 4, Exp: 5, Sqrt: 6, Relu: 2, Abs: 3}
 
 
 def latency_if_unsplit(core):
@@ -354,7 +356,7 @@ def latency_if_unsplit(core):
 SPLIT = [
     (Sin, "q8.28", "q2.34", 30.0, None, 3), (Tanh, "q6.30", "q2.34", 1.5, 12.0, 3),
     (Exp, "q8.28", "q4.32", 1.0, 6.0, None), (Sqrt, "q8.28", "q4.32", 1.0, None, None),
-    (Relu, "q16.16", "q16.16", 30.0, None, None),
+    (Relu, "q16.16", "q16.16", 30.0, None, None), (Abs, "q16.16", "q16.16", -30.0, None, None),
 ]
 
 
@@ -395,7 +397,8 @@ def test_products_that_fit_keep_the_latency():
     for core in (Sin("q4.8", "q2.14", pipelining=UNPIPELINED), Sin("q1.17", "q7.11", scale=30, pipelining=UNPIPELINED),
                  Tanh("q4.8", "q2.14", pipelining=UNPIPELINED), Softplus("q4.8", "q4.12", pipelining=UNPIPELINED),
                  Exp("q4.12", "q4.16", pipelining=UNPIPELINED), Sqrt("q4.8", "q4.12", pipelining=UNPIPELINED),
-                 Relu("q4.23", "q4.23", scale=30, pipelining=UNPIPELINED)):
+                 Relu("q4.23", "q4.23", scale=30, pipelining=UNPIPELINED),
+                 Abs("q4.23", "q4.23", scale=-30, pipelining=UNPIPELINED)):
         assert all(multiplier.latency == 1 for multiplier in core.lane_multipliers)
         assert core.latency == latency_if_unsplit(core)
     # Sin at q1.26: a 27 x 30-bit reduction product (two DSPs) and two Horner steps in one each

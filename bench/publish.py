@@ -36,6 +36,7 @@ RECORDED_BY = {
     "budget": "python -m bench.budget",
     "logic_depth": "python -m bench.logic_depth",
     "fmax": "python -m bench.fmax",
+    "formal": "python -m bench.formal --solvers",
     "runtime_weights": "python -m bench.runtime_weights",
     "runtime_weights_simulated": "python -m bench.runtime_weights --simulate",
 }
@@ -477,6 +478,82 @@ def _floorplan(entries):
         "Crossings: " + "; ".join(crossings) + "."])
 
 
+def _proof_result(row):
+    if row["status"] == "timeout" and "reached" in row:
+        return f"holds for the first {row['reached']} cycles (of {row['depth']}: time limit)"
+    status = {"pass": "holds", "fail": "**fails**", "unknown": "open", "timeout": "timed out"}[row["status"]]
+    return status if not row.get("failed") else f"{status} at cycle {row['step']}: {', '.join(row['failed'])}"
+
+
+def _formal_runs(entry):
+    """Which command, at which commit, gave each section of the formal entry, and how long it took."""
+    runs = entry["results"]["runs"]
+    groups = {}
+    for section, run in runs.items():
+        groups.setdefault((run["command"], run["commit"]), []).append(section)
+    said = [f"`{command}` at commit {commit[:10]}{'+' if '+' in commit else ''} ({', '.join(sections)})"
+            for (command, commit), sections in groups.items()]
+    loads = sorted({run["load_average"] for run in runs.values()})
+    load = f"{loads[0]:g}" if len(loads) == 1 else f"{loads[0]:g} to {loads[-1]:g}"
+    minutes = sum(run["seconds"] for run in runs.values()) / 60
+    return (f"{'; '.join(said)}, {entry['date'][:10]}, {minutes:.0f} minutes in all on "
+            f"{entry['inputs']['cpu_count']} cores with a load average of {load} from other work")
+
+
+def _formal(entries):
+    entry = _entry(entries, "formal")
+    inputs, figures = entry["inputs"], entry["results"]
+    lines = [f"Proved with SymbiYosys (YoWASP) and {inputs['solver_version']} ({_formal_runs(entry)}). Each core's "
+             f"whole stream contract is bounded to {inputs['firings']} whole firings of every channel, or as many as "
+             "finish within the bench's time limit; a cover shows a run within that bound taking them and emitting "
+             "all their tokens; its output protocol is proved by k-induction, at the shortest length that closes:",
+             ""]
+    rows = []
+    for row in figures["cores"]:
+        contract, cover, induction = row["contract"], row["cover"], row["induction"]
+        rows.append([row["core"], row["parameters"], row["firings"], contract["depth"], _proof_result(contract),
+                     f"{contract['seconds']:.1f}", "reached" if cover["status"] == "pass" else "**not reached**",
+                     "proved" if induction["status"] == "pass" else _proof_result(induction), induction["depth"],
+                     f"{induction['seconds']:.1f}"])
+    lines += [_table(["core", "parameters", "firings", "cycles", "stream contract", "s", "cover", "output protocol",
+                      "k", "s"], rows), ""]
+    slow = [f"{row['core']} ({', '.join(map(str, row['timed_out']))} firings)" for row in figures["cores"]
+            if row["timed_out"]]
+    lines += [f"Not finished within the time limit: {', '.join(slow) or 'none'}.", ""]
+    unchecked = [f"{row['core']} ({', '.join(row['contract']['unchecked'])})" for row in figures["cores"]
+                 if row["contract"].get("unchecked")]
+    lines += [f"Properties not checked: {', '.join(unchecked) or 'none'}.", ""]
+    kernel = figures["kernel"]
+    narrow = ", ".join(f"{name.replace('_', ' ')} {value}" for name, value in inputs["kernel_narrow"].items())
+    lines += [f"The Vitis kernels of the order-{inputs['design']['order']} {_siren(inputs['design'])}, with constant "
+              f"and with runtime weights (narrow: {narrow}):", ""]
+    modes = {"prove": "k-induction of length {depth}", "bmc": "bounded to {depth} cycles",
+             "cover": "covers within {depth} cycles"}
+    lines += [f"- {row['proof']}: {modes[row['mode']].format(depth=row['depth'])}: "
+              f"{'reached' if row['mode'] == 'cover' and row['status'] == 'pass' else _proof_result(row)}, "
+              f"{row['seconds']:.0f} s" for row in kernel]
+    design = figures["design"]
+    solved, shallow = design["solved"], design["shallower"]
+    if solved["status"] == "timeout" and "reached" in solved:
+        bound = (f"bounded to {solved['reached']} cycles, as far as the time limit let it go of the {solved['depth']} "
+                 "that reach its first outputs and two periods more: holds")
+    else:
+        bound = f"bounded to {solved['depth']} cycles (its first outputs and two periods more): {_proof_result(solved)}"
+    lines += ["", f"FIFO sizing of the same design ({design['fifos']} FIFOs, period {design['period']} cycles): "
+              f"with the solver's depths no FIFO refuses a token and the pacer never waits, {bound}, "
+              f"{solved['seconds']:.0f} s. With `{shallow['fifo']}` at {shallow['depth_tried']} instead of "
+              f"{shallow['solved_depth']}: {_proof_result(shallow)}, {shallow['seconds']:.0f} s."]
+    if figures.get("solvers"):
+        by_proof = {}
+        for row in figures["solvers"]:
+            by_proof.setdefault(row["proof"], {})[row["version"]] = f"{row['seconds']:.1f}"
+        versions = list(dict.fromkeys(row["version"] for row in figures["solvers"]))
+        lines += ["", "Seconds of the same proofs with each SMT solver from PyPI:", "",
+                  _table(["proof", *versions], [[proof, *(times.get(v, "-") for v in versions)]
+                                                for proof, times in by_proof.items()])]
+    return "\n".join(lines)
+
+
 def _runtime_weights(entries):
     entry = _entry(entries, "runtime_weights")
     figures, inputs = entry["results"], entry["inputs"]
@@ -552,6 +629,7 @@ BLOCKS = {
     "logic_depth": _logic_depth,
     "fmax": _fmax,
     "floorplan": _floorplan,
+    "formal": _formal,
     "runtime_weights": _runtime_weights,
     "runtime_weights_simulated": _runtime_weights_simulated,
 }

@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-__all__ = ["RESULTS_PATH", "load", "record", "entry", "machine_load"]
+__all__ = ["RESULTS_PATH", "load", "record", "entry", "machine_load", "commit", "command_line"]
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 RESULTS_PATH = REPOSITORY / "bench" / "results.json"
@@ -34,7 +34,8 @@ def entry(key, path=RESULTS_PATH):
     return entries[key]
 
 
-def _commit():
+def commit():
+    """The commit the working tree is at, ``+uncommitted`` after it when tracked files differ."""
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPOSITORY, capture_output=True, text=True,
                               check=True).stdout.strip()
@@ -54,17 +55,22 @@ def record(key, results, *, inputs, command=None, path=RESULTS_PATH):
     path = Path(path)
     entries = load(path)
     if command is None:
-        command = "python " + shlex.join([*_script_name(), *sys.argv[1:]])
+        command = command_line()
     entries[key] = {
         "command": command,
         "inputs": inputs,
-        "commit": _commit(),
+        "commit": commit(),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "results": results,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(entries, indent=2, sort_keys=True) + "\n")
     return entries[key]
+
+
+def command_line():
+    """The running process's command line, as a reader would type it (``python -m bench.x ...``)."""
+    return "python " + shlex.join([*_script_name(), *sys.argv[1:]])
 
 
 def _script_name():

@@ -82,22 +82,30 @@ class AxiBurstReader(wiring.Component):
         Bits of the word count.
     depth : int, optional
         Words the FIFO holds; at least ``burst``, ``2 * burst`` by default.
+    address_width : int
+        Bits of a byte address (64 on the AXI4 masters of a kernel; fewer in a proof).
 
     Ports
     -----
     start : In(1)
         Pulse: begin reading ``words`` words from byte address ``address``.
-    address : In(64), words : In(count_width)
+    address : In(address_width), words : In(count_width)
         Sampled when ``start`` is high.
     busy : Out(1)
         A read is requested, in flight, or buffered.
-    axi : Out(axi4_signature(64, data_width))
+    axi : Out(axi4_signature(address_width, data_width))
         The memory port; its write channels are idle.
     o : Out(stream.Signature(data_width))
         The words, in address order.
+
+    Attributes
+    ----------
+    next_address, words_left : Signal
+        The address of the next burst and the words not yet requested: the state that the
+        memory-safety proof (:mod:`formal.kernel`) relates each request to.
     """
 
-    def __init__(self, *, data_width=64, burst=32, count_width=40, depth=None):
+    def __init__(self, *, data_width=64, burst=32, count_width=40, depth=None, address_width=64):
         if not 1 <= burst <= 256:
             raise ValueError(f"AXI4 bursts hold 1 to 256 beats, not {burst}")
         depth = 2 * burst if depth is None else depth
@@ -107,18 +115,19 @@ class AxiBurstReader(wiring.Component):
         self._burst = burst
         self._depth = depth
         super().__init__({
-            "start": In(1), "address": In(64), "words": In(count_width), "busy": Out(1),
-            "axi": Out(axi4_signature(64, data_width)),
+            "start": In(1), "address": In(address_width), "words": In(count_width), "busy": Out(1),
+            "axi": Out(axi4_signature(address_width, data_width)),
             "o": Out(stream.Signature(data_width)),
         })
+        self.next_address = Signal(address_width)
+        self.words_left = Signal(count_width)
 
     def elaborate(self, platform):
         m = Module()
         axi, depth = self.axi, self._depth
         m.submodules.buffer = buffer = fifo.SyncFIFOBuffered(width=self._data_width, depth=depth)
 
-        address = Signal(64)
-        remaining = Signal.like(self.words)
+        address, remaining = self.next_address, self.words_left
         # FIFO entries neither filled nor promised to a requested burst.
         credit = Signal(range(depth + 1), init=depth)
         beats = _burst_beats(m, address, remaining, self._data_width, self._burst)
@@ -170,31 +179,44 @@ class AxiBurstWriter(wiring.Component):
         Longest burst in beats (at most 256).
     count_width : int
         Bits of the word count.
+    address_width : int
+        Bits of a byte address (64 on the AXI4 masters of a kernel; fewer in a proof).
 
     Ports
     -----
     start : In(1)
         Pulse: begin writing ``words`` words at byte address ``address``.
-    address : In(64), words : In(count_width)
+    address : In(address_width), words : In(count_width)
         Sampled when ``start`` is high.
     busy : Out(1)
         Words remain to be written or acknowledged.
     i : In(stream.Signature(data_width + data_width // 8))
         Data in the low bits, byte strobes above.
-    axi : Out(axi4_signature(64, data_width))
+    axi : Out(axi4_signature(address_width, data_width))
         The memory port; its read channels are idle.
+
+    Attributes
+    ----------
+    next_address, words_left, sending, beats_left : Signal
+        The address of the next burst, the words not yet requested, whether the W beats of the
+        last burst are still going out, and how many: the state that the memory-safety proof
+        (:mod:`formal.kernel`) relates each request and beat to.
     """
 
-    def __init__(self, *, data_width=64, burst=32, count_width=40):
+    def __init__(self, *, data_width=64, burst=32, count_width=40, address_width=64):
         if not 1 <= burst <= 256:
             raise ValueError(f"AXI4 bursts hold 1 to 256 beats, not {burst}")
         self._data_width = data_width
         self._burst = burst
         super().__init__({
-            "start": In(1), "address": In(64), "words": In(count_width), "busy": Out(1),
+            "start": In(1), "address": In(address_width), "words": In(count_width), "busy": Out(1),
             "i": In(stream.Signature(data_width + data_width // 8)),
-            "axi": Out(axi4_signature(64, data_width)),
+            "axi": Out(axi4_signature(address_width, data_width)),
         })
+        self.next_address = Signal(address_width)
+        self.words_left = Signal(count_width)
+        self.sending = Signal()
+        self.beats_left = Signal(range(burst + 1))
 
     def elaborate(self, platform):
         m = Module()
@@ -204,10 +226,8 @@ class AxiBurstWriter(wiring.Component):
             buffer.w_en.eq(self.i.valid), buffer.w_data.eq(self.i.payload), self.i.ready.eq(buffer.w_rdy),
         ]
 
-        address = Signal(64)
-        remaining = Signal.like(self.words)
-        sending = Signal()  # the W beats of the last issued burst are still going out
-        beats_left = Signal(range(self._burst + 1))
+        address, remaining = self.next_address, self.words_left
+        sending, beats_left = self.sending, self.beats_left
         # Bursts issued whose write response has not arrived; capped like a memory controller's queue.
         responses = Signal(range(MAX_OUTSTANDING + 1))
         beats = _burst_beats(m, address, remaining, width, self._burst)
@@ -405,6 +425,8 @@ class AxiLiteRegisters(wiring.Component):
     bus : In(axi4_lite_signature(address_width))
     start : Out(1)
         Pulse: a run begins (arguments are stable until ``done``).
+    running : Out(1)
+        From the cycle after ``start`` to the cycle of ``done`` (ap_idle low).
     done : In(1)
         Pulse: the run has finished (ap_done and ap_ready).
     interrupt : Out(1)
@@ -416,8 +438,8 @@ class AxiLiteRegisters(wiring.Component):
     def __init__(self, arguments, status=(), *, address_width=12):
         self._arguments = list(arguments)
         self._status = list(status)
-        members = {"bus": In(axi4_lite_signature(address_width)), "start": Out(1), "done": In(1),
-                   "interrupt": Out(1)}
+        members = {"bus": In(axi4_lite_signature(address_width)), "start": Out(1), "running": Out(1),
+                   "done": In(1), "interrupt": Out(1)}
         for name, _, bits in self._arguments:
             members[name] = Out(bits)
         for name, _, bits in self._status:
@@ -428,7 +450,7 @@ class AxiLiteRegisters(wiring.Component):
         m = Module()
         bus = self.bus
         ap_start, ap_done, ap_ready, auto_restart = Signal(), Signal(), Signal(), Signal()
-        running = Signal()
+        running = self.running
         gie, ier, isr = Signal(), Signal(2), Signal(2)
 
         # Write: take address and data together, answer OKAY.

@@ -165,6 +165,10 @@ class VitisKernel(wiring.Component):
         Samples the design computes at once. Above 1, each run's last group of ``lanes`` samples
         is completed with zero samples (:class:`boards.sample_groups.PadToGroups`) and their
         outputs are dropped (:class:`boards.sample_groups.DropPadding`), so any ``batch`` works.
+    address_width, count_width, burst : int
+        Bits of the AXI4 masters' addresses (64) and of the element and word counters
+        (``_COUNT_WIDTH``), and the longest burst (:data:`BURST_BEATS`). Proofs
+        (:mod:`formal.kernel`) build the kernel narrower; a kernel for Vitis keeps the defaults.
 
     A ``weights`` argument (a design with runtime weights) adds the master ``m_axi_weights``: when
     a run starts with bit 0 of ``reload_weights`` set, it reads the argument's ``words`` words of
@@ -182,24 +186,34 @@ class VitisKernel(wiring.Component):
     s_axi_control_* : AXI4-Lite subordinate, 32-bit data, 12-bit address
         The register map of :class:`boards.axi.AxiLiteRegisters` plus the arguments of
         :func:`kernel_arguments` and the status register at :func:`status_offset`.
-    m_axi_x_*, m_axi_y0_*, ... : AXI4 masters, 64-bit address, :data:`DATA_WIDTH`-bit data
+    m_axi_x_*, m_axi_y0_*, ... : AXI4 masters, ``address_width``-bit address, :data:`DATA_WIDTH`-bit data
         ``m_axi_x`` only reads, the others only write; INCR bursts of up to :data:`BURST_BEATS`
         beats that never cross 4 KiB. Buffers must be :data:`DATA_WIDTH`/8-byte aligned.
-    m_axi_weights_* : AXI4 master, 64-bit address, :data:`~cores.weights.WORD_BITS`-bit data
+    m_axi_weights_* : AXI4 master, ``address_width``-bit address, :data:`~cores.weights.WORD_BITS`-bit data
         Only with a ``weights`` argument; only reads, INCR bursts of up to
         :data:`WEIGHT_BURST_BEATS` beats with :data:`WEIGHT_FIFO_WORDS` words in flight. The
         weights buffer must be ``WORD_BITS``/8-byte aligned.
+
+    Attributes
+    ----------
+    loading_weights : Signal
+        High from a reloading run's start until the design took the image's last word: the state
+        that the memory-safety proof (:mod:`formal.kernel`) relates the weights master to.
     """
 
-    def __init__(self, arguments, ports, *, lanes=1):
+    def __init__(self, arguments, ports, *, lanes=1, address_width=64, count_width=_COUNT_WIDTH, burst=BURST_BEATS):
         self.arguments = arguments
         self._ports = ports
         self._lanes = lanes
+        self._address_width = address_width
+        self._count_width = count_width
+        self._burst = burst
+        self.loading_weights = Signal()
         members = {"ap_clk": In(1), "ap_rst_n": In(1), "interrupt": Out(1)}
         members |= _flat_members("s_axi_control", axi4_lite_signature(CONTROL_ADDRESS_WIDTH), flip=True)
         for argument in self.arguments:
             if argument.is_buffer:
-                members |= _flat_members(argument.port, axi4_signature(64, argument.data_width), flip=False)
+                members |= _flat_members(argument.port, axi4_signature(address_width, argument.data_width), flip=False)
         super().__init__(members)
 
     def elaborate(self, platform):
@@ -242,13 +256,14 @@ class VitisKernel(wiring.Component):
             if self._lanes > 1:
                 groups = (PadToGroups if argument.name == "x" else DropPadding)(
                     fmt, elements_per_sample=argument.elements_per_sample, lanes=self._lanes,
-                    count_width=_COUNT_WIDTH)
+                    count_width=self._count_width)
                 m.submodules[f"{argument.name}_groups"] = groups
                 m.d.comb += [groups.start.eq(registers.start), groups.count.eq(elements)]
                 busy.append(groups.busy)
+            sizes = {"data_width": DATA_WIDTH, "count_width": self._count_width}
             if argument.name == "x":
-                memory = AxiBurstReader(data_width=DATA_WIDTH, burst=BURST_BEATS, count_width=_COUNT_WIDTH)
-                convert = WordsToElements(fmt, data_width=DATA_WIDTH, count_width=_COUNT_WIDTH)
+                memory = AxiBurstReader(burst=self._burst, address_width=self._address_width, **sizes)
+                convert = WordsToElements(fmt, **sizes)
                 wiring.connect(m, memory.o, convert.i)
                 elements_out = convert.o
                 if groups is not None:
@@ -257,8 +272,8 @@ class VitisKernel(wiring.Component):
                 m.d.comb += [payload.eq(elements_out.payload), valid.eq(elements_out.valid & ~loading),
                              elements_out.ready.eq(ready & ~loading)]
             else:
-                memory = AxiBurstWriter(data_width=DATA_WIDTH, burst=BURST_BEATS, count_width=_COUNT_WIDTH)
-                convert = ElementsToWords(fmt, data_width=DATA_WIDTH, count_width=_COUNT_WIDTH)
+                memory = AxiBurstWriter(burst=self._burst, address_width=self._address_width, **sizes)
+                convert = ElementsToWords(fmt, **sizes)
                 elements_in = convert.i
                 if groups is not None:
                     wiring.connect(m, groups.o, convert.i)
@@ -277,23 +292,18 @@ class VitisKernel(wiring.Component):
             busy += [memory.busy, convert.busy]
 
         # Counters load at the start edge, so from the next cycle on "nothing busy" means finished.
-        active = Signal()
-        finished = active & ~Cat(*busy).any()
-        with m.If(registers.start):
-            m.d.sync += active.eq(1)
-        with m.Elif(finished):
-            m.d.sync += active.eq(0)
-        m.d.comb += registers.done.eq(finished)
+        m.d.comb += registers.done.eq(registers.running & ~Cat(*busy).any())
         return m
 
     def _weights(self, m, registers, ports, argument):
         """The weights master: a run whose ``reload_weights`` bit 0 is set first streams the image
         into the design's ``weights`` port. Returns the signal that is high until the design took
         the last word."""
-        memory = m.submodules.weights_memory = AxiBurstReader(data_width=WORD_BITS, burst=WEIGHT_BURST_BEATS,
-                                                              count_width=_COUNT_WIDTH, depth=WEIGHT_FIFO_WORDS)
+        memory = m.submodules.weights_memory = AxiBurstReader(
+            data_width=WORD_BITS, burst=WEIGHT_BURST_BEATS, count_width=self._count_width, depth=WEIGHT_FIFO_WORDS,
+            address_width=self._address_width)
         reload = registers.start & registers.reload_weights[0]
-        loading = Signal()
+        loading = self.loading_weights
         with m.If(reload):
             m.d.sync += loading.eq(1)
         with m.Elif(~memory.busy):

@@ -1,6 +1,7 @@
 """``docs/adding-an-op.md``, applied as written to a stand-in op, ``erf``: the walkthrough's core and
 registry entry (its code blocks, run here) make an op that compiles with its derivatives, runs in
-Verilator within the tolerance of float64 torch, and that the registry-derived test lists take up."""
+Verilator within the tolerance of float64 torch, and that the registry-derived test lists and the formal
+proofs take up."""
 
 import math
 import re
@@ -13,6 +14,7 @@ import torch
 import inrarch
 from bench import registry
 from cores.nonlinear import saturating
+from formal import cores as formal_cores
 from inrarch import ops
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "adding-an-op.md"
@@ -82,3 +84,13 @@ def test_the_registry_derived_test_lists_take_the_op_up(erf):
     raw = np.arange(core.in_format.min_raw, core.in_format.max_raw + 1)
     exact = registry.float64(erf)(core.in_format.to_float(raw)) * 2.0 ** core.out_format.frac_bits
     assert np.max(np.abs(np.asarray(core.reference(raw), dtype=np.float64) - exact)) <= 2
+
+
+def test_formal_proofs_take_the_op_up(erf, tmp_path):
+    """The op's core is proved with no edit to ``formal.cores``: its stream contract over two
+    whole firings, every output element against its reference."""
+    assert "Erf" in formal_cores.instance_names() and not formal_cores.missing_instances()
+    assert formal_cores.build("Erf").__class__ is erf
+    result, spec = formal_cores.contract_proof("Erf", directory=tmp_path)
+    assert result.passed, result.summary()
+    assert not spec.unchecked, spec.unchecked

@@ -1,5 +1,6 @@
 """The README's examples run as written: the Python API (its design is tests/test_end_to_end.py's
-order-2 SIREN, so the Verilator build is shared) and "Using the cores in your own design"."""
+order-2 SIREN, so the Verilator build is shared), "Using the cores in your own design" and "Formal
+proofs"."""
 
 import math
 import re
@@ -8,12 +9,13 @@ from pathlib import Path
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
-def run_readme_example(heading):
-    """Run the first Python block of the README's section ``heading``; returns its namespace."""
+def run_readme_example(heading, namespace=None):
+    """Run the first Python block of the README's section ``heading`` (in ``namespace``, a new one
+    by default); returns its namespace."""
     text = README.read_text()
     section = text[text.index(heading):]
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
-    namespace = {}
+    namespace = {} if namespace is None else namespace
     exec(compile(code, str(README), "exec"), namespace)
     return namespace
 
@@ -27,6 +29,12 @@ def test_readme_core_example_converts_and_simulates(capsys):
     assert all(abs(a - b) <= 2 * 2.0 ** -18 for a, b in zip(printed, expected))
 
 
+def test_formal_readme_example_proves_the_output_protocol(capsys):
+    """The "Formal proofs" example, on the component of the example before it."""
+    namespace = run_readme_example("## Using the cores in your own design")
+    capsys.readouterr()
+    run_readme_example("## Formal proofs", namespace)
+    assert capsys.readouterr().out.strip().startswith("activation: k-induction at length 2: PASS")
 def test_readme_python_api_example_runs(capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # it writes top.v
     namespace = run_readme_example("## Python API")

@@ -516,6 +516,9 @@ def _formal(entries):
         lines += ["", "Seconds of the same proofs with each SMT solver from PyPI:", "",
                   _table(["proof", *versions], [[proof, *(times.get(v, "-") for v in versions)]
                                                 for proof, times in by_proof.items()])]
+    return "\n".join(lines)
+
+
 def _runtime_weights(entries):
     entry = _entry(entries, "runtime_weights")
     figures, inputs = entry["results"], entry["inputs"]

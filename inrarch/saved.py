@@ -16,8 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from devices import Device, Ehxplll, Mmcm
+from devices import Device, Die, Ehxplll, Mmcm
 
+from cores.dsp import DspPrimitive
 from cores.fixed import Q
 
 from . import ir
@@ -211,6 +212,9 @@ def _device(data):
     for name, kind in (("mmcm", Mmcm), ("pll", Ehxplll)):
         if values[name] is not None:
             values[name] = kind(**{key: tuple(item) for key, item in values[name].items()})
+    if values["dsp"] is not None:
+        values["dsp"] = DspPrimitive(**{**values["dsp"], "shape": tuple(values["dsp"]["shape"])})
+    values["dies"] = tuple(Die(**die) for die in values["dies"])
     return Device(**values)
 
 

@@ -71,6 +71,7 @@ INSTANCES = {
     "LaneConverter widening": _arguments(A, 1, 2),
     "LaneSerializer": _arguments(A, 2, 2),
     "StreamFIFO": _arguments(A, 3),
+    "RelayStation": _arguments(A, lanes=2),
     "Sum": _arguments(C, OUT, 2, lanes=2),
     "Accumulate": _arguments(A, OUT, 2, lanes=2),
 }

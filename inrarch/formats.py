@@ -347,9 +347,10 @@ def search_formats(graph, *, tolerance=1e-3, safety=8.0, margin=2.0, domain=(-1.
 
 
 def _operands_first(graph):
-    """The nodes whose values a matmul reads, then every other node by elements per sample, most first."""
-    matmul_inputs = {source for node in graph.nodes if node.op == "matmul" for source in node.inputs}
-    return sorted(graph.nodes, key=lambda n: (n not in matmul_inputs, -n.numel))
+    """The nodes whose values a folded core (a matmul, :attr:`OpSpec.fold`) reads, then every other
+    node by elements per sample, most first."""
+    folded_inputs = {source for node in graph.nodes if OPS[node.op].fold is not None for source in node.inputs}
+    return sorted(graph.nodes, key=lambda n: (n not in folded_inputs, -n.numel))
 
 
 def _stored_widths(graph, trials, uniform, weight_widths, target, tolerance, safety, max_width):

@@ -156,6 +156,19 @@ class Device:
     dsp: DspPrimitive = None
     dies: tuple = ()
 
+    @classmethod
+    def from_dict(cls, data):
+        """The device that :func:`dataclasses.asdict` gave ``data`` of (read back from JSON: lists
+        in place of tuples)."""
+        values = {name: tuple(value) if isinstance(value, list) else value for name, value in data.items()}
+        for name, kind in (("mmcm", Mmcm), ("pll", Ehxplll)):
+            if values[name] is not None:
+                values[name] = kind(**{key: tuple(item) for key, item in values[name].items()})
+        if values["dsp"] is not None:
+            values["dsp"] = DspPrimitive(**{**values["dsp"], "shape": tuple(values["dsp"]["shape"])})
+        values["dies"] = tuple(Die(**die) for die in values["dies"])
+        return cls(**values)
+
     def part(self, *, capacity, usable_fraction=1.0, vitis=False, dies=()):
         """This family's facts with one part's ``capacity`` (and a board's shell, and its ``dies``);
         a part without UltraRAM (``capacity["URAM"] == 0``) maps no memory to it."""

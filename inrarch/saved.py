@@ -16,9 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from devices import Device, Die, Ehxplll, Mmcm
+from devices import Device
 
-from cores.dsp import DspPrimitive
 from cores.fixed import Q
 
 from . import ir
@@ -206,21 +205,9 @@ def _options_data(design):
     return values
 
 
-def _device(data):
-    """The :class:`devices.Device` :func:`dataclasses.asdict` gave ``data`` of."""
-    values = {name: tuple(value) if isinstance(value, list) else value for name, value in data.items()}
-    for name, kind in (("mmcm", Mmcm), ("pll", Ehxplll)):
-        if values[name] is not None:
-            values[name] = kind(**{key: tuple(item) for key, item in values[name].items()})
-    if values["dsp"] is not None:
-        values["dsp"] = DspPrimitive(**{**values["dsp"], "shape": tuple(values["dsp"]["shape"])})
-    values["dies"] = tuple(Die(**die) for die in values["dies"])
-    return Device(**values)
-
-
 def _options(data):
     values = dict(data)
-    values["device"] = _device(values.pop("device"))
+    values["device"] = Device.from_dict(values.pop("device"))
     values.pop("weight_examples")
     if isinstance(values["domain"][0], list):
         values["domain"] = tuple(tuple(pair) for pair in values["domain"])

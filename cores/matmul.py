@@ -865,10 +865,13 @@ class _LaneGroup(wiring.Component):
         weight_shape, x_shape, acc_shape = self.shapes
         samples = len(_each(self.x))
         # The group's own copies of the lanes' control and of the beat they multiply (stage 2), so
-        # that no net of them spans every lane of the channel.
-        control = Signal(_LANE_CONTROL, init={"run": 1})
+        # that no net of them spans every lane of the channel. ``keep`` stops synthesis from
+        # merging the groups' identical copies back into one register (yosys opt_merge did, and
+        # the merged control drove every lane of the channel across the ECP5 at 7.3 ns):
+        # boards.plan.KEEP_REGISTERS carries the attribute to the flip-flops.
+        control = Signal(_LANE_CONTROL, init={"run": 1}, attrs={"keep": 1})
         m.d.sync += control.eq(self.control_next)
-        x = Signal.like(self.x, name="x2", reset_less=True)
+        x = Signal.like(self.x, name="x2", reset_less=True, attrs={"keep": 1})
         with m.If(control.run):
             m.d.sync += x.eq(self.x)
         lanes = []

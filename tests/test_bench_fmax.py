@@ -6,6 +6,7 @@ import pytest
 
 from bench import fmax
 from bench.logic_depth import cores
+from boards.plan import KEEP_REGISTERS
 from devices import ECP5
 
 
@@ -17,6 +18,8 @@ def test_a_core_plan_is_for_lfe5u_85f_at_150_mhz_from_the_pll_with_one_nextpnr_t
     assert ("--timing-allow-fail --report board_top.report.json --router router1 --threads 1 --detailed-timing-report"
             in script)
     assert 'FREQUENCY NET "design_clock" 150000000.0 HZ;' in (tmp_path / "board_top.lpf").read_text()
+    # registers marked keep stay apart through synthesis, as in every open-flow board plan
+    assert KEEP_REGISTERS in (tmp_path / "board_top.ys").read_text()
     netlist = (tmp_path / "board_top.il").read_text()
     assert "cell \\EHXPLLL \\pll" in netlist and "cell \\board_top.core \\core" in netlist
     # Every input bit of the core is a bit of the stimulus shift register.

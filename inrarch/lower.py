@@ -152,6 +152,12 @@ class Stream:
         return [Blueprint(RelayStation, (self.format,), {"lanes": self.lanes}) for _ in self.path]
 
 
+def die_path(start, end):
+    """Indices of the dies from die ``start`` to die ``end``, both included, in order."""
+    step = 1 if end >= start else -1
+    return tuple(range(start, end + step, step))
+
+
 @dataclass
 class Netlist:
     instances: list = field(default_factory=list)
@@ -165,6 +171,14 @@ class Netlist:
     schedules: dict = field(default_factory=dict)  # batch -> its SolvedSchedule, as solved so far
     floorplan: object = None      # on a multi-die device: the inrarch.floorplan.Floorplan
     dies: dict = field(default_factory=dict)  # instance name (None: the memory ports) -> die index
+
+    def load_path(self, instance):
+        """The dies whose :class:`~cores.weights.LoadRelay` carry the weight words of ``instance``
+        (one of :meth:`loaded`) from the weight loader, in the memory ports' die, to its own: one
+        relay in each die the words pass, none within a die (as a :class:`Stream`'s ``path``)."""
+        if not self.dies or self.dies[instance.name] == self.dies[None]:
+            return ()
+        return die_path(self.dies[None], self.dies[instance.name])
 
     def samples(self, batch):
         """``batch`` rounded up to whole groups of :attr:`lanes` samples: the samples the design

@@ -64,9 +64,12 @@ def design_report(design):
 
 def floorplan_report(netlist):
     """``report["floorplan"]`` (:meth:`inrarch.floorplan.Floorplan.as_dict`) with the relay
-    stations: one per die each crossing stream passes."""
+    stations: one per die each crossing stream passes; with runtime weights also the load relays,
+    one per die the words for a core in another die pass (:meth:`inrarch.lower.Netlist.load_path`)."""
+    loads = [netlist.load_path(instance) for instance in netlist.loaded()]
     return {**netlist.floorplan.as_dict(), "relay_stations": sum(len(stream.path) for stream in netlist.streams),
-            "crossing_streams": sum(bool(stream.path) for stream in netlist.streams)}
+            "crossing_streams": sum(bool(stream.path) for stream in netlist.streams),
+            **({"load_relays": sum(map(len, loads)), "crossing_loads": sum(map(bool, loads))} if loads else {})}
 
 
 def weights_report(design):

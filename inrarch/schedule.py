@@ -25,7 +25,7 @@ import numpy as np
 from cores.plumbing import StreamFIFO
 from cores.weights import LOAD_LATENCY
 
-__all__ = ["SolvedSchedule", "solve", "solve_load"]
+__all__ = ["SolvedSchedule", "solve", "solve_load", "load_relays"]
 
 
 @dataclass
@@ -72,10 +72,17 @@ def solve_load(netlist):
 
     The design's :class:`cores.weights.WeightLoader` takes the image one word a cycle, the segment
     of every core that holds runtime weights in turn, and lets samples in
-    :data:`cores.weights.LOAD_LATENCY` cycles after the last word.
+    :data:`cores.weights.LOAD_LATENCY` cycles after the last word, and one more per load relay on
+    the longest way a word takes to a core in another die (:meth:`inrarch.lower.Netlist.load_path`).
     """
-    words = sum(instance.core.weight_layout.words for instance in netlist.loaded())
-    return words + LOAD_LATENCY if words else None
+    loaded = netlist.loaded()
+    words = sum(instance.core.weight_layout.words for instance in loaded)
+    return words + LOAD_LATENCY + load_relays(netlist) if words else None
+
+
+def load_relays(netlist):
+    """The most :class:`cores.weights.LoadRelay` stages between the weight loader and a core."""
+    return max((len(netlist.load_path(instance)) for instance in netlist.loaded()), default=0)
 
 
 def _solve(netlist, batch):

@@ -9,7 +9,9 @@ from amaranth.lib.wiring import In, Out
 from cores.plumbing import Fork
 from cores.ports import lanes_signature
 from cores.shared import Shared, module_name
-from cores.weights import WeightLoader, image_signature
+from cores.weights import LoadRelay, WeightLoader, image_signature
+
+from .schedule import load_relays
 
 __all__ = ["DataflowDesign", "fifo_names"]
 
@@ -93,6 +95,9 @@ class DataflowDesign(wiring.Component):
         if netlist.loaded():
             # The weight loader takes the image from the card's memory, as the outputs' FIFOs give theirs to it.
             cells.setdefault(assignment[None], []).append("weight_loader")
+            for k, instance in enumerate(netlist.loaded()):
+                for j, relay_die in enumerate(netlist.load_path(instance)):
+                    cells.setdefault(relay_die, []).append(f"load_relay{j}_{k}")
         return cells
 
     def elaborate(self, platform):
@@ -159,21 +164,28 @@ class DataflowDesign(wiring.Component):
 
     def _connect_loader(self, m, loaded, source):
         """A :class:`~cores.weights.WeightLoader` between ``x`` and the ``source`` pacer's input that
-        fills the ``loaded`` cores from ``weights``."""
+        fills the ``loaded`` cores from ``weights``, through a :class:`~cores.weights.LoadRelay` in
+        each die on the way to a core in another die."""
         netlist = self._netlist
         outputs = [getattr(self, stream.port) for stream in netlist.outputs]
         loader = m.submodules.weight_loader = WeightLoader(
             [core.weight_layout.words for core in loaded], self.x.payload.shape(),
             group_words=netlist.lanes * netlist.source.node.numel,
-            output_group_words=[netlist.lanes * stream.source.node.numel for stream in netlist.outputs])
+            output_group_words=[netlist.lanes * stream.source.node.numel for stream in netlist.outputs],
+            relays=load_relays(netlist))
         wiring.connect(m, wiring.flipped(self.weights), loader.weights)
         m.d.comb += [loader.i.payload.eq(self.x.payload), loader.i.valid.eq(self.x.valid),
                      self.x.ready.eq(loader.i.ready),
                      loader.taken.eq(Cat(port.valid & port.ready for port in outputs)),
                      source.payload.eq(loader.o.payload), source.valid.eq(loader.o.valid),
                      loader.o.ready.eq(source.ready)]
-        for k, core in enumerate(loaded):
-            wiring.connect(m, getattr(loader, f"load{k}"), core.load)
+        for k, (instance, core) in enumerate(zip(netlist.loaded(), loaded)):
+            port = getattr(loader, f"load{k}")
+            for j, _ in enumerate(netlist.load_path(instance)):
+                relay = m.submodules[f"load_relay{j}_{k}"] = LoadRelay(loader.word_bits)
+                wiring.connect(m, port, relay.i)
+                port = relay.o
+            wiring.connect(m, port, core.load)
 
 
 def fifo_names(netlist):

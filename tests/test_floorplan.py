@@ -15,7 +15,9 @@ from boards import board_device, get_board
 from boards.alveo_u50 import U50_DIES
 from boards.alveo_u280 import U280_DIES
 from boards.floorplan import FLOORPLAN_CONFIG, write_vitis_constraints
+from cores.weights import LOAD_LATENCY
 from devices import ULTRASCALE_PLUS, Die
+from inrarch.emulate import relative_errors
 from inrarch.floorplan import MEMORY_PORTS, RESOURCES, FloorplanError, Link, Task, floorplan
 from inrarch.solver_report import write_plots
 
@@ -203,12 +205,38 @@ def test_the_written_constraints_give_every_core_a_die(spread_design, tmp_path):
     assert any(name.startswith("relay") for name in submodules)
 
 
-def test_the_weight_loader_is_in_the_memory_die(spread_design):
+def test_the_weight_loader_is_in_the_memory_die_and_its_words_cross_dies_through_relays(spread_design):
+    """The loader sits by the memory; the words for a core in another die pass a load relay in each
+    die on the way, placed there; the load waits for them, and the simulation keeps to the
+    predicted load and run cycles with a network other than the example."""
     model, one_die, _ = spread_design
     device = dataclasses.replace(ULTRASCALE_PLUS, dies=three_dies(one_die.report["dsp_estimate"]))
-    design = inrarch.compile(inrarch.derivatives(model, 1), torch.zeros(4, 2), device=device, weights="runtime")
+    fn = inrarch.derivatives(model, 1)
+    design = inrarch.compile(fn, torch.zeros(4, 2), device=device, weights="runtime")
+    netlist = design.netlist
     placement = {cell: die for die, _, cells, _ in design.die_placement() for cell in cells}
     assert placement["weight_loader"] == "SLR0" and len(set(placement.values())) == 3
+    paths = [netlist.load_path(instance) for instance in netlist.loaded()]
+    for k, (instance, path) in enumerate(zip(netlist.loaded(), paths)):
+        if netlist.dies[instance.name] == 0:
+            assert path == ()
+        else:
+            assert path == tuple(range(netlist.dies[instance.name] + 1))
+        for j, die in enumerate(path):
+            assert placement[f"load_relay{j}_{k}"] == f"SLR{die}"
+    relays = max(len(path) for path in paths)
+    assert relays == 3  # some loaded core is in the far die
+    floorplan = design.report["floorplan"]
+    assert floorplan["load_relays"] == sum(map(len, paths)) and floorplan["crossing_loads"] == sum(map(bool, paths))
+    assert design.report["weight_load_cycles"] == design.weight_words + LOAD_LATENCY + relays
+
+    other = inrarch.models.siren(in_features=2, hidden=8, layers=2, out_features=3, w0=30.0, seed=1)
+    x = torch.tensor(np.random.default_rng(1).uniform(-1.0, 1.0, size=(4, 2)), dtype=torch.float32)
+    result = design.simulate(x, weights=other)
+    assert result.load_cycles == design.report["weight_load_cycles"]
+    assert result.cycles == design.report["cycles_predicted"] and not result.overflow
+    errors = relative_errors(result.outputs, inrarch.reference(fn, x, weights=other))
+    assert max(errors) <= 1e-3, errors
 
 
 @pytest.mark.parametrize("order", [1, 2])

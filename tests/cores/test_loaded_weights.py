@@ -102,8 +102,8 @@ def test_loaded_values_are_not_hardware():
 class _Delay(wiring.Component):
     """A stand-in design: a WeightLoader before a FIFO whose every second word is an output word."""
 
-    def __init__(self, segments):
-        self.loader = WeightLoader(segments, 8, group_words=4, output_group_words=[2], word_bits=16)
+    def __init__(self, segments, relays=0):
+        self.loader = WeightLoader(segments, 8, group_words=4, output_group_words=[2], word_bits=16, relays=relays)
         super().__init__({"weights": In(stream.Signature(16)), "x": In(stream.Signature(8)),
                           "y": Out(stream.Signature(8))})
 
@@ -122,13 +122,14 @@ class _Delay(wiring.Component):
         return m
 
 
-def test_loader_never_mixes_a_load_with_a_run():
+@pytest.mark.parametrize("relays", [0, 2])
+def test_loader_never_mixes_a_load_with_a_run(relays):
     """Image, batch, image, batch: each segment gets its words in order; a load starts only once every
     sample taken has left, and no sample enters before its last word; the next sample comes
-    words + LOAD_LATENCY cycles after the first word was taken, which an idle design takes
-    LOAD_START cycles after it was offered."""
+    words + LOAD_LATENCY cycles after the first word was taken, one more per load relay its words
+    pass, and an idle design takes the first word LOAD_START cycles after it was offered."""
     segments = [3, 1, 5]
-    design = _Delay(segments)
+    design = _Delay(segments, relays)
     loader = design.loader
     plan = [("weights", list(range(100, 109))), ("x", list(range(1, 9))),
             ("weights", list(range(150, 159))), ("x", list(range(21, 29)))]
@@ -170,8 +171,8 @@ def test_loader_never_mixes_a_load_with_a_run():
     assert loads == {0: [100, 101, 102, 150, 151, 152], 1: [103, 153], 2: [104, 105, 106, 107, 108, 154, 155, 156,
                                                                         157, 158]}
     first, second = moved["x"][:8], moved["x"][8:]
-    assert moved["weights"][0] == LOAD_START and first[0] == LOAD_START + sum(segments) + LOAD_LATENCY
-    assert second[0] == moved["weights"][9] + sum(segments) + LOAD_LATENCY
+    assert moved["weights"][0] == LOAD_START and first[0] == LOAD_START + sum(segments) + LOAD_LATENCY + relays
+    assert second[0] == moved["weights"][9] + sum(segments) + LOAD_LATENCY + relays
     assert moved["weights"][9] > moved["y"][7] >= first[-1]
     assert second[0] > moved["weights"][-1]
     assert len(moved["y"]) == 16

@@ -492,12 +492,12 @@ class MatVec(ModelledComponent, MatVecModel):
             delayed = signal(len(control3), f"control3_{stage}_")
             with m.If(run):
                 m.d.sync += delayed.eq(control3)
-            control3, next3 = delayed, Mux(run, control3, delayed)
+            control3, before3 = delayed, control3
         valid3, first3, last3, last_block3 = (control3[bit] for bit in range(4))
         with m.If(run):
             m.d.sync += [valid1.eq(issue), first1.eq(step == 0), last1.eq(last_step), last_block1.eq(last_block)]
             m.d.sync += [valid2.eq(valid1), first2.eq(first1), last2.eq(last1), last_block2.eq(last_block1)]
-        return _Step(loader.read.data, valid3, first3, last3, last_block3, next3[0], next3[1])
+        return _Step(loader.read.data, valid3, first3, last3, last_block3, before3[0], before3[1])
 
     def _elaborate_drain(self, m, k, signal, banks, step, run):
         """The drain of channel ``k``. The lanes take the sequencer's ``step``; stage 5, their
@@ -539,12 +539,14 @@ class MatVec(ModelledComponent, MatVecModel):
         # the skew.
         rotation = (n_in - 1) % P
         m.d.comb += [lanes.banks[q].eq(getattr(banks, f"data{k}")[(q + rotation) % P]) for q in range(P)]
-        # The lanes' control is the next cycle's, which each group of lanes registers for itself:
-        # no control net reaches every lane, and each is a register where it is used.
+        # Each group of lanes registers the drain's control for itself, from its next-cycle value,
+        # and the step its accumulators take, from the stage before when it runs: no control net
+        # reaches every lane, each is a register where it is used, and a step's control crosses the
+        # channel from a register to a register.
         control = lanes.control_next
-        m.d.comb += [lanes.x.eq(step.x), control.run.eq(run_next), control.accumulate.eq(run_next & step.valid_next),
-                     control.first.eq(step.first_next), control.shift.eq((pending_next != 0) & ~skid_next),
-                     control.load.eq(finished4_next & room_next)]
+        m.d.comb += [lanes.x.eq(step.x), control.run.eq(run_next), control.shift.eq((pending_next != 0) & ~skid_next),
+                     control.load.eq(finished4_next & room_next),
+                     lanes.step_before.valid.eq(step.valid_before), lanes.step_before.first.eq(step.first_before)]
         saturated = [_saturate(head, self.accumulator_format(k), self.out_format, self.overflow_mode)
                      for head in _each(lanes.head)]
         with m.If(out_free):
@@ -569,16 +571,16 @@ class _Loader(NamedTuple):
 class _Step(NamedTuple):
     """A step of a channel's sequencer on its way through the lanes: its beat ``x`` (stage 1's
     read), and at stage 3 whether it is ``valid``, the ``first`` or ``last`` step of its pass, and
-    whether the pass is its vector's ``last_block``; ``valid_next`` and ``first_next`` are what
-    ``valid`` and ``first`` will be in the next cycle."""
+    whether the pass is its vector's ``last_block``; ``valid_before`` and ``first_before`` are the
+    registers of the stage before, which ``valid`` and ``first`` take in a cycle that runs."""
 
     x: Signal
     valid: object
     first: object
     last: object
     last_block: object
-    valid_next: object
-    first_next: object
+    valid_before: object
+    first_before: object
 
 
 def _channel_signal(k, shape, name, **kwargs):
@@ -769,6 +771,12 @@ _LANE_CONTROL = data.StructLayout({
     "load": 1,        # the output slots take the accumulators (a finished pass), over a shift
 })
 
+#: The drain's part of the lanes' control, which a group of lanes registers from its next value.
+_DRAIN_CONTROL = data.StructLayout({"run": 1, "shift": 1, "load": 1})
+
+#: The step the accumulators take: whether it is valid and the first of its pass.
+_STEP_CONTROL = data.StructLayout({"valid": 1, "first": 1})
+
 
 def _saturate(value, src, dst, overflow):
     """``convert(value, src, dst, rounding="truncate", overflow=overflow)``, the range test made
@@ -857,23 +865,30 @@ class _LaneGroup(wiring.Component):
         self.bias = bias
         slot = _samples(acc_shape, samples)
         super().__init__({"weights": In(data.ArrayLayout(weight_shape, size)), "x": In(_samples(x_shape, samples)),
-                          "control_next": In(_LANE_CONTROL), "acc_in": In(slot), "acc": Out(slot),
-                          "pending_in": In(slot), "head": Out(slot), "tail": Out(slot)})
+                          "control_next": In(_DRAIN_CONTROL), "step_before": In(_STEP_CONTROL),
+                          "acc_in": In(slot), "acc": Out(slot), "pending_in": In(slot), "head": Out(slot),
+                          "tail": Out(slot)})
 
     def elaborate(self, platform):
         m = Module()
         weight_shape, x_shape, acc_shape = self.shapes
         samples = len(_each(self.x))
-        # The group's own copies of the lanes' control and of the beat they multiply (stage 2), so
-        # that no net of them spans every lane of the channel. ``keep`` stops synthesis from
-        # merging the groups' identical copies back into one register (yosys opt_merge did, and
-        # the merged control drove every lane of the channel across the ECP5 at 7.3 ns):
-        # boards.plan.KEEP_REGISTERS carries the attribute to the flip-flops.
-        control = Signal(_LANE_CONTROL, init={"run": 1}, attrs={"keep": 1})
-        m.d.sync += control.eq(self.control_next)
+        # The group's own copies of the lanes' control, of the step they take and of the beat they
+        # multiply (stage 2), so that no net of them spans every lane of the channel. The step is
+        # the channel's stage-3 register again: it loads from the stage before while the
+        # pipeline runs, as that register does. ``keep`` stops synthesis from merging the groups'
+        # identical copies back into one register (yosys opt_merge did, and the merged control
+        # drove every lane of the channel across the ECP5 at 7.3 ns): boards.plan.KEEP_REGISTERS
+        # carries the attribute to the flip-flops.
+        drain = Signal(_DRAIN_CONTROL, init={"run": 1}, attrs={"keep": 1})
+        m.d.sync += drain.eq(self.control_next)
+        step = Signal(_STEP_CONTROL, attrs={"keep": 1})
         x = Signal.like(self.x, name="x2", reset_less=True, attrs={"keep": 1})
-        with m.If(control.run):
-            m.d.sync += x.eq(self.x)
+        with m.If(drain.run):
+            m.d.sync += [step.eq(self.step_before), x.eq(self.x)]
+        control = Signal(_LANE_CONTROL)
+        m.d.comb += [control.run.eq(drain.run), control.accumulate.eq(drain.run & step.valid),
+                     control.first.eq(step.first), control.shift.eq(drain.shift), control.load.eq(drain.load)]
         lanes = []
         for p in range(self.size):
             lane = _Lane(weight_shape, x_shape, acc_shape, self.multiplier, samples, self.bias)
@@ -891,7 +906,8 @@ class _LaneGroup(wiring.Component):
 class _Lanes(wiring.Component):
     """A channel's ``parallel`` lanes of ``samples`` samples each, lane ``p`` fed bank word
     ``banks[p]``, sharing ``x`` (stage 1's read, which each group registers) and the control
-    (``control_next``, next cycle's, which each group registers); ``head`` is lane 0's output
+    (the drain's ``control_next``, next cycle's, and the step's ``step_before``, the stage
+    before the accumulators', which each group registers); ``head`` is lane 0's output
     slot. The accumulators are one ring, lane 0 after the last lane; a pass's first step starts
     each from ``bias``.
 
@@ -906,8 +922,8 @@ class _Lanes(wiring.Component):
         self.multiplier = multiplier
         self.bias = bias
         super().__init__({"banks": In(data.ArrayLayout(weight_shape, parallel)),
-                          "x": In(_samples(x_shape, samples)), "control_next": In(_LANE_CONTROL),
-                          "head": Out(_samples(acc_shape, samples))})
+                          "x": In(_samples(x_shape, samples)), "control_next": In(_DRAIN_CONTROL),
+                          "step_before": In(_STEP_CONTROL), "head": Out(_samples(acc_shape, samples))})
 
     def elaborate(self, platform):
         m = Module()
@@ -922,7 +938,8 @@ class _Lanes(wiring.Component):
                     f"_a{acc_shape.width}")
             m.submodules[f"group{g}"] = Shared(group, module_name(name, group))
             m.d.comb += [group.weights.eq(Cat(self.banks[first + p] for p in range(group.size))),
-                         group.x.eq(self.x), group.control_next.eq(self.control_next)]
+                         group.x.eq(self.x), group.control_next.eq(self.control_next),
+                         group.step_before.eq(self.step_before)]
             groups.append(group)
         for group, behind in zip(groups, groups[1:]):
             m.d.comb += [group.pending_in.eq(behind.head), behind.acc_in.eq(group.acc)]

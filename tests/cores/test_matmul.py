@@ -14,7 +14,7 @@ from boards.plan import KEEP_REGISTERS
 from boards.synth import find_tool, run_yosys
 from cores import shared
 from cores.fixed import Q, exact_integers, exact_matmul
-from cores.matmul import _LANE_CONTROL, MatVec
+from cores.matmul import _DRAIN_CONTROL, _STEP_CONTROL, MatVec
 from cores.testing import check_contract, run_streams
 
 IN, OUT = Q(4, 12), Q(6, 12)
@@ -402,7 +402,7 @@ def test_each_lane_group_keeps_its_own_control_registers_through_synthesis(tmp_p
     lane groups' copies of the control and of the beat (``keep``) apart, and merges the rest as before."""
     core = MatVec(np.random.default_rng(0).uniform(-1, 1, (8, 8)), IN, OUT, parallel=4)  # 2 groups of 2 lanes
     (tmp_path / "top.v").write_text(shared.convert(core))
-    copy_bits = _LANE_CONTROL.size + IN.width  # a group's control and beat registers
+    copy_bits = _DRAIN_CONTROL.size + _STEP_CONTROL.size + IN.width  # a group's control, step and beat
 
     def flip_flops(script):
         log = run_yosys(f"read_verilog {{verilog}}; hierarchy -top top; {script}; flatten; opt; stat -width", tmp_path,

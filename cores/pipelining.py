@@ -3,6 +3,7 @@
 from dataclasses import asdict, dataclass
 
 from .dsp import DspPrimitive
+from .rom import RomPrimitive
 
 __all__ = ["Pipelining", "UNPIPELINED"]
 
@@ -39,16 +40,27 @@ class Pipelining:
         registers (``multiplier_inputs``) and its output registers inside it
         (:class:`~cores.dsp.DspPrimitive`; the DSP48E2's M register is one cycle more); None
         (the default) writes products as ``*`` between fabric registers, for synthesis to map.
+    rom : RomPrimitive or None
+        The device's block RAM primitive that a table read with ``memory_output`` instantiates,
+        the register being the block's own output register (:class:`~cores.rom.RegisteredRom`),
+        where the table fits one column of blocks; None (the default) writes a memory and a fabric
+        register, for synthesis to map (Vivado absorbs the register into the RAMB18/36 itself).
     """
 
     memory_output: bool = True
     multiplier_inputs: bool = True
     post_multiply_add: bool = True
     dsp: DspPrimitive = None
+    rom: RomPrimitive = None
+
+    # The module names of cores built without a ROM primitive stay those they had before it
+    # existed (cores.shared.module_name).
+    keyed_when_set = ("rom",)
 
     def as_dict(self):
-        """The flags by name, and the DSP primitive's name (or None), as a report records them."""
-        return {**asdict(self), "dsp": None if self.dsp is None else self.dsp.name}
+        """The flags by name, and the DSP and ROM primitives' names (or None), as a report records them."""
+        return {**asdict(self), "dsp": None if self.dsp is None else self.dsp.name,
+                "rom": None if self.rom is None else self.rom.name}
 
 
 UNPIPELINED = Pipelining(memory_output=False, multiplier_inputs=False, post_multiply_add=False)

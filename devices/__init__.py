@@ -21,6 +21,7 @@ from amaranth.hdl import signed
 from cores.dsp import DSP48E2_REGISTERED, MULT18X18D_REGISTERED, DspPrimitive
 from cores.multiply import DSP48E2, Multiplier
 from cores.pipelining import UNPIPELINED, Pipelining
+from cores.rom import DP16KD_REGISTERED, RomPrimitive
 
 __all__ = ["Device", "Die", "Mmcm", "Ehxplll", "DSP48E1", "DSP48E2", "MULT18X18D", "ULTRASCALE_PLUS", "ULTRASCALE", "SERIES7",
            "ECP5"]
@@ -137,6 +138,9 @@ class Device:
         The DSP primitive every partial product instantiates, with its registers
         (:class:`cores.dsp.DspPrimitive`, whose ``shape`` is :attr:`multiplier`); None leaves
         the products to synthesis.
+    rom : RomPrimitive, optional
+        The block RAM primitive a registered table read instantiates with its output register
+        (:class:`cores.rom.RomPrimitive`); None leaves the memories to synthesis.
     dies : tuple of Die
         The dies of a multi-die part, bottom first, as a board's shell leaves them to a kernel: the
         compiler then floorplans the design onto them (:mod:`inrarch.floorplan`). Empty for a
@@ -154,6 +158,7 @@ class Device:
     usable_fraction: float = 1.0
     unpipelined_max_mhz: float = 0.0
     dsp: DspPrimitive = None
+    rom: RomPrimitive = None
     dies: tuple = ()
 
     @classmethod
@@ -166,6 +171,8 @@ class Device:
                 values[name] = kind(**{key: tuple(item) for key, item in values[name].items()})
         if values["dsp"] is not None:
             values["dsp"] = DspPrimitive(**{**values["dsp"], "shape": tuple(values["dsp"]["shape"])})
+        if values.get("rom") is not None:
+            values["rom"] = RomPrimitive(**values["rom"])
         values["dies"] = tuple(Die(**die) for die in values["dies"])
         return cls(**values)
 
@@ -191,9 +198,10 @@ class Device:
     def pipelining(self, clock_mhz):
         """The optional pipeline registers the cores need at ``clock_mhz`` on this device: none up
         to :attr:`unpipelined_max_mhz` (fewer cycles of latency), all of them above; in either
-        case the products are built in the device's :attr:`dsp` primitive."""
+        case the products are built in the device's :attr:`dsp` primitive, and registered table
+        reads in its :attr:`rom` primitive."""
         chosen = UNPIPELINED if clock_mhz <= self.unpipelined_max_mhz else Pipelining()
-        return dataclasses.replace(chosen, dsp=self.dsp)
+        return dataclasses.replace(chosen, dsp=self.dsp, rom=self.rom)
 
     def dsps(self, a_bits, b_bits):
         """DSP slices of one signed ``a_bits × b_bits`` product, split as
@@ -248,7 +256,9 @@ SERIES7 = Device("7 series", DSP48E1, synth_family="xc7")
 #: without them on the LFE5U-85F-6 (bench.fmax's "unpipelined" figures, docs/boards.md "Place and route").
 #: Every product is a MULT18X18D with its output register, and its input registers where the
 #: product has them: yosys synth_ecp5 sets none of them on a MULT18X18D it infers (cores.dsp).
+#: A registered table read is a DP16KD with its output register, which synth_ecp5 never sets
+#: on the block RAMs it infers (cores.rom).
 ECP5 = Device("ECP5", MULT18X18D,
               pll=Ehxplll(input_mhz=(8.0, 400.0), pfd_mhz=(3.125, 400.0), vco_mhz=(400.0, 800.0),
                           output_mhz=(10.0, 400.0), clki_div=(1, 128), clkfb_div=(1, 80), clkop_div=(1, 128)),
-              unpipelined_max_mhz=80.0, dsp=MULT18X18D_REGISTERED)
+              unpipelined_max_mhz=80.0, dsp=MULT18X18D_REGISTERED, rom=DP16KD_REGISTERED)

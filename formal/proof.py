@@ -171,7 +171,8 @@ def _config(mode, depth, solver, timeout, models):
 
 def _primitive_models(text):
     """The Verilog models (``sim/primitives/``) of the vendor primitives the RTLIL ``text``
-    instantiates: yosys has no model of a DSP primitive, so the proof reads the one Verilator runs."""
+    instantiates: yosys has no model of a DSP or block RAM primitive, so the proof reads the one
+    Verilator runs."""
     return [path for name, path in PRIMITIVE_MODELS.items() if re.search(rf"^\s*cell \\{name}\s", text, re.MULTILINE)]
 
 

@@ -266,9 +266,10 @@ def verilator_runner():
     Its ``build`` and ``test`` work as cocotb documents them, with no environment to export: use
     it to run a cocotb test of your own on a generated ``top.v`` (see docs/cocotb.md). ``build``
     passes :data:`VERILATOR_ARGS` before your ``build_args``, so the lint warnings Amaranth's
-    Verilog raises do not stop it, and adds the model (``sim/primitives/``) of every DSP primitive
+    Verilog raises do not stop it, and adds the model (``sim/primitives/``) of every vendor primitive
     your Verilog instantiates (a design's products are DSP48E2 or MULT18X18D instances, see
-    :mod:`cores.dsp`). It does not cache builds; :func:`sim.run_verilog` does.
+    :mod:`cores.dsp`; its registered ECP5 table reads are DP16KD instances, see :mod:`cores.rom`).
+    It does not cache builds; :func:`sim.run_verilog` does.
     """
     tools = toolchain()
     # The make variables fix the wheel's compiler and precompiled-header settings, which every model
@@ -318,7 +319,7 @@ def _control_file(verilog, top):
     return "`verilator_config\n" + "".join(f'public_flat_rw -module "{top}" -var "{port}"\n' for port in ports)
 
 
-#: Verilog models of the vendor primitives the cores instantiate (:mod:`cores.dsp`), by name.
+#: Verilog models of the vendor primitives the cores instantiate (:mod:`cores.dsp`, :mod:`cores.rom`), by name.
 PRIMITIVE_MODELS = {path.stem: path for path in sorted((Path(__file__).parent / "primitives").glob("*.v"))}
 
 

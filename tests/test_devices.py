@@ -11,6 +11,7 @@ import inrarch
 from boards import board_device, get_board
 from boards.device import ECP5_USABLE_FRACTION
 from cores.dsp import DSP48E2_REGISTERED, MULT18X18D_REGISTERED
+from cores.rom import DP16KD_REGISTERED
 from cores.pipelining import UNPIPELINED, Pipelining
 from devices import DSP48E1, DSP48E2, ECP5, MULT18X18D, SERIES7, ULTRASCALE, ULTRASCALE_PLUS
 from inrarch.resources import design_resources
@@ -122,9 +123,10 @@ def test_a_compile_for_a_board_folds_into_its_multipliers_by_default():
 
 
 def test_the_device_chooses_the_pipeline_registers_from_the_clock():
-    in_mult18x18d = dataclasses.replace(UNPIPELINED, dsp=MULT18X18D_REGISTERED)
-    assert ECP5.pipelining(50.0) == ECP5.pipelining(ECP5.unpipelined_max_mhz) == in_mult18x18d
-    assert ECP5.pipelining(ECP5.unpipelined_max_mhz + 1) == ECP5.pipelining(150.0) == Pipelining(dsp=MULT18X18D_REGISTERED)
+    in_primitives = dataclasses.replace(UNPIPELINED, dsp=MULT18X18D_REGISTERED, rom=DP16KD_REGISTERED)
+    assert ECP5.pipelining(50.0) == ECP5.pipelining(ECP5.unpipelined_max_mhz) == in_primitives
+    assert (ECP5.pipelining(ECP5.unpipelined_max_mhz + 1) == ECP5.pipelining(150.0)
+            == Pipelining(dsp=MULT18X18D_REGISTERED, rom=DP16KD_REGISTERED))
     # no placed evidence for the Xilinx families: every clock gets every register
     assert all(device.pipelining(10.0) == Pipelining(dsp=DSP48E2_REGISTERED) for device in (ULTRASCALE_PLUS, ULTRASCALE))
     # yosys packs the registers of the 7 series' DSP48E1 itself: its products stay a `*`
@@ -134,8 +136,8 @@ def test_the_device_chooses_the_pipeline_registers_from_the_clock():
 def test_a_slow_clock_builds_fewer_pipeline_stages_that_the_simulation_keeps_to():
     model = inrarch.models.siren(in_features=2, hidden=8, layers=1, out_features=3, w0=30.0, seed=0)
     slow, fast = (inrarch.compile(model, torch.zeros(4, 2), device=ECP5, clock_mhz=mhz) for mhz in (50.0, 150.0))
-    assert slow.report["pipelining"] == {**UNPIPELINED.as_dict(), "dsp": "MULT18X18D"}
-    assert fast.report["pipelining"] == {**Pipelining().as_dict(), "dsp": "MULT18X18D"}
+    assert slow.report["pipelining"] == {**UNPIPELINED.as_dict(), "dsp": "MULT18X18D", "rom": "DP16KD"}
+    assert fast.report["pipelining"] == {**Pipelining().as_dict(), "dsp": "MULT18X18D", "rom": "DP16KD"}
     for design in (slow, fast):
         sines = [i.core for i in design.netlist.instances if i.node.op == "sin"]
         assert sines and all(core.pipelining == design.options.pipelining for core in sines)

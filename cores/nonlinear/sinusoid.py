@@ -3,7 +3,7 @@
 import numpy as np
 from amaranth.hdl import Mux
 
-from ..fixed import convert, convert_raw
+from ..fixed import convert_raw
 from .base import _NonlinearCore, _pi, _point, _TableFunction
 from .table import GUARD_BITS, _delay
 
@@ -37,7 +37,13 @@ class _Sinusoid(_TableFunction):
         y = self.table.evaluate(m, advance, self._memory, index, v, f"table{lane}")
         negate = _delay(m, advance, quadrant[1], self.table.latency, f"negate{lane}")
         magnitude = y >> GUARD_BITS
-        return convert(Mux(negate, -magnitude, magnitude), _point(self.out_format.frac_bits), self.out_format)
+        # convert() of the negated magnitude, its bounds compared with the magnitude instead, so that
+        # their carry chains run beside the negation's rather than after it
+        fmt = self.out_format
+        too_big = Mux(negate, magnitude < -fmt.max_raw, magnitude > fmt.max_raw)
+        too_small = Mux(negate, magnitude > -fmt.min_raw, magnitude < fmt.min_raw)
+        value = Mux(too_big, fmt.max_raw, Mux(too_small, fmt.min_raw, Mux(negate, -magnitude, magnitude)))
+        return value[:fmt.width].as_signed(), too_big | too_small
 
 
 class SinModel(_Sinusoid):

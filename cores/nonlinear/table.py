@@ -8,6 +8,7 @@ from amaranth.lib import data
 from amaranth.lib.memory import Memory
 
 from ..multiply import Multiplier
+from ..rom import RegisteredRom
 
 # Error allowed to the fitted polynomials, in output ulps. Measured totals then stay near 1 ulp
 # (0.5 rounding, the fit, reduction and arithmetic errors); a looser fit halves some tables.
@@ -152,20 +153,35 @@ class _Table:
         offsets ``v``."""
         return self._evaluate(np.minimum(np.asarray(index, dtype=np.int64), self.segments - 1), v)
 
+    @property
+    def registered_rom(self):
+        """Whether the table is a :class:`~cores.rom.RegisteredRom` of ``pipelining.rom``, whose
+        output register is the ``memory_output`` stage."""
+        rom = self.pipelining.rom
+        return self.pipelining.memory_output and rom is not None and rom.fits(self.segments)
+
     def memory(self):
-        """A new read-only memory holding the table (one per elaboration, shared by the lanes)."""
+        """A new read-only memory holding the table (one per elaboration, shared by the lanes): a
+        :class:`~cores.rom.RegisteredRom` where :attr:`registered_rom`, else a
+        :class:`~amaranth.lib.memory.Memory`."""
+        if self.registered_rom:
+            return RegisteredRom(self.pipelining.rom, self.layout, self.rows)
         return Memory(shape=self.layout, depth=self.segments, init=self.rows)
 
     def evaluate(self, m, advance, memory, index, v, name):
         """Hardware evaluation with a new read port of ``memory``: ``index`` and ``v`` are sampled
         in this stage, the result is a register ``self.latency`` stages later."""
-        port = memory.read_port(domain="sync")
-        m.d.comb += [port.addr.eq(index), port.en.eq(advance)]
+        if self.registered_rom:
+            row = memory.read(index, advance)  # the block's read and its output register
+        else:
+            port = memory.read_port(domain="sync")
+            m.d.comb += [port.addr.eq(index), port.en.eq(advance)]
+            row = port.data
         mv = self.offset_bits + 1
         v = _register(m, advance, v, f"{name}_v")
-        row = port.data
         if self.pipelining.memory_output:
-            row = _register(m, advance, row, f"{name}_row")
+            if not self.registered_rom:
+                row = _register(m, advance, row, f"{name}_row")
             v = _register(m, advance, v, f"{name}_v_row")
         coefficients = [row[f"c{j}"] for j in range(self.order + 1)]
         acc = coefficients[self.order]

@@ -9,7 +9,8 @@ valid-gaps and back-pressure; with an always-ready consumer every accept and emi
 the one the core's :class:`~cores.TimingContract` predicts.
 
 The set also holds multiplying cores built for the ECP5's MULT18X18D and the UltraScale+'s DSP48E2
-primitives (:mod:`cores.dsp`): the Verilog instantiates the primitives, which Verilator simulates by
+primitives (:mod:`cores.dsp`), and a table core built of the ECP5's DP16KD block ROM
+(:mod:`cores.rom`): the Verilog instantiates the primitives, which Verilator simulates by
 their models in ``sim/primitives/``, so those models are checked bit for bit and cycle for cycle
 here too.
 """
@@ -31,6 +32,7 @@ from cores.dsp import DSP48E2_REGISTERED, MULT18X18D_REGISTERED
 from cores.elementwise import constant_format
 from cores.fixed import convert_raw
 from cores.pipelining import UNPIPELINED, Pipelining
+from cores.rom import DP16KD_REGISTERED
 from cores.testing import pack_lanes, unpack_lanes
 
 A, B = Q(4, 8), Q(3, 6)
@@ -215,6 +217,10 @@ def primitive_cases(rng):
 
     sine = Sin(A, Q(2, 14), scale=1.0, **xcup)
     angles = every_value(A)
+    # Three lanes: two share the DP16KD blocks' two ports, the third has blocks of its own.
+    sine_rom = Sin(A, Q(2, 14), scale=1.0, lanes=3, dsp_shape=MULT18X18D_REGISTERED.shape,
+                   pipelining=Pipelining(dsp=MULT18X18D_REGISTERED, rom=DP16KD_REGISTERED))
+    rom_angles = np.concatenate([angles, angles[:(-len(angles)) % 3]]).reshape(-1, 3)
     return {
         "mul_mult18x18d": Case(Mul(wide, wide, out, lanes=2, **ecp5), {"a": a, "b": b},
                                single(fixed(a * b, product_frac, out))),
@@ -224,6 +230,9 @@ def primitive_cases(rng):
                                single(fixed(a * b + aligned(c, wide, product_frac), product_frac, out))),
         "sin_dsp48e2": Case(sine, {"a": angles},
                             lambda: ({"o": sine.reference(angles)}, bool(np.any(sine.reference_overflow(angles))))),
+        "sin_dp16kd": Case(sine_rom, {"a": rom_angles},
+                           lambda: ({"o": sine_rom.reference(rom_angles)},
+                                    bool(np.any(sine_rom.reference_overflow(rom_angles))))),
         "matvec_mult18x18d": Case(matvec, {"x0": x0, "x1": x1}, matvec_model),
     }
 

@@ -15,8 +15,6 @@ from amaranth.lib.wiring import In, Out
 import sim
 from cores import AddConst, Cos, Fork, Gather, MatVec, MulConst, Pacer, Q, Scale, Sin, StreamFIFO, Sum
 from cores.ports import lanes_signature
-from cores.pipelining import UNPIPELINED, Pipelining
-from cores.rom import DP16KD_REGISTERED
 from cores.shared import Shared, convert, module_name
 
 FMT = Q(4, 12)
@@ -143,10 +141,3 @@ def test_shared_verilog_runs_like_the_flat_verilog(pipeline_runs):
     for port in ("y0", "y1"):
         assert np.array_equal(FMT.from_unsigned(hierarchical.outputs[port]), expected)
 
-
-
-def test_an_unset_rom_primitive_keeps_the_names_modules_had_before_it():
-    # the digests of main before Pipelining.rom existed: a design without it keeps its Verilog
-    assert module_name("p", Pipelining()) == "p_22a2b3c5fe"
-    assert module_name("p", UNPIPELINED) == "p_53f94c5750"
-    assert module_name("p", Pipelining(rom=DP16KD_REGISTERED)) != module_name("p", Pipelining())

@@ -53,10 +53,6 @@ class Pipelining:
     dsp: DspPrimitive = None
     rom: RomPrimitive = None
 
-    # The module names of cores built without a ROM primitive stay those they had before it
-    # existed (cores.shared.module_name).
-    keyed_when_set = ("rom",)
-
     def as_dict(self):
         """The flags by name, and the DSP and ROM primitives' names (or None), as a report records them."""
         return {**asdict(self), "dsp": None if self.dsp is None else self.dsp.name,

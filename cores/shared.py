@@ -128,14 +128,10 @@ def _is_parameter(owner, name, attribute):
     """Whether an attribute is keyed: not amaranth's use tracking, a component's signature and
     ports (keyed by the signature's members), hardware the object built (see module_name), or the
     values a core with runtime weights was loaded with for its model (named in its ``loaded_values``,
-    never part of its hardware), or an option left unset that its class names in ``keyed_when_set``
-    (one added after the modules built with it were first named: unset, they keep their names, so
-    that a design that does not use it gives the same Verilog byte for byte)."""
+    never part of its hardware)."""
     if name.startswith("_MustUse__") or isinstance(attribute, (Value, ValueCastable, Elaboratable)):
         return False
     if name in getattr(owner, "loaded_values", ()):
-        return False
-    if attribute is None and name in getattr(owner, "keyed_when_set", ()):
         return False
     return not (isinstance(owner, wiring.Component)
                 and (name == "_Component__signature" or name in owner.signature.members))

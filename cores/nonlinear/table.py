@@ -171,18 +171,18 @@ class _Table:
     def evaluate(self, m, advance, memory, index, v, name):
         """Hardware evaluation with a new read port of ``memory``: ``index`` and ``v`` are sampled
         in this stage, the result is a register ``self.latency`` stages later."""
+        mv = self.offset_bits + 1
+        v = _register(m, advance, v, f"{name}_v")
         if self.registered_rom:
-            row = memory.read(index, advance)  # the block's read and its output register
+            row = memory.read(index, advance)
+            v = _register(m, advance, v, f"{name}_v_row")
         else:
             port = memory.read_port(domain="sync")
             m.d.comb += [port.addr.eq(index), port.en.eq(advance)]
             row = port.data
-        mv = self.offset_bits + 1
-        v = _register(m, advance, v, f"{name}_v")
-        if self.pipelining.memory_output:
-            if not self.registered_rom:
+            if self.pipelining.memory_output:
                 row = _register(m, advance, row, f"{name}_row")
-            v = _register(m, advance, v, f"{name}_v_row")
+                v = _register(m, advance, v, f"{name}_v_row")
         coefficients = [row[f"c{j}"] for j in range(self.order + 1)]
         acc = coefficients[self.order]
         for j in range(self.order - 1, -1, -1):

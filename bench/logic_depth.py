@@ -51,15 +51,16 @@ def cores(device=ULTRASCALE_PLUS, clock_mhz=300.0):
     primitive, with the pipeline registers the clock needs (:meth:`devices.Device.pipelining`)."""
     rng = np.random.default_rng(0)
     transpose = [(0, 4 * (j % 4) + j // 4) for j in range(16)]
-    dsp = {"dsp_shape": device.multiplier, "pipelining": device.pipelining(clock_mhz)}
+    pipelined = {"pipelining": device.pipelining(clock_mhz)}
+    dsp = {"dsp_shape": device.multiplier, **pipelined}
     listed = {
-        "Add": ("q8.8 + q8.8 -> q8.8", Add(Q16, Q16, Q16)),
-        "Sub": ("q8.8 - q8.8 -> q8.8", Sub(Q16, Q16, Q16)),
+        "Add": ("q8.8 + q8.8 -> q8.8", Add(Q16, Q16, Q16, **pipelined)),
+        "Sub": ("q8.8 - q8.8 -> q8.8", Sub(Q16, Q16, Q16, **pipelined)),
         "Mul": ("q8.8 * q8.8 -> q8.8", Mul(Q16, Q16, Q16, **dsp)),
-        "Neg": ("q8.8 -> q8.8", Neg(Q16, Q16)),
+        "Neg": ("q8.8 -> q8.8", Neg(Q16, Q16, **pipelined)),
         "Scale": ("30 * q8.8 -> q8.8", Scale(Q16, Q16, 30.0, **dsp)),
         "MulAdd": ("q8.8 * q8.8 + q8.8 -> q8.8", MulAdd(Q16, Q16, Q16, Q16, **dsp)),
-        "AddConst": ("q8.8 + 16-vector -> q8.8", AddConst(Q16, Q16, rng.uniform(-1, 1, 16))),
+        "AddConst": ("q8.8 + 16-vector -> q8.8", AddConst(Q16, Q16, rng.uniform(-1, 1, 16), **pipelined)),
         "MulConst": ("q8.8 * 16-vector -> q8.8", MulConst(Q16, Q16, rng.uniform(-1, 1, 16), **dsp)),
         "Sin": ("q4.12 -> q2.14", Sin(UNIT, ANGLE, **dsp)),
         "Cos": ("q4.12 -> q2.14", Cos(UNIT, ANGLE, **dsp)),

@@ -6,8 +6,8 @@ output format in the second. A product too wide for one DSP slice is split into 
 products (:class:`~cores.multiply.Multiplier`), whose adder tree adds register stages before the
 rounding; the optional registers of :class:`~cores.pipelining.Pipelining` add stages to a product
 (its input registers, the addend of a multiply-add in a stage of its own) and round it in one stage
-and saturate it in the next. The whole pipeline holds its contents while the output is back-pressured, so no beat is
-lost or repeated.
+and saturate it in the next, as they do a sum or a negation that is rounded half up. The whole
+pipeline holds its contents while the output is back-pressured, so no beat is lost or repeated.
 """
 
 import numpy as np
@@ -51,18 +51,20 @@ class _Elementwise(ContractTiming):
         port widths of the device's DSP multiplier that the product is split for
         (:class:`~cores.multiply.Multiplier`).
     pipelining : Pipelining
-        Only for the cores whose result is a product: the optional registers
-        (:class:`~cores.pipelining.Pipelining`, all of them by default). ``multiplier_inputs``
-        registers the operands, ``post_multiply_add`` adds MulAdd's addend in a stage of its own
-        and rounds the product in one stage and saturates it in the next.
+        The optional registers (:class:`~cores.pipelining.Pipelining`, all of them by default).
+        ``multiplier_inputs`` registers the operands of a product, ``post_multiply_add`` adds
+        MulAdd's addend in a stage of its own and rounds the result in one stage and saturates it
+        in the next: a product always, a sum or a negation only where its rounding has a carry
+        (``rounding="nearest"`` to fewer fractional bits than the exact result's).
 
     Timing
     ------
     Initiation interval 1: ``TimingContract.pipeline(inputs, latency)``. Latency 2 for the cores
-    without a product. A core with a product takes ``multiplier.latency`` stages for it, then one
-    to round it, and one more to saturate it with ``post_multiply_add``: latency 4 (MulAdd 5) with
-    every optional register and a product that fits one DSP, 2 with none of them; a product split
-    over two to four DSPs adds 1, over five to eight 2.
+    without a product, 3 with ``post_multiply_add`` where they round. A core with a product takes
+    ``multiplier.latency`` stages for it, then one to round it, and one more to saturate it with
+    ``post_multiply_add``: latency 4 (MulAdd 5) with every optional register and a product that
+    fits one DSP, 2 with none of them; a product split over two to four DSPs adds 1, over five to
+    eight 2.
     """
 
     latency = 2
@@ -70,16 +72,33 @@ class _Elementwise(ContractTiming):
     multiplier = None
     """The :class:`~cores.multiply.Multiplier` of a core whose result is a product (see :meth:`product`)."""
 
-    def __init__(self, in_formats, out_format, *, lanes=1, rounding="nearest", overflow="saturate"):
+    def __init__(self, in_formats, out_format, *, lanes=1, rounding="nearest", overflow="saturate",
+                 pipelining=Pipelining()):
         self._in_formats = dict(in_formats)
         self._out_format = out_format
         self._lanes = lanes
         self._rounding = rounding
         self._overflow_mode = overflow
-        if self.multiplier is not None:
-            # the product's stages, then rounding (and saturation in a stage of its own)
-            self.latency = self.multiplier.latency + 1 + self.multiplier.pipelining.post_multiply_add
+        self.pipelining = pipelining
+        # The exact result's stage (a product's, or the register of a sum), then the rounding and
+        # the saturation, in a stage each where they are apart.
+        self.latency = (1 if self.multiplier is None else self.multiplier.latency) + 1 + self.rounds_apart
         self.contract = TimingContract.pipeline(tuple(self._in_formats), self.latency)
+
+    @property
+    def rounds_apart(self):
+        """Whether the rounding to :attr:`out_format` has a register stage of its own before the
+        saturation (``pipelining.post_multiply_add``). A core without a product builds it only
+        where the rounding adds a carry chain: a truncation, or no bits dropped, leaves the
+        saturation's comparisons alone in their stage, and the stage would be latency for nothing."""
+        if not self.pipelining.post_multiply_add:
+            return False
+        return self.multiplier is not None or (
+            self._rounding == "nearest" and self._exact_format().frac_bits > self._out_format.frac_bits)
+
+    def _exact_format(self):
+        """The format of :meth:`compute`'s exact result, which depends on the formats alone."""
+        return self.compute(dict.fromkeys([*self._in_formats, "const"], 0))[1]
 
     @property
     def out_format(self):
@@ -132,8 +151,7 @@ class _Elementwise(ContractTiming):
     def reference(self, *raw_inputs):
         """Bit-exact model: raw outputs for raw inputs (equal-shape integer arrays, the last axis in
         stream order and holding whole repetitions of any constant vector)."""
-        names = list(self._in_formats) + ["const"]
-        _, exact = self.compute(dict.fromkeys(names, 0))  # the format depends on the formats alone
+        exact = self._exact_format()
         operands = {name: exact_integers(raw, exact.width + 1) for name, raw in zip(self._in_formats, raw_inputs)}
         constant = self.reference_constant(next(iter(operands.values())).shape[-1])
         if constant is not None:
@@ -194,8 +212,8 @@ class _ElementwiseCore(ModelledComponent):
                 a, b, addend, shift, fmt = self.product(operands)
                 full = self.multiplier.build(m, a, b, enable=advance, addend=addend, shift=shift,
                                              name=f"full{lane}")
-                if self.multiplier.pipelining.post_multiply_add:
-                    full, fmt = _rounded(m, advance, full, fmt, self._out_format, self._rounding, lane)
+            if self.rounds_apart:
+                full, fmt = _rounded(m, advance, full, fmt, self._out_format, self._rounding, lane)
             rounded, overflowed = convert(full, fmt, self._out_format,
                                           rounding=self._rounding, overflow=self._overflow_mode)
             with m.If(advance):
@@ -262,7 +280,7 @@ class MulModel(_Elementwise):
 
     def __init__(self, a_format, b_format, out_format, *, dsp_shape=DSP48E2, pipelining=Pipelining(), **kwargs):
         self.multiplier = Multiplier(a_format.shape, b_format.shape, dsp_shape=dsp_shape, pipelining=pipelining)
-        super().__init__({"a": a_format, "b": b_format}, out_format, **kwargs)
+        super().__init__({"a": a_format, "b": b_format}, out_format, pipelining=pipelining, **kwargs)
 
     def product(self, operands):
         a, b = self._in_formats["a"], self._in_formats["b"]
@@ -295,7 +313,7 @@ class MulAddModel(_Elementwise):
                  **kwargs):
         self.multiplier = Multiplier(a_format.shape, b_format.shape, dsp_shape=dsp_shape, with_addend=True,
                                      pipelining=pipelining)
-        super().__init__({"a": a_format, "b": b_format, "c": c_format}, out_format, **kwargs)
+        super().__init__({"a": a_format, "b": b_format, "c": c_format}, out_format, pipelining=pipelining, **kwargs)
 
     def product(self, operands):
         a, b, c = (self._in_formats[name] for name in "abc")
@@ -319,7 +337,7 @@ class ScaleModel(_Elementwise):
         self.scale = scale
         self.multiplier = Multiplier(a_format.shape, self._const_format.shape, dsp_shape=dsp_shape,
                                      pipelining=pipelining)
-        super().__init__({"a": a_format}, out_format, **kwargs)
+        super().__init__({"a": a_format}, out_format, pipelining=pipelining, **kwargs)
 
     def product(self, operands):
         a, c = self._in_formats["a"], self._const_format
@@ -482,7 +500,7 @@ class MulConstModel(_ConstantOperand):
                  pipelining=Pipelining(), **kwargs):
         const_format = _vector_format(values, bound, const_width)
         self.multiplier = Multiplier(a_format.shape, const_format.shape, dsp_shape=dsp_shape, pipelining=pipelining)
-        super().__init__(a_format, out_format, values, const_format, bound=bound, **kwargs)
+        super().__init__(a_format, out_format, values, const_format, bound=bound, pipelining=pipelining, **kwargs)
 
     def product(self, operands):
         a, c = self._in_formats["a"], self._const_format

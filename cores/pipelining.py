@@ -12,9 +12,9 @@ __all__ = ["Pipelining", "UNPIPELINED"]
 class Pipelining:
     """Which optional pipeline registers the arithmetic cores build.
 
-    Every register here splits one register-to-register path of the cores that multiply (the
-    :class:`~cores.multiply.Multiplier` products, the nonlinear cores' tables and the multiplying
-    element-wise cores) in two, and costs one cycle of latency wherever it is present; the
+    Every register here splits one register-to-register path of the arithmetic cores (the
+    :class:`~cores.multiply.Multiplier` products, the nonlinear cores' tables, the element-wise
+    cores' roundings) in two, and costs one cycle of latency wherever it is present; the
     initiation interval stays 1. Without them the cores meet timing only at lower clocks
     (:meth:`devices.Device.pipelining` chooses from the clock). Each core's ``latency`` and timing
     contract count the registers it builds.
@@ -32,9 +32,12 @@ class Pipelining:
         multiply's stage. One cycle per product (a product of an operand of at most 2 bits, a
         shift-and-add in LUTs, has none).
     post_multiply_add : bool
-        An add or a rounding after a product gets its own stage instead of sharing the product's:
-        the addend of a multiply-add (a DSP's post-adder), and the rounding of a product to an
-        output format (then saturated in the stage after). One cycle per such add.
+        An add or a rounding after a product or a sum gets its own stage instead of sharing theirs:
+        the addend of a multiply-add (a DSP's post-adder), and the rounding of a product, or of a
+        sum or a negation of the element-wise cores, to an output format (then saturated in the
+        stage after, so that the rounding's carry chain and the saturation's comparisons are not
+        in one stage). One cycle per such add; a sum or a negation has it only where it rounds
+        half up (to fewer fractional bits than its exact result has).
     dsp : DspPrimitive or None
         The device's DSP primitive that every partial product instantiates, its operand
         registers (``multiplier_inputs``) and its output registers inside it

@@ -59,7 +59,8 @@ import torch
 from .errors import CompileError
 
 __all__ = ["OpSpec", "Fold", "Lowered", "Endpoint", "OPS", "REFUSED", "register", "nonlinear", "computed_alone",
-           "multiplying", "captures", "refuse", "translation", "refusal", "captured", "core_class", "constant_values"]
+           "multiplying", "pipelined", "captures", "refuse", "translation", "refusal", "captured", "core_class",
+           "constant_values"]
 
 aten = torch.ops.aten
 
@@ -233,10 +234,16 @@ def computed_alone(core, arguments, ports=("a",)):
     return lowering
 
 
+def pipelined(target):
+    """The keywords of an element-wise core without a product: the pipeline registers it needs at
+    the design's clock (its rounding in a stage of its own, where it rounds)."""
+    return {"pipelining": target.pipelining}
+
+
 def multiplying(target):
     """The keywords of a core that multiplies: the device's DSP multiplier, which its products are
     split for, and the pipeline registers it needs at the design's clock."""
-    return {"dsp_shape": target.multiplier, "pipelining": target.pipelining}
+    return {"dsp_shape": target.multiplier, **pipelined(target)}
 
 
 def _scale(node):
@@ -271,7 +278,7 @@ register(OpSpec("input", core="cores.pacer.Pacer", lowering=computed_alone("core
 def _binary(name, function, core, commutative=False, multiplies=False):
     def arguments(node, formats, target, lanes):
         return (formats[node.inputs[0]], formats[node.inputs[1]], formats[node]), \
-            {"lanes": lanes, **(multiplying(target) if multiplies else {})}
+            {"lanes": lanes, **(multiplying if multiplies else pipelined)(target)}
 
     register(OpSpec(name, semantics=lambda node, args: function(args[0], args[1]), core=core,
                     lowering=computed_alone(core, arguments, ports=("a", "b")), commutative=commutative))
@@ -282,7 +289,7 @@ _binary("sub", np.subtract, "cores.elementwise.Sub")
 _binary("mul", np.multiply, "cores.elementwise.Mul", commutative=True, multiplies=True)
 register(OpSpec("neg", semantics=lambda node, args: -args[0], core="cores.elementwise.Neg",
                 lowering=computed_alone("cores.elementwise.Neg", lambda node, formats, target, lanes: (
-                    (formats[node.inputs[0]], formats[node]), {"lanes": lanes}))))
+                    (formats[node.inputs[0]], formats[node]), {"lanes": lanes, **pipelined(target)}))))
 register(OpSpec("scale", semantics=lambda node, args: args[0] * node.attrs["value"], core="cores.elementwise.Scale",
                 lowering=computed_alone("cores.elementwise.Scale", lambda node, formats, target, lanes: (
                     (formats[node.inputs[0]], formats[node], node.attrs["value"]),
@@ -299,7 +306,7 @@ def constant_values(node):
 def _constants(multiplies):
     def arguments(node, formats, target, lanes):
         values = constant_values(node).reshape(-1)
-        kwargs = {"lanes": lanes, **(multiplying(target) if multiplies else {})}
+        kwargs = {"lanes": lanes, **(multiplying if multiplies else pipelined)(target)}
         if multiplies:
             kwargs["const_width"] = formats.weight_width(node)
         if "bound" in node.meta:

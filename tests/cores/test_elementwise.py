@@ -28,16 +28,17 @@ def exact(name, a, b=None, c=None):
     }[name]()
 
 
-def make(name, formats, out, lanes=1, pipelining=None):
-    """The core ``name``; ``pipelining`` (for the cores that multiply) if given, else their default."""
+def make(name, formats, out, lanes=1, pipelining=None, rounding="nearest"):
+    """The core ``name``; ``pipelining`` if given, else its default."""
     a, b, c = formats
-    options = {} if pipelining is None else {"pipelining": pipelining}
+    options = {"rounding": rounding} | ({} if pipelining is None else {"pipelining": pipelining})
     return {
-        "add": lambda: Add(a, b, out, lanes=lanes), "sub": lambda: Sub(a, b, out, lanes=lanes),
-        "mul": lambda: Mul(a, b, out, lanes=lanes, **options), "neg": lambda: Neg(a, out, lanes=lanes),
+        "add": lambda: Add(a, b, out, lanes=lanes, **options),
+        "sub": lambda: Sub(a, b, out, lanes=lanes, **options),
+        "mul": lambda: Mul(a, b, out, lanes=lanes, **options), "neg": lambda: Neg(a, out, lanes=lanes, **options),
         "muladd": lambda: MulAdd(a, b, c, out, lanes=lanes, **options),
         "scale": lambda: Scale(a, out, SCALE, lanes=lanes, **options),
-        "addconst": lambda: AddConst(a, out, BIAS, lanes=lanes),
+        "addconst": lambda: AddConst(a, out, BIAS, lanes=lanes, **options),
         "mulconst": lambda: MulConst(a, out, GAIN, lanes=lanes, **options),
     }[name]()
 
@@ -45,8 +46,9 @@ def make(name, formats, out, lanes=1, pipelining=None):
 PORTS = {"add": "ab", "sub": "ab", "mul": "ab", "neg": "a", "muladd": "abc", "scale": "a",
          "addconst": "a", "mulconst": "a"}
 MULTIPLYING = ("mul", "muladd", "scale", "mulconst")
-# each core at its default, and the multiplying ones with none of the optional pipeline registers too
-VARIANTS = [(name, None) for name in sorted(PORTS)] + [(name, UNPIPELINED) for name in MULTIPLYING]
+# each core at its default, and with none of the optional pipeline registers: at the large formats
+# below every core rounds half up, so the default has the rounding's own stage and UNPIPELINED not
+VARIANTS = [(name, None) for name in sorted(PORTS)] + [(name, UNPIPELINED) for name in sorted(PORTS)]
 
 
 def _variant_ident(value):
@@ -133,6 +135,18 @@ def test_every_item_once_under_stalls(name, pipelining):
 def test_latency_of_each_optional_register(pipelining, latencies):
     formats = (SMALL_A, SMALL_B, SMALL_A)
     assert {name: make(name, formats, Q(4, 3), pipelining=pipelining).latency for name in MULTIPLYING} == latencies
+
+
+@pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")  # built only for their latency
+@pytest.mark.parametrize("name", ["add", "sub", "neg", "addconst"])
+def test_a_sum_has_the_rounding_stage_only_where_it_rounds_half_up(name):
+    formats = (LARGE_A, LARGE_B, LARGE_C)  # the exact result has 24 or 32 fractional bits
+    wide, narrow = Q(12, 32), Q(9, 18)
+    assert make(name, formats, narrow).latency == 3
+    assert make(name, formats, narrow, pipelining=UNPIPELINED).latency == 2
+    # no bits dropped, or dropped without a carry: the saturation is alone in its stage already
+    assert make(name, formats, wide).latency == 2
+    assert make(name, formats, narrow, rounding="truncate").latency == 2
 
 
 def test_overflow_is_sticky_and_saturates():

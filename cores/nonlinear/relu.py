@@ -100,7 +100,7 @@ class Step(_NonlinearCore, StepModel):
 class AbsModel(_ScaledProduct):
     """The model of :class:`Abs`."""
 
-    # the magnitude takes a carry chain of its own before the rounding's
+    # the magnitude, with the rounding's half ulp, takes a carry chain of its own before the saturation
     stages = 2
 
     @property
@@ -113,16 +113,21 @@ class AbsModel(_ScaledProduct):
 
     def _lane(self, m, advance, x, lane):
         product = _constant_product(m, advance, self.multiplier, x, self.constant, f"product{lane}")
-        magnitude = _register(m, advance, Mux(product < 0, -product, product), f"magnitude{lane}",
-                              shape=signed(len(product) + 1))
-        return convert(magnitude, self._product_point, self.out_format)
+        # The rounding's half ulp goes into the magnitude's carry chain (|p| + half, or half - p),
+        # so that the next stage only drops bits and saturates: rounded half up, as convert() does.
+        shift = self._product_point.frac_bits - self.out_format.frac_bits
+        half = 1 << (shift - 1) if shift > 0 else 0
+        magnitude = _register(m, advance, Mux(product < 0, half - product, product + half), f"magnitude{lane}",
+                              shape=signed(len(product) + 2))
+        return convert(magnitude, self._product_point, self.out_format, rounding="truncate")
 
 
 class Abs(_NonlinearCore, AbsModel):
     """``o = |scale * a|``, element-wise (FINER's activations ``sin((|z| + 1) z)`` use it).
 
     As :class:`Relu`, with the scale's magnitude (``|scale * a| = |scale| |a|``), and one more
-    stage: the magnitude of the product takes a carry chain of its own before the rounding's.
+    stage: the magnitude of the product, with the rounding's half ulp added in the same carry
+    chain, takes a stage of its own before the saturation.
 
     Parameters, ports as :class:`Sin`. ``overflow`` is set when a magnitude exceeds
     ``out_format`` (it then saturates to the largest value).

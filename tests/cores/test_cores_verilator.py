@@ -88,7 +88,8 @@ class Case:
     def contracts(self):
         """``(contract, output port)`` pairs; one per MatVec channel."""
         if isinstance(self.core, MatVec):
-            return [(contract, f"o{k}") for k, contract in enumerate(self.core.contracts)]
+            channels = map(self.core.channel, range(len(self.core.channels)))
+            return [(channel.contract, channel.output) for channel in channels]
         outputs = [port for port, member in self.core.signature.members.items()
                    if member.is_signature and member.flow == wiring.Out]
         return [(self.core.contract, port) for port in outputs]

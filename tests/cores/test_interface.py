@@ -91,7 +91,7 @@ def stream_ports(core, flow):
 
 def rates(core, port):
     """Tokens per firing that input ``port`` takes, and that the output it feeds emits."""
-    contract = core.contracts[int(port[1:])] if isinstance(core, cores.MatVec) else core.contract
+    contract = next(actor.contract for inputs, _, actor in actors(core) if port in inputs)
     return contract.consumes[port], contract.produces
 
 
@@ -124,9 +124,9 @@ def test_reference_is_what_the_hardware_gives(name):
     inputs, outputs, firings = {}, {}, 4
     for port, (width, lanes) in stream_ports(core, wiring.In).items():
         inputs[port] = random_raw(rng, width, (firings * rates(core, port)[0], lanes))
-    for k, port in enumerate(stream_ports(core, wiring.Out)):
-        source = f"x{k}" if isinstance(core, cores.MatVec) else next(iter(inputs))
-        outputs[port] = firings * rates(core, source)[1]
+    sources = {output: ports[0] for ports, output, _ in actors(core)}
+    for port in stream_ports(core, wiring.Out):
+        outputs[port] = firings * rates(core, sources.get(port, next(iter(inputs))))[1]
     run = run_streams(core, {port: [tuple(beat) for beat in raw] for port, raw in inputs.items()}, outputs,
                       valid_prob=0.7, ready_prob=0.6, seed=1)
     expected = core.reference(*(raw.reshape(-1) for raw in inputs.values()))

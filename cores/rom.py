@@ -3,7 +3,7 @@
 yosys ``synth_ecp5`` maps every memory to DP16KD or PDPW16KD blocks through
 ``share/lattice/brams_map_16kd.v``, which always sets ``REGMODE_A``/``REGMODE_B = "NOREG"``: a
 fabric register after the read is never absorbed into the block's own output register. The block's
-clock-to-output without that register (5.8 ns on DOB on an LFE5U-85F-6) and the route to the fabric
+clock-to-output without that register (most of the block's delay) and the route to the fabric
 register then take most of a 150 MHz period.
 
 A :class:`RegisteredRom` therefore instantiates the device's block RAM itself, as a ROM with its

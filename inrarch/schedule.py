@@ -75,8 +75,7 @@ def solve_load(netlist):
     :data:`cores.weights.LOAD_LATENCY` cycles after the last word, and one more per load relay on
     the longest way a word takes to a core in another die (:meth:`inrarch.lower.Netlist.load_path`).
     """
-    loaded = netlist.loaded()
-    words = sum(instance.core.weight_layout.words for instance in loaded)
+    words = sum(instance.core.weight_layout.words for instance in netlist.loaded())
     return words + LOAD_LATENCY + load_relays(netlist) if words else None
 
 

@@ -109,9 +109,8 @@ class DataflowDesign(wiring.Component):
                 built[id(instance.blueprint)] = core = instance.blueprint.build()
                 m.submodules[instance.name] = _shared(core)
         cores = {instance: built[id(instance.blueprint)] for instance in netlist.instances}
-        loaded = netlist.loaded()
-        if loaded:
-            self._connect_loader(m, [cores[instance] for instance in loaded], cores[netlist.source].i)
+        if netlist.loaded():
+            self._connect_loader(m, cores, cores[netlist.source].i)
         else:
             wiring.connect(m, wiring.flipped(self.x), cores[netlist.source].i)
 
@@ -162,14 +161,15 @@ class DataflowDesign(wiring.Component):
             m.d.comb += self.overflow_core.eq(first)
         return m
 
-    def _connect_loader(self, m, loaded, source):
+    def _connect_loader(self, m, cores, source):
         """A :class:`~cores.weights.WeightLoader` between ``x`` and the ``source`` pacer's input that
-        fills the ``loaded`` cores from ``weights``, through a :class:`~cores.weights.LoadRelay` in
-        each die on the way to a core in another die."""
+        fills the netlist's loaded cores (``cores`` by instance) from ``weights``, through a
+        :class:`~cores.weights.LoadRelay` in each die on the way to a core in another die."""
         netlist = self._netlist
+        loaded = netlist.loaded()
         outputs = [getattr(self, stream.port) for stream in netlist.outputs]
         loader = m.submodules.weight_loader = WeightLoader(
-            [core.weight_layout.words for core in loaded], self.x.payload.shape(),
+            [cores[instance].weight_layout.words for instance in loaded], self.x.payload.shape(),
             group_words=netlist.lanes * netlist.source.node.numel,
             output_group_words=[netlist.lanes * stream.source.node.numel for stream in netlist.outputs],
             relays=load_relays(netlist))
@@ -179,13 +179,13 @@ class DataflowDesign(wiring.Component):
                      loader.taken.eq(Cat(port.valid & port.ready for port in outputs)),
                      source.payload.eq(loader.o.payload), source.valid.eq(loader.o.valid),
                      loader.o.ready.eq(source.ready)]
-        for k, (instance, core) in enumerate(zip(netlist.loaded(), loaded)):
+        for k, instance in enumerate(loaded):
             port = getattr(loader, f"load{k}")
-            for j, _ in enumerate(netlist.load_path(instance)):
+            for j in range(len(netlist.load_path(instance))):
                 relay = m.submodules[f"load_relay{j}_{k}"] = LoadRelay(loader.word_bits)
                 wiring.connect(m, port, relay.i)
                 port = relay.o
-            wiring.connect(m, port, core.load)
+            wiring.connect(m, port, cores[instance].load)
 
 
 def fifo_names(netlist):

@@ -13,7 +13,7 @@ from cores.matmul import MatVec
 from cores.fixed import Q
 from cores.shared import module_name
 from cores.testing import check_contract, run_streams
-from cores.weights import (LOAD_LATENCY, LOAD_START, WORD_BITS, WeightLoader, image_bytes, image_words, pack_rows, unpack_rows,
+from cores.weights import (LOAD_LATENCY, LOAD_START, WORD_BITS, LoadRelay, WeightLoader, image_bytes, image_words, pack_rows, unpack_rows,
                            words_per_row)
 
 
@@ -252,3 +252,27 @@ def test_an_image_offered_mid_batch_waits_for_the_design_to_empty(seed):
         assert sum(cycle < words[0] for cycle in y_cycles) == entered, "a word was taken with samples in flight"
         assert not [cycle for cycle in x_cycles if words[0] <= cycle < words[-1] + 1 + LOAD_LATENCY], \
             "a sample entered during a load"
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_load_relay_passes_every_word_once_a_cycle_later(seed):
+    """Words offered with random valid-gaps (a load port is always ready, so there is no
+    back-pressure): each comes out exactly once, in order, in the cycle after it went in."""
+    relay = LoadRelay(16)
+    rng = np.random.default_rng(seed)
+    offered = [(int(rng.random() < 0.6), int(rng.integers(0, 1 << 16))) for _ in range(200)]
+    seen = []
+
+    async def bench(ctx):
+        for cycle, (valid, word) in enumerate([*offered, (0, 0)]):
+            ctx.set(relay.i.valid, valid)
+            ctx.set(relay.i.payload, word)
+            if ctx.get(relay.o.valid):  # what the relay registered in the cycle before
+                seen.append((cycle, ctx.get(relay.o.payload)))
+            await ctx.tick()
+
+    simulator = Simulator(relay)
+    simulator.add_clock(1e-8)
+    simulator.add_testbench(bench)
+    simulator.run()
+    assert seen == [(cycle + 1, word) for cycle, (valid, word) in enumerate(offered) if valid]
